@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test bench torture samples lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py kftools/journal/_scan.c
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: venv
+	$(PY) -m kftools.demo
+
+test: venv
+	$(PY) -m pytest -x -p no:cacheprovider tests
+
+torture: venv
+	$(PY) -m pytest -p no:cacheprovider -m slow tests/reliability
+
+bench: venv
+	$(VENV)/bin/kftools bench all
+
+samples: venv
+	$(PY) sample_journals/generate.py
+
+lint: venv
+	$(VENV)/bin/ruff check kftools tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info kftools/journal/*.so

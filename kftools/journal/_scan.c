@@ -1,0 +1,104 @@
+/* Hot loops of the reader: walk the frame chain and gather fixed-width slices.
+ *
+ * Walking the chain is inherently sequential (each frame's length gives the
+ * next offset), so numpy cannot vectorize it; this stays tiny and has a
+ * pure-Python twin in scan.py that the tests run against the same inputs. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+static inline uint32_t ld_u32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+/* scan(buf, start, end, out_offsets) -> (count, next_offset, error)
+ * error: 0 reached end or filled out, 1 header runs past end, 2 payload runs past end, 3 msg_type 0 */
+static PyObject *scan(PyObject *self, PyObject *args) {
+    Py_buffer buf, out;
+    Py_ssize_t start, end;
+    if (!PyArg_ParseTuple(args, "y*nnw*", &buf, &start, &end, &out)) return NULL;
+    int64_t *offs = (int64_t *)out.buf;
+    Py_ssize_t cap = out.len / 8, n = 0, off = start;
+    int err = 0;
+    if (end > buf.len) end = buf.len;
+    const unsigned char *b = (const unsigned char *)buf.buf;
+    Py_BEGIN_ALLOW_THREADS
+    while (off < end && n < cap) {
+        if (end - off < 32) { err = 1; break; }
+        uint32_t len = ld_u32(b + off), type = ld_u32(b + off + 4);
+        if ((Py_ssize_t)len > end - off - 32) { err = 2; break; }
+        if (type == 0) { err = 3; break; }
+        offs[n++] = off;
+        off += 32 + (Py_ssize_t)len;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&out);
+    return Py_BuildValue("nni", n, off, err);
+}
+
+/* gather(buf, offsets, add, width, out): out[i*width : (i+1)*width] = buf[offsets[i]+add : +width] */
+static PyObject *gather(PyObject *self, PyObject *args) {
+    Py_buffer buf, offsets, out;
+    Py_ssize_t add, width;
+    if (!PyArg_ParseTuple(args, "y*y*nnw*", &buf, &offsets, &add, &width, &out)) return NULL;
+    Py_ssize_t n = offsets.len / 8;
+    const int64_t *offs = (const int64_t *)offsets.buf;
+    int bad = 0;
+    if (out.len < n * width) bad = 1;
+    const unsigned char *b = (const unsigned char *)buf.buf;
+    unsigned char *o = (unsigned char *)out.buf;
+    if (!bad) {
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_ssize_t at = (Py_ssize_t)offs[i] + add;
+            if (at < 0 || at + width > buf.len) { bad = 2; break; }
+            memcpy(o + i * width, b + at, (size_t)width);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&out);
+    if (bad) { PyErr_SetString(PyExc_ValueError, "gather out of bounds"); return NULL; }
+    Py_RETURN_NONE;
+}
+
+/* gather_var(buf, offsets, lengths, add, out): concatenate buf[offsets[i]+add : +lengths[i]] */
+static PyObject *gather_var(PyObject *self, PyObject *args) {
+    Py_buffer buf, offsets, lengths, out;
+    Py_ssize_t add;
+    if (!PyArg_ParseTuple(args, "y*y*y*nw*", &buf, &offsets, &lengths, &add, &out)) return NULL;
+    Py_ssize_t n = offsets.len / 8, pos = 0;
+    const int64_t *offs = (const int64_t *)offsets.buf;
+    const int64_t *lens = (const int64_t *)lengths.buf;
+    const unsigned char *b = (const unsigned char *)buf.buf;
+    unsigned char *o = (unsigned char *)out.buf;
+    int bad = lengths.len / 8 != n;
+    if (!bad) {
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_ssize_t at = (Py_ssize_t)offs[i] + add, len = (Py_ssize_t)lens[i];
+            if (at < 0 || len < 0 || at + len > buf.len || pos + len > out.len) { bad = 1; break; }
+            memcpy(o + pos, b + at, (size_t)len);
+            pos += len;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&lengths);
+    PyBuffer_Release(&out);
+    if (bad) { PyErr_SetString(PyExc_ValueError, "gather_var out of bounds"); return NULL; }
+    return PyLong_FromSsize_t(pos);
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS, "Walk the frame chain from start to end, filling int64 offsets."},
+    {"gather", gather, METH_VARARGS, "Copy a fixed-width slice at each offset into out."},
+    {"gather_var", gather_var, METH_VARARGS, "Concatenate variable-length slices into out."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_scan", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__scan(void) { return PyModule_Create(&module); }

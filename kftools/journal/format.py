@@ -1,0 +1,146 @@
+"""The journal format, declared once. FORMAT.md's tables are generated from here.
+
+Run ``python -m kftools.journal.format`` to print the tables FORMAT.md carries.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+
+from .layout import Field, Layout
+
+VERSION = 1
+#: "KFJ1" little-endian. Zero is allowed: engines that know only the four
+#: standard header fields leave the reserved bytes zero.
+MAGIC = 0x314A464B
+DEFAULT_PAGE_SIZE = 128 * 1024 * 1024
+MIN_PAGE_SIZE = 4096
+MAX_PAGE_SIZE = 0xFFFF_FFFF
+
+
+class PageFlag(enum.IntFlag):
+    """Bits of the page header's ``flags`` field."""
+
+    SEALED = 1  # the writer continued in the next page; no frame will be added here
+    CLOSED = 2  # the writer closed the journal cleanly with this page as its last
+
+
+PAGE_HEADER = Layout(
+    "PageHeader",
+    [
+        Field("write_cursor", "u32", "offset in the page of the end of the last committed frame (64 when empty)"),
+        Field("read_cursor", "u32", "reserved by engines; kftools writes 0 and never reads it"),
+        Field("capacity", "u32", "size of the page in bytes"),
+        Field("version", "u32", "format version, 1"),
+        Field("magic", "u32", "`0x314A464B` (\"KFJ1\") when written by kftools or its C++ header, else 0"),
+        Field("page_index", "u32", "0 for the first page, n for `<path>.<n>`; 0 when magic is 0"),
+        Field("writer_pid", "u32", "pid of the last writer that opened the page; 0 if unknown"),
+        Field("flags", "u32", "bit 0 SEALED (continued in the next page), bit 1 CLOSED (writer exited cleanly)"),
+        Field("reserved", "char[32]", "zero"),
+    ],
+    "64-byte header at offset 0 of every page file.",
+)
+PAGE_HEADER_SIZE = PAGE_HEADER.size
+assert PAGE_HEADER_SIZE == 64
+
+FRAME_HEADER = Layout(
+    "FrameHeader",
+    [
+        Field("length", "u32", "bytes of payload after this header"),
+        Field("msg_type", "u32", "message type id (0 is never valid)"),
+        Field("gen_time", "i64", "wall-clock ns since the Unix epoch when the frame was written (`gen_time_ns`)"),
+        Field("trigger_time", "i64", "ns; the time of the event that caused this frame (replay: the original gen_time)"),
+        Field("source", "u32", "id of the producer"),
+        Field("dest", "u32", "id of the intended consumer, 0 for everyone"),
+    ],
+    "32-byte packed header in front of every payload.",
+)
+FRAME_HEADER_SIZE = FRAME_HEADER.size
+assert FRAME_HEADER_SIZE == 32
+CURSOR_OFFSET = PAGE_HEADER.offset("write_cursor")
+FLAGS_OFFSET = PAGE_HEADER.offset("flags")
+PID_OFFSET = PAGE_HEADER.offset("writer_pid")
+
+
+class MsgType(enum.IntEnum):
+    """Built-in message types. Users register more (ids >= 100 recommended)."""
+
+    TICKER = 1
+    ORDER = 2
+    TRADE = 3
+
+
+class Side(enum.IntEnum):
+    BUY = 0
+    SELL = 1
+
+
+class OrderType(enum.IntEnum):
+    LIMIT = 0
+    MARKET = 1
+
+
+TICKER = Layout(
+    "Ticker",
+    [
+        Field("symbol", "char[16]", "NUL-padded"),
+        Field("last_price", "f64"),
+        Field("bid_price", "f64"),
+        Field("ask_price", "f64"),
+        Field("volume", "f64"),
+    ],
+    "msg_type 1.",
+)
+ORDER = Layout(
+    "Order",
+    [
+        Field("symbol", "char[16]", "NUL-padded"),
+        Field("order_id", "u64"),
+        Field("side", "u32", "0 buy, 1 sell"),
+        Field("order_type", "u32", "0 limit, 1 market"),
+        Field("price", "f64"),
+        Field("quantity", "f64"),
+        Field("filled_quantity", "f64"),
+        Field("client_order_id", "char[32]", "NUL-padded"),
+    ],
+    "msg_type 2.",
+)
+TRADE = Layout(
+    "Trade",
+    [
+        Field("symbol", "char[16]", "NUL-padded"),
+        Field("trade_id", "u64"),
+        Field("order_id", "u64", "the order this fill belongs to, 0 for a market trade print"),
+        Field("side", "u32", "0 buy, 1 sell (aggressor side)"),
+        Field("reserved", "u32", "zero"),
+        Field("price", "f64"),
+        Field("volume", "f64"),
+    ],
+    "msg_type 3.",
+)
+BUILTIN_LAYOUTS = {MsgType.TICKER: TICKER, MsgType.ORDER: ORDER, MsgType.TRADE: TRADE}
+
+
+def page_path(first_page: str | os.PathLike, index: int) -> str:
+    """Path of page ``index``: the first page is the path itself, page n is ``<path>.<n>``."""
+    first = os.fspath(first_page)
+    return first if index == 0 else f"{first}.{index}"
+
+
+def format_tables() -> str:
+    """The Markdown tables of FORMAT.md, generated from the layouts above."""
+    parts = [
+        "### Page header (64 bytes)\n\n" + PAGE_HEADER.markdown_table(),
+        "### Frame header (32 bytes)\n\n" + FRAME_HEADER.markdown_table(),
+    ]
+    for t, layout in BUILTIN_LAYOUTS.items():
+        parts.append(
+            f"### Payload `{t.value}` {layout.name} ({layout.size} bytes, at frame offset 32)\n\n"
+            + layout.markdown_table()
+        )
+    return "\n\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(format_tables())

@@ -1,0 +1,126 @@
+"""One page file: open it, check its header, map it."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import stat
+import struct
+
+from ..errors import CorruptJournal, NotAJournal, UnsupportedVersion
+from .format import CURSOR_OFFSET, FLAGS_OFFSET, MAGIC, PAGE_HEADER, PAGE_HEADER_SIZE, VERSION, PageFlag
+
+U32 = struct.Struct("<I")
+
+
+class NotYetWritten(NotAJournal):
+    """The page is missing, empty or its header is still zero: a follower waits for it."""
+
+
+class Page:
+    """A mapped page file. ``cursor`` is read live from the mapping on each access."""
+
+    __slots__ = (
+        "path", "index", "mm", "fd", "file_size", "capacity", "version", "magic", "page_index", "writer_pid", "registry",
+    )
+
+    def __init__(self, path: str, index: int, mm: mmap.mmap, fd: int, file_size: int, header: dict):
+        self.path = path
+        self.index = index
+        self.mm = mm
+        self.fd = fd
+        self.file_size = file_size
+        self.capacity = header["capacity"]
+        self.version = header["version"]
+        self.magic = header["magic"]
+        self.page_index = header["page_index"]
+        self.writer_pid = header["writer_pid"]
+        self.registry = None  # set by the reader that opened it: frames decode with it
+
+    @property
+    def cursor(self) -> int:
+        return U32.unpack_from(self.mm, CURSOR_OFFSET)[0]
+
+    @property
+    def flags(self) -> PageFlag:
+        return PageFlag(U32.unpack_from(self.mm, FLAGS_OFFSET)[0] & 3)
+
+    @property
+    def sealed(self) -> bool:
+        return bool(U32.unpack_from(self.mm, FLAGS_OFFSET)[0] & PageFlag.SEALED)
+
+    def header(self) -> dict:
+        return PAGE_HEADER.unpack(self.mm, 0)
+
+    def limit(self) -> int:
+        """Highest offset frames may be read up to: the mapped size bounds a bad cursor."""
+        return min(self.capacity, len(self.mm))
+
+    def header_problem(self) -> str | None:
+        """Why this page's cursor cannot be trusted, or None."""
+        cur = self.cursor
+        if cur < PAGE_HEADER_SIZE:
+            return f"write cursor {cur} is below the 64-byte page header"
+        if cur > self.capacity:
+            return f"write cursor {cur} is past the page capacity {self.capacity}"
+        if cur > self.file_size:
+            return f"write cursor {cur} is past the end of the file ({self.file_size} bytes; truncated?)"
+        return None
+
+    def close(self) -> None:
+        try:
+            self.mm.close()
+        except BufferError:
+            pass  # numpy views still reference the mapping; it closes when they go
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def open_page(path: str, index: int = 0, writable: bool = False, keep_fd: bool = False) -> Page:
+    """Open and validate page ``index`` at ``path``; read-only unless ``writable``."""
+    try:
+        fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+    except FileNotFoundError:
+        raise NotYetWritten(f"{path}: no such journal") from None
+    except IsADirectoryError:
+        raise NotAJournal(f"{path}: is a directory, not a journal") from None
+    except PermissionError:
+        raise NotAJournal(f"{path}: permission denied") from None
+    except OSError as e:
+        raise NotAJournal(f"{path}: cannot open: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise NotAJournal(f"{path}: is a directory, not a journal")
+        if not stat.S_ISREG(st.st_mode):
+            raise NotAJournal(f"{path}: not a regular file")
+        if st.st_size == 0:
+            raise NotYetWritten(f"{path}: empty file, not a journal (no page header)")
+        if st.st_size < PAGE_HEADER_SIZE:
+            raise NotAJournal(f"{path}: {st.st_size} bytes is too small for a 64-byte page header")
+        head = os.pread(fd, PAGE_HEADER_SIZE, 0)
+        header = PAGE_HEADER.unpack(head)
+        check_header(path, header, index)
+        mm = mmap.mmap(fd, 0, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not keep_fd:
+        os.close(fd)  # the mapping keeps its own reference to the file
+        fd = -1
+    return Page(path, index, mm, fd, st.st_size, header)
+
+
+def check_header(path: str, header: dict, index: int) -> None:
+    """Raise the specific error for a header no reader should trust."""
+    if header["version"] == 0 and header["capacity"] == 0 and header["write_cursor"] == 0:
+        raise NotYetWritten(f"{path}: page header not written yet (all zero)")
+    if header["magic"] not in (0, MAGIC):
+        raise NotAJournal(f"{path}: not a journal (magic {header['magic']:#010x} at offset 16)")
+    if header["version"] != VERSION:
+        raise UnsupportedVersion(f"{path}: unsupported journal version {header['version']} (this kftools reads {VERSION})")
+    if header["capacity"] < PAGE_HEADER_SIZE:
+        raise NotAJournal(f"{path}: page capacity {header['capacity']} is smaller than its own header")
+    if header["magic"] == MAGIC and header["page_index"] != index:
+        raise CorruptJournal(f"{path}: page header says page {header['page_index']}, expected page {index}")

@@ -1,0 +1,670 @@
+"""The Python reader: iterate, batch and follow committed frames, read-only."""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import KftoolsError
+from .format import FRAME_HEADER, FRAME_HEADER_SIZE, PAGE_HEADER_SIZE, PageFlag, page_path
+from .lock import is_locked
+from .page import U32, NotYetWritten, Page, open_page
+from .registry import DEFAULT_REGISTRY, TypeRegistry
+from .scan import SCAN_ERRORS, gather, gather_var, scan
+
+HEADER_DTYPE = FRAME_HEADER.dtype
+_HEADER = FRAME_HEADER.struct
+_MAX_OPEN_PAGES = 32
+_U32_FROM = U32.unpack_from
+DEFAULT_BATCH = 65536
+
+Position = tuple[int, int]  # (page index, offset in page)
+
+
+@dataclass(frozen=True)
+class Damage:
+    """Where a journal stops being valid, and why."""
+
+    path: str
+    page: int
+    offset: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: page {self.page} offset {self.offset}: {self.reason}"
+
+
+class Frame:
+    """One committed frame. Header fields are attributes; payload fields decode on first access.
+
+    A frame refers into the reader's mapping: copy what you keep with ``to_dict()``.
+    """
+
+    __slots__ = ("page", "_h", "_f")
+
+    def __init__(self, page: Page, h: tuple):
+        self.page = page
+        self._h = h  # (offset, length, msg_type, gen_time, trigger_time, source, dest)
+        self._f: dict | None = None
+
+    offset = property(lambda self: self._h[0], doc="offset of the frame inside its page")
+    length = property(lambda self: self._h[1], doc="payload length in bytes")
+    msg_type = property(lambda self: self._h[2])
+    gen_time = property(lambda self: self._h[3])
+    trigger_time = property(lambda self: self._h[4])
+    source = property(lambda self: self._h[5])
+    dest = property(lambda self: self._h[6])
+
+    @property
+    def page_index(self) -> int:
+        return self.page.index
+
+    @property
+    def type_name(self) -> str:
+        return self.page.registry.name(self._h[2])
+
+    @property
+    def payload(self) -> bytes:
+        start = self._h[0] + FRAME_HEADER_SIZE
+        return self.page.mm[start : start + self._h[1]]
+
+    @property
+    def raw(self) -> bytes:
+        """Header and payload bytes exactly as stored."""
+        return self.page.mm[self._h[0] : self._h[0] + FRAME_HEADER_SIZE + self._h[1]]
+
+    @property
+    def fields(self) -> dict:
+        """Payload fields by name (text without NUL padding); empty for unknown types."""
+        if self._f is None:
+            mt = self.page.registry.get(self._h[2])
+            self._f = mt.layout.unpack(self.page.mm, self._h[0] + FRAME_HEADER_SIZE) if mt else {}
+        return self._f
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise AttributeError(f"{self.type_name} frame has no field {name!r}") from None
+
+    def to_dict(self) -> dict:
+        """Header and payload fields; unknown payloads as ``payload`` (hex)."""
+        d = {
+            "type": self.type_name,
+            "msg_type": self._h[2],
+            "gen_time": self._h[3],
+            "trigger_time": self._h[4],
+            "source": self._h[5],
+            "dest": self._h[6],
+        }
+        f = self.fields
+        if f or self.page.registry.get(self._h[2]):
+            d.update(f)
+        else:
+            d["payload"] = self.payload.hex()
+        return d
+
+    def __repr__(self) -> str:
+        return f"<Frame {self.type_name} page={self.page.index} offset={self._h[0]} gen_time={self._h[3]}>"
+
+
+class FrameBatch:
+    """Frames of one page as numpy arrays: ``offsets`` (int64) and ``headers`` (frame header dtype)."""
+
+    __slots__ = ("page", "offsets", "headers")
+
+    def __init__(self, page: Page, offsets: np.ndarray, headers: np.ndarray):
+        self.page = page
+        self.offsets = offsets
+        self.headers = headers
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @property
+    def page_index(self) -> int:
+        return self.page.index
+
+    def select(self, mask: np.ndarray) -> FrameBatch:
+        return FrameBatch(self.page, self.offsets[mask], self.headers[mask])
+
+    def payload(self, msg_type: int, mask: np.ndarray | None = None) -> np.ndarray:
+        """The typed payloads of this batch's frames of ``msg_type`` (or of ``mask``), as a structured array."""
+        mt = self.page.registry.get(msg_type)
+        if mt is None:
+            raise KftoolsError(f"message type {msg_type} is not registered")
+        if mask is None:
+            mask = self.headers["msg_type"] == msg_type
+        offs = np.ascontiguousarray(self.offsets[mask])
+        out = np.empty(len(offs), dtype=mt.layout.dtype)
+        gather(self.page.mm, offs, FRAME_HEADER_SIZE, mt.layout.size, out)
+        return out
+
+    def field_bytes(self, rel: int, width: int, mask: np.ndarray | None = None) -> np.ndarray:
+        """``width`` payload bytes at payload offset ``rel`` of each (masked) frame, as ``S<width>``."""
+        offs = np.ascontiguousarray(self.offsets if mask is None else self.offsets[mask])
+        out = np.empty(len(offs), dtype=f"S{width}")
+        gather(self.page.mm, offs, FRAME_HEADER_SIZE + rel, width, out)
+        return out
+
+    def raw_payloads(self, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Payload bytes concatenated (uint8) and their int64 end offsets, as Arrow binary wants."""
+        offs = self.offsets if mask is None else self.offsets[mask]
+        lens = (self.headers["length"] if mask is None else self.headers["length"][mask]).astype(np.int64)
+        data = np.empty(int(lens.sum()), dtype=np.uint8)
+        gather_var(self.page.mm, np.ascontiguousarray(offs), lens, FRAME_HEADER_SIZE, data)
+        ends = np.zeros(len(lens) + 1, dtype=np.int64)
+        np.cumsum(lens, out=ends[1:])
+        return data, ends
+
+    def raw_frames(self) -> tuple[np.ndarray, np.ndarray]:
+        """Whole frames (header and payload) concatenated, and their start offsets in that buffer."""
+        lens = self.headers["length"].astype(np.int64) + FRAME_HEADER_SIZE
+        data = np.empty(int(lens.sum()), dtype=np.uint8)
+        gather_var(self.page.mm, np.ascontiguousarray(self.offsets), lens, 0, data)
+        starts = np.zeros(len(lens) + 1, dtype=np.int64)
+        np.cumsum(lens, out=starts[1:])
+        return data, starts
+
+    def symbols(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """The ``symbol`` field (``S16``) of each frame, b"" where the type has none."""
+        h = self.headers if mask is None else self.headers[mask]
+        offs = self.offsets if mask is None else self.offsets[mask]
+        out = np.zeros(len(offs), dtype="S16")
+        for t in np.unique(h["msg_type"]).tolist():
+            mt = self.page.registry.get(t)
+            if mt is None or "symbol" not in mt.layout.names:
+                continue
+            sel = h["msg_type"] == t
+            f = mt.layout.field("symbol")
+            out[sel] = FrameBatch(self.page, offs[sel], h[sel]).field_bytes(mt.layout.offset("symbol"), f.size)
+        return out
+
+    def frames(self) -> list[Frame]:
+        page = self.page
+        rows = _rows(self.offsets, self.headers)
+        return [Frame(page, r) for r in rows]
+
+
+def _rows(offsets: np.ndarray, headers: np.ndarray) -> list[tuple]:
+    return list(zip(offsets.tolist(), *(headers[n].tolist() for n in FRAME_HEADER.names)))
+
+
+def _min_lengths(registry: TypeRegistry) -> list[tuple[int, int, str]]:
+    return [(mt.id, mt.layout.size, mt.name) for mt in registry.types()]
+
+
+def scan_page(
+    page: Page, start: int, end: int, registry: TypeRegistry, max_frames: int = DEFAULT_BATCH
+) -> tuple[np.ndarray, np.ndarray, int, str | None]:
+    """Walk and validate frames in ``[start, end)`` of ``page``.
+
+    Returns ``(offsets, headers, next_offset, problem)``; ``problem`` names the
+    first invalid frame at ``next_offset`` (None if the walk was clean).
+    """
+    out = np.empty(max_frames, dtype=np.int64)
+    n, nxt, err = scan(page.mm, start, end, out)
+    offsets = out[:n]
+    headers = np.empty(n, dtype=HEADER_DTYPE)
+    gather(page.mm, offsets, 0, FRAME_HEADER_SIZE, headers)
+    problem = None
+    if err:
+        length = page.mm[nxt : nxt + 4]
+        problem = SCAN_ERRORS[err].format(length=int.from_bytes(length, "little") if len(length) == 4 else "?")
+    elif nxt > end:
+        problem = "frame runs past the write cursor"
+    if n:
+        for tid, size, name in _min_lengths(registry):
+            bad = (headers["msg_type"] == tid) & (headers["length"] < size)
+            if bad.any():
+                k = int(np.argmax(bad))
+                problem = f"{name} payload of {int(headers['length'][k])} bytes is shorter than its {size}-byte layout"
+                nxt = int(offsets[k])
+                offsets, headers = offsets[:k], headers[:k]
+                break
+    return offsets, headers, nxt, problem
+
+
+class WaitPolicy:
+    """How a follower waits for the next frame: ``busy`` spins (lowest latency),
+    ``backoff`` spins then sleeps progressively longer (low CPU), ``sleep`` polls
+    every ``interval`` seconds."""
+
+    def __init__(self, mode: str = "backoff", *, spins: int = 20000, interval: float = 0.001, max_sleep: float = 0.002):
+        if mode not in ("busy", "backoff", "sleep"):
+            raise KftoolsError(f"unknown wait policy {mode!r} (busy, backoff, sleep)")
+        self.mode = mode
+        self.spins = spins
+        self.interval = interval
+        self.max_sleep = max_sleep
+        self._idle = 0
+        self._sleep = 10e-6
+
+    def reset(self) -> None:
+        self._idle = 0
+        self._sleep = 10e-6
+
+    def pause(self) -> bool:
+        """Wait once; True if this wait slept (a good moment for slower checks)."""
+        self._idle += 1
+        if self.mode == "busy":
+            return False
+        if self.mode == "sleep":
+            time.sleep(self.interval)
+            return True
+        if self._idle < self.spins:
+            return False
+        time.sleep(self._sleep)
+        self._sleep = min(self._sleep * 2, self.max_sleep)
+        return True
+
+
+class Reader:
+    """Read-only access to a journal given its first page's path.
+
+    Iterate for every committed frame; ``follow()`` to wait for new ones;
+    ``batches()`` for numpy arrays. After iteration, ``damage`` says where the
+    valid data ended if the journal is damaged (iteration stops there).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, registry: TypeRegistry | None = None):
+        self.path = os.fspath(path)
+        self.registry = registry or DEFAULT_REGISTRY
+        self.damage: Damage | None = None
+        self._pages: collections.OrderedDict[int, Page] = collections.OrderedDict()
+        self._probe_fd = -1
+        self.page(0)
+
+    @classmethod
+    def wait_open(
+        cls, path: str | os.PathLike, *, registry: TypeRegistry | None = None,
+        stop: Callable[[], bool] | threading.Event | None = None, poll: float = 0.05,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> Reader | None:
+        """Open ``path``, waiting while it does not exist or its header is unwritten (as ``tail -F``).
+
+        Returns None if ``stop`` fires first.
+        """
+        told = False
+        while True:
+            try:
+                return cls(path, registry=registry)
+            except NotYetWritten as e:
+                if on_wait and not told:
+                    on_wait(str(e))
+                    told = True
+            if _stopped(stop):
+                return None
+            time.sleep(poll)
+
+    # -- pages -----------------------------------------------------------------
+    def page(self, index: int) -> Page:
+        """Page ``index``, mapped read-only (raises NotYetWritten if it is not there)."""
+        p = self._pages.get(index)
+        if p is not None:
+            self._pages.move_to_end(index)
+            return p
+        p = open_page(page_path(self.path, index), index)
+        p.registry = self.registry
+        self._pages[index] = p
+        if len(self._pages) > _MAX_OPEN_PAGES:
+            # dropping our reference is enough: frames still holding the page keep it mapped
+            self._pages.popitem(last=False)
+        return p
+
+    def page_count(self) -> int:
+        """Number of page files present."""
+        n = 1
+        while os.path.exists(page_path(self.path, n)):
+            n += 1
+        return n
+
+    def end_position(self) -> Position:
+        """(page, cursor) just after the last committed frame, right now."""
+        last = self.page_count() - 1
+        try:
+            p = self.page(last)
+        except NotYetWritten:
+            last -= 1
+            p = self.page(last)
+        return last, min(p.cursor, p.limit())
+
+    def writer_state(self) -> tuple[str, int]:
+        """``(state, pid)``; state is alive, exited, crashed or unknown (an engine that leaves no trace)."""
+        if self._probe_fd < 0:
+            self._probe_fd = os.open(self.path, os.O_RDONLY)
+        last = self.page(self.page_count() - 1) if self.page_count() > 1 else self.page(0)
+        pid = last.header()["writer_pid"]
+        if is_locked(self._probe_fd):
+            return "alive", pid
+        if last.flags & PageFlag.CLOSED:
+            return "exited", pid
+        if last.magic and pid:
+            return "crashed", pid
+        return "unknown", pid
+
+    # -- reading ---------------------------------------------------------------
+    def _note_damage(self, page: Page, offset: int, reason: str) -> None:
+        if self.damage is None:
+            self.damage = Damage(page.path, page.index, offset, reason)
+
+    def _page_end(self, page: Page) -> tuple[int, str | None]:
+        problem = page.header_problem()
+        if problem:
+            return page.limit(), problem
+        return page.cursor, None
+
+    def _chunks(
+        self, start: Position | None = None, until: Position | None = None, batch_size: int = DEFAULT_BATCH
+    ) -> Iterator[FrameBatch]:
+        """Validated chunks from ``start`` to the current end (or ``until``)."""
+        index, off = start or (0, PAGE_HEADER_SIZE)
+        while True:
+            try:
+                page = self.page(index)
+            except NotYetWritten:
+                return
+            end, header_problem = self._page_end(page)
+            if until is not None and index == until[0]:
+                end = min(end, until[1])
+            while off < end:
+                offsets, headers, off, problem = scan_page(page, off, end, self.registry, batch_size)
+                if len(offsets):
+                    yield FrameBatch(page, offsets, headers)
+                if problem:
+                    self._note_damage(page, off, problem)
+                    return
+            if header_problem and off >= end:
+                self._note_damage(page, off, header_problem)
+                return
+            if until is not None and index >= until[0]:
+                return
+            nxt = page_path(self.path, index + 1)
+            if not os.path.exists(nxt):
+                if page.sealed:
+                    self._note_damage(page, off, f"page is sealed but the next page {nxt} is missing")
+                return
+            # the next page exists, so this page is final: take any frames committed meanwhile
+            if page.cursor > off and header_problem is None:
+                continue
+            index, off = index + 1, PAGE_HEADER_SIZE
+
+    def batches(
+        self,
+        batch_size: int = DEFAULT_BATCH,
+        *,
+        start: Position | None = None,
+        until: Position | None = None,
+        start_time: int | None = None,
+        end_time: int | None = None,
+        types: Iterable[int] | None = None,
+        symbols: Iterable[str] | None = None,
+    ) -> Iterator[FrameBatch]:
+        """Committed frames as :class:`FrameBatch` (one page each, at most ``batch_size`` frames), filtered."""
+        self.damage = None
+        filt = _Filter(start_time, end_time, types, symbols)
+        for chunk in self._chunks(start, until, batch_size):
+            chunk = filt(chunk)
+            if len(chunk):
+                yield chunk
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def frames(self, **filters) -> Iterator[Frame]:
+        """Every committed frame, filtered as in :meth:`batches`."""
+        for batch in self.batches(**filters):
+            page = batch.page
+            for r in _rows(batch.offsets, batch.headers):
+                yield Frame(page, r)
+
+    def read_batch(self, **filters) -> np.ndarray:
+        """All committed frame headers as one structured array (with ``page`` and ``offset`` columns)."""
+        parts = []
+        for b in self.batches(**filters):
+            a = np.empty(len(b), dtype=INDEX_DTYPE)
+            a["page"] = b.page.index
+            a["offset"] = b.offsets
+            for n in FRAME_HEADER.names:
+                a[n] = b.headers[n]
+            parts.append(a)
+        return np.concatenate(parts) if parts else np.empty(0, dtype=INDEX_DTYPE)
+
+    def last(self, n: int, **filters) -> list[Frame]:
+        """The last ``n`` frames matching ``filters`` (as ``tail -n``)."""
+        keep: collections.deque[FrameBatch] = collections.deque()
+        held = 0
+        for b in self.batches(**filters):
+            keep.append(b)
+            held += len(b)
+            while keep and held - len(keep[0]) >= n:
+                held -= len(keep.popleft())
+        frames = [f for b in keep for f in b.frames()]
+        return frames[-n:] if n else []
+
+    def count(self) -> int:
+        return sum(len(b) for b in self.batches())
+
+    # -- following -------------------------------------------------------------
+    def follow(
+        self,
+        start: str | int | Position = "beginning",
+        wait: str | WaitPolicy = "backoff",
+        *,
+        stop: Callable[[], bool] | threading.Event | None = None,
+        idle_timeout: float | None = None,
+        types: Iterable[int] | None = None,
+        symbols: Iterable[str] | None = None,
+    ) -> Iterator[Frame]:
+        """Yield frames as they are committed, forever (or until ``stop`` / ``idle_timeout``).
+
+        ``start`` is "beginning", "end", a gen_time in ns (frames before it are
+        skipped) or a (page, offset) position. Page rollover is followed
+        without missing or repeating a frame. Stops at damage (see ``damage``).
+        """
+        filt = _Filter(start if isinstance(start, int) and not isinstance(start, bool) else None, None, types, symbols)
+        policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
+        index, off = self._start_position(start)
+        page = self._wait_page(index, policy, stop)
+        if page is None:
+            return
+        registry = self.registry
+        unpack = _HEADER.unpack_from
+        mins = {tid: size for tid, size, _ in _min_lengths(registry)}
+        simple = filt.trivial
+        idle_since = time.monotonic()
+        idle = 0
+        self.damage = None
+        while True:
+            mm = page.mm
+            cur = _cursor(mm)
+            if cur > off:
+                if cur > page.limit():
+                    self._note_damage(page, off, page.header_problem() or "bad cursor")
+                    return
+                idle = 0
+                policy.reset()
+                if simple and cur - off <= 4096:
+                    # few frames: decode them here, cheaper than a batch scan
+                    while off < cur:
+                        h = unpack(mm, off)
+                        length, mt = h[0], h[1]
+                        if length > cur - off - 32 or mt == 0 or length < mins.get(mt, 0):
+                            self._note_damage(page, off, _frame_problem(length, mt, cur - off, mins, registry))
+                            return
+                        yield Frame(page, (off, *h))
+                        off += 32 + length
+                else:
+                    while off < cur:
+                        offsets, headers, off, problem = scan_page(page, off, cur, registry, DEFAULT_BATCH)
+                        batch = filt(FrameBatch(page, offsets, headers))
+                        yield from batch.frames()
+                        if problem:
+                            self._note_damage(page, off, problem)
+                            return
+                if idle_timeout is not None:
+                    idle_since = time.monotonic()
+                continue
+            idle += 1
+            slept = policy.pause()
+            if slept or idle & 1023 == 0:
+                if _stopped(stop):
+                    return
+                if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
+                    return
+                if page.sealed or os.path.exists(page_path(self.path, index + 1)):
+                    if _cursor(mm) > off:
+                        continue  # the last frames of this page arrived meanwhile
+                    nxt = self._wait_page(index + 1, policy, stop)
+                    if nxt is None:
+                        return
+                    index, off, page = index + 1, PAGE_HEADER_SIZE, nxt
+
+    def follow_batches(
+        self,
+        start: str | int | Position = "beginning",
+        wait: str | WaitPolicy = "sleep",
+        *,
+        stop: Callable[[], bool] | threading.Event | None = None,
+        idle_timeout: float | None = None,
+        batch_size: int = DEFAULT_BATCH,
+        **filters,
+    ) -> Iterator[FrameBatch]:
+        """Like :meth:`follow` but yields :class:`FrameBatch` (for export, tail and relays).
+
+        Yields an empty batch each time it catches up, so a consumer can flush.
+        """
+        filt = _Filter(start if isinstance(start, int) and not isinstance(start, bool) else None,
+                       filters.get("end_time"), filters.get("types"), filters.get("symbols"))
+        policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
+        index, off = self._start_position(start)
+        page = self._wait_page(index, policy, stop)
+        if page is None:
+            return
+        idle_since = time.monotonic()
+        self.damage = None
+        caught_up = False
+        while True:
+            cur = _cursor(page.mm)
+            if cur > off:
+                if cur > page.limit():
+                    self._note_damage(page, off, page.header_problem() or "bad cursor")
+                    return
+                offsets, headers, off, problem = scan_page(page, off, cur, self.registry, batch_size)
+                batch = filt(FrameBatch(page, offsets, headers))
+                if len(batch):
+                    yield batch
+                if problem:
+                    self._note_damage(page, off, problem)
+                    return
+                policy.reset()
+                idle_since = time.monotonic()
+                caught_up = False
+                continue
+            if not caught_up:
+                caught_up = True
+                yield FrameBatch(page, np.empty(0, np.int64), np.empty(0, HEADER_DTYPE))
+            if _stopped(stop):
+                return
+            if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
+                return
+            if page.sealed or os.path.exists(page_path(self.path, index + 1)):
+                if _cursor(page.mm) > off:
+                    continue
+                nxt = self._wait_page(index + 1, policy, stop)
+                if nxt is None:
+                    return
+                index, off, page = index + 1, PAGE_HEADER_SIZE, nxt
+                continue
+            policy.pause()
+
+    def _start_position(self, start) -> Position:
+        if start == "end":
+            return self.end_position()
+        if start == "beginning" or isinstance(start, int):
+            return 0, PAGE_HEADER_SIZE
+        if isinstance(start, tuple):
+            return start
+        raise KftoolsError(f"bad follow start {start!r}: beginning, end, a time in ns or (page, offset)")
+
+    def _wait_page(self, index: int, policy: WaitPolicy, stop) -> Page | None:
+        while True:
+            try:
+                return self.page(index)
+            except NotYetWritten:
+                if _stopped(stop):
+                    return None
+                time.sleep(0.001)
+
+    def close(self) -> None:
+        for p in self._pages.values():
+            p.close()
+        self._pages.clear()
+        if self._probe_fd >= 0:
+            os.close(self._probe_fd)
+            self._probe_fd = -1
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+INDEX_DTYPE = np.dtype([("page", "<u4"), ("offset", "<i8"), *[(n, HEADER_DTYPE[n]) for n in FRAME_HEADER.names]])
+
+
+def _cursor(mm) -> int:
+    return _U32_FROM(mm, 0)[0]
+
+
+def _frame_problem(length: int, mt: int, room: int, mins: dict, registry: TypeRegistry) -> str:
+    if room < 32:
+        return SCAN_ERRORS[1]
+    if length > room - 32:
+        return SCAN_ERRORS[2].format(length=length)
+    if mt == 0:
+        return SCAN_ERRORS[3]
+    return f"{registry.name(mt)} payload of {length} bytes is shorter than its {mins[mt]}-byte layout"
+
+
+def _stopped(stop) -> bool:
+    if stop is None:
+        return False
+    if isinstance(stop, threading.Event):
+        return stop.is_set()
+    return bool(stop())
+
+
+class _Filter:
+    """Time, type and symbol filters applied to a whole batch with numpy."""
+
+    def __init__(self, start_time, end_time, types, symbols):
+        self.start_time = start_time
+        self.end_time = end_time
+        self.types = np.array(sorted(set(types)), dtype=np.uint32) if types else None
+        self.symbols = np.array([s.encode() if isinstance(s, str) else s for s in symbols], dtype="S16") if symbols else None
+        self.trivial = start_time is None and end_time is None and self.types is None and self.symbols is None
+
+    def __call__(self, b: FrameBatch) -> FrameBatch:
+        if self.trivial or not len(b):
+            return b
+        h = b.headers
+        mask = np.ones(len(b), dtype=bool)
+        if self.start_time is not None:
+            mask &= h["gen_time"] >= self.start_time
+        if self.end_time is not None:
+            mask &= h["gen_time"] <= self.end_time
+        if self.types is not None:
+            mask &= np.isin(h["msg_type"], self.types)
+        if self.symbols is not None and mask.any():
+            mask[mask] = np.isin(b.symbols(mask), self.symbols)
+        return b if mask.all() else b.select(mask)

@@ -1,0 +1,206 @@
+"""Structural validation (verify) and salvage of the valid prefix (recover)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+
+from ..errors import KftoolsError, NotAJournal, OutputError
+from .format import FLAGS_OFFSET, MAGIC, PAGE_HEADER, PAGE_HEADER_SIZE, PID_OFFSET, PageFlag, page_path
+from .lock import try_lock
+from .page import U32, NotYetWritten, Page, open_page
+from .registry import TypeRegistry
+
+
+def validate_page(page: Page, registry: TypeRegistry) -> Damage | None:
+    """Walk every frame of ``page`` up to its cursor; the first damage, or None."""
+    from .reader import Damage, scan_page
+
+    problem = page.header_problem()
+    end = page.limit() if problem else page.cursor
+    off = PAGE_HEADER_SIZE
+    while off < end:
+        _o, _h, off, p = scan_page(page, off, end, registry, 1 << 20)
+        if p:
+            return Damage(page.path, page.index, off, p)
+    if problem:
+        return Damage(page.path, page.index, off, problem)
+    return None
+
+
+@dataclass
+class PageReport:
+    index: int
+    path: str
+    capacity: int
+    cursor: int
+    frames: int
+    flags: str
+
+
+@dataclass
+class VerifyReport:
+    """What ``kftools verify`` found."""
+
+    path: str
+    pages: list[PageReport] = field(default_factory=list)
+    frames: int = 0
+    first_time: int | None = None
+    last_time: int | None = None
+    damage: object = None  # Damage | None
+
+    @property
+    def clean(self) -> bool:
+        return self.damage is None
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "clean": self.clean,
+            "pages": len(self.pages),
+            "frames": self.frames,
+            "first_gen_time": self.first_time,
+            "last_gen_time": self.last_time,
+            "damage": None if self.damage is None else {
+                "page": self.damage.page, "path": self.damage.path, "offset": self.damage.offset,
+                "reason": self.damage.reason,
+            },
+            "page_list": [p.__dict__ for p in self.pages],
+        }
+
+
+def verify(path: str | os.PathLike, registry: TypeRegistry | None = None) -> VerifyReport:
+    """Validate every page and frame; read-only."""
+    from .reader import Reader
+
+    with Reader(path, registry=registry) as r:
+        rep = VerifyReport(r.path)
+        counts: dict[int, int] = {}
+        for b in r.batches(batch_size=1 << 20):
+            counts[b.page.index] = counts.get(b.page.index, 0) + len(b)
+            g = b.headers["gen_time"]
+            lo, hi = int(g.min()), int(g.max())
+            rep.first_time = lo if rep.first_time is None else min(rep.first_time, lo)
+            rep.last_time = hi if rep.last_time is None else max(rep.last_time, hi)
+            rep.frames += len(b)
+        rep.damage = r.damage
+        for i in range(r.page_count()):
+            try:
+                p = r.page(i)
+            except NotYetWritten:
+                continue
+            rep.pages.append(PageReport(i, p.path, p.capacity, p.cursor, counts.get(i, 0), str(p.flags.name or "")))
+        return rep
+
+
+@dataclass
+class RecoverResult:
+    """What ``kftools recover`` kept and dropped. ``status``: 0 nothing lost, 3 dropped, 1 nothing recoverable."""
+
+    out: str
+    frames: int
+    pages: int
+    damage: object = None
+    dropped_pages: int = 0
+
+    @property
+    def status(self) -> int:
+        if self.damage is None:
+            return 0
+        return 3 if self.frames else 1
+
+
+def recover(
+    path: str | os.PathLike, out: str | os.PathLike | None = None, *, in_place: bool = False,
+    force: bool = False, registry: TypeRegistry | None = None,
+) -> RecoverResult:
+    """Write the valid prefix of ``path`` to ``out`` (page layout and frame bytes kept), or cut it in place."""
+    from .reader import Reader
+
+    path = os.fspath(path)
+    if in_place == (out is not None):
+        raise OutputError("give either an output path or --in-place")
+    with Reader(path, registry=registry) as r:
+        frames = sum(len(b) for b in r.batches(batch_size=1 << 20))
+        damage = r.damage
+        npages = r.page_count()
+        if damage is None:
+            last_page, last_end = r.end_position()
+        else:
+            last_page, last_end = damage.page, damage.offset
+        keep_pages = last_page + 1
+        if in_place:
+            return _cut_in_place(path, r, damage, keep_pages, last_end, frames, npages)
+        out = os.fspath(out)
+        if os.path.abspath(out) == os.path.abspath(path):
+            raise OutputError(f"{out}: output must differ from the input (use --in-place)")
+        if os.path.isdir(out):
+            raise OutputError(f"{out}: is a directory")
+        if os.path.exists(out) and not force:
+            raise OutputError(f"{out}: already exists (use --force to replace it)")
+        written = []
+        try:
+            for i in range(keep_pages):
+                src = r.page(i)
+                # pages before the last one kept are valid to their cursor
+                cursor = last_end if i == last_page else src.cursor
+                dst = page_path(out, i) + ".tmp"
+                written.append(dst)
+                _write_page_prefix(src, dst, cursor, i, last=(i == last_page))
+            for i in range(keep_pages):
+                os.replace(page_path(out, i) + ".tmp", page_path(out, i))
+            for i in range(keep_pages, 10**9):  # stale pages of a replaced output
+                if not os.path.exists(page_path(out, i)):
+                    break
+                os.unlink(page_path(out, i))
+        except OSError as e:
+            for w in written:
+                if os.path.exists(w):
+                    os.unlink(w)
+            raise OutputError(f"{out}: cannot write: {e.strerror}") from None
+        return RecoverResult(out, frames, keep_pages, damage, npages - keep_pages)
+
+
+def _write_page_prefix(src: Page, dst: str, cursor: int, index: int, last: bool) -> None:
+    with open(dst, "wb") as fh:
+        header = PAGE_HEADER.unpack(src.mm, 0)
+        header.update(
+            write_cursor=cursor, magic=MAGIC, page_index=index, writer_pid=0,
+            flags=int(PageFlag.CLOSED if last else PageFlag.SEALED), reserved=b"",
+            capacity=src.capacity,
+        )
+        fh.write(PAGE_HEADER.struct.pack(*(header[n] if n != "reserved" else b"" for n in PAGE_HEADER.names)))
+        fh.write(src.mm[PAGE_HEADER_SIZE:cursor])
+        fh.truncate(src.capacity)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _cut_in_place(path, r, damage, keep_pages, last_end, frames, npages) -> RecoverResult:
+    if damage is None:
+        return RecoverResult(path, frames, npages, None, 0)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        if not try_lock(fd):
+            raise KftoolsError(f"{path}: a writer holds the journal; stop it before recovering in place")
+        page = open_page(page_path(path, keep_pages - 1), keep_pages - 1, writable=True)
+        try:
+            U32.pack_into(page.mm, 0, last_end)
+            U32.pack_into(page.mm, PID_OFFSET, 0)
+            U32.pack_into(page.mm, FLAGS_OFFSET, int(PageFlag.CLOSED))
+            page.mm.flush()
+        finally:
+            page.close()
+        dropped = 0
+        for i in range(keep_pages, npages):
+            p = page_path(path, i)
+            if os.path.exists(p):
+                shutil.move(p, p + ".damaged")  # kept aside, never deleted
+                dropped += 1
+    finally:
+        os.close(fd)
+    return RecoverResult(path, frames, keep_pages, damage, dropped)
+
+
+__all__ = ["verify", "recover", "validate_page", "VerifyReport", "RecoverResult", "NotAJournal"]

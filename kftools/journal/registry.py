@@ -1,0 +1,185 @@
+"""Message types: the built-in ones and those users register (numpy dtype or schema file).
+
+A schema file is TOML (or JSON with the same shape)::
+
+    [[types]]
+    id = 100
+    name = "Quote"
+    fields = [
+      { name = "symbol", type = "char[16]" },
+      { name = "bid", type = "f64" },
+      { name = "ask", type = "f64" },
+    ]
+
+Every command takes ``--schema FILE`` (repeatable); ``KFTOOLS_SCHEMA`` may
+hold more files separated by ``:``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import SchemaError, UnknownType
+from .format import BUILTIN_LAYOUTS
+from .layout import _SCALARS, Field, Layout, field_from_numpy
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED_NAMES = {"type", "msg_type", "length", "gen_time", "trigger_time", "source", "dest", "page", "offset", "payload"}
+
+
+@dataclass(frozen=True)
+class MessageType:
+    """A message type id bound to a name and a payload layout."""
+
+    id: int
+    name: str
+    layout: Layout
+
+
+class TypeRegistry:
+    """Maps message type ids and names to :class:`MessageType`."""
+
+    def __init__(self, builtins: bool = True):
+        self._by_id: dict[int, MessageType] = {}
+        if builtins:
+            for t, layout in BUILTIN_LAYOUTS.items():
+                self._by_id[int(t)] = MessageType(int(t), layout.name, layout)
+
+    def copy(self) -> TypeRegistry:
+        other = TypeRegistry(builtins=False)
+        other._by_id = dict(self._by_id)
+        return other
+
+    def register(self, msg_id: int, name: str, fields: np.dtype | list[tuple[str, str]] | Layout) -> MessageType:
+        """Register (or replace) a type from a packed numpy dtype, ``[(name, kind), ...]`` or a Layout."""
+        if not isinstance(msg_id, int) or not 0 < msg_id <= 0xFFFF_FFFF:
+            raise SchemaError(f"type {name!r}: id {msg_id!r} must be an integer in 1..4294967295")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise SchemaError(f"type id {msg_id}: name {name!r} is not an identifier")
+        for other in self._by_id.values():
+            if other.name.lower() == name.lower() and other.id != msg_id:
+                raise SchemaError(f"type {name!r} (id {msg_id}): the name is already used by id {other.id}")
+        layout = fields if isinstance(fields, Layout) else Layout(name, _to_fields(name, fields))
+        for fname in layout.names:
+            if fname in _RESERVED_NAMES:
+                raise SchemaError(f"type {name!r}: field name {fname!r} is reserved for frame header columns")
+        mt = MessageType(msg_id, name, layout)
+        self._by_id[msg_id] = mt
+        return mt
+
+    def load_schema(self, path: str | os.PathLike) -> list[MessageType]:
+        """Register every type declared in a TOML or JSON schema file."""
+        path = os.fspath(path)
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except OSError as e:
+            raise SchemaError(f"{path}: cannot read schema: {e.strerror}") from None
+        try:
+            doc = json.loads(raw) if path.endswith(".json") else tomllib.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise SchemaError(f"{path}: not a valid schema file: {e}") from None
+        types = doc.get("types") if isinstance(doc, dict) else None
+        if not isinstance(types, list) or not types:
+            raise SchemaError(f"{path}: expected a non-empty [[types]] list")
+        out = []
+        for i, t in enumerate(types):
+            if not isinstance(t, dict) or not {"id", "name", "fields"} <= t.keys():
+                raise SchemaError(f"{path}: types[{i}] needs id, name and fields")
+            fields = t["fields"]
+            if not isinstance(fields, list) or not fields:
+                raise SchemaError(f"{path}: type {t['name']!r} has no fields")
+            pairs = []
+            for f in fields:
+                if isinstance(f, dict) and {"name", "type"} <= f.keys():
+                    pairs.append((f["name"], f["type"]))
+                elif isinstance(f, list) and len(f) == 2:
+                    pairs.append((f[0], f[1]))
+                else:
+                    raise SchemaError(f"{path}: type {t['name']!r}: field {f!r} needs a name and a type")
+            try:
+                out.append(self.register(t["id"], t["name"], pairs))
+            except SchemaError as e:
+                raise SchemaError(f"{path}: {e}") from None
+        return out
+
+    def get(self, msg_id: int) -> MessageType | None:
+        return self._by_id.get(msg_id)
+
+    def resolve(self, name_or_id: str | int) -> int:
+        """The id for a type name (case-insensitive) or a numeric id."""
+        if isinstance(name_or_id, int) or str(name_or_id).isdigit():
+            return int(name_or_id)
+        for mt in self._by_id.values():
+            if mt.name.lower() == str(name_or_id).lower():
+                return mt.id
+        known = ", ".join(mt.name for mt in self.types())
+        raise UnknownType(f"unknown message type {name_or_id!r} (known: {known})")
+
+    def name(self, msg_id: int) -> str:
+        mt = self._by_id.get(msg_id)
+        return mt.name if mt else f"type{msg_id}"
+
+    def types(self) -> list[MessageType]:
+        return sorted(self._by_id.values(), key=lambda m: m.id)
+
+    def __contains__(self, msg_id: int) -> bool:
+        return msg_id in self._by_id
+
+
+def _to_fields(type_name: str, spec) -> list[Field]:
+    if isinstance(spec, np.dtype):
+        if spec.names is None:
+            raise SchemaError(f"type {type_name!r}: dtype must be structured")
+        fields = []
+        expected = 0
+        for n in spec.names:
+            dt, off = spec.fields[n][:2]
+            if off != expected:
+                raise SchemaError(f"type {type_name!r}: dtype must be packed (field {n!r} at {off}, expected {expected})")
+            try:
+                fields.append(field_from_numpy(n, dt))
+            except ValueError as e:
+                raise SchemaError(f"type {type_name!r}: {e}") from None
+            expected += dt.itemsize
+        return fields
+    fields = []
+    for item in spec:
+        try:
+            n, kind = item
+        except (TypeError, ValueError):
+            raise SchemaError(f"type {type_name!r}: field {item!r} must be (name, type)") from None
+        if not isinstance(n, str) or not _NAME.match(n):
+            raise SchemaError(f"type {type_name!r}: field name {n!r} is not an identifier")
+        kind = str(kind)
+        m = re.fullmatch(r"char\[(\d+)\]", kind)
+        if not (kind in _SCALARS or (m and 0 < int(m.group(1)) <= 65536)):
+            raise SchemaError(f"type {type_name!r}: field {n!r} has unknown type {kind!r} (use u8..u64, i32, i64, f32, f64, char[N])")
+        fields.append(Field(n, kind))
+    if len({f.name for f in fields}) != len(fields):
+        raise SchemaError(f"type {type_name!r}: duplicate field names")
+    return fields
+
+
+#: The process-wide registry: built-ins plus what ``register_type`` adds.
+DEFAULT_REGISTRY = TypeRegistry()
+
+
+def register_type(msg_id: int, name: str, fields) -> MessageType:
+    """Register a user message type in the process-wide registry."""
+    return DEFAULT_REGISTRY.register(msg_id, name, fields)
+
+
+def load_registry(schema_paths=()) -> TypeRegistry:
+    """The default registry plus the types of ``schema_paths`` and of ``$KFTOOLS_SCHEMA``."""
+    reg = DEFAULT_REGISTRY.copy()
+    env = os.environ.get("KFTOOLS_SCHEMA", "")
+    for p in [*filter(None, env.split(":")), *schema_paths]:
+        reg.load_schema(p)
+    return reg

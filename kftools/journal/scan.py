@@ -1,0 +1,78 @@
+"""Frame-chain walking and gathering, in C when the extension is built, else in Python.
+
+Both implementations share one contract, and the tests run the same inputs
+through both (``IMPLEMENTATIONS``).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+#: ``scan`` error codes
+OK, HEADER_PAST_END, PAYLOAD_PAST_END, ZERO_TYPE = 0, 1, 2, 3
+SCAN_ERRORS = {
+    HEADER_PAST_END: "frame header runs past the write cursor",
+    PAYLOAD_PAST_END: "frame length {length} runs past the write cursor",
+    ZERO_TYPE: "msg_type 0 (zeroed or garbage bytes)",
+}
+
+_U32x2 = struct.Struct("<II")
+
+
+def py_scan(buf, start: int, end: int, out: np.ndarray) -> tuple[int, int, int]:
+    """Walk frames from ``start`` to ``end``; fill ``out`` (int64) with their offsets.
+
+    Returns ``(count, next_offset, error)``; ``next_offset`` is where the walk
+    stopped (``end`` when every byte was consumed).
+    """
+    end = min(end, len(buf))
+    off, n, cap = start, 0, len(out)
+    unpack = _U32x2.unpack_from
+    while off < end and n < cap:
+        if end - off < 32:
+            return n, off, HEADER_PAST_END
+        length, msg_type = unpack(buf, off)
+        if length > end - off - 32:
+            return n, off, PAYLOAD_PAST_END
+        if msg_type == 0:
+            return n, off, ZERO_TYPE
+        out[n] = off
+        n += 1
+        off += 32 + length
+    return n, off, OK
+
+
+def py_gather(buf, offsets: np.ndarray, add: int, width: int, out) -> None:
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    if len(offsets) == 0:
+        return
+    if offsets.min() + add < 0 or offsets.max() + add + width > len(arr):
+        raise ValueError("gather out of bounds")
+    idx = (offsets[:, None] + add) + np.arange(width, dtype=np.int64)
+    np.frombuffer(out, dtype=np.uint8)[: len(offsets) * width] = arr[idx].reshape(-1)
+
+
+def py_gather_var(buf, offsets: np.ndarray, lengths: np.ndarray, add: int, out) -> int:
+    mv = memoryview(buf)
+    dst = memoryview(out).cast("B")
+    pos = 0
+    for off, ln in zip(offsets.tolist(), lengths.tolist()):
+        if off + add + ln > len(mv) or pos + ln > len(dst):
+            raise ValueError("gather_var out of bounds")
+        dst[pos : pos + ln] = mv[off + add : off + add + ln]
+        pos += ln
+    return pos
+
+
+IMPLEMENTATIONS = {"python": (py_scan, py_gather, py_gather_var)}
+try:
+    from . import _scan
+
+    IMPLEMENTATIONS["c"] = (_scan.scan, _scan.gather, _scan.gather_var)
+    scan, gather, gather_var = IMPLEMENTATIONS["c"]
+    NATIVE = True
+except ImportError:  # pragma: no cover - the extension is built by pip install
+    scan, gather, gather_var = IMPLEMENTATIONS["python"]
+    NATIVE = False

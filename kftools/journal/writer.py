@@ -1,0 +1,365 @@
+"""The Python writer: append frames to an mmap'd page and publish them by storing the cursor."""
+
+from __future__ import annotations
+
+import glob
+import mmap
+import os
+import struct
+import time
+
+import numpy as np
+
+from ..errors import CorruptJournal, FrameTooLarge, JournalLocked, UnknownType, UsageError
+from .format import (
+    CURSOR_OFFSET,
+    DEFAULT_PAGE_SIZE,
+    FLAGS_OFFSET,
+    FRAME_HEADER,
+    FRAME_HEADER_SIZE,
+    MAGIC,
+    MAX_PAGE_SIZE,
+    MIN_PAGE_SIZE,
+    ORDER,
+    PAGE_HEADER,
+    PAGE_HEADER_SIZE,
+    PID_OFFSET,
+    TICKER,
+    TRADE,
+    VERSION,
+    MsgType,
+    PageFlag,
+    page_path,
+)
+from .layout import BYTE_ORDER
+from .lock import try_lock
+from .page import U32, NotYetWritten, open_page
+from .recovery import validate_page
+from .registry import DEFAULT_REGISTRY, TypeRegistry
+
+
+def _frame_struct(payload) -> struct.Struct:
+    # header and payload packed in one call: derived from the two layouts
+    return struct.Struct(BYTE_ORDER + FRAME_HEADER.struct.format[1:] + payload.struct.format[1:])
+
+
+_TICKER_FRAME = _frame_struct(TICKER)
+_ORDER_FRAME = _frame_struct(ORDER)
+_TRADE_FRAME = _frame_struct(TRADE)
+_HEADER = FRAME_HEADER.struct
+
+
+class Writer:
+    """Append frames to a journal; a context manager.
+
+    ``page_size`` applies to pages this writer creates (default: the last
+    page's capacity when resuming, else 128 MiB). Frames are visible to readers
+    as soon as a ``write_*`` call returns; ``sync()`` and ``close()`` msync
+    them to disk.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        page_size: int | None = None,
+        *,
+        source: int = 0,
+        dest: int = 0,
+        registry: TypeRegistry | None = None,
+    ):
+        self.path = os.fspath(path)
+        if page_size is not None and not MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE:
+            raise UsageError(f"page size {page_size} must be between {MIN_PAGE_SIZE} and {MAX_PAGE_SIZE} bytes")
+        self.source = source
+        self.dest = dest
+        self.registry = registry or DEFAULT_REGISTRY
+        self._symbols: dict[str, bytes] = {}
+        self._lock_fd = -1
+        self._mm: mmap.mmap | None = None
+        self.frames_written = 0
+        self._open(page_size)
+
+    # -- opening ---------------------------------------------------------------
+    def _open(self, page_size: int | None) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if not _lock_with_retry(fd):
+                pid = _read_pid(self.path)
+                who = f"pid {pid}" if pid else "another process"
+                raise JournalLocked(f"{self.path}: journal is locked by a writer ({who})")
+            if os.fstat(fd).st_size == 0 or _header_all_zero(fd):
+                self.page_size = page_size or DEFAULT_PAGE_SIZE
+                _init_page(fd, self.page_size, 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+        try:
+            for stale in glob.glob(glob.escape(self.path) + ".*.tmp"):
+                os.unlink(stale)  # a page a killed writer was still preparing
+            index = 0
+            while os.path.exists(page_path(self.path, index + 1)):
+                index += 1
+            page = open_page(page_path(self.path, index), index, writable=True)
+            # validate the tail before appending: never write after damage
+            damage = validate_page(page, self.registry)
+            if damage is not None:
+                page.close()
+                raise CorruptJournal(f"{damage}; run `kftools recover` before writing to it")
+            self.page_size = page_size or page.capacity
+            self._adopt(page)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _adopt(self, page) -> None:
+        self._page = page
+        self._index = page.index
+        self._mm = page.mm
+        self._cap = page.capacity
+        self._pos = page.cursor
+        U32.pack_into(self._mm, PID_OFFSET, os.getpid() & 0xFFFFFFFF)
+        flags = U32.unpack_from(self._mm, FLAGS_OFFSET)[0]
+        U32.pack_into(self._mm, FLAGS_OFFSET, flags & ~int(PageFlag.CLOSED))
+
+    # -- appending -------------------------------------------------------------
+    def _room(self, total: int) -> int:
+        if self._pos + total > self._cap:
+            self._roll(total)
+        return self._pos
+
+    def _roll(self, total: int) -> None:
+        if PAGE_HEADER_SIZE + total > self.page_size:
+            raise FrameTooLarge(
+                f"{self.path}: a {total}-byte frame does not fit in a {self.page_size}-byte page"
+            )
+        nxt = self._index + 1
+        final = page_path(self.path, nxt)
+        tmp = final + ".tmp"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _init_page(fd, self.page_size, nxt)
+        finally:
+            os.close(fd)
+        # rename makes the new page appear whole: a follower never maps a half-made page
+        os.rename(tmp, final)
+        old = self._page
+        flags = U32.unpack_from(self._mm, FLAGS_OFFSET)[0]
+        U32.pack_into(self._mm, FLAGS_OFFSET, flags | PageFlag.SEALED)
+        old.close()
+        self._adopt(open_page(final, nxt, writable=True))
+
+    def write(
+        self,
+        msg_type: int | str,
+        payload: bytes | bytearray | memoryview | np.void | None = None,
+        *,
+        gen_time: int | None = None,
+        trigger_time: int = 0,
+        source: int | None = None,
+        dest: int | None = None,
+        padding: int = 0,
+        **fields,
+    ) -> int:
+        """Append one frame of any type; returns its ``gen_time``.
+
+        ``payload`` is the raw bytes, a numpy record of the type's dtype, or
+        omitted with the type's fields given as keyword arguments.
+        """
+        if isinstance(msg_type, str):
+            msg_type = self.registry.resolve(msg_type)
+        if not 0 < msg_type <= 0xFFFFFFFF:
+            raise UsageError(f"msg_type {msg_type} must be in 1..4294967295 (0 marks damage)")
+        if payload is None:
+            mt = self.registry.get(msg_type)
+            if mt is None:
+                raise UnknownType(f"unknown message type {msg_type}: pass payload bytes or register the type")
+            values = []
+            for f in mt.layout.fields:
+                v = fields.pop(f.name, b"" if f.is_text else 0)
+                values.append(v.encode() if isinstance(v, str) else v)
+            if fields:
+                raise UsageError(f"{mt.name} has no field(s) {', '.join(sorted(fields))}")
+            payload = mt.layout.struct.pack(*values)
+        elif fields:
+            raise UsageError("give either payload bytes or fields, not both")
+        data = bytes(payload)
+        n = len(data) + padding
+        pos = self._room(FRAME_HEADER_SIZE + n)
+        mm = self._mm
+        if gen_time is None:
+            gen_time = time.time_ns()
+        _HEADER.pack_into(
+            mm, pos, n, msg_type, gen_time, trigger_time,
+            self.source if source is None else source, self.dest if dest is None else dest,
+        )
+        end = pos + FRAME_HEADER_SIZE + len(data)
+        mm[pos + FRAME_HEADER_SIZE : end] = data
+        if padding:
+            mm[end : end + padding] = bytes(padding)
+        self._commit(pos + FRAME_HEADER_SIZE + n)
+        return gen_time
+
+    def _commit(self, pos: int) -> None:
+        # The cursor store comes after the frame's stores. x86-64 keeps stores in
+        # program order (TSO), so a reader that sees the cursor sees the frame.
+        self._pos = pos
+        U32.pack_into(self._mm, CURSOR_OFFSET, pos)
+        self.frames_written += 1
+
+    def _sym(self, symbol: str | bytes) -> bytes:
+        b = self._symbols.get(symbol)  # type: ignore[arg-type]
+        if b is None:
+            b = symbol.encode() if isinstance(symbol, str) else bytes(symbol)
+            if len(b) > 16:
+                raise UsageError(f"symbol {symbol!r} is longer than 16 bytes")
+            if len(self._symbols) < 100_000:
+                self._symbols[symbol] = b  # type: ignore[index]
+        return b
+
+    def write_ticker(
+        self, symbol: str, last_price: float, bid_price: float = 0.0, ask_price: float = 0.0, volume: float = 0.0,
+        *, gen_time: int | None = None, trigger_time: int = 0, source: int | None = None, dest: int | None = None,
+        padding: int = 0,
+    ) -> int:
+        """Append a Ticker (msg_type 1); returns its ``gen_time``."""
+        n = TICKER.size + padding
+        pos = self._pos
+        if pos + 32 + n > self._cap:
+            pos = self._room(32 + n)
+        if gen_time is None:
+            gen_time = time.time_ns()
+        _TICKER_FRAME.pack_into(
+            self._mm, pos, n, 1, gen_time, trigger_time,
+            self.source if source is None else source, self.dest if dest is None else dest,
+            self._sym(symbol), last_price, bid_price, ask_price, volume,
+        )
+        if padding:
+            self._mm[pos + 32 + TICKER.size : pos + 32 + n] = bytes(padding)
+        self._pos = pos = pos + 32 + n
+        U32.pack_into(self._mm, CURSOR_OFFSET, pos)  # commit: see _commit
+        self.frames_written += 1
+        return gen_time
+
+    def write_order(
+        self, symbol: str, order_id: int, side: int, order_type: int = 0, price: float = 0.0,
+        quantity: float = 0.0, filled_quantity: float = 0.0, client_order_id: str | bytes = b"",
+        *, gen_time: int | None = None, trigger_time: int = 0, source: int | None = None, dest: int | None = None,
+        padding: int = 0,
+    ) -> int:
+        """Append an Order (msg_type 2); returns its ``gen_time``."""
+        coid = client_order_id.encode() if isinstance(client_order_id, str) else bytes(client_order_id)
+        if len(coid) > 32:
+            raise UsageError(f"client_order_id {client_order_id!r} is longer than 32 bytes")
+        n = ORDER.size + padding
+        pos = self._room(32 + n)
+        if gen_time is None:
+            gen_time = time.time_ns()
+        _ORDER_FRAME.pack_into(
+            self._mm, pos, n, int(MsgType.ORDER), gen_time, trigger_time,
+            self.source if source is None else source, self.dest if dest is None else dest,
+            self._sym(symbol), order_id, int(side), int(order_type), price, quantity, filled_quantity, coid,
+        )
+        if padding:
+            self._mm[pos + 32 + ORDER.size : pos + 32 + n] = bytes(padding)
+        self._commit(pos + 32 + n)
+        return gen_time
+
+    def write_trade(
+        self, symbol: str, trade_id: int, price: float, volume: float, side: int = 0, order_id: int = 0,
+        *, gen_time: int | None = None, trigger_time: int = 0, source: int | None = None, dest: int | None = None,
+        padding: int = 0,
+    ) -> int:
+        """Append a Trade (msg_type 3); returns its ``gen_time``."""
+        n = TRADE.size + padding
+        pos = self._room(32 + n)
+        if gen_time is None:
+            gen_time = time.time_ns()
+        _TRADE_FRAME.pack_into(
+            self._mm, pos, n, int(MsgType.TRADE), gen_time, trigger_time,
+            self.source if source is None else source, self.dest if dest is None else dest,
+            self._sym(symbol), trade_id, order_id, int(side), 0, price, volume,
+        )
+        if padding:
+            self._mm[pos + 32 + TRADE.size : pos + 32 + n] = bytes(padding)
+        self._commit(pos + 32 + n)
+        return gen_time
+
+    # -- lifecycle -------------------------------------------------------------
+    @property
+    def page_index(self) -> int:
+        return self._index
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(page index, write cursor) of the next frame."""
+        return self._index, self._pos
+
+    def sync(self) -> None:
+        """msync the current page: committed frames survive a power loss."""
+        if self._mm is not None:
+            self._mm.flush()
+
+    def close(self) -> None:
+        """Mark the journal closed cleanly, msync, and release the writer lock."""
+        if self._mm is None:
+            return
+        flags = U32.unpack_from(self._mm, FLAGS_OFFSET)[0]
+        U32.pack_into(self._mm, FLAGS_OFFSET, flags | PageFlag.CLOSED)
+        self._mm.flush()
+        self._page.close()
+        self._mm = None
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # closing the open file releases the OFD lock
+            self._lock_fd = -1
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter teardown
+            pass
+
+
+def _lock_with_retry(fd: int) -> bool:
+    # a reader probing writer state holds nothing, but be tolerant of a racing
+    # writer that is just closing
+    for _ in range(5):
+        if try_lock(fd):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _header_all_zero(fd: int) -> bool:
+    return os.pread(fd, PAGE_HEADER_SIZE, 0) == bytes(PAGE_HEADER_SIZE)
+
+
+def _init_page(fd: int, capacity: int, index: int) -> None:
+    os.ftruncate(fd, capacity)
+    header = PAGE_HEADER.struct.pack(PAGE_HEADER_SIZE, 0, capacity, 0, MAGIC, index, os.getpid() & 0xFFFFFFFF, 0, b"")
+    os.pwrite(fd, header, 0)
+    # version last: a reader treats a header without it as not yet written
+    os.pwrite(fd, U32.pack(VERSION), PAGE_HEADER.offset("version"))
+
+
+def _read_pid(path: str) -> int:
+    index = 0
+    while os.path.exists(page_path(path, index + 1)):
+        index += 1
+    try:
+        with open(page_path(path, index), "rb") as fh:
+            return PAGE_HEADER.unpack(fh.read(PAGE_HEADER_SIZE))["writer_pid"]
+    except (OSError, struct.error):
+        return 0
+
+
+__all__ = ["Writer", "NotYetWritten"]

@@ -1,0 +1,23 @@
+# The C scanner is optional: if it cannot be built, kftools falls back to Python.
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+class OptionalBuildExt(build_ext):
+    def run(self):
+        try:
+            super().run()
+        except Exception as e:  # noqa: BLE001
+            print(f"warning: kftools C scanner not built ({e}); using the Python fallback")
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as e:  # noqa: BLE001
+            print(f"warning: kftools C scanner not built ({e}); using the Python fallback")
+
+
+setup(
+    ext_modules=[Extension("kftools.journal._scan", ["kftools/journal/_scan.c"], extra_compile_args=["-O2"])],
+    cmdclass={"build_ext": OptionalBuildExt},
+)
