@@ -536,14 +536,18 @@ class Reader:
         stop: Callable[[], bool] | threading.Event | None = None,
         idle_timeout: float | None = None,
         batch_size: int = DEFAULT_BATCH,
-        **filters,
+        start_time: int | None = None,
+        end_time: int | None = None,
+        types: Iterable[int] | None = None,
+        symbols: Iterable[str] | None = None,
     ) -> Iterator[FrameBatch]:
         """Like :meth:`follow` but yields :class:`FrameBatch` (for export, tail and relays).
 
         Yields an empty batch each time it catches up, so a consumer can flush.
         """
-        filt = _Filter(start if isinstance(start, int) and not isinstance(start, bool) else None,
-                       filters.get("end_time"), filters.get("types"), filters.get("symbols"))
+        if start_time is None and isinstance(start, int) and not isinstance(start, bool):
+            start_time = start
+        filt = _Filter(start_time, end_time, types, symbols)
         policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
         index, off = self._start_position(start)
         page = self._wait_page(index, policy, stop)

@@ -1,0 +1,53 @@
+"""Benchmarks behind ``kftools bench`` (never part of ``make test``).
+
+Every benchmark returns a flat dict of measurements; ``report`` prints it as a
+table or one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+
+
+def report(results: dict, json_out: bool) -> None:
+    if json_out:
+        print(json.dumps(results))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table("measurement", "value", title="kftools bench")
+    for k, v in results.items():
+        if isinstance(v, float):
+            v = f"{v:,.1f}"
+        elif isinstance(v, int):
+            v = f"{v:,}"
+        t.add_row(k, str(v))
+    Console().print(t)
+
+
+def percentiles(values, prefix: str) -> dict:
+    """p50/p99/p99.9/max of ns samples under ``prefix``."""
+    import numpy as np
+
+    a = np.asarray(values, dtype=np.int64)
+    return {
+        f"{prefix}.p50_ns": int(np.percentile(a, 50)),
+        f"{prefix}.p99_ns": int(np.percentile(a, 99)),
+        f"{prefix}.p999_ns": int(np.percentile(a, 99.9)),
+        f"{prefix}.max_ns": int(a.max()),
+        f"{prefix}.samples": int(len(a)),
+    }
+
+
+def median_of(fn, repeat: int) -> float:
+    return statistics.median(fn() for _ in range(repeat))
+
+
+def scratch_dir() -> str:
+    """A temporary folder, in RAM when /dev/shm exists (as engines place live journals)."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    return tempfile.mkdtemp(prefix="kftools-bench-", dir=base)

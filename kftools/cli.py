@@ -1,0 +1,270 @@
+"""The ``kftools`` command line: thin, one library call per command.
+
+Errors from the library (``KftoolsError``) become one line on stderr and the
+error's exit code; nothing here prints a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .errors import KftoolsError, UsageError
+
+app = typer.Typer(
+    name="kftools",
+    help="Tools for memory-mapped trading journals: inspect, follow, tail, replay, export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+bench_app = typer.Typer(help="Benchmarks (never part of `make test`).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one error line and return the Exit to raise."""
+    typer.echo(f"kftools: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    typer.echo(f"kftools: warning: {message}", err=True)
+
+
+def _guard(fn):
+    """Map library errors to one line and an exit code; exit quietly on a closed pipe."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except KftoolsError as e:
+            raise fail(str(e), e.exit_code) from None
+        except BrokenPipeError:
+            # `kftools cat ... | head`: the reader left; say nothing
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(0) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def command(typer_app: typer.Typer = app, **kw):
+    def deco(fn):
+        return typer_app.command(**kw)(_guard(fn))
+
+    return deco
+
+
+# -- shared options (defined once, reused by every command) -----------------------
+JournalArg = Annotated[Path, typer.Argument(help="The journal: path of its first page.", show_default=False)]
+SchemaOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--schema", help="TOML/JSON file declaring user message types (repeatable; also $KFTOOLS_SCHEMA)."),
+]
+TypeOpt = Annotated[
+    list[str] | None, typer.Option("--type", "-t", help="Only these message types (name or id; repeatable, comma list).")
+]
+SymbolOpt = Annotated[list[str] | None, typer.Option("--symbol", "-s", help="Only these symbols (repeatable, comma list).")]
+StartOpt = Annotated[
+    str | None, typer.Option("--start", help="From this gen_time: ns, ISO-8601 (UTC) or +10s from the first frame.")
+]
+EndOpt = Annotated[str | None, typer.Option("--end", help="Up to this gen_time (inclusive), same forms as --start.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+WaitOpt = Annotated[str, typer.Option("--wait", help="How a follower waits: busy, backoff or sleep.")]
+
+
+def registry_for(schema: list[Path] | None):
+    from .journal.registry import load_registry
+
+    return load_registry(schema or ())
+
+
+def stop_on_signals() -> threading.Event:
+    """An Event set by SIGINT/SIGTERM, so followers end cleanly instead of raising mid-write."""
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+# -- core commands -----------------------------------------------------------------
+@command(name="info")
+def info_cmd(journal: JournalArg, json_out: JsonOpt = False, schema: SchemaOpt = None) -> None:
+    """Pages, fill, frames by type, time range, mean rate, writer state and health."""
+    from .info import journal_info
+
+    info = journal_info(str(journal), registry_for(schema))
+    if json_out:
+        typer.echo(json.dumps(info.to_dict()))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(show_header=False, box=None, pad_edge=False)
+        for k, v in info.lines():
+            t.add_row(f"[bold]{k}[/]", v)
+        Console().print(t)
+    if info.damage:
+        raise typer.Exit(3)
+
+
+@command(name="cat")
+def cat_cmd(
+    journal: JournalArg,
+    type_: TypeOpt = None,
+    symbol: SymbolOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    lines: Annotated[int | None, typer.Option("-n", "--lines", help="Only the last N frames (as tail -n).")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-F", help="text, jsonl or csv.")] = "text",
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing frames as they are committed.")] = False,
+    wait: WaitOpt = "backoff",
+    schema: SchemaOpt = None,
+) -> None:
+    """Print frames as text, JSON lines or CSV (-f to follow, as tail -F does)."""
+    from .cat import cat
+    from .render import FORMATS
+
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown --format {fmt!r} (text, jsonl, csv)")
+    if lines is not None and lines < 0:
+        raise UsageError("-n must be >= 0")
+    stop = stop_on_signals() if follow else None
+    damage = cat(
+        str(journal), registry=registry_for(schema), fmt=fmt, types=type_, symbols=symbol, start=start, end=end,
+        last=lines, follow=follow, wait=wait, stop=stop,
+        on_wait=lambda msg: warn(f"{msg}; waiting for it"),
+    )
+    sys.stdout.flush()
+    if damage is not None:
+        warn(f"{damage}; printed the valid frames before it")
+        raise typer.Exit(3)
+
+
+@command(name="verify")
+def verify_cmd(journal: JournalArg, json_out: JsonOpt = False, schema: SchemaOpt = None) -> None:
+    """Validate every page and frame; exit 0 when clean, 3 when damaged."""
+    from .journal.recovery import verify
+    from .timeparse import format_time
+
+    rep = verify(str(journal), registry_for(schema))
+    if json_out:
+        typer.echo(json.dumps(rep.to_dict()))
+    else:
+        for p in rep.pages:
+            typer.echo(f"page {p.index}  {p.path}  cursor {p.cursor:,}/{p.capacity:,}  frames {p.frames:,}  {p.flags}")
+        span = ""
+        if rep.first_time is not None:
+            span = f", {format_time(rep.first_time)} .. {format_time(rep.last_time)}"
+        typer.echo(f"{len(rep.pages)} page(s), {rep.frames:,} valid frame(s){span}")
+        if rep.clean:
+            typer.echo("clean")
+        else:
+            typer.echo(f"DAMAGED: first invalid frame at {rep.damage}")
+    if not rep.clean:
+        raise typer.Exit(3)
+
+
+@command(name="recover")
+def recover_cmd(
+    journal: JournalArg,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Write the valid prefix to this new journal.")] = None,
+    in_place: Annotated[bool, typer.Option("--in-place", help="Cut the damaged tail off the journal itself.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
+    schema: SchemaOpt = None,
+) -> None:
+    """Salvage the valid prefix: exit 0 nothing lost, 3 some data dropped, 1 nothing recoverable."""
+    from .journal.recovery import recover
+
+    res = recover(str(journal), None if out is None else str(out), in_place=in_place, force=force,
+                  registry=registry_for(schema))
+    what = "cut in place" if in_place else f"wrote {res.out}"
+    typer.echo(f"{what}: {res.frames:,} frame(s) in {res.pages} page(s)")
+    if res.damage is not None:
+        warn(f"dropped everything from {res.damage}" + (f" and {res.dropped_pages} later page(s)" if res.dropped_pages else ""))
+    raise typer.Exit(res.status)
+
+
+@command(name="simulate")
+def simulate_cmd(
+    journal: JournalArg,
+    rate: Annotated[float, typer.Option("--rate", help="Frames per second (0: as fast as possible).")] = 10_000.0,
+    duration: Annotated[float | None, typer.Option("--duration", help="Stop after this many seconds.")] = None,
+    frames: Annotated[int | None, typer.Option("--frames", help="Stop after this many frames.")] = None,
+    symbols: Annotated[str, typer.Option("--symbols", help="Comma-separated symbols.")] = "AAPL,MSFT,NVDA,TSLA,AMZN",
+    page_size: Annotated[int | None, typer.Option("--page-size", help="Bytes per new page (default 128 MiB).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+) -> None:
+    """Write a synthetic market feed (tickers on a random walk, orders, trades) at a controlled rate."""
+    from .simulate import simulate
+
+    if rate < 0:
+        raise UsageError("--rate must be >= 0")
+    if duration is None and frames is None:
+        raise UsageError("give --duration or --frames")
+    res = simulate(str(journal), rate=rate, duration=duration, frames=frames,
+                   symbols=tuple(s for s in symbols.split(",") if s), page_size=page_size, seed=seed,
+                   stop=stop_on_signals())
+    typer.echo(f"wrote {res.frames:,} frames in {res.seconds:.2f}s ({res.rate:,.0f}/s) to {journal}", err=True)
+
+
+# -- export commands (issue 3) -----------------------------------------------------
+
+# -- replay command (issue 4) ------------------------------------------------------
+
+# -- tail command (issue 5) --------------------------------------------------------
+
+# -- benchmarks --------------------------------------------------------------------
+@command(bench_app, name="latency")
+def bench_latency_cmd(
+    json_out: JsonOpt = False,
+    samples: Annotated[int, typer.Option("--samples", help="Frames timed per transport.")] = 100_000,
+    cpp: Annotated[bool, typer.Option("--cpp", help="Also C++ writer to Python and C++ followers.")] = False,
+) -> None:
+    """Cross-process latency: Python writer to a busy-polling Python follower, against multiprocessing.Pipe."""
+    from .bench import report
+    from .bench.latency import run
+
+    results = run(samples=samples)
+    if cpp:
+        from .bench.cpp import run as run_cpp
+
+        results.update(run_cpp())
+    report(results, json_out)
+
+
+@command(bench_app, name="throughput")
+def bench_throughput_cmd(
+    json_out: JsonOpt = False,
+    frames: Annotated[int, typer.Option("--frames", help="Frames per measurement.")] = 2_000_000,
+) -> None:
+    """Append, per-frame read and batch numpy read throughput."""
+    from .bench import report
+    from .bench.throughput import run
+
+    report(run(frames=frames), json_out)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,91 @@
+"""``kftools info``: a journal's summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .journal.reader import Reader
+from .journal.registry import TypeRegistry
+from .timeparse import format_time
+
+
+@dataclass
+class JournalInfo:
+    path: str
+    pages: int
+    capacity: int = 0
+    used_bytes: int = 0
+    frames: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+    first_gen_time: int | None = None
+    last_gen_time: int | None = None
+    writer_state: str = "unknown"
+    writer_pid: int = 0
+    damage: str | None = None
+
+    @property
+    def rate(self) -> float:
+        if self.frames < 2 or self.last_gen_time == self.first_gen_time:
+            return 0.0
+        return (self.frames - 1) / ((self.last_gen_time - self.first_gen_time) / 1e9)
+
+    @property
+    def health(self) -> str:
+        return "ok" if self.damage is None else "damaged"
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d.update(rate_per_s=round(self.rate, 3), health=self.health, fill=self.fill)
+        return d
+
+    @property
+    def fill(self) -> float:
+        return self.used_bytes / self.capacity if self.capacity else 0.0
+
+    def lines(self) -> list[tuple[str, str]]:
+        def t(ns):
+            return "-" if ns is None else format_time(ns)
+
+        rows = [
+            ("path", self.path),
+            ("pages", f"{self.pages} ({self.capacity:,} bytes, {self.fill:.1%} used)"),
+            ("frames", f"{self.frames:,}"),
+        ]
+        rows += [(f"  {k}", f"{v:,}") for k, v in self.by_type.items()]
+        rows += [
+            ("first gen_time", t(self.first_gen_time)),
+            ("last gen_time", t(self.last_gen_time)),
+            ("mean rate", f"{self.rate:,.1f} frames/s"),
+            ("writer", f"{self.writer_state}" + (f" (pid {self.writer_pid})" if self.writer_pid else "")),
+            ("health", "ok" if self.damage is None else f"damaged: {self.damage}"),
+        ]
+        return rows
+
+
+def journal_info(path: str, registry: TypeRegistry | None = None) -> JournalInfo:
+    """Pages, fill, frames by type, time range, rate, writer state and health; read-only."""
+    with Reader(path, registry=registry) as r:
+        counts: dict[int, int] = {}
+        info = JournalInfo(r.path, r.page_count())
+        for b in r.batches(batch_size=1 << 20):
+            types, n = np.unique(b.headers["msg_type"], return_counts=True)
+            for t, c in zip(types.tolist(), n.tolist()):
+                counts[t] = counts.get(t, 0) + c
+            g = b.headers["gen_time"]
+            lo, hi = int(g.min()), int(g.max())
+            info.first_gen_time = lo if info.first_gen_time is None else min(lo, info.first_gen_time)
+            info.last_gen_time = hi if info.last_gen_time is None else max(hi, info.last_gen_time)
+            info.frames += len(b)
+        info.damage = None if r.damage is None else str(r.damage)
+        for i in range(info.pages):
+            try:
+                p = r.page(i)
+            except Exception:  # noqa: BLE001 - a page still being created counts as empty
+                continue
+            info.capacity += p.capacity
+            info.used_bytes += min(p.cursor, p.limit())
+        info.by_type = {r.registry.name(t): c for t, c in sorted(counts.items())}
+        info.writer_state, info.writer_pid = r.writer_state()
+        return info
