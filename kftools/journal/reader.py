@@ -472,7 +472,11 @@ class Reader:
         """
         filt = _Filter(start if isinstance(start, int) and not isinstance(start, bool) else None, None, types, symbols)
         policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
-        index, off = self._start_position(start)
+        # the start is fixed now, not at the generator's first step
+        return self._follow(self._start_position(start), filt, policy, stop, idle_timeout)
+
+    def _follow(self, position, filt, policy, stop, idle_timeout) -> Iterator[Frame]:
+        index, off = position
         page = self._wait_page(index, policy, stop)
         if page is None:
             return
@@ -549,7 +553,10 @@ class Reader:
             start_time = start
         filt = _Filter(start_time, end_time, types, symbols)
         policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
-        index, off = self._start_position(start)
+        return self._follow_batches(self._start_position(start), filt, policy, stop, idle_timeout, batch_size)
+
+    def _follow_batches(self, position, filt, policy, stop, idle_timeout, batch_size) -> Iterator[FrameBatch]:
+        index, off = position
         page = self._wait_page(index, policy, stop)
         if page is None:
             return

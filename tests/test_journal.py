@@ -1,0 +1,295 @@
+"""Writer and reader through the public API: round trips, pages, resume, locking, read-only."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import kftools
+from kftools import JournalLocked, Reader, Writer
+from kftools.errors import CorruptJournal, FrameTooLarge, UsageError
+from kftools.journal.format import ORDER, TICKER, TRADE, page_path
+from kftools.journal.registry import TypeRegistry
+from kftools.journal.scan import IMPLEMENTATIONS
+
+from conftest import SAMPLES, copy_journal
+
+SYM = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.", min_size=1, max_size=16)
+F64 = st.floats(allow_nan=False, width=64)
+U32 = st.integers(0, 2**32 - 1)
+U64 = st.integers(0, 2**64 - 1)
+I64 = st.integers(-(2**63), 2**63 - 1)
+PAD = st.integers(0, 200)
+
+ticker = st.fixed_dictionaries({
+    "kind": st.just("ticker"), "symbol": SYM, "last_price": F64, "bid_price": F64, "ask_price": F64, "volume": F64,
+    "padding": PAD})
+order = st.fixed_dictionaries({
+    "kind": st.just("order"), "symbol": SYM, "order_id": U64, "side": st.integers(0, 1),
+    "order_type": st.integers(0, 1), "price": F64, "quantity": F64, "filled_quantity": F64,
+    "client_order_id": st.text(alphabet="abcdef0123456789-", max_size=32), "padding": PAD})
+trade = st.fixed_dictionaries({
+    "kind": st.just("trade"), "symbol": SYM, "trade_id": U64, "price": F64, "volume": F64, "side": st.integers(0, 1),
+    "order_id": U64, "padding": PAD})
+raw = st.fixed_dictionaries({
+    "kind": st.just("raw"), "msg_type": st.integers(4, 2**32 - 1), "payload": st.binary(max_size=300)})
+frames_st = st.lists(
+    st.tuples(st.one_of(ticker, order, trade, raw), I64, I64, U32, U32), min_size=0, max_size=60)
+
+
+def _write(w: Writer, spec, gen_time, trigger_time, source, dest):
+    d = dict(spec)
+    kind = d.pop("kind")
+    hdr = dict(gen_time=gen_time, trigger_time=trigger_time, source=source, dest=dest)
+    if kind == "ticker":
+        w.write_ticker(**d, **hdr)
+    elif kind == "order":
+        w.write_order(**d, **hdr)
+    elif kind == "trade":
+        w.write_trade(**d, **hdr)
+    else:
+        w.write(d["msg_type"], d["payload"], **hdr)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frames=frames_st, page_kib=st.sampled_from([4, 8, 64]))
+def test_round_trip_every_type_and_padding(tmp_path_factory, frames, page_kib):
+    path = str(tmp_path_factory.mktemp("rt") / "j.dat")
+    with Writer(path, page_size=page_kib * 1024) as w:
+        for spec, gt, tt, src, dst in frames:
+            _write(w, spec, gt, tt, src, dst)
+    with Reader(path) as r:
+        got = list(r)
+        assert r.damage is None
+        assert len(got) == len(frames)
+        for f, (spec, gt, tt, src, dst) in zip(got, frames):
+            assert (f.gen_time, f.trigger_time, f.source, f.dest) == (gt, tt, src, dst)
+            kind = spec["kind"]
+            if kind == "raw":
+                assert f.msg_type == spec["msg_type"] and f.payload == spec["payload"]
+                assert f.fields == {}
+                continue
+            layout = {"ticker": TICKER, "order": ORDER, "trade": TRADE}[kind]
+            assert f.type_name == layout.name
+            assert f.length == layout.size + spec["padding"]
+            assert f.payload[layout.size:] == bytes(spec["padding"])
+            for k, v in spec.items():
+                if k in ("kind", "padding"):
+                    continue
+                assert getattr(f, k) == v, k
+        # batch access sees the same frames as iteration
+        arr = r.read_batch()
+        assert arr["gen_time"].tolist() == [f.gen_time for f in got]
+        assert arr["length"].tolist() == [f.length for f in got]
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.binary(min_size=0, max_size=3000), start=st.integers(0, 100))
+def test_scanner_implementations_agree_on_any_bytes(data, start):
+    results = []
+    for scan, gather, _ in IMPLEMENTATIONS.values():
+        out = np.zeros(512, dtype=np.int64)
+        n, nxt, err = scan(data, start, len(data), out)
+        results.append((n, nxt, err, out[:n].tolist()))
+    assert all(r == results[0] for r in results)
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=os.path.basename)
+def test_scanner_implementations_agree_on_samples(sample):
+    with open(sample, "rb") as fh:
+        data = fh.read()
+    cursor = struct.unpack_from("<I", data)[0]
+    got = []
+    for scan, gather, gather_var in IMPLEMENTATIONS.values():
+        out = np.zeros(5000, dtype=np.int64)
+        n, nxt, err = scan(data, 64, cursor, out)
+        hdr = np.zeros(n * 32, dtype=np.uint8)
+        gather(data, out[:n], 0, 32, hdr)
+        got.append((n, nxt, err, hdr.tobytes()))
+    assert got[0] == got[-1]
+
+
+def test_user_type_registered_with_dtype(tmp_path):
+    reg = TypeRegistry()
+    reg.register(150, "Depth", np.dtype([("symbol", "S16"), ("level", "<u4"), ("px", "<f8")]))
+    p = str(tmp_path / "u.dat")
+    with Writer(p, registry=reg, page_size=8192) as w:
+        w.write("Depth", symbol="ES", level=3, px=4321.25)
+        rec = np.zeros((), dtype=reg.get(150).layout.dtype)
+        rec["symbol"], rec["level"], rec["px"] = b"NQ", 1, 1.5
+        w.write(150, rec.tobytes())
+    with Reader(p, registry=reg) as r:
+        a, b = list(r)
+        assert (a.type_name, a.symbol, a.level, a.px) == ("Depth", "ES", 3, 4321.25)
+        assert b.fields == {"symbol": "NQ", "level": 1, "px": 1.5}
+        batch = next(r.batches())
+        assert batch.payload(150)["px"].tolist() == [4321.25, 1.5]
+    with Reader(p) as r:  # without the registration the frames stay readable as bytes
+        a, _ = list(r)
+        assert a.type_name == "type150" and a.fields == {} and len(a.payload) == 28
+
+
+def test_writer_resumes_after_last_committed_frame(tmp_path):
+    p = str(tmp_path / "j.dat")
+    with Writer(p, page_size=4096) as w:
+        for i in range(100):
+            w.write_ticker("A", i)
+    with Reader(p) as r:
+        before = {i: r.page(i).mm[64 : r.page(i).cursor] for i in range(r.page_count())}
+    with Writer(p) as w:
+        assert w.page_size == 4096  # the existing page size is kept
+        for i in range(100, 150):
+            w.write_ticker("A", i)
+    with Reader(p) as r:
+        assert [f.last_price for f in r] == list(range(150))
+        # every committed byte written before is unchanged
+        for i, data in before.items():
+            assert r.page(i).mm[64 : 64 + len(data)] == data
+
+
+def test_rollover_pages_are_complete_and_named(tmp_path):
+    p = str(tmp_path / "j.dat")
+    with Writer(p, page_size=4096) as w:
+        for i in range(500):
+            w.write_order("X", i, 0, 0, 1.0, 1.0, 0.0, f"c{i}")
+        assert w.page_index >= 3
+    with Reader(p) as r:
+        assert [f.order_id for f in r] == list(range(500))
+        n = r.page_count()
+        for i in range(n):
+            page = r.page(i)
+            assert page.path == page_path(p, i) and page.header()["page_index"] == i
+            assert page.sealed == (i < n - 1)
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_frame_larger_than_a_page_is_refused(tmp_path):
+    with Writer(str(tmp_path / "j.dat"), page_size=4096) as w:
+        with pytest.raises(FrameTooLarge, match="does not fit"):
+            w.write(9, bytes(5000))
+        w.write_ticker("OK", 1.0)
+    assert [f.symbol for f in Reader(str(tmp_path / "j.dat"))] == ["OK"]
+
+
+def test_bad_writer_arguments(tmp_path):
+    with pytest.raises(UsageError, match="page size"):
+        Writer(str(tmp_path / "j.dat"), page_size=100)
+    with Writer(str(tmp_path / "k.dat"), page_size=4096) as w:
+        with pytest.raises(UsageError, match="longer than 16"):
+            w.write_ticker("X" * 17, 1.0)
+        with pytest.raises(UsageError, match="msg_type 0"):
+            w.write(0, b"")
+
+
+def test_start_from_time_and_end(tmp_path):
+    p = str(tmp_path / "j.dat")
+    with Writer(p, page_size=4096) as w:
+        for i in range(200):
+            w.write_ticker("A", i, gen_time=1_000 + i)
+    with Reader(p) as r:
+        assert [f.last_price for f in r.frames(start_time=1_150)] == list(range(150, 200))
+        assert [f.last_price for f in r.frames(start_time=1_010, end_time=1_012)] == [10, 11, 12]
+        assert [f.last_price for f in r.last(3)] == [197, 198, 199]
+        assert list(r.follow("end", idle_timeout=0.05)) == []
+        assert [f.last_price for f in r.follow(1_198, idle_timeout=0.05)] == [198, 199]
+
+
+def test_second_writer_is_refused_with_the_holders_pid(tmp_path):
+    p = str(tmp_path / "j.dat")
+    with Writer(p, page_size=4096):
+        with pytest.raises(JournalLocked, match=f"pid {os.getpid()}"):
+            Writer(p)
+    with Writer(p):  # released on close
+        pass
+
+
+def test_lock_does_not_outlive_a_killed_writer(tmp_path):
+    p = str(tmp_path / "j.dat")
+    code = (f"import kftools,time,sys; w=kftools.Writer({p!r}, page_size=4096); w.write_ticker('A',1.0); "
+            "print('ready', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        with pytest.raises(JournalLocked, match=f"pid {proc.pid}"):
+            Writer(p)
+        with Reader(p) as r:
+            assert r.writer_state() == ("alive", proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    with Reader(p) as r:
+        assert r.writer_state() == ("crashed", proc.pid)
+    with Writer(p) as w:
+        w.write_ticker("B", 2.0)
+    with Reader(p) as r:
+        assert [f.symbol for f in r] == ["A", "B"]
+        assert r.writer_state()[0] == "exited"
+
+
+def test_writer_refuses_to_append_after_damage(tmp_path):
+    p = copy_journal([s for s in SAMPLES if s.endswith("damaged.dat")][0], str(tmp_path))
+    before = open(p, "rb").read()
+    with pytest.raises(CorruptJournal, match="kftools recover"):
+        Writer(p)
+    assert open(p, "rb").read() == before
+
+
+def test_writer_refuses_a_file_that_is_not_a_journal(tmp_path):
+    p = tmp_path / "notes.txt"
+    p.write_bytes(b"hello world, this is not a journal at all. " * 10)
+    before = p.read_bytes()
+    with pytest.raises(kftools.NotAJournal):
+        Writer(str(p))
+    assert p.read_bytes() == before
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=os.path.basename)
+def test_readers_never_modify_the_journal(sample, tmp_path):
+    p = copy_journal(sample, str(tmp_path))
+    files = sorted(os.path.join(tmp_path, f) for f in os.listdir(tmp_path))
+    os.utime(p, ns=(1_000_000_000, 1_000_000_000))
+    state = {f: (hashlib.sha256(open(f, "rb").read()).hexdigest(), os.stat(f).st_mtime_ns) for f in files}
+    os.chmod(p, 0o444)  # read-only commands must not even need write permission
+    try:
+        with Reader(p) as r:
+            list(r)
+            r.read_batch()
+            r.writer_state()
+            list(r.follow("beginning", idle_timeout=0.02))
+        kftools.verify(p)
+    finally:
+        os.chmod(p, 0o644)
+    assert state == {f: (hashlib.sha256(open(f, "rb").read()).hexdigest(), os.stat(f).st_mtime_ns) for f in files}
+
+
+def test_many_readers_at_once(tmp_path):
+    p = str(tmp_path / "j.dat")
+    with Writer(p, page_size=8192) as w:
+        for i in range(300):
+            w.write_ticker("A", i)
+    readers = [Reader(p) for _ in range(20)]
+    assert all([f.last_price for f in r] == list(range(300)) for r in readers)
+    for r in readers:
+        r.close()
+
+
+def test_frames_stay_valid_while_reader_is_open_and_time_passes(tmp_path):
+    p = str(tmp_path / "j.dat")
+    with Writer(p, page_size=4096) as w:
+        w.write_ticker("A", 1.0)
+        r = Reader(p)
+        first = next(iter(r))
+        for i in range(300):  # roll many pages; the old frame still decodes
+            w.write_ticker("B", float(i))
+        time.sleep(0.01)
+        assert first.symbol == "A"
+        r.close()
