@@ -122,6 +122,7 @@ def info_cmd(journal: JournalArg, json_out: JsonOpt = False, schema: SchemaOpt =
             t.add_row(f"[bold]{k}[/]", v)
         Console().print(t)
     if info.damage:
+        warn(f"{info.damage}; counted the valid frames before it")
         raise typer.Exit(3)
 
 
@@ -176,10 +177,8 @@ def verify_cmd(journal: JournalArg, json_out: JsonOpt = False, schema: SchemaOpt
         typer.echo(f"{len(rep.pages)} page(s), {rep.frames:,} valid frame(s){span}")
         if rep.clean:
             typer.echo("clean")
-        else:
-            typer.echo(f"DAMAGED: first invalid frame at {rep.damage}")
     if not rep.clean:
-        raise typer.Exit(3)
+        raise fail(f"damaged: first invalid frame at {rep.damage}", 3)
 
 
 @command(name="recover")
@@ -226,6 +225,69 @@ def simulate_cmd(
 
 
 # -- export commands (issue 3) -----------------------------------------------------
+@command(name="export")
+def export_cmd(
+    journal: Annotated[Path, typer.Argument(help="A journal (first page), or a folder of journals for a dataset.",
+                                            show_default=False)],
+    out: Annotated[Path, typer.Argument(help="Output .parquet file (a folder with --split or for a folder of journals).",
+                                        show_default=False)],
+    type_: TypeOpt = None,
+    symbol: SymbolOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    compression: Annotated[str, typer.Option("--compression", help="zstd, snappy or none.")] = "zstd",
+    row_group_size: Annotated[int, typer.Option("--row-group-size", help="Rows per Parquet row group.")] = 262_144,
+    split: Annotated[bool, typer.Option("--split", help="One Parquet file per message type, in folder OUT.")] = False,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep exporting new frames until interrupted.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
+    schema: SchemaOpt = None,
+) -> None:
+    """Export frames to Parquet (typed columns, lossless); a folder of journals to a hive-partitioned dataset."""
+    from .export import export, progress_bar
+
+    stop = stop_on_signals() if follow else None
+    with progress_bar(quiet, follow) as (on_total, on_progress):
+        res = export(str(journal), str(out), registry=registry_for(schema), types=type_, symbols=symbol, start=start,
+                     end=end, compression=compression, row_group_size=row_group_size, split=split, follow=follow,
+                     stop=stop, force=force, progress=on_progress, total=on_total)
+    if not quiet:
+        typer.echo(f"wrote {res.rows:,} rows to {res.out}" + (f" ({res.files} files)" if res.files > 1 else ""),
+                   err=True)
+    for c in res.crashed:
+        warn(f"{c}: the writer died without closing; exported every committed frame")
+    for d in res.damage:
+        warn(f"{d}; exported the valid frames before it and dropped the rest")
+    raise typer.Exit(res.status)
+
+
+@command(name="import")
+def import_cmd(
+    src: Annotated[Path, typer.Argument(help="A kftools Parquet export (or a --split folder).", show_default=False)],
+    out: Annotated[Path, typer.Argument(help="The new journal (first page path).", show_default=False)],
+    page_size: Annotated[int | None, typer.Option("--page-size", help="Bytes per page (default: the exported one).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing journal.")] = False,
+    schema: SchemaOpt = None,
+) -> None:
+    """Rebuild a journal from a Parquet export, frames byte-identical to the original."""
+    from .export import import_parquet
+
+    res = import_parquet(str(src), str(out), registry=registry_for(schema), page_size=page_size, force=force)
+    typer.echo(f"wrote {res.frames:,} frames in {res.pages} page(s) to {res.out}", err=True)
+
+
+@command(bench_app, name="export")
+def bench_export_cmd(
+    json_out: JsonOpt = False,
+    frames: Annotated[int, typer.Option("--frames", help="Frames in the exported journal.")] = 10_000_000,
+    compression: Annotated[str, typer.Option("--compression", help="zstd, snappy or none.")] = "zstd",
+    baseline: Annotated[int, typer.Option("--baseline-frames", help="Frames for the struct.unpack baseline.")] = 300_000,
+) -> None:
+    """Export throughput and peak RSS against pyarrow writing the same table from memory."""
+    from .bench import report
+    from .bench.export import run
+
+    report(run(frames=frames, compression=compression, baseline_frames=baseline), json_out)
 
 # -- replay command (issue 4) ------------------------------------------------------
 

@@ -1,0 +1,837 @@
+"""Export journals to Parquet (one file, one file per type, or a hive-partitioned dataset) and import them back.
+
+Every committed frame becomes a row. Header columns, typed payload columns for
+every registered type, and a ``payload`` binary column that holds the exact
+payload bytes only where the typed columns cannot rebuild them (unknown types,
+non-zero padding, bytes after a text field's NUL, text that is not UTF-8).
+``import_parquet`` rebuilds a journal whose frames are byte-identical.
+
+Batches of frames become Arrow arrays with numpy over the mapped pages: there
+is no Python step per frame on the export path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import mmap
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import KftoolsError, NotAJournal, OutputError, UsageError
+from .journal.format import FRAME_HEADER, PAGE_HEADER_SIZE, page_path
+from .journal.reader import FrameBatch, Reader
+from .journal.registry import MessageType, TypeRegistry
+
+#: bumped when the column scheme changes incompatibly
+EXPORT_FORMAT = 1
+META_KEY = b"kftools"
+COMPRESSIONS = ("zstd", "snappy", "none")
+DEFAULT_ROW_GROUP = 262_144
+_READ_BATCH = 65_536
+_DAY_NS = 86_400 * 10**9
+
+_SCALAR_ARROW = {
+    "u8": pa.uint8(), "u16": pa.uint16(), "u32": pa.uint32(), "u64": pa.uint64(),
+    "i32": pa.int32(), "i64": pa.int64(), "f32": pa.float32(), "f64": pa.float64(),
+}
+_TS = pa.timestamp("ns", tz="UTC")
+_DICT_STR = pa.dictionary(pa.int32(), pa.string())
+#: text fields with few distinct values, stored dictionary-encoded
+_DICT_FIELDS = frozenset({"symbol"})
+
+# header columns: (name, arrow type, meaning). Frame header fields come from FRAME_HEADER.
+_HEADER_DOCS = {
+    "gen_time": "frame header `gen_time`, ns since the epoch, UTC",
+    "trigger_time": "frame header `trigger_time`",
+    "msg_type": "the type's name (`type<N>` when no schema names it)",
+    "msg_type_id": "frame header `msg_type` (the number)",
+    "source": "frame header `source`",
+    "dest": "frame header `dest`",
+    "length": "frame header `length`: payload bytes, padding included",
+    "page": "index of the page the frame was in",
+    "offset": "offset of the frame in its page",
+    "journal": "file name of the journal (datasets only)",
+}
+
+
+@dataclass
+class _Col:
+    name: str
+    kind: str  # a Field kind, or "text"
+    arrow: pa.DataType
+    members: dict = field(default_factory=dict)  # type id -> field name
+    width: int = 0  # widest text field
+
+
+class Columns:
+    """The Arrow schema for a registry's types, and the conversion of frame batches to it."""
+
+    def __init__(self, registry: TypeRegistry, types: Iterable[MessageType] | None = None, journal: bool = False):
+        self.registry = registry
+        self.types = list(types) if types is not None else registry.types()
+        self.journal = journal
+        header = [
+            ("gen_time", _TS), ("trigger_time", _TS), ("msg_type", _DICT_STR), ("msg_type_id", pa.uint32()),
+            ("source", pa.uint32()), ("dest", pa.uint32()), ("length", pa.uint32()),
+            ("page", pa.uint32()), ("offset", pa.uint32()),
+        ]
+        if journal:
+            header.append(("journal", _DICT_STR))
+        taken = {n for n, _ in header} | {"payload"}
+        cols: dict[str, _Col] = {}
+        for mt in self.types:
+            for f in mt.layout.fields:
+                kind = "text" if f.is_text else f.kind
+                name = f.name
+                c = cols.get(name)
+                if name in taken or (c is not None and c.kind != kind):
+                    # same name, different meaning: keep both, qualified by the type
+                    name = f"{mt.name}.{f.name}"
+                    c = cols.get(name)
+                if c is None:
+                    arrow = (_DICT_STR if f.name in _DICT_FIELDS else pa.string()) if f.is_text else _SCALAR_ARROW[f.kind]
+                    c = cols[name] = _Col(name, kind, arrow)
+                c.members[mt.id] = f.name
+                if f.is_text:
+                    c.width = max(c.width, f.size)
+        self.fields = list(cols.values())
+        self.schema = pa.schema(
+            [pa.field(n, t, nullable=n not in ("gen_time", "msg_type", "msg_type_id", "length"))
+             for n, t in header]
+            + [pa.field(c.name, c.arrow) for c in self.fields]
+            + [pa.field("payload", pa.binary())]
+        )
+
+    def metadata(self, extra: dict | None = None) -> dict:
+        """The Parquet key-value metadata import needs: types, column mapping, page capacity."""
+        doc = {
+            "format": EXPORT_FORMAT,
+            "types": [
+                {"id": mt.id, "name": mt.name, "fields": [[f.name, f.kind] for f in mt.layout.fields]}
+                for mt in self.registry.types()
+            ],
+            "columns": {c.name: {str(t): f for t, f in c.members.items()} for c in self.fields},
+        }
+        doc.update(extra or {})
+        return {META_KEY: json.dumps(doc).encode()}
+
+    def empty(self) -> pa.Table:
+        return self.schema.empty_table()
+
+    def convert(self, batch: FrameBatch, journal: str | None = None) -> pa.RecordBatch:
+        """One batch of frames (one page) as an Arrow record batch of this schema, vectorized."""
+        h = batch.headers
+        n = len(h)
+        ids = np.ascontiguousarray(h["msg_type"])
+        lengths = np.ascontiguousarray(h["length"])
+        present, inverse = np.unique(ids, return_inverse=True)
+        names = [self.registry.name(int(t)) for t in present.tolist()]
+        arrays: list[pa.Array] = [
+            pa.array(np.ascontiguousarray(h["gen_time"]), type=_TS),
+            pa.array(np.ascontiguousarray(h["trigger_time"]), type=_TS),
+            pa.DictionaryArray.from_arrays(pa.array(inverse.astype(np.int32)), pa.array(names, pa.string())),
+            pa.array(ids),
+            pa.array(np.ascontiguousarray(h["source"])),
+            pa.array(np.ascontiguousarray(h["dest"])),
+            pa.array(lengths),
+            pa.array(np.full(n, batch.page.index, dtype=np.uint32)),
+            pa.array(batch.offsets.astype(np.uint32)),
+        ]
+        if self.journal:
+            arrays.append(pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(n, np.int32)), pa.array([journal or ""], pa.string())))
+        need_raw = np.zeros(n, dtype=bool)
+        # per type present: the mask of its rows and its typed payloads
+        typed: dict[int, tuple[np.ndarray | None, np.ndarray]] = {}
+        mine = {mt.id for mt in self.types}
+        for k, t in enumerate(present.tolist()):
+            mt = self.registry.get(t)
+            mask = None if len(present) == 1 else inverse == k
+            if mt is None or t not in mine:
+                need_raw[slice(None) if mask is None else mask] = True
+                continue
+            typed[t] = (mask, batch.payload(t, mask))
+            size = mt.layout.size
+            sel_len = lengths if mask is None else lengths[mask]
+            longer = sel_len > size
+            if longer.any():
+                # padding is rebuilt as zeros: keep the raw bytes only when it is not
+                m2 = _sub(mask, n, longer)
+                data, ends = batch.raw_payloads(m2)
+                nz = np.zeros(len(data) + 1, dtype=np.int64)
+                np.cumsum(data != 0, out=nz[1:])
+                bad = nz[ends[1:]] - nz[ends[:-1] + size] > 0
+                need_raw[np.flatnonzero(m2)[bad]] = True
+        for c in self.fields:
+            arrays.append(self._field(c, typed, n, need_raw))
+        arrays.append(_raw_column(batch, need_raw, lengths))
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+    def _field(self, c: _Col, typed: dict, n: int, need_raw: np.ndarray) -> pa.Array:
+        hits = [(typed[t], fname) for t, fname in c.members.items() if t in typed]
+        if not hits:
+            return pa.nulls(n, c.arrow)
+        if c.kind != "text":
+            if len(hits) == 1 and hits[0][0][0] is None:
+                return pa.array(np.ascontiguousarray(hits[0][0][1][hits[0][1]]))
+            values = np.zeros(n, dtype=_SCALAR_NP[c.kind])
+            valid = np.zeros(n, dtype=bool)
+            for (mask, rec), fname in hits:
+                values[mask] = rec[fname]
+                valid[mask] = True
+            return pa.array(values, mask=~valid)
+        w = c.width
+        mat = np.zeros((n, w), dtype=np.uint8)
+        valid = np.zeros(n, dtype=bool)
+        for (mask, rec), fname in hits:
+            raw = np.ascontiguousarray(rec[fname])
+            fw = raw.dtype.itemsize
+            m = mask if mask is not None else slice(None)
+            mat[m, :fw] = raw.view(np.uint8).reshape(-1, fw)
+            valid[m] = True
+        zero = mat == 0
+        cut = np.where(zero.any(axis=1), zero.argmax(axis=1), w)
+        cut[~valid] = 0
+        after = np.arange(w)[None, :] >= cut[:, None]
+        # bytes after the first NUL that are not NUL: the string alone cannot rebuild them
+        need_raw |= (~zero & after).any(axis=1)
+        data = mat[~after]
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(cut, out=offsets[1:])
+        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+        arr = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data), bitmap)
+        try:
+            arr.validate(full=True)
+        except pa.ArrowInvalid:
+            arr = _repair_utf8(mat, cut, valid, need_raw)
+        return arr.dictionary_encode() if c.arrow == _DICT_STR else arr
+
+
+_SCALAR_NP = {k: np.dtype("<" + v) for k, v in
+              {"u8": "u1", "u16": "u2", "u32": "u4", "u64": "u8", "i32": "i4", "i64": "i8", "f32": "f4", "f64": "f8"}.items()}
+
+
+def _sub(mask: np.ndarray | None, n: int, sub: np.ndarray) -> np.ndarray:
+    """The full-length mask of the rows of ``mask`` selected by ``sub``."""
+    out = np.zeros(n, dtype=bool)
+    idx = np.arange(n) if mask is None else np.flatnonzero(mask)
+    out[idx[sub]] = True
+    return out
+
+
+def _repair_utf8(mat: np.ndarray, cut: np.ndarray, valid: np.ndarray, need_raw: np.ndarray) -> pa.Array:
+    # rare: text that is not UTF-8. Show it with replacement characters and keep the raw bytes.
+    out = []
+    for i in range(len(cut)):
+        if not valid[i]:
+            out.append(None)
+            continue
+        b = mat[i, : cut[i]].tobytes()
+        try:
+            out.append(b.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.append(b.decode("utf-8", "replace"))
+            need_raw[i] = True
+    return pa.array(out, pa.string())
+
+
+def _raw_column(batch: FrameBatch, need: np.ndarray, lengths: np.ndarray) -> pa.Array:
+    n = len(need)
+    if not need.any():
+        return pa.nulls(n, pa.binary())
+    data, _ends = batch.raw_payloads(need)
+    lens = np.where(need, lengths, 0).astype(np.int64)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        return pa.array([batch.raw_payloads(np.arange(n) == i)[0].tobytes() if need[i] else None
+                         for i in range(n)], pa.large_binary()).cast(pa.binary())
+    bitmap = pa.py_buffer(np.packbits(need, bitorder="little"))
+    return pa.BinaryArray.from_buffers(pa.binary(), n, [bitmap, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)])
+
+
+# -- writing ---------------------------------------------------------------------------
+
+
+class _Sink:
+    """A Parquet file being written under a temporary name, in row groups of ``row_group_size``."""
+
+    def __init__(self, path: str, cols: Columns, compression: str, row_group_size: int, meta: dict):
+        self.path = path
+        self.cols = cols
+        self.row_group_size = row_group_size
+        self.rows = 0
+        self._pending: list[pa.RecordBatch] = []
+        self._held = 0
+        self._writer = pq.ParquetWriter(
+            path, cols.schema.with_metadata(cols.metadata(meta)),
+            compression=None if compression == "none" else compression,
+        )
+
+    def add(self, rb: pa.RecordBatch) -> None:
+        while len(rb):
+            take = min(len(rb), self.row_group_size - self._held)
+            self._pending.append(rb.slice(0, take))
+            self._held += take
+            rb = rb.slice(take)
+            if self._held >= self.row_group_size:
+                self.flush()
+
+    def flush(self) -> None:
+        if self._held:
+            t = pa.Table.from_batches(self._pending, schema=self.cols.schema)
+            self._writer.write_table(t, row_group_size=self.row_group_size)
+            self.rows += self._held
+            self._pending, self._held = [], 0
+
+    def close(self) -> None:
+        self.flush()
+        if self.rows == 0:
+            # zero rows still carry the full schema
+            self._writer.write_table(self.cols.empty())
+        self._writer.close()
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote, and where the valid data ended if a journal was damaged."""
+
+    out: str
+    rows: int = 0
+    files: int = 0
+    journals: list[str] = field(default_factory=list)
+    damage: list = field(default_factory=list)  # Damage per damaged journal
+    crashed: list[str] = field(default_factory=list)  # journals whose writer died without closing
+
+    @property
+    def status(self) -> int:
+        return 3 if self.damage else 0
+
+
+Progress = Callable[[int, int], None]  # (rows so far, bytes so far)
+
+
+def _check_compression(compression: str) -> str:
+    c = (compression or "zstd").lower()
+    if c not in COMPRESSIONS:
+        raise UsageError(f"unknown --compression {compression!r} ({', '.join(COMPRESSIONS)})")
+    return c
+
+
+def journals_in(folder: str) -> list[str]:
+    """First pages of the journals in ``folder`` (files that are not ``<path>.<n>`` pages)."""
+    out = []
+    for name in sorted(os.listdir(folder)):
+        p = os.path.join(folder, name)
+        stem, _, ext = name.rpartition(".")
+        if not os.path.isfile(p) or (ext.isdigit() and stem):
+            continue
+        out.append(p)
+    return out
+
+
+def journal_bytes(reader: Reader, until=None) -> int:
+    """Committed bytes (for a progress total)."""
+    last, cur = until or reader.end_position()
+    total = 0
+    for i in range(last + 1):
+        try:
+            p = reader.page(i)
+        except KftoolsError:
+            break
+        total += (cur if i == last else min(p.cursor, p.limit())) - PAGE_HEADER_SIZE
+    return max(total, 0)
+
+
+def _page_meta(reader: Reader) -> dict:
+    caps = []
+    for i in range(reader.page_count()):
+        try:
+            caps.append(reader.page(i).capacity)
+        except KftoolsError:
+            break
+    return {"page_capacity": caps[0] if caps else None, "page_capacities": caps,
+            "source": os.path.basename(reader.path)}
+
+
+def _release(batch: FrameBatch, done: list) -> None:
+    """Drop the mapped pages of frames already exported, so RSS stays bounded on big pages."""
+    page = batch.page
+    if done[0] is not page:
+        done[0], done[1] = page, 0
+    end = int(batch.offsets[-1]) + FRAME_HEADER.size + int(batch.headers["length"][-1])
+    start = done[1]
+    stop = end - end % mmap.PAGESIZE
+    if stop > start and hasattr(page.mm, "madvise"):
+        try:
+            page.mm.madvise(mmap.MADV_DONTNEED, start, stop - start)
+        except (OSError, ValueError):
+            return
+        done[1] = stop
+
+
+def _tmp_path(path: str) -> str:
+    d = os.path.dirname(os.path.abspath(path))
+    return os.path.join(d, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+
+
+def _check_file_out(out: str, force: bool) -> None:
+    if os.path.isdir(out):
+        raise OutputError(f"{out}: is a directory (give a .parquet file name, or --split for a folder)")
+    if os.path.exists(out) and not force:
+        raise OutputError(f"{out}: already exists (use --force to replace it)")
+    d = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(d):
+        raise OutputError(f"{out}: folder {d} does not exist")
+    if not os.access(d, os.W_OK):
+        raise OutputError(f"{out}: folder {d} is not writable")
+
+
+def _check_dir_out(out: str, force: bool) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise OutputError(f"{out}: exists and is not a folder")
+    if os.path.isdir(out) and os.listdir(out) and not force:
+        raise OutputError(f"{out}: folder is not empty (use --force to replace it)")
+    d = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(d):
+        raise OutputError(f"{out}: folder {d} does not exist")
+    if not os.access(d, os.W_OK):
+        raise OutputError(f"{out}: folder {d} is not writable")
+
+
+def export(
+    journal: str,
+    out: str,
+    *,
+    registry: TypeRegistry,
+    types=None,
+    symbols=None,
+    start: str | None = None,
+    end: str | None = None,
+    compression: str = "zstd",
+    row_group_size: int = DEFAULT_ROW_GROUP,
+    split: bool = False,
+    follow: bool = False,
+    stop=None,
+    force: bool = False,
+    progress: Progress | None = None,
+    total: Callable[[int], None] | None = None,
+) -> ExportResult:
+    """Export a journal to ``out`` (a Parquet file, or with ``split`` a folder of one file per type).
+
+    A folder of journals exports to a hive-partitioned dataset (``date=/type=``).
+    ``follow`` keeps exporting new frames until ``stop`` fires; otherwise the
+    frames committed when the export started are exported. The output appears
+    (renamed from a temporary name) only when complete.
+    """
+    from .selection import Selection
+
+    journal, out = os.fspath(journal), os.fspath(out)
+    compression = _check_compression(compression)
+    if row_group_size < 1:
+        raise UsageError("--row-group-size must be >= 1")
+    if os.path.isdir(journal):
+        if follow:
+            raise UsageError("--follow takes one journal, not a folder")
+        return export_dataset(journal, out, registry=registry, types=types, symbols=symbols, start=start, end=end,
+                              compression=compression, row_group_size=row_group_size, force=force,
+                              progress=progress, total=total)
+    if split:
+        _check_dir_out(out, force)
+    else:
+        _check_file_out(out, force)
+    reader = Reader(journal, registry=registry)
+    try:
+        sel = Selection.parse(reader, registry, types, symbols, start, end)
+        chosen = [registry.get(t) for t in sel.types] if sel.types else None
+        meta = _page_meta(reader)
+        res = ExportResult(out, journals=[journal])
+        until = None if follow else reader.end_position()
+        if total:
+            total(journal_bytes(reader, until))
+        if follow:
+            batches = reader.follow_batches("beginning", "sleep", stop=stop, batch_size=_READ_BATCH, **sel.filters())
+        else:
+            batches = reader.batches(_READ_BATCH, until=until, **sel.filters())
+        tmp = _tmp_path(out)
+        try:
+            if split:
+                _export_split(batches, registry, chosen, tmp, compression, row_group_size, meta, res, progress)
+            else:
+                cols = Columns(registry, [t for t in chosen if t] if chosen else None)
+                sink = _Sink(tmp, cols, compression, row_group_size, meta)
+                _pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, progress)
+                sink.close()
+                res.files = 1
+            if force and os.path.isdir(out) and split:
+                shutil.rmtree(out)
+            os.replace(tmp, out) if not split else os.rename(tmp, out)
+        except BaseException:
+            _remove(tmp)
+            raise
+        if reader.damage is not None:
+            res.damage.append(reader.damage)
+        elif _crashed(reader):
+            res.crashed.append(journal)
+        return res
+    finally:
+        reader.close()
+
+
+def _crashed(reader: Reader) -> bool:
+    try:
+        return reader.writer_state()[0] == "crashed"
+    except (OSError, KftoolsError):
+        return False
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.exists(path):
+        os.unlink(path)
+
+
+def _pump(batches, consume, flush, res: ExportResult, progress: Progress | None) -> None:
+    done: list = [None, 0]
+    nbytes = 0
+    for b in batches:
+        if not len(b):
+            if flush:
+                flush()  # caught up with a live writer: make what we have durable in a row group
+            continue
+        consume(b)
+        res.rows += len(b)
+        nbytes += int(b.headers["length"].sum(dtype=np.int64)) + FRAME_HEADER.size * len(b)
+        _release(b, done)
+        if progress:
+            progress(res.rows, nbytes)
+
+
+def _file_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def _export_split(batches, registry, chosen, tmpdir, compression, row_group_size, meta, res, progress) -> None:
+    os.makedirs(tmpdir)
+    sinks: dict[int, tuple[Columns, _Sink]] = {}
+
+    def sink_for(t: int):
+        s = sinks.get(t)
+        if s is None:
+            mt = registry.get(t)
+            cols = Columns(registry, [mt] if mt else [])
+            name = _file_name(registry.name(t)) + ".parquet"
+            s = sinks[t] = (cols, _Sink(os.path.join(tmpdir, name), cols, compression, row_group_size, meta))
+        return s
+
+    if chosen:
+        for mt in chosen:
+            if mt is not None:
+                sink_for(mt.id)
+
+    def consume(b: FrameBatch) -> None:
+        ids = b.headers["msg_type"]
+        for t in np.unique(ids).tolist():
+            cols, sink = sink_for(t)
+            part = b if len(sinks) == 1 and (ids == t).all() else b.select(ids == t)
+            sink.add(cols.convert(part))
+
+    _pump(batches, consume, lambda: [s.flush() for _, s in sinks.values()], res, progress)
+    for _, s in sinks.values():
+        s.close()
+    res.files = len(sinks)
+
+
+def export_dataset(
+    folder: str, out: str, *, registry: TypeRegistry, types=None, symbols=None, start=None, end=None,
+    compression: str = "zstd", row_group_size: int = DEFAULT_ROW_GROUP, force: bool = False,
+    progress: Progress | None = None, total: Callable[[int], None] | None = None,
+) -> ExportResult:
+    """Export every journal in ``folder`` to a hive-partitioned dataset ``out/date=YYYY-MM-DD/type=Name/``.
+
+    Every file has the same schema (all types' columns, and ``journal``), so
+    DuckDB, Polars, pandas and Spark read the folder as one table.
+    """
+    from .selection import Selection
+
+    _check_dir_out(out, force)
+    paths = journals_in(folder)
+    if not paths:
+        raise NotAJournal(f"{folder}: no journal in this folder")
+    readers = []
+    try:
+        for p in paths:
+            readers.append(Reader(p, registry=registry))
+        sels = [Selection.parse(r, registry, types, symbols, start, end) for r in readers]
+        ends = [r.end_position() for r in readers]
+        if total:
+            total(sum(journal_bytes(r, u) for r, u in zip(readers, ends)))
+        cols = Columns(registry, None, journal=True)
+        res = ExportResult(out, journals=paths)
+        tmp = _tmp_path(out)
+        os.makedirs(tmp)
+        sinks: dict[tuple[int, int], _Sink] = {}
+        rows_before = 0
+        try:
+            for r, sel, until in zip(readers, sels, ends):
+                jname = os.path.basename(r.path)
+                meta = _page_meta(r)
+                meta["source"] = None  # many journals: see the journal column
+
+                def consume(b: FrameBatch, jname=jname) -> None:
+                    days = b.headers["gen_time"] // _DAY_NS
+                    key = days.astype(np.int64) * 2**32 + b.headers["msg_type"].astype(np.int64)
+                    for k in np.unique(key).tolist():
+                        sink = sinks.get(k)
+                        day, t = divmod(k, 2**32)
+                        if sink is None:
+                            date = np.datetime64(day, "D").astype(str)
+                            d = os.path.join(tmp, f"date={date}", f"type={_file_name(registry.name(t))}")
+                            os.makedirs(d, exist_ok=True)
+                            sink = sinks[k] = _Sink(os.path.join(d, "part-0.parquet"), cols, compression,
+                                                    row_group_size, {"source": None})
+                        part = b if len(key) and (key == k).all() else b.select(key == k)
+                        sink.add(cols.convert(part, jname))
+
+                def prog(rows, nbytes, base=rows_before):
+                    if progress:
+                        progress(base + rows, nbytes)
+
+                sub = ExportResult(out)
+                _pump(r.batches(_READ_BATCH, until=until, **sel.filters()), consume, None, sub, prog)
+                res.rows += sub.rows
+                rows_before = res.rows
+                if r.damage is not None:
+                    res.damage.append(r.damage)
+                elif _crashed(r):
+                    res.crashed.append(r.path)
+            for s in sinks.values():
+                s.close()
+            res.files = len(sinks)
+            if os.path.isdir(out):
+                shutil.rmtree(out)
+            os.rename(tmp, out)
+        except BaseException:
+            _remove(tmp)
+            raise
+        return res
+    finally:
+        for r in readers:
+            r.close()
+
+
+# -- import ----------------------------------------------------------------------------
+
+
+@dataclass
+class ImportResult:
+    out: str
+    frames: int = 0
+    pages: int = 0
+
+
+def _registry_from(meta: dict, registry: TypeRegistry | None) -> TypeRegistry:
+    reg = (registry or TypeRegistry()).copy()
+    for t in meta.get("types", []):
+        if reg.get(t["id"]) is None:
+            reg.register(t["id"], t["name"], [tuple(f) for f in t["fields"]])
+    return reg
+
+
+def _read_meta(path: str) -> tuple[pq.ParquetFile, dict]:
+    try:
+        pf = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as e:
+        raise NotAJournal(f"{path}: not a Parquet file ({e})") from None
+    raw = (pf.schema_arrow.metadata or {}).get(META_KEY)
+    if raw is None:
+        raise UsageError(f"{path}: not a kftools export (no '{META_KEY.decode()}' metadata)")
+    return pf, json.loads(raw)
+
+
+def import_parquet(
+    src: str, out: str, *, registry: TypeRegistry | None = None, page_size: int | None = None, force: bool = False,
+) -> ImportResult:
+    """Rebuild a journal from a kftools export (a file, or a ``--split`` folder).
+
+    Frames are rebuilt byte-identical (headers, payloads and padding) in the
+    order of their original (page, offset); pages get the exported capacity.
+    """
+    from .journal.writer import Writer
+
+    src, out = os.fspath(src), os.fspath(out)
+    if os.path.isdir(src):
+        files = sorted(os.path.join(src, f) for f in os.listdir(src) if f.endswith(".parquet"))
+        if not files:
+            raise NotAJournal(f"{src}: no .parquet file in this folder")
+    elif os.path.exists(src):
+        files = [src]
+    else:
+        raise NotAJournal(f"{src}: no such file")
+    if os.path.isdir(out):
+        raise OutputError(f"{out}: is a directory")
+    if os.path.exists(out) and not force:
+        raise OutputError(f"{out}: already exists (use --force to replace it)")
+    d = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(d) or not os.access(d, os.W_OK):
+        raise OutputError(f"{out}: folder {d} is missing or not writable")
+    opened = [_read_meta(f) for f in files]
+    meta = opened[0][1]
+    if meta.get("format") != EXPORT_FORMAT:
+        raise UsageError(f"{files[0]}: export format {meta.get('format')} is not {EXPORT_FORMAT}")
+    reg = _registry_from(meta, registry)
+    cap = page_size or meta.get("page_capacity") or None
+    tmpdir = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", dir=d)
+    tmp = os.path.join(tmpdir, os.path.basename(out))
+    res = ImportResult(out)
+    try:
+        with Writer(tmp, page_size=cap, registry=reg) as w:
+            if len(opened) == 1:
+                for rb in opened[0][0].iter_batches(batch_size=_READ_BATCH):
+                    res.frames += _write_rows(w, rb, reg, opened[0][1])
+            else:
+                # a --split folder: merge the files back in journal order
+                t = pa.concat_tables([pf.read() for pf, _ in opened], promote_options="default")
+                t = t.sort_by([("page", "ascending"), ("offset", "ascending")])
+                for rb in t.to_batches(max_chunksize=_READ_BATCH):
+                    res.frames += _write_rows(w, rb, reg, meta)
+            res.pages = w.page_index + 1
+        if os.path.exists(out) and force:
+            _remove_journal(out)
+        pages = sorted(os.listdir(tmpdir), key=lambda n: (len(n), n), reverse=True)
+        for name in pages:  # the first page last, so the journal appears whole
+            os.rename(os.path.join(tmpdir, name), os.path.join(d, os.path.basename(out) + name[len(os.path.basename(out)):]))
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return res
+
+
+def _remove_journal(path: str) -> None:
+    i = 0
+    while os.path.exists(page_path(path, i)):
+        os.unlink(page_path(path, i))
+        i += 1
+
+
+def _write_rows(w, rb: pa.RecordBatch, reg: TypeRegistry, meta: dict) -> int:
+    n = rb.num_rows
+    if not n:
+        return 0
+    col = rb.column
+    names = rb.schema.names
+
+    def np_col(name, dtype):
+        return col(names.index(name)).to_numpy(zero_copy_only=False).astype(dtype)
+
+    ids = np_col("msg_type_id", np.uint32)
+    lengths = np_col("length", np.int64)
+    gen = col(names.index("gen_time")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    trig = col(names.index("trigger_time")).fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    src = col(names.index("source")).fill_null(0).to_numpy(zero_copy_only=False)
+    dst = col(names.index("dest")).fill_null(0).to_numpy(zero_copy_only=False)
+    raw = col(names.index("payload")).to_pylist()
+    payloads: list = [None] * n
+    colmap = meta.get("columns", {})
+    for t in np.unique(ids).tolist():
+        mt = reg.get(t)
+        rows = np.flatnonzero(ids == t)
+        if mt is None:
+            continue
+        rec = np.zeros(len(rows), dtype=mt.layout.dtype)
+        for cname, members in colmap.items():
+            fname = members.get(str(t))
+            if fname is None or cname not in names:
+                continue
+            arr = col(names.index(cname)).take(pa.array(rows))
+            if pa.types.is_dictionary(arr.type):
+                arr = arr.dictionary_decode()
+            if mt.layout.field(fname).is_text:
+                vals = arr.cast(pa.binary()).fill_null(b"").to_numpy(zero_copy_only=False)
+                rec[fname] = np.array(vals.tolist(), dtype=rec.dtype[fname]) if len(vals) else rec[fname]
+            else:
+                rec[fname] = arr.fill_null(0).to_numpy(zero_copy_only=False)
+        size = mt.layout.size
+        buf = rec.tobytes()
+        for k, i in enumerate(rows.tolist()):
+            if raw[i] is None:
+                payloads[i] = buf[k * size : (k + 1) * size]
+    write = w.write
+    for i in range(n):
+        p = raw[i]
+        if p is not None:
+            write(int(ids[i]), p, gen_time=int(gen[i]), trigger_time=int(trig[i]), source=int(src[i]), dest=int(dst[i]))
+        else:
+            p = payloads[i]
+            if p is None:
+                raise UsageError(f"row {i}: type {int(ids[i])} has no payload bytes and no schema")
+            write(int(ids[i]), p, gen_time=int(gen[i]), trigger_time=int(trig[i]), source=int(src[i]),
+                  dest=int(dst[i]), padding=int(lengths[i]) - len(p))
+    return n
+
+
+# -- progress (for the CLI) --------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def progress_bar(quiet: bool = False, follow: bool = False):
+    """``(on_total, on_progress)`` callbacks drawing a rich bar on stderr; no-ops off a terminal or if quiet."""
+    import sys
+
+    if quiet or not sys.stderr.isatty():
+        yield None, None
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn, TransferSpeedColumn)
+
+    columns = [TextColumn("[bold]export"), BarColumn(), TextColumn("{task.fields[rows]:,} frames"),
+               TransferSpeedColumn(), TimeRemainingColumn() if not follow else TimeElapsedColumn()]
+    del MofNCompleteColumn
+    with Progress(*columns, console=Console(stderr=True), transient=False) as prog:
+        task = prog.add_task("export", total=None, rows=0)
+
+        def on_total(nbytes: int) -> None:
+            if not follow:
+                prog.update(task, total=max(nbytes, 1))
+
+        def on_progress(rows: int, nbytes: int) -> None:
+            prog.update(task, completed=nbytes, rows=rows)
+
+        yield on_total, on_progress
+
+
+# -- documentation ---------------------------------------------------------------------
+
+
+def schema_table(registry: TypeRegistry | None = None) -> str:
+    """The Markdown table of export columns, generated from the layouts (docs/export.md carries it)."""
+    from .journal.registry import DEFAULT_REGISTRY
+
+    cols = Columns(registry or DEFAULT_REGISTRY, journal=True)
+    rows = ["| column | Arrow type | from |", "|---|---|---|"]
+    for f in cols.schema:
+        if f.name in _HEADER_DOCS:
+            doc = _HEADER_DOCS[f.name]
+        elif f.name == "payload":
+            doc = ("exact payload bytes when the typed columns cannot rebuild them "
+                   "(unknown type, non-zero padding, bytes after a NUL, non-UTF-8 text); else null")
+        else:
+            c = next(c for c in cols.fields if c.name == f.name)
+            doc = ", ".join(f"{cols.registry.name(t)}.{fn}" for t, fn in c.members.items())
+            if c.kind == "text":
+                doc += " (NUL padding stripped)"
+        rows.append(f"| `{f.name}` | {f.type} | {doc} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(schema_table())
