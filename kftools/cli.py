@@ -292,6 +292,39 @@ def bench_export_cmd(
 # -- replay command (issue 4) ------------------------------------------------------
 
 # -- tail command (issue 5) --------------------------------------------------------
+@command(name="tail")
+def tail_cmd(
+    journal: JournalArg,
+    type_: TypeOpt = None,
+    symbol: SymbolOpt = None,
+    plain: Annotated[bool, typer.Option("--plain", help="Print lines (as cat --follow) instead of the live view.")] = False,
+    lines: Annotated[int, typer.Option("-n", "--lines", help="--plain: start with the last N frames.")] = 10,
+    refresh: Annotated[float, typer.Option("--refresh", help="Screen refreshes per second.")] = 10.0,
+    schema: SchemaOpt = None,
+) -> None:
+    """Live view of a journal: newest frames, rate, lag, writer state, details, sparklines (q quits)."""
+    registry = registry_for(schema)
+    if lines < 0:
+        raise UsageError("-n must be >= 0")
+    if not 0.5 <= refresh <= 60:
+        raise UsageError("--refresh must be between 0.5 and 60")
+    if plain or not (sys.stdout.isatty() and sys.stdin.isatty()):
+        from .cat import cat
+
+        damage = cat(str(journal), registry=registry, types=type_, symbols=symbol, last=lines, follow=True,
+                     wait="sleep", stop=stop_on_signals(), on_wait=lambda msg: warn(f"{msg}; waiting for it"))
+        sys.stdout.flush()
+        if damage is not None:
+            warn(f"{damage}; printed the valid frames before it")
+            raise typer.Exit(3)
+        return
+    from .selection import Selection
+    from .tui.app import TailApp, probe
+
+    sel = Selection.parse(None, registry, type_, symbol)
+    probe(str(journal), registry)
+    TailApp(str(journal), registry, types=sel.types, symbols=sel.symbols, refresh_hz=refresh).run()
+
 
 # -- benchmarks --------------------------------------------------------------------
 @command(bench_app, name="latency")

@@ -380,7 +380,8 @@ class Reader:
                 if len(offsets):
                     yield FrameBatch(page, offsets, headers)
                 if problem:
-                    self._note_damage(page, off, problem)
+                    # a bad header explains the bad frame better than the frame itself
+                    self._note_damage(page, off, header_problem or problem)
                     return
             if header_problem and off >= end:
                 self._note_damage(page, off, header_problem)
@@ -616,8 +617,7 @@ class Reader:
                 time.sleep(0.001)
 
     def close(self) -> None:
-        for p in self._pages.values():
-            p.close()
+        # drop our references only: frames still held keep their page mapped (and valid)
         self._pages.clear()
         if self._probe_fd >= 0:
             os.close(self._probe_fd)

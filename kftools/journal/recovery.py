@@ -23,7 +23,7 @@ def validate_page(page: Page, registry: TypeRegistry) -> Damage | None:
     while off < end:
         _o, _h, off, p = scan_page(page, off, end, registry, 1 << 20)
         if p:
-            return Damage(page.path, page.index, off, p)
+            return Damage(page.path, page.index, off, problem or p)
     if problem:
         return Damage(page.path, page.index, off, problem)
     return None

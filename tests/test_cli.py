@@ -1,0 +1,244 @@
+"""The core commands run as a user runs them: subprocesses, real files, exit codes, stderr."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+import typer.main
+
+from kftools import Reader, Writer
+from kftools.cli import app
+
+from conftest import KFTOOLS, ROOT, SCHEMA, copy_journal, run_cli
+
+SAMPLES_DIR = os.path.join(ROOT, "sample_journals")
+CLEAN = os.path.join(SAMPLES_DIR, "clean.dat")
+MULTI = os.path.join(SAMPLES_DIR, "multipage.dat")
+DAMAGED = os.path.join(SAMPLES_DIR, "damaged.dat")
+
+
+def test_every_command_and_option_has_help_text():
+    def walk(cmd, path):
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    root = typer.main.get_command(app)
+    missing = []
+    for path, cmd in walk(root, "kftools"):
+        if not (cmd.help or "").strip():
+            missing.append(path)
+        for p in cmd.params:
+            if p.param_type_name == "option" and not (p.help or "").strip() and p.name != "help":
+                missing.append(f"{path} {p.opts[0]}")
+    assert not missing, f"no help text: {missing}"
+
+
+def test_info_json():
+    r = run_cli("info", MULTI, "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["pages"] == 9 and d["frames"] == 1200 and d["health"] == "ok" and d["writer_state"] == "exited"
+    assert d["by_type"] == {"Ticker": 960, "Order": 120, "Trade": 120}
+    assert d["last_gen_time"] - d["first_gen_time"] == 1199 * 1_000_000
+
+
+def test_info_text_mentions_what_matters():
+    r = run_cli("info", os.path.join(SAMPLES_DIR, "crashed.dat"))
+    assert r.returncode == 0
+    assert "crashed" in r.stdout and "300" in r.stdout
+
+
+def test_cat_jsonl_keys_are_the_field_names():
+    r = run_cli("cat", CLEAN, "--format", "jsonl", "-n", "20")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(rows) == 20
+    t = next(x for x in rows if x["type"] == "Ticker")
+    assert set(t) == {"type", "msg_type", "gen_time", "trigger_time", "source", "dest", "symbol", "last_price",
+                      "bid_price", "ask_price", "volume"}
+    assert isinstance(t["gen_time"], int) and t["msg_type"] == 1
+    o = next(x for x in rows if x["type"] == "Order")
+    assert o["client_order_id"].startswith("c-") and o["side"] in (0, 1)
+    with Reader(CLEAN) as rd:
+        assert [x["gen_time"] for x in rows] == [f.gen_time for f in rd.last(20)]
+
+
+def test_cat_filters_types_symbols_and_relative_times():
+    r = run_cli("cat", MULTI, "-F", "jsonl", "--type", "order,trade", "--symbol", "BTC-USD", "--start", "+100ms",
+                "--end", "+300ms")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert rows and {x["type"] for x in rows} == {"Order", "Trade"} and {x["symbol"] for x in rows} == {"BTC-USD"}
+    t0 = 1_795_800_600_000_000_000
+    assert all(t0 + 100_000_000 <= x["gen_time"] <= t0 + 300_000_000 for x in rows)
+
+
+def test_cat_text_and_csv():
+    r = run_cli("cat", CLEAN, "-n", "2")
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 2
+    assert "2026-11-27T17:30:00.399000000Z" in r.stdout
+    r = run_cli("cat", CLEAN, "-F", "csv", "-t", "ticker", "-n", "3")
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("type,msg_type,gen_time") and len(lines) == 4
+    assert all(x.startswith("Ticker,1,") for x in lines[1:])
+
+
+def test_cat_user_types_with_schema():
+    p = os.path.join(SAMPLES_DIR, "user_types.dat")
+    r = run_cli("cat", p, "-F", "jsonl", "--schema", SCHEMA, "-n", "4")
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert {x["type"] for x in rows} == {"Quote", "Ticker", "type200"}
+    assert any("bid" in x for x in rows) and any("payload" in x for x in rows)
+    r = run_cli("cat", p, "-F", "jsonl", "-n", "4", env={"KFTOOLS_SCHEMA": SCHEMA})
+    assert "Quote" in r.stdout
+
+
+def test_cat_into_head_exits_quietly():
+    r = subprocess.run(" ".join([*KFTOOLS, "cat", MULTI]) + " | head -3", shell=True, capture_output=True, text=True,
+                       cwd=ROOT, timeout=60)
+    assert len(r.stdout.splitlines()) == 3
+    assert r.stderr == ""
+
+
+def test_cat_follow_waits_for_the_journal_then_stops_cleanly_on_sigint(tmp_path):
+    p = tmp_path / "later.dat"
+    proc = subprocess.Popen([*KFTOOLS, "cat", "-f", "-F", "jsonl", str(p)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        time.sleep(1.0)
+        assert proc.poll() is None
+        with Writer(p, page_size=4096) as w:
+            for i in range(200):
+                w.write_ticker("F", float(i))
+        got = [json.loads(proc.stdout.readline())["last_price"] for _ in range(200)]
+        assert got == list(range(200))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "waiting" in err and "Traceback" not in err
+
+
+def test_verify_and_recover_exit_codes(tmp_path):
+    assert run_cli("verify", CLEAN).returncode == 0
+    r = run_cli("verify", DAMAGED, "--json")
+    assert r.returncode == 3
+    d = json.loads(r.stdout)
+    assert d["frames"] == 75 and d["damage"]["offset"] == 8232 and "msg_type 0" in d["damage"]["reason"]
+
+    out = tmp_path / "fixed.dat"
+    r = run_cli("recover", DAMAGED, "-o", out)
+    assert r.returncode == 3 and "dropped" in r.stderr
+    with Reader(out) as a, Reader(DAMAGED) as b:
+        assert [f.raw for f in a] == [f.raw for f in b]  # exactly the valid prefix, byte for byte
+        assert a.damage is None and sum(1 for _ in a) == 75
+    assert run_cli("verify", out).returncode == 0
+    r = run_cli("recover", CLEAN, "-o", tmp_path / "same.dat")
+    assert r.returncode == 0
+    r = run_cli("recover", CLEAN, "-o", out)
+    assert r.returncode != 0 and "already exists" in r.stderr
+
+
+def test_recover_nothing_recoverable(tmp_path):
+    p = tmp_path / "zero.dat"
+    with Writer(p, page_size=4096) as w:
+        w.write_ticker("A", 1.0)
+    with open(p, "r+b") as fh:
+        fh.seek(64)
+        fh.write(bytes(80))
+    r = run_cli("recover", p, "-o", tmp_path / "out.dat")
+    assert r.returncode == 1
+
+
+def test_recover_in_place_then_writer_resumes(tmp_path):
+    p = copy_journal(MULTI, str(tmp_path))
+    with open(p + ".3", "r+b") as fh:  # lose a block in page 3
+        fh.seek(5000)
+        fh.write(b"\xff" * 600)
+    assert run_cli("verify", p).returncode == 3
+    r = run_cli("recover", p, "--in-place")
+    assert r.returncode == 3, r.stderr
+    assert run_cli("verify", p).returncode == 0
+    assert os.path.exists(p + ".4.damaged") and not os.path.exists(p + ".4")
+    with Writer(p) as w:
+        w.write_ticker("AFTER", 1.0)
+    with Reader(p) as rd:
+        frames = list(rd)
+        assert frames[-1].symbol == "AFTER" and rd.damage is None
+
+
+def test_simulate_writes_the_frames_asked_for(tmp_path):
+    p = tmp_path / "sim.dat"
+    r = run_cli("simulate", p, "--frames", "5000", "--rate", "0", "--page-size", "65536", "--symbols", "X,Y")
+    assert r.returncode == 0, r.stderr
+    with Reader(p) as rd:
+        frames = list(rd)
+    assert len(frames) == 5000
+    assert {f.symbol for f in frames} == {"X", "Y"}
+    assert {f.type_name for f in frames} == {"Ticker", "Order", "Trade"}
+
+
+# -- bad input: one line naming the file, non-zero exit, no traceback, nothing written -------------
+def _header(cursor=64, capacity=4096, version=1):
+    return struct.pack("<IIII", cursor, 0, capacity, version) + bytes(48)
+
+
+BAD = {
+    "missing": (None, "no such journal"),
+    "directory": ("DIR", "is a directory"),
+    "empty": (b"", "empty file"),
+    "tiny": (b"abc", "too small"),
+    "text": (b"This is a README file, certainly not a journal.\n" * 20, "not a journal"),
+    "version": (_header(version=7) + bytes(4096 - 64), "unsupported journal version 7"),
+    "cursor_past_capacity": (_header(cursor=99999) + bytes(4096 - 64), "past the page capacity"),
+    "length_past_page": (
+        _header(cursor=64 + 32 + 48) + struct.pack("<IIqqII", 5000, 1, 1, 0, 0, 0) + bytes(4096 - 96),
+        "runs past the write cursor"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+@pytest.mark.parametrize("command", ["info", "cat", "verify", "recover"])
+def test_bad_input(tmp_path, case, command):
+    content, message = BAD[case]
+    p = tmp_path / "j.dat"
+    if content == "DIR":
+        p.mkdir()
+    elif content is not None:
+        p.write_bytes(content)
+    before = sorted(os.listdir(tmp_path))
+    digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+    args = [command, p] + (["-o", tmp_path / "out.dat"] if command == "recover" else [])
+    r = run_cli(*args)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1, r.stderr
+    assert str(p) in err[0] and message in err[0]
+    if not (command == "recover" and case in ("cursor_past_capacity", "length_past_page")):
+        assert sorted(os.listdir(tmp_path)) == before  # nothing written
+    if digest:
+        assert hashlib.sha256(p.read_bytes()).hexdigest() == digest
+
+
+def test_unknown_type_and_bad_time_are_one_line_errors():
+    r = run_cli("cat", CLEAN, "--type", "bogus")
+    assert r.returncode == 2 and "unknown message type 'bogus'" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("cat", CLEAN, "--start", "yesterday-ish")
+    assert r.returncode == 2 and "bad time" in r.stderr
+
+
+def test_python_dash_m_and_console_script_agree():
+    r1 = run_cli("info", CLEAN, "--json")
+    exe = os.path.join(os.path.dirname(sys.executable), "kftools")
+    r2 = subprocess.run([exe, "info", str(CLEAN), "--json"], capture_output=True, text=True)
+    assert json.loads(r1.stdout)["frames"] == json.loads(r2.stdout)["frames"] == 400
