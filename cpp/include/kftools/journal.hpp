@@ -191,9 +191,11 @@ inline uint32_t last_page_index(const std::string& path) {
 // an all-zero header, which a follower waits on rather than reports.
 inline std::string header_problem(const PageHeader& h, uint32_t index, bool* unwritten = nullptr) {
     if (unwritten) *unwritten = false;
-    if (h.version == 0 && h.capacity == 0 && h.write_cursor == 0) {
+    // The creator writes the version last, so a header without one is still being
+    // written (Python's check_header only waits on an all-zero header).
+    if (h.version == 0 && (h.magic == 0 || h.magic == kMagic)) {
         if (unwritten) *unwritten = true;
-        return "page header not written yet (all zero)";
+        return "page header not written yet (version 0)";
     }
     if (h.magic != 0 && h.magic != kMagic) return "not a journal (bad magic at offset 16)";
     if (h.version != kVersion) return "unsupported journal version " + std::to_string(h.version);
@@ -407,8 +409,12 @@ class Writer {
             struct stat st;
             PageHeader h{}, zero{};
             if (::fstat(fd, &st) != 0) throw Error(detail::sys_error(path_));
-            if (st.st_size == 0 ||
-                (::pread(fd, &h, sizeof h, 0) == ssize_t(sizeof h) && std::memcmp(&h, &zero, sizeof h) == 0))
+            bool got = st.st_size >= kPageHeaderSize && ::pread(fd, &h, sizeof h, 0) == ssize_t(sizeof h);
+            // all zero, or a kftools header whose creator died before writing the version:
+            // no frame was ever committed, so (re)initializing loses nothing
+            bool fresh = std::memcmp(&h, &zero, sizeof h) == 0 ||
+                         (h.version == 0 && h.magic == kMagic && h.write_cursor == kPageHeaderSize);
+            if (st.st_size == 0 || (got && fresh))
                 init_page(fd, opt_.page_size ? opt_.page_size : kDefaultPageSize, 0, path_);
             remove_stale_tmp();
             adopt(open_last());
@@ -470,7 +476,9 @@ class Writer {
                 why = bad;
                 break;
             }
-            off += kFrameHeaderSize + detail::u32_at(m.base, off)[0];
+            uint32_t len;
+            std::memcpy(&len, m.base + off, 4);  // frames need not be 4-aligned
+            off += kFrameHeaderSize + len;
         }
         if (!why.empty()) {
             m.unmap();
@@ -539,7 +547,7 @@ class Reader {
     bool poll(Frame& f, bool eager = false) {
         for (;;) {
             if (!damage_.empty()) return false;
-            if (!cur_.base && !open_page(index_)) return false;
+            if (!cur_.base && !open_page(index_, cur_)) return false;
             uint32_t end = detail::load_acquire(cur_.base, detail::kCursorOff);
             if (end > off_) {
                 if (end > cur_.limit) return fail("write cursor is past the page capacity or the end of the file");
@@ -557,15 +565,14 @@ class Reader {
             if (!sealed && !detail::exists(page_path(path_, index_ + 1))) return false;
             // this page is final: take any frame committed before the writer moved on
             if (detail::load_acquire(cur_.base, detail::kCursorOff) > off_) continue;
-            prev_.unmap();  // keep one page back so the caller's last Frame stays valid
-            prev_ = cur_;
-            cur_ = detail::Mapping{};
-            if (!open_page(index_ + 1)) {
-                cur_ = prev_;
-                prev_ = detail::Mapping{};
+            detail::Mapping next;
+            if (!open_page(index_ + 1, next)) {
                 if (sealed && eager) return fail("page is sealed but the next page is missing");
                 return false;
             }
+            prev_.unmap();  // keep one page back so the caller's last Frame stays valid
+            prev_ = cur_;
+            cur_ = next;
             ++index_;
             off_ = kPageHeaderSize;
         }
@@ -607,7 +614,7 @@ class Reader {
     }
 
     // Map page `index`; false if it is not there yet (missing, empty, unwritten header).
-    bool open_page(uint32_t index) {
+    bool open_page(uint32_t index, detail::Mapping& out) {
         std::string p = page_path(path_, index);
         int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
@@ -629,7 +636,7 @@ class Reader {
             throw NotAJournal(p + ": " + problem);
         }
         try {
-            detail::map_fd(fd, size_t(st.st_size), false, h.capacity, index, cur_, p);
+            detail::map_fd(fd, size_t(st.st_size), false, h.capacity, index, out, p);
         } catch (...) {
             ::close(fd);
             throw;
