@@ -290,6 +290,67 @@ def bench_export_cmd(
     report(run(frames=frames, compression=compression, baseline_frames=baseline), json_out)
 
 # -- replay command (issue 4) ------------------------------------------------------
+@command(name="replay")
+def replay_cmd(
+    journal: JournalArg,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Output journal (default <stem>.replay.dat beside the input).")] = None,
+    speed: Annotated[float, typer.Option("--speed", help="Playback speed factor (1 original, 10 ten times faster).")] = 1.0,
+    max_speed: Annotated[bool, typer.Option("--max", help="Emit as fast as possible, no pacing.")] = False,
+    loop: Annotated[int, typer.Option("--loop", help="Play the selection N times (0: until stopped).")] = 1,
+    follow: Annotated[bool, typer.Option("--follow", help="Then keep relaying frames as they are committed.")] = False,
+    paused: Annotated[bool, typer.Option("--paused", help="Start paused (terminal: space resumes, right arrow steps).")] = False,
+    strategy: Annotated[str | None, typer.Option("--strategy", help="Run path.py[:Class] in-process on the replayed stream.")] = None,
+    orders: Annotated[Path | None, typer.Option("--orders", help="Orders journal of --strategy (default <stem>.orders.dat).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace existing output journals.")] = False,
+    type_: TypeOpt = None,
+    symbol: SymbolOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    json_out: JsonOpt = False,
+    wait: WaitOpt = "busy",
+    schema: SchemaOpt = None,
+) -> None:
+    """Play a recording back into an output journal as if live, paced, with an optional in-process strategy."""
+    from .replay import Controller, KeyReader, Replay
+    from .replay.ui import Progress, summary_lines
+
+    if paused and not sys.stdin.isatty():
+        raise UsageError("--paused needs a terminal on stdin (space resumes, right arrow steps)")
+    stop = stop_on_signals()
+    ctl = Controller(paused=paused)
+    rep = Replay(
+        str(journal), None if out is None else str(out), speed=None if max_speed else speed,
+        registry=registry_for(schema), types=type_, symbols=symbol, start=start, end=end, loops=loop,
+        follow=follow, controller=ctl, strategy=strategy, orders=None if orders is None else str(orders),
+        force=force, stop=stop, wait=wait,
+    )
+    st = rep.stats
+    if st.writer_state == "crashed":
+        warn(f"{journal}: its writer (pid {st.writer_pid}) crashed; replaying the frames it committed")
+    elif st.writer_state == "alive" and not follow:
+        warn(f"{journal}: still being written; replaying the frames committed now (--follow to keep relaying)")
+    keys = KeyReader(ctl).start() if sys.stdin.isatty() else None
+    show = sys.stderr.isatty() and not json_out
+    try:
+        if show:
+            with Progress(rep):
+                st = rep.run()
+        else:
+            st = rep.run()
+    finally:
+        if keys is not None:
+            keys.stop()
+    if json_out:
+        typer.echo(json.dumps(st.to_dict()))
+    else:
+        for line in summary_lines(st):
+            typer.echo(line)
+    if st.damage is not None:
+        warn(f"{st.damage}; replayed the {st.frames:,} valid frame(s) before it")
+        raise typer.Exit(3)
+    if st.interrupted and not follow:
+        raise typer.Exit(130)
+
 
 # -- tail command (issue 5) --------------------------------------------------------
 @command(name="tail")

@@ -1,0 +1,49 @@
+"""``make demo``: a simulated feed in the background, ``kftools tail`` on it in the foreground.
+
+The feed ends when the view quits. Without a terminal (CI), the tail prints
+plain lines for a few seconds instead, and the demo exits 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+
+def main(rate: float = 20_000.0, plain_seconds: float = 3.0) -> int:
+    tty = sys.stdout.isatty() and sys.stdin.isatty()
+    with tempfile.TemporaryDirectory(prefix="kftools-demo-") as tmp:
+        path = os.path.join(tmp, "feed.dat")
+        feed = subprocess.Popen(
+            [sys.executable, "-m", "kftools.cli", "simulate", path, "--rate", str(rate), "--duration", "86400",
+             "--page-size", str(64 * 1024 * 1024)],
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            if tty:
+                from .journal.registry import DEFAULT_REGISTRY
+                from .tui.app import TailApp
+
+                TailApp(path, DEFAULT_REGISTRY).run()
+                return 0
+            tail = subprocess.Popen([sys.executable, "-m", "kftools.cli", "tail", "--plain", "-n", "5", path])
+            try:
+                tail.wait(timeout=plain_seconds)
+            except subprocess.TimeoutExpired:
+                tail.send_signal(signal.SIGINT)
+                tail.wait(timeout=10)
+            return 0
+        finally:
+            feed.send_signal(signal.SIGINT)  # simulate stops cleanly and closes the journal
+            try:
+                feed.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                feed.kill()
+                feed.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""A compact, lazily built index of a journal's frames for the live view.
+
+The follower worker appends what it sees; the view asks for rows by number.
+Per page we keep only counts and a time range; the frame offsets of the live
+page grow in a uint32 buffer, and sealed pages are rescanned on demand (pages
+never change once sealed) into a small LRU. A few bytes per frame of the
+newest page, nothing per frame of older pages.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..journal.format import FRAME_HEADER, FRAME_HEADER_SIZE, PAGE_HEADER_SIZE
+from ..journal.reader import Frame, FrameBatch, Reader
+from ..journal.scan import gather
+
+_GEN_TIME = FRAME_HEADER.offset("gen_time")
+_CACHE_PAGES = 3
+
+
+class RowFilter:
+    """Type and symbol filter applied to a batch with numpy; ``mask`` is None when it keeps everything."""
+
+    def __init__(self, types=None, symbols=None):
+        self.types = sorted(set(int(t) for t in types)) if types else None
+        self.symbols = sorted(set(symbols)) if symbols else None
+        self._types = np.array(self.types, dtype=np.uint32) if self.types else None
+        self._symbols = np.array([s.encode() for s in self.symbols], dtype="S16") if self.symbols else None
+
+    @property
+    def trivial(self) -> bool:
+        return self._types is None and self._symbols is None
+
+    def mask(self, batch: FrameBatch) -> np.ndarray | None:
+        if self.trivial or not len(batch):
+            return None
+        keep = np.ones(len(batch), dtype=bool)
+        if self._types is not None:
+            keep &= np.isin(batch.headers["msg_type"], self._types)
+        if self._symbols is not None and keep.any():
+            keep[keep] = np.isin(batch.symbols(keep), self._symbols)
+        return keep
+
+
+@dataclass
+class PageEntry:
+    index: int
+    first_row: int  # row number of this page's first (matching) frame
+    count: int = 0  # matching frames
+    total: int = 0  # all frames
+    end: int = PAGE_HEADER_SIZE  # offset just past the last frame indexed
+    first_time: int | None = None
+    last_time: int | None = None
+
+
+class _Growing:
+    """An append-only uint32 array with amortised doubling."""
+
+    def __init__(self):
+        self.buf = np.empty(1024, dtype=np.uint32)
+        self.n = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        need = self.n + len(values)
+        if need > len(self.buf):
+            new = np.empty(max(need, 2 * len(self.buf)), dtype=np.uint32)
+            new[: self.n] = self.buf[: self.n]
+            self.buf = new
+        self.buf[self.n : need] = values
+        self.n = need
+
+    def view(self) -> np.ndarray:
+        return self.buf[: self.n]
+
+
+class JournalIndex:
+    """Row number -> (page, offset) for the frames matching a filter; thread-safe.
+
+    The worker calls :meth:`add`; the view calls :meth:`frames`, :meth:`row_at_time`
+    with its own :class:`Reader` (readers are not shared between threads).
+    """
+
+    def __init__(self, filt: RowFilter | None = None):
+        self.filter = filt or RowFilter()
+        self.lock = threading.Lock()
+        self.pages: list[PageEntry] = []
+        self._firsts: list[int] = []
+        self._live = _Growing()
+        self._cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
+        self.total = 0  # every frame seen, filtered or not
+        self.count = 0  # matching frames: the rows
+        self.newest_time: int | None = None  # gen_time of the newest frame seen
+
+    # -- worker side -----------------------------------------------------------
+    def add(self, batch: FrameBatch) -> np.ndarray | None:
+        """Index one batch; returns the filter mask used (None: all rows)."""
+        if not len(batch):
+            return None
+        mask = self.filter.mask(batch)
+        offs = batch.offsets if mask is None else batch.offsets[mask]
+        times = batch.headers["gen_time"]
+        pi = batch.page_index
+        with self.lock:
+            if not self.pages or self.pages[-1].index != pi:
+                if self.pages:
+                    self._remember(self.pages[-1].index, self._live.view().copy())
+                self._live = _Growing()
+                self.pages.append(PageEntry(pi, self.count))
+                self._firsts.append(self.count)
+            e = self.pages[-1]
+            self._live.extend(offs)
+            e.count += len(offs)
+            e.total += len(batch)
+            e.end = int(batch.offsets[-1]) + FRAME_HEADER_SIZE + int(batch.headers["length"][-1])
+            if len(offs):
+                t = times if mask is None else times[mask]
+                if e.first_time is None:
+                    e.first_time = int(t[0])
+                e.last_time = int(t[-1])
+            self.total += len(batch)
+            self.count += len(offs)
+            self.newest_time = int(times[-1])
+        return mask
+
+    def _remember(self, page: int, offsets: np.ndarray) -> None:
+        self._cache[page] = offsets
+        self._cache.move_to_end(page)
+        while len(self._cache) > _CACHE_PAGES:
+            self._cache.popitem(last=False)
+
+    # -- view side -------------------------------------------------------------
+    @property
+    def page_count(self) -> int:
+        return len(self.pages)
+
+    def _page_offsets(self, reader: Reader, k: int) -> np.ndarray:
+        """The matching offsets of the k-th indexed page (live buffer, cache or a rescan)."""
+        with self.lock:
+            e = self.pages[k]
+            if k == len(self.pages) - 1:
+                return self._live.view()[: e.count]
+            cached = self._cache.get(e.index)
+            if cached is not None:
+                self._cache.move_to_end(e.index)
+                return cached
+            end = e.end
+        parts = []
+        for b in reader.batches(start=(e.index, PAGE_HEADER_SIZE), until=(e.index, end)):
+            m = self.filter.mask(b)
+            parts.append((b.offsets if m is None else b.offsets[m]).astype(np.uint32))
+        offs = np.concatenate(parts) if parts else np.empty(0, np.uint32)
+        with self.lock:
+            self._remember(e.index, offs)
+        return offs
+
+    def locate(self, reader: Reader, start: int, stop: int) -> list[tuple[int, int]]:
+        """(page, offset) of rows ``start`` to ``stop`` (exclusive)."""
+        out: list[tuple[int, int]] = []
+        start = max(0, start)
+        with self.lock:
+            stop = min(stop, self.count)
+            firsts = list(self._firsts)
+        row = start
+        while row < stop:
+            k = bisect.bisect_right(firsts, row) - 1
+            while k + 1 < len(firsts) and firsts[k + 1] <= row:
+                k += 1
+            offs = self._page_offsets(reader, k)
+            i = row - firsts[k]
+            if i >= len(offs):  # an empty (fully filtered) page
+                k_next = k + 1
+                if k_next >= len(firsts):
+                    break
+                row = max(row, firsts[k_next])
+                continue
+            take = offs[i : i + (stop - row)]
+            pi = self.pages[k].index
+            out.extend((pi, o) for o in take.tolist())
+            row += len(take)
+        return out
+
+    def frames(self, reader: Reader, start: int, stop: int) -> list[Frame]:
+        """Decoded frames of rows ``start`` to ``stop``: only these are read."""
+        unpack = FRAME_HEADER.struct.unpack_from
+        out = []
+        for pi, off in self.locate(reader, start, stop):
+            page = reader.page(pi)
+            out.append(Frame(page, (off, *unpack(page.mm, off))))
+        return out
+
+    def page_of_row(self, row: int) -> int | None:
+        with self.lock:
+            if not self.pages:
+                return None
+            k = max(0, bisect.bisect_right(self._firsts, row) - 1)
+            return self.pages[k].index
+
+    def row_at_time(self, reader: Reader, t: int) -> int:
+        """The first row whose gen_time is at or after ``t`` (``count`` if none)."""
+        with self.lock:
+            entries = [(k, e.first_row, e.last_time, e.index) for k, e in enumerate(self.pages)]
+            count = self.count
+        for k, first, last, pi in entries:
+            if last is None or last < t:
+                continue
+            offs = self._page_offsets(reader, k).astype(np.int64)
+            times = np.empty(len(offs), dtype=np.int64)
+            gather(reader.page(pi).mm, offs, _GEN_TIME, 8, times)
+            # gen_time is non-decreasing within a writer's journal; searchsorted is enough
+            return first + int(np.searchsorted(times, t, side="left"))
+        return count

@@ -1,0 +1,140 @@
+"""The follower worker: reads the journal with the batch API in a thread and feeds a JournalIndex.
+
+It never touches widgets: the view polls the index at its own bounded refresh
+rate, and rare events (waiting, opened, stopped) go through ``notify``.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from ..journal.format import MsgType
+from ..journal.reader import FrameBatch, Reader, WaitPolicy
+from ..journal.registry import TypeRegistry
+from .index import JournalIndex
+
+#: price series kept per symbol, and how many symbols at most
+SPARK_POINTS = 60
+MAX_SYMBOLS = 32
+_PRICE_FIELDS = ("last_price", "price", "bid_price", "bid", "ask_price", "ask")
+#: a live batch smaller than this makes the worker nap, so frames accumulate
+#: into bigger batches instead of costing Python overhead per handful of frames
+_SMALL_BATCH = 4096
+_NAP = 0.004
+#: histories shorter than this are sampled whole for the price sparklines
+_SAMPLE_ALL = 2_000_000
+
+
+class PriceSampler:
+    """Per-symbol last price, sampled into bounded series (for the sparklines)."""
+
+    def __init__(self, registry: TypeRegistry):
+        self.series: dict[str, collections.deque] = {}
+        self.last: dict[str, float] = {}
+        self._fields = {}
+        for t in (MsgType.TICKER, MsgType.TRADE):
+            mt = registry.get(int(t))
+            if mt is not None:
+                f = next((n for n in _PRICE_FIELDS if n in mt.layout.names), None)
+                if f and "symbol" in mt.layout.names:
+                    self._fields[int(t)] = f
+        self.lock = threading.Lock()
+
+    def add(self, batch: FrameBatch, points: int) -> None:
+        """Record up to ``points`` evenly spaced prices per symbol from this batch."""
+        mts = batch.headers["msg_type"]
+        for t, field in self._fields.items():
+            sel = mts == t
+            if not sel.any():
+                continue
+            pay = batch.payload(t, sel)
+            syms = pay["symbol"]
+            prices = pay[field].astype(float)
+            for s in np.unique(syms).tolist():
+                name = s.split(b"\0", 1)[0].decode("utf-8", "replace")
+                series = self.series.get(name)
+                if series is None:
+                    if len(self.series) >= MAX_SYMBOLS:
+                        continue
+                    series = self.series[name] = collections.deque(maxlen=SPARK_POINTS)
+                p = prices[syms == s]
+                idx = np.unique(np.linspace(0, len(p) - 1, min(points, len(p))).astype(int))
+                with self.lock:
+                    series.extend(p[idx].tolist())
+                    self.last[name] = float(p[-1])
+
+    def snapshot(self) -> dict[str, tuple[list[float], float]]:
+        with self.lock:
+            return {k: (list(v), self.last[k]) for k, v in self.series.items() if v}
+
+
+class Watcher(threading.Thread):
+    """Follow ``path`` from its beginning into ``index`` until ``stop``."""
+
+    def __init__(
+        self,
+        path: str,
+        registry: TypeRegistry,
+        index: JournalIndex,
+        prices: PriceSampler,
+        notify: Callable[[str, object], None],
+        *,
+        sample_every: float = 0.25,
+    ):
+        super().__init__(name="kftools-tail-watcher", daemon=True)
+        self.path = path
+        self.registry = registry
+        self.index = index
+        self.prices = prices
+        self.notify = notify
+        self.sample_every = sample_every
+        self.stop_event = threading.Event()
+        self.caught_up = False
+        self.damage = None
+        self.error: str | None = None
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self) -> None:
+        stop = self.stop_event
+        try:
+            reader = Reader.wait_open(self.path, registry=self.registry, stop=stop,
+                                      on_wait=lambda msg: self.notify("waiting", msg))
+            if reader is None:
+                return
+            with reader:
+                self.notify("opened", None)
+                last_sample = 0.0
+                # sampling prices of a multi-GB history would cost seconds: only its last page
+                history_page = reader.end_position()[0]
+                policy = WaitPolicy("sleep", interval=0.002)
+                for batch in reader.follow_batches("beginning", policy, stop=stop):
+                    n = len(batch)
+                    if not n:
+                        if not self.caught_up:
+                            self.caught_up = True
+                            self.notify("caught_up", None)
+                        continue
+                    self.index.add(batch)
+                    now = time.monotonic()
+                    if not self.caught_up:
+                        if batch.page_index >= history_page - 1 or self.index.total < _SAMPLE_ALL:
+                            self.prices.add(batch, SPARK_POINTS)
+                    elif now - last_sample >= self.sample_every:
+                        last_sample = now
+                        self.prices.add(batch, 1)
+                    if self.caught_up and n < _SMALL_BATCH:
+                        if stop.wait(_NAP):
+                            break
+                self.damage = reader.damage
+            if self.damage is not None:
+                self.notify("damaged", self.damage)
+        except Exception as e:  # noqa: BLE001 - reported on screen, not a traceback over the TUI
+            self.error = str(e)
+            self.notify("error", str(e))
