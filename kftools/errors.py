@@ -63,3 +63,7 @@ class OutputError(KftoolsError):
     """The output path cannot be written."""
 
     exit_code = 2
+
+
+class StrategyError(KftoolsError):
+    """A replay strategy failed to load or raised in a callback."""

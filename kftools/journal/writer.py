@@ -200,6 +200,40 @@ class Writer:
         self._commit(pos + FRAME_HEADER_SIZE + n)
         return gen_time
 
+    def write_raw_frames(self, data, starts, first: int = 0, last: int | None = None) -> int:
+        """Append whole frames ``first..last-1`` of ``data`` in bulk; returns how many.
+
+        ``data`` holds frames (header and payload) back to back and ``starts``
+        their start offsets plus the end (as ``FrameBatch.raw_frames()`` returns).
+        The bytes are copied as given. The cursor is published once per page,
+        after the bytes: a follower sees all of the frames on a page or none.
+        """
+        if last is None:
+            last = len(starts) - 1
+        if last <= first:
+            return 0
+        src = memoryview(data).cast("B")
+        done = first
+        while done < last:
+            a = int(starts[done])
+            room = self._cap - self._pos
+            if int(starts[last]) - a <= room:
+                k = last
+            else:
+                # the longest run of whole frames that fits; the rest goes to the next page
+                k = done + int(np.searchsorted(np.asarray(starts[done + 1 : last + 1]), a + room, "right"))
+                if k == done:
+                    self._roll(int(starts[done + 1]) - a)
+                    continue
+            b = int(starts[k])
+            pos = self._pos
+            self._mm[pos : pos + b - a] = src[a:b]
+            self._pos = pos = pos + b - a
+            U32.pack_into(self._mm, CURSOR_OFFSET, pos)  # commit: see _commit
+            self.frames_written += k - done
+            done = k
+        return last - first
+
     def _commit(self, pos: int) -> None:
         # The cursor store comes after the frame's stores. x86-64 keeps stores in
         # program order (TSO), so a reader that sees the cursor sees the frame.

@@ -1,0 +1,723 @@
+"""Replay a recording as if it were live: paced re-emission into an output journal.
+
+Frame i is due at ``anchor + (gen_time_i - gen_time_0) / speed``; every
+deadline comes from the one anchor (never from summed gaps), so error never
+accumulates. The anchor moves only when a pause ends (time stands still while
+paused) and each loop takes its own anchor. Frames whose deadline has passed
+are emitted together in one bulk write, so a fast recording replayed at high
+speed does not fall behind a per-frame loop.
+
+The emitted frame keeps payload, ``msg_type``, ``source`` and ``dest``; its
+``gen_time`` is the wall-clock moment it was emitted and its ``trigger_time``
+the original ``gen_time``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import importlib.util
+import os
+import struct
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import OutputError, StrategyError, UsageError
+from ..journal.format import FRAME_HEADER, MsgType, OrderType, page_path
+from ..journal.reader import Damage, Frame, FrameBatch, Reader
+from ..journal.registry import TypeRegistry
+from ..journal.writer import Writer
+from ..selection import Selection
+
+GEN_OFF = FRAME_HEADER.offset("gen_time")
+TRIGGER_OFF = FRAME_HEADER.offset("trigger_time")
+_I64 = struct.Struct("<q")  # one header column, the type FRAME_HEADER gives gen_time
+assert FRAME_HEADER.field("gen_time").kind == "i64" and FRAME_HEADER.field("trigger_time").kind == "i64"
+LATE_NS = 1_000_000
+
+
+# -- clocks ---------------------------------------------------------------------------
+class MonotonicClock:
+    """Real time. ``wait_until`` sleeps for the long part of a wait and spins for the last stretch."""
+
+    def __init__(self, spin_ns: int = 120_000, slice_ns: int = 20_000_000):
+        # Spinning through long stretches invites the scheduler to preempt us for
+        # milliseconds on a busy machine; sleeping overshoots by the timer slack
+        # (50 µs by default, so we lower it) plus wake-up time: spin only the last stretch.
+        _lower_timer_slack()
+        self.spin_ns = spin_ns
+        self.slice_ns = slice_ns  # longest single sleep: pause and Ctrl-C stay responsive
+        self.now = time.perf_counter_ns  # CLOCK_MONOTONIC on Linux
+        self.wall = time.time_ns
+
+    def wait_until(self, deadline: int, interrupted: Callable[[], bool]) -> int:
+        """Wait until monotonic ``deadline`` (ns) or ``interrupted()``; returns the time reached."""
+        now_f = self.now
+        now = now_f()
+        while deadline - now > self.spin_ns:
+            time.sleep(min(deadline - now - self.spin_ns, self.slice_ns) / 1e9)
+            now = now_f()
+            if interrupted():
+                return now
+        while now < deadline:
+            now = now_f()
+        return now
+
+    def sleep(self, ns: int) -> None:
+        time.sleep(ns / 1e9)
+
+
+def _lower_timer_slack() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(29, 1000, 0, 0, 0)  # PR_SET_TIMERSLACK: 1 µs for this thread
+    except (OSError, AttributeError):
+        pass
+
+
+class ManualClock:
+    """A clock tests drive: waiting jumps time forward, firing callbacks scheduled with ``at``."""
+
+    def __init__(self, start: int = 1_000_000_000, wall_offset: int = 1_700_000_000_000_000_000):
+        self.t = start
+        self.wall_offset = wall_offset
+        self._events: list[tuple[int, int, Callable[[], None]]] = []
+        self._seq = 0
+
+    def now(self) -> int:
+        return self.t
+
+    def wall(self) -> int:
+        return self.t + self.wall_offset
+
+    def at(self, t: int, fn: Callable[[], None]) -> None:
+        """Call ``fn`` when time reaches ``t`` (monotonic ns)."""
+        self._seq += 1
+        self._events.append((t, self._seq, fn))
+        self._events.sort()
+
+    def _advance(self, target: int) -> bool:
+        """Move towards ``target``, stopping at the next event; True if an event fired."""
+        if self._events and self._events[0][0] <= target:
+            t, _s, fn = self._events.pop(0)
+            self.t = max(self.t, t)
+            fn()
+            return True
+        self.t = max(self.t, target)
+        return False
+
+    def wait_until(self, deadline: int, interrupted: Callable[[], bool]) -> int:
+        while self.t < deadline:
+            if self._advance(deadline) and interrupted():
+                break
+        return self.t
+
+    def sleep(self, ns: int) -> None:
+        self._advance(self.t + ns)
+
+
+# -- keyboard control -------------------------------------------------------------------
+class Controller:
+    """Pause, resume and single-step a replay (keys: space toggles pause, right arrow steps)."""
+
+    SPACE = " "
+    RIGHT = "\x1b[C"
+
+    def __init__(self, paused: bool = False):
+        self.paused = paused
+        self._steps = 0
+        self._lock = threading.Lock()
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def toggle(self) -> None:
+        self.paused = not self.paused
+
+    def step(self) -> None:
+        """Emit one frame now; only while paused."""
+        with self._lock:
+            if self.paused:
+                self._steps += 1
+
+    def take_step(self) -> bool:
+        with self._lock:
+            if self._steps:
+                self._steps -= 1
+                return True
+            return False
+
+    def handle_key(self, key: str) -> bool:
+        """Act on one key (as a terminal sends it); False if the key means nothing here."""
+        if key == self.SPACE:
+            self.toggle()
+        elif key in (self.RIGHT, "\x1bOC"):
+            self.step()
+        else:
+            return False
+        return True
+
+
+class KeyReader:
+    """Feeds a terminal's keys to a :class:`Controller` from a thread (cbreak mode; Ctrl-C still works)."""
+
+    def __init__(self, controller: Controller, fd: int | None = None):
+        self.controller = controller
+        self.fd = sys.stdin.fileno() if fd is None else fd
+        self._done = threading.Event()
+        self._saved = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> KeyReader:
+        import termios
+        import tty
+
+        self._saved = termios.tcgetattr(self.fd)
+        tty.setcbreak(self.fd)
+        self._thread = threading.Thread(target=self._run, name="kftools-keys", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import select
+
+        while not self._done.is_set():
+            if not select.select([self.fd], [], [], 0.05)[0]:
+                continue
+            key = os.read(self.fd, 1).decode("latin-1")
+            if key == "\x1b":  # an escape sequence: the rest follows at once
+                while select.select([self.fd], [], [], 0.01)[0] and len(key) < 3:
+                    key += os.read(self.fd, 1).decode("latin-1")
+            self.controller.handle_key(key)
+
+    def stop(self) -> None:
+        import termios
+
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(1.0)
+        if self._saved is not None:
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
+            self._saved = None
+
+
+# -- strategies ---------------------------------------------------------------------------
+class StrategyContext:
+    """What a strategy's callbacks receive: the current frame, the clock, and ``send_order``."""
+
+    def __init__(self, orders: Writer | None, clock, source: int = 0):
+        self._orders = orders
+        self._clock = clock
+        self._source = source
+        self.frame: Frame | None = None
+        self.orders_sent = 0
+        self.orders_path = orders.path if orders is not None else None
+
+    def now(self) -> int:
+        """Wall-clock ns (the clock emission ``gen_time`` comes from)."""
+        return self._clock.wall()
+
+    def send_order(
+        self, symbol: str, side: int, price: float, quantity: float, *, order_type: int = OrderType.LIMIT,
+        client_order_id: str = "",
+    ) -> int:
+        """Write an Order frame to the orders journal; returns its order_id (1, 2, ...).
+
+        Its ``trigger_time`` is the ``gen_time`` of the frame being handled, so
+        ``gen_time - trigger_time`` is the strategy's reaction time.
+        """
+        if self._orders is None:
+            raise UsageError("this replay has no orders journal")
+        self.orders_sent += 1
+        trig = self.frame.gen_time if self.frame is not None else 0
+        self._orders.write_order(
+            symbol, self.orders_sent, int(side), int(order_type), float(price), float(quantity), 0.0,
+            client_order_id or f"replay-{self.orders_sent}", gen_time=self._clock.wall(), trigger_time=trig,
+        )
+        return self.orders_sent
+
+
+CALLBACKS = {int(MsgType.TICKER): "on_ticker", int(MsgType.ORDER): "on_order", int(MsgType.TRADE): "on_trade"}
+
+
+def load_strategy(spec: str):
+    """Instantiate ``path.py[:Class]``; without a class name, the module's one strategy class."""
+    path, _, cls_name = spec.partition(":") if not os.path.exists(spec) else (spec, "", "")
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such strategy file")
+    mod_name = "kftools_strategy_" + os.path.splitext(os.path.basename(path))[0]
+    try:
+        sp = importlib.util.spec_from_file_location(mod_name, path)
+        mod = importlib.util.module_from_spec(sp)
+        sp.loader.exec_module(mod)
+    except Exception as e:  # noqa: BLE001 - user code: report where it failed
+        raise StrategyError(f"{path}: cannot load strategy: {_where(e)}") from None
+    if cls_name:
+        cls = getattr(mod, cls_name, None)
+        if cls is None:
+            raise UsageError(f"{path}: no class {cls_name!r}")
+    else:
+        found = [v for v in vars(mod).values() if isinstance(v, type) and v.__module__ == mod_name
+                 and any(hasattr(v, m) for m in ("on_start", "on_ticker", "on_order", "on_trade", "on_frame"))]
+        if len(found) != 1:
+            names = ", ".join(c.__name__ for c in found) or "none"
+            raise UsageError(f"{path}: name the strategy class as {path}:Class (strategy classes found: {names})")
+        cls = found[0]
+    try:
+        return cls()
+    except Exception as e:  # noqa: BLE001
+        raise StrategyError(f"{path}: {cls.__name__}() failed: {_where(e)}") from None
+
+
+def _where(e: BaseException) -> str:
+    tb = traceback.extract_tb(e.__traceback__)
+    loc = f"{os.path.basename(tb[-1].filename)}:{tb[-1].lineno} in {tb[-1].name}: " if tb else ""
+    return f"{loc}{type(e).__name__}: {e}"
+
+
+class _Dispatch:
+    """Per-type callback lookup: typed callbacks first, ``on_frame`` for every frame none handles."""
+
+    def __init__(self, strategy, ctx: StrategyContext):
+        self.strategy = strategy
+        self.ctx = ctx
+        self._by_type: dict[int, Callable | None] = {}
+        self._on_frame = getattr(strategy, "on_frame", None)
+
+    def call(self, name: str) -> None:
+        fn = getattr(self.strategy, name, None)
+        if fn is not None:
+            self._guard(fn, self.ctx)
+
+    def _guard(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001 - user code: stop the replay, say where
+            raise StrategyError(f"strategy {type(self.strategy).__name__}.{fn.__name__} failed: {_where(e)}") from None
+
+    def frames(self, batch: FrameBatch, i: int, j: int, wall: int) -> None:
+        h = batch.headers
+        offs = batch.offsets
+        page = batch.page
+        ctx = self.ctx
+        for k in range(i, j):
+            mt = int(h["msg_type"][k])
+            fn = self._by_type.get(mt, False)
+            if fn is False:
+                name = CALLBACKS.get(mt)
+                fn = (getattr(self.strategy, name, None) if name else None) or self._on_frame
+                self._by_type[mt] = fn
+            if fn is None:
+                continue
+            f = Frame(page, (int(offs[k]), int(h["length"][k]), mt, wall, int(h["gen_time"][k]),
+                             int(h["source"][k]), int(h["dest"][k])))
+            ctx.frame = f
+            self._guard(fn, ctx, f)
+
+
+# -- results ---------------------------------------------------------------------------------
+@dataclass
+class ReplayStats:
+    """Progress while replaying (read by a progress display) and the summary after."""
+
+    out: str
+    speed: float | None
+    frames: int = 0
+    loop: int = 0
+    loops_done: int = 0
+    position_ns: int = 0  # recording time reached in the current loop
+    span_total_ns: int = 0  # recording time covered by finished loops
+    recording_span_ns: int = 0
+    wall_ns: int = 0
+    interrupted: bool = False
+    following: bool = False
+    writer_state: str = "unknown"
+    writer_pid: int = 0
+    damage: Damage | None = None
+    orders: str | None = None
+    orders_sent: int = 0
+    lateness: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    _parts: list = field(default_factory=list, repr=False)
+    _t0: int = 0
+
+    @property
+    def achieved_speed(self) -> float | None:
+        """Recording time replayed / wall time (None before any frame)."""
+        span = self.span_total_ns + self.position_ns
+        return span / self.wall_ns if self.wall_ns and span else None
+
+    def lateness_summary(self) -> dict:
+        a = self.lateness
+        if not len(a):
+            return {"lateness_p50_ns": None, "lateness_p99_ns": None, "lateness_max_ns": None, "late_over_1ms": 0}
+        return {
+            "lateness_p50_ns": int(np.percentile(a, 50)),
+            "lateness_p99_ns": int(np.percentile(a, 99)),
+            "lateness_max_ns": int(a.max()),
+            "late_over_1ms": int((a > LATE_NS).sum()),
+        }
+
+    def to_dict(self) -> dict:
+        d = {
+            "out": self.out,
+            "frames": self.frames,
+            "loops": self.loops_done,
+            "speed": "max" if self.speed is None else self.speed,
+            "wall_s": round(self.wall_ns / 1e9, 6),
+            "frames_per_s": round(self.frames / (self.wall_ns / 1e9), 1) if self.wall_ns else None,
+            "achieved_speed": None if self.achieved_speed is None else round(self.achieved_speed, 4),
+        }
+        d.update(self.lateness_summary())
+        d.update({
+            "interrupted": self.interrupted,
+            "input_writer": self.writer_state,
+            "damage": None if self.damage is None else str(self.damage),
+            "orders": self.orders,
+            "orders_sent": self.orders_sent,
+        })
+        return d
+
+
+# -- the replay --------------------------------------------------------------------------------
+class Replay:
+    """A replay of ``path`` into ``out``; everything is checked on construction, nothing written until ``run``.
+
+    ``speed`` None replays as fast as possible. ``loops`` 0 repeats until
+    stopped. ``stop`` (an Event or callable) ends it cleanly: the output then
+    holds exactly the frames emitted.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        out: str | os.PathLike | None = None,
+        *,
+        speed: float | None = 1.0,
+        registry: TypeRegistry | None = None,
+        types: Iterable[str | int] | None = None,
+        symbols: Iterable[str] | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        loops: int = 1,
+        follow: bool = False,
+        controller: Controller | None = None,
+        strategy: object | str | None = None,
+        orders: str | os.PathLike | None = None,
+        force: bool = False,
+        clock=None,
+        stop: threading.Event | Callable[[], bool] | None = None,
+        wait: str = "busy",
+        page_size: int | None = None,
+    ):
+        self.path = os.fspath(path)
+        if speed is not None and not (speed > 0 and speed != float("inf")):
+            raise UsageError(f"--speed must be a positive number, not {speed}")
+        if loops < 0:
+            raise UsageError("--loop must be >= 0 (0 repeats until stopped)")
+        if follow and loops != 1:
+            raise UsageError("--follow and --loop cannot be combined")
+        self.speed = speed
+        self.loops = loops
+        self.follow = follow
+        self.wait = wait
+        self.clock = clock or MonotonicClock()
+        self.controller = controller or Controller()
+        self._stop = stop
+        self.reader = Reader(self.path, registry=registry)
+        self.registry = self.reader.registry
+        self.selection = Selection.parse(self.reader, self.registry, types, symbols, start, end)
+        self.end_position = self.reader.end_position()  # what was committed when we started
+        self.out = os.fspath(out) if out is not None else default_output(self.path)
+        _check_output(self.out, [self.path], force, "output")
+        if isinstance(strategy, str):
+            strategy = load_strategy(strategy)
+        self.strategy = strategy
+        self.orders = None
+        if strategy is not None:
+            self.orders = os.fspath(orders) if orders is not None else _sibling(self.out, ".orders.dat")
+            _check_output(self.orders, [self.path, self.out], force, "orders journal")
+        elif orders is not None:
+            raise UsageError("--orders needs --strategy")
+        self.force = force
+        # a page roll costs a file creation mid-replay: start with roomy pages (sparse, so free)
+        self.page_size = page_size or max(self.reader.page(0).capacity, 16 << 20)
+        state, pid = self.reader.writer_state()
+        self.stats = ReplayStats(self.out, speed, writer_state=state, writer_pid=pid, orders=self.orders)
+
+    # -- running ---------------------------------------------------------------------------------
+    def stopped(self) -> bool:
+        s = self._stop
+        if s is None:
+            return False
+        return s.is_set() if isinstance(s, threading.Event) else bool(s())
+
+    def run(self) -> ReplayStats:
+        """Replay; returns the stats (also when stopped early)."""
+        st = self.stats
+        filters = self.selection.filters()
+        for p in (self.out, self.orders):
+            if p is not None and self.force:
+                _remove_journal(p)
+        self._writer = Writer(self.out, page_size=self.page_size)
+        orders_w = Writer(self.orders, page_size=1 << 20) if self.orders else None
+        ctx = dispatch = None
+        if self.strategy is not None:
+            ctx = StrategyContext(orders_w, self.clock)
+            dispatch = _Dispatch(self.strategy, ctx)
+        self._dispatch = dispatch
+        self._t0: int | None = None
+        self._last_rel = 0
+        clock = self.clock
+        t_begin = clock.now()
+        st._t0 = t_begin
+        self._last_emit = t_begin
+        try:
+            if dispatch:
+                dispatch.call("on_start")
+            anchor = t_begin
+            loop = 0
+            while not self.stopped() and (self.loops == 0 or loop < self.loops):
+                st.loop = loop
+                st.position_ns = 0
+                self._last_rel = 0
+                anchor = clock.now() if loop else t_begin
+                batches = self.reader.batches(until=self.end_position, **filters)
+                anchor = self._play(batches, anchor, live=False)
+                if self.stopped() or self.reader.damage is not None:
+                    break
+                loop += 1
+                st.loops_done = loop
+                st.span_total_ns += st.position_ns
+                st.position_ns = 0
+                if st.frames == 0:
+                    break  # nothing selected: looping would spin
+            if self.follow and not self.stopped() and self.reader.damage is None:
+                st.following = True
+                st.loops_done = 0
+                batches = self.reader.follow_batches(
+                    start=self.end_position, wait=self.wait, stop=self.stopped, **filters
+                )
+                self._play(batches, anchor, live=True)
+                st.loops_done = 1
+        finally:
+            st.interrupted = self.stopped()
+            st.damage = self.reader.damage
+            try:
+                if dispatch:
+                    dispatch.call("on_stop")
+            finally:
+                st.wall_ns = max(0, self._last_emit - t_begin)
+                if ctx is not None:
+                    st.orders_sent = ctx.orders_sent
+                st.lateness = np.concatenate(st._parts) if st._parts else np.empty(0, np.int64)
+                st._parts = []
+                self._writer.close()
+                if orders_w is not None:
+                    orders_w.close()
+                self.reader.close()
+        return st
+
+    def _play(self, batches: Iterator[FrameBatch], anchor: int, live: bool) -> int:
+        """Emit ``batches`` on schedule from ``anchor``; returns the anchor (moved by pauses)."""
+        clock = self.clock
+        now_f, wall_f, wait_until = clock.now, clock.wall, clock.wait_until
+        w = self._writer
+        write = w.write_raw_frames
+        ctl = self.controller
+        stop = self._stop
+        stopped = (stop.is_set if isinstance(stop, threading.Event) else self.stopped) if stop is not None else None
+        interrupted = (lambda: ctl.paused or stopped()) if stopped else (lambda: ctl.paused)
+        st = self.stats
+        speed = self.speed
+        dispatch = self._dispatch
+        pack_gen = _I64.pack_into
+        for batch in batches:
+            n = len(batch)
+            if stopped is not None and stopped():
+                break
+            if not n:
+                continue  # a follower caught up
+            seen = now_f()
+            gens = batch.headers["gen_time"]
+            if self._t0 is None:
+                self._t0 = int(gens[0])
+            data, starts = batch.raw_frames()
+            set_column(data, starts[:-1], TRIGGER_OFF, gens)  # the original event time
+            if speed is None:
+                while ctl.paused and not (stopped and stopped()):
+                    clock.sleep(5_000_000)
+                wall = wall_f()
+                set_column(data, starts[:-1], GEN_OFF, np.full(n, wall, np.int64))
+                write(data, starts)
+                self._last_emit = now_f()
+                st.frames += n
+                st.position_ns = int(gens[-1]) - self._t0
+                if dispatch:
+                    dispatch.frames(batch, 0, n, wall)
+                continue
+            rel = ((gens - self._t0) / speed).astype(np.int64)
+            rel[0] = max(int(rel[0]), self._last_rel)
+            np.maximum.accumulate(rel, out=rel)  # out-of-order gen_times: never due before an earlier frame
+            self._last_rel = int(rel[-1])
+            rel_l = rel.tolist()
+            starts_l = starts.tolist()
+            floor = seen if live else None
+            ends: list[int] = []
+            emits: list[int] = []  # emission time minus anchor, per chunk
+            i = 0
+            while i < n:
+                step = False
+                if ctl.paused:
+                    held = self._hold(anchor, rel_l[i])
+                    if held is None:
+                        break
+                    anchor, step = held
+                d = anchor + rel_l[i]
+                now = now_f()
+                if now < d:
+                    now = wait_until(d, interrupted)
+                    if now < d:
+                        if stopped is not None and stopped():
+                            break
+                        continue  # paused during the wait
+                j = i + 1 if step else bisect.bisect_right(rel_l, now - anchor, i + 1)
+                wall = wall_f()
+                if j - i == 1:
+                    pack_gen(data, starts_l[i] + GEN_OFF, wall)
+                else:
+                    set_column(data, starts[i:j], GEN_OFF, np.full(j - i, wall, np.int64))
+                write(data, starts, i, j)
+                t = now_f()
+                ends.append(j)
+                emits.append(t - anchor)
+                st.frames += j - i
+                if dispatch:
+                    dispatch.frames(batch, i, j, wall)
+                i = j
+                if stopped is not None and stopped():
+                    break
+            if ends:
+                self._last_emit = anchor + emits[-1]
+                counts = np.diff(np.asarray([0, *ends]))
+                late = np.repeat(np.asarray(emits, np.int64), counts) - rel[: ends[-1]]
+                if floor is not None:
+                    # a live frame cannot go out before it arrived: lateness counts from arrival
+                    late = np.minimum(late, np.repeat(np.asarray(emits, np.int64) + anchor - floor, counts))
+                st._parts.append(late)
+                st.position_ns = int(gens[ends[-1] - 1]) - self._t0
+            if i < n:
+                break
+        return anchor
+
+    def _hold(self, anchor: int, next_rel: int) -> tuple[int, bool] | None:
+        """Wait while paused. Returns (anchor, step) or None if stopped.
+
+        Replay time stands still while paused: on resume the next frame is due
+        as long after the resume as it was after the pause.
+        """
+        clock, ctl = self.clock, self.controller
+        virtual = min(clock.now() - anchor, next_rel)
+        while True:
+            if self.stopped():
+                return None
+            if ctl.take_step():
+                return clock.now() - next_rel, True
+            if not ctl.paused:
+                return clock.now() - virtual, False
+            clock.sleep(2_000_000)
+
+
+def replay(path: str | os.PathLike, out: str | os.PathLike | None = None, **kw) -> ReplayStats:
+    """Replay ``path`` into ``out`` (see :class:`Replay` for the options); returns the stats."""
+    return Replay(path, out, **kw).run()
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def set_column(data: np.ndarray, starts: np.ndarray, rel: int, values: np.ndarray) -> None:
+    """Store int64 ``values`` at byte ``starts + rel`` of ``data`` (uint8), vectorised.
+
+    Frames have any length, so the 8-byte slots are unaligned in general:
+    view ``data`` as int64 once per residue mod 8 and scatter into each view.
+    """
+    if not len(starts):
+        return
+    pos = starts + rel
+    rem = pos & 7
+    r0 = int(rem[0])
+    if (rem == r0).all():
+        groups = [(r0, None)]
+    else:
+        groups = [(int(r), rem == r) for r in np.unique(rem)]
+    values = np.asarray(values, dtype=np.int64)
+    for r, sel in groups:
+        usable = (len(data) - r) // 8 * 8
+        view = data[r : r + usable].view("<i8")
+        if sel is None:
+            view[(pos - r) >> 3] = values
+        else:
+            view[(pos[sel] - r) >> 3] = values[sel] if values.ndim else values
+
+
+def default_output(path: str) -> str:
+    """``<stem>.replay.dat`` beside the input, or in the current directory if that is not writable."""
+    base = os.path.basename(path)
+    stem = base[:-4] if base.endswith(".dat") else base
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.access(folder, os.W_OK):
+        folder = os.getcwd()
+    return os.path.join(folder, stem + ".replay.dat")
+
+
+def _sibling(out: str, suffix: str) -> str:
+    base = out[:-4] if out.endswith(".dat") else out
+    if base.endswith(".replay"):
+        base = base[: -len(".replay")]
+    return base + suffix
+
+
+def _pages(path: str) -> list[str]:
+    out, k = [], 0
+    while os.path.exists(page_path(path, k)):
+        out.append(os.path.realpath(page_path(path, k)))
+        k += 1
+    return out
+
+
+def _check_output(out: str, inputs: list[str], force: bool, what: str) -> None:
+    real = os.path.realpath(out)
+    for src in inputs:
+        src_real = os.path.realpath(src)
+        tail = src_real[len(real) + 1:] if src_real.startswith(real + ".") else ""
+        if real in _pages(src) or real == src_real or tail.isdigit():
+            raise UsageError(f"{out}: the {what} would overwrite {src} (choose another --out)")
+    if os.path.isdir(out):
+        raise OutputError(f"{out}: is a directory")
+    if os.path.exists(out) and not force:
+        raise OutputError(f"{out}: already exists (use --force to replace it)")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise OutputError(f"{out}: no such directory {folder}")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"{out}: directory {folder} is not writable")
+
+
+def _remove_journal(path: str) -> None:
+    k = 0
+    while os.path.exists(page_path(path, k)):
+        os.unlink(page_path(path, k))
+        k += 1
+
+
+__all__ = [
+    "Controller", "KeyReader", "ManualClock", "MonotonicClock", "Replay", "ReplayStats", "StrategyContext",
+    "default_output", "load_strategy", "replay", "set_column",
+]

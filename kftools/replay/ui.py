@@ -1,0 +1,92 @@
+"""Terminal side of ``kftools replay``: a live progress bar and the summary lines."""
+
+from __future__ import annotations
+
+import threading
+
+from .core import Replay, ReplayStats
+
+
+class Progress:
+    """A rich progress bar on stderr, refreshed from a thread so the replay loop never draws."""
+
+    def __init__(self, rep: Replay, interval: float = 0.1):
+        from rich.console import Console
+        from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
+
+        self.rep = rep
+        self.interval = interval
+        self._bar = RichProgress(
+            TextColumn("[bold]replay[/] {task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+            console=Console(stderr=True), transient=True,
+        )
+        self._task = self._bar.add_task("", total=None, info="")
+        self._done = threading.Event()
+        self._span: int | None = None
+        self._thread = threading.Thread(target=self._run, name="kftools-progress", daemon=True)
+
+    def __enter__(self) -> Progress:
+        self._bar.start()
+        self._thread.start()
+        threading.Thread(target=self._measure, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join(1.0)
+        self._bar.stop()
+
+    def _measure(self) -> None:
+        # the selection's recording span, for the bar's total; a separate reader, off the hot loop
+        from ..journal.reader import Reader
+
+        try:
+            with Reader(self.rep.path, registry=self.rep.registry) as r:
+                f = self.rep.selection.filters()
+                first = next(iter(r.batches(batch_size=1, until=self.rep.end_position, **f)), None)
+                last = r.last(1, until=self.rep.end_position, **f)
+                if first is not None and last:
+                    self._span = max(1, last[0].gen_time - int(first.headers["gen_time"][0]))
+        except Exception:  # noqa: BLE001 - the bar just stays indeterminate
+            pass
+
+    def _run(self) -> None:
+        st, rep = self.rep.stats, self.rep
+        while not self._done.wait(self.interval):
+            loops = "forever" if rep.loops == 0 else rep.loops
+            desc = f"loop {st.loop + 1}/{loops}" if rep.loops != 1 else ""
+            if st.following:
+                desc = "following"
+            if rep.controller.paused:
+                desc += " [yellow]paused[/] (space resumes, → steps)"
+            speed = "max" if st.speed is None else f"x{st.speed:g}"
+            info = f"{st.frames:,} frames  {speed}"
+            if self._span and not st.following:
+                self._bar.update(self._task, total=self._span, completed=min(st.position_ns, self._span))
+            self._bar.update(self._task, description=desc, info=info)
+
+
+def summary_lines(st: ReplayStats) -> list[str]:
+    """The end-of-replay summary, as text lines."""
+    d = st.to_dict()
+
+    def us(v):
+        return "-" if v is None else f"{v / 1000:,.1f} µs"
+
+    speed = "max" if st.speed is None else f"x{st.speed:g}"
+    achieved = "-" if d["achieved_speed"] is None else f"x{d['achieved_speed']:,.3f}"
+    rate = "-" if d["frames_per_s"] is None else f"{d['frames_per_s']:,.0f} frames/s"
+    lines = [
+        f"replayed {st.frames:,} frame(s) into {st.out}" + (" (interrupted)" if st.interrupted else ""),
+        f"wall time      {d['wall_s']:.3f} s  ({rate})",
+        f"speed          asked {speed}, achieved {achieved}",
+        f"lateness       p50 {us(d['lateness_p50_ns'])}  p99 {us(d['lateness_p99_ns'])}  "
+        f"max {us(d['lateness_max_ns'])}  ({d['late_over_1ms']:,} frame(s) later than 1 ms)",
+    ]
+    if st.loops_done > 1 or (st.loops_done == 0 and not st.following and st.frames):
+        lines.append(f"loops          {st.loops_done}")
+    if st.orders:
+        lines.append(f"orders         {st.orders_sent:,} sent to {st.orders}")
+    return lines
