@@ -483,16 +483,19 @@ class Reader:
             return
         registry = self.registry
         unpack = _HEADER.unpack_from
+        u32 = _U32_FROM
         mins = {tid: size for tid, size, _ in _min_lengths(registry)}
         simple = filt.trivial
+        busy = policy.mode == "busy"
+        spin_range = range(4096)
         idle_since = time.monotonic()
         idle = 0
         self.damage = None
+        mm, limit = page.mm, page.limit()
         while True:
-            mm = page.mm
-            cur = _cursor(mm)
+            cur = u32(mm, 0)[0]
             if cur > off:
-                if cur > page.limit():
+                if cur > limit:
                     self._note_damage(page, off, page.header_problem() or "bad cursor")
                     return
                 idle = 0
@@ -518,20 +521,32 @@ class Reader:
                 if idle_timeout is not None:
                     idle_since = time.monotonic()
                 continue
-            idle += 1
-            slept = policy.pause()
-            if slept or idle & 1023 == 0:
-                if _stopped(stop):
+            if busy:
+                # the tightest loop we can write in Python: one load and compare per turn
+                for _ in spin_range:
+                    if u32(mm, 0)[0] > off:
+                        break
+                else:
+                    idle += 1
+                if idle == 0 or u32(mm, 0)[0] > off:
+                    continue
+            else:
+                idle += 1
+                if not policy.pause() and idle & 1023:
+                    continue
+            # slower checks, at most every few thousand polls or after each sleep
+            if _stopped(stop):
+                return
+            if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
+                return
+            if page.sealed or os.path.exists(page_path(self.path, index + 1)):
+                if u32(mm, 0)[0] > off:
+                    continue  # the last frames of this page arrived meanwhile
+                nxt = self._wait_page(index + 1, policy, stop)
+                if nxt is None:
                     return
-                if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
-                    return
-                if page.sealed or os.path.exists(page_path(self.path, index + 1)):
-                    if _cursor(mm) > off:
-                        continue  # the last frames of this page arrived meanwhile
-                    nxt = self._wait_page(index + 1, policy, stop)
-                    if nxt is None:
-                        return
-                    index, off, page = index + 1, PAGE_HEADER_SIZE, nxt
+                index, off, page = index + 1, PAGE_HEADER_SIZE, nxt
+                mm, limit = page.mm, page.limit()
 
     def follow_batches(
         self,
