@@ -71,7 +71,7 @@ def journal_info(path: str, registry: TypeRegistry | None = None) -> JournalInfo
         info = JournalInfo(r.path, r.page_count())
         for b in r.batches(batch_size=1 << 20):
             types, n = np.unique(b.headers["msg_type"], return_counts=True)
-            for t, c in zip(types.tolist(), n.tolist()):
+            for t, c in zip(types.tolist(), n.tolist(), strict=False):
                 counts[t] = counts.get(t, 0) + c
             g = b.headers["gen_time"]
             lo, hi = int(g.min()), int(g.max())

@@ -45,8 +45,8 @@ def parse_time(text: str, origin: int | None = None) -> int:
     except ValueError:
         raise UsageError(f"bad time {text!r} (use ns since the epoch, ISO-8601 or +10s)") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     delta = when - epoch
     return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000 + frac_ns
 
@@ -54,4 +54,4 @@ def parse_time(text: str, origin: int | None = None) -> int:
 def format_time(ns: int) -> str:
     """ns since the epoch -> ``2026-11-28T09:30:00.123456789Z``."""
     sec, frac = divmod(ns, 1_000_000_000)
-    return dt.datetime.fromtimestamp(sec, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+    return dt.datetime.fromtimestamp(sec, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"

@@ -13,11 +13,10 @@ import time
 
 import pytest
 import typer.main
+from conftest import KFTOOLS, ROOT, SCHEMA, copy_journal, run_cli
 
 from kftools import Reader, Writer
 from kftools.cli import app
-
-from conftest import KFTOOLS, ROOT, SCHEMA, copy_journal, run_cli
 
 SAMPLES_DIR = os.path.join(ROOT, "sample_journals")
 CLEAN = os.path.join(SAMPLES_DIR, "clean.dat")

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import SAMPLES, copy_journal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,8 +21,6 @@ from kftools.errors import CorruptJournal, FrameTooLarge, UsageError
 from kftools.journal.format import ORDER, TICKER, TRADE, page_path
 from kftools.journal.registry import TypeRegistry
 from kftools.journal.scan import IMPLEMENTATIONS
-
-from conftest import SAMPLES, copy_journal
 
 SYM = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.", min_size=1, max_size=16)
 F64 = st.floats(allow_nan=False, width=64)
@@ -71,7 +70,7 @@ def test_round_trip_every_type_and_padding(tmp_path_factory, frames, page_kib):
         got = list(r)
         assert r.damage is None
         assert len(got) == len(frames)
-        for f, (spec, gt, tt, src, dst) in zip(got, frames):
+        for f, (spec, gt, tt, src, dst) in zip(got, frames, strict=False):
             assert (f.gen_time, f.trigger_time, f.source, f.dest) == (gt, tt, src, dst)
             kind = spec["kind"]
             if kind == "raw":
@@ -96,7 +95,7 @@ def test_round_trip_every_type_and_padding(tmp_path_factory, frames, page_kib):
 @given(data=st.binary(min_size=0, max_size=3000), start=st.integers(0, 100))
 def test_scanner_implementations_agree_on_any_bytes(data, start):
     results = []
-    for scan, gather, _ in IMPLEMENTATIONS.values():
+    for scan, _gather, _ in IMPLEMENTATIONS.values():
         out = np.zeros(512, dtype=np.int64)
         n, nxt, err = scan(data, start, len(data), out)
         results.append((n, nxt, err, out[:n].tolist()))
@@ -109,7 +108,7 @@ def test_scanner_implementations_agree_on_samples(sample):
         data = fh.read()
     cursor = struct.unpack_from("<I", data)[0]
     got = []
-    for scan, gather, gather_var in IMPLEMENTATIONS.values():
+    for scan, gather, _gather_var in IMPLEMENTATIONS.values():
         out = np.zeros(5000, dtype=np.int64)
         n, nxt, err = scan(data, 64, cursor, out)
         hdr = np.zeros(n * 32, dtype=np.uint8)

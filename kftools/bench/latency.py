@@ -28,8 +28,8 @@ def _journal_follower(path: str, n: int, ready, out) -> None:
     from kftools.journal.reader import Reader
 
     lat = np.empty(n, dtype=np.int64)
-    r = Reader.wait_open(path)
     ready.set()
+    r = Reader.wait_open(path, poll=0.001)
     i = 0
     now = time.time_ns
     for f in r.follow("beginning", wait="busy"):

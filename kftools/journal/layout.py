@@ -100,7 +100,7 @@ class Layout:
         """Decode one record into a dict, text fields as ``str`` without NUL padding."""
         values = self.struct.unpack_from(buf, offset)
         out = {}
-        for f, v in zip(self.fields, values):
+        for f, v in zip(self.fields, values, strict=False):
             out[f.name] = v.split(b"\0", 1)[0].decode("utf-8", "replace") if f.is_text else v
         return out
 

@@ -195,7 +195,7 @@ class FrameBatch:
 
 
 def _rows(offsets: np.ndarray, headers: np.ndarray) -> list[tuple]:
-    return list(zip(offsets.tolist(), *(headers[n].tolist() for n in FRAME_HEADER.names)))
+    return list(zip(offsets.tolist(), *(headers[n].tolist() for n in FRAME_HEADER.names), strict=False))
 
 
 def _min_lengths(registry: TypeRegistry) -> list[tuple[int, int, str]]:

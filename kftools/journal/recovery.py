@@ -10,12 +10,12 @@ from ..errors import KftoolsError, NotAJournal, OutputError
 from .format import FLAGS_OFFSET, MAGIC, PAGE_HEADER, PAGE_HEADER_SIZE, PID_OFFSET, PageFlag, page_path
 from .lock import try_lock
 from .page import U32, NotYetWritten, Page, open_page
+from .reader import Damage, Reader, scan_page
 from .registry import TypeRegistry
 
 
 def validate_page(page: Page, registry: TypeRegistry) -> Damage | None:
     """Walk every frame of ``page`` up to its cursor; the first damage, or None."""
-    from .reader import Damage, scan_page
 
     problem = page.header_problem()
     end = page.limit() if problem else page.cursor
@@ -72,8 +72,6 @@ class VerifyReport:
 
 def verify(path: str | os.PathLike, registry: TypeRegistry | None = None) -> VerifyReport:
     """Validate every page and frame; read-only."""
-    from .reader import Reader
-
     with Reader(path, registry=registry) as r:
         rep = VerifyReport(r.path)
         counts: dict[int, int] = {}
@@ -116,8 +114,6 @@ def recover(
     force: bool = False, registry: TypeRegistry | None = None,
 ) -> RecoverResult:
     """Write the valid prefix of ``path`` to ``out`` (page layout and frame bytes kept), or cut it in place."""
-    from .reader import Reader
-
     path = os.fspath(path)
     if in_place == (out is not None):
         raise OutputError("give either an output path or --in-place")

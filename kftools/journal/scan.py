@@ -58,7 +58,7 @@ def py_gather_var(buf, offsets: np.ndarray, lengths: np.ndarray, add: int, out) 
     mv = memoryview(buf)
     dst = memoryview(out).cast("B")
     pos = 0
-    for off, ln in zip(offsets.tolist(), lengths.tolist()):
+    for off, ln in zip(offsets.tolist(), lengths.tolist(), strict=False):
         if off + add + ln > len(mv) or pos + ln > len(dst):
             raise ValueError("gather_var out of bounds")
         dst[pos : pos + ln] = mv[off + add : off + add + ln]
