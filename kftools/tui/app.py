@@ -105,6 +105,9 @@ class TailApp(App):
         self._prompt_mode = ""
         self._search = ""
         self._message = ""
+        self.header_text = ""  # plain text of what the header and status line show (for tests and tools)
+        self.status_text = ""
+        self.detail_frame: Frame | None = None
 
     # -- layout ----------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -171,6 +174,7 @@ class TailApp(App):
             self._poll_writer()
         elif event.kind == "caught_up":
             self.caught_up = True
+            self._slow_tick(sample=False)  # sparklines and writer state at once, not a second later
         elif event.kind == "damaged":
             self.damage = event.payload
         elif event.kind == "error":
@@ -198,10 +202,11 @@ class TailApp(App):
             if row != self._detail_row:
                 self._detail_row = row
                 frames = self._fetch(row, row + 1) if row >= 0 else []
+                self.detail_frame = frames[0] if frames else None
                 detail.update(frame_detail(frames[0]) if frames else "no frame selected")
 
-    def _slow_tick(self) -> None:
-        if self.live_stats:
+    def _slow_tick(self, sample: bool = True) -> None:
+        if self.live_stats and sample:
             now = time.monotonic()
             total = self.index.total
             if self._last_total is not None:
@@ -260,6 +265,7 @@ class TailApp(App):
                 t.append(f"   newest {format_time(idx.newest_time)}", "dim")
             if self.damage is not None:
                 t.append(f"   DAMAGED: {self.damage}", "bold red")
+        self.header_text = t.plain
         self.query_one(HeaderBar).update(t)
 
     def _update_status(self) -> None:
@@ -283,6 +289,7 @@ class TailApp(App):
             t.append(f"   search: {self._search!r}", "cyan")
         if self._message:
             t.append(f"   {self._message}", "italic")
+        self.status_text = t.plain
         self.query_one(StatusBar).update(t)
 
     # -- actions -----------------------------------------------------------------

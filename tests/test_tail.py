@@ -1,0 +1,305 @@
+"""kftools tail: the index, the Textual view driven by the pilot, --plain, snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from conftest import KFTOOLS, ROOT, SAMPLES_DIR, copy_journal, run_cli
+
+from kftools.journal import MsgType, Reader, Writer
+from kftools.journal.registry import DEFAULT_REGISTRY
+from kftools.tui.app import TailApp, format_lag
+from kftools.tui.index import JournalIndex, RowFilter
+from kftools.tui.widgets import DetailPane, FrameTable
+
+MULTIPAGE = os.path.join(SAMPLES_DIR, "multipage.dat")
+CLEAN = os.path.join(SAMPLES_DIR, "clean.dat")
+SIZE = (140, 40)
+WAIT = 30.0  # generous: the machine is shared and noisy
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def until(pilot, cond, timeout: float = WAIT, what: str = "condition"):
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"timed out waiting for {what}; header: {pilot.app.header_text!r}")
+        await pilot.pause(0.05)
+
+
+def write_frames(path: str, n: int, start: int = 0, page_size: int = 8192, symbol_of=None) -> None:
+    with Writer(path, page_size=page_size) as w:
+        for i in range(start, start + n):
+            sym = symbol_of(i) if symbol_of else ("AAPL", "MSFT")[i % 2]
+            if i % 5 == 4:
+                w.write_order(sym, i, i & 1, 0, 100.0 + i, 1.0, 0.0, f"c-{i}")
+            else:
+                w.write_ticker(sym, 100.0 + i, 99.9 + i, 100.1 + i, float(i))
+
+
+# -- the index -----------------------------------------------------------------------
+@pytest.mark.parametrize("types,symbols", [(None, None), ([int(MsgType.ORDER)], None), (None, ["AAPL"])])
+def test_index_rows_match_reader(types, symbols):
+    with Reader(MULTIPAGE) as r:
+        expected = [(f.page_index, f.offset) for f in r.frames(types=types, symbols=symbols)]
+        idx = JournalIndex(RowFilter(types, symbols))
+        for b in r.batches(batch_size=37):
+            idx.add(b)
+    assert idx.count == len(expected) and idx.total == 1200
+    with Reader(MULTIPAGE) as view:
+        assert idx.locate(view, 0, idx.count) == expected
+        # sealed pages are rescanned on demand: any window, in any order
+        for a in (len(expected) - 7, 3, len(expected) // 2):
+            assert [(f.page_index, f.offset) for f in idx.frames(view, a, a + 5)] == expected[a : a + 5]
+
+
+def test_index_row_at_time():
+    with Reader(MULTIPAGE) as r:
+        frames = [f.gen_time for f in r]
+        idx = JournalIndex()
+        for b in r.batches():
+            idx.add(b)
+        assert idx.row_at_time(r, frames[0]) == 0
+        assert idx.row_at_time(r, frames[700]) == 700
+        assert idx.row_at_time(r, frames[-1] + 1) == len(frames)
+
+
+def test_format_lag():
+    assert format_lag(500) == "0 µs" or format_lag(500).endswith("µs")
+    assert format_lag(2_500_000) == "2.5 ms"
+    assert format_lag(3 * 3600 * 10**9) == "3h 00m"
+
+
+# -- the live view ---------------------------------------------------------------------
+def test_rows_appear_follow_and_pause(tmp_path):
+    path = str(tmp_path / "live.dat")
+    write_frames(path, 100)
+
+    async def go():
+        app = TailApp(path, DEFAULT_REGISTRY)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.query_one(FrameTable)
+            await until(pilot, lambda: table.count == 100, what="100 rows")
+            assert table.following and table.cursor == 99
+            assert "100 frames" in app.header_text
+            # a writer feeding the journal from a thread: rows keep appearing at the bottom
+            t = threading.Thread(target=write_frames, args=(path, 400, 100))
+            t.start()
+            await until(pilot, lambda: table.count == 500, what="500 rows")
+            t.join()
+            assert table.cursor == 499
+            # scrolling up pauses following and counts what arrives meanwhile
+            await pilot.press("up", "up")
+            assert not table.following and table.cursor == 497
+            write_frames(path, 50, 500)
+            await until(pilot, lambda: table.count == 550, what="550 rows")
+            assert table.cursor == 497 and table.new_since_pause == 50
+            await until(pilot, lambda: "+50 new" in app.status_text, what="paused status")
+            await pilot.press("end")
+            assert table.following and table.cursor == 549
+            await pilot.press("home")
+            assert table.cursor == 0 and table.top == 0 and not table.following
+            await pilot.press("q")
+
+    run(go())
+
+
+def test_detail_pane_shows_selected_frame():
+    with Reader(MULTIPAGE) as r:
+        frames = list(r)
+        target = frames[1195]
+        expect = (target.page_index, target.offset, target.fields["symbol"], target.raw.hex()[:32])
+
+    async def go():
+        app = TailApp(MULTIPAGE, DEFAULT_REGISTRY)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.query_one(FrameTable)
+            await until(pilot, lambda: table.count == 1200 and app.caught_up, what="load")
+            await pilot.press("up", "up", "up", "up", "enter")
+            assert app.query_one(DetailPane).has_class("shown")
+            await until(pilot, lambda: app.detail_frame is not None, what="detail")
+            f = app.detail_frame
+            assert (f.page_index, f.offset, f.fields["symbol"], f.raw.hex()[:32]) == expect
+            await pilot.press("enter")
+            assert not app.query_one(DetailPane).has_class("shown")
+
+    run(go())
+
+
+def test_filters_and_search():
+    with Reader(MULTIPAGE) as r:
+        frames = list(r)
+    n_orders = sum(f.msg_type == MsgType.ORDER for f in frames)
+    n_aapl = sum(f.fields.get("symbol") == "AAPL" for f in frames)
+
+    async def go():
+        app = TailApp(MULTIPAGE, DEFAULT_REGISTRY, types=[int(MsgType.ORDER)])
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.query_one(FrameTable)
+            await until(pilot, lambda: app.caught_up and table.count == n_orders, what="orders only")
+            assert app.index.total == 1200
+            rows = app.index.frames(app.reader, 0, table.count)
+            assert {f.type_name for f in rows} == {"Order"}
+            # t cycles the type filter: Order -> Trade
+            await pilot.press("t")
+            await until(pilot, lambda: app.caught_up and app.filter.types == [int(MsgType.TRADE)], what="trade filter")
+            await until(pilot, lambda: {f.type_name for f in app.index.frames(app.reader, 0, 50)} == {"Trade"},
+                        what="trades")
+            # s opens the symbol prompt
+            await pilot.press("t")  # Trade is the last type: back to all
+            await until(pilot, lambda: app.filter.types is None, what="all types")
+            await pilot.press("s")
+            await pilot.press(*"AAPL", "enter")
+            await until(pilot, lambda: app.caught_up and app.filter.symbols == ["AAPL"] and table.count == n_aapl,
+                        what="AAPL rows")
+            # search finds the next matching row from the cursor
+            await pilot.press("s", *["backspace"] * 4, "enter")
+            await until(pilot, lambda: app.caught_up and table.count == 1200, what="unfiltered")
+            await pilot.press("home", "slash", *"sell", "enter")
+            hit = app.index.frames(app.reader, table.cursor, table.cursor + 1)[0]
+            first_sell = next(i for i, f in enumerate(frames) if f.fields.get("side") == 1)
+            assert table.cursor == first_sell and hit.fields["side"] == 1
+            await pilot.press("n")
+            assert table.cursor > first_sell
+            # go to a time
+            await pilot.press("g", *str(frames[600].gen_time), "enter")
+            assert table.cursor == 600 and not table.following
+
+    run(go())
+
+
+def test_waits_for_journal_then_follows_across_pages(tmp_path):
+    path = str(tmp_path / "later.dat")
+
+    async def go():
+        app = TailApp(path, DEFAULT_REGISTRY)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "waiting" in app.header_text, what="waiting")
+            assert "no such journal" in app.header_text
+            write_frames(path, 600, page_size=4096)  # many small pages: rollover while following
+            table = app.query_one(FrameTable)
+            await until(pilot, lambda: table.count == 600, what="600 rows")
+            assert app.index.page_count > 5
+            rows = app.index.frames(app.reader, 0, 600)
+            assert [f.gen_time for f in rows] == sorted(f.gen_time for f in rows)
+            await until(pilot, lambda: "exited cleanly" in app.header_text, what="exited state")
+            # a writer that restarts and resumes: following continues
+            write_frames(path, 100, 600, page_size=4096)
+            await until(pilot, lambda: table.count == 700, what="700 rows")
+
+    run(go())
+
+
+WRITER = """
+import sys, time
+from kftools.journal import Writer
+w = Writer(sys.argv[1], page_size=1 << 20)
+for i in range(300):
+    w.write_ticker("AAPL", 100.0 + i, 99.0, 101.0, 1.0)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_crashed_writer_after_kill_9(tmp_path):
+    path = str(tmp_path / "crash.dat")
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, path], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+
+        async def go():
+            app = TailApp(path, DEFAULT_REGISTRY)
+            async with app.run_test(size=SIZE) as pilot:
+                table = app.query_one(FrameTable)
+                await until(pilot, lambda: table.count == 300 and "alive" in app.header_text, what="alive")
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=WAIT)
+                await until(pilot, lambda: "gone without closing (crashed)" in app.header_text, what="crashed state")
+                assert "300 valid frames" in app.header_text
+                assert table.count == 300  # the committed frames stay on screen
+
+        run(go())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+# -- the command line --------------------------------------------------------------------
+def test_plain_mode_prints_lines_and_follows(tmp_path):
+    path = copy_journal(CLEAN, str(tmp_path))
+    proc = subprocess.Popen([*KFTOOLS, "tail", "-n", "3", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+    try:
+        lines = [proc.stdout.readline() for _ in range(3)]
+        assert all(" Ticker " in x or " Order " in x or " Trade " in x for x in lines)
+        with Reader(path) as r:
+            last = r.last(1)[0].gen_time
+        from kftools.timeparse import format_time
+
+        assert lines[-1].startswith(format_time(last))
+        write_frames(path, 1)  # the writer resumes: the new frame is printed
+        assert "symbol=AAPL" in proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=WAIT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_bad_journal_one_line(tmp_path):
+    res = run_cli("tail", "--plain", str(tmp_path))
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "is a directory" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_tail_never_writes(tmp_path):
+    path = copy_journal(MULTIPAGE, str(tmp_path))
+    before = {p: open(tmp_path / p, "rb").read() for p in sorted(os.listdir(tmp_path))}
+
+    async def go():
+        app = TailApp(path, DEFAULT_REGISTRY)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.caught_up, what="load")
+            await pilot.press("enter", "up", "t", "q")
+
+    run(go())
+    assert {p: open(tmp_path / p, "rb").read() for p in sorted(os.listdir(tmp_path))} == before
+
+
+# -- snapshots (fixed size, frozen clock, masked path) -----------------------------------
+def snapshot_app() -> TailApp:
+    with Reader(MULTIPAGE) as r:
+        newest = r.last(1)[0].gen_time
+    return TailApp(MULTIPAGE, DEFAULT_REGISTRY, now_ns=newest + 1_500_000,
+                   display_path="sample_journals/multipage.dat", live_stats=False)
+
+
+async def _loaded(pilot):
+    await until(pilot, lambda: pilot.app.caught_up and pilot.app.query_one(FrameTable).count == 1200, what="load")
+    await pilot.pause(0.3)
+
+
+def test_snapshot_main_screen(snap_compare):
+    assert snap_compare(snapshot_app(), terminal_size=SIZE, run_before=_loaded)
+
+
+def test_snapshot_detail_pane(snap_compare):
+    async def detail(pilot):
+        await _loaded(pilot)
+        await pilot.press("up", "up", "enter")
+        await until(pilot, lambda: pilot.app.detail_frame is not None, what="detail")
+        await pilot.pause(0.3)
+
+    assert snap_compare(snapshot_app(), terminal_size=SIZE, run_before=detail)
