@@ -132,14 +132,14 @@ def test_verify_and_recover_exit_codes(tmp_path):
     r = run_cli("verify", DAMAGED, "--json")
     assert r.returncode == 3
     d = json.loads(r.stdout)
-    assert d["frames"] == 75 and d["damage"]["offset"] == 8232 and "msg_type 0" in d["damage"]["reason"]
+    assert d["frames"] == 74 and d["damage"]["offset"] == 8144 and "msg_type 0" in d["damage"]["reason"]
 
     out = tmp_path / "fixed.dat"
     r = run_cli("recover", DAMAGED, "-o", out)
     assert r.returncode == 3 and "dropped" in r.stderr
     with Reader(out) as a, Reader(DAMAGED) as b:
         assert [f.raw for f in a] == [f.raw for f in b]  # exactly the valid prefix, byte for byte
-        assert a.damage is None and sum(1 for _ in a) == 75
+        assert a.damage is None and sum(1 for _ in a) == 74
     assert run_cli("verify", out).returncode == 0
     r = run_cli("recover", CLEAN, "-o", tmp_path / "same.dat")
     assert r.returncode == 0

@@ -230,6 +230,17 @@ def scan_page(
                 nxt = int(offsets[k])
                 offsets, headers = offsets[:k], headers[:k]
                 break
+    if problem and len(offsets):
+        # Disks lose whole 4 KiB blocks: the damage seen at nxt may have begun at
+        # the block boundary below it, inside a frame whose header survived.
+        # Frames overlapping that block are not trusted.
+        block = nxt - nxt % 4096
+        ends = offsets + FRAME_HEADER_SIZE + headers["length"]
+        keep = int(np.searchsorted(ends, block, side="right"))
+        if keep < len(offsets):
+            problem += f" at offset {nxt}; the frame here overlaps the damaged 4 KiB block at {block}"
+            nxt = int(offsets[keep])
+            offsets, headers = offsets[:keep], headers[:keep]
     return offsets, headers, nxt, problem
 
 
@@ -396,6 +407,17 @@ class Reader:
             # the next page exists, so this page is final: take any frames committed meanwhile
             if page.cursor > off and header_problem is None:
                 continue
+            try:
+                self.page(index + 1)
+            except NotYetWritten as e:
+                # writers rename a page in whole before sealing the previous one, so an unwritten
+                # page after a sealed one, or before a later page, lost its bytes (power loss)
+                if page.sealed or os.path.exists(page_path(self.path, index + 2)):
+                    self._note_damage(page, off, f"next page {e}")
+                return
+            except KftoolsError as e:
+                self._note_damage(page, off, f"next page {e}")
+                return
             index, off = index + 1, PAGE_HEADER_SIZE
 
     def batches(
