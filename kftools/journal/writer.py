@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from ..errors import CorruptJournal, FrameTooLarge, JournalLocked, UnknownType, UsageError
+from ..errors import CorruptJournal, FrameTooLarge, JournalLocked, OutputError, UnknownType, UsageError
 from .format import (
     CURSOR_OFFSET,
     DEFAULT_PAGE_SIZE,
@@ -81,15 +81,21 @@ class Writer:
 
     # -- opening ---------------------------------------------------------------
     def _open(self, page_size: int | None) -> None:
+        created = not os.path.exists(self.path)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             if not _lock_with_retry(fd):
                 pid = _read_pid(self.path)
                 who = f"pid {pid}" if pid else "another process"
                 raise JournalLocked(f"{self.path}: journal is locked by a writer ({who})")
-            if os.fstat(fd).st_size == 0 or _header_all_zero(fd):
+            if os.fstat(fd).st_size == 0 or _header_unfinished(fd, self.path):
                 self.page_size = page_size or DEFAULT_PAGE_SIZE
-                _init_page(fd, self.page_size, 0)
+                try:
+                    _init_page(fd, self.page_size, 0, self.path)
+                except OutputError:
+                    if created:
+                        os.unlink(self.path)  # leave nothing behind for a journal we could not create
+                    raise
         except BaseException:
             os.close(fd)
             raise
@@ -136,9 +142,15 @@ class Writer:
         nxt = self._index + 1
         final = page_path(self.path, nxt)
         tmp = final + ".tmp"
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _init_page(fd, self.page_size, nxt)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as e:
+            raise OutputError(f"{tmp}: cannot create the next page: {e.strerror}") from None
+        try:
+            _init_page(fd, self.page_size, nxt, final)
+        except OutputError:
+            os.unlink(tmp)
+            raise
         finally:
             os.close(fd)
         # rename makes the new page appear whole: a follower never maps a half-made page
@@ -212,7 +224,7 @@ class Writer:
             last = len(starts) - 1
         if last <= first:
             return 0
-        src = memoryview(data).cast("B")
+        src = data if isinstance(data, memoryview) and data.format == "B" else memoryview(data).cast("B")
         done = first
         while done < last:
             a = int(starts[done])
@@ -373,12 +385,27 @@ def _lock_with_retry(fd: int) -> bool:
     return False
 
 
-def _header_all_zero(fd: int) -> bool:
-    return os.pread(fd, PAGE_HEADER_SIZE, 0) == bytes(PAGE_HEADER_SIZE)
+def _header_unfinished(fd: int, path: str) -> bool:
+    """True if the first page's header was never finished (a writer died creating it): safe to rewrite.
+
+    Raises CorruptJournal when such a header sits in front of frames or later pages (bytes lost
+    to a power loss): rewriting it would hide them.
+    """
+    head = os.pread(fd, PAGE_HEADER_SIZE + FRAME_HEADER_SIZE, 0)
+    if head[:PAGE_HEADER_SIZE] != bytes(PAGE_HEADER_SIZE) and PAGE_HEADER.unpack(head)["version"] != 0:
+        return False
+    if head[PAGE_HEADER_SIZE:].strip(b"\0") or os.path.exists(page_path(path, 1)):
+        raise CorruptJournal(f"{path}: page header is missing but frames or pages follow it; not overwriting them")
+    return True
 
 
-def _init_page(fd: int, capacity: int, index: int) -> None:
-    os.ftruncate(fd, capacity)
+def _init_page(fd: int, capacity: int, index: int, path: str) -> None:
+    try:
+        os.ftruncate(fd, capacity)
+        # reserve the blocks now: a full disk fails here, cleanly, not as SIGBUS on a later store
+        os.posix_fallocate(fd, 0, capacity)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot create a {capacity:,}-byte page: {e.strerror}") from None
     header = PAGE_HEADER.struct.pack(PAGE_HEADER_SIZE, 0, capacity, 0, MAGIC, index, os.getpid() & 0xFFFFFFFF, 0, b"")
     os.pwrite(fd, header, 0)
     # version last: a reader treats a header without it as not yet written

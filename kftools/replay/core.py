@@ -39,6 +39,8 @@ TRIGGER_OFF = FRAME_HEADER.offset("trigger_time")
 _I64 = struct.Struct("<q")  # one header column, the type FRAME_HEADER gives gen_time
 assert FRAME_HEADER.field("gen_time").kind == "i64" and FRAME_HEADER.field("trigger_time").kind == "i64"
 LATE_NS = 1_000_000
+PACED_BATCH = 1024
+MAX_BATCH = 1 << 16
 
 
 # -- clocks ---------------------------------------------------------------------------
@@ -490,7 +492,8 @@ class Replay:
                 st.position_ns = 0
                 self._last_rel = 0
                 anchor = clock.now() if loop else t_begin
-                batches = self.reader.batches(until=self.end_position, **filters)
+                # paced: small batches, so preparing one never holds back frames that are due
+                batches = self.reader.batches(PACED_BATCH if self.speed else MAX_BATCH, until=self.end_position, **filters)
                 anchor = self._play(batches, anchor, live=False)
                 if self.stopped() or self.reader.damage is not None:
                     break
@@ -504,7 +507,8 @@ class Replay:
                 st.following = True
                 st.loops_done = 0
                 batches = self.reader.follow_batches(
-                    start=self.end_position, wait=self.wait, stop=self.stopped, **filters
+                    start=self.end_position, wait=self.wait, stop=self.stopped,
+                    batch_size=PACED_BATCH if self.speed else MAX_BATCH, **filters
                 )
                 self._play(batches, anchor, live=True)
                 st.loops_done = 1
@@ -550,7 +554,7 @@ class Replay:
             gens = batch.headers["gen_time"]
             if self._t0 is None:
                 self._t0 = int(gens[0])
-            data, starts = batch.raw_frames()
+            data, starts = _frames_bytes(batch)
             set_column(data, starts[:-1], TRIGGER_OFF, gens)  # the original event time
             if speed is None:
                 while ctl.paused and not (stopped and stopped()):
@@ -564,6 +568,7 @@ class Replay:
                 if dispatch:
                     dispatch.frames(batch, 0, n, wall)
                 continue
+            mv = memoryview(data)  # struct and the writer take a memoryview far faster than an ndarray
             rel = ((gens - self._t0) / speed).astype(np.int64)
             rel[0] = max(int(rel[0]), self._last_rel)
             np.maximum.accumulate(rel, out=rel)  # out-of-order gen_times: never due before an earlier frame
@@ -592,10 +597,10 @@ class Replay:
                 j = i + 1 if step else bisect.bisect_right(rel_l, now - anchor, i + 1)
                 wall = wall_f()
                 if j - i == 1:
-                    pack_gen(data, starts_l[i] + GEN_OFF, wall)
+                    pack_gen(mv, starts_l[i] + GEN_OFF, wall)
                 else:
                     set_column(data, starts[i:j], GEN_OFF, np.full(j - i, wall, np.int64))
-                write(data, starts, i, j)
+                write(mv, starts, i, j)
                 t = now_f()
                 ends.append(j)
                 emits.append(t - anchor)
@@ -665,6 +670,21 @@ def set_column(data: np.ndarray, starts: np.ndarray, rel: int, values: np.ndarra
             view[(pos - r) >> 3] = values
         else:
             view[(pos[sel] - r) >> 3] = values[sel] if values.ndim else values
+
+
+def _frames_bytes(batch: FrameBatch) -> tuple[np.ndarray, np.ndarray]:
+    """A writable copy of the batch's whole frames and their starts (plus the end)."""
+    offs = batch.offsets
+    ends = offs + batch.headers["length"].astype(np.int64) + FRAME_HEADER.size
+    if len(offs) > 1 and not (offs[1:] == ends[:-1]).all():
+        return batch.raw_frames()  # filtered: gather the selected frames
+    base, stop = int(offs[0]), int(ends[-1])
+    # unfiltered frames lie back to back in the page: one copy beats a per-frame gather
+    data = np.frombuffer(bytearray(batch.page.mm[base:stop]), dtype=np.uint8)
+    starts = np.empty(len(offs) + 1, np.int64)
+    starts[:-1] = offs - base
+    starts[-1] = stop - base
+    return data, starts
 
 
 def default_output(path: str) -> str:
