@@ -352,6 +352,19 @@ def replay_cmd(
         raise typer.Exit(130)
 
 
+@command(bench_app, name="replay")
+def bench_replay_cmd(
+    json_out: JsonOpt = False,
+    frames: Annotated[int, typer.Option("--frames", help="Frames in the recording (at --rate frames/s).")] = 200_000,
+    rate: Annotated[float, typer.Option("--rate", help="Frames per second of the recording.")] = 100_000.0,
+) -> None:
+    """Replay lateness (p50/p99 at speeds 1 and 10) and --max throughput on a 100k frames/s recording."""
+    from .bench import report
+    from .bench.replay import run
+
+    report(run(frames=frames, rate=rate), json_out)
+
+
 # -- tail command (issue 5) --------------------------------------------------------
 @command(name="tail")
 def tail_cmd(
