@@ -236,7 +236,7 @@ def export_cmd(
     start: StartOpt = None,
     end: EndOpt = None,
     compression: Annotated[str, typer.Option("--compression", help="zstd, snappy or none.")] = "zstd",
-    row_group_size: Annotated[int, typer.Option("--row-group-size", help="Rows per Parquet row group.")] = 262_144,
+    row_group_size: Annotated[int, typer.Option("--row-group-size", help="Rows per Parquet row group.")] = 100_000,
     split: Annotated[bool, typer.Option("--split", help="One Parquet file per message type, in folder OUT.")] = False,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep exporting new frames until interrupted.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,

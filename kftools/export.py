@@ -16,8 +16,10 @@ import contextlib
 import json
 import mmap
 import os
+import queue
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -34,7 +36,7 @@ from .journal.registry import MessageType, TypeRegistry
 EXPORT_FORMAT = 1
 META_KEY = b"kftools"
 COMPRESSIONS = ("zstd", "snappy", "none")
-DEFAULT_ROW_GROUP = 262_144
+DEFAULT_ROW_GROUP = 100_000
 _READ_BATCH = 65_536
 _DAY_NS = 86_400 * 10**9
 
@@ -46,6 +48,8 @@ _TS = pa.timestamp("ns", tz="UTC")
 _DICT_STR = pa.dictionary(pa.int32(), pa.string())
 #: text fields with few distinct values, stored dictionary-encoded
 _DICT_FIELDS = frozenset({"symbol"})
+#: beyond this many distinct values a dictionary column gets a dictionary per batch
+_MEMO_LIMIT = 100_000
 
 # header columns: (name, arrow type, meaning). Frame header fields come from FRAME_HEADER.
 _HEADER_DOCS = {
@@ -103,12 +107,26 @@ class Columns:
                 if f.is_text:
                     c.width = max(c.width, f.size)
         self.fields = list(cols.values())
+        self._memo: dict[str, tuple[dict, list]] = {}
+        self._dict_cache: dict[str, pa.Array] = {}
         self.schema = pa.schema(
             [pa.field(n, t, nullable=n not in ("gen_time", "msg_type", "msg_type_id", "length"))
              for n, t in header]
             + [pa.field(c.name, c.arrow) for c in self.fields]
             + [pa.field("payload", pa.binary())]
         )
+
+    def _type_names(self, present: np.ndarray, inverse: np.ndarray) -> pa.Array:
+        # a stable dictionary (every type seen so far), so row groups share it
+        index, values = self._memo.setdefault("msg_type", ({}, []))
+        lut = np.empty(len(present), dtype=np.int32)
+        for i, t in enumerate(present.tolist()):
+            j = index.get(t)
+            if j is None:
+                j = index[t] = len(values)
+                values.append(self.registry.name(t))
+            lut[i] = j
+        return pa.DictionaryArray.from_arrays(pa.array(lut[inverse]), self._dict_values("msg_type", values))
 
     def metadata(self, extra: dict | None = None) -> dict:
         """The Parquet key-value metadata import needs: types, column mapping, page capacity."""
@@ -132,12 +150,19 @@ class Columns:
         n = len(h)
         ids = np.ascontiguousarray(h["msg_type"])
         lengths = np.ascontiguousarray(h["length"])
-        present, inverse = np.unique(ids, return_inverse=True)
-        names = [self.registry.name(int(t)) for t in present.tolist()]
+        if n and int(ids.max()) < 65536:
+            # ids are small: a lookup table is much cheaper than np.unique's sort
+            seen = np.bincount(ids, minlength=1)
+            present = np.flatnonzero(seen).astype(np.uint32)
+            lut = np.zeros(len(seen), dtype=np.int32)
+            lut[present] = np.arange(len(present), dtype=np.int32)
+            inverse = lut[ids]
+        else:
+            present, inverse = np.unique(ids, return_inverse=True)
         arrays: list[pa.Array] = [
             pa.array(np.ascontiguousarray(h["gen_time"]), type=_TS),
             pa.array(np.ascontiguousarray(h["trigger_time"]), type=_TS),
-            pa.DictionaryArray.from_arrays(pa.array(inverse.astype(np.int32)), pa.array(names, pa.string())),
+            self._type_names(present, inverse),
             pa.array(ids),
             pa.array(np.ascontiguousarray(h["source"])),
             pa.array(np.ascontiguousarray(h["dest"])),
@@ -158,7 +183,7 @@ class Columns:
             if mt is None or t not in mine:
                 need_raw[slice(None) if mask is None else mask] = True
                 continue
-            typed[t] = (mask, batch.payload(t, mask))
+            typed[t] = (None if mask is None else np.flatnonzero(mask), batch.payload(t, mask))
             size = mt.layout.size
             sel_len = lengths if mask is None else lengths[mask]
             longer = sel_len > size
@@ -184,35 +209,85 @@ class Columns:
                 return pa.array(np.ascontiguousarray(hits[0][0][1][hits[0][1]]))
             values = np.zeros(n, dtype=_SCALAR_NP[c.kind])
             valid = np.zeros(n, dtype=bool)
-            for (mask, rec), fname in hits:
-                values[mask] = rec[fname]
-                valid[mask] = True
-            return pa.array(values, mask=~valid)
+            for (idx, rec), fname in hits:
+                values[idx] = rec[fname]
+                valid[idx] = True
+            # (pa.array(mask=) is a thousand times slower than building the bitmap here)
+            return pa.Array.from_buffers(c.arrow, n, [_bitmap(valid), pa.py_buffer(values)])
+        # text: gather the fixed-width bytes, hash them to a dictionary, and strip, check
+        # and decode only the distinct values (a handful of symbols per million frames)
         w = c.width
-        mat = np.zeros((n, w), dtype=np.uint8)
-        valid = np.zeros(n, dtype=bool)
-        for (mask, rec), fname in hits:
-            raw = np.ascontiguousarray(rec[fname])
-            fw = raw.dtype.itemsize
-            m = mask if mask is not None else slice(None)
-            mat[m, :fw] = raw.view(np.uint8).reshape(-1, fw)
-            valid[m] = True
-        zero = mat == 0
-        cut = np.where(zero.any(axis=1), zero.argmax(axis=1), w)
-        cut[~valid] = 0
-        after = np.arange(w)[None, :] >= cut[:, None]
-        # bytes after the first NUL that are not NUL: the string alone cannot rebuild them
-        need_raw |= (~zero & after).any(axis=1)
-        data = mat[~after]
-        offsets = np.zeros(n + 1, dtype=np.int32)
-        np.cumsum(cut, out=offsets[1:])
-        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
-        arr = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data), bitmap)
-        try:
-            arr.validate(full=True)
-        except pa.ArrowInvalid:
-            arr = _repair_utf8(mat, cut, valid, need_raw)
-        return arr.dictionary_encode() if c.arrow == _DICT_STR else arr
+        fixed = np.zeros(n, dtype=f"S{w}")
+        valid = np.zeros(n, dtype=bool) if len(hits) > 1 or hits[0][0][0] is not None else None
+        for (idx, rec), fname in hits:
+            m = idx if idx is not None else slice(None)
+            fixed[m] = rec[fname]
+            if valid is not None:
+                valid[m] = True
+        bitmap = None if valid is None else _bitmap(valid)
+        fsb = pa.FixedSizeBinaryArray.from_buffers(pa.binary(w), n, [bitmap, pa.py_buffer(fixed)])
+        enc = fsb.dictionary_encode()
+        _none, strings, garbage = _decode_text(enc.dictionary, w)
+        if garbage.any():
+            need_raw |= np.isin(enc.indices.to_numpy(zero_copy_only=False), np.flatnonzero(garbage))
+        if c.arrow != _DICT_STR:
+            return pa.DictionaryArray.from_arrays(enc.indices, strings).dictionary_decode()
+        memo = self._memo.setdefault(c.name, ({}, []))
+        if len(memo[1]) + len(strings) > _MEMO_LIMIT:
+            return pa.DictionaryArray.from_arrays(enc.indices, strings)
+        # one growing dictionary for the whole file: the Parquet writer keeps it across row groups
+        index, values = memo
+        lut = np.empty(len(strings), dtype=np.int32)
+        for i, (key, text) in enumerate(zip(enc.dictionary.to_pylist(), strings.to_pylist())):
+            j = index.get(key)
+            if j is None:
+                j = index[key] = len(values)
+                values.append(text)
+            lut[i] = j
+        idx = enc.indices.to_numpy(zero_copy_only=False)
+        if enc.indices.null_count:
+            glob = pa.Array.from_buffers(pa.int32(), n, [_bitmap(valid), pa.py_buffer(lut[np.nan_to_num(idx).astype(np.int64)])])
+        else:
+            glob = pa.array(lut[idx])
+        return pa.DictionaryArray.from_arrays(glob, self._dict_values(c.name, values))
+
+    def _dict_values(self, name: str, values: list) -> pa.Array:
+        cached = self._dict_cache.get(name)
+        if cached is None or len(cached) != len(values):
+            cached = self._dict_cache[name] = pa.array(values, pa.string())
+        return cached
+
+
+def _bitmap(valid: np.ndarray) -> pa.Buffer:
+    return pa.py_buffer(np.packbits(valid, bitorder="little"))
+
+
+def _decode_text(values: pa.FixedSizeBinaryArray, w: int) -> tuple[None, pa.Array, np.ndarray]:
+    """Distinct fixed-width text values as strings without NUL padding, and which ones a string cannot rebuild."""
+    k = len(values)
+    mat = np.frombuffer(values.buffers()[1], dtype=np.uint8, count=k * w).reshape(k, w)
+    zero = mat == 0
+    cut = np.where(zero.any(axis=1), zero.argmax(axis=1), w)
+    after = np.arange(w)[None, :] >= cut[:, None]
+    # bytes after the first NUL that are not NUL: the string alone cannot rebuild them
+    garbage = (~zero & after).any(axis=1)
+    offsets = np.zeros(k + 1, dtype=np.int32)
+    np.cumsum(cut, out=offsets[1:])
+    arr = pa.StringArray.from_buffers(k, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(mat[~after])))
+    try:
+        arr.validate(full=True)
+    except pa.ArrowInvalid:
+        # rare: text that is not UTF-8. Show it with replacement characters and keep the raw bytes.
+        out = []
+        for i in range(k):
+            b = mat[i, : cut[i]].tobytes()
+            try:
+                out.append(b.decode("utf-8"))
+            except UnicodeDecodeError:
+                out.append(b.decode("utf-8", "replace"))
+                garbage[i] = True
+        arr = pa.array(out, pa.string())
+    return None, arr, garbage
 
 
 _SCALAR_NP = {k: np.dtype("<" + v) for k, v in
@@ -227,22 +302,6 @@ def _sub(mask: np.ndarray | None, n: int, sub: np.ndarray) -> np.ndarray:
     return out
 
 
-def _repair_utf8(mat: np.ndarray, cut: np.ndarray, valid: np.ndarray, need_raw: np.ndarray) -> pa.Array:
-    # rare: text that is not UTF-8. Show it with replacement characters and keep the raw bytes.
-    out = []
-    for i in range(len(cut)):
-        if not valid[i]:
-            out.append(None)
-            continue
-        b = mat[i, : cut[i]].tobytes()
-        try:
-            out.append(b.decode("utf-8"))
-        except UnicodeDecodeError:
-            out.append(b.decode("utf-8", "replace"))
-            need_raw[i] = True
-    return pa.array(out, pa.string())
-
-
 def _raw_column(batch: FrameBatch, need: np.ndarray, lengths: np.ndarray) -> pa.Array:
     n = len(need)
     if not need.any():
@@ -254,7 +313,7 @@ def _raw_column(batch: FrameBatch, need: np.ndarray, lengths: np.ndarray) -> pa.
     if offsets[-1] >= 2**31:
         return pa.array([batch.raw_payloads(np.arange(n) == i)[0].tobytes() if need[i] else None
                          for i in range(n)], pa.large_binary()).cast(pa.binary())
-    bitmap = pa.py_buffer(np.packbits(need, bitorder="little"))
+    bitmap = _bitmap(need)
     return pa.BinaryArray.from_buffers(pa.binary(), n, [bitmap, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)])
 
 
@@ -262,7 +321,12 @@ def _raw_column(batch: FrameBatch, need: np.ndarray, lengths: np.ndarray) -> pa.
 
 
 class _Sink:
-    """A Parquet file being written under a temporary name, in row groups of ``row_group_size``."""
+    """A Parquet file being written under a temporary name, in row groups of ``row_group_size``.
+
+    Row groups are compressed and written by a background thread (pyarrow
+    releases the GIL), so decoding the next frames overlaps writing; at most
+    one row group waits, which bounds memory.
+    """
 
     def __init__(self, path: str, cols: Columns, compression: str, row_group_size: int, meta: dict):
         self.path = path
@@ -275,6 +339,28 @@ class _Sink:
             path, cols.schema.with_metadata(cols.metadata(meta)),
             compression=None if compression == "none" else compression,
         )
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="kftools-parquet", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            t = self._queue.get()
+            if t is None:
+                return
+            if self._error is None:
+                try:
+                    self._writer.write_table(t, row_group_size=self.row_group_size)
+                except BaseException as e:  # noqa: BLE001 - re-raised in the exporting thread
+                    self._error = e
+            del t
+            self._queue.task_done()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            e, self._error = self._error, None
+            raise OutputError(f"{self.path}: cannot write: {e}") from e
 
     def add(self, rb: pa.RecordBatch) -> None:
         while len(rb):
@@ -286,18 +372,27 @@ class _Sink:
                 self.flush()
 
     def flush(self) -> None:
+        self._check()
         if self._held:
-            t = pa.Table.from_batches(self._pending, schema=self.cols.schema)
-            self._writer.write_table(t, row_group_size=self.row_group_size)
+            # one row group being written while the next is decoded: two in memory at most
+            self._queue.join()
+            self._check()
+            self._queue.put(pa.Table.from_batches(self._pending, schema=self.cols.schema))
             self.rows += self._held
             self._pending, self._held = [], 0
 
     def close(self) -> None:
-        self.flush()
-        if self.rows == 0:
-            # zero rows still carry the full schema
-            self._writer.write_table(self.cols.empty())
-        self._writer.close()
+        try:
+            self.flush()
+            if self.rows == 0:
+                # zero rows still carry the full schema
+                self._queue.put(self.cols.empty())
+            self._queue.join()
+        finally:
+            self._queue.put(None)
+            self._thread.join()
+            self._writer.close()
+        self._check()
 
 
 @dataclass
