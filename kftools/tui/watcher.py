@@ -7,12 +7,14 @@ rate, and rare events (waiting, opened, stopped) go through ``notify``.
 from __future__ import annotations
 
 import collections
+import mmap
 import threading
 import time
 from collections.abc import Callable
 
 import numpy as np
 
+from ..errors import KftoolsError
 from ..journal.format import MsgType
 from ..journal.reader import FrameBatch, Reader, WaitPolicy
 from ..journal.registry import TypeRegistry
@@ -113,6 +115,7 @@ class Watcher(threading.Thread):
                 last_sample = 0.0
                 # sampling prices of a multi-GB history would cost seconds: only its last page
                 history_page = reader.end_position()[0]
+                current_page = -1
                 policy = WaitPolicy("sleep", interval=0.002)
                 for batch in reader.follow_batches("beginning", policy, stop=stop):
                     n = len(batch)
@@ -121,6 +124,10 @@ class Watcher(threading.Thread):
                             self.caught_up = True
                             self.notify("caught_up", None)
                         continue
+                    if batch.page_index != current_page:
+                        if current_page >= 0:
+                            _release(reader, current_page)
+                        current_page = batch.page_index
                     self.index.add(batch)
                     now = time.monotonic()
                     if not self.caught_up:
@@ -138,3 +145,15 @@ class Watcher(threading.Thread):
         except Exception as e:  # noqa: BLE001 - reported on screen, not a traceback over the TUI
             self.error = str(e)
             self.notify("error", str(e))
+
+
+def _release(reader: Reader, page_index: int) -> None:
+    """Drop a finished page's mapped memory from our resident set (the OS page cache keeps it).
+
+    Otherwise following a fast writer for minutes shows every page it passed as
+    resident memory of the tail; readers refault what they touch again.
+    """
+    try:
+        reader.page(page_index).mm.madvise(mmap.MADV_DONTNEED)
+    except (OSError, ValueError, AttributeError, KftoolsError):
+        pass
