@@ -93,6 +93,8 @@ def test_pause_resume_and_step(tmp_path):
     assert t[22] == 31 * MS + 70 * MS
     assert t[49] == 58 * MS + 70 * MS
     assert st.lateness_summary()["lateness_max_ns"] == 0
+    assert st.paused_ns == 80 * MS  # 0..10 ms (stepping) and 30..100 ms
+    assert st.achieved_speed == pytest.approx(49 * MS / (128 * MS - 80 * MS))
 
 
 def test_step_does_nothing_unless_paused():

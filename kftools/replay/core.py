@@ -340,6 +340,7 @@ class ReplayStats:
     span_total_ns: int = 0  # recording time covered by finished loops
     recording_span_ns: int = 0
     wall_ns: int = 0
+    paused_ns: int = 0
     interrupted: bool = False
     following: bool = False
     writer_state: str = "unknown"
@@ -355,7 +356,8 @@ class ReplayStats:
     def achieved_speed(self) -> float | None:
         """Recording time replayed / wall time (None before any frame)."""
         span = self.span_total_ns + self.position_ns
-        return span / self.wall_ns if self.wall_ns and span else None
+        running = self.wall_ns - self.paused_ns  # a pause is not slowness
+        return span / running if running > 0 and span else None
 
     def lateness_summary(self) -> dict:
         a = self.lateness
@@ -375,6 +377,7 @@ class ReplayStats:
             "loops": self.loops_done,
             "speed": "max" if self.speed is None else self.speed,
             "wall_s": round(self.wall_ns / 1e9, 6),
+            "paused_s": round(self.paused_ns / 1e9, 6),
             "frames_per_s": round(self.frames / (self.wall_ns / 1e9), 1) if self.wall_ns else None,
             "achieved_speed": None if self.achieved_speed is None else round(self.achieved_speed, 4),
         }
@@ -630,15 +633,19 @@ class Replay:
         as long after the resume as it was after the pause.
         """
         clock, ctl = self.clock, self.controller
-        virtual = min(clock.now() - anchor, next_rel)
-        while True:
-            if self.stopped():
-                return None
-            if ctl.take_step():
-                return clock.now() - next_rel, True
-            if not ctl.paused:
-                return clock.now() - virtual, False
-            clock.sleep(2_000_000)
+        since = clock.now()
+        virtual = min(since - anchor, next_rel)
+        try:
+            while True:
+                if self.stopped():
+                    return None
+                if ctl.take_step():
+                    return clock.now() - next_rel, True
+                if not ctl.paused:
+                    return clock.now() - virtual, False
+                clock.sleep(2_000_000)
+        finally:
+            self.stats.paused_ns += clock.now() - since
 
 
 def replay(path: str | os.PathLike, out: str | os.PathLike | None = None, **kw) -> ReplayStats:
