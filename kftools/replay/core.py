@@ -509,6 +509,7 @@ class Replay:
             if self.follow and not self.stopped() and self.reader.damage is None:
                 st.following = True
                 st.loops_done = 0
+                st.span_total_ns = 0  # following continues the one loop: position counts from the same t0
                 batches = self.reader.follow_batches(
                     start=self.end_position, wait=self.wait, stop=self.stopped,
                     batch_size=PACED_BATCH if self.speed else MAX_BATCH, **filters
