@@ -292,3 +292,29 @@ def test_frames_stay_valid_while_reader_is_open_and_time_passes(tmp_path):
         time.sleep(0.01)
         assert first.symbol == "A"
         r.close()
+
+
+def test_first_page_whose_creator_died_before_the_version_is_waited_for_then_reinitialised(tmp_path):
+    from kftools.journal.format import MAGIC, PAGE_HEADER
+
+    p = tmp_path / "j.dat"
+    # what a writer killed between the header write and the version write leaves
+    p.write_bytes(PAGE_HEADER.struct.pack(64, 0, 8192, 0, MAGIC, 0, 4_000_000, 0, b"") + bytes(8192 - 64))
+    with pytest.raises(kftools.NotAJournal, match="not written yet"):
+        Reader(p)
+    with Writer(p) as w:
+        w.write_ticker("A", 1.0)
+    assert [f.symbol for f in Reader(p)] == ["A"]
+
+
+def test_writer_resumes_a_truncated_last_page_by_rolling_over(tmp_path):
+    p = str(tmp_path / "j.dat")
+    with Writer(p, page_size=8192) as w:
+        for i in range(20):
+            w.write_ticker("A", float(i))
+    os.truncate(p, 4096)  # cursor (1664) still inside the file
+    with Writer(p) as w:
+        for i in range(20, 200):
+            w.write_ticker("A", float(i))
+    with Reader(p) as r:
+        assert [f.last_price for f in r] == list(range(200)) and r.damage is None

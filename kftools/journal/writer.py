@@ -122,7 +122,7 @@ class Writer:
         self._page = page
         self._index = page.index
         self._mm = page.mm
-        self._cap = page.capacity
+        self._cap = page.limit()  # a truncated file holds less than its header claims
         self._pos = page.cursor
         U32.pack_into(self._mm, PID_OFFSET, os.getpid() & 0xFFFFFFFF)
         flags = U32.unpack_from(self._mm, FLAGS_OFFSET)[0]
