@@ -602,6 +602,9 @@ class Replay:
                 wall = wall_f()
                 if j - i == 1:
                     pack_gen(mv, starts_l[i] + GEN_OFF, wall)
+                elif j - i <= 64:  # cheaper than numpy's fixed cost for a few frames
+                    for s in starts_l[i:j]:
+                        pack_gen(mv, s + GEN_OFF, wall)
                 else:
                     set_column(data, starts[i:j], GEN_OFF, np.full(j - i, wall, np.int64))
                 write(mv, starts, i, j)
