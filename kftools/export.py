@@ -20,6 +20,7 @@ import queue
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -39,6 +40,8 @@ COMPRESSIONS = ("zstd", "snappy", "none")
 DEFAULT_ROW_GROUP = 100_000
 _READ_BATCH = 65_536
 _DAY_NS = 86_400 * 10**9
+#: with --follow, rows are written at least this often (seconds) when the writer is slow
+FOLLOW_FLUSH_S = 1.0
 
 _SCALAR_ARROW = {
     "u8": pa.uint8(), "u16": pa.uint16(), "u32": pa.uint32(), "u64": pa.uint64(),
@@ -598,10 +601,14 @@ def _remove(path: str) -> None:
 def _pump(batches, consume, flush, res: ExportResult, progress: Progress | None) -> None:
     done: list = [None, 0]
     nbytes = 0
+    flushed = time.monotonic()
     for b in batches:
         if not len(b):
-            if flush:
-                flush()  # caught up with a live writer: make what we have durable in a row group
+            if flush and time.monotonic() - flushed > FOLLOW_FLUSH_S:
+                # caught up with a live writer: hand what we have to the file, but not in
+                # a tiny row group each time we catch up
+                flush()
+                flushed = time.monotonic()
             continue
         consume(b)
         res.rows += len(b)
@@ -797,8 +804,12 @@ def import_parquet(
                 # a --split folder: merge the files back in journal order
                 t = pa.concat_tables([pf.read() for pf, _ in opened], promote_options="default")
                 t = t.sort_by([("page", "ascending"), ("offset", "ascending")])
+                merged = dict(meta, columns={})
+                for _pf, m in opened:
+                    for cname, members in m.get("columns", {}).items():
+                        merged["columns"].setdefault(cname, {}).update(members)
                 for rb in t.to_batches(max_chunksize=_READ_BATCH):
-                    res.frames += _write_rows(w, rb, reg, meta)
+                    res.frames += _write_rows(w, rb, reg, merged)
             res.pages = w.page_index + 1
         if os.path.exists(out) and force:
             _remove_journal(out)
