@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import KFTOOLS, ROOT, SAMPLES_DIR, copy_journal, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
@@ -21,8 +22,6 @@ from kftools.journal.format import FRAME_HEADER, MsgType
 from kftools.journal.reader import Reader
 from kftools.journal.writer import Writer
 from kftools.replay import Controller, ManualClock, Replay, replay, set_column
-
-from conftest import KFTOOLS, ROOT, SAMPLES_DIR, copy_journal, run_cli
 
 MULTI = os.path.join(SAMPLES_DIR, "multipage.dat")
 CLEAN = os.path.join(SAMPLES_DIR, "clean.dat")
@@ -50,7 +49,7 @@ def test_deadlines_from_one_anchor(tmp_path, speed):
     got = frames_of(out)
     assert len(got) == len(src) == st.frames == 1200
     g0 = src[0][0]
-    for (gen, trig, mt, s, d, pl), (sgen, _st, smt, ss, sd, spl) in zip(got, src):
+    for (gen, trig, mt, s, d, pl), (sgen, _st, smt, ss, sd, spl) in zip(got, src, strict=True):
         assert gen - clock.wall_offset == 5 * MS + int((sgen - g0) / speed)
         assert trig == sgen  # the original event time
         assert (mt, s, d, pl) == (smt, ss, sd, spl)
