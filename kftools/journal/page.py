@@ -118,6 +118,9 @@ def check_header(path: str, header: dict, index: int) -> None:
         raise NotYetWritten(f"{path}: page header not written yet (all zero)")
     if header["magic"] not in (0, MAGIC):
         raise NotAJournal(f"{path}: not a journal (magic {header['magic']:#010x} at offset 16)")
+    if header["version"] == 0:
+        # writers store the version last: a writer is between its two header writes (or died there)
+        raise NotYetWritten(f"{path}: page header not written yet (no version)")
     if header["version"] != VERSION:
         raise UnsupportedVersion(f"{path}: unsupported journal version {header['version']} (this kftools reads {VERSION})")
     if header["capacity"] < PAGE_HEADER_SIZE:
