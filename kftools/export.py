@@ -230,7 +230,7 @@ class Columns:
         bitmap = None if valid is None else _bitmap(valid)
         fsb = pa.FixedSizeBinaryArray.from_buffers(pa.binary(w), n, [bitmap, pa.py_buffer(fixed)])
         enc = fsb.dictionary_encode()
-        _none, strings, garbage = _decode_text(enc.dictionary, w)
+        strings, garbage = _decode_text(enc.dictionary, w)
         if garbage.any():
             need_raw |= np.isin(enc.indices.to_numpy(zero_copy_only=False), np.flatnonzero(garbage))
         if c.arrow != _DICT_STR:
@@ -241,7 +241,7 @@ class Columns:
         # one growing dictionary for the whole file: the Parquet writer keeps it across row groups
         index, values = memo
         lut = np.empty(len(strings), dtype=np.int32)
-        for i, (key, text) in enumerate(zip(enc.dictionary.to_pylist(), strings.to_pylist())):
+        for i, (key, text) in enumerate(zip(enc.dictionary.to_pylist(), strings.to_pylist(), strict=True)):
             j = index.get(key)
             if j is None:
                 j = index[key] = len(values)
@@ -265,7 +265,7 @@ def _bitmap(valid: np.ndarray) -> pa.Buffer:
     return pa.py_buffer(np.packbits(valid, bitorder="little"))
 
 
-def _decode_text(values: pa.FixedSizeBinaryArray, w: int) -> tuple[None, pa.Array, np.ndarray]:
+def _decode_text(values: pa.FixedSizeBinaryArray, w: int) -> tuple[pa.Array, np.ndarray]:
     """Distinct fixed-width text values as strings without NUL padding, and which ones a string cannot rebuild."""
     k = len(values)
     mat = np.frombuffer(values.buffers()[1], dtype=np.uint8, count=k * w).reshape(k, w)
@@ -290,7 +290,7 @@ def _decode_text(values: pa.FixedSizeBinaryArray, w: int) -> tuple[None, pa.Arra
                 out.append(b.decode("utf-8", "replace"))
                 garbage[i] = True
         arr = pa.array(out, pa.string())
-    return None, arr, garbage
+    return arr, garbage
 
 
 _SCALAR_NP = {k: np.dtype("<" + v) for k, v in
@@ -676,7 +676,7 @@ def export_dataset(
         sels = [Selection.parse(r, registry, types, symbols, start, end) for r in readers]
         ends = [r.end_position() for r in readers]
         if total:
-            total(sum(journal_bytes(r, u) for r, u in zip(readers, ends)))
+            total(sum(journal_bytes(r, u) for r, u in zip(readers, ends, strict=True)))
         cols = Columns(registry, None, journal=True)
         res = ExportResult(out, journals=paths)
         tmp = _tmp_path(out)
@@ -684,7 +684,7 @@ def export_dataset(
         sinks: dict[tuple[int, int], _Sink] = {}
         rows_before = 0
         try:
-            for r, sel, until in zip(readers, sels, ends):
+            for r, sel, until in zip(readers, sels, ends, strict=True):
                 jname = os.path.basename(r.path)
                 meta = _page_meta(r)
                 meta["source"] = None  # many journals: see the journal column
@@ -896,12 +896,17 @@ def progress_bar(quiet: bool = False, follow: bool = False):
         yield None, None
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn, TransferSpeedColumn)
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     columns = [TextColumn("[bold]export"), BarColumn(), TextColumn("{task.fields[rows]:,} frames"),
                TransferSpeedColumn(), TimeRemainingColumn() if not follow else TimeElapsedColumn()]
-    del MofNCompleteColumn
     with Progress(*columns, console=Console(stderr=True), transient=False) as prog:
         task = prog.add_task("export", total=None, rows=0)
 
@@ -935,7 +940,8 @@ def schema_table(registry: TypeRegistry | None = None) -> str:
             doc = ", ".join(f"{cols.registry.name(t)}.{fn}" for t, fn in c.members.items())
             if c.kind == "text":
                 doc += " (NUL padding stripped)"
-        rows.append(f"| `{f.name}` | {f.type} | {doc} |")
+        typ = f"dictionary<int32, {f.type.value_type}>" if pa.types.is_dictionary(f.type) else str(f.type)
+        rows.append(f"| `{f.name}` | {typ} | {doc} |")
     return "\n".join(rows) + "\n"
 
 

@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import KFTOOLS, ROOT, SAMPLES, SCHEMA, copy_journal, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import KFTOOLS, ROOT, SAMPLES, SCHEMA, copy_journal, run_cli
 from kftools.errors import KftoolsError, UnknownType
 from kftools.export import export, import_parquet, schema_table
 from kftools.journal.format import MsgType
@@ -93,7 +93,7 @@ def test_typed_columns(tmp_path):
         frames = [f.to_dict() for f in r]
     assert list(df["msg_type"].astype(str)) == [f["type"] for f in frames]
     assert list(df["msg_type_id"]) == [f["msg_type"] for f in frames]
-    for row, f in zip(df.itertuples(), frames):
+    for row, f in zip(df.itertuples(), frames, strict=True):
         if f["type"] == "Ticker":
             assert row.symbol == f["symbol"] and row.last_price == f["last_price"]
             assert np.isnan(row.price)  # a field the type lacks is null

@@ -51,7 +51,7 @@ def _per_frame_export(journal: str, out: str, frames: int, compression: str, row
     off = PAGE_HEADER_SIZE
     for _ in range(frames):
         h = unpack_h(mm, off)
-        row = dict(zip(hnames, h))
+        row = dict(zip(hnames, h, strict=True))
         row.update(layouts[h[1]].unpack(mm, off + FRAME_HEADER_SIZE))
         for k in names:
             cols[k].append(row.get(k))
