@@ -23,9 +23,9 @@ import time
 
 KFWRITE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cpp", "build", "kfwrite")
 
-def rss_anon_mb() -> float:
+def rss_anon_mb(kind: str = "RssAnon") -> float:
     with open("/proc/self/status") as fh:
-        return round(int(re.search(r"RssAnon:\s+(\d+)", fh.read()).group(1)) / 1024, 1)
+        return round(int(re.search(kind + r":\s+(\d+)", fh.read()).group(1)) / 1024, 1)
 
 
 def child(path: str, seconds: float, out: str) -> None:
@@ -41,6 +41,7 @@ def child(path: str, seconds: float, out: str) -> None:
     behind_rows: list[int] = []
     behind: list[float] = []
     anon: list[float] = []
+    mapped: list[float] = []
 
     def behind_ms(idx) -> float:
         """gen_time of the newest committed frame minus that of the newest frame the tail has indexed."""
@@ -66,8 +67,10 @@ def child(path: str, seconds: float, out: str) -> None:
                 if live and idx.newest_time is not None and app.watcher is not None and app.watcher.caught_up:
                     lags.append((time.time_ns() - idx.newest_time) / 1e6)
                     behind_rows.append(idx.count - table.count)
-                    behind.append(behind_ms(idx))
+                    if not os.environ.get("TAIL_LOAD_NO_PROBE"):
+                        behind.append(behind_ms(idx))
                     anon.append(rss_anon_mb())
+                    mapped.append(rss_anon_mb("RssFile"))
                 if app.writer[0] == "exited":
                     if idx.total == last_total and time.monotonic() - since > 1.0:
                         break  # the writer closed and every frame has been counted
@@ -103,9 +106,45 @@ def child(path: str, seconds: float, out: str) -> None:
         "tail_behind_writer_ms_max": behind[-1] if behind else None,
         "tail_rss_anon_mb_max": max(anon) if anon else None,
         "tail_rss_anon_mb_first": anon[0] if anon else None,
+        "tail_rss_file_mb_max": max(mapped) if mapped else None,
         "view_rows_behind_max": max(behind_rows) if behind_rows else None,
         "header": header,
     }
+    with open(out, "w") as fh:
+        json.dump(report, fh)
+
+
+def open_child(path: str, out: str) -> None:
+    """Time opening a finished journal headless: until every frame is counted, then Home and a time jump."""
+    from kftools.journal.registry import DEFAULT_REGISTRY
+    from kftools.tui.app import TailApp
+    from kftools.tui.widgets import FrameTable
+
+    async def go():
+        t0 = time.monotonic()
+        app = TailApp(path, DEFAULT_REGISTRY)
+        async with app.run_test(size=(160, 50)) as pilot:
+            table = app.query_one(FrameTable)
+            while not (app.caught_up and table.count == app.index.count and table.count):
+                await pilot.pause(0.01)
+            t_open = time.monotonic() - t0
+            t1 = time.monotonic()
+            await pilot.press("home")
+            top = app.index.frames(app.reader, 0, 1)[0].gen_time
+            t_home = time.monotonic() - t1
+            mid = app.index.frames(app.reader, table.count // 2, table.count // 2 + 1)[0].gen_time
+            t2 = time.monotonic()
+            app.goto_time(str(mid))
+            t_jump = time.monotonic() - t2
+            return {"frames": app.index.total, "open_s": round(t_open, 2), "home_s": round(t_home, 3),
+                    "jump_to_time_s": round(t_jump, 3), "jump_row_ok": table.cursor <= table.count // 2,
+                    "top_is_first": top == app.index.pages[0].first_time}
+
+    c0 = time.process_time()
+    report = asyncio.run(go())
+    report["cpu_s"] = round(time.process_time() - c0, 2)
+    report["peak_rss_mb"] = rss_anon_mb("VmHWM")
+    report["rss_anon_mb"] = rss_anon_mb()
     with open(out, "w") as fh:
         json.dump(report, fh)
 
@@ -118,10 +157,27 @@ def main() -> None:
     ap.add_argument("--writer", choices=("auto", "cpp", "python"), default="auto",
                     help="cpp: cpp/build/kfwrite (make -C cpp); python: kftools simulate; auto: cpp if built")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--open", type=int, metavar="FRAMES",
+                    help="instead: time opening a finished journal of FRAMES frames (written by kfwrite)")
+    ap.add_argument("--open-child", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--child", nargs=3, metavar=("PATH", "SECONDS", "OUT"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         child(a.child[0], float(a.child[1]), a.child[2])
+        return
+    if a.open_child:
+        open_child(*a.open_child)
+        return
+    if a.open:
+        with tempfile.TemporaryDirectory(prefix="kftools-tail-open-") as tmp:
+            path, out = os.path.join(tmp, "big.dat"), os.path.join(tmp, "open.json")
+            subprocess.run([KFWRITE, path, "--frames", str(a.open), "--rate", "0", "--page-size", str(a.page_size)],
+                           check=True, stdout=subprocess.DEVNULL)
+            size = sum(os.path.getsize(os.path.join(tmp, p)) for p in os.listdir(tmp))
+            subprocess.run([sys.executable, __file__, "--open-child", path, out], check=True)
+            with open(out) as fh:
+                report = {"journal_bytes": size, **json.load(fh)}
+        print(json.dumps(report) if a.json else "\n".join(f"{k:28} {v}" for k, v in report.items()))
         return
     with tempfile.TemporaryDirectory(prefix="kftools-tail-load-") as tmp:
         path = os.path.join(tmp, "load.dat")

@@ -303,3 +303,37 @@ def test_snapshot_detail_pane(snap_compare):
         await pilot.pause(0.3)
 
     assert snap_compare(snapshot_app(), terminal_size=SIZE, run_before=detail)
+
+
+def test_damaged_journal_keeps_valid_prefix():
+    path = os.path.join(SAMPLES_DIR, "damaged.dat")
+    with Reader(path) as r:
+        valid = r.count()
+        where = f"offset {r.damage.offset}"
+
+    async def go():
+        app = TailApp(path, DEFAULT_REGISTRY)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "DAMAGED" in app.header_text, what="damage shown")
+            await until(pilot, lambda: app.query_one(FrameTable).count == valid, what="valid prefix")
+            assert where in app.header_text
+
+    run(go())
+
+
+def test_user_types_and_unknown_payloads(schema_registry):
+    with Reader(os.path.join(SAMPLES_DIR, "user_types.dat"), registry=schema_registry) as r:
+        names = [f.type_name for f in r]
+
+    async def go():
+        app = TailApp(os.path.join(SAMPLES_DIR, "user_types.dat"), schema_registry)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.query_one(FrameTable)
+            await until(pilot, lambda: app.caught_up and table.count == len(names), what="rows")
+            shown = [f.type_name for f in app.index.frames(app.reader, 0, table.count)]
+            assert shown == names and "Quote" in shown
+            await pilot.press("enter")
+            await until(pilot, lambda: app.detail_frame is not None, what="detail")
+            assert app.detail_frame.raw == app.index.frames(app.reader, table.count - 1, table.count)[0].raw
+
+    run(go())

@@ -108,6 +108,7 @@ class TailApp(App):
         self.header_text = ""  # plain text of what the header and status line show (for tests and tools)
         self.status_text = ""
         self.detail_frame: Frame | None = None
+        self._reader_pages = 0
 
     # -- layout ----------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -217,7 +218,20 @@ class TailApp(App):
         sparks = self.query_one(SparkPanel)
         sparks.update_fps(list(self._rates), self.fps)
         sparks.update_prices(self.prices.snapshot())
+        self._renew_reader()
         self._poll_writer()
+
+    def _renew_reader(self) -> None:
+        """A fresh view reader when the writer has moved to a new page.
+
+        The old one's mappings of pages left behind go with it, so the tail's
+        resident memory does not collect every page it has shown.
+        """
+        pages = self.index.page_count
+        if self.reader is not None and pages != self._reader_pages:
+            self._reader_pages = pages
+            old, self.reader = self.reader, Reader(self.path, registry=self.registry)
+            old.close()
 
     def _poll_writer(self) -> None:
         if self.reader is not None:

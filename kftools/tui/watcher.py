@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import KftoolsError
-from ..journal.format import MsgType
+from ..journal.format import PAGE_HEADER_SIZE, MsgType
 from ..journal.reader import FrameBatch, Reader, WaitPolicy
 from ..journal.registry import TypeRegistry
 from .index import JournalIndex
@@ -100,6 +100,14 @@ class Watcher(threading.Thread):
         self.damage = None
         self.error: str | None = None
 
+    def _at_end(self, reader: Reader) -> bool:
+        page, cursor = reader.end_position()
+        with self.index.lock:
+            if not self.index.pages:
+                return cursor <= PAGE_HEADER_SIZE
+            last = self.index.pages[-1]
+            return page == last.index and cursor <= last.end
+
     def stop(self) -> None:
         self.stop_event.set()
 
@@ -120,7 +128,8 @@ class Watcher(threading.Thread):
                 for batch in reader.follow_batches("beginning", policy, stop=stop):
                     n = len(batch)
                     if not n:
-                        if not self.caught_up:
+                        # follow_batches also yields an empty batch at each page's end: check the cursor
+                        if not self.caught_up and self._at_end(reader):
                             self.caught_up = True
                             self.notify("caught_up", None)
                         continue
