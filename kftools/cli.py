@@ -256,6 +256,8 @@ def export_cmd(
                    err=True)
     for c in res.crashed:
         warn(f"{c}: the writer died without closing; exported every committed frame")
+    for why in res.skipped:
+        warn(f"skipped {why}")
     for d in res.damage:
         warn(f"{d}; exported the valid frames before it and dropped the rest")
     raise typer.Exit(res.status)

@@ -408,6 +408,7 @@ class ExportResult:
     journals: list[str] = field(default_factory=list)
     damage: list = field(default_factory=list)  # Damage per damaged journal
     crashed: list[str] = field(default_factory=list)  # journals whose writer died without closing
+    skipped: list[str] = field(default_factory=list)  # files of a folder that are not journals, and why
 
     @property
     def status(self) -> int:
@@ -670,15 +671,22 @@ def export_dataset(
     if not paths:
         raise NotAJournal(f"{folder}: no journal in this folder")
     readers = []
+    skipped = []
     try:
         for p in paths:
-            readers.append(Reader(p, registry=registry))
+            try:
+                readers.append(Reader(p, registry=registry))
+            except NotAJournal as e:
+                skipped.append(str(e))  # a schema file or a note beside the journals
+        if not readers:
+            raise NotAJournal(f"{folder}: no journal in this folder ({'; '.join(skipped)})")
+        paths = [r.path for r in readers]
         sels = [Selection.parse(r, registry, types, symbols, start, end) for r in readers]
         ends = [r.end_position() for r in readers]
         if total:
             total(sum(journal_bytes(r, u) for r, u in zip(readers, ends, strict=True)))
         cols = Columns(registry, None, journal=True)
-        res = ExportResult(out, journals=paths)
+        res = ExportResult(out, journals=paths, skipped=skipped)
         tmp = _tmp_path(out)
         os.makedirs(tmp)
         sinks: dict[tuple[int, int], _Sink] = {}

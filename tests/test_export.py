@@ -245,9 +245,11 @@ def test_dataset_duckdb_and_pandas(tmp_path):
                     w.write_trade(s, i, float(rng.random() * 100), float(rng.integers(1, 9)), gen_time=t)
                 else:
                     w.write_ticker(s, float(rng.random() * 100), volume=float(rng.integers(1, 9)), gen_time=t)
+    (day / "notes.txt").write_text("engine A and B, Nov 27-30\n")
     out = tmp_path / "ds"
     r = run_cli("export", day, out)
     assert r.returncode == 0, r.stderr
+    assert "skipped" in r.stderr and "notes.txt" in r.stderr
     dates = listing(out)
     assert dates == ["date=2025-11-27", "date=2025-11-28", "date=2025-11-29", "date=2025-11-30"]
     assert listing(out / dates[1]) == ["type=Ticker", "type=Trade"]
