@@ -337,3 +337,12 @@ def test_user_types_and_unknown_payloads(schema_registry):
             assert app.detail_frame.raw == app.index.frames(app.reader, table.count - 1, table.count)[0].raw
 
     run(go())
+
+
+def test_demo_without_a_terminal_prints_lines_and_exits_0():
+    res = subprocess.run([sys.executable, "-m", "kftools.demo"], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) > 5 and " Ticker " in res.stdout
+    assert subprocess.run(["pgrep", "-f", "kftools-demo-"], capture_output=True).stdout == b""  # the feed ended

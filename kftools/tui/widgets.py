@@ -294,7 +294,7 @@ class SparkPanel(Widget):
 
     def update_fps(self, series: list[float], current: float) -> None:
         self.query_one("#fps-label", Static).update(Text.assemble(("frames/s ", "bold"), f"{current:,.0f}"))
-        self.query_one("#fps-spark", Sparkline).data = list(series) or [0.0]
+        self.query_one("#fps-spark", Sparkline).data = list(series)
 
     def update_prices(self, prices: dict[str, tuple[list[float], float]]) -> None:
         for sym in sorted(prices)[: self.MAX_SYMBOLS]:
