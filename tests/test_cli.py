@@ -13,7 +13,7 @@ import time
 
 import pytest
 import typer.main
-from conftest import KFTOOLS, ROOT, SCHEMA, copy_journal, run_cli
+from kftest import KFTOOLS, ROOT, SCHEMA, copy_journal, run_cli
 
 from kftools import Reader, Writer
 from kftools.cli import app

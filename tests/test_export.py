@@ -13,9 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import KFTOOLS, ROOT, SAMPLES, SCHEMA, copy_journal, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kftest import KFTOOLS, ROOT, SAMPLES, SCHEMA, copy_journal, run_cli
 
 from kftools.errors import KftoolsError, UnknownType
 from kftools.export import export, import_parquet, schema_table

@@ -9,11 +9,10 @@ import json
 import os
 
 import pytest
+from kftest import ROOT, SAMPLES, SCHEMA
 
 from kftools import Reader, verify
 from kftools.journal.registry import load_registry
-
-from conftest import ROOT, SAMPLES, SCHEMA
 
 GOLDEN = os.path.join(ROOT, "tests", "golden")
 

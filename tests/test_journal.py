@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, copy_journal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kftest import SAMPLES, copy_journal
 
 import kftools
 from kftools import JournalLocked, Reader, Writer

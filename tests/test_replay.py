@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import KFTOOLS, ROOT, SAMPLES_DIR, copy_journal, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
+from kftest import KFTOOLS, ROOT, SAMPLES_DIR, copy_journal, run_cli
 
 from kftools.errors import FrameTooLarge, OutputError, StrategyError, UsageError
 from kftools.journal.format import FRAME_HEADER, MsgType

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import KFTOOLS, ROOT, SAMPLES_DIR, copy_journal, run_cli
+from kftest import KFTOOLS, ROOT, SAMPLES_DIR, copy_journal, run_cli
 
 from kftools.journal import MsgType, Reader, Writer
 from kftools.journal.registry import DEFAULT_REGISTRY
