@@ -24,7 +24,7 @@ torture: venv
 	$(PY) -m pytest -p no:cacheprovider -m slow tests/reliability
 
 bench: venv
-	$(VENV)/bin/kftools bench all
+	$(VENV)/bin/kftools bench all --out bench/results.json
 
 samples: venv
 	$(PY) sample_journals/generate.py

@@ -433,6 +433,21 @@ def bench_throughput_cmd(
     report(run(frames=frames), json_out)
 
 
+@command(bench_app, name="all")
+def bench_all_cmd(
+    json_out: JsonOpt = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the JSON object to this file.")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller runs (about a minute) for a first look.")] = False,
+) -> None:
+    """Every benchmark in one run: latency (Python and C++), throughput, export, replay."""
+    from .bench import report, run_all
+
+    results = run_all(quick=quick, progress=lambda name: warn(f"running bench {name} ...") if not json_out else None)
+    if out is not None:
+        out.write_text(json.dumps(results, indent=1) + "\n")
+    report(results, json_out)
+
+
 def main() -> None:
     app()
 
