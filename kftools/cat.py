@@ -51,6 +51,8 @@ def cat(
         if last is not None:
             for f in reader.last(last, until=pos, **sel.filters()):
                 write(line(f) + "\n")
+            if reader.damage is not None:
+                return reader.damage  # never follow past damage
         for batch in reader.follow_batches(pos or "beginning", wait, stop=stop, **sel.filters()):
             if not len(batch):
                 out.flush()  # caught up: show what we have

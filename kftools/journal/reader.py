@@ -16,7 +16,7 @@ from .format import FRAME_HEADER, FRAME_HEADER_SIZE, PAGE_HEADER_SIZE, PageFlag,
 from .lock import is_locked
 from .page import U32, NotYetWritten, Page, open_page
 from .registry import DEFAULT_REGISTRY, TypeRegistry
-from .scan import SCAN_ERRORS, gather, gather_var, scan
+from .scan import SCAN_ERRORS, ZERO_TYPE, gather, gather_var, scan
 
 HEADER_DTYPE = FRAME_HEADER.dtype
 _HEADER = FRAME_HEADER.struct
@@ -216,6 +216,8 @@ def scan_page(
     headers = np.empty(n, dtype=HEADER_DTYPE)
     gather(page.mm, offsets, 0, FRAME_HEADER_SIZE, headers)
     problem = None
+    # where the first bad byte can be: a zero msg_type sits 4 bytes into the header
+    bad_at = nxt + 4 if err == ZERO_TYPE else nxt
     if err:
         length = page.mm[nxt : nxt + 4]
         problem = SCAN_ERRORS[err].format(length=int.from_bytes(length, "little") if len(length) == 4 else "?")
@@ -227,14 +229,14 @@ def scan_page(
             if bad.any():
                 k = int(np.argmax(bad))
                 problem = f"{name} payload of {int(headers['length'][k])} bytes is shorter than its {size}-byte layout"
-                nxt = int(offsets[k])
+                nxt = bad_at = int(offsets[k])
                 offsets, headers = offsets[:k], headers[:k]
                 break
     if problem and len(offsets):
         # Disks lose whole 4 KiB blocks: the damage seen at nxt may have begun at
-        # the block boundary below it, inside a frame whose header survived.
+        # the block boundary below the bad field, inside a frame whose header survived.
         # Frames overlapping that block are not trusted.
-        block = nxt - nxt % 4096
+        block = bad_at - bad_at % 4096
         ends = offsets + FRAME_HEADER_SIZE + headers["length"]
         keep = int(np.searchsorted(ends, block, side="right"))
         if keep < len(offsets):
@@ -343,7 +345,10 @@ class Reader:
         last = self.page_count() - 1
         try:
             p = self.page(last)
-        except NotYetWritten:
+        except KftoolsError as e:
+            if last and (self.page(last - 1).sealed or not isinstance(e, NotYetWritten)):
+                # a sealed page's successor is bad, not in the making: end there so iteration reports it
+                return last, PAGE_HEADER_SIZE
             last -= 1
             p = self.page(last)
         return last, min(p.cursor, p.limit())
@@ -352,7 +357,13 @@ class Reader:
         """``(state, pid)``; state is alive, exited, crashed or unknown (an engine that leaves no trace)."""
         if self._probe_fd < 0:
             self._probe_fd = os.open(self.path, os.O_RDONLY)
-        last = self.page(self.page_count() - 1) if self.page_count() > 1 else self.page(0)
+        last = self.page(0)
+        for i in range(self.page_count() - 1, 0, -1):
+            try:
+                last = self.page(i)
+                break
+            except KftoolsError:
+                continue  # a page in the making (or damaged): the one before it tells
         pid = last.header()["writer_pid"]
         if is_locked(self._probe_fd):
             return "alive", pid
@@ -397,9 +408,11 @@ class Reader:
             if header_problem and off >= end:
                 self._note_damage(page, off, header_problem)
                 return
-            if until is not None and index >= until[0]:
-                return
             nxt = page_path(self.path, index + 1)
+            if until is not None and index >= until[0]:
+                if page.sealed and off >= page.cursor and not os.path.exists(nxt):
+                    self._note_damage(page, off, f"page is sealed but the next page {nxt} is missing")
+                return
             if not os.path.exists(nxt):
                 if page.sealed:
                     self._note_damage(page, off, f"page is sealed but the next page {nxt} is missing")
@@ -564,7 +577,7 @@ class Reader:
             if page.sealed or os.path.exists(page_path(self.path, index + 1)):
                 if u32(mm, 0)[0] > off:
                     continue  # the last frames of this page arrived meanwhile
-                nxt = self._wait_page(index + 1, policy, stop)
+                nxt = self._wait_page(index + 1, policy, stop, prev=page)
                 if nxt is None:
                     return
                 index, off, page = index + 1, PAGE_HEADER_SIZE, nxt
@@ -628,7 +641,7 @@ class Reader:
             if page.sealed or os.path.exists(page_path(self.path, index + 1)):
                 if _cursor(page.mm) > off:
                     continue
-                nxt = self._wait_page(index + 1, policy, stop)
+                nxt = self._wait_page(index + 1, policy, stop, prev=page)
                 if nxt is None:
                     return
                 index, off, page = index + 1, PAGE_HEADER_SIZE, nxt
@@ -644,11 +657,18 @@ class Reader:
             return start
         raise KftoolsError(f"bad follow start {start!r}: beginning, end, a time in ns or (page, offset)")
 
-    def _wait_page(self, index: int, policy: WaitPolicy, stop) -> Page | None:
+    def _wait_page(self, index: int, policy: WaitPolicy, stop, prev: Page | None = None) -> Page | None:
         while True:
             try:
                 return self.page(index)
-            except NotYetWritten:
+            except KftoolsError as e:
+                # writers rename a page in whole before sealing the one before it: after a sealed
+                # page, a page that cannot be opened is damage, not a page in the making
+                if prev is not None and (prev.sealed or not isinstance(e, NotYetWritten)):
+                    self._note_damage(prev, min(prev.cursor, prev.limit()), f"next page {e}")
+                    return None
+                if not isinstance(e, NotYetWritten):
+                    raise
                 if _stopped(stop):
                     return None
                 time.sleep(0.001)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from ..errors import KftoolsError, NotAJournal, OutputError
 from .format import FLAGS_OFFSET, MAGIC, PAGE_HEADER, PAGE_HEADER_SIZE, PID_OFFSET, PageFlag, page_path
 from .lock import try_lock
-from .page import U32, NotYetWritten, Page, open_page
+from .page import U32, Page, open_page
 from .reader import Damage, Reader, scan_page
 from .registry import TypeRegistry
 
@@ -86,8 +86,8 @@ def verify(path: str | os.PathLike, registry: TypeRegistry | None = None) -> Ver
         for i in range(r.page_count()):
             try:
                 p = r.page(i)
-            except NotYetWritten:
-                continue
+            except KftoolsError:
+                continue  # in the making, or the damage already reported
             rep.pages.append(PageReport(i, p.path, p.capacity, p.cursor, counts.get(i, 0), str(p.flags.name or "")))
         return rep
 

@@ -1,26 +1,18 @@
-"""Helpers shared by the reliability modules (tests/conftest.py is loaded here by path: the name
-``conftest`` is taken by this folder's own conftest)."""
+"""Helpers shared by the reliability modules."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import resource
 import signal
 import subprocess
 import sys
 
+from kftest import CLEAN_SAMPLES, KFTOOLS, ROOT, SAMPLES, SCHEMA, copy_journal, run_cli  # noqa: F401
+
 import kftools
 from kftools.journal.format import page_path
-
-TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location("kftools_tests_conftest", os.path.join(TESTS, "conftest.py"))
-shared = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(shared)
-copy_journal, run_cli, SAMPLES, CLEAN_SAMPLES, SCHEMA, ROOT, KFTOOLS = (
-    shared.copy_journal, shared.run_cli, shared.SAMPLES, shared.CLEAN_SAMPLES, shared.SCHEMA, shared.ROOT, shared.KFTOOLS,
-)
 
 #: exit codes the CLI may end with (0 ok, 1 failure, 2 bad input, 3 damage, 4 locked, 130 interrupted)
 EXIT_CODES = {0, 1, 2, 3, 4, 130}

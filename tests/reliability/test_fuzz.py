@@ -16,6 +16,8 @@ import tempfile
 
 import pyarrow.parquet as pq
 import pytest
+import typer.main
+import typer.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from relhelp import assert_clean_exit, cli, deadline, limited, memory_limit, raw_frames
@@ -140,6 +142,10 @@ def materialize(d: str, spec) -> str:
 
 # -- checks ------------------------------------------------------------------------------------
 RUNNER = CliRunner()
+# typer rebuilds the click command on every invoke (~17 ms); build it once: 60x faster fuzzing
+_CMD = typer.main.get_command(app)
+_get_command = typer.testing._get_command
+typer.testing._get_command = lambda a: _CMD if a is app else _get_command(a)
 
 
 class Result:
