@@ -164,11 +164,11 @@ def _write_page_prefix(src: Page, dst: str, cursor: int, index: int, last: bool)
         header.update(
             write_cursor=cursor, magic=MAGIC, page_index=index, writer_pid=0,
             flags=int(PageFlag.CLOSED if last else PageFlag.SEALED), reserved=b"",
-            capacity=src.capacity,
+            capacity=min(src.capacity, src.file_size),  # never past the bytes that exist
         )
         fh.write(PAGE_HEADER.struct.pack(*(header[n] if n != "reserved" else b"" for n in PAGE_HEADER.names)))
         fh.write(src.mm[PAGE_HEADER_SIZE:cursor])
-        fh.truncate(src.capacity)
+        fh.truncate(min(src.capacity, src.file_size))
         fh.flush()
         os.fsync(fh.fileno())
 

@@ -212,3 +212,18 @@ def test_dropped_last_page_is_reported(tmp_path):
     os.unlink(page_path(path, 4))
     rep = kftools.verify(path)
     assert not rep.clean and "sealed but the next page" in rep.damage.reason
+
+
+
+def test_recover_never_claims_more_page_than_the_file_holds(tmp_path):
+    """A header claiming a 4 GiB page over a 64 KiB file: recover writes a 64 KiB page, not 4 GiB."""
+    path = str(tmp_path / "j.dat")
+    with kftools.Writer(path, page_size=65536) as w:
+        for i in range(100):
+            w.write_ticker("SEQ", float(i))
+    with open(path, "r+b") as fh:
+        fh.seek(PAGE_HEADER.offset("capacity"))
+        fh.write((2**32 - 1).to_bytes(4, "little"))
+    assert invoke("recover", path, "-o", tmp_path / "r.dat").returncode == 0
+    assert os.path.getsize(tmp_path / "r.dat") == 65536
+    assert kftools.Reader(tmp_path / "r.dat").count() == 100
