@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 from relhelp import CLEAN_SAMPLES, assert_clean_exit, cli, copy_journal, limited, raw_frames
+from test_cpp import cpp_bin  # noqa: F401  (builds cpp/ once)
 
 import kftools
 
@@ -68,9 +69,10 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(d)], check=False)
 
 
-def test_writer_on_a_full_disk_fails_cleanly_at_a_page_boundary(small_disk):
+@pytest.mark.parametrize("page", [65536, 200_000])
+def test_writer_on_a_full_disk_fails_cleanly_at_a_page_boundary(small_disk, page):
     path = small_disk / "j.dat"
-    res = cli("simulate", path, "--frames", 200_000, "--rate", 0, "--page-size", 65536)
+    res = cli("simulate", path, "--frames", 200_000, "--rate", 0, "--page-size", page)
     # before posix_fallocate: the process died of SIGBUS on a store into a page the disk could not back
     assert res.returncode != -7, "SIGBUS: the disk filled under a mapped page"
     assert_clean_exit(res, "simulate")
@@ -93,3 +95,14 @@ def test_recover_and_export_to_a_full_disk_leave_nothing(tmp_path, small_disk):
     assert_clean_exit(res, "export")
     assert res.returncode != 0
     assert sorted(os.listdir(small_disk)) == ["filler"]
+
+
+def test_cpp_writer_on_a_full_disk_fails_cleanly(small_disk, cpp_bin):  # noqa: F811
+    path = small_disk / "c.dat"
+    res = subprocess.run([str(cpp_bin / "kfwrite"), str(path), "--frames", "200000", "--page-size", "200000"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode != -7, "SIGBUS: the disk filled under a mapped page"
+    assert res.returncode != 0 and "No space left on device" in res.stderr, (res.returncode, res.stderr)
+    rep = kftools.verify(path)
+    assert rep.clean and rep.frames > 0
+    assert not leftovers(small_disk)

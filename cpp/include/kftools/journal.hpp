@@ -377,6 +377,11 @@ class Writer {
 
     static void init_page(int fd, uint32_t capacity, uint32_t index, const std::string& path) {
         if (::ftruncate(fd, capacity) != 0) throw Error(detail::sys_error(path + ": ftruncate"));
+        // reserve the blocks now: a full disk fails here, not as SIGBUS on a later store
+        if (int e = ::posix_fallocate(fd, 0, capacity)) {
+            errno = e;
+            throw Error(detail::sys_error(path + ": allocate page"));
+        }
         PageHeader h{};
         h.write_cursor = kPageHeaderSize;
         h.capacity = capacity;
