@@ -39,7 +39,7 @@ TRIGGER_OFF = FRAME_HEADER.offset("trigger_time")
 _I64 = struct.Struct("<q")  # one header column, the type FRAME_HEADER gives gen_time
 assert FRAME_HEADER.field("gen_time").kind == "i64" and FRAME_HEADER.field("trigger_time").kind == "i64"
 LATE_NS = 1_000_000
-PACED_BATCH = 1024
+PACED_BATCH = 64  # small: each batch's preparation delays the frames due meanwhile (p99)
 MAX_BATCH = 1 << 16
 
 
