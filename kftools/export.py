@@ -29,9 +29,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import KftoolsError, NotAJournal, OutputError, UsageError
-from .journal.format import FRAME_HEADER, PAGE_HEADER_SIZE, page_path
+from .journal.format import FRAME_HEADER, PAGE_HEADER_SIZE
 from .journal.reader import FrameBatch, Reader
 from .journal.registry import MessageType, TypeRegistry
+from .outputs import check_output, remove_journal, temporary_name
 
 #: bumped when the column scheme changes incompatibly
 EXPORT_FORMAT = 1
@@ -477,35 +478,6 @@ def _release(batch: FrameBatch, done: list) -> None:
         done[1] = stop
 
 
-def _tmp_path(path: str) -> str:
-    d = os.path.dirname(os.path.abspath(path))
-    return os.path.join(d, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-
-
-def _check_file_out(out: str, force: bool) -> None:
-    if os.path.isdir(out):
-        raise OutputError(f"{out}: is a directory (give a .parquet file name, or --split for a folder)")
-    if os.path.exists(out) and not force:
-        raise OutputError(f"{out}: already exists (use --force to replace it)")
-    d = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(d):
-        raise OutputError(f"{out}: folder {d} does not exist")
-    if not os.access(d, os.W_OK):
-        raise OutputError(f"{out}: folder {d} is not writable")
-
-
-def _check_dir_out(out: str, force: bool) -> None:
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise OutputError(f"{out}: exists and is not a folder")
-    if os.path.isdir(out) and os.listdir(out) and not force:
-        raise OutputError(f"{out}: folder is not empty (use --force to replace it)")
-    d = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(d):
-        raise OutputError(f"{out}: folder {d} does not exist")
-    if not os.access(d, os.W_OK):
-        raise OutputError(f"{out}: folder {d} is not writable")
-
-
 def export(
     journal: str,
     out: str,
@@ -544,9 +516,9 @@ def export(
                               compression=compression, row_group_size=row_group_size, force=force,
                               progress=progress, total=total)
     if split:
-        _check_dir_out(out, force)
+        check_output(out, force=force, folder=True, inputs=[journal])
     else:
-        _check_file_out(out, force)
+        check_output(out, force=force, inputs=[journal])
     reader = Reader(journal, registry=registry)
     try:
         sel = Selection.parse(reader, registry, types, symbols, start, end)
@@ -560,7 +532,7 @@ def export(
             batches = reader.follow_batches("beginning", "sleep", stop=stop, batch_size=_READ_BATCH, **sel.filters())
         else:
             batches = reader.batches(_READ_BATCH, until=until, **sel.filters())
-        tmp = _tmp_path(out)
+        tmp = temporary_name(out)
         try:
             if split:
                 _export_split(batches, registry, chosen, tmp, compression, row_group_size, meta, res, progress)
@@ -666,7 +638,7 @@ def export_dataset(
     """
     from .selection import Selection
 
-    _check_dir_out(out, force)
+    check_output(out, force=force, folder=True)
     paths = journals_in(folder)
     if not paths:
         raise NotAJournal(f"{folder}: no journal in this folder")
@@ -687,7 +659,7 @@ def export_dataset(
             total(sum(journal_bytes(r, u) for r, u in zip(readers, ends, strict=True)))
         cols = Columns(registry, None, journal=True)
         res = ExportResult(out, journals=paths, skipped=skipped)
-        tmp = _tmp_path(out)
+        tmp = temporary_name(out)
         os.makedirs(tmp)
         sinks: dict[tuple[int, int], _Sink] = {}
         rows_before = 0
@@ -820,20 +792,13 @@ def import_parquet(
                     res.frames += _write_rows(w, rb, reg, merged)
             res.pages = w.page_index + 1
         if os.path.exists(out) and force:
-            _remove_journal(out)
+            remove_journal(out)
         pages = sorted(os.listdir(tmpdir), key=lambda n: (len(n), n), reverse=True)
         for name in pages:  # the first page last, so the journal appears whole
             os.rename(os.path.join(tmpdir, name), os.path.join(d, os.path.basename(out) + name[len(os.path.basename(out)):]))
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return res
-
-
-def _remove_journal(path: str) -> None:
-    i = 0
-    while os.path.exists(page_path(path, i)):
-        os.unlink(page_path(path, i))
-        i += 1
 
 
 def _write_rows(w, rb: pa.RecordBatch, reg: TypeRegistry, meta: dict) -> int:

@@ -7,8 +7,8 @@ import os
 import stat
 import struct
 
-from ..errors import CorruptJournal, NotAJournal, UnsupportedVersion
-from .format import CURSOR_OFFSET, FLAGS_OFFSET, MAGIC, PAGE_HEADER, PAGE_HEADER_SIZE, VERSION, PageFlag
+from ..errors import CorruptJournal, KftoolsError, NotAJournal, UnsupportedVersion
+from .format import CURSOR_OFFSET, FLAGS_OFFSET, MAGIC, PAGE_HEADER, PAGE_HEADER_SIZE, VERSION, PageFlag, page_path
 
 U32 = struct.Struct("<I")
 
@@ -102,7 +102,10 @@ def open_page(path: str, index: int = 0, writable: bool = False, keep_fd: bool =
         head = os.pread(fd, PAGE_HEADER_SIZE, 0)
         header = PAGE_HEADER.unpack(head)
         check_header(path, header, index)
-        mm = mmap.mmap(fd, 0, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
+        try:
+            mm = mmap.mmap(fd, 0, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
+        except OSError as e:
+            raise KftoolsError(f"{path}: cannot map {st.st_size:,} bytes: {e.strerror}") from None
     except BaseException:
         os.close(fd)
         raise
@@ -127,3 +130,11 @@ def check_header(path: str, header: dict, index: int) -> None:
         raise NotAJournal(f"{path}: page capacity {header['capacity']} is smaller than its own header")
     if header["magic"] == MAGIC and header["page_index"] != index:
         raise CorruptJournal(f"{path}: page header says page {header['page_index']}, expected page {index}")
+
+
+def journal_pages(first_page: str) -> list[str]:
+    """Paths of the page files present, in order, given the first page's path."""
+    pages = []
+    while os.path.exists(page_path(first_page, len(pages))):
+        pages.append(page_path(first_page, len(pages)))
+    return pages

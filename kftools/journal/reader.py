@@ -14,9 +14,9 @@ import numpy as np
 from ..errors import KftoolsError
 from .format import FRAME_HEADER, FRAME_HEADER_SIZE, PAGE_HEADER_SIZE, PageFlag, page_path
 from .lock import is_locked
-from .page import U32, NotYetWritten, Page, open_page
+from .page import U32, NotYetWritten, Page, journal_pages, open_page
 from .registry import DEFAULT_REGISTRY, TypeRegistry
-from .scan import SCAN_ERRORS, ZERO_TYPE, gather, gather_var, scan
+from .scan import HEADER_PAST_END, PAYLOAD_PAST_END, SCAN_ERRORS, ZERO_TYPE, gather, gather_var, scan
 
 HEADER_DTYPE = FRAME_HEADER.dtype
 _HEADER = FRAME_HEADER.struct
@@ -218,6 +218,8 @@ def scan_page(
     problem = None
     # where the first bad byte can be: a zero msg_type sits 4 bytes into the header
     bad_at = nxt + 4 if err == ZERO_TYPE else nxt
+    if err in (HEADER_PAST_END, PAYLOAD_PAST_END) and end >= len(page.mm):
+        bad_at = None  # cut short by the end of a truncated file: the bytes before it are what was written
     if err:
         length = page.mm[nxt : nxt + 4]
         problem = SCAN_ERRORS[err].format(length=int.from_bytes(length, "little") if len(length) == 4 else "?")
@@ -232,7 +234,7 @@ def scan_page(
                 nxt = bad_at = int(offsets[k])
                 offsets, headers = offsets[:k], headers[:k]
                 break
-    if problem and len(offsets):
+    if problem and len(offsets) and bad_at is not None:
         # Disks lose whole 4 KiB blocks: the damage seen at nxt may have begun at
         # the block boundary below the bad field, inside a frame whose header survived.
         # Frames overlapping that block are not trusted.
@@ -335,10 +337,7 @@ class Reader:
 
     def page_count(self) -> int:
         """Number of page files present."""
-        n = 1
-        while os.path.exists(page_path(self.path, n)):
-            n += 1
-        return n
+        return max(1, len(journal_pages(self.path)))
 
     def end_position(self) -> Position:
         """(page, cursor) just after the last committed frame, right now."""

@@ -129,12 +129,9 @@ def recover(
         if in_place:
             return _cut_in_place(path, r, damage, keep_pages, last_end, frames, npages)
         out = os.fspath(out)
-        if os.path.abspath(out) == os.path.abspath(path):
-            raise OutputError(f"{out}: output must differ from the input (use --in-place)")
-        if os.path.isdir(out):
-            raise OutputError(f"{out}: is a directory")
-        if os.path.exists(out) and not force:
-            raise OutputError(f"{out}: already exists (use --force to replace it)")
+        from ..outputs import check_output
+
+        check_output(out, force=force, inputs=[path], what="recovered journal")
         written = []
         try:
             for i in range(keep_pages):

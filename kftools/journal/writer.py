@@ -33,7 +33,7 @@ from .format import (
 )
 from .layout import BYTE_ORDER
 from .lock import try_lock
-from .page import U32, NotYetWritten, open_page
+from .page import U32, NotYetWritten, journal_pages, open_page
 from .recovery import validate_page
 from .registry import DEFAULT_REGISTRY, TypeRegistry
 
@@ -103,9 +103,7 @@ class Writer:
         try:
             for stale in glob.glob(glob.escape(self.path) + ".*.tmp"):
                 os.unlink(stale)  # a page a killed writer was still preparing
-            index = 0
-            while os.path.exists(page_path(self.path, index + 1)):
-                index += 1
+            index = len(journal_pages(self.path)) - 1
             page = open_page(page_path(self.path, index), index, writable=True)
             # validate the tail before appending: never write after damage
             damage = validate_page(page, self.registry)
@@ -413,13 +411,10 @@ def _init_page(fd: int, capacity: int, index: int, path: str) -> None:
 
 
 def _read_pid(path: str) -> int:
-    index = 0
-    while os.path.exists(page_path(path, index + 1)):
-        index += 1
     try:
-        with open(page_path(path, index), "rb") as fh:
+        with open(journal_pages(path)[-1], "rb") as fh:
             return PAGE_HEADER.unpack(fh.read(PAGE_HEADER_SIZE))["writer_pid"]
-    except (OSError, struct.error):
+    except (OSError, IndexError, struct.error):
         return 0
 
 

@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import OutputError, StrategyError, UsageError
-from ..journal.format import FRAME_HEADER, MsgType, OrderType, page_path
+from ..errors import StrategyError, UsageError
+from ..journal.format import FRAME_HEADER, MsgType, OrderType
 from ..journal.reader import Damage, Frame, FrameBatch, Reader
 from ..journal.registry import TypeRegistry
 from ..journal.writer import Writer
+from ..outputs import check_output, remove_journal
 from ..selection import Selection
 
 GEN_OFF = FRAME_HEADER.offset("gen_time")
@@ -442,14 +443,14 @@ class Replay:
         self.selection = Selection.parse(self.reader, self.registry, types, symbols, start, end)
         self.end_position = self.reader.end_position()  # what was committed when we started
         self.out = os.fspath(out) if out is not None else default_output(self.path)
-        _check_output(self.out, [self.path], force, "output")
+        check_output(self.out, force=force, inputs=[self.path])
         if isinstance(strategy, str):
             strategy = load_strategy(strategy)
         self.strategy = strategy
         self.orders = None
         if strategy is not None:
             self.orders = os.fspath(orders) if orders is not None else _sibling(self.out, ".orders.dat")
-            _check_output(self.orders, [self.path, self.out], force, "orders journal")
+            check_output(self.orders, force=force, inputs=[self.path, self.out], what="orders journal")
         elif orders is not None:
             raise UsageError("--orders needs --strategy")
         self.force = force
@@ -471,7 +472,7 @@ class Replay:
         filters = self.selection.filters()
         for p in (self.out, self.orders):
             if p is not None and self.force:
-                _remove_journal(p)
+                remove_journal(p)
         self._writer = Writer(self.out, page_size=self.page_size)
         orders_w = Writer(self.orders, page_size=1 << 20) if self.orders else None
         ctx = dispatch = None
@@ -713,39 +714,6 @@ def _sibling(out: str, suffix: str) -> str:
     if base.endswith(".replay"):
         base = base[: -len(".replay")]
     return base + suffix
-
-
-def _pages(path: str) -> list[str]:
-    out, k = [], 0
-    while os.path.exists(page_path(path, k)):
-        out.append(os.path.realpath(page_path(path, k)))
-        k += 1
-    return out
-
-
-def _check_output(out: str, inputs: list[str], force: bool, what: str) -> None:
-    real = os.path.realpath(out)
-    for src in inputs:
-        src_real = os.path.realpath(src)
-        tail = src_real[len(real) + 1:] if src_real.startswith(real + ".") else ""
-        if real in _pages(src) or real == src_real or tail.isdigit():
-            raise UsageError(f"{out}: the {what} would overwrite {src} (choose another --out)")
-    if os.path.isdir(out):
-        raise OutputError(f"{out}: is a directory")
-    if os.path.exists(out) and not force:
-        raise OutputError(f"{out}: already exists (use --force to replace it)")
-    folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(folder):
-        raise OutputError(f"{out}: no such directory {folder}")
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"{out}: directory {folder} is not writable")
-
-
-def _remove_journal(path: str) -> None:
-    k = 0
-    while os.path.exists(page_path(path, k)):
-        os.unlink(page_path(path, k))
-        k += 1
 
 
 __all__ = [
