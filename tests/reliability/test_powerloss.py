@@ -63,10 +63,8 @@ def damage(path, frames, kind, rng) -> tuple[list[bytes] | None, bool]:
         os.truncate(pages[i], cut)
         if cut < PAGE_HEADER_SIZE:
             return ([f[3] for f in frames if f[0] < i] if i else None), True
-        # the frame cut short, and any frame sharing its 4 KiB block, are not trusted
-        first_cut = min(f[1] for f in frames if f[0] == i and f[2] > cut)
-        keep_to = first_cut - first_cut % BLOCK
-        return [f[3] for f in frames if f[0] < i or (f[0] == i and f[2] <= keep_to)], True
+        # the bytes before the cut are what was written: every whole frame is kept
+        return [f[3] for f in frames if f[0] < i or (f[0] == i and f[2] <= cut)], True
     # zero_block / scramble_block: a block below the cursor
     b = rng.randrange(0, (cursors[i] + BLOCK - 1) // BLOCK)
     lo, hi = b * BLOCK, (b + 1) * BLOCK
