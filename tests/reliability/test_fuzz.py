@@ -7,6 +7,7 @@ The fast subset runs a few hundred cases; `make torture` runs >= 10,000.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import random
@@ -38,12 +39,15 @@ frame_st = st.tuples(
     st.sampled_from([1, 2, 3, 200]), st.sampled_from(["AAPL", "MSFT", "", "X" * 16]), st.floats(-1e9, 1e9),
     st.integers(0, 40), st.binary(min_size=0, max_size=24),
 )
+_poke = st.tuples(st.just("poke"), st.integers(0, 9), st.integers(64, 16383), st.binary(min_size=1, max_size=8))
+_frame = st.tuples(st.just("frame"), st.integers(0, 9), st.integers(0, 200), st.sampled_from(["length", "msg_type"]), U32)
+_zero = st.tuples(st.just("zero_block"), st.integers(0, 9), st.integers(0, 3))
+# below-header damage is weighted up: a broken first header only ever yields the one error line
 mutation_st = st.one_of(
-    st.tuples(st.just("poke"), st.integers(0, 9), st.integers(0, 16383), st.binary(min_size=1, max_size=8)),
-    st.tuples(st.just("zero_block"), st.integers(0, 9), st.integers(0, 3)),
+    _poke, _frame, _zero, _poke, _frame, _zero,
+    st.tuples(st.just("poke"), st.integers(0, 9), st.integers(0, 63), st.binary(min_size=1, max_size=8)),
     st.tuples(st.just("scramble_block"), st.integers(0, 9), st.integers(0, 3), st.randoms(use_true_random=False)),
     st.tuples(st.just("header"), st.integers(0, 9), st.sampled_from(PAGE_HEADER.names[:8]), U32),
-    st.tuples(st.just("frame"), st.integers(0, 9), st.integers(0, 200), st.sampled_from(["length", "msg_type"]), U32),
     st.tuples(st.just("truncate"), st.integers(0, 9), st.integers(0, 16384)),
     st.tuples(st.just("drop"), st.integers(0, 9)),
 )
@@ -120,7 +124,7 @@ def journals(draw):
         if draw(st.booleans()) and len(body) >= 64:
             body[:64] = PAGE_HEADER.struct.pack(draw(U32), 0, draw(U32), 1, 0x314A464B, 0, 0, 0, b"")
         return None, [body]
-    frames = draw(st.lists(frame_st, min_size=0, max_size=120))
+    frames = draw(st.lists(frame_st, min_size=0 if draw(st.integers(0, 9)) == 0 else 1, max_size=120))
     page_size = draw(st.sampled_from([4096, 8192]))
     mutations = draw(st.lists(mutation_st, min_size=0, max_size=4))
     return (frames, page_size), mutations
@@ -172,6 +176,7 @@ def invoke(*args) -> Result:
 def expected_prefix(path):
     """The valid prefix per the library (None if not a journal at all) and the verify exit code."""
     v = invoke("verify", "--json", path)
+    STATS[f"verify exit {v.returncode}"] += 1
     if not v.stdout.startswith("{"):
         # the journal cannot be opened at all (not a journal, bad first header): an error line
         assert v.returncode in (2, 3) and "kftools: error:" in v.stderr, v.stderr
@@ -249,12 +254,16 @@ def check_replay(path, d):
 CHECKS = {"read": check_read, "recover": check_recover, "export": check_export, "replay": check_replay}
 
 
+STATS: collections.Counter = collections.Counter()
+
+
 def fuzz(check, spec):
     d = tempfile.mkdtemp(prefix="kffuzz")
     try:
         path = materialize(d, spec)
         with memory_limit():
             check(path, d)
+        STATS[check.__name__] += 1
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
@@ -282,7 +291,9 @@ def test_fuzz_torture(target):
     def run(spec):
         fuzz(CHECKS[target], spec)
 
+    STATS.clear()
     run()
+    print(f"\nfuzz {target}:", dict(STATS))
 
 
 # -- a sample through real subprocesses, under an address-space limit --------------------------
