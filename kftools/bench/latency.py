@@ -88,6 +88,7 @@ def _measure(follower, follower_args, writer, writer_args) -> np.ndarray:
 def run(samples: int = 100_000) -> dict:
     """Journal and Pipe latency percentiles, in ns."""
     n = samples + WARMUP
+    load = os.getloadavg()[0]  # two spinning processes need both cores: report what else was running
     d = scratch_dir()
     try:
         path = os.path.join(d, "latency.dat")
@@ -98,4 +99,5 @@ def run(samples: int = 100_000) -> dict:
         shutil.rmtree(d, ignore_errors=True)
     res = {**percentiles(journal, "latency.journal"), **percentiles(pipe, "latency.pipe")}
     res["latency.pipe_over_journal_p50"] = round(res["latency.pipe.p50_ns"] / max(1, res["latency.journal.p50_ns"]), 2)
+    res["host.loadavg_1m_before"] = round(load, 2)
     return res
