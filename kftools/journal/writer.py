@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import glob
 import mmap
 import os
@@ -399,9 +400,14 @@ def _header_unfinished(fd: int, path: str) -> bool:
 
 def _init_page(fd: int, capacity: int, index: int, path: str) -> None:
     try:
+        # A full disk must fail here, cleanly, not as SIGBUS on a store into the mapped page.
+        # Check the free space and keep the page sparse: posix_fallocate would reserve the
+        # blocks but makes every page's full size real at once, and the kill -9 run saw more
+        # zeroed cursors with it (RELIABILITY.md). Space others take meanwhile is not covered.
+        vfs = os.fstatvfs(fd)
+        if vfs.f_bavail * vfs.f_frsize < capacity:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         os.ftruncate(fd, capacity)
-        # reserve the blocks now: a full disk fails here, cleanly, not as SIGBUS on a later store
-        os.posix_fallocate(fd, 0, capacity)
     except OSError as e:
         raise OutputError(f"{path}: cannot create a {capacity:,}-byte page: {e.strerror}") from None
     header = PAGE_HEADER.struct.pack(PAGE_HEADER_SIZE, 0, capacity, 0, MAGIC, index, os.getpid() & 0xFFFFFFFF, 0, b"")

@@ -73,7 +73,7 @@ def small_disk(tmp_path):
 def test_writer_on_a_full_disk_fails_cleanly_at_a_page_boundary(small_disk, page):
     path = small_disk / "j.dat"
     res = cli("simulate", path, "--frames", 200_000, "--rate", 0, "--page-size", page)
-    # before posix_fallocate: the process died of SIGBUS on a store into a page the disk could not back
+    # before the free-space check: the process died of SIGBUS on a store into a page the disk could not back
     assert res.returncode != -7, "SIGBUS: the disk filled under a mapped page"
     assert_clean_exit(res, "simulate")
     assert res.returncode == 2 and "No space left on device" in res.stderr

@@ -120,6 +120,10 @@ def kill_run(tmp_path, kills: int, seed: int, per_journal: int = 10) -> collecti
                         rep = kftools.verify(path)
                     except kftools.NotAJournal:
                         rep = None  # header unfinished: nothing committed yet
+                    if rep is not None and not rep.clean and os.environ.get("KFTOOLS_KILL_EVIDENCE"):
+                        import shutil
+
+                        shutil.copytree(tmp_path, os.environ["KFTOOLS_KILL_EVIDENCE"] + f"/{j}-{c}-{os.getpid()}")
                     assert rep is None or rep.clean, f"kill {j}/{c}: verify: {rep.damage}"
                 seqs, gens = committed(path)
                 n = len(seqs)

@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -376,12 +377,14 @@ class Writer {
     }
 
     static void init_page(int fd, uint32_t capacity, uint32_t index, const std::string& path) {
-        if (::ftruncate(fd, capacity) != 0) throw Error(detail::sys_error(path + ": ftruncate"));
-        // reserve the blocks now: a full disk fails here, not as SIGBUS on a later store
-        if (int e = ::posix_fallocate(fd, 0, capacity)) {
-            errno = e;
-            throw Error(detail::sys_error(path + ": allocate page"));
+        // a full disk must fail here, not as SIGBUS on a later store (posix_fallocate would
+        // reserve the blocks, but see kftools/journal/writer.py: it cost cursors under kill -9)
+        struct statvfs vfs;
+        if (::fstatvfs(fd, &vfs) == 0 && uint64_t(vfs.f_bavail) * vfs.f_frsize < capacity) {
+            errno = ENOSPC;
+            throw Error(detail::sys_error(path + ": page of " + std::to_string(capacity) + " bytes"));
         }
+        if (::ftruncate(fd, capacity) != 0) throw Error(detail::sys_error(path + ": ftruncate"));
         PageHeader h{};
         h.write_cursor = kPageHeaderSize;
         h.capacity = capacity;
