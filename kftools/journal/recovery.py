@@ -179,7 +179,9 @@ def _cut_in_place(path, r, damage, keep_pages, last_end, frames, npages) -> Reco
             raise KftoolsError(f"{path}: a writer holds the journal; stop it before recovering in place")
         page = open_page(page_path(path, keep_pages - 1), keep_pages - 1, writable=True)
         try:
-            U32.pack_into(page.mm, 0, last_end)
+            cursor = memoryview(page.mm)[0:4].cast("I")  # one store: pack_into zero-fills first
+            cursor[0] = last_end
+            cursor.release()
             U32.pack_into(page.mm, PID_OFFSET, 0)
             U32.pack_into(page.mm, FLAGS_OFFSET, int(PageFlag.CLOSED))
             page.mm.flush()

@@ -121,6 +121,11 @@ class Writer:
         self._page = page
         self._index = page.index
         self._mm = page.mm
+        # The cursor is published with one 4-byte store through this view. struct.pack_into
+        # zero-fills its target before writing it: the cursor would read 0 for an instant on
+        # every commit, and a writer killed in that instant left its page's frames unreachable.
+        # (Native order: the format is little-endian, as are x86-64 and aarch64 Linux.)
+        self._cursor = memoryview(page.mm)[CURSOR_OFFSET : CURSOR_OFFSET + 4].cast("I")
         self._cap = page.limit()  # a truncated file holds less than its header claims
         self._pos = page.cursor
         U32.pack_into(self._mm, PID_OFFSET, os.getpid() & 0xFFFFFFFF)
@@ -157,6 +162,7 @@ class Writer:
         old = self._page
         flags = U32.unpack_from(self._mm, FLAGS_OFFSET)[0]
         U32.pack_into(self._mm, FLAGS_OFFSET, flags | PageFlag.SEALED)
+        self._cursor.release()
         old.close()
         self._adopt(open_page(final, nxt, writable=True))
 
@@ -240,7 +246,7 @@ class Writer:
             pos = self._pos
             self._mm[pos : pos + b - a] = src[a:b]
             self._pos = pos = pos + b - a
-            U32.pack_into(self._mm, CURSOR_OFFSET, pos)  # commit: see _commit
+            self._cursor[0] = pos  # commit: see _commit
             self.frames_written += k - done
             done = k
         return last - first
@@ -249,7 +255,7 @@ class Writer:
         # The cursor store comes after the frame's stores. x86-64 keeps stores in
         # program order (TSO), so a reader that sees the cursor sees the frame.
         self._pos = pos
-        U32.pack_into(self._mm, CURSOR_OFFSET, pos)
+        self._cursor[0] = pos
         self.frames_written += 1
 
     def _sym(self, symbol: str | bytes) -> bytes:
@@ -282,7 +288,7 @@ class Writer:
         if padding:
             self._mm[pos + 32 + TICKER.size : pos + 32 + n] = bytes(padding)
         self._pos = pos = pos + 32 + n
-        U32.pack_into(self._mm, CURSOR_OFFSET, pos)  # commit: see _commit
+        self._cursor[0] = pos  # commit: see _commit
         self.frames_written += 1
         return gen_time
 
@@ -352,6 +358,7 @@ class Writer:
         flags = U32.unpack_from(self._mm, FLAGS_OFFSET)[0]
         U32.pack_into(self._mm, FLAGS_OFFSET, flags | PageFlag.CLOSED)
         self._mm.flush()
+        self._cursor.release()
         self._page.close()
         self._mm = None
         self._release_lock()

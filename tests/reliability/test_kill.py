@@ -163,3 +163,24 @@ def test_kill_minus_9_torture(tmp_path):
     # the random instants did land in every phase
     assert sum(v for k, v in stats.items() if k.startswith("rollover")) > 0
     assert sum(v for k, v in stats.items() if k.startswith("creation")) > 0
+
+
+def test_a_killed_writer_never_leaves_a_zero_cursor(tmp_path):
+    """struct.pack_into zero-fills before it writes: a cursor published with it read 0 for an
+    instant on every commit, and a writer killed then lost its whole page (1 kill in ~300)."""
+    z = Zygote()
+    rng = random.Random(3)
+    try:
+        for k in range(300):
+            path = str(tmp_path / f"z{k}.dat")
+            pid = z.ask(f"write {path} 16384")
+            time.sleep(rng.uniform(0.001, 0.004))
+            os.kill(pid, signal.SIGKILL)
+            z.ask(f"reap {pid}")
+            for p in pages_of(path):
+                with open(p, "rb") as fh:
+                    h = PAGE_HEADER.unpack(fh.read(64))
+                assert not (h["version"] and h["write_cursor"] == 0), f"kill {k}: {p} has a zero cursor"
+                os.unlink(p)
+    finally:
+        z.close()
