@@ -350,7 +350,7 @@ class Reader:
                 return last, PAGE_HEADER_SIZE
             last -= 1
             p = self.page(last)
-        return last, min(p.cursor, p.limit())
+        return last, self._page_end(p)[0]  # a bad cursor: as far as iteration reads it
 
     def writer_state(self) -> tuple[str, int]:
         """``(state, pid)``; state is alive, exited, crashed or unknown (an engine that leaves no trace)."""

@@ -346,3 +346,11 @@ def test_a_header_claiming_a_4_gib_page_allocates_nothing_of_that_size(tmp_path)
         res = invoke("replay", "--max", path, "-o", tmp_path / "replay.dat")
     assert res.returncode == 0, res.stderr
     assert os.path.getsize(tmp_path / "replay.dat") < 64 << 20
+
+
+def test_snapshot_readers_agree_with_verify_on_a_bad_cursor(tmp_path):
+    """Found by the fuzz run: with a cursor below the header, replay (which reads up to
+    end_position()) kept fewer frames than verify."""
+    spec = (([(1, "AAPL", 0.0, 0, b""), (1, "AAPL", 0.0, 0, b"")], 4096),
+            [("frame", 0, 1, "length", 4095), ("poke", 0, 0, b"\x00")])
+    check_replay(materialize(str(tmp_path), spec), str(tmp_path))
