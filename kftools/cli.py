@@ -172,7 +172,7 @@ def verify_cmd(journal: JournalArg, json_out: JsonOpt = False, schema: SchemaOpt
         for p in rep.pages:
             typer.echo(f"page {p.index}  {p.path}  cursor {p.cursor:,}/{p.capacity:,}  frames {p.frames:,}  {p.flags}")
         span = ""
-        if rep.first_time is not None:
+        if rep.first_time is not None and rep.last_time is not None:
             span = f", {format_time(rep.first_time)} .. {format_time(rep.last_time)}"
         typer.echo(f"{len(rep.pages)} page(s), {rep.frames:,} valid frame(s){span}")
         if rep.clean:

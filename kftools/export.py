@@ -222,13 +222,13 @@ class Columns:
         # and decode only the distinct values (a handful of symbols per million frames)
         w = c.width
         fixed = np.zeros(n, dtype=f"S{w}")
-        valid = np.zeros(n, dtype=bool) if len(hits) > 1 or hits[0][0][0] is not None else None
+        text_valid = np.zeros(n, dtype=bool) if len(hits) > 1 or hits[0][0][0] is not None else None
         for (idx, rec), fname in hits:
             m = idx if idx is not None else slice(None)
             fixed[m] = rec[fname]
-            if valid is not None:
-                valid[m] = True
-        bitmap = None if valid is None else _bitmap(valid)
+            if text_valid is not None:
+                text_valid[m] = True
+        bitmap = None if text_valid is None else _bitmap(text_valid)
         fsb = pa.FixedSizeBinaryArray.from_buffers(pa.binary(w), n, [bitmap, pa.py_buffer(fixed)])
         enc = fsb.dictionary_encode()
         strings, garbage = _decode_text(enc.dictionary, w)
@@ -240,20 +240,22 @@ class Columns:
         if len(memo[1]) + len(strings) > _MEMO_LIMIT:
             return pa.DictionaryArray.from_arrays(enc.indices, strings)
         # one growing dictionary for the whole file: the Parquet writer keeps it across row groups
-        index, values = memo
+        index, texts = memo
         lut = np.empty(len(strings), dtype=np.int32)
         for i, (key, text) in enumerate(zip(enc.dictionary.to_pylist(), strings.to_pylist(), strict=True)):
             j = index.get(key)
             if j is None:
-                j = index[key] = len(values)
-                values.append(text)
+                j = index[key] = len(texts)
+                texts.append(text)
             lut[i] = j
         idx = enc.indices.to_numpy(zero_copy_only=False)
         if enc.indices.null_count:
-            glob = pa.Array.from_buffers(pa.int32(), n, [_bitmap(valid), pa.py_buffer(lut[np.nan_to_num(idx).astype(np.int64)])])
+            if text_valid is None:
+                raise AssertionError(f"column {c.name!r}: null dictionary indices but every row has a value")
+            glob = pa.Array.from_buffers(pa.int32(), n, [_bitmap(text_valid), pa.py_buffer(lut[np.nan_to_num(idx).astype(np.int64)])])
         else:
             glob = pa.array(lut[idx])
-        return pa.DictionaryArray.from_arrays(glob, self._dict_values(c.name, values))
+        return pa.DictionaryArray.from_arrays(glob, self._dict_values(c.name, texts))
 
     def _dict_values(self, name: str, values: list) -> pa.Array:
         cached = self._dict_cache.get(name)
@@ -620,7 +622,11 @@ def _export_split(batches, registry, chosen, tmpdir, compression, row_group_size
             part = b if len(sinks) == 1 and (ids == t).all() else b.select(ids == t)
             sink.add(cols.convert(part))
 
-    _pump(batches, consume, lambda: [s.flush() for _, s in sinks.values()], res, progress)
+    def flush_all() -> None:
+        for _, s in sinks.values():
+            s.flush()
+
+    _pump(batches, consume, flush_all, res, progress)
     for _, s in sinks.values():
         s.close()
     res.files = len(sinks)

@@ -29,6 +29,8 @@ class JournalInfo:
     def rate(self) -> float:
         if self.frames < 2 or self.last_gen_time == self.first_gen_time:
             return 0.0
+        if self.first_gen_time is None or self.last_gen_time is None:
+            raise ValueError(f"{self.path}: {self.frames} frames but no gen_time range")
         return (self.frames - 1) / ((self.last_gen_time - self.first_gen_time) / 1e9)
 
     @property

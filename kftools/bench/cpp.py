@@ -38,10 +38,17 @@ def build(cpp_dir: Path = CPP_DIR) -> Path:
     return cpp_dir / "build"
 
 
-def _writer(exe: Path, path: str, n: int, interval_ns: int) -> subprocess.Popen:
+def _writer(exe: Path, path: str, n: int, interval_ns: int) -> subprocess.Popen[str]:
     # the writer creates the journal, then waits 300 ms so the follower is spinning before frame 1
     return subprocess.Popen([str(exe), "write", path, str(n), str(interval_ns), "--delay-ms", "300"],
                             stderr=subprocess.PIPE, text=True)
+
+
+def _stderr(w: subprocess.Popen[str]) -> str:
+    """What the writer printed on stderr (``_writer`` pipes it)."""
+    if w.stderr is None:
+        raise RuntimeError("C++ writer: stderr is not a pipe")
+    return w.stderr.read()
 
 
 def _python_follower(exe: Path, path: str, n: int, interval_ns: int) -> list[int]:
@@ -51,7 +58,7 @@ def _python_follower(exe: Path, path: str, n: int, interval_ns: int) -> list[int
     try:
         r = Reader.wait_open(path, poll=0.001, stop=lambda: w.poll() is not None)
         if r is None:
-            raise RuntimeError(f"C++ writer failed: {w.stderr.read()}")
+            raise RuntimeError(f"C++ writer failed: {_stderr(w)}")
         lat = [0] * n
         now = time.time_ns
         i = 0
@@ -62,7 +69,7 @@ def _python_follower(exe: Path, path: str, n: int, interval_ns: int) -> list[int
                 break
         r.close()
         if w.wait(timeout=60) != 0:
-            raise RuntimeError(f"C++ writer failed: {w.stderr.read()}")
+            raise RuntimeError(f"C++ writer failed: {_stderr(w)}")
     finally:
         w.kill()
         w.wait()
@@ -78,7 +85,7 @@ def _cpp_follower(exe: Path, path: str, n: int, interval_ns: int) -> dict:
     try:
         out, err = follower.communicate(timeout=120)
         if w.wait(timeout=60) != 0:
-            raise RuntimeError(f"C++ writer failed: {w.stderr.read()}")
+            raise RuntimeError(f"C++ writer failed: {_stderr(w)}")
     finally:
         for p in (follower, w):
             p.kill()

@@ -30,6 +30,8 @@ def _journal_follower(path: str, n: int, ready, out) -> None:
     lat = np.empty(n, dtype=np.int64)
     ready.set()
     r = Reader.wait_open(path, poll=0.001)
+    if r is None:  # only with a stop condition, and there is none
+        raise RuntimeError(f"{path}: journal did not open")
     i = 0
     now = time.time_ns
     for f in r.follow("beginning", wait="busy"):

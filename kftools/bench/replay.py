@@ -50,7 +50,10 @@ def run(frames: int = 200_000, rate: float = 100_000.0, max_loops: int = 20) -> 
             key = f"replay.speed{speed}"
             for name in ("lateness_p50_ns", "lateness_p99_ns", "lateness_max_ns", "late_over_1ms"):
                 res[f"{key}.{name}"] = int(statistics.median(s[name] for s in summ))
-            res[f"{key}.achieved_speed"] = round(statistics.median(r.achieved_speed for r in runs), 4)
+            speeds = [r.achieved_speed for r in runs]
+            if any(s is None for s in speeds):
+                raise RuntimeError(f"replay at speed {speed}: no frame replayed, no achieved speed")
+            res[f"{key}.achieved_speed"] = round(statistics.median(s for s in speeds if s is not None), 4)
         res["replay.lateness_p50_ns"] = res["replay.speed1.lateness_p50_ns"]
         res["replay.lateness_p99_ns"] = res["replay.speed1.lateness_p99_ns"]
         rates = []

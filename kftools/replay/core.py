@@ -24,6 +24,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -177,7 +178,7 @@ class KeyReader:
         self.controller = controller
         self.fd = sys.stdin.fileno() if fd is None else fd
         self._done = threading.Event()
-        self._saved = None
+        self._saved: list[Any] | None = None  # termios attributes to restore
         self._thread: threading.Thread | None = None
 
     def start(self) -> KeyReader:
@@ -260,6 +261,8 @@ def load_strategy(spec: str):
     mod_name = "kftools_strategy_" + os.path.splitext(os.path.basename(path))[0]
     try:
         sp = importlib.util.spec_from_file_location(mod_name, path)
+        if sp is None or sp.loader is None:
+            raise ImportError("not a Python source file")
         mod = importlib.util.module_from_spec(sp)
         sp.loader.exec_module(mod)
     except Exception as e:  # noqa: BLE001 - user code: report where it failed
@@ -573,7 +576,8 @@ class Replay:
                 if dispatch:
                     dispatch.frames(batch, 0, n, wall)
                 continue
-            mv = memoryview(data)  # struct and the writer take a memoryview far faster than an ndarray
+            # (numpy's stubs declare ndarray.__buffer__ only for Python >= 3.12)
+            mv = memoryview(data)  # type: ignore[arg-type]  # struct and the writer take a memoryview far faster than an ndarray
             rel = ((gens - self._t0) / speed).astype(np.int64)
             rel[0] = max(int(rel[0]), self._last_rel)
             np.maximum.accumulate(rel, out=rel)  # out-of-order gen_times: never due before an earlier frame

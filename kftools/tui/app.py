@@ -96,7 +96,7 @@ class TailApp(App):
         self.state = "waiting"
         self.state_text = ""
         self.writer = ("unknown", 0)
-        self.damage = None
+        self.damage: object = None  # the watcher's "damaged" payload (a Damage), shown in the header
         self.caught_up = False
         self.fps = 0.0
         self._rates: collections.deque = collections.deque(maxlen=60)
@@ -141,8 +141,11 @@ class TailApp(App):
         gen = self.generation
         self.caught_up = False
         self.damage = None
-        self.watcher = Watcher(self.path, self.registry, self.index, self.prices,
-                               lambda kind, payload: self.post_message(WatcherEvent(gen, kind, payload)))
+
+        def notify(kind: str, payload: object) -> None:
+            self.post_message(WatcherEvent(gen, kind, payload))
+
+        self.watcher = Watcher(self.path, self.registry, self.index, self.prices, notify)
         self.watcher.start()
 
     def _stop_watcher(self) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import KftoolsError
 from ..journal.format import PAGE_HEADER_SIZE, MsgType
-from ..journal.reader import FrameBatch, Reader, WaitPolicy
+from ..journal.reader import Damage, FrameBatch, Reader, WaitPolicy
 from ..journal.registry import TypeRegistry
 from .index import JournalIndex
 
@@ -97,7 +97,7 @@ class Watcher(threading.Thread):
         self.sample_every = sample_every
         self.stop_event = threading.Event()
         self.caught_up = False
-        self.damage = None
+        self.damage: Damage | None = None
         self.error: str | None = None
 
     def _at_end(self, reader: Reader) -> bool:

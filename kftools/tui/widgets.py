@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from rich.console import JustifyMethod
 from rich.table import Table
 from rich.text import Text
 from textual import events
@@ -22,7 +23,7 @@ _PRICE = ("price", "last_price", "bid_price", "bid", "ask_price", "ask")
 _SIZE = ("quantity", "volume", "size", "qty", "bid_size")
 _ID = ("order_id", "trade_id", "id")
 TYPE_STYLES = {"Ticker": "cyan", "Order": "yellow", "Trade": "green"}
-COLUMNS = [  # (title, width, justify)
+COLUMNS: list[tuple[str, int | None, JustifyMethod]] = [  # (title, width, justify)
     ("time", 18, "left"), ("type", 7, "left"), ("symbol", 9, "left"), ("price", 11, "right"),
     ("size", 9, "right"), ("side", 4, "left"), ("order id", 9, "right"), ("src>dst", 7, "right"), ("more", None, "left"),
 ]
@@ -112,7 +113,7 @@ class FrameTable(Widget, can_focus=True):
 
     # -- state -----------------------------------------------------------------
     @property
-    def visible(self) -> int:
+    def visible_rows(self) -> int:
         return max(1, self.size.height - 1)
 
     @property
@@ -141,7 +142,7 @@ class FrameTable(Widget, can_focus=True):
         if last != self.cursor:
             self.cursor = last
             self.post_message(self.Selected(last if last >= 0 else None))
-        self.top = max(0, self.count - self.visible)
+        self.top = max(0, self.count - self.visible_rows)
 
     def _pause(self) -> None:
         if self.following:
@@ -158,8 +159,8 @@ class FrameTable(Widget, can_focus=True):
         self.cursor = row
         if row < self.top:
             self.top = row
-        elif row >= self.top + self.visible:
-            self.top = row - self.visible + 1
+        elif row >= self.top + self.visible_rows:
+            self.top = row - self.visible_rows + 1
         self.post_message(self.Selected(row))
         self.refresh()
 
@@ -172,7 +173,7 @@ class FrameTable(Widget, can_focus=True):
     def action_page(self, direction: int) -> None:
         if direction < 0:
             self._pause()
-        self.select(self.cursor + direction * self.visible)
+        self.select(self.cursor + direction * self.visible_rows)
 
     def action_top(self) -> None:
         self._pause()
@@ -191,7 +192,7 @@ class FrameTable(Widget, can_focus=True):
         event.stop()
 
     def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
-        self.top = min(max(0, self.count - self.visible), self.top + 3)
+        self.top = min(max(0, self.count - self.visible_rows), self.top + 3)
         self.refresh()
         event.stop()
 
@@ -203,8 +204,8 @@ class FrameTable(Widget, can_focus=True):
     def on_resize(self, event: events.Resize) -> None:
         if self.following:
             self._to_bottom()
-        elif self.cursor >= self.top + self.visible:
-            self.top = self.cursor - self.visible + 1
+        elif self.cursor >= self.top + self.visible_rows:
+            self.top = self.cursor - self.visible_rows + 1
         self.refresh()
 
     # -- rendering -------------------------------------------------------------
@@ -212,7 +213,7 @@ class FrameTable(Widget, can_focus=True):
         table = Table(box=None, expand=True, padding=(0, 1), header_style="bold", show_edge=False, pad_edge=False)
         for title, width, justify in COLUMNS:
             table.add_column(title, width=width, justify=justify, no_wrap=True, overflow="ellipsis", ratio=None if width else 1)
-        frames = self.fetch(self.top, self.top + self.visible) if self.count else []
+        frames = self.fetch(self.top, self.top + self.visible_rows) if self.count else []
         for i, fr in enumerate(frames):
             row = self.top + i
             table.add_row(*frame_cells(fr), style="reverse" if row == self.cursor else None)
@@ -284,7 +285,7 @@ class SparkPanel(Widget):
     """
     MAX_SYMBOLS = 8
 
-    def __init__(self, **kw):
+    def __init__(self, **kw) -> None:
         super().__init__(**kw)
         self._symbols: dict[str, tuple[Static, Sparkline]] = {}
 
