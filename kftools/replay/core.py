@@ -458,7 +458,7 @@ class Replay:
             raise UsageError("--orders needs --strategy")
         self.force = force
         # a page roll costs a file creation mid-replay: start with roomy pages (sparse, so free)
-        self.page_size = page_size or max(self.reader.page(0).capacity, 16 << 20)
+        self.page_size = page_size or max(self.reader.page(0).limit(), 16 << 20)
         state, pid = self.reader.writer_state()
         self.stats = ReplayStats(self.out, speed, writer_state=state, writer_pid=pid, orders=self.orders)
 
