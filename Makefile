@@ -30,7 +30,8 @@ samples: venv
 	$(PY) sample_journals/generate.py
 
 lint: venv
-	$(VENV)/bin/ruff check kftools tests bench
+	$(VENV)/bin/ruff check kftools tests bench examples sample_journals
+	$(VENV)/bin/mypy kftools
 
 clean:
 	rm -rf $(VENV) build *.egg-info kftools/journal/*.so

@@ -9,6 +9,7 @@ import struct
 
 from ..errors import CorruptJournal, KftoolsError, NotAJournal, UnsupportedVersion
 from .format import CURSOR_OFFSET, FLAGS_OFFSET, MAGIC, PAGE_HEADER, PAGE_HEADER_SIZE, VERSION, PageFlag, page_path
+from .registry import DEFAULT_REGISTRY, TypeRegistry
 
 U32 = struct.Struct("<I")
 
@@ -35,7 +36,7 @@ class Page:
         self.magic = header["magic"]
         self.page_index = header["page_index"]
         self.writer_pid = header["writer_pid"]
-        self.registry = None  # set by the reader that opened it: frames decode with it
+        self.registry: TypeRegistry = DEFAULT_REGISTRY  # the reader that opens it sets its own
 
     @property
     def cursor(self) -> int:
@@ -134,7 +135,7 @@ def check_header(path: str, header: dict, index: int) -> None:
 
 def journal_pages(first_page: str) -> list[str]:
     """Paths of the page files present, in order, given the first page's path."""
-    pages = []
+    pages: list[str] = []
     while os.path.exists(page_path(first_page, len(pages))):
         pages.append(page_path(first_page, len(pages)))
     return pages

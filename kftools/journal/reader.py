@@ -217,7 +217,7 @@ def scan_page(
     gather(page.mm, offsets, 0, FRAME_HEADER_SIZE, headers)
     problem = None
     # where the first bad byte can be: a zero msg_type sits 4 bytes into the header
-    bad_at = nxt + 4 if err == ZERO_TYPE else nxt
+    bad_at: int | None = nxt + 4 if err == ZERO_TYPE else nxt
     if err in (HEADER_PAST_END, PAYLOAD_PAST_END) and end >= len(page.mm):
         bad_at = None  # cut short by the end of a truncated file: the bytes before it are what was written
     if err:

@@ -48,7 +48,7 @@ class VerifyReport:
     frames: int = 0
     first_time: int | None = None
     last_time: int | None = None
-    damage: object = None  # Damage | None
+    damage: Damage | None = None
 
     @property
     def clean(self) -> bool:
@@ -99,7 +99,7 @@ class RecoverResult:
     out: str
     frames: int
     pages: int
-    damage: object = None
+    damage: Damage | None = None
     dropped_pages: int = 0
 
     @property
@@ -128,6 +128,8 @@ def recover(
         keep_pages = last_page + 1
         if in_place:
             return _cut_in_place(path, r, damage, keep_pages, last_end, frames, npages)
+        if out is None:  # unreachable: checked above, for the type checker
+            raise OutputError("give either an output path or --in-place")
         out = os.fspath(out)
         from ..outputs import check_output
 

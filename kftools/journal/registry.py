@@ -135,12 +135,13 @@ class TypeRegistry:
 
 def _to_fields(type_name: str, spec) -> list[Field]:
     if isinstance(spec, np.dtype):
-        if spec.names is None:
+        by_name = spec.fields
+        if spec.names is None or by_name is None:
             raise SchemaError(f"type {type_name!r}: dtype must be structured")
         fields = []
         expected = 0
         for n in spec.names:
-            dt, off = spec.fields[n][:2]
+            dt, off = by_name[n][:2]
             if off != expected:
                 raise SchemaError(f"type {type_name!r}: dtype must be packed (field {n!r} at {off}, expected {expected})")
             try:

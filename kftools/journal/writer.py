@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import glob
-import mmap
 import os
 import struct
 import time
@@ -76,7 +75,7 @@ class Writer:
         self.registry = registry or DEFAULT_REGISTRY
         self._symbols: dict[str, bytes] = {}
         self._lock_fd = -1
-        self._mm: mmap.mmap | None = None
+        self._closed = True  # until _adopt maps the first page
         self.frames_written = 0
         self._open(page_size)
 
@@ -121,6 +120,7 @@ class Writer:
         self._page = page
         self._index = page.index
         self._mm = page.mm
+        self._closed = False
         # The cursor is published with one 4-byte store through this view. struct.pack_into
         # zero-fills its target before writing it: the cursor would read 0 for an instant on
         # every commit, and a writer killed in that instant left its page's frames unreachable.
@@ -200,7 +200,7 @@ class Writer:
             payload = mt.layout.struct.pack(*values)
         elif fields:
             raise UsageError("give either payload bytes or fields, not both")
-        data = bytes(payload)
+        data = payload.tobytes() if isinstance(payload, np.void) else bytes(payload)
         n = len(data) + padding
         pos = self._room(FRAME_HEADER_SIZE + n)
         mm = self._mm
@@ -348,19 +348,19 @@ class Writer:
 
     def sync(self) -> None:
         """msync the current page: committed frames survive a power loss."""
-        if self._mm is not None:
+        if not self._closed:
             self._mm.flush()
 
     def close(self) -> None:
         """Mark the journal closed cleanly, msync, and release the writer lock."""
-        if self._mm is None:
+        if self._closed:
             return
         flags = U32.unpack_from(self._mm, FLAGS_OFFSET)[0]
         U32.pack_into(self._mm, FLAGS_OFFSET, flags | PageFlag.CLOSED)
         self._mm.flush()
         self._cursor.release()
         self._page.close()
-        self._mm = None
+        self._closed = True
         self._release_lock()
 
     def _release_lock(self) -> None:
