@@ -101,5 +101,5 @@ def run(samples: int = 100_000) -> dict:
         shutil.rmtree(d, ignore_errors=True)
     res = {**percentiles(journal, "latency.journal"), **percentiles(pipe, "latency.pipe")}
     res["latency.pipe_over_journal_p50"] = round(res["latency.pipe.p50_ns"] / max(1, res["latency.journal.p50_ns"]), 2)
-    res["host.loadavg_1m_before"] = round(load, 2)
+    res["latency.loadavg_1m_before"] = round(load, 2)
     return res

@@ -550,8 +550,9 @@ class Reader {
 
     // Next committed frame into `f`; false when there is none yet (or damage).
     // With `eager`, checks for a next page file right away (reading a finished
-    // journal); otherwise only on SEALED or every 1024th empty poll, as a
-    // stat() per spin would dominate a busy loop.
+    // journal); otherwise only on SEALED or every 2^20th empty poll (about a
+    // millisecond): a stat() is a syscall, and even one per thousand polls
+    // dominated the busy loop's latency.
     bool poll(Frame& f, bool eager = false) {
         for (;;) {
             if (!damage_.empty()) return false;
@@ -569,7 +570,7 @@ class Reader {
                 return true;
             }
             bool sealed = detail::load_acquire(cur_.base, detail::kFlagsOff) & kSealed;
-            if (!sealed && !eager && (++idle_ & 1023) != 0) return false;
+            if (!sealed && !eager && (++idle_ & 0xFFFFF) != 0) return false;
             if (!sealed && !detail::exists(page_path(path_, index_ + 1))) return false;
             // this page is final: take any frame committed before the writer moved on
             if (detail::load_acquire(cur_.base, detail::kCursorOff) > off_) continue;
