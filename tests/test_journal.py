@@ -91,15 +91,28 @@ def test_round_trip_every_type_and_padding(tmp_path_factory, frames, page_kib):
         assert arr["length"].tolist() == [f.length for f in got]
 
 
-@settings(max_examples=40, deadline=None)
-@given(data=st.binary(min_size=0, max_size=3000), start=st.integers(0, 100))
-def test_scanner_implementations_agree_on_any_bytes(data, start):
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(min_size=0, max_size=3000), start=st.integers(0, 100),
+       mins=st.lists(st.integers(0, 300), max_size=8))
+def test_scanner_implementations_agree_on_any_bytes(data, start, mins):
+    table = np.array(mins, dtype="<u4").tobytes()
     results = []
     for scan, _gather, _ in IMPLEMENTATIONS.values():
         out = np.zeros(512, dtype=np.int64)
-        n, nxt, err = scan(data, start, len(data), out)
+        n, nxt, err = scan(data, start, len(data), out, table)
         results.append((n, nxt, err, out[:n].tolist()))
     assert all(r == results[0] for r in results)
+
+
+def test_scanner_stops_at_a_payload_shorter_than_its_layout():
+    frame = struct.pack("<IIqqII", 8, 1, 0, 0, 0, 0) + bytes(8)  # a "Ticker" of 8 bytes
+    ok = struct.pack("<IIqqII", 0, 9, 0, 0, 0, 0)
+    data = ok + frame
+    table = np.array([0, 48], dtype="<u4").tobytes()
+    for scan, _gather, _ in IMPLEMENTATIONS.values():
+        out = np.zeros(8, dtype=np.int64)
+        assert scan(data, 0, len(data), out, table) == (1, 32, 4)
+        assert scan(data, 0, len(data), out) == (2, len(data), 0)  # no table: not checked
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=os.path.basename)

@@ -10,12 +10,15 @@
 
 static inline uint32_t ld_u32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
-/* scan(buf, start, end, out_offsets) -> (count, next_offset, error)
- * error: 0 reached end or filled out, 1 header runs past end, 2 payload runs past end, 3 msg_type 0 */
+/* scan(buf, start, end, out_offsets, min_lengths) -> (count, next_offset, error)
+ * error: 0 reached end or filled out, 1 header runs past end, 2 payload runs past end, 3 msg_type 0,
+ * 4 payload shorter than min_lengths[msg_type] (a uint32 table indexed by type id; ids past it unchecked) */
 static PyObject *scan(PyObject *self, PyObject *args) {
-    Py_buffer buf, out;
+    Py_buffer buf, out, mins = {0};
     Py_ssize_t start, end;
-    if (!PyArg_ParseTuple(args, "y*nnw*", &buf, &start, &end, &out)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*nnw*|y*", &buf, &start, &end, &out, &mins)) return NULL;
+    const uint32_t *minlen = (const uint32_t *)mins.buf;
+    Py_ssize_t nmin = mins.len / 4;
     int64_t *offs = (int64_t *)out.buf;
     Py_ssize_t cap = out.len / 8, n = 0, off = start;
     int err = 0;
@@ -27,12 +30,14 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         uint32_t len = ld_u32(b + off), type = ld_u32(b + off + 4);
         if ((Py_ssize_t)len > end - off - 32) { err = 2; break; }
         if (type == 0) { err = 3; break; }
+        if ((Py_ssize_t)type < nmin && len < minlen[type]) { err = 4; break; }
         offs[n++] = off;
         off += 32 + (Py_ssize_t)len;
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&buf);
     PyBuffer_Release(&out);
+    if (mins.obj) PyBuffer_Release(&mins);
     return Py_BuildValue("nni", n, off, err);
 }
 

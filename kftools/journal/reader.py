@@ -16,7 +16,7 @@ from .format import FRAME_HEADER, FRAME_HEADER_SIZE, PAGE_HEADER_SIZE, PageFlag,
 from .lock import is_locked
 from .page import U32, NotYetWritten, Page, journal_pages, open_page
 from .registry import DEFAULT_REGISTRY, TypeRegistry
-from .scan import HEADER_PAST_END, PAYLOAD_PAST_END, SCAN_ERRORS, ZERO_TYPE, gather, gather_var, scan
+from .scan import HEADER_PAST_END, PAYLOAD_PAST_END, SCAN_ERRORS, SHORT_PAYLOAD, ZERO_TYPE, gather, gather_var, scan
 
 HEADER_DTYPE = FRAME_HEADER.dtype
 _HEADER = FRAME_HEADER.struct
@@ -202,6 +202,12 @@ def _min_lengths(registry: TypeRegistry) -> list[tuple[int, int, str]]:
     return [(mt.id, mt.layout.size, mt.name) for mt in registry.types()]
 
 
+def _short(registry: TypeRegistry, msg_type: int, length: int) -> str:
+    mt = registry.get(msg_type)
+    size = mt.layout.size if mt else 0
+    return f"{registry.name(msg_type)} payload of {length} bytes is shorter than its {size}-byte layout"
+
+
 def scan_page(
     page: Page, start: int, end: int, registry: TypeRegistry, max_frames: int = DEFAULT_BATCH
 ) -> tuple[np.ndarray, np.ndarray, int, str | None]:
@@ -211,7 +217,7 @@ def scan_page(
     first invalid frame at ``next_offset`` (None if the walk was clean).
     """
     out = np.empty(max_frames, dtype=np.int64)
-    n, nxt, err = scan(page.mm, start, end, out)
+    n, nxt, err = scan(page.mm, start, end, out, registry.min_lengths())
     offsets = out[:n]
     headers = np.empty(n, dtype=HEADER_DTYPE)
     gather(page.mm, offsets, 0, FRAME_HEADER_SIZE, headers)
@@ -220,13 +226,17 @@ def scan_page(
     bad_at: int | None = nxt + 4 if err == ZERO_TYPE else nxt
     if err in (HEADER_PAST_END, PAYLOAD_PAST_END) and end >= len(page.mm):
         bad_at = None  # cut short by the end of a truncated file: the bytes before it are what was written
-    if err:
+    if err == SHORT_PAYLOAD:
+        length, mt = FRAME_HEADER.struct.unpack_from(page.mm, nxt)[:2]
+        problem = _short(registry, mt, length)
+    elif err:
         length = page.mm[nxt : nxt + 4]
         problem = SCAN_ERRORS[err].format(length=int.from_bytes(length, "little") if len(length) == 4 else "?")
     elif nxt > end:
         problem = "frame runs past the write cursor"
-    if n:
-        for tid, size, name in _min_lengths(registry):
+    if n and (large := registry.large_ids()):
+        for mt in large:
+            tid, size, name = mt.id, mt.layout.size, mt.name
             bad = (headers["msg_type"] == tid) & (headers["length"] < size)
             if bad.any():
                 k = int(np.argmax(bad))
@@ -540,7 +550,7 @@ class Reader:
                         h = unpack(mm, off)
                         length, mt = h[0], h[1]
                         if length > cur - off - 32 or mt == 0 or length < mins.get(mt, 0):
-                            self._note_damage(page, off, _frame_problem(length, mt, cur - off, mins, registry))
+                            self._note_damage(page, off, _frame_problem(length, mt, cur - off, registry))
                             return
                         yield Frame(page, (off, *h))
                         off += 32 + length
@@ -693,14 +703,14 @@ def _cursor(mm) -> int:
     return _U32_FROM(mm, 0)[0]
 
 
-def _frame_problem(length: int, mt: int, room: int, mins: dict, registry: TypeRegistry) -> str:
+def _frame_problem(length: int, mt: int, room: int, registry: TypeRegistry) -> str:
     if room < 32:
         return SCAN_ERRORS[1]
     if length > room - 32:
         return SCAN_ERRORS[2].format(length=length)
     if mt == 0:
         return SCAN_ERRORS[3]
-    return f"{registry.name(mt)} payload of {length} bytes is shorter than its {mins[mt]}-byte layout"
+    return _short(registry, mt, length)
 
 
 def _stopped(stop) -> bool:

@@ -30,6 +30,7 @@ from .format import BUILTIN_LAYOUTS
 from .layout import _SCALARS, Field, Layout, field_from_numpy
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MIN_TABLE = 4096  # type ids below this are length-checked by the scanner itself
 _RESERVED_NAMES = {"type", "msg_type", "length", "gen_time", "trigger_time", "source", "dest", "page", "offset", "payload"}
 
 
@@ -47,9 +48,24 @@ class TypeRegistry:
 
     def __init__(self, builtins: bool = True):
         self._by_id: dict[int, MessageType] = {}
+        self._mins: np.ndarray | None = None
         if builtins:
             for t, layout in BUILTIN_LAYOUTS.items():
                 self._by_id[int(t)] = MessageType(int(t), layout.name, layout)
+
+    def min_lengths(self) -> np.ndarray:
+        """uint32 table of each type's layout size by id (ids below 4096), for the scanner's length check."""
+        if self._mins is None:
+            small = [mt for mt in self._by_id.values() if mt.id < _MIN_TABLE]
+            table = np.zeros(max([mt.id for mt in small], default=0) + 1, dtype="<u4")
+            for mt in small:
+                table[mt.id] = mt.layout.size
+            self._mins = table
+        return self._mins
+
+    def large_ids(self) -> list[MessageType]:
+        """Registered types whose id is past the scanner's table (checked separately)."""
+        return [mt for mt in self._by_id.values() if mt.id >= _MIN_TABLE]
 
     def copy(self) -> TypeRegistry:
         other = TypeRegistry(builtins=False)
@@ -71,6 +87,7 @@ class TypeRegistry:
                 raise SchemaError(f"type {name!r}: field name {fname!r} is reserved for frame header columns")
         mt = MessageType(msg_id, name, layout)
         self._by_id[msg_id] = mt
+        self._mins = None
         return mt
 
     def load_schema(self, path: str | os.PathLike) -> list[MessageType]:

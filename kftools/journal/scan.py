@@ -11,7 +11,7 @@ import struct
 import numpy as np
 
 #: ``scan`` error codes
-OK, HEADER_PAST_END, PAYLOAD_PAST_END, ZERO_TYPE = 0, 1, 2, 3
+OK, HEADER_PAST_END, PAYLOAD_PAST_END, ZERO_TYPE, SHORT_PAYLOAD = 0, 1, 2, 3, 4
 SCAN_ERRORS = {
     HEADER_PAST_END: "frame header runs past the write cursor",
     PAYLOAD_PAST_END: "frame length {length} runs past the write cursor",
@@ -21,12 +21,15 @@ SCAN_ERRORS = {
 _U32x2 = struct.Struct("<II")
 
 
-def py_scan(buf, start: int, end: int, out: np.ndarray) -> tuple[int, int, int]:
+def py_scan(buf, start: int, end: int, out: np.ndarray, min_lengths=b"") -> tuple[int, int, int]:
     """Walk frames from ``start`` to ``end``; fill ``out`` (int64) with their offsets.
 
+    ``min_lengths`` is a uint32 table indexed by type id: a payload shorter
+    than its entry stops the walk (ids past the table are not checked).
     Returns ``(count, next_offset, error)``; ``next_offset`` is where the walk
     stopped (``end`` when every byte was consumed).
     """
+    mins = memoryview(min_lengths).cast("B").cast("I") if len(min_lengths) else ()
     end = min(end, len(buf))
     off, n, cap = start, 0, len(out)
     unpack = _U32x2.unpack_from
@@ -38,6 +41,8 @@ def py_scan(buf, start: int, end: int, out: np.ndarray) -> tuple[int, int, int]:
             return n, off, PAYLOAD_PAST_END
         if msg_type == 0:
             return n, off, ZERO_TYPE
+        if msg_type < len(mins) and length < mins[msg_type]:
+            return n, off, SHORT_PAYLOAD
         out[n] = off
         n += 1
         off += 32 + length
