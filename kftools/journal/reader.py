@@ -538,12 +538,25 @@ class Reader:
         mm, limit = page.mm, page.limit()
         while True:
             cur = u32(mm, 0)[0]
+            if cur <= off:
+                if busy:
+                    # the tightest loop we can write in Python: one load and compare per turn
+                    for _ in spin_range:
+                        cur = u32(mm, 0)[0]
+                        if cur > off:
+                            break
+                else:
+                    idle += 1
+                    if not policy.pause() and idle & 1023:
+                        continue
+                    cur = u32(mm, 0)[0]
             if cur > off:
                 if cur > limit:
                     self._note_damage(page, off, page.header_problem() or "bad cursor")
                     return
-                idle = 0
-                policy.reset()
+                if not busy:
+                    idle = 0
+                    policy.reset()
                 if simple and cur - off <= 4096:
                     # few frames: decode them here, cheaper than a batch scan
                     while off < cur:
@@ -565,19 +578,6 @@ class Reader:
                 if idle_timeout is not None:
                     idle_since = time.monotonic()
                 continue
-            if busy:
-                # the tightest loop we can write in Python: one load and compare per turn
-                for _ in spin_range:
-                    if u32(mm, 0)[0] > off:
-                        break
-                else:
-                    idle += 1
-                if idle == 0 or u32(mm, 0)[0] > off:
-                    continue
-            else:
-                idle += 1
-                if not policy.pause() and idle & 1023:
-                    continue
             # slower checks, at most every few thousand polls or after each sleep
             if _stopped(stop):
                 return
