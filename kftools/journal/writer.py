@@ -128,6 +128,13 @@ class Writer:
         self._cursor = memoryview(page.mm)[CURSOR_OFFSET : CURSOR_OFFSET + 4].cast("I")
         self._cap = page.limit()  # a truncated file holds less than its header claims
         self._pos = page.cursor
+        # On ext4 the first store through the mapping that needs a new disk block
+        # costs about 2 ms (later ones a few µs): pay it here, at open or rollover,
+        # not in the middle of a stream of frames. The byte is rewritten unchanged,
+        # past the cursor, so nothing a reader can see changes.
+        block = (self._pos // 4096 + 1) * 4096
+        if block < self._cap:
+            self._mm[block] = self._mm[block]
         U32.pack_into(self._mm, PID_OFFSET, os.getpid() & 0xFFFFFFFF)
         flags = U32.unpack_from(self._mm, FLAGS_OFFSET)[0]
         U32.pack_into(self._mm, FLAGS_OFFSET, flags & ~int(PageFlag.CLOSED))

@@ -492,13 +492,14 @@ class Replay:
         try:
             if dispatch:
                 dispatch.call("on_start")
-            anchor = t_begin
+            anchor: int | None = None
             loop = 0
             while not self.stopped() and (self.loops == 0 or loop < self.loops):
                 st.loop = loop
                 st.position_ns = 0
                 self._last_rel = 0
-                anchor = clock.now() if loop else t_begin
+                # each loop anchors when its first frame is ready to go (see _play)
+                anchor = None
                 # paced: small batches, so preparing one never holds back frames that are due
                 batches = self.reader.batches(PACED_BATCH if self.speed else MAX_BATCH, until=self.end_position, **filters)
                 anchor = self._play(batches, anchor, live=False)
@@ -538,8 +539,13 @@ class Replay:
                 self.reader.close()
         return st
 
-    def _play(self, batches: Iterator[FrameBatch], anchor: int, live: bool) -> int:
-        """Emit ``batches`` on schedule from ``anchor``; returns the anchor (moved by pauses)."""
+    def _play(self, batches: Iterator[FrameBatch], anchor: int | None, live: bool) -> int | None:
+        """Emit ``batches`` on schedule from ``anchor``; returns the anchor (moved by pauses).
+
+        Without an anchor, the schedule starts when the first frame is ready to go:
+        the one-time costs of the first batch (opening, first page faults) must not
+        make the first frames late and the rest rush to catch up.
+        """
         clock = self.clock
         now_f, wall_f, wait_until = clock.now, clock.wall, clock.wait_until
         w = self._writer
@@ -584,6 +590,8 @@ class Replay:
             self._last_rel = int(rel[-1])
             rel_l = rel.tolist()
             starts_l = starts.tolist()
+            if anchor is None:
+                anchor = now_f() - rel_l[0]
             floor = seen if live else None
             ends: list[int] = []
             emits: list[int] = []  # emission time minus anchor, per chunk
