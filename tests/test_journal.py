@@ -331,3 +331,18 @@ def test_writer_resumes_a_truncated_last_page_by_rolling_over(tmp_path):
             w.write_ticker("A", float(i))
     with Reader(p) as r:
         assert [f.last_price for f in r] == list(range(200)) and r.damage is None
+
+
+@pytest.mark.parametrize("filtered", [False, True])
+def test_raw_frames_are_the_frames_bytes(tmp_path, filtered):
+    p = str(tmp_path / "j.dat")
+    with Writer(p, page_size=1 << 16) as w:
+        for i in range(50):
+            w.write_ticker("A" if i % 3 else "B", float(i), padding=i % 5)
+    with Reader(p) as r:
+        (batch,) = list(r.batches(symbols=["A"] if filtered else None))
+        data, starts = batch.raw_frames()
+        frames = batch.frames()
+        assert [bytes(data[a:b]) for a, b in zip(starts[:-1], starts[1:])] == [f.raw for f in frames]
+        data[:4] = 0  # a copy: the journal is untouched
+        assert next(iter(r)).length == 48

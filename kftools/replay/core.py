@@ -568,7 +568,7 @@ class Replay:
             gens = batch.headers["gen_time"]
             if self._t0 is None:
                 self._t0 = int(gens[0])
-            data, starts = _frames_bytes(batch)
+            data, starts = batch.raw_frames()
             set_column(data, starts[:-1], TRIGGER_OFF, gens)  # the original event time
             if speed is None:
                 while ctl.paused and not (stopped and stopped()):
@@ -694,21 +694,6 @@ def set_column(data: np.ndarray, starts: np.ndarray, rel: int, values: np.ndarra
             view[(pos - r) >> 3] = values
         else:
             view[(pos[sel] - r) >> 3] = values[sel] if values.ndim else values
-
-
-def _frames_bytes(batch: FrameBatch) -> tuple[np.ndarray, np.ndarray]:
-    """A writable copy of the batch's whole frames and their starts (plus the end)."""
-    offs = batch.offsets
-    ends = offs + batch.headers["length"].astype(np.int64) + FRAME_HEADER.size
-    if len(offs) > 1 and not (offs[1:] == ends[:-1]).all():
-        return batch.raw_frames()  # filtered: gather the selected frames
-    base, stop = int(offs[0]), int(ends[-1])
-    # unfiltered frames lie back to back in the page: one copy beats a per-frame gather
-    data = np.frombuffer(bytearray(batch.page.mm[base:stop]), dtype=np.uint8)
-    starts = np.empty(len(offs) + 1, np.int64)
-    starts[:-1] = offs - base
-    starts[-1] = stop - base
-    return data, starts
 
 
 def default_output(path: str) -> str:
