@@ -343,6 +343,6 @@ def test_raw_frames_are_the_frames_bytes(tmp_path, filtered):
         (batch,) = list(r.batches(symbols=["A"] if filtered else None))
         data, starts = batch.raw_frames()
         frames = batch.frames()
-        assert [bytes(data[a:b]) for a, b in zip(starts[:-1], starts[1:])] == [f.raw for f in frames]
+        assert [bytes(data[a:b]) for a, b in zip(starts[:-1], starts[1:], strict=True)] == [f.raw for f in frames]
         data[:4] = 0  # a copy: the journal is untouched
         assert next(iter(r)).length == 48
