@@ -208,10 +208,6 @@ def _rows(offsets: np.ndarray, headers: np.ndarray) -> list[tuple]:
     return list(zip(offsets.tolist(), *(headers[n].tolist() for n in FRAME_HEADER.names), strict=False))
 
 
-def _min_lengths(registry: TypeRegistry) -> list[tuple[int, int, str]]:
-    return [(mt.id, mt.layout.size, mt.name) for mt in registry.types()]
-
-
 def _short(registry: TypeRegistry, msg_type: int, length: int) -> str:
     mt = registry.get(msg_type)
     size = mt.layout.size if mt else 0
@@ -538,7 +534,7 @@ class Reader:
         registry = self.registry
         unpack = _HEADER.unpack_from
         u32 = _U32_FROM
-        mins = {tid: size for tid, size, _ in _min_lengths(registry)}
+        mins = {mt.id: mt.layout.size for mt in registry.types()}
         simple = filt.trivial
         busy = policy.mode == "busy"
         spin_range = range(4096)
