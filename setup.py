@@ -18,6 +18,9 @@ class OptionalBuildExt(build_ext):
 
 
 setup(
-    ext_modules=[Extension("kftools.journal._scan", ["kftools/journal/_scan.c"], extra_compile_args=["-O2"])],
+    ext_modules=[
+        Extension("kftools.journal._scan", ["kftools/journal/_scan.c"], extra_compile_args=["-O2"]),
+        Extension("kftools.journal._frames", ["kftools/journal/_frames.c"], extra_compile_args=["-O2"]),
+    ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

@@ -12,14 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import KftoolsError
-from .format import FRAME_HEADER, FRAME_HEADER_SIZE, PAGE_HEADER_SIZE, PageFlag, page_path
+from . import frames as _frames
+from .format import CURSOR_OFFSET, FRAME_HEADER, FRAME_HEADER_SIZE, PAGE_HEADER_SIZE, PageFlag, page_path
+from .frames import STATUS_BACKLOG, STATUS_BAD_CURSOR, STATUS_BAD_FRAME, Frame, frames_at
 from .lock import is_locked
 from .page import U32, NotYetWritten, Page, journal_pages, open_page
 from .registry import DEFAULT_REGISTRY, TypeRegistry
 from .scan import HEADER_PAST_END, PAYLOAD_PAST_END, SCAN_ERRORS, SHORT_PAYLOAD, ZERO_TYPE, gather, gather_var, scan
 
 HEADER_DTYPE = FRAME_HEADER.dtype
-_HEADER = FRAME_HEADER.struct
 _MAX_OPEN_PAGES = 32
 _U32_FROM = U32.unpack_from
 DEFAULT_BATCH = 65536
@@ -38,82 +39,6 @@ class Damage:
 
     def __str__(self) -> str:
         return f"{self.path}: page {self.page} offset {self.offset}: {self.reason}"
-
-
-class Frame:
-    """One committed frame. Header fields are attributes; payload fields decode on first access.
-
-    A frame refers into the reader's mapping: copy what you keep with ``to_dict()``.
-    """
-
-    __slots__ = ("page", "_h", "_f")
-
-    def __init__(self, page: Page, h: tuple):
-        self.page = page
-        self._h = h  # (offset, length, msg_type, gen_time, trigger_time, source, dest)
-        self._f: dict | None = None
-
-    offset = property(lambda self: self._h[0], doc="offset of the frame inside its page")
-    length = property(lambda self: self._h[1], doc="payload length in bytes")
-    msg_type = property(lambda self: self._h[2])
-    gen_time = property(lambda self: self._h[3])
-    trigger_time = property(lambda self: self._h[4])
-    source = property(lambda self: self._h[5])
-    dest = property(lambda self: self._h[6])
-
-    @property
-    def page_index(self) -> int:
-        return self.page.index
-
-    @property
-    def type_name(self) -> str:
-        return self.page.registry.name(self._h[2])
-
-    @property
-    def payload(self) -> bytes:
-        start = self._h[0] + FRAME_HEADER_SIZE
-        return self.page.mm[start : start + self._h[1]]
-
-    @property
-    def raw(self) -> bytes:
-        """Header and payload bytes exactly as stored."""
-        return self.page.mm[self._h[0] : self._h[0] + FRAME_HEADER_SIZE + self._h[1]]
-
-    @property
-    def fields(self) -> dict:
-        """Payload fields by name (text without NUL padding); empty for unknown types."""
-        if self._f is None:
-            mt = self.page.registry.get(self._h[2])
-            self._f = mt.layout.unpack(self.page.mm, self._h[0] + FRAME_HEADER_SIZE) if mt else {}
-        return self._f
-
-    def __getattr__(self, name: str):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self.fields[name]
-        except KeyError:
-            raise AttributeError(f"{self.type_name} frame has no field {name!r}") from None
-
-    def to_dict(self) -> dict:
-        """Header and payload fields; unknown payloads as ``payload`` (hex)."""
-        d = {
-            "type": self.type_name,
-            "msg_type": self._h[2],
-            "gen_time": self._h[3],
-            "trigger_time": self._h[4],
-            "source": self._h[5],
-            "dest": self._h[6],
-        }
-        f = self.fields
-        if f or self.page.registry.get(self._h[2]):
-            d.update(f)
-        else:
-            d["payload"] = self.payload.hex()
-        return d
-
-    def __repr__(self) -> str:
-        return f"<Frame {self.type_name} page={self.page.index} offset={self._h[0]} gen_time={self._h[3]}>"
 
 
 class FrameBatch:
@@ -199,13 +124,7 @@ class FrameBatch:
         return out
 
     def frames(self) -> list[Frame]:
-        page = self.page
-        rows = _rows(self.offsets, self.headers)
-        return [Frame(page, r) for r in rows]
-
-
-def _rows(offsets: np.ndarray, headers: np.ndarray) -> list[tuple]:
-    return list(zip(offsets.tolist(), *(headers[n].tolist() for n in FRAME_HEADER.names), strict=False))
+        return frames_at(self.page, self.offsets)
 
 
 def _short(registry: TypeRegistry, msg_type: int, length: int) -> str:
@@ -472,10 +391,15 @@ class Reader:
 
     def frames(self, **filters) -> Iterator[Frame]:
         """Every committed frame, filtered as in :meth:`batches`."""
-        for batch in self.batches(**filters):
-            page = batch.page
-            for r in _rows(batch.offsets, batch.headers):
-                yield Frame(page, r)
+        batches = self.batches(**filters)
+
+        def refill(stream) -> bool:
+            for b in batches:
+                stream.feed(b.page, b.page.mm, b.offsets)
+                return True
+            return False
+
+        return _frames.stream(refill)
 
     def read_batch(self, **filters) -> np.ndarray:
         """All committed frame headers as one structured array (with ``page`` and ``offset`` columns)."""
@@ -527,76 +451,8 @@ class Reader:
         return self._follow(self._start_position(start), filt, policy, stop, idle_timeout)
 
     def _follow(self, position, filt, policy, stop, idle_timeout) -> Iterator[Frame]:
-        index, off = position
-        page = self._wait_page(index, policy, stop)
-        if page is None:
-            return
-        registry = self.registry
-        unpack = _HEADER.unpack_from
-        u32 = _U32_FROM
-        mins = {mt.id: mt.layout.size for mt in registry.types()}
-        simple = filt.trivial
-        busy = policy.mode == "busy"
-        spin_range = range(4096)
-        idle_since = time.monotonic()
-        idle = 0
-        self.damage = None
-        mm, limit = page.mm, page.limit()
-        while True:
-            cur = u32(mm, 0)[0]
-            if cur <= off:
-                if busy:
-                    # the tightest loop we can write in Python: one load and compare per turn
-                    for _ in spin_range:
-                        cur = u32(mm, 0)[0]
-                        if cur > off:
-                            break
-                else:
-                    idle += 1
-                    if not policy.pause() and idle & 1023:
-                        continue
-                    cur = u32(mm, 0)[0]
-            if cur > off:
-                if cur > limit:
-                    self._note_damage(page, off, page.header_problem() or "bad cursor")
-                    return
-                if not busy:
-                    idle = 0
-                    policy.reset()
-                if simple and cur - off <= 4096:
-                    # few frames: decode them here, cheaper than a batch scan
-                    while off < cur:
-                        h = unpack(mm, off)
-                        length, mt = h[0], h[1]
-                        if length > cur - off - 32 or mt == 0 or length < mins.get(mt, 0):
-                            self._note_damage(page, off, _frame_problem(length, mt, cur - off, registry))
-                            return
-                        yield Frame(page, (off, *h))
-                        off += 32 + length
-                else:
-                    while off < cur:
-                        offsets, headers, off, problem = scan_page(page, off, cur, registry, DEFAULT_BATCH)
-                        batch = filt(FrameBatch(page, offsets, headers))
-                        yield from batch.frames()
-                        if problem:
-                            self._note_damage(page, off, problem)
-                            return
-                if idle_timeout is not None:
-                    idle_since = time.monotonic()
-                continue
-            # slower checks, at most every few thousand polls or after each sleep
-            if _stopped(stop):
-                return
-            if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
-                return
-            if page.sealed or os.path.exists(page_path(self.path, index + 1)):
-                if u32(mm, 0)[0] > off:
-                    continue  # the last frames of this page arrived meanwhile
-                nxt = self._wait_page(index + 1, policy, stop, prev=page)
-                if nxt is None:
-                    return
-                index, off, page = index + 1, PAGE_HEADER_SIZE, nxt
-                mm, limit = page.mm, page.limit()
+        # the frame stream spins on the cursor and decodes in C; _LiveRefill does everything slower
+        return _frames.stream(_LiveRefill(self, position, filt, policy, stop, idle_timeout))
 
     def follow_batches(
         self,
@@ -707,6 +563,98 @@ INDEX_DTYPE = np.dtype([("page", "<u4"), ("offset", "<i8"), *[(n, HEADER_DTYPE[n
 
 def _cursor(mm) -> int:
     return _U32_FROM(mm, 0)[0]
+
+
+#: cursor loads a busy follower makes in C between two checks of stop, idle_timeout and rollover
+BUSY_SPINS = 1 << 17
+#: a cursor that moved further than this is read by the batch scanner (the block rule), not frame by frame
+LIVE_MAX = 4096
+
+
+class _LiveRefill:
+    """What a following frame stream calls when it runs dry: start, batch scans, damage, waits, rollover."""
+
+    def __init__(self, reader: Reader, position: Position, filt: _Filter, policy: WaitPolicy, stop, idle_timeout):
+        self.reader = reader
+        self.index, self.start = position
+        self.filt = filt
+        self.policy = policy
+        self.stop = stop
+        self.idle_timeout = idle_timeout
+        self.busy = policy.mode == "busy"
+        self.page: Page | None = None
+        self.pending: tuple[Page, int, str] | None = None  # damage to note once the frames before it are out
+        self.last_off = 0
+        self.idle = 0
+        self.idle_since = 0.0
+
+    def attach(self, stream, page: Page, off: int) -> None:
+        reg = self.reader.registry
+        large = {mt.id: mt.layout.size for mt in reg.large_ids()}
+        stream.attach(page, page.mm, off, page.limit(), reg.min_lengths(), large,
+                      BUSY_SPINS if self.busy else 1, LIVE_MAX if self.filt.trivial else 0, CURSOR_OFFSET)
+        self.page = page
+        self.last_off = off
+
+    def __call__(self, stream) -> bool:
+        reader, page = self.reader, self.page
+        if self.pending:
+            reader._note_damage(*self.pending)
+            return False
+        if page is None:  # the first call: open (or wait for) the start page
+            reader.damage = None
+            page = reader._wait_page(self.index, self.policy, self.stop)
+            if page is None:
+                return False
+            self.attach(stream, page, self.start)
+            self.idle_since = time.monotonic()
+            return True
+        status, off = stream.status, stream.offset
+        if off != self.last_off:  # frames arrived since the last call
+            self.last_off = off
+            self.idle = 0
+            self.policy.reset()
+            if self.idle_timeout is not None:
+                self.idle_since = time.monotonic()
+        if status == STATUS_BACKLOG:
+            offsets, headers, nxt, problem = scan_page(page, off, stream.cursor, reader.registry, DEFAULT_BATCH)
+            batch = self.filt(FrameBatch(page, offsets, headers))
+            stream.feed(page, page.mm, batch.offsets)
+            stream.offset = self.last_off = nxt
+            if problem:
+                self.pending = (page, nxt, problem)
+                stream.detach()
+            self.idle = 0
+            self.policy.reset()
+            if self.idle_timeout is not None:
+                self.idle_since = time.monotonic()
+            return True
+        if status == STATUS_BAD_CURSOR:
+            reader._note_damage(page, off, page.header_problem() or "bad cursor")
+            return False
+        if status == STATUS_BAD_FRAME:
+            room = stream.cursor - off
+            length, mt = FRAME_HEADER.struct.unpack_from(page.mm, off)[:2] if room >= FRAME_HEADER_SIZE else (0, 0)
+            reader._note_damage(page, off, _frame_problem(length, mt, room, reader.registry))
+            return False
+        # idle: the slower checks, every BUSY_SPINS polls when busy, else after a sleep or every 1024 polls
+        if not self.busy:
+            self.idle += 1
+            if not self.policy.pause() and self.idle & 1023:
+                return True
+        if _stopped(self.stop):
+            return False
+        if self.idle_timeout is not None and time.monotonic() - self.idle_since > self.idle_timeout:
+            return False
+        if page.sealed or os.path.exists(page_path(reader.path, self.index + 1)):
+            if page.cursor > off:
+                return True  # the last frames of this page arrived meanwhile
+            next_page = reader._wait_page(self.index + 1, self.policy, self.stop, prev=page)
+            if next_page is None:
+                return False
+            self.index += 1
+            self.attach(stream, next_page, PAGE_HEADER_SIZE)
+        return True
 
 
 def _frame_problem(length: int, mt: int, room: int, registry: TypeRegistry) -> str:

@@ -1,0 +1,496 @@
+/* The per-frame hot path of the reader: frame objects and the stream that hands them out.
+ *
+ * FrameBase holds a frame's header fields as C values (decoded once, when the
+ * frame is made) and a reference to its page; payload fields decode on access
+ * in Python (kftools.journal.frames.Frame subclasses FrameBase).
+ *
+ * FrameStream is an iterator of frames. It yields, in order:
+ *   1. frames at offsets queued with feed() (validated already by the scanner), then
+ *   2. with a live page attached, frames committed behind the page's write cursor:
+ *      it spins on the cursor in C, validates each frame as it decodes it, and
+ *      hands a large backlog to Python so the batch scanner applies the full rules.
+ * When it has nothing to yield (queue empty and, live, no frame after `spins`
+ * cursor loads, or a bad frame or cursor), it calls refill(stream) and sets
+ * `status` to say why; refill returns true to go on (having fed, attached or
+ * slept), false to end the iteration.
+ *
+ * frames.py holds the pure-Python twin (PyFrameStream); the tests run both. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+
+/* status codes, mirrored in frames.py */
+enum {
+    ST_OK = 0,           /* iterating */
+    ST_EMPTY = 1,        /* queue drained and no live page */
+    ST_IDLE = 2,         /* live: no new frame after `spins` cursor loads */
+    ST_BACKLOG = 3,      /* live: the cursor moved more than live_max bytes past offset */
+    ST_BAD_CURSOR = 4,   /* live: the cursor is past the page's limit */
+    ST_BAD_FRAME = 5,    /* live: the frame at offset is invalid */
+};
+
+/* ---------------------------------------------------------------- FrameBase */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *page;
+    PyObject *fields; /* decoded payload fields, NULL until frames.py fills it */
+    long long offset;
+    long long gen_time;
+    long long trigger_time;
+    unsigned int length;
+    unsigned int msg_type;
+    unsigned int source;
+    unsigned int dest;
+} FrameObject;
+
+static PyTypeObject FrameBaseType;
+
+static int frame_init(PyObject *op, PyObject *args, PyObject *kw) {
+    /* Frame(page, (offset, length, msg_type, gen_time, trigger_time, source, dest)) */
+    FrameObject *self = (FrameObject *)op;
+    PyObject *page;
+    long long offset, gen_time, trigger_time;
+    unsigned int length, msg_type, source, dest;
+    static char *names[] = {"page", "header", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O(LIILLII):Frame", names, &page, &offset, &length, &msg_type,
+                                     &gen_time, &trigger_time, &source, &dest))
+        return -1;
+    Py_INCREF(page);
+    Py_XSETREF(self->page, page);
+    Py_CLEAR(self->fields);
+    self->offset = offset;
+    self->length = length;
+    self->msg_type = msg_type;
+    self->gen_time = gen_time;
+    self->trigger_time = trigger_time;
+    self->source = source;
+    self->dest = dest;
+    return 0;
+}
+
+static void frame_dealloc(PyObject *op) {
+    FrameObject *self = (FrameObject *)op;
+    Py_XDECREF(self->page);
+    Py_XDECREF(self->fields);
+    Py_TYPE(op)->tp_free(op); /* subtype_dealloc drops the reference to a heap subclass */
+}
+
+static PyObject *frame_getattro(PyObject *self, PyObject *name) {
+    /* header fields and methods first; then payload fields by name (frames.py's _field) */
+    PyObject *v = PyObject_GenericGetAttr(self, name);
+    if (v != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError)) return v;
+    if (!PyUnicode_Check(name) || PyUnicode_READ_CHAR(name, 0) == '_') return NULL;
+    PyErr_Clear();
+    return PyObject_CallMethod(self, "_field", "O", name);
+}
+
+static PyMemberDef frame_members[] = {
+    {"page", T_OBJECT, offsetof(FrameObject, page), 0, "the page the frame is in"},
+    {"offset", T_LONGLONG, offsetof(FrameObject, offset), READONLY, "offset of the frame inside its page"},
+    {"length", T_UINT, offsetof(FrameObject, length), READONLY, "payload length in bytes"},
+    {"msg_type", T_UINT, offsetof(FrameObject, msg_type), READONLY, NULL},
+    {"gen_time", T_LONGLONG, offsetof(FrameObject, gen_time), READONLY, NULL},
+    {"trigger_time", T_LONGLONG, offsetof(FrameObject, trigger_time), READONLY, NULL},
+    {"source", T_UINT, offsetof(FrameObject, source), READONLY, NULL},
+    {"dest", T_UINT, offsetof(FrameObject, dest), READONLY, NULL},
+    {"_f", T_OBJECT, offsetof(FrameObject, fields), 0, "payload fields once decoded"},
+    {NULL},
+};
+
+static PyTypeObject FrameBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "kftools.journal._frames.FrameBase",
+    .tp_basicsize = sizeof(FrameObject),
+    .tp_dealloc = frame_dealloc,
+    .tp_getattro = frame_getattro,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Header fields of one frame, as C values.",
+    .tp_members = frame_members,
+    .tp_init = frame_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* -------------------------------------------------------------- FrameStream */
+
+/* where each header field sits (from FRAME_HEADER in format.py, passed in) */
+typedef struct {
+    Py_ssize_t size, length, msg_type, gen_time, trigger_time, source, dest;
+} HeaderSpec;
+
+typedef struct {
+    PyObject_HEAD
+    PyTypeObject *frame_type;
+    PyObject *refill;
+    HeaderSpec h;
+    /* queued offsets */
+    PyObject *q_page;
+    Py_buffer q_buf, q_offs;
+    Py_ssize_t q_i, q_n;
+    /* live page */
+    PyObject *page;
+    Py_buffer buf;
+    Py_buffer mins; /* uint32 minimum payload length by type id */
+    PyObject *large; /* dict {type id: minimum length} for ids past mins, or NULL */
+    Py_ssize_t cursor_offset, off, cur, seen, limit, live_max;
+    long spins;
+    int status, done;
+} StreamObject;
+
+static inline uint32_t ld_u32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline int64_t ld_i64(const unsigned char *p) { int64_t v; memcpy(&v, p, 8); return v; }
+
+static PyObject *make_frame(StreamObject *s, PyObject *page, const unsigned char *b, Py_ssize_t off) {
+    PyTypeObject *tp = s->frame_type;
+    FrameObject *f;
+    if (!(tp->tp_flags & Py_TPFLAGS_HAVE_GC) && tp->tp_itemsize == 0) {
+        /* frames.Frame adds no slots and no GC: skip the generic allocator's zeroing and checks */
+        f = (FrameObject *)PyObject_Malloc((size_t)tp->tp_basicsize);
+        if (f == NULL) return PyErr_NoMemory();
+        PyObject_Init((PyObject *)f, tp);
+    } else {
+        f = (FrameObject *)tp->tp_alloc(tp, 0);
+        if (f == NULL) return NULL;
+    }
+    const unsigned char *p = b + off;
+    Py_INCREF(page);
+    f->page = page;
+    f->fields = NULL;
+    f->offset = off;
+    f->length = ld_u32(p + s->h.length);
+    f->msg_type = ld_u32(p + s->h.msg_type);
+    f->gen_time = ld_i64(p + s->h.gen_time);
+    f->trigger_time = ld_i64(p + s->h.trigger_time);
+    f->source = ld_u32(p + s->h.source);
+    f->dest = ld_u32(p + s->h.dest);
+    return (PyObject *)f;
+}
+
+static void release_queue(StreamObject *s) {
+    if (s->q_page) {
+        PyBuffer_Release(&s->q_buf);
+        PyBuffer_Release(&s->q_offs);
+        Py_CLEAR(s->q_page);
+    }
+    s->q_i = s->q_n = 0;
+}
+
+static void release_live(StreamObject *s) {
+    if (s->page) {
+        PyBuffer_Release(&s->buf);
+        if (s->mins.obj) PyBuffer_Release(&s->mins);
+        Py_CLEAR(s->large);
+        Py_CLEAR(s->page);
+    }
+}
+
+static int stream_traverse(PyObject *op, visitproc visit, void *arg) {
+    StreamObject *s = (StreamObject *)op;
+    Py_VISIT(s->refill);
+    Py_VISIT(s->frame_type);
+    return 0;
+}
+
+static int stream_clear(PyObject *op) {
+    StreamObject *s = (StreamObject *)op;
+    release_queue(s);
+    release_live(s);
+    Py_CLEAR(s->refill);
+    Py_CLEAR(s->frame_type);
+    return 0;
+}
+
+static void stream_dealloc(PyObject *op) {
+    PyObject_GC_UnTrack(op);
+    stream_clear(op);
+    Py_TYPE(op)->tp_free(op);
+}
+
+static int stream_init(PyObject *op, PyObject *args, PyObject *kw) {
+    /* FrameStream(frame_type, refill, header_spec): header_spec is
+     * (size, length, msg_type, gen_time, trigger_time, source, dest) offsets */
+    StreamObject *s = (StreamObject *)op;
+    PyObject *ft, *refill;
+    HeaderSpec h;
+    static char *names[] = {"frame_type", "refill", "header_spec", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO(nnnnnnn):FrameStream", names, &ft, &refill, &h.size, &h.length,
+                                     &h.msg_type, &h.gen_time, &h.trigger_time, &h.source, &h.dest))
+        return -1;
+    if (!PyType_Check(ft) || !PyType_IsSubtype((PyTypeObject *)ft, &FrameBaseType)) {
+        PyErr_SetString(PyExc_TypeError, "frame_type must subclass FrameBase");
+        return -1;
+    }
+    Py_ssize_t widths[6][2] = {{h.length, 4}, {h.msg_type, 4}, {h.gen_time, 8},
+                               {h.trigger_time, 8}, {h.source, 4}, {h.dest, 4}};
+    for (int i = 0; i < 6; i++) {
+        if (widths[i][0] < 0 || widths[i][0] + widths[i][1] > h.size) {
+            PyErr_SetString(PyExc_ValueError, "header_spec: a field lies outside the header");
+            return -1;
+        }
+    }
+    stream_clear(op);
+    Py_INCREF(ft);
+    s->frame_type = (PyTypeObject *)ft;
+    Py_INCREF(refill);
+    s->refill = refill;
+    s->h = h;
+    s->status = ST_OK;
+    s->done = 0;
+    return 0;
+}
+
+static PyObject *stream_feed(PyObject *op, PyObject *args) {
+    /* feed(page, buf, offsets): queue frames at these int64 offsets (validated by the caller) */
+    StreamObject *s = (StreamObject *)op;
+    PyObject *page, *bufobj, *offsobj;
+    if (!PyArg_ParseTuple(args, "OOO:feed", &page, &bufobj, &offsobj)) return NULL;
+    Py_buffer b, o;
+    if (PyObject_GetBuffer(bufobj, &b, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(offsobj, &o, PyBUF_C_CONTIGUOUS) < 0) {
+        PyBuffer_Release(&b);
+        return NULL;
+    }
+    Py_ssize_t n = o.len / 8;
+    const int64_t *offs = (const int64_t *)o.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (offs[i] < 0 || offs[i] + s->h.size > b.len) {
+            PyBuffer_Release(&b);
+            PyBuffer_Release(&o);
+            PyErr_Format(PyExc_ValueError, "feed: offset %lld is outside the page", (long long)offs[i]);
+            return NULL;
+        }
+    }
+    release_queue(s);
+    Py_INCREF(page);
+    s->q_page = page;
+    s->q_buf = b;
+    s->q_offs = o;
+    s->q_i = 0;
+    s->q_n = n;
+    Py_RETURN_NONE;
+}
+
+static PyObject *stream_attach(PyObject *op, PyObject *args, PyObject *kw) {
+    /* attach(page, buf, offset, limit, min_lengths, large, spins, live_max, cursor_offset) */
+    StreamObject *s = (StreamObject *)op;
+    PyObject *page, *bufobj, *minsobj, *large;
+    Py_ssize_t off, limit, live_max, cursor_offset;
+    long spins;
+    static char *names[] = {"page", "buf", "offset", "limit", "min_lengths", "large", "spins", "live_max",
+                            "cursor_offset", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOnnOOlnn:attach", names, &page, &bufobj, &off, &limit, &minsobj,
+                                     &large, &spins, &live_max, &cursor_offset))
+        return NULL;
+    Py_buffer b, m = {0};
+    if (PyObject_GetBuffer(bufobj, &b, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(minsobj, &m, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&b);
+        return NULL;
+    }
+    if (cursor_offset < 0 || cursor_offset + 4 > b.len || cursor_offset % 4 || off < 0) {
+        PyBuffer_Release(&b);
+        PyBuffer_Release(&m);
+        PyErr_SetString(PyExc_ValueError, "attach: bad cursor offset or start offset");
+        return NULL;
+    }
+    release_live(s);
+    Py_INCREF(page);
+    s->page = page;
+    s->buf = b;
+    s->mins = m;
+    if (large != Py_None && PyDict_Check(large) && PyDict_GET_SIZE(large)) {
+        Py_INCREF(large);
+        s->large = large;
+    }
+    s->off = off;
+    s->cur = s->seen = off;
+    s->limit = limit < b.len ? limit : b.len; /* never read past the mapping, whatever limit says */
+    s->spins = spins < 1 ? 1 : spins;
+    s->live_max = live_max;
+    s->cursor_offset = cursor_offset;
+    s->status = ST_OK;
+    Py_RETURN_NONE;
+}
+
+static PyObject *stream_detach(PyObject *op, PyObject *unused) {
+    release_live((StreamObject *)op);
+    Py_RETURN_NONE;
+}
+
+static PyObject *stream_close(PyObject *op, PyObject *unused) {
+    StreamObject *s = (StreamObject *)op;
+    s->done = 1;
+    release_queue(s);
+    release_live(s);
+    Py_RETURN_NONE;
+}
+
+static inline uint32_t load_cursor(const StreamObject *s) {
+    /* acquire: frame bytes are read only after the cursor that covers them (FORMAT.md) */
+    return __atomic_load_n((const uint32_t *)((const char *)s->buf.buf + s->cursor_offset), __ATOMIC_ACQUIRE);
+}
+
+/* 0: a valid frame at off; else a status */
+static int check_frame(StreamObject *s, const unsigned char *b) {
+    Py_ssize_t room = s->cur - s->off;
+    if (room < s->h.size) return ST_BAD_FRAME;
+    const unsigned char *p = b + s->off;
+    uint32_t len = ld_u32(p + s->h.length), type = ld_u32(p + s->h.msg_type);
+    if ((Py_ssize_t)len > room - s->h.size || type == 0) return ST_BAD_FRAME;
+    Py_ssize_t nmin = s->mins.len / 4;
+    if ((Py_ssize_t)type < nmin) {
+        if (len < ((const uint32_t *)s->mins.buf)[type]) return ST_BAD_FRAME;
+    } else if (s->large) {
+        PyObject *key = PyLong_FromUnsignedLong(type);
+        if (key == NULL) return -1;
+        PyObject *v = PyDict_GetItemWithError(s->large, key);
+        Py_DECREF(key);
+        if (v == NULL && PyErr_Occurred()) return -1;
+        if (v != NULL) {
+            unsigned long need = PyLong_AsUnsignedLong(v);
+            if (need == (unsigned long)-1 && PyErr_Occurred()) return -1;
+            if (len < need) return ST_BAD_FRAME;
+        }
+    }
+    return 0;
+}
+
+static PyObject *stream_next(PyObject *op) {
+    StreamObject *s = (StreamObject *)op;
+    for (;;) {
+        if (s->done) return NULL;
+        if (s->q_i < s->q_n) {
+            const int64_t *offs = (const int64_t *)s->q_offs.buf;
+            return make_frame(s, s->q_page, (const unsigned char *)s->q_buf.buf, (Py_ssize_t)offs[s->q_i++]);
+        }
+        if (s->q_page) release_queue(s);
+        if (s->page) {
+            const unsigned char *b = (const unsigned char *)s->buf.buf;
+            if (s->off < s->cur) {
+                int bad = check_frame(s, b);
+                if (bad < 0) return NULL;
+                if (bad == 0) {
+                    PyObject *f = make_frame(s, s->page, b, s->off);
+                    if (f != NULL) s->off += s->h.size + (Py_ssize_t)((FrameObject *)f)->length;
+                    return f;
+                }
+                s->status = bad;
+            } else {
+                Py_ssize_t c = load_cursor(s);
+                for (long n = s->spins; c <= s->off && --n > 0;) c = load_cursor(s);
+                s->seen = c;
+                if (c <= s->off) {
+                    s->status = ST_IDLE;
+                } else if (c > s->limit) {
+                    s->status = ST_BAD_CURSOR;
+                } else if (c - s->off > s->live_max) {
+                    s->status = ST_BACKLOG;
+                } else {
+                    s->cur = c;
+                    continue;
+                }
+            }
+        } else {
+            s->status = ST_EMPTY;
+        }
+        PyObject *r = PyObject_CallOneArg(s->refill, op);
+        if (r == NULL) return NULL;
+        int go = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        if (go < 0) return NULL;
+        s->status = ST_OK;
+        if (!go) {
+            s->done = 1;
+            release_queue(s);
+            release_live(s);
+            return NULL;
+        }
+    }
+}
+
+static PyObject *stream_get_offset(PyObject *op, void *c) { return PyLong_FromSsize_t(((StreamObject *)op)->off); }
+
+static int stream_set_offset(PyObject *op, PyObject *v, void *c) {
+    StreamObject *s = (StreamObject *)op;
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete offset");
+        return -1;
+    }
+    Py_ssize_t off = PyLong_AsSsize_t(v);
+    if (off == -1 && PyErr_Occurred()) return -1;
+    if (off < 0) {
+        PyErr_SetString(PyExc_ValueError, "offset must be >= 0");
+        return -1;
+    }
+    s->off = off;
+    s->cur = off; /* what was validated up to the old offset says nothing about the new one */
+    return 0;
+}
+
+static PyObject *stream_get_page(PyObject *op, void *c) {
+    StreamObject *s = (StreamObject *)op;
+    PyObject *p = s->page ? s->page : Py_None;
+    Py_INCREF(p);
+    return p;
+}
+
+static PyGetSetDef stream_getset[] = {
+    {"offset", stream_get_offset, stream_set_offset, "live: offset of the next frame in the attached page", NULL},
+    {"page", stream_get_page, NULL, "the attached live page, or None", NULL},
+    {NULL},
+};
+
+static PyMemberDef stream_members[] = {
+    {"status", T_INT, offsetof(StreamObject, status), READONLY, "why refill was called (STATUS_* in frames.py)"},
+    {"cursor", T_PYSSIZET, offsetof(StreamObject, seen), READONLY, "the write cursor last loaded"},
+    {NULL},
+};
+
+static PyObject *stream_iter(PyObject *op) {
+    Py_INCREF(op);
+    return op;
+}
+
+static PyMethodDef stream_methods[] = {
+    {"feed", stream_feed, METH_VARARGS, "feed(page, buf, offsets): queue frames at these offsets."},
+    {"attach", (PyCFunction)(void (*)(void))stream_attach, METH_VARARGS | METH_KEYWORDS,
+     "attach(page, buf, offset, limit, min_lengths, large, spins, live_max, cursor_offset): follow a live page."},
+    {"detach", stream_detach, METH_NOARGS, "Stop following the live page."},
+    {"close", stream_close, METH_NOARGS, "End the iteration and release every buffer."},
+    {NULL},
+};
+
+static PyTypeObject StreamType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "kftools.journal._frames.FrameStream",
+    .tp_basicsize = sizeof(StreamObject),
+    .tp_dealloc = stream_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Iterator of frames: queued offsets, then a live page (see the module comment).",
+    .tp_traverse = stream_traverse,
+    .tp_clear = stream_clear,
+    .tp_iter = stream_iter,
+    .tp_iternext = stream_next,
+    .tp_methods = stream_methods,
+    .tp_members = stream_members,
+    .tp_getset = stream_getset,
+    .tp_init = stream_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_frames", "Frames and the per-frame reading loop in C.",
+                                    -1, NULL};
+
+PyMODINIT_FUNC PyInit__frames(void) {
+    if (PyType_Ready(&FrameBaseType) < 0 || PyType_Ready(&StreamType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddObjectRef(m, "FrameBase", (PyObject *)&FrameBaseType) < 0 ||
+        PyModule_AddObjectRef(m, "FrameStream", (PyObject *)&StreamType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
