@@ -16,7 +16,24 @@ import numpy as np
 from . import percentiles, scratch_dir
 
 WARMUP = 2000
-GAP_NS = 20_000  # one frame every 20 µs: latency, not backlog
+GAP_NS = 20_000  # one frame every 20 µs on average: latency, not backlog
+BURST_MAX = 32  # bursty pacing: 1..BURST_MAX frames back to back, then a longer gap
+
+
+def schedule(n: int, bursty: bool, seed: int = 1) -> np.ndarray:
+    """When each of ``n`` frames is due (ns from the start): evenly spaced, or in bursts with
+    exponential gaps between them, at the same mean rate."""
+    if not bursty:
+        return np.arange(1, n + 1, dtype=np.int64) * GAP_NS
+    rng = np.random.default_rng(seed)
+    due = np.empty(n, dtype=np.int64)
+    t, i = 0, 0
+    while i < n:
+        k = min(n - i, int(rng.integers(1, BURST_MAX + 1)))
+        t += int(rng.exponential(GAP_NS * k))
+        due[i : i + k] = t
+        i += k
+    return due
 
 
 def _spin_until(t: int) -> None:
@@ -42,14 +59,13 @@ def _journal_follower(path: str, n: int, ready, out) -> None:
     out.put(lat[WARMUP:].tobytes())
 
 
-def _journal_writer(path: str, n: int) -> None:
+def _journal_writer(path: str, due: np.ndarray) -> None:
     from kftools.journal.writer import Writer
 
     with Writer(path, page_size=64 << 20) as w:
-        t = time.perf_counter_ns()
-        for _ in range(n):
-            t += GAP_NS
-            _spin_until(t)
+        t0 = time.perf_counter_ns()
+        for t in due.tolist():
+            _spin_until(t0 + t)
             w.write_ticker("AAPL", 1.0, 1.0, 1.0, 1.0)
 
 
@@ -63,11 +79,10 @@ def _pipe_follower(conn, n: int, ready, out) -> None:
     out.put(lat[WARMUP:].tobytes())
 
 
-def _pipe_writer(conn, n: int) -> None:
-    t = time.perf_counter_ns()
-    for _ in range(n):
-        t += GAP_NS
-        _spin_until(t)
+def _pipe_writer(conn, due: np.ndarray) -> None:
+    t0 = time.perf_counter_ns()
+    for t in due.tolist():
+        _spin_until(t0 + t)
         conn.send_bytes(time.time_ns().to_bytes(8, "little"))
 
 
@@ -88,18 +103,24 @@ def _measure(follower, follower_args, writer, writer_args) -> np.ndarray:
 
 
 def run(samples: int = 100_000) -> dict:
-    """Journal and Pipe latency percentiles, in ns."""
+    """Journal and Pipe latency percentiles, in ns: evenly paced (``latency.journal``, ``latency.pipe``)
+    and bursty (``latency.bursty.*``), each pair with the same schedule in the same run."""
     n = samples + WARMUP
     load = os.getloadavg()[0]  # two spinning processes need both cores: report what else was running
     d = scratch_dir()
+    res: dict = {}
     try:
-        path = os.path.join(d, "latency.dat")
-        journal = _measure(_journal_follower, (path, n), _journal_writer, (path, n))
-        a, b = mp.get_context("fork").Pipe(duplex=False)
-        pipe = _measure(_pipe_follower, (a, n), _pipe_writer, (b, n))
+        for prefix, bursty in (("latency", False), ("latency.bursty", True)):
+            due = schedule(n, bursty)
+            path = os.path.join(d, f"{prefix}.dat")
+            journal = _measure(_journal_follower, (path, n), _journal_writer, (path, due))
+            a, b = mp.get_context("fork").Pipe(duplex=False)
+            pipe = _measure(_pipe_follower, (a, n), _pipe_writer, (b, due))
+            res.update(percentiles(journal, f"{prefix}.journal"))
+            res.update(percentiles(pipe, f"{prefix}.pipe"))
+            res[f"{prefix}.pipe_over_journal_p50"] = round(
+                res[f"{prefix}.pipe.p50_ns"] / max(1, res[f"{prefix}.journal.p50_ns"]), 2)
     finally:
         shutil.rmtree(d, ignore_errors=True)
-    res = {**percentiles(journal, "latency.journal"), **percentiles(pipe, "latency.pipe")}
-    res["latency.pipe_over_journal_p50"] = round(res["latency.pipe.p50_ns"] / max(1, res["latency.journal.p50_ns"]), 2)
     res["latency.loadavg_1m_before"] = round(load, 2)
     return res

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import struct
 import time
 
@@ -20,7 +21,7 @@ def run(frames: int = 2_000_000) -> dict:
     d = scratch_dir()
     path = os.path.join(d, "tp.dat")
     page = max(64 << 20, frames * 90 + 4096)
-    res = {"throughput.frames": frames}
+    res: dict = {"throughput.frames": frames}
     try:
         def append() -> float:
             for f in os.listdir(d):
@@ -75,9 +76,16 @@ def run(frames: int = 2_000_000) -> dict:
             assert n == frames
             return frames / (time.perf_counter() - t)
 
-        res["throughput.read_per_s"] = round(median_of(read, REPEAT))
-        res["throughput.baseline_unpack_per_s"] = round(median_of(unpack_only, REPEAT))
+        # alternate the two so a noisy neighbour hits both alike
+        reads, unpacks = [], []
+        for _ in range(REPEAT):
+            reads.append(read())
+            unpacks.append(unpack_only())
+        res["throughput.read_per_s"] = round(statistics.median(reads))
+        res["throughput.baseline_unpack_per_s"] = round(statistics.median(unpacks))
         res["throughput.batch_read_per_s"] = round(median_of(batch, REPEAT))
+        # the per-frame path against a loop that only unpacks the same headers (target >= 0.5)
+        res["throughput.read_over_unpack"] = round(res["throughput.read_per_s"] / res["throughput.baseline_unpack_per_s"], 2)
         r.close()
     finally:
         shutil.rmtree(d, ignore_errors=True)
