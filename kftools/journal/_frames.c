@@ -136,7 +136,7 @@ typedef struct {
     PyObject *large; /* dict {type id: minimum length} for ids past mins, or NULL */
     Py_ssize_t cursor_offset, off, cur, seen, limit, live_max;
     long spins;
-    int status, done;
+    int status, done, in_refill;
 } StreamObject;
 
 static inline uint32_t ld_u32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
@@ -252,6 +252,12 @@ static PyObject *stream_feed(PyObject *op, PyObject *args) {
         PyBuffer_Release(&b);
         return NULL;
     }
+    if (o.itemsize != 8) {
+        PyBuffer_Release(&b);
+        PyBuffer_Release(&o);
+        PyErr_SetString(PyExc_TypeError, "feed: offsets must be int64");
+        return NULL;
+    }
     Py_ssize_t n = o.len / 8;
     const int64_t *offs = (const int64_t *)o.buf;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -359,6 +365,11 @@ static int check_frame(StreamObject *s, const unsigned char *b) {
 
 static PyObject *stream_next(PyObject *op) {
     StreamObject *s = (StreamObject *)op;
+    if (s->in_refill) {
+        /* refill (or another thread while it runs) asked for a frame: the state is refill's now */
+        PyErr_SetString(PyExc_ValueError, "frame stream already executing");
+        return NULL;
+    }
     for (;;) {
         if (s->done) return NULL;
         if (s->q_i < s->q_n) {
@@ -395,7 +406,9 @@ static PyObject *stream_next(PyObject *op) {
         } else {
             s->status = ST_EMPTY;
         }
+        s->in_refill = 1;
         PyObject *r = PyObject_CallOneArg(s->refill, op);
+        s->in_refill = 0;
         if (r == NULL) return NULL;
         int go = PyObject_IsTrue(r);
         Py_DECREF(r);

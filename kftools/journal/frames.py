@@ -271,6 +271,7 @@ try:
 
         __slots__ = ()
 
+    CFrame.__name__ = CFrame.__qualname__ = "Frame"  # as users know it (kftools.Frame)
     IMPLEMENTATIONS["c"] = (CFrame, _frames.FrameStream)
     NATIVE = True
 except ImportError:  # pragma: no cover - the extension is built by pip install
