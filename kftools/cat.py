@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from .journal.reader import Damage, Reader
 from .journal.registry import TypeRegistry
 from .render import CsvWriter, csv_columns, json_line, text_line
 from .selection import Selection
+
+
+@dataclass
+class CatResult:
+    """What ``cat`` printed: ``frames`` lines; ``damage`` where the journal was damaged, if it was;
+    ``unmatched`` says in words what was asked for when a filtered selection printed nothing."""
+
+    frames: int = 0
+    damage: Damage | None = None
+    unmatched: str | None = None
 
 
 def cat(
@@ -27,36 +40,46 @@ def cat(
     wait: str = "backoff",
     stop: threading.Event | None = None,
     on_wait: Callable[[str], None] | None = None,
-) -> Damage | None:
-    """Write the selected frames to ``out``; returns where the journal was damaged, if it was."""
+    tz: dt.tzinfo | None = None,
+) -> CatResult:
+    """Write the selected frames to ``out`` (text times in ``tz``, default UTC)."""
     out = out or sys.stdout
+    res = CatResult()
     reader = Reader.wait_open(path, registry=registry, stop=stop, on_wait=on_wait) if follow else Reader(path, registry=registry)
     if reader is None:
-        return None
+        return res
     with reader:
-        sel = Selection.parse(reader, registry, types, symbols, start, end)
+        sel = Selection.parse(reader, registry, types, symbols, start, end, tz=tz)
         if fmt == "jsonl":
             line = json_line
         elif fmt == "csv":
             line = CsvWriter(out, csv_columns(registry, sel.types)).line
         else:
-            line = text_line
+            line = functools.partial(text_line, tz=tz)
         write = out.write
         if not follow:
             frames = reader.last(last, **sel.filters()) if last is not None else reader.frames(**sel.filters())
             for f in frames:
                 write(line(f) + "\n")
-            return reader.damage
+                res.frames += 1
+            res.damage = reader.damage
+            if res.frames == 0 and not sel.trivial and last != 0:
+                res.unmatched = sel.describe(registry, tz)
+            return res
         pos = reader.end_position() if last is not None else None
         if last is not None:
             for f in reader.last(last, until=pos, **sel.filters()):
                 write(line(f) + "\n")
+                res.frames += 1
             if reader.damage is not None:
-                return reader.damage  # never follow past damage
+                res.damage = reader.damage
+                return res  # never follow past damage
         for batch in reader.follow_batches(pos or "beginning", wait, stop=stop, **sel.filters()):
             if not len(batch):
                 out.flush()  # caught up: show what we have
                 continue
             for f in batch.frames():
                 write(line(f) + "\n")
-        return reader.damage
+            res.frames += len(batch)
+        res.damage = reader.damage
+        return res

@@ -79,9 +79,14 @@ TypeOpt = Annotated[
 ]
 SymbolOpt = Annotated[list[str] | None, typer.Option("--symbol", "-s", help="Only these symbols (repeatable, comma list).")]
 StartOpt = Annotated[
-    str | None, typer.Option("--start", help="From this gen_time: ns, ISO-8601 (UTC) or +10s from the first frame.")
+    str | None,
+    typer.Option("--start", metavar="TIME", help="From this gen_time: ns since the epoch, ISO-8601, 13:03:05 (time of "
+                 "day on the first frame's day), +10s (after the first frame) or -5s (before the last)."),
 ]
-EndOpt = Annotated[str | None, typer.Option("--end", help="Up to this gen_time (inclusive), same forms as --start.")]
+EndOpt = Annotated[str | None, typer.Option("--end", metavar="TIME",
+                                            help="Up to this gen_time (inclusive), same forms as --start.")]
+TzOpt = Annotated[str, typer.Option("--tz", metavar="ZONE",
+                                    help="Show and read times in this zone: UTC, local or a name like Europe/Paris.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 WaitOpt = Annotated[str, typer.Option("--wait", help="How a follower waits: busy, backoff or sleep.")]
 
@@ -137,25 +142,33 @@ def cat_cmd(
     fmt: Annotated[str, typer.Option("--format", "-F", help="text, jsonl or csv.")] = "text",
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing frames as they are committed.")] = False,
     wait: WaitOpt = "backoff",
+    tz: TzOpt = "UTC",
     schema: SchemaOpt = None,
 ) -> None:
     """Print frames as text, JSON lines or CSV (-f to follow, as tail -F does)."""
     from .cat import cat
     from .render import FORMATS
+    from .timeparse import resolve_tz
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r} (text, jsonl, csv)")
     if lines is not None and lines < 0:
         raise UsageError("-n must be >= 0")
     stop = stop_on_signals() if follow else None
-    damage = cat(
+    res = cat(
         str(journal), registry=registry_for(schema), fmt=fmt, types=type_, symbols=symbol, start=start, end=end,
-        last=lines, follow=follow, wait=wait, stop=stop,
+        last=lines, follow=follow, wait=wait, stop=stop, tz=resolve_tz(tz),
         on_wait=lambda msg: warn(f"{msg}; waiting for it"),
     )
+    _cat_done(res)
+
+
+def _cat_done(res) -> None:
     sys.stdout.flush()
-    if damage is not None:
-        warn(f"{damage}; printed the valid frames before it")
+    if res.unmatched is not None:
+        warn(f"no frame matched {res.unmatched}")
+    if res.damage is not None:
+        warn(f"{res.damage}; printed the valid frames before it")
         raise typer.Exit(3)
 
 
@@ -376,30 +389,30 @@ def tail_cmd(
     plain: Annotated[bool, typer.Option("--plain", help="Print lines (as cat --follow) instead of the live view.")] = False,
     lines: Annotated[int, typer.Option("-n", "--lines", help="--plain: start with the last N frames.")] = 10,
     refresh: Annotated[float, typer.Option("--refresh", help="Screen refreshes per second.")] = 10.0,
+    tz: TzOpt = "UTC",
     schema: SchemaOpt = None,
 ) -> None:
     """Live view of a journal: newest frames, rate, lag, writer state, details, sparklines (q quits)."""
+    from .timeparse import resolve_tz
+
     registry = registry_for(schema)
     if lines < 0:
         raise UsageError("-n must be >= 0")
     if not 0.5 <= refresh <= 60:
         raise UsageError("--refresh must be between 0.5 and 60")
+    zone = resolve_tz(tz)
     if plain or not (sys.stdout.isatty() and sys.stdin.isatty()):
         from .cat import cat
 
-        damage = cat(str(journal), registry=registry, types=type_, symbols=symbol, last=lines, follow=True,
-                     wait="sleep", stop=stop_on_signals(), on_wait=lambda msg: warn(f"{msg}; waiting for it"))
-        sys.stdout.flush()
-        if damage is not None:
-            warn(f"{damage}; printed the valid frames before it")
-            raise typer.Exit(3)
+        _cat_done(cat(str(journal), registry=registry, types=type_, symbols=symbol, last=lines, follow=True,
+                      wait="sleep", stop=stop_on_signals(), on_wait=lambda msg: warn(f"{msg}; waiting for it"), tz=zone))
         return
     from .selection import Selection
     from .tui.app import TailApp, probe
 
     sel = Selection.parse(None, registry, type_, symbol)
     probe(str(journal), registry)
-    TailApp(str(journal), registry, types=sel.types, symbols=sel.symbols, refresh_hz=refresh).run()
+    TailApp(str(journal), registry, types=sel.types, symbols=sel.symbols, refresh_hz=refresh, tz=zone).run()
 
 
 # -- benchmarks --------------------------------------------------------------------

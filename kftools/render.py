@@ -1,13 +1,19 @@
-"""Frames as text lines, JSON lines and CSV rows (for ``cat``, ``tail --plain``)."""
+"""Frames as text lines, JSON lines and CSV rows (for ``cat``, ``tail --plain``).
+
+One convention in every output (text, JSON lines, CSV, Parquet): ``type`` is the
+type's name and ``msg_type`` its number; fields with named values (``side``,
+``order_type``) show the name (``buy``, ``limit``), or the number when it has
+none; floats print as the shortest text that reads back to the same double.
+"""
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from collections.abc import Iterable
 
-from .journal.format import OrderType, Side
 from .journal.reader import Frame
 from .journal.registry import TypeRegistry
 from .timeparse import format_time
@@ -16,35 +22,43 @@ FORMATS = ("text", "jsonl", "csv")
 _HEADER_COLUMNS = ["type", "msg_type", "gen_time", "trigger_time", "source", "dest"]
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
+def exact(v) -> str:
+    """A value as text; a float as the shortest text that round-trips (``98765.43``, not ``98765.4``)."""
+    return repr(v) if isinstance(v, float) else str(v)
 
 
-def text_line(frame: Frame) -> str:
-    """One human-readable line: time, type, source>dest, fields."""
+def labelled_fields(frame: Frame) -> dict:
+    """The frame's payload fields, named values (``side``, ``order_type``) as their names."""
     f = frame.fields
+    mt = frame.page.registry.get(frame.msg_type)
+    if not f or mt is None or not mt.layout.labelled:
+        return f
+    out = dict(f)
+    for name, field in mt.layout.labelled.items():
+        out[name] = field.label(out[name])
+    return out
+
+
+def record(frame: Frame) -> dict:
+    """What JSON lines and CSV carry: header fields then labelled payload fields (``payload`` hex if unknown)."""
+    d = frame.to_dict()
+    d.update((k, v) for k, v in labelled_fields(frame).items() if k in d)
+    return d
+
+
+def text_line(frame: Frame, tz: dt.tzinfo | None = None) -> str:
+    """One human-readable line: time (UTC unless ``tz``), type, source>dest, fields."""
     name = frame.type_name
-    if f:
-        parts = []
-        for k, v in f.items():
-            if k == "side":
-                v = Side(v).name.lower() if v in (0, 1) else v
-            elif k == "order_type":
-                v = OrderType(v).name.lower() if v in (0, 1) else v
-            elif k == "reserved":
-                continue
-            parts.append(f"{k}={_fmt(v)}")
-        body = " ".join(parts)
+    if frame.fields:
+        body = " ".join(f"{k}={exact(v)}" for k, v in labelled_fields(frame).items() if k != "reserved")
     else:
         payload = frame.payload
         body = f"payload={payload[:32].hex()}{'…' if len(payload) > 32 else ''} ({len(payload)} bytes)"
-    return f"{format_time(frame.gen_time)} {name:<7} {frame.source}>{frame.dest} {body}"
+    return f"{format_time(frame.gen_time, tz)} {name:<7} {frame.source}>{frame.dest} {body}"
 
 
 def json_line(frame: Frame) -> str:
-    return json.dumps(frame.to_dict(), separators=(",", ":"))
+    return json.dumps(record(frame), separators=(",", ":"))
 
 
 def csv_columns(registry: TypeRegistry, types: Iterable[int] | None = None) -> list[str]:
@@ -77,7 +91,7 @@ class CsvWriter:
         self._buf.truncate()
 
     def line(self, frame: Frame) -> str:
-        self._csv.writerow(frame.to_dict())
+        self._csv.writerow(record(frame))
         v = self._buf.getvalue()
         self._buf.seek(0)
         self._buf.truncate()

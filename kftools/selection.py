@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
+from .errors import UsageError
 from .journal.reader import Reader
 from .journal.registry import TypeRegistry
-from .timeparse import parse_time
+from .timeparse import TIME_OF_DAY, format_time, parse_time
 
 
 @dataclass
@@ -20,19 +22,49 @@ class Selection:
 
     @classmethod
     def parse(
-        cls, reader: Reader | None, registry: TypeRegistry, types=None, symbols=None, start=None, end=None
+        cls, reader: Reader | None, registry: TypeRegistry, types=None, symbols=None, start=None, end=None,
+        tz: dt.tzinfo | None = None,
     ) -> Selection:
-        """Resolve type names, comma lists and times (``+10s`` is relative to the first frame)."""
+        """Resolve type names, comma lists and times.
+
+        ``+10s`` is after the first frame, ``-5s`` before the last, ``13:03:05`` a
+        time of day on the first frame's day; times without an offset are in ``tz``
+        (default UTC). ``--start`` after ``--end`` is a usage error.
+        """
         tids = [registry.resolve(t) for t in _split(types)] or None
         syms = _split(symbols) or None
-        origin = None
-        if (start and start.strip().startswith("+")) or (end and end.strip().startswith("+")):
-            origin = first_gen_time(reader) if reader is not None else None
-        return cls(
+        texts = [t.strip() for t in (start, end) if t]
+        origin = last = None
+        if reader is not None and any(t.startswith("+") or TIME_OF_DAY.match(t) for t in texts):
+            origin = first_gen_time(reader)
+        if reader is not None and any(t.startswith("-") for t in texts):
+            last = last_gen_time(reader)
+        sel = cls(
             tids, syms,
-            parse_time(start, origin) if start else None,
-            parse_time(end, origin) if end else None,
+            parse_time(start, origin, last=last, tz=tz) if start else None,
+            parse_time(end, origin, last=last, tz=tz) if end else None,
         )
+        if sel.start_time is not None and sel.end_time is not None and sel.start_time > sel.end_time:
+            raise UsageError(f"--start {start} ({format_time(sel.start_time, tz)}) is after "
+                             f"--end {end} ({format_time(sel.end_time, tz)}): nothing can match")
+        return sel
+
+    @property
+    def trivial(self) -> bool:
+        return self.types is None and self.symbols is None and self.start_time is None and self.end_time is None
+
+    def describe(self, registry: TypeRegistry, tz: dt.tzinfo | None = None) -> str:
+        """The selection in words, for "nothing matched" messages."""
+        parts = []
+        if self.types:
+            parts.append("type " + ",".join(registry.name(t) for t in self.types))
+        if self.symbols:
+            parts.append("symbol " + ",".join(self.symbols))
+        if self.start_time is not None:
+            parts.append(f"from {format_time(self.start_time, tz)}")
+        if self.end_time is not None:
+            parts.append(f"up to {format_time(self.end_time, tz)}")
+        return " ".join(parts) or "everything"
 
     def filters(self) -> dict:
         return {"types": self.types, "symbols": self.symbols, "start_time": self.start_time, "end_time": self.end_time}
@@ -42,6 +74,11 @@ def first_gen_time(reader: Reader) -> int | None:
     for b in reader.batches(batch_size=1):
         return int(b.headers["gen_time"][0])
     return None
+
+
+def last_gen_time(reader: Reader) -> int | None:
+    frames = reader.last(1)
+    return frames[0].gen_time if frames else None
 
 
 def _split(values) -> list[str]:

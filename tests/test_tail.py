@@ -305,6 +305,11 @@ def test_snapshot_detail_pane(snap_compare):
     assert snap_compare(snapshot_app(), terminal_size=SIZE, run_before=detail)
 
 
+def test_snapshot_narrow_terminal(snap_compare):
+    """80x24: no sparkline panel, whole columns only, the header wraps by phrase."""
+    assert snap_compare(snapshot_app(), terminal_size=(80, 24), run_before=_loaded)
+
+
 def test_damaged_journal_keeps_valid_prefix():
     path = os.path.join(SAMPLES_DIR, "damaged.dat")
     with Reader(path) as r:
@@ -346,3 +351,174 @@ def test_demo_without_a_terminal_prints_lines_and_exits_0():
     lines = res.stdout.splitlines()
     assert len(lines) > 5 and " Ticker " in res.stdout
     assert subprocess.run(["pgrep", "-f", "kftools-demo-"], capture_output=True).stdout == b""  # the feed ended
+
+
+# -- what the view shows is exact and fits (issue 12 §4) ------------------------------------
+def _one_frame_app(tmp_path, write, size=SIZE, **kw):
+    path = str(tmp_path / "one.dat")
+    with Writer(path) as w:
+        write(w)
+    return path, TailApp(path, DEFAULT_REGISTRY, **kw)
+
+
+def test_cells_and_detail_are_exact_with_bid_and_ask(tmp_path):
+    from rich.console import Console
+
+    from kftools.tui.widgets import COLUMNS, frame_cells, frame_detail
+
+    path = str(tmp_path / "px.dat")
+    with Writer(path) as w:
+        w.write_ticker("BTC", 98765.43, 98765.43, 98765.44, 1_234_567.0)
+        w.write_order("BTC", 7, 1, 1, 98765.44, 0.1, 0.0, "c-7")
+    with Reader(path) as r:
+        ticker, order = list(r)
+        cells = dict(zip([c.title for c in COLUMNS], [str(c) for c in frame_cells(ticker)], strict=True))
+        assert (cells["price"], cells["bid"], cells["ask"], cells["size"]) == ("98765.43", "98765.43", "98765.44",
+                                                                               "1234567.0")
+        cells = dict(zip([c.title for c in COLUMNS], [str(c) for c in frame_cells(order)], strict=True))
+        assert (cells["side"], cells["price"], cells["size"], cells["bid"]) == ("sell", "98765.44", "0.1", "")
+        assert "order_type=market" in cells["more"]
+        for width in (80, 140):
+            console = Console(width=width, record=True, color_system=None)
+            console.print(frame_detail(ticker, width=width))
+            shown = console.export_text()
+            assert "98765.44" in shown and "1234567.0" in shown and "e+06" not in shown
+            assert "trigger_time     unset (0)" in shown  # not 1970-01-01
+            assert all(len(line) <= width for line in shown.splitlines())
+
+
+def test_price_sparkline_label_is_the_latest_price():
+    import tempfile
+
+    from kftools.tui.watcher import PriceSampler
+
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "p.dat")
+        with Writer(path) as w:
+            w.write_ticker("AAPL", 100.0)
+            w.write_trade("AAPL", 1, 101.0, 1.0)
+            w.write_ticker("AAPL", 102.0)  # a later ticker: it, not the trade, is the last price
+            w.write_ticker("MSFT", 5.0)
+        sampler = PriceSampler(DEFAULT_REGISTRY)
+        with Reader(path) as r:
+            batches = list(r.batches(batch_size=2))
+            sampler.add(batches[0], 60)
+            assert sampler.snapshot()["AAPL"][1] == 101.0
+            # between samples (points=0) the last price still moves on
+            sampler.add(batches[1], 0)
+            snap = sampler.snapshot()
+            assert snap["AAPL"][1] == 102.0 and snap["MSFT"][1] == 5.0
+            one = list(r.batches())[0]
+        fresh = PriceSampler(DEFAULT_REGISTRY)
+        fresh.add(one, 60)
+        assert fresh.snapshot()["AAPL"][1] == 102.0
+
+
+def test_narrow_terminal_collapses_sparks_and_fits_columns():
+    async def go():
+        app = TailApp(MULTIPAGE, DEFAULT_REGISTRY)
+        async with app.run_test(size=(80, 24)) as pilot:
+            table = app.query_one(FrameTable)
+            await until(pilot, lambda: app.caught_up and table.count == 1200, what="load")
+            from kftools.tui.widgets import SparkPanel
+
+            assert not app.query_one(SparkPanel).display
+            frames = app.index.frames(app.reader, table.top, table.top + table.visible_rows)
+            rendered = table.render()
+            from rich.console import Console
+
+            console = Console(width=table.size.width, record=True, color_system=None)
+            console.print(rendered)
+            text = console.export_text()
+            assert all(len(line) <= 80 for line in text.splitlines())
+            for f in frames:  # every shown price is whole, never cut with an ellipsis
+                assert repr(f.fields["price" if "price" in f.fields else "last_price"]) in text
+            assert "…" not in text
+            await pilot.resize_terminal(160, 40)
+            await until(pilot, lambda: app.query_one(SparkPanel).display, what="sparks back")
+
+    run(go())
+
+
+def test_finished_recording_has_no_lag_and_damage_is_whole():
+    path = os.path.join(SAMPLES_DIR, "damaged.dat")
+    with Reader(path) as r:
+        r.count()
+        damage = str(r.damage)
+
+    async def go():
+        from rich.console import Console
+
+        from kftools.tui.widgets import HeaderBar
+
+        app = TailApp(path, DEFAULT_REGISTRY)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: "DAMAGED" in app.header_text, what="damage shown")
+            await until(pilot, lambda: "(indexing" not in app.header_text, what="indexing done")
+            assert damage in app.header_text
+            assert "exited cleanly" in app.header_text and "lag" not in app.header_text
+            await pilot.pause(0.1)
+            bar = app.query_one(HeaderBar)
+            from rich.text import Text
+
+            wrapped = Text(app.header_text).wrap(Console(), bar.content_size.width)
+            assert bar.content_size.height == len(wrapped)  # every line shown, none cut
+            assert app.header_text.endswith("showing the valid frames before it")
+
+    run(go())
+
+
+def test_prompts_open_empty_search_says_not_found_and_fast_keys_land():
+    from textual import events
+
+    async def go():
+        app = TailApp(MULTIPAGE, DEFAULT_REGISTRY)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.query_one(FrameTable)
+            await until(pilot, lambda: app.caught_up and table.count == 1200, what="load")
+            # keys sent in one burst, as a fast typist or a paste does: none goes to the table
+            for key, char in [("s", "s"), ("A", "A"), ("A", "A"), ("P", "P"), ("L", "L"), ("enter", "\r")]:
+                app._driver.send_message(events.Key(key, char))
+            await until(pilot, lambda: app.filter.symbols == ["AAPL"] and app.caught_up, what="AAPL filter")
+            await pilot.press("s")
+            assert app.query_one("#prompt").value == ""  # not pre-filled
+            assert "AAPL" in app.query_one("#prompt").placeholder
+            await pilot.press("escape")
+            await pilot.press("slash", *"zzz", "enter")
+            await until(pilot, lambda: "'zzz' not found" in app.status_text, what="not found message")
+            await pilot.press("slash")
+            assert app.query_one("#prompt").value == ""
+            await pilot.press(*"AAPL", "enter")
+            await until(pilot, lambda: "found 'AAPL'" in app.status_text, what="found message")
+
+    run(go())
+
+
+def test_tz_in_the_view(tmp_path):
+    from kftools.timeparse import resolve_tz
+
+    async def go():
+        app = TailApp(MULTIPAGE, DEFAULT_REGISTRY, tz=resolve_tz("Asia/Tokyo"))
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.caught_up and "newest" in app.header_text, what="load")
+            assert "newest 2026-11-28T02:30:01.199000000+09:00" in app.header_text
+            await pilot.press("g", *"02:30:00.600", "enter")
+            assert app.table.cursor == 600
+
+    run(go())
+
+
+def test_lag_shown_while_a_writer_is_alive(tmp_path):
+    path = str(tmp_path / "alive.dat")
+    w = Writer(path, page_size=1 << 16)
+    try:
+        w.write_ticker("AAPL", 1.0)
+
+        async def go():
+            app = TailApp(path, DEFAULT_REGISTRY)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: "alive" in app.header_text and "lag" in app.header_text, what="lag")
+
+        run(go())
+    finally:
+        w.close()

@@ -6,6 +6,7 @@ kftools spells a struct format string or a numpy dtype by hand.
 
 from __future__ import annotations
 
+import enum
 import struct
 from dataclasses import dataclass
 
@@ -34,10 +35,30 @@ class Field:
     name: str
     kind: str
     doc: str = ""
+    #: an IntEnum whose member names label the values (``side``: buy/sell) in text, JSON, CSV and Parquet
+    labels: type[enum.IntEnum] | None = None
 
     @property
     def is_text(self) -> bool:
         return self.kind.startswith("char[")
+
+    def label(self, value):
+        """The value as outputs show it: its lowercase name when ``labels`` has one, else the value itself."""
+        if self.labels is not None:
+            try:
+                return self.labels(value).name.lower()
+            except ValueError:
+                pass
+        return value
+
+    def unlabel(self, shown):
+        """Inverse of :meth:`label`: a name (any case) or a number -> the stored number."""
+        if self.labels is not None and isinstance(shown, str):
+            try:
+                return int(self.labels[shown.upper()])
+            except KeyError:
+                return int(shown)
+        return shown
 
     @property
     def size(self) -> int:
@@ -83,6 +104,7 @@ class Layout:
         assert self.dtype.itemsize == self.size, name
         self.names = tuple(f.name for f in self.fields)
         self.text_fields = frozenset(f.name for f in self.fields if f.is_text)
+        self.labelled = {f.name: f for f in self.fields if f.labels is not None}
         self._offsets = {}
         off = 0
         for f in self.fields:

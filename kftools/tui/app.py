@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import os
 import time
 
@@ -54,16 +55,22 @@ class TailApp(App):
     #main { height: 1fr; }
     #prompt { dock: bottom; display: none; }
     #prompt.shown { display: block; }
+    /* narrow: the sparklines give their room to the table; short: the detail pane leaves rows visible */
+    Screen.-narrow #sparks { display: none; }
+    Screen.-short #detail { height: 10; }
     """
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("enter,d", "toggle_detail", "Detail"),
         Binding("t", "cycle_type", "Type"),
-        Binding("s", "prompt('symbol')", "Symbol"),
-        Binding("slash", "prompt('search')", "Search"),
+        # priority: they open the prompt as the key arrives, so keys typed right behind go into it
+        Binding("s", "prompt('symbol')", "Symbol", priority=True),
+        Binding("slash", "prompt('search')", "Search", priority=True),
         Binding("n", "search(1)", "Next", show=False),
         Binding("N", "search(-1)", "Prev", show=False),
-        Binding("g", "prompt('time')", "Go to time"),
+        Binding("g", "prompt('time')", "Go to time", priority=True),
         Binding("escape", "close_prompt", "Close", show=False),
     ]
 
@@ -78,9 +85,12 @@ class TailApp(App):
         display_path: str | None = None,
         refresh_hz: float = 10.0,
         live_stats: bool = True,
+        tz: dt.tzinfo | None = None,
     ):
-        """``now_ns`` freezes "now" (lag) and ``live_stats=False`` stops the wall-clock rate: for snapshots."""
+        """Times show in ``tz`` (default UTC). ``now_ns`` freezes "now" (lag) and ``live_stats=False`` stops
+        the wall-clock rate: for snapshots."""
         super().__init__()
+        self.tz = tz
         self.path = os.fspath(path)
         self.registry = registry
         self.filter = RowFilter(types, symbols)
@@ -101,10 +111,11 @@ class TailApp(App):
         self.fps = 0.0
         self._rates: collections.deque = collections.deque(maxlen=60)
         self._last_total: tuple[float, int] | None = None
-        self._detail_row: int | None = None
+        self._detail_row: tuple[int, int] | None = None
         self._prompt_mode = ""
         self._search = ""
         self._message = ""
+        self._message_row: int | None = None  # the message goes when the cursor leaves this row
         self.header_text = ""  # plain text of what the header and status line show (for tests and tools)
         self.status_text = ""
         self.detail_frame: Frame | None = None
@@ -114,7 +125,7 @@ class TailApp(App):
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header")
         with Horizontal(id="main"):
-            yield FrameTable(self._fetch, id="frames")
+            yield FrameTable(self._fetch, self.tz, id="frames")
             yield SparkPanel(id="sparks")
         yield DetailPane(id="detail")
         yield StatusBar(id="status")
@@ -180,7 +191,10 @@ class TailApp(App):
             self.caught_up = True
             self._slow_tick(sample=False)  # sparklines and writer state at once, not a second later
         elif event.kind == "damaged":
+            # the watcher has read all it can: the valid prefix is indexed, nothing more will come
             self.damage = event.payload
+            self.caught_up = True
+            self._slow_tick(sample=False)
         elif event.kind == "error":
             self.state = "error"
             self.state_text = str(event.payload)
@@ -203,11 +217,11 @@ class TailApp(App):
         detail = self.query_one(DetailPane)
         if detail.has_class("shown"):
             row = table.cursor
-            if row != self._detail_row:
-                self._detail_row = row
+            if (row, self.size.width) != self._detail_row:
+                self._detail_row = (row, self.size.width)  # the pane lays out for the width: redo on resize
                 frames = self._fetch(row, row + 1) if row >= 0 else []
                 self.detail_frame = frames[0] if frames else None
-                detail.update(frame_detail(frames[0]) if frames else "no frame selected")
+                detail.update(frame_detail(frames[0], self.tz, self.size.width) if frames else "no frame selected")
 
     def _slow_tick(self, sample: bool = True) -> None:
         if self.live_stats and sample:
@@ -245,22 +259,36 @@ class TailApp(App):
 
     def _update_header(self) -> None:
         idx = self.index
+        state, pid = self.writer
+        width = max(20, self.size.width - 2)
         t = Text()
-        t.append("kftools tail ", "bold")
-        t.append(self.display_path, "bold underline")
+        line = 0
+
+        def part(*spans: tuple[str, str]) -> None:
+            """Append one phrase; a phrase that would not fit starts a new line instead of being split."""
+            nonlocal line
+            n = sum(len(x) for x, _ in spans)
+            if line and line + 2 + n > width:
+                t.append("\n")
+                line = 0
+            elif line:
+                t.append("  ")
+                line += 2
+            for text, style in spans:
+                t.append(text, style)
+            line += n
+
+        part((self.display_path, "bold underline"))
         if idx.pages:
             shown = idx.page_of_row(max(0, self.table.cursor))
-            t.append(f"   page {(shown or 0) + 1} of {idx.pages[-1].index + 1}")
-            if not self.caught_up:
-                t.append(" (indexing…)", "yellow")
-        t.append(f"   {idx.total:,} frames", "bold")
-        if not self.filter.trivial:
-            t.append(f" ({idx.count:,} match)")
-        t.append(f"   {self.fps:,.0f} frames/s")
-        if idx.newest_time is not None:
+            part((f"page {(shown or 0) + 1} of {idx.pages[-1].index + 1}", ""),
+                 *([(" (indexing…)", "yellow")] if not self.caught_up else []))
+        part((f"{idx.total:,} frames", "bold"), *([(f" ({idx.count:,} match)", "")] if not self.filter.trivial else []))
+        part((f"{self.fps:,.0f} frames/s", ""))
+        if idx.newest_time is not None and state == "alive" and self.state == "open":
+            # lag means something only while a writer is adding frames; a finished recording has none
             now = self.now_ns if self.now_ns is not None else time.time_ns()
-            t.append("   lag ")
-            t.append(format_lag(now - idx.newest_time), "bold")
+            part(("lag ", ""), (format_lag(now - idx.newest_time), "bold"))
         t.append("\n")
         if self.state == "waiting":
             t.append("waiting ", "bold yellow")
@@ -269,7 +297,6 @@ class TailApp(App):
             t.append("error ", "bold red")
             t.append(self.state_text)
         else:
-            state, pid = self.writer
             label = {"alive": "alive", "exited": "exited cleanly", "crashed": "gone without closing (crashed)",
                      "unknown": "unknown (no writer trace)"}[state]
             t.append("writer ")
@@ -279,20 +306,25 @@ class TailApp(App):
             if state == "crashed":
                 t.append(f"; {idx.total:,} valid frames kept")
             if idx.newest_time is not None:
-                t.append(f"   newest {format_time(idx.newest_time)}", "dim")
+                t.append(f"   newest {format_time(idx.newest_time, self.tz)}", "dim")
             if self.damage is not None:
-                t.append(f"   DAMAGED: {self.damage}", "bold red")
+                # a line of its own, wrapped rather than cut: the offset and the reason both matter
+                t.append("\n")
+                t.append(f"DAMAGED: {self.damage}; showing the valid frames before it", "bold red")
         self.header_text = t.plain
         self.query_one(HeaderBar).update(t)
 
     def _update_status(self) -> None:
         table = self.table
         t = Text()
+        if self._message:  # first: at 80 columns the end of the line is cut
+            t.append(self._message, "bold italic")
+            t.append("   ")
         if table.following:
             t.append("▶ following", "bold green")
         else:
             t.append("⏸ paused", "bold yellow")
-            t.append(f"  +{table.new_since_pause:,} new since (End to follow)")
+            t.append(f" +{table.new_since_pause:,} new (End follows)")
         if table.count:
             t.append(f"   row {table.cursor + 1:,} of {table.count:,}")
         if not self.filter.trivial:
@@ -302,16 +334,22 @@ class TailApp(App):
             if self.filter.symbols:
                 parts.append("symbol=" + ",".join(self.filter.symbols))
             t.append("   filter: " + " ".join(parts), "bold magenta")
-        if self._search:
+        if self._search and not self._message:
             t.append(f"   search: {self._search!r}", "cyan")
-        if self._message:
-            t.append(f"   {self._message}", "italic")
+        if table.hidden:
+            t.append(f"   {len(table.hidden)} column(s) hidden: Enter shows all", "dim")
         self.status_text = t.plain
         self.query_one(StatusBar).update(t)
 
     # -- actions -----------------------------------------------------------------
     def on_frame_table_selected(self, event: FrameTable.Selected) -> None:
-        self._message = ""
+        if event.row != self._message_row:
+            self._message = ""
+
+    def say(self, message: str) -> None:
+        """A message in the status line, until the cursor moves to another row."""
+        self._message = message
+        self._message_row = self.table.cursor
 
     def action_toggle_detail(self) -> None:
         detail = self.query_one(DetailPane)
@@ -330,23 +368,39 @@ class TailApp(App):
         self.filter = RowFilter(nxt, self.filter.symbols)
         self._restart()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While the prompt is open its keys are text, not commands."""
+        if action == "prompt" and self._prompt_open():
+            return False
+        return True
+
+    def _prompt_open(self) -> bool:
+        try:
+            return self.query_one("#prompt", Input).has_class("shown")
+        except Exception:  # noqa: BLE001 - before compose / after unmount there is no prompt
+            return False
+
     def action_prompt(self, mode: str) -> None:
         prompt = self.query_one("#prompt", Input)
         self._prompt_mode = mode
+        now = {"symbol": ",".join(self.filter.symbols or []) or "all", "search": self._search}.get(mode)
         prompt.placeholder = {
-            "symbol": "symbols to show, comma separated (empty: all)",
+            "symbol": "symbols to show, comma separated; empty: all",
             "search": "search text (n: next, N: previous)",
-            "time": "go to time: ns, ISO-8601 (UTC) or +10s from the first frame",
-        }[mode]
-        prompt.value = {"symbol": ",".join(self.filter.symbols or []), "search": self._search}.get(mode, "")
+            "time": "go to time: ns, ISO-8601, 13:03:05, +10s after the first frame, -5s before the last",
+        }[mode] + (f" (now: {now})" if now else "")
+        prompt.value = ""  # typing replaces; the current value is in the placeholder
         prompt.add_class("shown")
-        prompt.focus()
+        prompt.display = True
+        # focus now, not on the next message-loop turn: keys already queued behind this one go to the prompt
+        self.screen.set_focus(prompt)
 
     def action_close_prompt(self) -> None:
         prompt = self.query_one("#prompt", Input)
         if prompt.has_class("shown"):
             prompt.remove_class("shown")
-            self.table.focus()
+            prompt.display = False
+            self.screen.set_focus(self.table)
         else:
             self.action_toggle_detail() if self.query_one(DetailPane).has_class("shown") else None
 
@@ -359,8 +413,8 @@ class TailApp(App):
             self.filter = RowFilter(self.filter.types, syms)
             self._restart()
         elif mode == "search":
-            self._search = value
             if value:
+                self._search = value
                 self.action_search(1)
         elif mode == "time" and value:
             self.goto_time(value)
@@ -372,43 +426,61 @@ class TailApp(App):
             return
         first = self.index.pages[0].first_time if self.index.pages else None
         try:
-            t = parse_time(text, first)
+            t = parse_time(text, first, last=self.index.newest_time, tz=self.tz)
         except KftoolsError as e:
-            self._message = str(e)
+            self.say(str(e))
             return
         row = self.index.row_at_time(self.reader, t)
         if row >= self.index.count:
-            self._message = "no frame at or after that time yet"
+            self.say(f"no frame at or after {format_time(t, self.tz)} yet")
             return
         self.table.select(row)
-        self._message = f"at {format_time(t)}"
+        self.say(f"at {format_time(t, self.tz)}")
 
     def action_search(self, direction: int) -> None:
-        """Next (1) or previous (-1) row whose text contains the search, within SEARCH_LIMIT rows."""
+        """Next (1) or previous (-1) row whose text contains the search, wrapping around; SEARCH_LIMIT rows a press."""
         needle = self._search.lower()
-        if not needle or self.reader is None:
+        if not needle:
+            self.say("no search yet: / to search")
+            self._tick()
             return
         table = self.table
-        row = table.cursor + direction
+        if self.reader is None or table.count == 0:
+            self.say(f"{self._search!r}: no rows to search")
+            self._tick()
+            return
+        count = table.count
+        origin = table.cursor if table.cursor >= 0 else (count - 1 if direction > 0 else 0)
         examined = 0
         chunk = 1024
-        while 0 <= row < table.count and examined < SEARCH_LIMIT:
-            lo, hi = (row, min(row + chunk, table.count)) if direction > 0 else (max(0, row - chunk + 1), row + 1)
+        row = origin + direction
+        wrapped = not 0 <= row < count
+        row %= count
+        while examined < min(count, SEARCH_LIMIT):
+            n = min(chunk, count - examined)
+            if direction > 0:
+                lo, hi = row, min(row + n, count)
+            else:
+                lo, hi = max(0, row - n + 1), row + 1
             frames = self._fetch(lo, hi)
             order = range(len(frames)) if direction > 0 else range(len(frames) - 1, -1, -1)
             for i in order:
-                cells = frame_cells(frames[i])
+                cells = frame_cells(frames[i], self.tz)
                 if needle in " ".join(str(c) for c in cells).lower():
                     table.select(lo + i)
-                    self._message = f"found {self._search!r}"
+                    self.say(f"found {self._search!r}" + (" (wrapped around)" if wrapped else ""))
                     self._tick()
                     return
             examined += hi - lo
-            row = hi if direction > 0 else lo - 1
-        self._message = (f"{self._search!r} not in the next {examined:,} rows (press again to go on)"
-                         if 0 <= row < table.count else f"{self._search!r} not found")
-        if 0 <= row < table.count:
+            nxt = hi if direction > 0 else lo - 1
+            if not 0 <= nxt < count:
+                wrapped = True
+            row = nxt % count
+        if examined >= count:
+            self.say(f"{self._search!r} not found in {count:,} rows")
+        else:
             table.select(row - direction)
+            self.say(f"{self._search!r} not in the next {examined:,} rows (n to go on)")
         self._tick()
 
 

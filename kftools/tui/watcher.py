@@ -48,27 +48,38 @@ class PriceSampler:
         self.lock = threading.Lock()
 
     def add(self, batch: FrameBatch, points: int) -> None:
-        """Record up to ``points`` evenly spaced prices per symbol from this batch."""
+        """Keep each symbol's last price (the batch's last frame that has one, whatever its type) and
+        record up to ``points`` evenly spaced prices per symbol into its series (0: the last price only)."""
         mts = batch.headers["msg_type"]
+        syms_parts, price_parts, rows_parts = [], [], []
         for t, field in self._fields.items():
             sel = mts == t
             if not sel.any():
                 continue
             pay = batch.payload(t, sel)
-            syms = pay["symbol"]
-            prices = pay[field].astype(float)
-            for s in np.unique(syms).tolist():
-                name = s.split(b"\0", 1)[0].decode("utf-8", "replace")
-                series = self.series.get(name)
-                if series is None:
-                    if len(self.series) >= MAX_SYMBOLS:
-                        continue
-                    series = self.series[name] = collections.deque(maxlen=SPARK_POINTS)
-                p = prices[syms == s]
-                idx = np.unique(np.linspace(0, len(p) - 1, min(points, len(p))).astype(int))
-                with self.lock:
+            syms_parts.append(pay["symbol"])
+            price_parts.append(pay[field].astype(float))
+            rows_parts.append(np.flatnonzero(sel))
+        if not syms_parts:
+            return
+        order = np.argsort(np.concatenate(rows_parts), kind="stable")  # frame order across types
+        syms = np.concatenate(syms_parts)[order]
+        prices = np.concatenate(price_parts)[order]
+        for s in np.unique(syms).tolist():
+            name = s.split(b"\0", 1)[0].decode("utf-8", "replace")
+            series = self.series.get(name)
+            if series is None:
+                if len(self.series) >= MAX_SYMBOLS:
+                    continue
+                series = self.series[name] = collections.deque(maxlen=SPARK_POINTS)
+            p = prices[syms == s]
+            with self.lock:
+                if points:
+                    idx = np.unique(np.linspace(0, len(p) - 1, min(points, len(p))).astype(int))
                     series.extend(p[idx].tolist())
-                    self.last[name] = float(p[-1])
+                elif not series:
+                    series.append(float(p[-1]))
+                self.last[name] = float(p[-1])
 
     def snapshot(self) -> dict[str, tuple[list[float], float]]:
         with self.lock:
@@ -145,6 +156,8 @@ class Watcher(threading.Thread):
                     elif now - last_sample >= self.sample_every:
                         last_sample = now
                         self.prices.add(batch, 1)
+                    else:
+                        self.prices.add(batch, 0)  # between samples: the last prices stay fresh
                     if self.caught_up and n < _SMALL_BATCH:
                         if stop.wait(_NAP):
                             break

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from rich.console import JustifyMethod
+from rich.console import Group, JustifyMethod, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual import events
@@ -15,30 +16,43 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Sparkline, Static
 
-from ..journal.format import FRAME_HEADER, OrderType, Side
+from ..journal.format import FRAME_HEADER, Side
 from ..journal.reader import Frame
-from ..timeparse import format_time
+from ..render import exact, labelled_fields
+from ..timeparse import format_clock, format_optional_time
 
-_PRICE = ("price", "last_price", "bid_price", "bid", "ask_price", "ask")
-_SIZE = ("quantity", "volume", "size", "qty", "bid_size")
+_PRICE = ("price", "last_price")
+_BID = ("bid_price", "bid")
+_ASK = ("ask_price", "ask")
+_SIZE = ("quantity", "volume", "size", "qty")
 _ID = ("order_id", "trade_id", "id")
 TYPE_STYLES = {"Ticker": "cyan", "Order": "yellow", "Trade": "green"}
-COLUMNS: list[tuple[str, int | None, JustifyMethod]] = [  # (title, width, justify)
-    ("time", 18, "left"), ("type", 7, "left"), ("symbol", 9, "left"), ("price", 11, "right"),
-    ("size", 9, "right"), ("side", 4, "left"), ("order id", 9, "right"), ("src>dst", 7, "right"), ("more", None, "left"),
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    justify: JustifyMethod
+    priority: int  # narrow screens drop the highest numbers first (equal numbers go together: bid and ask)
+
+
+#: display order; "more" (every other field) takes what width is left
+COLUMNS = [
+    Column("time", "left", 0), Column("type", "left", 1), Column("symbol", "left", 2), Column("side", "left", 5),
+    Column("price", "right", 3), Column("size", "right", 4), Column("bid", "right", 6), Column("ask", "right", 6),
+    Column("id", "right", 7), Column("src>dst", "right", 8), Column("more", "left", 9),
 ]
+_MORE_MIN = 12
 
 
-def clock(ns: int) -> str:
+def clock(ns: int, tz: dt.tzinfo | None = None) -> str:
     """Time of day with microseconds (the date is in the header)."""
-    sec, frac = divmod(ns, 1_000_000_000)
-    return dt.datetime.fromtimestamp(sec, dt.UTC).strftime("%H:%M:%S") + f".{frac // 1000:06d}"
+    return format_clock(ns, tz)
 
 
 def _num(v) -> str:
-    if isinstance(v, float):
-        return f"{v:,.4f}".rstrip("0").rstrip(".") if abs(v) < 1e12 else f"{v:.6g}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
+    """Exact: a float as the shortest text that reads back to it, never rounded for the screen."""
+    return exact(v)
 
 
 def _first(fields: dict, names: tuple) -> tuple[str | None, object]:
@@ -48,34 +62,57 @@ def _first(fields: dict, names: tuple) -> tuple[str | None, object]:
     return None, None
 
 
-def frame_cells(frame: Frame) -> list[Text | str]:
-    """The table cells of one frame: time, type, symbol, key fields, source>dest, the rest."""
+def frame_cells(frame: Frame, tz: dt.tzinfo | None = None) -> list[Text | str]:
+    """The cells of one frame, in COLUMNS order."""
     f = frame.fields
     name = frame.type_name
-    pk, price = _first(f, _PRICE)
-    sk, size = _first(f, _SIZE)
-    ik, oid = _first(f, _ID)
+    keys = {}
+    values = []
+    for names in (_PRICE, _SIZE, _BID, _ASK, _ID):
+        k, v = _first(f, names)
+        keys[k] = True
+        values.append("" if v is None else _num(v))
+    price, size, bid, ask, oid = values
     side = f.get("side")
     side_txt = Text("")
-    if side in (0, 1) and "side" in f:
-        side_txt = Text("buy", "green") if side == Side.BUY else Text("sell", "red")
-    used = {pk, sk, ik, "side", "symbol", "reserved"}
+    if "side" in f:
+        label = str(labelled_fields(frame)["side"])
+        side_txt = Text(label, "green" if side == Side.BUY else "red" if side == Side.SELL else "")
+    used = set(keys) | {"side", "symbol", "reserved"}
     if f:
-        more = " ".join(f"{k}={_num(v)}" for k, v in f.items() if k not in used)
+        more = " ".join(f"{k}={_num(v)}" for k, v in labelled_fields(frame).items() if k not in used)
     else:
         payload = frame.payload
         more = f"payload {payload[:16].hex()}{'…' if len(payload) > 16 else ''} ({len(payload)} B)"
     return [
-        clock(frame.gen_time),
+        clock(frame.gen_time, tz),
         Text(name, TYPE_STYLES.get(name, "magenta")),
         Text(str(f.get("symbol", "")), "bold"),
-        "" if price is None else _num(price),
-        "" if size is None else _num(size),
         side_txt,
-        "" if oid is None else str(oid),
+        price,
+        size,
+        bid,
+        ask,
+        oid,
         f"{frame.source}>{frame.dest}",
         Text(more, "dim"),
     ]
+
+
+def fit_columns(widths: list[int], available: int, gap: int = 1) -> list[int]:
+    """Indexes of the columns that fit in ``available`` cells, dropping the least important first.
+
+    Exact numbers are never cut to fit: a column is shown whole or not at all
+    (``more`` alone may be cut, with an ellipsis).
+    """
+    shown = list(range(len(COLUMNS)))
+    while shown:
+        need = sum(widths[i] if COLUMNS[i].title != "more" else _MORE_MIN for i in shown) + gap * (len(shown) - 1)
+        if need <= available:
+            break
+        worst = max(COLUMNS[i].priority for i in shown)
+        shown = [i for i in shown if COLUMNS[i].priority != worst]
+    return shown
 
 
 class FrameTable(Widget, can_focus=True):
@@ -103,9 +140,12 @@ class FrameTable(Widget, can_focus=True):
             super().__init__()
             self.row = row
 
-    def __init__(self, fetch: Callable[[int, int], list[Frame]], **kw):
+    def __init__(self, fetch: Callable[[int, int], list[Frame]], tz: dt.tzinfo | None = None, **kw):
         super().__init__(**kw)
         self.fetch = fetch
+        self.tz = tz
+        self.widths = [len(c.title) for c in COLUMNS]  # grow-only, so columns do not jump while scrolling
+        self.hidden: list[str] = []  # titles of the columns too wide for the screen now
         self.count = 0
         self.top = 0
         self.cursor = -1  # selected row, -1: none yet
@@ -132,6 +172,7 @@ class FrameTable(Widget, can_focus=True):
             self.refresh()
 
     def reset(self) -> None:
+        self.widths = [len(c.title) for c in COLUMNS]
         self.count = self.top = 0
         self.cursor = -1
         self.following = True
@@ -210,20 +251,30 @@ class FrameTable(Widget, can_focus=True):
 
     # -- rendering -------------------------------------------------------------
     def render(self) -> Table:
-        table = Table(box=None, expand=True, padding=(0, 1), header_style="bold", show_edge=False, pad_edge=False)
-        for title, width, justify in COLUMNS:
-            table.add_column(title, width=width, justify=justify, no_wrap=True, overflow="ellipsis", ratio=None if width else 1)
         frames = self.fetch(self.top, self.top + self.visible_rows) if self.count else []
-        for i, fr in enumerate(frames):
-            row = self.top + i
-            table.add_row(*frame_cells(fr), style="reverse" if row == self.cursor else None)
+        rows = [frame_cells(fr, self.tz) for fr in frames]
+        for cells in rows:
+            for i, c in enumerate(cells):
+                self.widths[i] = max(self.widths[i], len(c))
+        shown = fit_columns(self.widths, self.size.width)
+        self.hidden = [c.title for i, c in enumerate(COLUMNS) if i not in shown and any(len(r[i]) for r in rows)]
+        more_shown = any(COLUMNS[i].title == "more" for i in shown)
+        table = Table(box=None, expand=more_shown, padding=(0, 1), header_style="bold", show_edge=False,
+                      pad_edge=False)
+        for i in shown:
+            col = COLUMNS[i]
+            more = col.title == "more"
+            table.add_column(col.title, width=None if more else self.widths[i], justify=col.justify, no_wrap=True,
+                             overflow="ellipsis", ratio=1 if more else None)
+        for k, cells in enumerate(rows):
+            table.add_row(*(cells[i] for i in shown), style="reverse" if self.top + k == self.cursor else None)
         return table
 
 
 class HeaderBar(Static):
     """Path, pages, frames, rate, lag and the writer's state."""
 
-    DEFAULT_CSS = "HeaderBar { height: 2; background: $boost; padding: 0 1; }"
+    DEFAULT_CSS = "HeaderBar { height: auto; max-height: 8; background: $boost; padding: 0 1; }"
 
 
 class StatusBar(Static):
@@ -240,8 +291,8 @@ def hexdump(data: bytes, width: int = 16) -> str:
     return "\n".join(lines)
 
 
-def frame_detail(frame: Frame) -> Table:
-    """Every header and payload field of a frame, and its raw bytes in hex."""
+def frame_detail(frame: Frame, tz: dt.tzinfo | None = None, width: int = 140) -> RenderableType:
+    """Every header and payload field of a frame, and its raw bytes in hex (beside them, or below when narrow)."""
     fields = Table(box=None, show_header=False, padding=(0, 1), pad_edge=False)
     fields.add_column(style="bold cyan", no_wrap=True, min_width=15)
     fields.add_column(overflow="fold")
@@ -252,19 +303,25 @@ def frame_detail(frame: Frame) -> Table:
             continue
         v = getattr(frame, n)
         if n.endswith("_time"):
-            fields.add_row(n, f"{format_time(v)} ({v})")
+            fields.add_row(n, f"{format_optional_time(v, tz)} ({v})")
         else:
             fields.add_row(n, str(v))
+    labels = labelled_fields(frame)
     for k, v in frame.fields.items():
-        if k == "side" and v in (0, 1):
-            v = f"{Side(v).name.lower()} ({v})"
-        elif k == "order_type" and v in (0, 1):
-            v = f"{OrderType(v).name.lower()} ({v})"
-        fields.add_row(k, _num(v) if not isinstance(v, str) else repr(v))
+        if isinstance(v, str):
+            shown = repr(v)
+        elif labels[k] != v:
+            shown = f"{labels[k]} ({v})"
+        else:
+            shown = _num(v)
+        fields.add_row(k, shown)
+    dump = Text(hexdump(frame.raw), style="dim")
+    if width < 40 + 2 + 72:
+        return Group(fields, Text(""), dump)
     outer = Table(box=None, show_header=False, padding=(0, 2), expand=True)
     outer.add_column(min_width=40)
     outer.add_column(width=72)
-    outer.add_row(fields, Text(hexdump(frame.raw), style="dim"))
+    outer.add_row(fields, dump)
     return outer
 
 
@@ -308,5 +365,5 @@ class SparkPanel(Widget):
             label, spark = self._symbols[sym]
             trend = series[-1] - series[0] if len(series) > 1 else 0.0
             arrow = ("▲", "green") if trend > 0 else ("▼", "red") if trend < 0 else ("•", "dim")
-            label.update(Text.assemble((f"{sym:<8}", "bold"), f"{_num(last):>12} ", arrow))
+            label.update(Text.assemble(arrow, " ", (f"{sym:<8}", "bold"), " ", _num(last)))
             spark.data = series

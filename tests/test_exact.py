@@ -1,0 +1,161 @@
+"""What the user sees is exact: floats, names of values, times and zones, selections that match nothing."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kftest import ROOT, run_cli
+from typer.testing import CliRunner
+
+from kftools import Writer
+from kftools.cli import app
+from kftools.journal import Reader
+from kftools.render import text_line
+from kftools.timeparse import format_time, parse_time, resolve_tz
+
+MULTI = os.path.join(ROOT, "sample_journals", "multipage.dat")
+T0 = 1_795_790_400_000_000_000  # 2026-11-27T14:40:00Z
+runner = CliRunner()
+
+
+def cli(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def ticker_journal(path, rows, gen_times=None, trigger_time=None) -> str:
+    with Writer(str(path), page_size=1 << 16) as w:
+        for i, (sym, last, bid, ask, vol) in enumerate(rows):
+            kw = {}
+            if gen_times is not None:
+                kw["gen_time"] = gen_times[i]
+            if trigger_time is not None:
+                kw["trigger_time"] = trigger_time
+            w.write_ticker(sym, last, bid, ask, vol, **kw)
+    return str(path)
+
+
+def test_cat_text_prints_floats_that_round_trip(tmp_path):
+    path = ticker_journal(tmp_path / "px.dat", [("BTC", 98765.43, 98765.43, 98765.44, 1_234_567.0)])
+    res = run_cli("cat", path)
+    assert res.returncode == 0, res.stderr
+    line = res.stdout.strip()
+    assert "bid_price=98765.43 ask_price=98765.44" in line  # not 98765.4 twice
+    assert "volume=1234567.0" in line  # not 1.23457e+06
+    assert "e+06" not in line
+
+
+def _fields(line: str) -> dict[str, str]:
+    return dict(m.groups() for m in re.finditer(r"(\w+)=(\S+)", line))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.floats(allow_nan=False, width=64), min_size=4, max_size=4))
+def test_text_floats_round_trip_property(tmp_path, values):
+    """Whatever the double, the text line reads back to the same double."""
+    path = tmp_path / "prop.dat"
+    for p in tmp_path.glob("prop.dat*"):
+        p.unlink()
+    ticker_journal(path, [("X", *values)])
+    with Reader(str(path)) as r:
+        line = text_line(next(iter(r)))
+    got = _fields(line)
+    for name, v in zip(("last_price", "bid_price", "ask_price", "volume"), values, strict=True):
+        back = float(got[name])
+        assert back == v and math.copysign(1, back) == math.copysign(1, v), (name, got[name], v)
+
+
+def test_one_convention_for_names_and_numbers(tmp_path):
+    """type is the name and msg_type the number; side and order_type are names, in text, jsonl and CSV."""
+    path = str(tmp_path / "o.dat")
+    with Writer(path) as w:
+        w.write_order("AAPL", 7, 1, 1, 101.5, 3.0, 0.0, "c-7")
+        w.write_trade("AAPL", 9, 101.5, 3.0, side=0, order_id=7)
+    text = run_cli("cat", path).stdout.splitlines()
+    assert "side=sell order_type=market" in text[0] and "side=buy" in text[1]
+    rows = [json.loads(x) for x in run_cli("cat", path, "-F", "jsonl").stdout.splitlines()]
+    assert (rows[0]["type"], rows[0]["msg_type"], rows[0]["side"], rows[0]["order_type"]) == ("Order", 2, "sell", "market")
+    assert (rows[1]["type"], rows[1]["msg_type"], rows[1]["side"]) == ("Trade", 3, "buy")
+    table = list(csv.DictReader(io.StringIO(run_cli("cat", path, "-F", "csv").stdout)))
+    assert (table[0]["type"], table[0]["msg_type"], table[0]["side"], table[0]["order_type"]) == ("Order", "2", "sell", "market")
+    assert (table[1]["type"], table[1]["msg_type"], table[1]["side"]) == ("Trade", "3", "buy")
+
+
+def test_tz_for_text_output(tmp_path):
+    path = ticker_journal(tmp_path / "tz.dat", [("A", 1.0, 1.0, 1.0, 1.0)], gen_times=[T0 + 123])
+    utc = run_cli("cat", path).stdout
+    assert utc.startswith("2026-11-27T14:40:00.000000123Z ")
+    paris = run_cli("cat", path, "--tz", "Europe/Paris").stdout
+    assert paris.startswith("2026-11-27T15:40:00.000000123+01:00 ")
+    local = run_cli("cat", path, "--tz", "local", env={"TZ": "America/New_York"}).stdout
+    assert local.startswith("2026-11-27T09:40:00.000000123-05:00 ")
+    bad = run_cli("cat", path, "--tz", "Mars/Olympus")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert bad.stderr.startswith("kftools: error:") and "Mars/Olympus" in bad.stderr
+
+
+def test_time_of_day_and_before_the_end(tmp_path):
+    times = [T0 + i * 1_000_000_000 for i in range(10)]  # 14:40:00 .. 14:40:09 UTC
+    path = ticker_journal(tmp_path / "t.dat", [("A", float(i), 0.0, 0.0, 0.0) for i in range(10)], gen_times=times)
+
+    def prices(*args):
+        res = run_cli("cat", path, "-F", "jsonl", *args)
+        assert res.returncode == 0, res.stderr
+        return [json.loads(x)["last_price"] for x in res.stdout.splitlines()]
+
+    assert prices("--start", "14:40:05") == [5.0, 6.0, 7.0, 8.0, 9.0]
+    assert prices("--start", "14:40:02.5", "--end", "14:40:04") == [3.0, 4.0]
+    # a time of day is read in --tz: 15:40:07 in Paris is 14:40:07 UTC
+    assert prices("--start", "15:40:07", "--tz", "Europe/Paris") == [7.0, 8.0, 9.0]
+    assert prices("--start", "-2s") == [7.0, 8.0, 9.0]
+    assert prices("--start", "+1s", "--end", "-7s") == [1.0, 2.0]
+
+
+def test_parse_time_forms():
+    paris = resolve_tz("Europe/Paris")
+    assert parse_time("2026-11-27T15:40:00", tz=paris) == T0
+    assert parse_time("2026-11-27T14:40:00Z", tz=paris) == T0  # an explicit offset wins
+    assert parse_time("14:40", T0 + 5) == T0
+    assert parse_time("-1ms", last=T0) == T0 - 1_000_000
+    assert format_time(T0, paris) == "2026-11-27T15:40:00.000000000+01:00"
+
+
+def test_start_after_end_and_no_match_are_said(tmp_path):
+    res = run_cli("cat", MULTI, "--start", "+1s", "--end", "+0.5s")
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.count("\n") == 1 and "--start" in res.stderr and "after --end" in res.stderr
+    res = run_cli("cat", MULTI, "-s", "NOPE")
+    assert res.returncode == 0 and res.stdout == ""
+    assert res.stderr == "kftools: warning: no frame matched symbol NOPE\n"
+    res = run_cli("cat", MULTI, "-s", "AAPL", "-n", "1")
+    assert res.stdout.count("\n") == 1 and res.stderr == ""
+
+
+def test_start_after_end_in_every_selecting_command(tmp_path):
+    for args in (["export", MULTI, str(tmp_path / "x.parquet")], ["replay", MULTI, "-o", str(tmp_path / "r.dat")]):
+        res = run_cli(*args, "--start", "+1s", "--end", "+0.5s")
+        assert res.returncode == 2 and "after --end" in res.stderr, (args, res.stderr)
+        assert not os.path.exists(args[-1])
+
+
+def test_cat_clirunner_tz_and_exact(tmp_path):
+    """The same through Typer's runner (in-process): the CLI edge passes --tz through."""
+    path = ticker_journal(tmp_path / "c.dat", [("A", 0.1, 0.2, 0.30000000000000004, 1e22)], gen_times=[T0])
+    res = cli("cat", path, "--tz", "Asia/Tokyo")
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("2026-11-27T23:40:00.000000000+09:00 ")
+    assert "ask_price=0.30000000000000004 volume=1e+22" in res.output
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_machine_formats_keep_exact_floats(tmp_path, fmt):
+    path = ticker_journal(tmp_path / "m.dat", [("A", 98765.43, 98765.43, 98765.44, 1_234_567.0)])
+    out = run_cli("cat", path, "-F", fmt).stdout
+    assert "98765.44" in out and "1234567.0" in out
