@@ -11,6 +11,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Input
 
 from ..errors import KftoolsError
@@ -210,7 +211,10 @@ class TailApp(App):
 
     # -- periodic refresh (bounded rate, whatever the writer does) ----------------
     def _tick(self) -> None:
-        table = self.table
+        try:
+            table = self.table
+        except NoMatches:
+            return  # the app is shutting down and its widgets are gone; a late timer or event is no error
         table.set_count(self.index.count)
         self._update_header()
         self._update_status()
@@ -232,7 +236,10 @@ class TailApp(App):
                 self.fps = (total - n0) / max(1e-6, now - t0)
                 self._rates.append(self.fps)
             self._last_total = (now, total)
-        sparks = self.query_one(SparkPanel)
+        try:
+            sparks = self.query_one(SparkPanel)
+        except NoMatches:
+            return  # shutting down
         sparks.update_fps(list(self._rates), self.fps)
         sparks.update_prices(self.prices.snapshot())
         self._renew_reader()
