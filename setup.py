@@ -20,7 +20,7 @@ class OptionalBuildExt(build_ext):
 setup(
     ext_modules=[
         Extension("kftools.journal._scan", ["kftools/journal/_scan.c"], extra_compile_args=["-O2"]),
-        Extension("kftools.journal._frames", ["kftools/journal/_frames.c"], extra_compile_args=["-O2"]),
+        Extension("kftools.journal._framestream", ["kftools/journal/_framestream.c"], extra_compile_args=["-O2"]),
     ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

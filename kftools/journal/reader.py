@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import KftoolsError
-from . import frames as _frames
+from . import framestream
 from .format import CURSOR_OFFSET, FRAME_HEADER, FRAME_HEADER_SIZE, PAGE_HEADER_SIZE, PageFlag, page_path
-from .frames import STATUS_BACKLOG, STATUS_BAD_CURSOR, STATUS_BAD_FRAME, Frame, frames_at
+from .framestream import STATUS_BACKLOG, STATUS_BAD_CURSOR, STATUS_BAD_FRAME, Frame, frames_at
 from .lock import is_locked
 from .page import U32, NotYetWritten, Page, journal_pages, open_page
 from .registry import DEFAULT_REGISTRY, TypeRegistry
@@ -399,7 +399,7 @@ class Reader:
                 return True
             return False
 
-        return _frames.stream(refill)
+        return framestream.stream(refill)
 
     def read_batch(self, **filters) -> np.ndarray:
         """All committed frame headers as one structured array (with ``page`` and ``offset`` columns)."""
@@ -452,7 +452,7 @@ class Reader:
 
     def _follow(self, position, filt, policy, stop, idle_timeout) -> Iterator[Frame]:
         # the frame stream spins on the cursor and decodes in C; _LiveRefill does everything slower
-        return _frames.stream(_LiveRefill(self, position, filt, policy, stop, idle_timeout))
+        return framestream.stream(_LiveRefill(self, position, filt, policy, stop, idle_timeout))
 
     def follow_batches(
         self,

@@ -9,7 +9,7 @@ committed. When it runs dry it calls ``refill(stream)`` with ``stream.status``
 saying why; the reader's refill feeds the next batch, rolls to the next page,
 sleeps, or ends the iteration by returning False.
 
-``_frames.c`` is the C implementation and :class:`PyFrameStream` / :class:`PyFrame`
+``_framestream.c`` is the C implementation and :class:`PyFrameStream` / :class:`PyFrame`
 its pure-Python twin; the tests run both (``IMPLEMENTATIONS``).
 """
 
@@ -140,7 +140,7 @@ class PyFrame(FrameMethods):
 
 
 class PyFrameStream:
-    """The pure-Python twin of ``_frames.FrameStream``: same contract, same statuses."""
+    """The pure-Python twin of ``_framestream.FrameStream``: same contract, same statuses."""
 
     def __init__(self, frame_type: type, refill: Callable[[Any], bool], header_spec: tuple = HEADER_SPEC):
         if tuple(header_spec) != HEADER_SPEC:
@@ -261,9 +261,9 @@ class PyFrameStream:
 
 IMPLEMENTATIONS: dict[str, tuple[type, Any]] = {"python": (PyFrame, PyFrameStream)}
 try:
-    from . import _frames  # type: ignore[attr-defined]  # the C extension setup.py builds; no stub
+    from . import _framestream  # type: ignore[attr-defined]  # the C extension setup.py builds; no stub
 
-    class CFrame(_frames.FrameBase, FrameMethods):  # type: ignore[misc,name-defined]
+    class CFrame(_framestream.FrameBase, FrameMethods):  # type: ignore[misc,name-defined]
         """One committed frame. Header fields are attributes; payload fields decode on first access.
 
         A frame refers into the reader's mapping: copy what you keep with ``to_dict()``.
@@ -272,7 +272,7 @@ try:
         __slots__ = ()
 
     CFrame.__name__ = CFrame.__qualname__ = "Frame"  # as users know it (kftools.Frame)
-    IMPLEMENTATIONS["c"] = (CFrame, _frames.FrameStream)
+    IMPLEMENTATIONS["c"] = (CFrame, _framestream.FrameStream)
     NATIVE = True
 except ImportError:  # pragma: no cover - the extension is built by pip install
     NATIVE = False

@@ -2,7 +2,7 @@
  *
  * FrameBase holds a frame's header fields as C values (decoded once, when the
  * frame is made) and a reference to its page; payload fields decode on access
- * in Python (kftools.journal.frames.Frame subclasses FrameBase).
+ * in Python (kftools.journal.framestream.Frame subclasses FrameBase).
  *
  * FrameStream is an iterator of frames. It yields, in order:
  *   1. frames at offsets queued with feed() (validated already by the scanner), then
@@ -14,14 +14,14 @@
  * `status` to say why; refill returns true to go on (having fed, attached or
  * slept), false to end the iteration.
  *
- * frames.py holds the pure-Python twin (PyFrameStream); the tests run both. */
+ * framestream.py holds the pure-Python twin (PyFrameStream); the tests run both. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 
-/* status codes, mirrored in frames.py */
+/* status codes, mirrored in framestream.py */
 enum {
     ST_OK = 0,           /* iterating */
     ST_EMPTY = 1,        /* queue drained and no live page */
@@ -36,7 +36,7 @@ enum {
 typedef struct {
     PyObject_HEAD
     PyObject *page;
-    PyObject *fields; /* decoded payload fields, NULL until frames.py fills it */
+    PyObject *fields; /* decoded payload fields, NULL until framestream.py fills it */
     long long offset;
     long long gen_time;
     long long trigger_time;
@@ -79,7 +79,7 @@ static void frame_dealloc(PyObject *op) {
 }
 
 static PyObject *frame_getattro(PyObject *self, PyObject *name) {
-    /* header fields and methods first; then payload fields by name (frames.py's _field) */
+    /* header fields and methods first; then payload fields by name (framestream.py's _field) */
     PyObject *v = PyObject_GenericGetAttr(self, name);
     if (v != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError)) return v;
     if (!PyUnicode_Check(name) || PyUnicode_READ_CHAR(name, 0) == '_') return NULL;
@@ -102,7 +102,7 @@ static PyMemberDef frame_members[] = {
 
 static PyTypeObject FrameBaseType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "kftools.journal._frames.FrameBase",
+    .tp_name = "kftools.journal._framestream.FrameBase",
     .tp_basicsize = sizeof(FrameObject),
     .tp_dealloc = frame_dealloc,
     .tp_getattro = frame_getattro,
@@ -456,7 +456,7 @@ static PyGetSetDef stream_getset[] = {
 };
 
 static PyMemberDef stream_members[] = {
-    {"status", T_INT, offsetof(StreamObject, status), READONLY, "why refill was called (STATUS_* in frames.py)"},
+    {"status", T_INT, offsetof(StreamObject, status), READONLY, "why refill was called (STATUS_* in framestream.py)"},
     {"cursor", T_PYSSIZET, offsetof(StreamObject, seen), READONLY, "the write cursor last loaded"},
     {NULL},
 };
@@ -477,7 +477,7 @@ static PyMethodDef stream_methods[] = {
 
 static PyTypeObject StreamType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "kftools.journal._frames.FrameStream",
+    .tp_name = "kftools.journal._framestream.FrameStream",
     .tp_basicsize = sizeof(StreamObject),
     .tp_dealloc = stream_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
@@ -493,10 +493,10 @@ static PyTypeObject StreamType = {
     .tp_new = PyType_GenericNew,
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_frames", "Frames and the per-frame reading loop in C.",
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_framestream", "Frames and the per-frame reading loop in C.",
                                     -1, NULL};
 
-PyMODINIT_FUNC PyInit__frames(void) {
+PyMODINIT_FUNC PyInit__framestream(void) {
     if (PyType_Ready(&FrameBaseType) < 0 || PyType_Ready(&StreamType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;

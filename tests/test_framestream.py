@@ -1,4 +1,4 @@
-"""The per-frame path (kftools.journal.frames): the C frames and stream and their Python twin, run alike.
+"""The per-frame path (kftools.journal.framestream): the C frames and stream and their Python twin, run alike.
 
 Every test runs once per implementation; the property tests also check that
 per-frame reading agrees with the batch (numpy) path, which does not use it.
@@ -16,24 +16,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kftools import Reader, Writer
-from kftools.journal import frames, scan
+from kftools.journal import framestream, scan
 from kftools.journal.format import FRAME_HEADER, PAGE_HEADER_SIZE, page_path
 from kftools.journal.registry import TypeRegistry
 
 HYP = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-@pytest.fixture(params=sorted(frames.IMPLEMENTATIONS))
+@pytest.fixture(params=sorted(framestream.IMPLEMENTATIONS))
 def impl(request):
     """Readers use this implementation's frames for the test."""
-    frames.use(request.param)
+    framestream.use(request.param)
     yield request.param
-    frames.use("c" if frames.NATIVE else "python")
+    framestream.use("c" if framestream.NATIVE else "python")
 
 
 def test_the_c_frames_are_built_with_the_c_scanner():
     # setup.py builds both extensions: a missing one here means it was left out of the build
-    assert frames.NATIVE == scan.NATIVE
+    assert framestream.NATIVE == scan.NATIVE
 
 
 FRAME = st.one_of(
@@ -147,7 +147,7 @@ def test_frame_api(tmp_path, impl):
     assert u.to_dict() == {"type": "type999", "msg_type": 999, "gen_time": 43, "trigger_time": 0, "source": 0,
                            "dest": 0, "payload": "0102"}
     # frames are made from a header tuple too (the tail and replay do)
-    frame_type = frames._active[0]
+    frame_type = framestream._active[0]
     g = frame_type(r.page(0), (64, 48, 1, 5, 6, 7, 8))
     assert (g.gen_time, g.trigger_time, g.last_price) == (5, 6, 1.5)
 
@@ -257,13 +257,13 @@ def test_stream_contract(tmp_path, impl):
             return True
         return False
 
-    s = frames.stream(refill)
+    s = framestream.stream(refill)
     s.feed(page, page.mm, offsets[::2].copy())
     got = [f.last_price for f in s]
     # fed frames, then the live page from offset 144 to its cursor, then idle: refill ends it
     assert got == [0.0, 2.0, 1.0, 2.0]
-    assert calls == [frames.STATUS_EMPTY, frames.STATUS_IDLE]
+    assert calls == [framestream.STATUS_EMPTY, framestream.STATUS_IDLE]
     assert s.cursor == 304
     with pytest.raises(ValueError):
-        frames.stream(refill).feed(page, page.mm, np.array([4090], dtype=np.int64))
-    assert FRAME_HEADER.size == frames.HEADER_SPEC[0]
+        framestream.stream(refill).feed(page, page.mm, np.array([4090], dtype=np.int64))
+    assert FRAME_HEADER.size == framestream.HEADER_SPEC[0]
