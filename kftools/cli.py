@@ -207,10 +207,15 @@ def recover_cmd(
 
     res = recover(str(journal), None if out is None else str(out), in_place=in_place, force=force,
                   registry=registry_for(schema))
-    what = "cut in place" if in_place else f"wrote {res.out}"
-    typer.echo(f"{what}: {res.frames:,} frame(s) in {res.pages} page(s)")
+    kept = f"{res.frames:,} frame(s) in {res.pages} page(s)"
+    if in_place:
+        typer.echo(f"cut in place: kept {kept}" if res.damage is not None else f"clean, nothing cut: {kept}")
+    else:
+        typer.echo(f"wrote {res.out}: {kept}")
     if res.damage is not None:
-        warn(f"dropped everything from {res.damage}" + (f" and {res.dropped_pages} later page(s)" if res.dropped_pages else ""))
+        later = f", and {res.dropped_pages} later page(s) holding {res.dropped_frames:,} readable frame(s)" \
+            if res.dropped_pages else ""
+        warn(f"dropped {res.dropped_bytes:,} byte(s) from {res.damage}{later}")
     raise typer.Exit(res.status)
 
 

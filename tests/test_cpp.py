@@ -395,3 +395,16 @@ def test_hybrid_engine_feeds_python_strategy(cpp_bin, tmp_path):
     for prev, f in zip(frames, frames[1:], strict=False):
         if f.msg_type == 2:
             assert prev.msg_type == 1 and f.trigger_time == prev.gen_time
+
+
+def test_kfread_missing_file_or_directory_is_an_error(cpp_bin, tmp_path):
+    """Not a silent exit 0 with nothing printed: one error line and exit 2, as `kftools cat` says it."""
+    missing = run(cpp_bin / "kfread", tmp_path / "nope.dat", check=False)
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr == f"kfread: error: {tmp_path / 'nope.dat'}: no such journal\n"
+    folder = run(cpp_bin / "kfread", tmp_path, check=False)
+    assert folder.returncode == 2 and folder.stderr == f"kfread: error: {tmp_path}: is a directory, not a journal\n"
+    fifo = tmp_path / "fifo.dat"
+    os.mkfifo(fifo)
+    res = run(cpp_bin / "kfread", fifo, check=False)
+    assert res.returncode == 2 and "not a regular file" in res.stderr

@@ -159,3 +159,47 @@ def test_machine_formats_keep_exact_floats(tmp_path, fmt):
     path = ticker_journal(tmp_path / "m.dat", [("A", 98765.43, 98765.43, 98765.44, 1_234_567.0)])
     out = run_cli("cat", path, "-F", fmt).stdout
     assert "98765.44" in out and "1234567.0" in out
+
+
+def test_info_on_a_later_page_names_its_journal(tmp_path):
+    res = run_cli("info", MULTI + ".3")
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr == f"kftools: error: {MULTI}.3: this is page 3 of {MULTI}; give the journal's first page, {MULTI}\n"
+    assert "damaged" not in res.stderr
+    lone = tmp_path / "lone.dat"
+    lone.write_bytes(open(MULTI + ".3", "rb").read())
+    res = run_cli("cat", lone)
+    assert res.returncode == 2 and "this is page 3 of a journal, not its first page" in res.stderr
+
+
+def test_recover_says_frames_and_bytes_dropped(tmp_path):
+    from kftest import copy_journal
+
+    from kftools.journal.format import FRAME_HEADER
+
+    path = copy_journal(MULTI, str(tmp_path))
+    with Reader(path) as r:
+        frames = list(r)
+        by_page = {}
+        for f in frames:
+            by_page.setdefault(f.page_index, []).append(f)
+        victim = by_page[4][3]  # damage the 4th frame of page 4 of 9
+        cursors = {i: r.page(i).cursor for i in range(9)}
+        later_frames = sum(len(by_page[i]) for i in range(5, 9))
+    with open(f"{path}.4", "r+b") as fh:  # msg_type 0: garbage
+        fh.seek(victim.offset + FRAME_HEADER.offset("msg_type"))
+        fh.write(b"\0\0\0\0")
+    with Reader(path) as r:
+        kept = r.count()
+        assert r.damage.page == 4
+        dropped_bytes = cursors[4] - r.damage.offset + sum(cursors[i] - 64 for i in range(5, 9))
+    res = run_cli("recover", path, "-o", tmp_path / "out.dat")
+    assert res.returncode == 3
+    assert res.stdout == f"wrote {tmp_path / 'out.dat'}: {kept:,} frame(s) in 5 page(s)\n"
+    assert res.stderr.startswith(f"kftools: warning: dropped {dropped_bytes:,} byte(s) from ")
+    assert f"and 4 later page(s) holding {later_frames:,} readable frame(s)" in res.stderr
+    res = run_cli("recover", tmp_path / "out.dat", "--in-place")
+    assert res.returncode == 0 and res.stdout == f"clean, nothing cut: {kept:,} frame(s) in 5 page(s)\n"
+    assert "cut in" not in res.stdout and res.stderr == ""
+    res = run_cli("recover", path, "--in-place")
+    assert res.returncode == 3 and res.stdout.startswith(f"cut in place: kept {kept:,} frame(s)")

@@ -5,7 +5,11 @@
 //
 // Without --follow it reads to the current end and exits (3 on damage).
 // With --follow it busy-polls, crossing pages, until N frames or M ms idle.
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cinttypes>
+#include <cstring>
 #include <string>
 
 #include "args.hpp"
@@ -99,11 +103,31 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "usage: kfread PATH [--follow] [--count N] [--idle-ms M]\n");
         return 2;
     }
+    // The Reader maps pages lazily and treats a missing page as "nothing yet": say what is wrong with
+    // the path itself (as `kftools cat` does), rather than print nothing and exit 0.
+    bool follow = kfcli::flag(argc, argv, "--follow");
+    struct stat st;
+    if (stat(argv[1], &st) != 0) {
+        if (errno != ENOENT) {
+            std::fprintf(stderr, "kfread: error: %s: %s\n", argv[1], std::strerror(errno));
+            return 2;
+        }
+        if (!follow) {  // a follower waits for the journal to appear, as `kftools cat -f` does
+            std::fprintf(stderr, "kfread: error: %s: no such journal\n", argv[1]);
+            return 2;
+        }
+    } else if (S_ISDIR(st.st_mode)) {
+        std::fprintf(stderr, "kfread: error: %s: is a directory, not a journal\n", argv[1]);
+        return 2;
+    } else if (!S_ISREG(st.st_mode)) {
+        std::fprintf(stderr, "kfread: error: %s: not a regular file, not a journal\n", argv[1]);
+        return 2;
+    }
     try {
         Reader r(argv[1]);
         uint64_t count = kfcli::num(argc, argv, "--count", 0), n = 0;
         Frame f;
-        if (kfcli::flag(argc, argv, "--follow")) {
+        if (follow) {
             int64_t idle = int64_t(kfcli::num(argc, argv, "--idle-ms", 5000)) * 1000000;
             r.follow(
                 [&](const Frame& fr) {

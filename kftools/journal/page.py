@@ -129,6 +129,13 @@ def check_header(path: str, header: dict, index: int) -> None:
         raise UnsupportedVersion(f"{path}: unsupported journal version {header['version']} (this kftools reads {VERSION})")
     if header["capacity"] < PAGE_HEADER_SIZE:
         raise NotAJournal(f"{path}: page capacity {header['capacity']} is smaller than its own header")
+    if header["magic"] == MAGIC and index == 0 and header["page_index"] > 0:
+        # the user named a later page: say which journal it belongs to instead of calling it damaged
+        n = header["page_index"]
+        suffix = f".{n}"
+        first = path[: -len(suffix)] if path.endswith(suffix) else None
+        whose = f"of {first}; give the journal's first page, {first}" if first else "of a journal, not its first page"
+        raise NotAJournal(f"{path}: this is page {n} {whose}")
     if header["magic"] == MAGIC and header["page_index"] != index:
         raise CorruptJournal(f"{path}: page header says page {header['page_index']}, expected page {index}")
 

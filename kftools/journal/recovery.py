@@ -101,6 +101,10 @@ class RecoverResult:
     pages: int
     damage: Damage | None = None
     dropped_pages: int = 0
+    #: bytes after the damage (in its page and every later page) that the result leaves out
+    dropped_bytes: int = 0
+    #: frames that validate on their own in the dropped later pages (the damaged bytes are not counted as frames)
+    dropped_frames: int = 0
 
     @property
     def status(self) -> int:
@@ -126,8 +130,11 @@ def recover(
         else:
             last_page, last_end = damage.page, damage.offset
         keep_pages = last_page + 1
+        lost = _dropped(r, damage, npages)
         if in_place:
-            return _cut_in_place(path, r, damage, keep_pages, last_end, frames, npages)
+            res = _cut_in_place(path, r, damage, keep_pages, last_end, frames, npages)
+            res.dropped_bytes, res.dropped_frames = lost
+            return res
         if out is None:  # unreachable: checked above, for the type checker
             raise OutputError("give either an output path or --in-place")
         out = os.fspath(out)
@@ -154,7 +161,35 @@ def recover(
                 if os.path.exists(w):
                     os.unlink(w)
             raise OutputError(f"{out}: cannot write: {e.strerror}") from None
-        return RecoverResult(out, frames, keep_pages, damage, npages - keep_pages)
+        return RecoverResult(out, frames, keep_pages, damage, npages - keep_pages, *lost)
+
+
+def _dropped(r: Reader, damage: Damage | None, npages: int) -> tuple[int, int]:
+    """(bytes, frames) left out by keeping only what comes before ``damage``."""
+    if damage is None:
+        return 0, 0
+    nbytes = frames = 0
+    for i in range(damage.page, npages):
+        try:
+            page = r.page(i)
+        except (KftoolsError, OSError):
+            try:  # a page no reader can open: all of it past the header is gone
+                nbytes += max(0, os.path.getsize(page_path(r.path, i)) - PAGE_HEADER_SIZE)
+            except OSError:
+                pass
+            continue
+        end = page.limit() if page.header_problem() else min(page.cursor, page.limit())
+        start = damage.offset if i == damage.page else PAGE_HEADER_SIZE
+        nbytes += max(0, end - start)
+        if i == damage.page:
+            continue
+        off = PAGE_HEADER_SIZE
+        while off < end:
+            offsets, _h, off, problem = scan_page(page, off, end, r.registry, 1 << 20)
+            frames += len(offsets)
+            if problem or not len(offsets):
+                break
+    return nbytes, frames
 
 
 def _write_page_prefix(src: Page, dst: str, cursor: int, index: int, last: bool) -> None:
