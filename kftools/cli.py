@@ -22,8 +22,7 @@ from .errors import KftoolsError, UsageError
 app = typer.Typer(
     name="kftools",
     help="Tools for memory-mapped trading journals: inspect, follow, tail, replay, export.",
-    no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -61,11 +60,92 @@ def _guard(fn):
     return wrapper
 
 
+#: one example per command, the last thing its --help shows (a test fails when a command has none)
+EXAMPLES = {
+    "info": "kftools info feed.dat --json",
+    "cat": "kftools cat feed.dat -s AAPL --start 13:03:05 --end -5s -F jsonl",
+    "verify": "kftools verify feed.dat && echo clean",
+    "recover": "kftools recover feed.dat -o salvaged.dat",
+    "simulate": "kftools simulate feed.dat --rate 5000 --duration 10",
+    "export": "kftools export feed.dat feed.parquet -t Ticker --start +1m",
+    "import": "kftools import feed.parquet copy.dat",
+    "replay": "kftools replay feed.dat --speed 10 -o fast.dat",
+    "tail": "kftools tail feed.dat -s AAPL,MSFT --tz local",
+    "bench export": "kftools bench export --frames 1000000",
+    "bench replay": "kftools bench replay --json",
+    "bench latency": "kftools bench latency --cpp",
+    "bench throughput": "kftools bench throughput --frames 500000",
+    "bench all": "kftools bench all --quick --out results.json",
+}
+#: placeholders of arguments by name, and of option values by type (never Typer's {journal} or <bool>)
+_ARG_METAVARS = {"journal": "JOURNAL", "out": "PATH", "src": "PATH"}
+_TYPE_METAVARS = {"Path": "PATH", "int": "N", "float": "NUM", "str": "TEXT", "bool": ""}
+
+
+def _tidy_placeholders(params) -> None:
+    for p in params:
+        if p.param_type_name == "argument":
+            p.metavar = p.metavar or _ARG_METAVARS.get(p.name, p.name.upper())
+            p.display_type_rich = lambda ctx: None  # the placeholder says it; no "<path>" beside it
+            if p.required:  # usage reads `kftools cat [OPTIONS] JOURNAL`, as man pages write it, not {JOURNAL}
+                p._usage_display_name = lambda p=p: p.metavar
+        elif p.param_type_name == "option" and p.metavar is None:
+            bare = p.bare_type() if hasattr(p, "bare_type") else "bool"
+            if bare.startswith("list[") and bare.endswith("]"):
+                bare = bare[5:-1]
+            # a switch takes no value: no <bool>
+            p.metavar = "" if getattr(p, "is_bool_flag", False) else _TYPE_METAVARS.get(bare, bare.upper())
+
+
+class _Command(typer.core.TyperCommand):
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        _tidy_placeholders(self.params)
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        _tidy_placeholders(params)  # the help option is added here, after __init__
+        return params
+
+
+class _Group(typer.core.TyperGroup):
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        _tidy_placeholders(params)
+        return params
+
+
+app.info.cls = _Group
+bench_app.info.cls = _Group
+
+
 def command(typer_app: typer.Typer = app, **kw):
+    key = ("bench " if typer_app is bench_app else "") + kw["name"]
+
     def deco(fn):
-        return typer_app.command(**kw)(_guard(fn))
+        return typer_app.command(cls=_Command, epilog=f"Example: {EXAMPLES[key]}", **kw)(_guard(fn))
 
     return deco
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"kftools {version('kftools')}")
+        raise typer.Exit(0)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Tools for memory-mapped trading journals: inspect, follow, tail, replay, export."""
+    if ctx.invoked_subcommand is None:  # `kftools` alone: the help, on stdout, exit 0
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
 
 
 # -- shared options (defined once, reused by every command) -----------------------
@@ -467,7 +547,7 @@ def bench_all_cmd(
 
 
 def main() -> None:
-    app()
+    app(prog_name="kftools")  # `python -m kftools.cli` too: help and completion say kftools
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -241,3 +241,51 @@ def test_python_dash_m_and_console_script_agree():
     exe = os.path.join(os.path.dirname(sys.executable), "kftools")
     r2 = subprocess.run([exe, "info", str(CLEAN), "--json"], capture_output=True, text=True)
     assert json.loads(r1.stdout)["frames"] == json.loads(r2.stdout)["frames"] == 400
+
+
+# -- help, version, completion (issue 12 §4) ---------------------------------------------------
+def _command_paths():
+    root = typer.main.get_command(app)
+    out = []
+    for name, cmd in root.commands.items():
+        subs = getattr(cmd, "commands", None)
+        if subs:
+            out += [[name, sub] for sub in subs]
+        else:
+            out.append([name])
+    return out
+
+
+@pytest.mark.parametrize("path", _command_paths(), ids=" ".join)
+def test_every_command_help_has_an_example_and_plain_placeholders(path):
+    from typer.testing import CliRunner
+
+    res = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert f"Example: kftools {' '.join(path)}" in res.output
+    for typer_style in ("{", "<bool>", "<path>", "<int>", "<str>", "<float>", "list["):
+        assert typer_style not in res.output, (typer_style, res.output)
+    usage = next(line for line in res.output.splitlines() if "Usage:" in line)
+    assert usage.split()[-1] in ("[OPTIONS]", "JOURNAL", "PATH"), usage
+
+
+def test_bare_kftools_prints_help_and_version():
+    res = run_cli()
+    assert res.returncode == 0 and "Usage: kftools" in res.stdout and "cat" in res.stdout and res.stderr == ""
+    res = run_cli("--version")
+    from importlib.metadata import version
+
+    assert res.returncode == 0 and res.stdout == f"kftools {version('kftools')}\n"
+
+
+def test_shell_completion_completes_commands_and_options():
+    exe = os.path.join(os.path.dirname(sys.executable), "kftools")  # completion goes by the program's name
+    env = dict(os.environ, _KFTOOLS_COMPLETE="complete_bash", COMP_WORDS="kftools ca", COMP_CWORD="1")
+    res = subprocess.run([exe], capture_output=True, text=True, env=env, timeout=60)
+    assert res.stdout.split() == ["cat"], res.stderr
+    env.update(COMP_WORDS="kftools cat --fo", COMP_CWORD="2")
+    res = subprocess.run([exe], capture_output=True, text=True, env=env, timeout=60)
+    assert set(res.stdout.split()) == {"--format", "--follow"}
+    res = subprocess.run([exe, "--show-completion", "bash"], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, SHELL="/bin/bash"))
+    assert res.returncode == 0 and "_KFTOOLS_COMPLETE=complete_bash" in res.stdout
