@@ -14,6 +14,8 @@ from .journal import (
     Damage,
     Frame,
     FrameBatch,
+    MergedBatch,
+    MergedReader,
     MsgType,
     OrderType,
     Reader,
@@ -22,6 +24,7 @@ from .journal import (
     WaitPolicy,
     Writer,
     load_registry,
+    open_many,
     recover,
     register_type,
     verify,
@@ -29,7 +32,7 @@ from .journal import (
 
 __version__ = "0.1.0"
 __all__ = [
-    "CorruptJournal", "Damage", "Frame", "FrameBatch", "FrameTooLarge", "JournalLocked", "KftoolsError", "MsgType",
-    "NotAJournal", "OrderType", "Reader", "SchemaError", "Side", "TypeRegistry", "UnknownType", "UnsupportedVersion",
+    "CorruptJournal", "Damage", "Frame", "FrameBatch", "FrameTooLarge", "JournalLocked", "KftoolsError", "MergedBatch",
+    "MergedReader", "MsgType", "NotAJournal", "open_many", "OrderType", "Reader", "SchemaError", "Side", "TypeRegistry", "UnknownType", "UnsupportedVersion",
     "WaitPolicy", "Writer", "load_registry", "recover", "register_type", "verify",
 ]

@@ -1,4 +1,8 @@
-"""``kftools cat``: print frames as text, JSON lines or CSV; optionally follow."""
+"""``kftools cat``: print frames as text, JSON lines or CSV; optionally follow.
+
+Several journals (or a folder) print as one timeline merged by ``gen_time``,
+each line naming its journal.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,11 @@ import datetime as dt
 import functools
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .journal.reader import Damage, Reader
+from .journal.merge import DEFAULT_HOLD, MergedReader, open_journals
+from .journal.reader import Damage
 from .journal.registry import TypeRegistry
 from .render import CsvWriter, csv_columns, json_line, text_line
 from .selection import Selection
@@ -26,7 +31,7 @@ class CatResult:
 
 
 def cat(
-    path: str,
+    paths: str | Sequence[str],
     *,
     registry: TypeRegistry,
     out=None,
@@ -40,22 +45,31 @@ def cat(
     wait: str = "backoff",
     stop: threading.Event | None = None,
     on_wait: Callable[[str], None] | None = None,
+    on_skip: Callable[[str], None] | None = None,
+    hold: float = DEFAULT_HOLD,
     tz: dt.tzinfo | None = None,
 ) -> CatResult:
-    """Write the selected frames to ``out`` (text times in ``tz``, default UTC)."""
+    """Write the selected frames to ``out`` (text times in ``tz``, default UTC); several journals merged by time,
+    each line naming its journal (``hold``: see ``MergedReader.follow_batches``)."""
     out = out or sys.stdout
     res = CatResult()
-    reader = Reader.wait_open(path, registry=registry, stop=stop, on_wait=on_wait) if follow else Reader(path, registry=registry)
+    if isinstance(paths, str):
+        paths = [paths]
+    reader = open_journals(paths, registry=registry, wait=follow, stop=stop, on_wait=on_wait)
     if reader is None:
         return res
+    many = isinstance(reader, MergedReader)
+    if isinstance(reader, MergedReader) and on_skip is not None:
+        for why in reader.skipped:
+            on_skip(why)
     with reader:
         sel = Selection.parse(reader, registry, types, symbols, start, end, tz=tz)
         if fmt == "jsonl":
-            line = json_line
+            line = functools.partial(json_line, journal=many)
         elif fmt == "csv":
-            line = CsvWriter(out, csv_columns(registry, sel.types)).line
+            line = CsvWriter(out, csv_columns(registry, sel.types, journal=many), journal=many).line
         else:
-            line = functools.partial(text_line, tz=tz)
+            line = functools.partial(text_line, tz=tz, journal=many)
         write = out.write
         if not follow:
             frames = reader.last(last, **sel.filters()) if last is not None else reader.frames(**sel.filters())
@@ -68,13 +82,14 @@ def cat(
             return res
         pos = reader.end_position() if last is not None else None
         if last is not None:
-            for f in reader.last(last, until=pos, **sel.filters()):
+            for f in reader.last(last, until=pos, **sel.filters()):  # type: ignore[arg-type]
                 write(line(f) + "\n")
                 res.frames += 1
             if reader.damage is not None:
                 res.damage = reader.damage
                 return res  # never follow past damage
-        for batch in reader.follow_batches(pos or "beginning", wait, stop=stop, **sel.filters()):
+        extra = {"hold": hold} if many else {}
+        for batch in reader.follow_batches(pos or "beginning", wait, stop=stop, **sel.filters(), **extra):  # type: ignore[arg-type]
             if not len(batch):
                 out.flush()  # caught up: show what we have
                 continue

@@ -150,6 +150,11 @@ def _root(
 
 # -- shared options (defined once, reused by every command) -----------------------
 JournalArg = Annotated[Path, typer.Argument(help="The journal: path of its first page.", show_default=False)]
+JournalsArg = Annotated[
+    list[Path],
+    typer.Argument(help="Journals (path of the first page) or folders of journals; several read as one timeline "
+                        "merged by gen_time.", show_default=False),
+]
 SchemaOpt = Annotated[
     list[Path] | None,
     typer.Option("--schema", help="TOML/JSON file declaring user message types (repeatable; also $KFTOOLS_SCHEMA)."),
@@ -169,6 +174,12 @@ TzOpt = Annotated[str, typer.Option("--tz", metavar="ZONE",
                                     help="Show and read times in this zone: UTC, local or a name like Europe/Paris.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 WaitOpt = Annotated[str, typer.Option("--wait", help="How a follower waits: busy, backoff or sleep.")]
+DEFAULT_HOLD = 0.05  # kftools.journal.merge.DEFAULT_HOLD, without importing numpy for --help
+HoldOpt = Annotated[
+    float,
+    typer.Option("--hold", help="Following several journals: seconds a silent journal may hold back the others' "
+                                "frames to keep them in time order (then they go out; 0: arrival order)."),
+]
 
 
 def registry_for(schema: list[Path] | None):
@@ -190,11 +201,31 @@ def stop_on_signals() -> threading.Event:
 
 
 # -- core commands -----------------------------------------------------------------
+def _one_file(journals: list[Path]) -> bool:
+    return len(journals) == 1 and not journals[0].is_dir()
+
+
+def _summary(kind: str, journals: list[Path], json_out: bool, schema) -> None:
+    """info / verify of several journals: a line per journal, a total, the exit code of the worst."""
+    from .many import summarize
+
+    summary = summarize(kind, [str(j) for j in journals], registry_for(schema))
+    if json_out:
+        typer.echo(json.dumps(summary.to_dict()))
+    else:
+        for line in summary.lines():
+            typer.echo(line)
+    raise typer.Exit(summary.status)
+
+
 @command(name="info")
-def info_cmd(journal: JournalArg, json_out: JsonOpt = False, schema: SchemaOpt = None) -> None:
-    """Pages, fill, frames by type, time range, mean rate, writer state and health."""
+def info_cmd(journals: JournalsArg, json_out: JsonOpt = False, schema: SchemaOpt = None) -> None:
+    """Pages, fill, frames by type, time range, mean rate, writer state and health (several: a line each and a total)."""
     from .info import journal_info
 
+    if not _one_file(journals):
+        _summary("info", journals, json_out, schema)
+    journal = journals[0]
     info = journal_info(str(journal), registry_for(schema))
     if json_out:
         typer.echo(json.dumps(info.to_dict()))
@@ -213,7 +244,7 @@ def info_cmd(journal: JournalArg, json_out: JsonOpt = False, schema: SchemaOpt =
 
 @command(name="cat")
 def cat_cmd(
-    journal: JournalArg,
+    journals: JournalsArg,
     type_: TypeOpt = None,
     symbol: SymbolOpt = None,
     start: StartOpt = None,
@@ -222,10 +253,11 @@ def cat_cmd(
     fmt: Annotated[str, typer.Option("--format", "-F", help="text, jsonl or csv.")] = "text",
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing frames as they are committed.")] = False,
     wait: WaitOpt = "backoff",
+    hold: HoldOpt = DEFAULT_HOLD,
     tz: TzOpt = "UTC",
     schema: SchemaOpt = None,
 ) -> None:
-    """Print frames as text, JSON lines or CSV (-f to follow, as tail -F does)."""
+    """Print frames as text, JSON lines or CSV (-f to follow, as tail -F does); several journals merged by time."""
     from .cat import cat
     from .render import FORMATS
     from .timeparse import resolve_tz
@@ -235,10 +267,12 @@ def cat_cmd(
     if lines is not None and lines < 0:
         raise UsageError("-n must be >= 0")
     stop = stop_on_signals() if follow else None
+    if hold < 0:
+        raise UsageError("--hold must be >= 0")
     res = cat(
-        str(journal), registry=registry_for(schema), fmt=fmt, types=type_, symbols=symbol, start=start, end=end,
-        last=lines, follow=follow, wait=wait, stop=stop, tz=resolve_tz(tz),
-        on_wait=lambda msg: warn(f"{msg}; waiting for it"),
+        [str(j) for j in journals], registry=registry_for(schema), fmt=fmt, types=type_, symbols=symbol, start=start,
+        end=end, last=lines, follow=follow, wait=wait, hold=hold, stop=stop, tz=resolve_tz(tz),
+        on_wait=lambda msg: warn(f"{msg}; waiting for it"), on_skip=lambda why: warn(f"skipped {why}"),
     )
     _cat_done(res)
 
@@ -253,11 +287,14 @@ def _cat_done(res) -> None:
 
 
 @command(name="verify")
-def verify_cmd(journal: JournalArg, json_out: JsonOpt = False, schema: SchemaOpt = None) -> None:
-    """Validate every page and frame; exit 0 when clean, 3 when damaged."""
+def verify_cmd(journals: JournalsArg, json_out: JsonOpt = False, schema: SchemaOpt = None) -> None:
+    """Validate every page and frame; exit 0 when clean, 3 when damaged (several: a line each, the worst exit)."""
     from .journal.recovery import verify
     from .timeparse import format_time
 
+    if not _one_file(journals):
+        _summary("verify", journals, json_out, schema)
+    journal = journals[0]
     rep = verify(str(journal), registry_for(schema))
     if json_out:
         typer.echo(json.dumps(rep.to_dict()))
@@ -468,16 +505,20 @@ def bench_replay_cmd(
 # -- tail command (issue 5) --------------------------------------------------------
 @command(name="tail")
 def tail_cmd(
-    journal: JournalArg,
+    journals: JournalsArg,
     type_: TypeOpt = None,
     symbol: SymbolOpt = None,
     plain: Annotated[bool, typer.Option("--plain", help="Print lines (as cat --follow) instead of the live view.")] = False,
     lines: Annotated[int, typer.Option("-n", "--lines", help="--plain: start with the last N frames.")] = 10,
     refresh: Annotated[float, typer.Option("--refresh", help="Screen refreshes per second.")] = 10.0,
+    hold: HoldOpt = DEFAULT_HOLD,
     tz: TzOpt = "UTC",
     schema: SchemaOpt = None,
 ) -> None:
-    """Live view of a journal: newest frames, rate, lag, writer state, details, sparklines (q quits)."""
+    """Live view of a journal: newest frames, rate, lag, writer state, details, sparklines (q quits).
+
+    Several journals (or a folder) are followed merged by gen_time as lines (as --plain), each naming its journal.
+    """
     from .timeparse import resolve_tz
 
     registry = registry_for(schema)
@@ -486,15 +527,20 @@ def tail_cmd(
     if not 0.5 <= refresh <= 60:
         raise UsageError("--refresh must be between 0.5 and 60")
     zone = resolve_tz(tz)
-    if plain or not (sys.stdout.isatty() and sys.stdin.isatty()):
+    tty = sys.stdout.isatty() and sys.stdin.isatty()
+    if not _one_file(journals) and tty and not plain:
+        warn("the live view shows one journal; following these merged by gen_time as lines (--plain)")
+    if plain or not tty or not _one_file(journals):
         from .cat import cat
 
-        _cat_done(cat(str(journal), registry=registry, types=type_, symbols=symbol, last=lines, follow=True,
-                      wait="sleep", stop=stop_on_signals(), on_wait=lambda msg: warn(f"{msg}; waiting for it"), tz=zone))
+        _cat_done(cat([str(j) for j in journals], registry=registry, types=type_, symbols=symbol, last=lines,
+                      follow=True, wait="sleep", hold=hold, stop=stop_on_signals(), tz=zone,
+                      on_wait=lambda msg: warn(f"{msg}; waiting for it"), on_skip=lambda why: warn(f"skipped {why}")))
         return
     from .selection import Selection
     from .tui.app import TailApp, probe
 
+    journal = journals[0]
     sel = Selection.parse(None, registry, type_, symbol)
     probe(str(journal), registry)
     TailApp(str(journal), registry, types=sel.types, symbols=sel.symbols, refresh_hz=refresh, tz=zone).run()
@@ -531,13 +577,27 @@ def bench_throughput_cmd(
     report(run(frames=frames), json_out)
 
 
+@command(bench_app, name="merge")
+def bench_merge_cmd(
+    json_out: JsonOpt = False,
+    frames: Annotated[int, typer.Option("--frames", help="Frames in all, over the journals, for the batch merge.")] = 8_000_000,
+    journals: Annotated[int, typer.Option("--journals", help="Journals merged.")] = 8,
+    per_frame: Annotated[int, typer.Option("--per-frame-frames", help="Frames in all for the per-frame measurements.")] = 1_000_000,
+) -> None:
+    """Merging several bursty journals by gen_time: batches and per-frame iteration against a single Reader."""
+    from .bench import report
+    from .bench.merge import run
+
+    report(run(frames=frames, journals=journals, per_frame_frames=per_frame), json_out)
+
+
 @command(bench_app, name="all")
 def bench_all_cmd(
     json_out: JsonOpt = False,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the JSON object to this file.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Smaller runs (about a minute) for a first look.")] = False,
 ) -> None:
-    """Every benchmark in one run: latency (Python and C++), throughput, export, replay."""
+    """Every benchmark in one run: latency (Python and C++), throughput, export, replay, merge."""
     from .bench import report, run_all
 
     results = run_all(quick=quick, progress=lambda name: warn(f"running bench {name} ...") if not json_out else None)

@@ -46,24 +46,28 @@ def record(frame: Frame) -> dict:
     return d
 
 
-def text_line(frame: Frame, tz: dt.tzinfo | None = None) -> str:
-    """One human-readable line: time (UTC unless ``tz``), type, source>dest, fields."""
+def text_line(frame: Frame, tz: dt.tzinfo | None = None, journal: bool = False) -> str:
+    """One human-readable line: time (UTC unless ``tz``), (``journal``,) type, source>dest, fields."""
     name = frame.type_name
     if frame.fields:
         body = " ".join(f"{k}={exact(v)}" for k, v in labelled_fields(frame).items() if k != "reserved")
     else:
         payload = frame.payload
         body = f"payload={payload[:32].hex()}{'…' if len(payload) > 32 else ''} ({len(payload)} bytes)"
-    return f"{format_time(frame.gen_time, tz)} {name:<7} {frame.source}>{frame.dest} {body}"
+    where = f"{frame.journal} " if journal else ""
+    return f"{format_time(frame.gen_time, tz)} {where}{name:<7} {frame.source}>{frame.dest} {body}"
 
 
-def json_line(frame: Frame) -> str:
-    return json.dumps(record(frame), separators=(",", ":"))
+def json_line(frame: Frame, journal: bool = False) -> str:
+    d = record(frame)
+    if journal:
+        d = {"journal": frame.journal, **d}
+    return json.dumps(d, separators=(",", ":"))
 
 
-def csv_columns(registry: TypeRegistry, types: Iterable[int] | None = None) -> list[str]:
-    """Header columns then every field of the (selected) registered types, first appearance order."""
-    cols = list(_HEADER_COLUMNS)
+def csv_columns(registry: TypeRegistry, types: Iterable[int] | None = None, journal: bool = False) -> list[str]:
+    """Header columns (``journal`` first if asked) then every field of the (selected) registered types."""
+    cols = (["journal"] if journal else []) + list(_HEADER_COLUMNS)
     wanted = set(types) if types else None
     for mt in registry.types():
         if wanted is not None and mt.id not in wanted:
@@ -78,7 +82,8 @@ def csv_columns(registry: TypeRegistry, types: Iterable[int] | None = None) -> l
 class CsvWriter:
     """CSV rows with one fixed header; fields a frame's type lacks stay empty."""
 
-    def __init__(self, out, columns: list[str]):
+    def __init__(self, out, columns: list[str], journal: bool = False):
+        self._journal = journal
         self._buf = io.StringIO()
         self._csv = csv.DictWriter(self._buf, columns, extrasaction="ignore")
         self._out = out
@@ -91,7 +96,10 @@ class CsvWriter:
         self._buf.truncate()
 
     def line(self, frame: Frame) -> str:
-        self._csv.writerow(record(frame))
+        d = record(frame)
+        if self._journal:
+            d["journal"] = frame.journal
+        self._csv.writerow(d)
         v = self._buf.getvalue()
         self._buf.seek(0)
         self._buf.truncate()

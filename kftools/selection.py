@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from .errors import UsageError
+from .journal.merge import MergedReader
 from .journal.reader import Reader
 from .journal.registry import TypeRegistry
 from .timeparse import TIME_OF_DAY, format_time, parse_time
@@ -22,7 +23,7 @@ class Selection:
 
     @classmethod
     def parse(
-        cls, reader: Reader | None, registry: TypeRegistry, types=None, symbols=None, start=None, end=None,
+        cls, reader: Reader | MergedReader | None, registry: TypeRegistry, types=None, symbols=None, start=None, end=None,
         tz: dt.tzinfo | None = None,
     ) -> Selection:
         """Resolve type names, comma lists and times.
@@ -70,13 +71,13 @@ class Selection:
         return {"types": self.types, "symbols": self.symbols, "start_time": self.start_time, "end_time": self.end_time}
 
 
-def first_gen_time(reader: Reader) -> int | None:
+def first_gen_time(reader: Reader | MergedReader) -> int | None:
     for b in reader.batches(batch_size=1):
         return int(b.headers["gen_time"][0])
     return None
 
 
-def last_gen_time(reader: Reader) -> int | None:
+def last_gen_time(reader: Reader | MergedReader) -> int | None:
     frames = reader.last(1)
     return frames[0].gen_time if frames else None
 

@@ -9,7 +9,6 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 
 import pytest
 import typer.main
@@ -113,8 +112,8 @@ def test_cat_follow_waits_for_the_journal_then_stops_cleanly_on_sigint(tmp_path)
     proc = subprocess.Popen([*KFTOOLS, "cat", "-f", "-F", "jsonl", str(p)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        time.sleep(1.0)
-        assert proc.poll() is None
+        waiting = proc.stderr.readline()  # it says it waits before the journal exists
+        assert "waiting" in waiting and proc.poll() is None
         with Writer(p, page_size=4096) as w:
             for i in range(200):
                 w.write_ticker("F", float(i))
@@ -124,7 +123,7 @@ def test_cat_follow_waits_for_the_journal_then_stops_cleanly_on_sigint(tmp_path)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0
-    assert "waiting" in err and "Traceback" not in err
+    assert "Traceback" not in err
 
 
 def test_verify_and_recover_exit_codes(tmp_path):
@@ -209,6 +208,8 @@ BAD = {
 @pytest.mark.parametrize("command", ["info", "cat", "verify", "recover"])
 def test_bad_input(tmp_path, case, command):
     content, message = BAD[case]
+    if case == "directory" and command != "recover":
+        message = "no journal in this folder"  # read commands take a folder of journals
     p = tmp_path / "j.dat"
     if content == "DIR":
         p.mkdir()

@@ -260,7 +260,7 @@ def test_plain_mode_prints_lines_and_follows(tmp_path):
 def test_bad_journal_one_line(tmp_path):
     res = run_cli("tail", "--plain", str(tmp_path))
     assert res.returncode == 2
-    assert res.stderr.count("\n") == 1 and "is a directory" in res.stderr
+    assert res.stderr.count("\n") == 1 and "no journal in this folder" in res.stderr
     assert "Traceback" not in res.stderr
 
 

@@ -59,6 +59,12 @@ class FrameMethods:
         return self.page.index
 
     @property
+    def journal(self) -> str:
+        """The journal this frame is in: the path of its first page, as the reader was given it."""
+        p = self.page
+        return p.path if p.index == 0 else p.path[: -len(str(p.index)) - 1]
+
+    @property
     def type_name(self) -> str:
         return self.page.registry.name(self.msg_type)
 

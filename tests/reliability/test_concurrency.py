@@ -81,8 +81,13 @@ def run_session(tmp_path, frames: int, page: int, rate: float, wait: str) -> dic
             except kftools.NotAJournal:
                 return 0
 
+        def exporting():
+            # export --follow writes to a hidden temporary file: once it is there, the export is under way
+            # (a SIGINT before that, on a loaded machine, ends it before it wrote anything)
+            return any(n.startswith(".live.parquet.") for n in os.listdir(tmp_path))
+
         while time.monotonic() < deadline and (
-            len(seen) < frames or lines_in(tmp_path / "tail.txt") < frames
+            not exporting() or len(seen) < frames or lines_in(tmp_path / "tail.txt") < frames
             or lines_in(tmp_path / "cat.jsonl") < frames or relayed() < frames
         ):
             time.sleep(0.05)

@@ -1,0 +1,568 @@
+"""Several journals read as one timeline, merged by ``gen_time`` (:func:`open_many`).
+
+Order: frames come out by ``gen_time``; ties go to the journal given first, then
+to the earlier frame of that journal. Each journal's own order is always kept:
+a frame whose ``gen_time`` is earlier than one before it in its own journal comes
+right after that one (the order a heap merge of the journals gives, and what a
+reader of each journal saw). The merge works on whole batches with numpy: a
+stable sort of the buffered frames of every journal up to the point where no
+journal can still deliver an earlier frame.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Literal
+
+import numpy as np
+
+from ..errors import NotAJournal, UsageError
+from .format import FRAME_HEADER_SIZE, PAGE_HEADER_SIZE, PageFlag
+from .reader import (
+    DEFAULT_BATCH,
+    HEADER_DTYPE,
+    INDEX_DTYPE,
+    Damage,
+    Frame,
+    FrameBatch,
+    Position,
+    Reader,
+    WaitPolicy,
+    _Filter,
+    _stopped,
+)
+from .frames import frames_at
+from .registry import TypeRegistry
+
+_NO_KEY = np.iinfo(np.int64).min
+#: ``read_batch`` rows of a merged reader: the frame index plus the journal's position in ``journals``
+MERGED_INDEX_DTYPE = np.dtype([("journal", "<u2"), *[(n, INDEX_DTYPE[n]) for n in INDEX_DTYPE.names or ()]])
+#: how long a merged follower waits for a silent journal before releasing frames without it (seconds)
+DEFAULT_HOLD = 0.05
+_SLICE = 4096
+
+
+def journals_in(folder: str) -> list[str]:
+    """First pages of the journals in ``folder``, by name (not ``<path>.<n>`` later pages, not hidden files)."""
+    out = []
+    for name in sorted(os.listdir(folder)):
+        p = os.path.join(folder, name)
+        stem, _, ext = name.rpartition(".")
+        if name.startswith(".") or not os.path.isfile(p) or (ext.isdigit() and stem):
+            continue
+        out.append(p)
+    return out
+
+
+def expand_journals(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """Each path as given; a folder becomes the journals in it. A journal named twice is an error."""
+    return [p for p, _ in _expand(paths)]
+
+
+def _expand(paths: Iterable[str | os.PathLike]) -> list[tuple[str, bool]]:
+    """(path, found in a folder) for each journal."""
+    out: list[tuple[str, bool]] = []
+    seen: dict[str, str] = {}
+    for p in paths:
+        p = os.fspath(p)
+        folder = os.path.isdir(p)
+        found = journals_in(p) if folder else [p]
+        if not found:
+            raise NotAJournal(f"{p}: no journal in this folder")
+        for j in found:
+            real = os.path.realpath(j)
+            if real in seen:
+                raise UsageError(f"{j}: given twice (also as {seen[real]})")
+            seen[real] = j
+            out.append((j, folder))
+    if not out:
+        raise UsageError("no journal given")
+    return out
+
+
+class MergedBatch:
+    """Frames of several journals in merged order, as numpy arrays.
+
+    ``headers`` (frame header dtype) and ``journal`` (index into ``journals``) are
+    in merged order; ``parts`` are the per-journal :class:`FrameBatch` slices the
+    frames come from, and ``order`` maps merged row i to row ``order[i]`` of
+    those parts concatenated (None: already in order).
+    """
+
+    __slots__ = ("journals", "parts", "part_journal", "order", "headers", "_journal")
+
+    def __init__(self, journals: Sequence[str], parts: list[FrameBatch], part_journal: list[int],
+                 order: np.ndarray | None):
+        self.journals = journals
+        self.parts = parts
+        self.part_journal = part_journal
+        self.order = order
+        if len(parts) == 1:
+            self.headers = parts[0].headers
+        elif parts:
+            # as plain 8-byte words: numpy copies those far faster than structured records
+            words = np.concatenate([_words(p.headers) for p in parts])
+            if order is not None:
+                words = words.take(order, axis=0)
+            self.headers = words.view(HEADER_DTYPE).reshape(-1)
+        else:
+            self.headers = np.empty(0, HEADER_DTYPE)
+        self._journal: np.ndarray | None = None
+
+    @property
+    def journal(self) -> np.ndarray:
+        """Index into ``journals`` of each frame's journal (uint16)."""
+        if self._journal is None:
+            self._journal = self._merged([np.full(len(p), j, np.uint16)
+                                          for j, p in zip(self.part_journal, self.parts, strict=True)])
+        return self._journal
+
+    def __len__(self) -> int:
+        return len(self.headers)
+
+    def _merged(self, per_part: list) -> np.ndarray:
+        a = np.concatenate(per_part) if per_part else np.empty(0)
+        return a if self.order is None else a[self.order]
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Offset of each frame in its page."""
+        return self._merged([p.offsets for p in self.parts])
+
+    @property
+    def page_index(self) -> np.ndarray:
+        """Page index of each frame in its journal."""
+        return self._merged([np.full(len(p), p.page.index, np.uint32) for p in self.parts])
+
+    def frames(self) -> list[Frame]:
+        return list(self.iter_frames())
+
+    def iter_frames(self) -> Iterator[Frame]:
+        """The frames in merged order, made a slice at a time (a list of millions of frames at once
+        wakes the garbage collector again and again)."""
+        if self.order is None:
+            for p in self.parts:
+                for a in range(0, len(p), _SLICE):
+                    yield from frames_at(p.page, p.offsets[a : a + _SLICE])
+            return
+        pages = [p.page for p in self.parts]
+        part = np.repeat(np.arange(len(self.parts), dtype=np.intp), [len(p) for p in self.parts])[self.order]
+        offsets = self.offsets
+        for a in range(0, len(part), _SLICE):
+            k = part[a : a + _SLICE]
+            offs = offsets[a : a + _SLICE]
+            # runs of rows from the same part become one frames_at call
+            cuts = np.flatnonzero(k[1:] != k[:-1]) + 1
+            bounds = [0, *cuts.tolist(), len(k)]
+            kl = k.tolist()
+            for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
+                yield from frames_at(pages[kl[lo]], offs[lo:hi])
+
+    def _by_type(self, msg_type: int, get) -> np.ndarray:
+        per_part = [get(p) for p in self.parts]
+        out = np.concatenate(per_part)
+        if self.order is None:
+            return out
+        # the rows of this type in concatenated order, put in the order their merged positions give
+        rank = np.empty(len(self.order), np.int64)
+        rank[self.order] = np.arange(len(self.order))
+        mt = np.concatenate([p.headers["msg_type"] for p in self.parts])
+        return out[np.argsort(rank[mt == msg_type], kind="stable")]
+
+    def payload(self, msg_type: int) -> np.ndarray:
+        """The typed payloads of this batch's frames of ``msg_type``, in merged order."""
+        return self._by_type(msg_type, lambda p: p.payload(msg_type))
+
+    def symbols(self) -> np.ndarray:
+        """The ``symbol`` field (``S16``) of each frame in merged order, b"" where the type has none."""
+        return self._merged([p.symbols() for p in self.parts]) if self.parts else np.empty(0, "S16")
+
+    def by_journal(self) -> Iterator[tuple[str, FrameBatch]]:
+        """The frames of each journal in this batch, as (journal, FrameBatch) in journal order."""
+        for j, p in zip(self.part_journal, self.parts, strict=True):
+            yield self.journals[j], p
+
+
+def _words(headers: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(headers).view(np.uint64).reshape(len(headers), HEADER_DTYPE.itemsize // 8)
+
+
+class _Buffer:
+    """Frames of one journal read but not yet released, with their merge keys."""
+
+    __slots__ = ("chunks", "runmax", "count")
+
+    def __init__(self):
+        self.chunks: collections.deque[tuple[FrameBatch, np.ndarray]] = collections.deque()
+        self.runmax = _NO_KEY
+        self.count = 0
+
+    def add(self, b: FrameBatch, filt: _Filter) -> None:
+        """Buffer the frames of ``b`` that ``filt`` selects (keys come from every frame of the journal)."""
+        if not len(b):
+            return
+        # the key keeps the journal's own order: a gen_time below an earlier one takes that one's key
+        keys = np.maximum.accumulate(b.headers["gen_time"].astype(np.int64, copy=False))
+        if self.runmax > keys[0]:
+            np.maximum(keys, self.runmax, out=keys)
+        self.runmax = int(keys[-1])
+        chosen = filt(b)
+        if len(chosen) < len(b):
+            keys = keys[np.searchsorted(b.offsets, chosen.offsets)]
+        if len(chosen):
+            self.chunks.append((chosen, keys))
+            self.count += len(chosen)
+
+    def take(self, key: int, inclusive: bool, out_parts: list, out_keys: list) -> int:
+        """Move the frames with merge key below ``key`` (or equal, if ``inclusive``) to the outputs."""
+        side: Literal["left", "right"] = "right" if inclusive else "left"
+        taken = 0
+        while self.chunks:
+            b, keys = self.chunks[0]
+            if (keys[-1] <= key) if inclusive else (keys[-1] < key):
+                self.chunks.popleft()
+                out_parts.append(b)
+                out_keys.append(keys)
+                taken += len(b)
+                continue
+            k = int(np.searchsorted(keys, key, side))
+            if k:
+                out_parts.append(FrameBatch(b.page, b.offsets[:k], b.headers[:k]))
+                out_keys.append(keys[:k])
+                self.chunks[0] = (FrameBatch(b.page, b.offsets[k:], b.headers[k:]), keys[k:])
+                taken += k
+            break
+        self.count -= taken
+        return taken
+
+
+def _release(journals: Sequence[str], bufs: list[_Buffer], bound: tuple[int, int] | None) -> MergedBatch:
+    """The buffered frames up to ``bound`` = (key, journal) in merge order (every buffered frame if None)."""
+    parts: list[FrameBatch] = []
+    keys: list[np.ndarray] = []
+    part_journal: list[int] = []
+    for i, buf in enumerate(bufs):
+        if not buf.count:
+            continue
+        before = len(parts)
+        if bound is None:
+            buf.take(np.iinfo(np.int64).max, True, parts, keys)
+        else:
+            buf.take(bound[0], i <= bound[1], parts, keys)
+        part_journal.extend([i] * (len(parts) - before))
+    order = None
+    if len(set(part_journal)) > 1:
+        # concatenated in journal order, so a stable sort on the key breaks ties by journal, then position
+        order = np.argsort(np.concatenate(keys), kind="stable")
+    return MergedBatch(journals, parts, part_journal, order)
+
+
+class MergedReader:
+    """Several journals read as one, in ``gen_time`` order (see the module docstring for ties).
+
+    The same calls as :class:`Reader`: iterate, ``frames``, ``batches`` (which yield
+    :class:`MergedBatch`), ``last``, ``count``, ``read_batch``, ``follow`` and
+    ``follow_batches``, with the same filters. ``journals`` are the paths in the
+    order given; each :class:`Frame` says which one it came from (``frame.journal``).
+    ``damage`` is the first damage met (that journal ends there; the others go on);
+    ``late`` counts frames a follower released out of order (see :meth:`follow_batches`).
+    Files in a folder that are not journals are left out and listed in ``skipped``.
+    """
+
+    def __init__(self, paths: Iterable[str | os.PathLike], *, registry: TypeRegistry | None = None,
+                 readers: list[Reader] | None = None):
+        paths = list(paths)
+        self.skipped: list[str] = []
+        self.readers = readers if readers is not None else []
+        try:
+            if readers is None:
+                for p, in_folder in _expand(paths):
+                    try:
+                        self.readers.append(Reader(p, registry=registry))
+                    except NotAJournal as e:
+                        if not in_folder:
+                            raise
+                        self.skipped.append(str(e))
+        except BaseException:
+            self.close()
+            raise
+        if not self.readers:
+            raise NotAJournal(f"no journal in {', '.join(os.fspath(p) for p in paths)} ({'; '.join(self.skipped)})")
+        self.journals = [r.path for r in self.readers]
+        self.registry = self.readers[0].registry
+        self.damage: Damage | None = None
+        self.late = 0
+
+    @classmethod
+    def wait_open(cls, paths: Iterable[str | os.PathLike], *, registry: TypeRegistry | None = None,
+                  stop: Callable[[], bool] | threading.Event | None = None,
+                  on_wait: Callable[[str], None] | None = None) -> MergedReader | None:
+        """Open every journal, waiting for those that do not exist yet; None if ``stop`` fires first."""
+        readers: list[Reader] = []
+        skipped = []
+        paths = list(paths)
+        for p, in_folder in _expand(paths):
+            if in_folder:
+                try:  # a folder's journals are there already; what is not a journal is left out
+                    readers.append(Reader(p, registry=registry))
+                except NotAJournal as e:
+                    skipped.append(str(e))
+                continue
+            r = Reader.wait_open(p, registry=registry, stop=stop, on_wait=on_wait)
+            if r is None:
+                for x in readers:
+                    x.close()
+                return None
+            readers.append(r)
+        if not readers:
+            raise NotAJournal(f"no journal in {', '.join(os.fspath(p) for p in paths)} ({'; '.join(skipped)})")
+        merged = cls(paths, readers=readers)
+        merged.skipped = skipped
+        return merged
+
+    @property
+    def path(self) -> str:
+        return ", ".join(self.journals)
+
+    def _note(self, reader: Reader) -> bool:
+        if reader.damage is not None and self.damage is None:
+            self.damage = reader.damage
+        return self.damage is not None
+
+    # -- snapshot --------------------------------------------------------------
+    def batches(self, batch_size: int = DEFAULT_BATCH, *, until: Sequence[Position] | None = None,
+                start_time: int | None = None, end_time: int | None = None,
+                types: Iterable[int] | None = None, symbols: Iterable[str] | None = None) -> Iterator[MergedBatch]:
+        """Committed frames of every journal in merged order, as :class:`MergedBatch` (filtered as ``Reader.batches``;
+        ``until``: one end position per journal, as :meth:`end_position` gives).
+
+        A damaged journal ends where its damage begins; the others are still read to their end, and
+        ``damage`` says where the first damaged journal stopped.
+        """
+        self.damage = None
+        filt = _Filter(start_time, end_time, types, symbols)
+        ends = list(until) if until is not None else [None] * len(self.readers)
+        streams = [r.batches(batch_size, until=e) for r, e in zip(self.readers, ends, strict=True)]
+        bufs = [_Buffer() for _ in streams]
+        live = [True] * len(streams)
+        while True:
+            for i, s in enumerate(streams):
+                while live[i] and not bufs[i].count:
+                    b = next(s, None)
+                    if b is None:
+                        live[i] = False
+                        self._note(self.readers[i])
+                    else:
+                        bufs[i].add(b, filt)
+            if not any(b.count for b in bufs):
+                if not any(live):
+                    return
+                continue
+            # no live journal can deliver a frame below the last one it delivered
+            bound = min(((bufs[i].runmax, i) for i in range(len(bufs)) if live[i]), default=None)
+            out = _release(self.journals, bufs, bound)
+            if len(out):
+                yield out
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def frames(self, **filters) -> Iterator[Frame]:
+        """Every committed frame of every journal in merged order, filtered as in :meth:`batches`."""
+        for b in self.batches(**filters):
+            yield from b.iter_frames()
+
+    def read_batch(self, **filters) -> np.ndarray:
+        """Every committed frame header in merged order as one structured array (``journal``, ``page``, ``offset``...)."""
+        out = []
+        for b in self.batches(**filters):
+            a = np.empty(len(b), MERGED_INDEX_DTYPE)
+            a["journal"] = b.journal
+            a["page"] = b.page_index
+            a["offset"] = b.offsets
+            for n in HEADER_DTYPE.names or ():
+                a[n] = b.headers[n]
+            out.append(a)
+        return np.concatenate(out) if out else np.empty(0, MERGED_INDEX_DTYPE)
+
+    def last(self, n: int, **filters) -> list[Frame]:
+        """The last ``n`` frames in merged order matching ``filters``."""
+        keep: collections.deque[MergedBatch] = collections.deque()
+        held = 0
+        for b in self.batches(**filters):
+            keep.append(b)
+            held += len(b)
+            while keep and held - len(keep[0]) >= n:
+                held -= len(keep.popleft())
+        frames = [f for b in keep for f in b.frames()]
+        return frames[-n:] if n else []
+
+    def count(self) -> int:
+        return sum(len(b) for b in self.batches())
+
+    def end_position(self) -> list[Position]:
+        """Each journal's (page, cursor) just after its last committed frame, right now."""
+        return [r.end_position() for r in self.readers]
+
+    # -- following -------------------------------------------------------------
+    def follow(self, start: str | int | Sequence[Position] = "beginning", wait: str | WaitPolicy = "backoff", *,
+               stop: Callable[[], bool] | threading.Event | None = None, idle_timeout: float | None = None,
+               types: Iterable[int] | None = None, symbols: Iterable[str] | None = None,
+               hold: float = DEFAULT_HOLD) -> Iterator[Frame]:
+        """Frames of every journal as they are committed, in merged order (see :meth:`follow_batches`)."""
+        for b in self.follow_batches(start, wait, stop=stop, idle_timeout=idle_timeout, types=types,
+                                     symbols=symbols, hold=hold):
+            yield from b.iter_frames()
+
+    def follow_batches(self, start: str | int | Sequence[Position] = "beginning", wait: str | WaitPolicy = "sleep", *,
+                       stop: Callable[[], bool] | threading.Event | None = None, idle_timeout: float | None = None,
+                       batch_size: int = DEFAULT_BATCH, start_time: int | None = None, end_time: int | None = None,
+                       types: Iterable[int] | None = None, symbols: Iterable[str] | None = None,
+                       hold: float = DEFAULT_HOLD) -> Iterator[MergedBatch]:
+        """Follow every journal at once and release frames in merged order.
+
+        A frame is released once every journal has shown a frame at or after its
+        ``gen_time`` (filtered-out frames count: they prove the journal got that
+        far), so nothing is released that a slower journal could still precede.
+        A journal that shows nothing new for ``hold`` seconds stops holding the
+        others back, as does one whose writer closed it; its next frames, if they
+        come, are released as they arrive, and those earlier than frames already
+        released are counted in ``late`` (the only case of out-of-order output).
+        ``hold=0`` releases in arrival order; ``hold=float('inf')`` waits for every
+        journal forever. ``start`` is "beginning", "end", a gen_time in ns, or one
+        (page, offset) per journal. Yields an empty batch each time it catches up.
+        A damaged journal drops out where its damage begins (``damage`` names the
+        first); the others are still followed.
+        """
+        if start_time is None and isinstance(start, int) and not isinstance(start, bool):
+            start_time = start
+        filt = _Filter(start_time, end_time, types, symbols)
+        policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
+        if start == "end":
+            positions = self.end_position()
+        elif start == "beginning" or isinstance(start, int):
+            positions = [(0, PAGE_HEADER_SIZE)] * len(self.readers)
+        elif isinstance(start, Sequence) and len(start) == len(self.readers):
+            positions = [tuple(p) for p in start]  # type: ignore[misc]
+        else:
+            raise UsageError(f"bad follow start {start!r}: beginning, end, a time in ns or one (page, offset) per journal")
+        return self._follow(positions, filt, policy, stop, idle_timeout, batch_size, hold)
+
+    def _poll(self, i: int, pos: Position, batch_size: int) -> tuple[list[FrameBatch], Position]:
+        """New frames of journal ``i`` since ``pos`` (unfiltered), and the position after them."""
+        r = self.readers[i]
+        out = []
+        for b in r.batches(batch_size, start=pos):
+            out.append(b)
+            pos = (b.page.index, int(b.offsets[-1]) + FRAME_HEADER_SIZE + int(b.headers["length"][-1]))
+            break  # one batch a turn: a long backlog is merged as it is read, not held whole
+        return out, pos
+
+    def _closed(self, i: int, pos: Position) -> bool:
+        try:
+            return bool(self.readers[i].page(pos[0]).flags & PageFlag.CLOSED)
+        except Exception:  # noqa: BLE001 - a page not there yet is not closed
+            return False
+
+    def _follow(self, positions, filt, policy, stop, idle_timeout, batch_size, hold) -> Iterator[MergedBatch]:
+        n = len(self.readers)
+        bufs = [_Buffer() for _ in range(n)]
+        now = time.monotonic()
+        last_news = [now] * n
+        idle_since = now
+        released = _NO_KEY  # highest merge key released so far
+        caught_up = False
+        dropped: set[int] = set()
+        self.damage = None
+        self.late = 0
+        while True:
+            news = False
+            for i in range(n):
+                if i in dropped:
+                    continue
+                if bufs[i].count >= batch_size:
+                    last_news[i] = time.monotonic()  # not silent: it has frames waiting for the others
+                    news = True
+                    continue
+                got, positions[i] = self._poll(i, positions[i], batch_size)
+                if got:
+                    news = True
+                    last_news[i] = time.monotonic()
+                    for b in got:
+                        bufs[i].add(b, filt)
+                if self.readers[i].damage is not None:
+                    self._note(self.readers[i])
+                    dropped.add(i)  # it can deliver nothing more: it holds nobody back
+            now = time.monotonic()
+            holding = [i for i in range(n) if i not in dropped and now - last_news[i] < hold
+                       and not self._closed(i, positions[i])]
+            if any(b.count for b in bufs):
+                # the merge key of the last frame each journal showed, filtered out or not
+                bound = min(((bufs[i].runmax, i) for i in holding), default=None)
+                out = _release(self.journals, bufs, bound)
+                if len(out):
+                    keys = out.headers["gen_time"]
+                    if released != _NO_KEY:
+                        self.late += int(np.count_nonzero(keys < released))
+                    released = max(released, int(keys.max()))
+                    caught_up = False
+                    yield out
+                    continue
+            if news:
+                policy.reset()
+                idle_since = time.monotonic()
+                continue
+            if not caught_up and not any(b.count for b in bufs):
+                caught_up = True
+                yield MergedBatch(self.journals, [], [], None)
+            if _stopped(stop) or (idle_timeout is not None and time.monotonic() - idle_since > idle_timeout):
+                out = _release(self.journals, bufs, None)  # what was held back still goes out, in order
+                if len(out):
+                    yield out
+                return
+            policy.pause()
+
+    def writer_state(self) -> list[tuple[str, int]]:
+        return [r.writer_state() for r in self.readers]
+
+    def page_count(self) -> int:
+        return sum(r.page_count() for r in self.readers)
+
+    def close(self) -> None:
+        for r in self.readers:
+            r.close()
+
+    def __enter__(self) -> MergedReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_journals(paths: Sequence[str | os.PathLike], *, registry: TypeRegistry | None = None, wait: bool = False,
+                  stop: Callable[[], bool] | threading.Event | None = None,
+                  on_wait: Callable[[str], None] | None = None) -> Reader | MergedReader | None:
+    """A :class:`Reader` for one journal file, a :class:`MergedReader` for several or a folder.
+
+    With ``wait``, journals that do not exist yet are waited for (None if ``stop`` fires first).
+    """
+    if len(paths) == 1 and not os.path.isdir(paths[0]):
+        if wait:
+            return Reader.wait_open(paths[0], registry=registry, stop=stop, on_wait=on_wait)
+        return Reader(paths[0], registry=registry)
+    if wait:
+        return MergedReader.wait_open(paths, registry=registry, stop=stop, on_wait=on_wait)
+    return MergedReader(paths, registry=registry)
+
+
+def open_many(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,
+              registry: TypeRegistry | None = None) -> MergedReader:
+    """Open several journals (and folders of journals) as one timeline merged by ``gen_time``."""
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    return MergedReader(paths, registry=registry)
+

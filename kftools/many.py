@@ -1,0 +1,146 @@
+"""``info`` and ``verify`` over several journals (or folders): a row per journal, a total, the worst status.
+
+Status of one journal: 0 clean, 3 damaged, or the exit code of the error that
+kept it from being read (2: not a journal); the status of the whole is the
+highest of them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .errors import CorruptJournal, KftoolsError
+from .info import JournalInfo, journal_info
+from .journal.merge import expand_journals
+from .journal.recovery import VerifyReport, verify
+from .journal.registry import TypeRegistry
+from .timeparse import format_time
+
+
+@dataclass
+class Row:
+    """One journal of a summary: its report, or the error that kept it from being read."""
+
+    path: str
+    report: JournalInfo | VerifyReport | None = None
+    error: KftoolsError | None = None
+
+    @property
+    def status(self) -> int:
+        if self.error is not None:
+            return self.error.exit_code
+        if isinstance(self.report, JournalInfo):
+            return 0 if self.report.damage is None else CorruptJournal.exit_code
+        return 0 if self.report is not None and self.report.clean else CorruptJournal.exit_code
+
+
+@dataclass
+class Summary:
+    """Several journals' info or verify reports and their total."""
+
+    kind: str  # "info" or "verify"
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def status(self) -> int:
+        return max((r.status for r in self.rows), default=0)
+
+    def _frames(self, r: Row) -> int:
+        return r.report.frames if r.report is not None else 0
+
+    def _span(self, r: Row) -> tuple[int | None, int | None]:
+        if isinstance(r.report, JournalInfo):
+            return r.report.first_gen_time, r.report.last_gen_time
+        if isinstance(r.report, VerifyReport):
+            return r.report.first_time, r.report.last_time
+        return None, None
+
+    def _pages(self, r: Row) -> int:
+        if isinstance(r.report, JournalInfo):
+            return r.report.pages
+        return len(r.report.pages) if r.report is not None else 0
+
+    def _health(self, r: Row) -> str:
+        if r.error is not None:
+            return f"unreadable: {r.error}"
+        if isinstance(r.report, JournalInfo):
+            return "ok" if r.report.damage is None else f"damaged: {r.report.damage}"
+        if r.report is None or r.report.clean:
+            return "clean"
+        return f"damaged: {r.report.damage}"
+
+    def total(self) -> dict:
+        spans = [self._span(r) for r in self.rows]
+        firsts = [a for a, _ in spans if a is not None]
+        lasts = [b for _, b in spans if b is not None]
+        return {
+            "journals": len(self.rows),
+            "pages": sum(self._pages(r) for r in self.rows),
+            "frames": sum(self._frames(r) for r in self.rows),
+            "first_gen_time": min(firsts, default=None),
+            "last_gen_time": max(lasts, default=None),
+            "clean": sum(r.status == 0 for r in self.rows),
+            "damaged": sum(r.status == CorruptJournal.exit_code for r in self.rows),
+            "unreadable": sum(r.error is not None for r in self.rows),
+            "status": self.status,
+        }
+
+    def table(self) -> list[list[str]]:
+        """Rows of text: a header, one line per journal, the total."""
+        def t(ns):
+            return "-" if ns is None else format_time(ns)
+
+        head = ["journal", "pages", "frames", "first gen_time", "last gen_time"]
+        if self.kind == "info":
+            head.append("writer")
+        head.append("health")
+        out = [head]
+        for r in self.rows:
+            first, last = self._span(r)
+            line = [r.path, f"{self._pages(r):,}", f"{self._frames(r):,}", t(first), t(last)]
+            if self.kind == "info":
+                rep = r.report
+                line.append(f"{rep.writer_state}" if isinstance(rep, JournalInfo) else "-")
+            line.append(self._health(r))
+            out.append(line)
+        tot = self.total()
+        bad = [f"{tot['damaged']} damaged"] if tot["damaged"] else []
+        bad += [f"{tot['unreadable']} unreadable"] if tot["unreadable"] else []
+        line = [f"total: {tot['journals']} journals", f"{tot['pages']:,}", f"{tot['frames']:,}",
+                t(tot["first_gen_time"]), t(tot["last_gen_time"])]
+        if self.kind == "info":
+            line.append("")
+        line.append(", ".join(bad) or ("ok" if self.kind == "info" else "clean"))
+        out.append(line)
+        return out
+
+    def lines(self) -> list[str]:
+        """The table as aligned text lines."""
+        rows = self.table()
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+        return ["  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip() for r in rows]
+
+    def to_dict(self) -> dict:
+        return {
+            "journals": [
+                {"path": r.path, "status": r.status,
+                 **({"error": str(r.error)} if r.error is not None else {}),
+                 **(r.report.to_dict() if r.report is not None else {})}
+                for r in self.rows
+            ],
+            "total": self.total(),
+        }
+
+
+def summarize(kind: str, paths: Sequence[str | os.PathLike], registry: TypeRegistry | None = None) -> Summary:
+    """``info`` or ``verify`` of every journal in ``paths`` (folders expanded), read-only."""
+    run = journal_info if kind == "info" else verify
+    out = Summary(kind)
+    for p in expand_journals(paths):
+        try:
+            out.rows.append(Row(p, report=run(p, registry)))
+        except KftoolsError as e:
+            out.rows.append(Row(p, error=e))
+    return out
