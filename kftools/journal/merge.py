@@ -22,6 +22,8 @@ import numpy as np
 
 from ..errors import NotAJournal, UsageError
 from .format import FRAME_HEADER_SIZE, PAGE_HEADER_SIZE, PageFlag
+from .frames import stream as _frame_stream
+from .page import Page
 from .reader import (
     DEFAULT_BATCH,
     HEADER_DTYPE,
@@ -35,7 +37,6 @@ from .reader import (
     _Filter,
     _stopped,
 )
-from .frames import frames_at
 from .registry import TypeRegistry
 
 _NO_KEY = np.iinfo(np.int64).min
@@ -43,7 +44,6 @@ _NO_KEY = np.iinfo(np.int64).min
 MERGED_INDEX_DTYPE = np.dtype([("journal", "<u2"), *[(n, INDEX_DTYPE[n]) for n in INDEX_DTYPE.names or ()]])
 #: how long a merged follower waits for a silent journal before releasing frames without it (seconds)
 DEFAULT_HOLD = 0.05
-_SLICE = 4096
 
 
 def journals_in(folder: str) -> list[str]:
@@ -93,7 +93,7 @@ class MergedBatch:
     those parts concatenated (None: already in order).
     """
 
-    __slots__ = ("journals", "parts", "part_journal", "order", "headers", "_journal")
+    __slots__ = ("journals", "parts", "part_journal", "order", "_headers", "_journal", "_len")
 
     def __init__(self, journals: Sequence[str], parts: list[FrameBatch], part_journal: list[int],
                  order: np.ndarray | None):
@@ -101,17 +101,26 @@ class MergedBatch:
         self.parts = parts
         self.part_journal = part_journal
         self.order = order
-        if len(parts) == 1:
-            self.headers = parts[0].headers
-        elif parts:
-            # as plain 8-byte words: numpy copies those far faster than structured records
-            words = np.concatenate([_words(p.headers) for p in parts])
-            if order is not None:
-                words = words.take(order, axis=0)
-            self.headers = words.view(HEADER_DTYPE).reshape(-1)
-        else:
-            self.headers = np.empty(0, HEADER_DTYPE)
+        self._len = sum(len(p) for p in parts)
+        self._headers: np.ndarray | None = None
         self._journal: np.ndarray | None = None
+
+    @property
+    def headers(self) -> np.ndarray:
+        """Frame headers in merged order (frame header dtype)."""
+        if self._headers is None:
+            parts, order = self.parts, self.order
+            if len(parts) == 1:
+                self._headers = parts[0].headers
+            elif parts:
+                # as plain 8-byte words: numpy copies those far faster than structured records
+                words = np.concatenate([_words(p.headers) for p in parts])
+                if order is not None:
+                    words = words.take(order, axis=0)
+                self._headers = words.view(HEADER_DTYPE).reshape(-1)
+            else:
+                self._headers = np.empty(0, HEADER_DTYPE)
+        return self._headers
 
     @property
     def journal(self) -> np.ndarray:
@@ -122,7 +131,7 @@ class MergedBatch:
         return self._journal
 
     def __len__(self) -> int:
-        return len(self.headers)
+        return self._len
 
     def _merged(self, per_part: list) -> np.ndarray:
         a = np.concatenate(per_part) if per_part else np.empty(0)
@@ -142,25 +151,22 @@ class MergedBatch:
         return list(self.iter_frames())
 
     def iter_frames(self) -> Iterator[Frame]:
-        """The frames in merged order, made a slice at a time (a list of millions of frames at once
-        wakes the garbage collector again and again)."""
+        """The frames in merged order, made as they are asked for."""
+        return _stream(self.runs())
+
+    def runs(self) -> Iterator[tuple[Page, np.ndarray]]:
+        """(page, offsets) of each run of consecutive merged frames from one page."""
         if self.order is None:
             for p in self.parts:
-                for a in range(0, len(p), _SLICE):
-                    yield from frames_at(p.page, p.offsets[a : a + _SLICE])
+                yield p.page, p.offsets
             return
-        pages = [p.page for p in self.parts]
-        part = np.repeat(np.arange(len(self.parts), dtype=np.intp), [len(p) for p in self.parts])[self.order]
+        parts = self.parts
+        part = np.repeat(np.arange(len(parts), dtype=np.intp), [len(p) for p in parts])[self.order]
         offsets = self.offsets
-        for a in range(0, len(part), _SLICE):
-            k = part[a : a + _SLICE]
-            offs = offsets[a : a + _SLICE]
-            # runs of rows from the same part become one frames_at call
-            cuts = np.flatnonzero(k[1:] != k[:-1]) + 1
-            bounds = [0, *cuts.tolist(), len(k)]
-            kl = k.tolist()
-            for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
-                yield from frames_at(pages[kl[lo]], offs[lo:hi])
+        bounds = [0, *(np.flatnonzero(part[1:] != part[:-1]) + 1).tolist(), len(part)]
+        first = part[bounds[:-1]].tolist()
+        for j, lo, hi in zip(first, bounds[:-1], bounds[1:], strict=False):
+            yield parts[j].page, offsets[lo:hi]
 
     def _by_type(self, msg_type: int, get) -> np.ndarray:
         per_part = [get(p) for p in self.parts]
@@ -185,6 +191,17 @@ class MergedBatch:
         """The frames of each journal in this batch, as (journal, FrameBatch) in journal order."""
         for j, p in zip(self.part_journal, self.parts, strict=True):
             yield self.journals[j], p
+
+
+def _stream(runs: Iterator[tuple[Page, np.ndarray]]) -> Iterator[Frame]:
+    """Frames at each (page, offsets) run in turn, made by the frame stream (C when built), as Reader.frames."""
+    def refill(stream) -> bool:
+        for page, offsets in runs:
+            stream.feed(page, page.mm, offsets)
+            return True
+        return False
+
+    return _frame_stream(refill)
 
 
 def _words(headers: np.ndarray) -> np.ndarray:
@@ -373,8 +390,7 @@ class MergedReader:
 
     def frames(self, **filters) -> Iterator[Frame]:
         """Every committed frame of every journal in merged order, filtered as in :meth:`batches`."""
-        for b in self.batches(**filters):
-            yield from b.iter_frames()
+        return _stream(run for b in self.batches(**filters) for run in b.runs())
 
     def read_batch(self, **filters) -> np.ndarray:
         """Every committed frame header in merged order as one structured array (``journal``, ``page``, ``offset``...)."""
