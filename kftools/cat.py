@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .journal.merge import DEFAULT_HOLD, MergedReader, open_journals
-from .journal.reader import Damage
+from .journal.reader import Damage, Frame
 from .journal.registry import TypeRegistry
 from .render import CsvWriter, csv_columns, json_line, text_line
 from .selection import Selection
@@ -64,6 +64,7 @@ def cat(
             on_skip(why)
     with reader:
         sel = Selection.parse(reader, registry, types, symbols, start, end, tz=tz)
+        line: Callable[[Frame], str]
         if fmt == "jsonl":
             line = functools.partial(json_line, journal=many)
         elif fmt == "csv":

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import NotAJournal, UsageError
 from .format import FRAME_HEADER_SIZE, PAGE_HEADER_SIZE, PageFlag
-from .frames import stream as _frame_stream
+from .framestream import stream as _frame_stream
 from .page import Page
 from .reader import (
     DEFAULT_BATCH,
