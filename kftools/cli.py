@@ -62,23 +62,24 @@ def _guard(fn):
 
 #: one example per command, the last thing its --help shows (a test fails when a command has none)
 EXAMPLES = {
-    "info": "kftools info feed.dat --json",
-    "cat": "kftools cat feed.dat -s AAPL --start 13:03:05 --end -5s -F jsonl",
-    "verify": "kftools verify feed.dat && echo clean",
+    "info": "kftools info runtime/  # a folder: a line per journal and a total",
+    "cat": "kftools cat md.dat orders.dat -s AAPL --start 13:03:05 --end -5s -F jsonl",
+    "verify": "kftools verify runtime/ && echo clean",
     "recover": "kftools recover feed.dat -o salvaged.dat",
     "simulate": "kftools simulate feed.dat --rate 5000 --duration 10",
     "export": "kftools export feed.dat feed.parquet -t Ticker --start +1m",
     "import": "kftools import feed.parquet copy.dat",
     "replay": "kftools replay feed.dat --speed 10 -o fast.dat",
-    "tail": "kftools tail feed.dat -s AAPL,MSFT --tz local",
+    "tail": "kftools tail feed.dat -s AAPL,MSFT --tz local   (several: kftools tail md.dat orders.dat)",
     "bench export": "kftools bench export --frames 1000000",
     "bench replay": "kftools bench replay --json",
     "bench latency": "kftools bench latency --cpp",
     "bench throughput": "kftools bench throughput --frames 500000",
+    "bench merge": "kftools bench merge --json",
     "bench all": "kftools bench all --quick --out results.json",
 }
 #: placeholders of arguments by name, and of option values by type (never Typer's {journal} or <bool>)
-_ARG_METAVARS = {"journal": "JOURNAL", "out": "PATH", "src": "PATH"}
+_ARG_METAVARS = {"journal": "JOURNAL", "journals": "JOURNAL", "out": "PATH", "src": "PATH"}
 _TYPE_METAVARS = {"Path": "PATH", "int": "N", "float": "NUM", "str": "TEXT", "bool": ""}
 
 
