@@ -430,7 +430,7 @@ def bench_export_cmd(
 # -- replay command (issue 4) ------------------------------------------------------
 @command(name="replay")
 def replay_cmd(
-    journal: JournalArg,
+    journals: JournalsArg,
     out: Annotated[Path | None, typer.Option("-o", "--out", help="Output journal (default <stem>.replay.dat beside the input).")] = None,
     speed: Annotated[float, typer.Option("--speed", help="Playback speed factor (1 original, 10 ten times faster).")] = 1.0,
     max_speed: Annotated[bool, typer.Option("--max", help="Emit as fast as possible, no pacing.")] = False,
@@ -448,7 +448,10 @@ def replay_cmd(
     wait: WaitOpt = "busy",
     schema: SchemaOpt = None,
 ) -> None:
-    """Play a recording back into an output journal as if live, paced, with an optional in-process strategy."""
+    """Play a recording back into an output journal as if live, paced, with an optional in-process strategy.
+
+    Several journals (or a folder) play as one timeline merged by gen_time into the one output (-o needed).
+    """
     from .replay import Controller, KeyReader, Replay
     from .replay.ui import Progress, summary_lines
 
@@ -457,16 +460,17 @@ def replay_cmd(
     stop = stop_on_signals()
     ctl = Controller(paused=paused)
     rep = Replay(
-        str(journal), None if out is None else str(out), speed=None if max_speed else speed,
+        [str(j) for j in journals] if not _one_file(journals) else str(journals[0]), None if out is None else str(out),
+        speed=None if max_speed else speed,
         registry=registry_for(schema), types=type_, symbols=symbol, start=start, end=end, loops=loop,
         follow=follow, controller=ctl, strategy=strategy, orders=None if orders is None else str(orders),
         force=force, stop=stop, wait=wait,
     )
     st = rep.stats
     if st.writer_state == "crashed":
-        warn(f"{journal}: its writer (pid {st.writer_pid}) crashed; replaying the frames it committed")
+        warn(f"{rep.path}: its writer (pid {st.writer_pid}) crashed; replaying the frames it committed")
     elif st.writer_state == "alive" and not follow:
-        warn(f"{journal}: still being written; replaying the frames committed now (--follow to keep relaying)")
+        warn(f"{rep.path}: still being written; replaying the frames committed now (--follow to keep relaying)")
     keys = KeyReader(ctl).start() if sys.stdin.isatty() else None
     show = sys.stderr.isatty() and not json_out
     try:

@@ -226,3 +226,21 @@ def test_cli_info_and_verify_on_a_folder(tmp_path):
     r = run_cli("verify", "--json", tmp_path / "junk.bin", tmp_path / "clean.dat")
     d = json.loads(r.stdout)
     assert r.returncode == 2 and d["journals"][0]["status"] == 2 and d["total"]["unreadable"] == 1
+
+
+@pytest.mark.parametrize("speed", [None, 50.0])
+def test_replay_of_several_journals_is_one_merged_output(tmp_path, speed):
+    a, b = str(tmp_path / "md.dat"), str(tmp_path / "orders.dat")
+    write(a, [(1_000_000, "A")] * 40, base=10**9)  # a frame every ms
+    write(b, [(3_000_000, "B")] * 10, base=10**9 + 500_000)
+    args = ["replay", a, b, "-o", tmp_path / "out.dat", "--json"]
+    r = run_cli(*(args + (["--max"] if speed is None else ["--speed", speed])))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["frames"] == 50
+    with open_many([a, b]) as m:
+        want = [(f.msg_type, f.gen_time, f.symbol, f.last_price) for f in m]
+    with Reader(tmp_path / "out.dat") as out:
+        got = [(f.msg_type, f.trigger_time, f.symbol, f.last_price) for f in out]
+    assert got == want  # original times as trigger_time, in merged order
+    r = run_cli("replay", a, b)
+    assert r.returncode == 2 and "needs -o" in r.stderr

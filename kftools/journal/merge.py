@@ -38,6 +38,7 @@ from .reader import (
     _stopped,
 )
 from .registry import TypeRegistry
+from .scan import gather_var
 
 _NO_KEY = np.iinfo(np.int64).min
 #: ``read_batch`` rows of a merged reader: the frame index plus the journal's position in ``journals``
@@ -167,6 +168,27 @@ class MergedBatch:
         first = part[bounds[:-1]].tolist()
         for j, lo, hi in zip(first, bounds[:-1], bounds[1:], strict=False):
             yield parts[j].page, offsets[lo:hi]
+
+    def row_pages(self) -> list[Page]:
+        """The page of each frame, in merged order."""
+        out: list[Page] = []
+        for page, offsets in self.runs():
+            out += [page] * len(offsets)
+        return out
+
+    def raw_frames(self) -> tuple[np.ndarray, np.ndarray]:
+        """A writable copy of the whole frames concatenated in merged order, and their start offsets plus the end
+        (as ``FrameBatch.raw_frames``)."""
+        lens = self.headers["length"].astype(np.int64) + FRAME_HEADER_SIZE
+        starts = np.zeros(len(lens) + 1, np.int64)
+        np.cumsum(lens, out=starts[1:])
+        data = np.empty(int(starts[-1]), np.uint8)
+        i = 0
+        for page, offsets in self.runs():
+            k = len(offsets)
+            gather_var(page.mm, np.ascontiguousarray(offsets), lens[i : i + k], 0, data[starts[i] : starts[i + k]])
+            i += k
+        return data, starts
 
     def _by_type(self, msg_type: int, get) -> np.ndarray:
         per_part = [get(p) for p in self.parts]

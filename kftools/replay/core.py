@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import StrategyError, UsageError
 from ..journal.format import FRAME_HEADER, MsgType, OrderType
+from ..journal.merge import MergedBatch, MergedReader, open_journals
 from ..journal.reader import Damage, Frame, FrameBatch, Reader
 from ..journal.registry import TypeRegistry
 from ..journal.writer import Writer
@@ -310,10 +311,12 @@ class _Dispatch:
         except Exception as e:  # noqa: BLE001 - user code: stop the replay, say where
             raise StrategyError(f"strategy {type(self.strategy).__name__}.{fn.__name__} failed: {_where(e)}") from None
 
-    def frames(self, batch: FrameBatch, i: int, j: int, wall: int) -> None:
+    def frames(self, batch: FrameBatch | MergedBatch, i: int, j: int, wall: int) -> None:
         h = batch.headers
         offs = batch.offsets
-        page = batch.page
+        # several journals: each frame's own page
+        pages = batch.row_pages() if isinstance(batch, MergedBatch) else None
+        page = batch.page if isinstance(batch, FrameBatch) else None
         ctx = self.ctx
         for k in range(i, j):
             mt = int(h["msg_type"][k])
@@ -324,7 +327,7 @@ class _Dispatch:
                 self._by_type[mt] = fn
             if fn is None:
                 continue
-            f = Frame(page, (int(offs[k]), int(h["length"][k]), mt, wall, int(h["gen_time"][k]),
+            f = Frame(page if pages is None else pages[k], (int(offs[k]), int(h["length"][k]), mt, wall, int(h["gen_time"][k]),
                              int(h["source"][k]), int(h["dest"][k])))
             ctx.frame = f
             self._guard(fn, ctx, f)
@@ -400,6 +403,12 @@ class ReplayStats:
 class Replay:
     """A replay of ``path`` into ``out``; everything is checked on construction, nothing written until ``run``.
 
+    ``path`` may be a list of journals (or a folder): their frames are replayed
+    as one timeline merged by gen_time (ties: the order given) into the one
+    output, paced from the first frame of all of them, so a strategy sees
+    market data and orders interleaved as they happened. Each frame keeps its
+    source and dest, which say where it came from.
+
     ``speed`` None replays as fast as possible. ``loops`` 0 repeats until
     stopped. ``stop`` (an Event or callable) ends it cleanly: the output then
     holds exactly the frames emitted.
@@ -407,7 +416,7 @@ class Replay:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike | list[str | os.PathLike],
         out: str | os.PathLike | None = None,
         *,
         speed: float | None = 1.0,
@@ -427,7 +436,9 @@ class Replay:
         wait: str = "busy",
         page_size: int | None = None,
     ):
-        self.path = os.fspath(path)
+        # several journals (or a folder) replay as one timeline merged by gen_time into one output
+        paths = [os.fspath(p) for p in path] if isinstance(path, list | tuple) else [os.fspath(path)]
+        self.path = paths[0] if len(paths) == 1 else ", ".join(paths)
         if speed is not None and not (speed > 0 and speed != float("inf")):
             raise UsageError(f"--speed must be a positive number, not {speed}")
         if loops < 0:
@@ -441,25 +452,32 @@ class Replay:
         self.clock = clock or MonotonicClock()
         self.controller = controller or Controller()
         self._stop = stop
-        self.reader = Reader(self.path, registry=registry)
+        reader = open_journals(paths, registry=registry)
+        assert reader is not None  # only a waiting open returns None
+        self.reader: Reader | MergedReader = reader
+        self.inputs = paths if isinstance(reader, Reader) else reader.journals
+        if isinstance(reader, MergedReader) and out is None:
+            reader.close()
+            raise UsageError("replaying several journals needs -o/--out (one output for all of them)")
         self.registry = self.reader.registry
         self.selection = Selection.parse(self.reader, self.registry, types, symbols, start, end)
-        self.end_position = self.reader.end_position()  # what was committed when we started
+        # what was committed when we started (one position per journal when several)
+        self.end_position: Any = self.reader.end_position()
         self.out = os.fspath(out) if out is not None else default_output(self.path)
-        check_output(self.out, force=force, inputs=[self.path])
+        check_output(self.out, force=force, inputs=self.inputs)
         if isinstance(strategy, str):
             strategy = load_strategy(strategy)
         self.strategy = strategy
         self.orders = None
         if strategy is not None:
             self.orders = os.fspath(orders) if orders is not None else _sibling(self.out, ".orders.dat")
-            check_output(self.orders, force=force, inputs=[self.path, self.out], what="orders journal")
+            check_output(self.orders, force=force, inputs=[*self.inputs, self.out], what="orders journal")
         elif orders is not None:
             raise UsageError("--orders needs --strategy")
         self.force = force
         # a page roll costs a file creation mid-replay: start with roomy pages (sparse, so free)
-        self.page_size = page_size or max(self.reader.page(0).limit(), 16 << 20)
-        state, pid = self.reader.writer_state()
+        self.page_size = page_size or max(max(r.page(0).limit() for r in _readers(self.reader)), 16 << 20)
+        state, pid = _worst_writer(self.reader)
         self.stats = ReplayStats(self.out, speed, writer_state=state, writer_pid=pid, orders=self.orders)
 
     # -- running ---------------------------------------------------------------------------------
@@ -539,7 +557,7 @@ class Replay:
                 self.reader.close()
         return st
 
-    def _play(self, batches: Iterator[FrameBatch], anchor: int | None, live: bool) -> int | None:
+    def _play(self, batches: Iterator[FrameBatch] | Iterator[MergedBatch], anchor: int | None, live: bool) -> int | None:
         """Emit ``batches`` on schedule from ``anchor``; returns the anchor (moved by pauses).
 
         Without an anchor, the schedule starts when the first frame is ready to go:
@@ -663,6 +681,20 @@ class Replay:
                 clock.sleep(2_000_000)
         finally:
             self.stats.paused_ns += clock.now() - since
+
+
+def _readers(reader: Reader | MergedReader) -> list[Reader]:
+    return [reader] if isinstance(reader, Reader) else reader.readers
+
+
+def _worst_writer(reader: Reader | MergedReader) -> tuple[str, int]:
+    """The writer state to warn about: one journal's, or of several the first crashed, else the first alive."""
+    states = [r.writer_state() for r in _readers(reader)]
+    for want in ("crashed", "alive"):
+        for st, pid in states:
+            if st == want:
+                return st, pid
+    return states[0]
 
 
 def replay(path: str | os.PathLike, out: str | os.PathLike | None = None, **kw) -> ReplayStats:

@@ -47,10 +47,10 @@ class Progress:
 
     def _measure(self) -> None:
         # the selection's recording span, for the bar's total; a separate reader, off the hot loop
-        from ..journal.reader import Reader
+        from ..journal.merge import open_journals
 
         try:
-            with Reader(self.rep.path, registry=self.rep.registry) as r:
+            with open_journals(self.rep.inputs, registry=self.rep.registry) as r:  # type: ignore[union-attr]
                 f = self.rep.selection.filters()
                 first = next(iter(r.batches(batch_size=1, until=self.rep.end_position, **f)), None)
                 last = r.last(1, until=self.rep.end_position, **f)
