@@ -102,6 +102,50 @@ def _measure(follower, follower_args, writer, writer_args) -> np.ndarray:
     return np.frombuffer(data, dtype=np.int64)
 
 
+def follow_step(samples: int = 100_000) -> dict:
+    """In one process, what a busy follower spends per frame once the frame is committed:
+    write a frame, then time ``next()`` on the follower and reading ``gen_time`` (no second core,
+    no scheduler, so it measures on a loaded machine too). Baseline in the same run: a bare
+    ``struct.unpack_from`` of the same header right after the same write."""
+    from kftools.journal.format import FRAME_HEADER
+    from kftools.journal.reader import Reader
+    from kftools.journal.writer import Writer
+
+    d = scratch_dir()
+    step = np.empty(samples, dtype=np.int64)
+    bare = np.empty(samples, dtype=np.int64)
+    try:
+        path = os.path.join(d, "step.dat")
+        with Writer(path, page_size=max(64 << 20, 2 * samples * 90 + 4096)) as w:
+            r = Reader(path)
+            it = iter(r.follow("beginning", wait="busy"))
+            mm = r.page(0).mm
+            unpack, clock, write = FRAME_HEADER.struct.unpack_from, time.perf_counter_ns, w.write_ticker
+            off = 64
+            for i in range(samples):
+                write("AAPL", 1.0, 1.0, 1.0, 1.0)
+                t = clock()
+                got = next(it).gen_time
+                step[i] = clock() - t
+                write("AAPL", 1.0, 1.0, 1.0, 1.0)
+                next(it)  # keep the follower in step with the second write
+                off += 80
+                t = clock()
+                want = unpack(mm, off)[2]
+                bare[i] = clock() - t
+                off += 80
+                if got > want:  # the follower's frame was written first
+                    raise RuntimeError("follower out of step with the writer")
+            r.close()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return {
+        "latency.follow_step.p50_ns": int(np.percentile(step, 50)),
+        "latency.follow_step.p99_ns": int(np.percentile(step, 99)),
+        "latency.follow_step.baseline_unpack_p50_ns": int(np.percentile(bare, 50)),
+    }
+
+
 def run(samples: int = 100_000) -> dict:
     """Journal and Pipe latency percentiles, in ns: evenly paced (``latency.journal``, ``latency.pipe``)
     and bursty (``latency.bursty.*``), each pair with the same schedule in the same run."""
@@ -123,4 +167,5 @@ def run(samples: int = 100_000) -> dict:
     finally:
         shutil.rmtree(d, ignore_errors=True)
     res["latency.loadavg_1m_before"] = round(load, 2)
+    res.update(follow_step(samples))
     return res
