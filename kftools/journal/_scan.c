@@ -10,29 +10,47 @@
 
 static inline uint32_t ld_u32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
-/* scan(buf, start, end, out_offsets, min_lengths) -> (count, next_offset, error)
+/* scan(buf, start, end, out_offsets, min_lengths, header_size=32, type_at=4, counts_header=0, stop_type=0)
+ *   -> (count, next_offset, error)
  * error: 0 reached end or filled out, 1 header runs past end, 2 payload runs past end, 3 msg_type 0,
- * 4 payload shorter than min_lengths[msg_type] (a uint32 table indexed by type id; ids past it unchecked) */
+ * 4 payload shorter than min_lengths[msg_type] (a uint32 table indexed by type id; ids past it unchecked),
+ * 5 a header with length 0: the end of what is written (journals whose length counts the header),
+ * 6 length shorter than the header.
+ * A frame header has a u32 length at offset 0 and a msg_type at type_at. counts_header: length includes
+ * the header and msg_type is signed (<= 0 is not a frame), as in Kungfu's journals. A frame of stop_type
+ * (Kungfu's PageEnd) ends the walk just after it. */
 static PyObject *scan(PyObject *self, PyObject *args) {
     Py_buffer buf, out, mins = {0};
-    Py_ssize_t start, end;
-    if (!PyArg_ParseTuple(args, "y*nnw*|y*", &buf, &start, &end, &out, &mins)) return NULL;
+    Py_ssize_t start, end, hdr = 32, type_at = 4;
+    int counts_header = 0;
+    unsigned int stop_type = 0;
+    if (!PyArg_ParseTuple(args, "y*nnw*|y*nniI", &buf, &start, &end, &out, &mins, &hdr, &type_at, &counts_header,
+                          &stop_type))
+        return NULL;
     const uint32_t *minlen = (const uint32_t *)mins.buf;
     Py_ssize_t nmin = mins.len / 4;
     int64_t *offs = (int64_t *)out.buf;
     Py_ssize_t cap = out.len / 8, n = 0, off = start;
     int err = 0;
     if (end > buf.len) end = buf.len;
+    if (hdr < type_at + 4) hdr = type_at + 4;
     const unsigned char *b = (const unsigned char *)buf.buf;
     Py_BEGIN_ALLOW_THREADS
     while (off < end && n < cap) {
-        if (end - off < 32) { err = 1; break; }
-        uint32_t len = ld_u32(b + off), type = ld_u32(b + off + 4);
-        if ((Py_ssize_t)len > end - off - 32) { err = 2; break; }
+        if (end - off < hdr) { err = 1; break; }
+        uint32_t len = ld_u32(b + off), type = ld_u32(b + off + type_at);
+        if (counts_header) {
+            if (len == 0) { err = 5; break; }
+            if ((Py_ssize_t)len < hdr) { err = 6; break; }
+            len -= (uint32_t)hdr;
+            if ((int32_t)type < 0) type = 0;
+        }
+        if ((Py_ssize_t)len > end - off - hdr) { err = 2; break; }
         if (type == 0) { err = 3; break; }
         if ((Py_ssize_t)type < nmin && len < minlen[type]) { err = 4; break; }
         offs[n++] = off;
-        off += 32 + (Py_ssize_t)len;
+        off += hdr + (Py_ssize_t)len;
+        if (stop_type && type == stop_type) break;
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&buf);

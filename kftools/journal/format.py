@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import os
+from dataclasses import dataclass
 
 from .layout import Field, Layout
 
@@ -120,6 +121,38 @@ TRADE = Layout(
     "msg_type 3.",
 )
 BUILTIN_LAYOUTS = {MsgType.TICKER: TICKER, MsgType.ORDER: ORDER, MsgType.TRADE: TRADE}
+
+
+@dataclass(frozen=True)
+class JournalFormat:
+    """What the one walk needs to know about a family of journals.
+
+    ``page_header`` and ``frame_header`` are the two header layouts (the frame
+    header has ``length`` and ``msg_type`` fields); ``first_page`` is the index
+    of a journal's first page; ``length_counts_header`` says whether a frame's
+    ``length`` includes its header (Kungfu) or only the payload (kftools);
+    ``page_end_type`` is the msg_type of a frame that seals a page (Kungfu's
+    ``PageEnd``), which the walk consumes instead of handing out.
+    """
+
+    name: str
+    page_header: Layout
+    frame_header: Layout
+    first_page: int = 0
+    length_counts_header: bool = False
+    page_end_type: int | None = None
+
+    @property
+    def frame_header_size(self) -> int:
+        return self.frame_header.size
+
+    @property
+    def type_offset(self) -> int:
+        return self.frame_header.offset("msg_type")
+
+
+#: kftools' own journals.
+KFTOOLS = JournalFormat("kftools", PAGE_HEADER, FRAME_HEADER)
 
 
 def page_path(first_page: str | os.PathLike, index: int) -> str:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .format import FRAME_HEADER, FRAME_HEADER_SIZE
+from .format import FRAME_HEADER
+from .yijinjing import json_text
 
 # why refill was called (the C stream uses the same numbers)
 STATUS_OK = 0  # iterating
@@ -70,13 +71,13 @@ class FrameMethods:
 
     @property
     def payload(self) -> bytes:
-        start = self.offset + FRAME_HEADER_SIZE
+        start = self.offset + self.page.frame_header_size
         return self.page.mm[start : start + self.length]
 
     @property
     def raw(self) -> bytes:
         """Header and payload bytes exactly as stored."""
-        return self.page.mm[self.offset : self.offset + FRAME_HEADER_SIZE + self.length]
+        return self.page.mm[self.offset : self.offset + self.page.frame_header_size + self.length]
 
     @property
     def fields(self) -> dict:
@@ -84,7 +85,7 @@ class FrameMethods:
         f = self._f
         if f is None:
             mt = self.page.registry.get(self.msg_type)
-            f = mt.layout.unpack(self.page.mm, self.offset + FRAME_HEADER_SIZE) if mt else {}
+            f = mt.layout.unpack(self.page.mm, self.offset + self.page.frame_header_size) if mt else {}
             self._f = f  # type: ignore[misc]  # the concrete frame classes hold _f
         return f
 
@@ -106,8 +107,11 @@ class FrameMethods:
             "dest": self.dest,
         }
         f = self.fields
-        if f or self.page.registry.get(self.msg_type):
+        registry = self.page.registry
+        if f or registry.get(self.msg_type):
             d.update(f)
+        elif registry.json_text and (text := json_text(self.payload)) is not None:
+            d["text"] = text
         else:
             d["payload"] = self.payload.hex()
         return d
@@ -307,6 +311,14 @@ def frames_at(page, offsets) -> list:
     s = stream(end_of_stream)
     s.feed(page, page.mm, offsets)
     return list(s)
+
+
+def frames_from_headers(page, offsets, headers) -> list:
+    """Frames made from headers already decoded into kftools' header dtype (another format's pages,
+    whose headers the stream cannot read in place)."""
+    make = _active[0]
+    cols = [headers[n].tolist() for n in HEADER_FIELDS]
+    return [make(page, row) for row in zip(offsets.tolist(), *cols, strict=True)]
 
 
 def end_of_stream(stream) -> bool:

@@ -7,6 +7,7 @@ kftools spells a struct format string or a numpy dtype by hand.
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ BYTE_ORDER = "<"
 
 # scalar kind -> (struct code, numpy code, size, C type)
 _SCALARS = {
+    "bool": ("?", "?", 1, "bool"),
+    "i8": ("b", "i1", 1, "int8_t"),
     "u8": ("B", "u1", 1, "uint8_t"),
     "u16": ("H", "u2", 2, "uint16_t"),
     "u32": ("I", "u4", 4, "uint32_t"),
@@ -28,9 +31,13 @@ _SCALARS = {
 }
 
 
+_ARRAY = re.compile(r"(\w+)\[(\d+)\]")
+
+
 @dataclass(frozen=True)
 class Field:
-    """One field: ``kind`` is a scalar kind (``u32``, ``f64``...) or ``char[N]``."""
+    """One field: ``kind`` is a scalar kind (``u32``, ``f64``...), ``char[N]`` (text) or an array
+    ``<scalar>[N]`` (``f64[10]``)."""
 
     name: str
     kind: str
@@ -43,41 +50,73 @@ class Field:
         return self.kind.startswith("char[")
 
     def label(self, value):
-        """The value as outputs show it: its lowercase name when ``labels`` has one, else the value itself."""
+        """The value as outputs show it: its name when ``labels`` has one (``BUY`` as ``buy``; names in
+        another journal family's own spelling, such as Kungfu's ``PartialFilledActive``, as they are),
+        else the value itself."""
         if self.labels is not None:
             try:
-                return self.labels(value).name.lower()
+                name = self.labels(value).name
             except ValueError:
-                pass
+                return value
+            return name.lower() if name.isupper() else name
         return value
 
     def unlabel(self, shown):
         """Inverse of :meth:`label`: a name (any case) or a number -> the stored number."""
         if self.labels is not None and isinstance(shown, str):
-            try:
-                return int(self.labels[shown.upper()])
-            except KeyError:
-                return int(shown)
+            for member in self.labels:
+                if member.name.lower() == shown.lower():
+                    return int(member)
+            return int(shown)
         return shown
+
+    @property
+    def is_array(self) -> bool:
+        return not self.is_text and _ARRAY.fullmatch(self.kind) is not None
+
+    @property
+    def count(self) -> int:
+        """Elements of an array field; 1 for scalars and text."""
+        m = _ARRAY.fullmatch(self.kind)
+        return int(m.group(2)) if m and not self.is_text else 1
+
+    @property
+    def scalar(self) -> str:
+        """The element kind of a scalar or array field."""
+        m = _ARRAY.fullmatch(self.kind)
+        return m.group(1) if m else self.kind
 
     @property
     def size(self) -> int:
         if self.is_text:
             return int(self.kind[5:-1])
-        return _SCALARS[self.kind][2]
+        return _SCALARS[self.scalar][2] * self.count
 
     @property
     def struct_code(self) -> str:
-        return f"{self.size}s" if self.is_text else _SCALARS[self.kind][0]
+        if self.is_text:
+            return f"{self.size}s"
+        code = _SCALARS[self.scalar][0]
+        return f"{self.count}{code}" if self.is_array else code
 
     @property
     def numpy_code(self) -> str:
-        return f"S{self.size}" if self.is_text else BYTE_ORDER + _SCALARS[self.kind][1]
+        """The numpy type code of one element (text: ``S<N>``)."""
+        return f"S{self.size}" if self.is_text else BYTE_ORDER + _SCALARS[self.scalar][1]
+
+    @property
+    def numpy_spec(self):
+        """What numpy's structured dtype takes for this field: a code, or (code, (N,)) for arrays."""
+        if self.is_array:
+            return (self.numpy_code, (self.count,))
+        return self.numpy_code
 
     @property
     def c_decl(self) -> str:
         if self.is_text:
             return f"char {self.name}[{self.size}];"
+        if self.is_array:
+            return f"{_SCALARS[self.scalar][3]} {self.name}[{self.count}];"
         return f"{_SCALARS[self.kind][3]} {self.name};"
 
 
@@ -100,11 +139,13 @@ class Layout:
         self.doc = doc
         self.struct = struct.Struct(BYTE_ORDER + "".join(f.struct_code for f in self.fields))
         self.size = self.struct.size
-        self.dtype = np.dtype([(f.name, f.numpy_code) for f in self.fields])
+        self.dtype = np.dtype([(f.name, f.numpy_spec) for f in self.fields])
         assert self.dtype.itemsize == self.size, name
         self.names = tuple(f.name for f in self.fields)
         self.text_fields = frozenset(f.name for f in self.fields if f.is_text)
         self.labelled = {f.name: f for f in self.fields if f.labels is not None}
+        # arrays need more than a zip of the struct's values
+        self._plain = not any(f.is_array for f in self.fields)
         self._offsets = {}
         off = 0
         for f in self.fields:
@@ -122,8 +163,22 @@ class Layout:
         """Decode one record into a dict, text fields as ``str`` without NUL padding."""
         values = self.struct.unpack_from(buf, offset)
         out = {}
-        for f, v in zip(self.fields, values, strict=False):
-            out[f.name] = v.split(b"\0", 1)[0].decode("utf-8", "replace") if f.is_text else v
+        if self._plain:
+            for f, v in zip(self.fields, values, strict=False):
+                out[f.name] = v.split(b"\0", 1)[0].decode("utf-8", "replace") if f.is_text else v
+            return out
+        i = 0
+        for f in self.fields:
+            if f.is_array:
+                n = f.count
+                out[f.name] = list(values[i : i + n])
+                i += n
+                continue
+            v = values[i]
+            i += 1
+            if f.is_text:
+                v = v.split(b"\0", 1)[0].decode("utf-8", "replace")
+            out[f.name] = v
         return out
 
     def markdown_table(self, base: int = 0) -> str:

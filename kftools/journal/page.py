@@ -7,9 +7,15 @@ import os
 import stat
 import struct
 
+import numpy as np
+
 from ..errors import CorruptJournal, KftoolsError, NotAJournal, UnsupportedVersion
-from .format import CURSOR_OFFSET, FLAGS_OFFSET, MAGIC, PAGE_HEADER, PAGE_HEADER_SIZE, VERSION, PageFlag, page_path
+from . import yijinjing
+from .format import (
+    CURSOR_OFFSET, FLAGS_OFFSET, KFTOOLS, MAGIC, PAGE_HEADER, PAGE_HEADER_SIZE, VERSION, JournalFormat, PageFlag, page_path,
+)
 from .registry import DEFAULT_REGISTRY, TypeRegistry
+from .scan import OK, WRITTEN_END, scan
 
 U32 = struct.Struct("<I")
 
@@ -20,6 +26,11 @@ class NotYetWritten(NotAJournal):
 
 class Page:
     """A mapped page file. ``cursor`` is read live from the mapping on each access."""
+
+    fmt: JournalFormat = KFTOOLS
+    frame_header_size = KFTOOLS.frame_header_size
+    #: offset of the first frame
+    frame_start = PAGE_HEADER_SIZE
 
     __slots__ = (
         "path", "index", "mm", "fd", "file_size", "capacity", "version", "magic", "page_index", "writer_pid", "registry",
@@ -78,7 +89,76 @@ class Page:
             self.fd = -1
 
 
-def open_page(path: str, index: int = 0, writable: bool = False, keep_fd: bool = False) -> Page:
+class KungfuPage(Page):
+    """A mapped Kungfu page. It has no write cursor: ``cursor`` is where its chain of frames ends
+    (the first header with length 0, or just after the PageEnd frame that seals it), found by walking
+    on from where the last look ended; past the page's end when the chain breaks, so the walk meets it."""
+
+    fmt = yijinjing.FORMAT
+    frame_header_size = yijinjing.FRAME_HEADER.size
+    frame_start = yijinjing.PAGE_HEADER.size
+
+    __slots__ = ("_end", "_sealed", "_broken", "_scratch")
+
+    def __init__(self, path: str, index: int, mm: mmap.mmap, fd: int, file_size: int, header: dict):
+        self.path = path
+        self.index = index
+        self.mm = mm
+        self.fd = fd
+        self.file_size = file_size
+        self.capacity = header["page_size"]
+        self.version = header["version"]
+        self.magic = 0
+        self.page_index = index
+        self.writer_pid = 0
+        self.registry = yijinjing.REGISTRY
+        self._end = self.frame_start
+        self._sealed = self._broken = False
+        self._scratch = np.empty(4096, dtype=np.int64)
+
+    def _advance(self) -> None:
+        if self._sealed or self._broken:
+            return
+        hdr, fmt, out = self.frame_header_size, self.fmt, self._scratch
+        while True:
+            n, nxt, err = scan(self.mm, self._end, self.limit(), out, b"", hdr, fmt.type_offset, 1, fmt.page_end_type)
+            if n and _I32.unpack_from(self.mm, int(out[n - 1]) + fmt.type_offset)[0] == fmt.page_end_type:
+                self._sealed = True
+            self._end = nxt
+            if self._sealed or err != OK or n < len(out):
+                # a full page with no PageEnd ends its chain at the page's end: nothing more can come
+                self._broken = err not in (OK, WRITTEN_END)
+                return
+
+    @property
+    def cursor(self) -> int:
+        self._advance()
+        return self.limit() if self._broken else self._end
+
+    @property
+    def flags(self) -> PageFlag:
+        return PageFlag.SEALED if self.sealed else PageFlag(0)
+
+    @property
+    def sealed(self) -> bool:
+        self._advance()
+        return self._sealed
+
+    def header(self) -> dict:
+        return yijinjing.PAGE_HEADER.unpack(self.mm, 0)
+
+    def header_problem(self) -> str | None:
+        if self.file_size < self.capacity:
+            return f"page file is {self.file_size:,} bytes but its header says {self.capacity:,} (truncated?)"
+        return None
+
+
+_I32 = struct.Struct("<i")
+
+
+def open_page(
+    path: str, index: int = 0, writable: bool = False, keep_fd: bool = False, fmt: JournalFormat | None = None
+) -> Page:
     """Open and validate page ``index`` at ``path``; read-only unless ``writable``."""
     try:
         fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
@@ -101,8 +181,16 @@ def open_page(path: str, index: int = 0, writable: bool = False, keep_fd: bool =
         if st.st_size < PAGE_HEADER_SIZE:
             raise NotAJournal(f"{path}: {st.st_size} bytes is too small for a 64-byte page header")
         head = os.pread(fd, PAGE_HEADER_SIZE, 0)
-        header = PAGE_HEADER.unpack(head)
-        check_header(path, header, index)
+        cls: type[Page] = Page
+        if yijinjing.detect(head):
+            cls = KungfuPage
+            header = yijinjing.PAGE_HEADER.unpack(head)
+            check_kungfu_header(path, header)
+        else:
+            header = PAGE_HEADER.unpack(head)
+            check_header(path, header, index)
+        if fmt is not None and cls.fmt is not fmt:
+            raise NotAJournal(f"{path}: a {cls.fmt.name} page in a {fmt.name} journal")
         try:
             mm = mmap.mmap(fd, 0, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
         except OSError as e:
@@ -113,7 +201,19 @@ def open_page(path: str, index: int = 0, writable: bool = False, keep_fd: bool =
     if not keep_fd:
         os.close(fd)  # the mapping keeps its own reference to the file
         fd = -1
-    return Page(path, index, mm, fd, st.st_size, header)
+    return cls(path, index, mm, fd, st.st_size, header)
+
+
+def check_kungfu_header(path: str, header: dict) -> None:
+    """Raise the specific error for a Kungfu page header kftools cannot read."""
+    fhl = header["frame_header_length"]
+    if fhl != yijinjing.FRAME_HEADER.size:
+        raise UnsupportedVersion(
+            f"{path}: Kungfu journal with {fhl}-byte frame headers (a later Kungfu release);"
+            f" this kftools reads Kungfu 2.4's {yijinjing.FRAME_HEADER.size}-byte layout"
+        )
+    if header["page_size"] < yijinjing.PAGE_HEADER.size + yijinjing.FRAME_HEADER.size:
+        raise NotAJournal(f"{path}: Kungfu page size {header['page_size']} is smaller than its headers")
 
 
 def check_header(path: str, header: dict, index: int) -> None:

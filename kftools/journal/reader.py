@@ -11,14 +11,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import KftoolsError
-from . import framestream
-from .format import CURSOR_OFFSET, FRAME_HEADER, FRAME_HEADER_SIZE, PAGE_HEADER_SIZE, PageFlag, page_path
-from .framestream import STATUS_BACKLOG, STATUS_BAD_CURSOR, STATUS_BAD_FRAME, Frame, frames_at
+from ..errors import KftoolsError, NotAJournal
+from . import framestream, yijinjing
+from .format import (
+    CURSOR_OFFSET, FRAME_HEADER, FRAME_HEADER_SIZE, KFTOOLS, PAGE_HEADER_SIZE, JournalFormat, PageFlag, page_path,
+)
+from .framestream import STATUS_BACKLOG, STATUS_BAD_CURSOR, STATUS_BAD_FRAME, Frame, frames_at, frames_from_headers
 from .lock import is_locked
-from .page import U32, NotYetWritten, Page, journal_pages, open_page
+from .page import U32, NotYetWritten, Page, open_page
 from .registry import DEFAULT_REGISTRY, TypeRegistry
-from .scan import HEADER_PAST_END, PAYLOAD_PAST_END, SCAN_ERRORS, SHORT_PAYLOAD, ZERO_TYPE, gather, gather_var, scan
+from .scan import (
+    HEADER_PAST_END, PAYLOAD_PAST_END, SCAN_ERRORS, SHORT_PAYLOAD, WRITTEN_END, ZERO_TYPE, gather, gather_var, scan,
+)
 
 HEADER_DTYPE = FRAME_HEADER.dtype
 _MAX_OPEN_PAGES = 32
@@ -70,14 +74,14 @@ class FrameBatch:
             mask = self.headers["msg_type"] == msg_type
         offs = np.ascontiguousarray(self.offsets[mask])
         out = np.empty(len(offs), dtype=mt.layout.dtype)
-        gather(self.page.mm, offs, FRAME_HEADER_SIZE, mt.layout.size, out)
+        gather(self.page.mm, offs, self.page.frame_header_size, mt.layout.size, out)
         return out
 
     def field_bytes(self, rel: int, width: int, mask: np.ndarray | None = None) -> np.ndarray:
         """``width`` payload bytes at payload offset ``rel`` of each (masked) frame, as ``S<width>``."""
         offs = np.ascontiguousarray(self.offsets if mask is None else self.offsets[mask])
         out = np.empty(len(offs), dtype=f"S{width}")
-        gather(self.page.mm, offs, FRAME_HEADER_SIZE + rel, width, out)
+        gather(self.page.mm, offs, self.page.frame_header_size + rel, width, out)
         return out
 
     def raw_payloads(self, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +89,7 @@ class FrameBatch:
         offs = self.offsets if mask is None else self.offsets[mask]
         lens = (self.headers["length"] if mask is None else self.headers["length"][mask]).astype(np.int64)
         data = np.empty(int(lens.sum()), dtype=np.uint8)
-        gather_var(self.page.mm, np.ascontiguousarray(offs), lens, FRAME_HEADER_SIZE, data)
+        gather_var(self.page.mm, np.ascontiguousarray(offs), lens, self.page.frame_header_size, data)
         ends = np.zeros(len(lens) + 1, dtype=np.int64)
         np.cumsum(lens, out=ends[1:])
         return data, ends
@@ -93,7 +97,7 @@ class FrameBatch:
     def raw_frames(self) -> tuple[np.ndarray, np.ndarray]:
         """A writable copy of the whole frames (header and payload) concatenated, and their
         start offsets in it plus the end."""
-        lens = self.headers["length"].astype(np.int64) + FRAME_HEADER_SIZE
+        lens = self.headers["length"].astype(np.int64) + self.page.frame_header_size
         offs = self.offsets
         if len(offs) and int(offs[-1] + lens[-1] - offs[0]) == int(lens.sum()):
             # unfiltered frames lie back to back in the page: one copy beats a per-frame gather
@@ -110,20 +114,25 @@ class FrameBatch:
         return data, starts
 
     def symbols(self, mask: np.ndarray | None = None) -> np.ndarray:
-        """The ``symbol`` field (``S16``) of each frame, b"" where the type has none."""
+        """The symbol field (``symbol``; Kungfu's ``instrument_id``) of each frame, b"" where the type has none."""
         h = self.headers if mask is None else self.headers[mask]
         offs = self.offsets if mask is None else self.offsets[mask]
-        out = np.zeros(len(offs), dtype="S16")
+        registry = self.page.registry
+        name = registry.symbol_field
+        width = max((mt.layout.field(name).size for mt in registry.types() if name in mt.layout.names), default=16)
+        out = np.zeros(len(offs), dtype=f"S{width}")
         for t in np.unique(h["msg_type"]).tolist():
-            mt = self.page.registry.get(t)
-            if mt is None or "symbol" not in mt.layout.names:
+            mt = registry.get(t)
+            if mt is None or name not in mt.layout.names:
                 continue
             sel = h["msg_type"] == t
-            f = mt.layout.field("symbol")
-            out[sel] = FrameBatch(self.page, offs[sel], h[sel]).field_bytes(mt.layout.offset("symbol"), f.size)
+            f = mt.layout.field(name)
+            out[sel] = FrameBatch(self.page, offs[sel], h[sel]).field_bytes(mt.layout.offset(name), f.size)
         return out
 
     def frames(self) -> list[Frame]:
+        if self.page.fmt is not KFTOOLS:
+            return frames_from_headers(self.page, self.offsets, self.headers)  # headers as kftools lays them out
         return frames_at(self.page, self.offsets)
 
 
@@ -142,17 +151,30 @@ def scan_page(
     first invalid frame at ``next_offset`` (None if the walk was clean).
     """
     out = np.empty(max_frames, dtype=np.int64)
-    n, nxt, err = scan(page.mm, start, end, out, registry.min_lengths())
-    offsets = out[:n]
-    headers = np.empty(n, dtype=HEADER_DTYPE)
-    gather(page.mm, offsets, 0, FRAME_HEADER_SIZE, headers)
+    fmt, hdr = page.fmt, page.frame_header_size
     problem = None
-    # where the first bad byte can be: a zero msg_type sits 4 bytes into the header
-    bad_at: int | None = nxt + 4 if err == ZERO_TYPE else nxt
+    if fmt is KFTOOLS:
+        n, nxt, err = scan(page.mm, start, end, out, registry.min_lengths())
+        offsets = out[:n]
+        headers = np.empty(n, dtype=HEADER_DTYPE)
+        gather(page.mm, offsets, 0, FRAME_HEADER_SIZE, headers)
+    else:
+        n, nxt, err = scan(
+            page.mm, start, end, out, registry.min_lengths(), hdr, fmt.type_offset, int(fmt.length_counts_header),
+            fmt.page_end_type or 0,
+        )
+        if err == WRITTEN_END:
+            err = 0  # a header with length 0 is where the writer is (or died): the end, not damage
+        offsets, headers, problem = _foreign_headers(page, out[:n])
+        if problem:
+            nxt, err = int(out[len(offsets)]), 0
+    # where the first bad byte can be: a zero msg_type sits type_offset bytes into the header
+    bad_at: int | None = nxt + fmt.type_offset if err == ZERO_TYPE else nxt
     if err in (HEADER_PAST_END, PAYLOAD_PAST_END) and end >= len(page.mm):
         bad_at = None  # cut short by the end of a truncated file: the bytes before it are what was written
     if err == SHORT_PAYLOAD:
-        length, mt = FRAME_HEADER.struct.unpack_from(page.mm, nxt)[:2]
+        h = fmt.frame_header.unpack(page.mm, nxt)
+        length, mt = h["length"] - (hdr if fmt.length_counts_header else 0), h["msg_type"]
         problem = _short(registry, mt, length)
     elif err:
         length = page.mm[nxt : nxt + 4]
@@ -174,13 +196,39 @@ def scan_page(
         # the block boundary below the bad field, inside a frame whose header survived.
         # Frames overlapping that block are not trusted.
         block = bad_at - bad_at % 4096
-        ends = offsets + FRAME_HEADER_SIZE + headers["length"]
+        ends = offsets + hdr + headers["length"]
         keep = int(np.searchsorted(ends, block, side="right"))
         if keep < len(offsets):
             problem += f" at offset {nxt}; the frame here overlaps the damaged 4 KiB block at {block}"
             nxt = int(offsets[keep])
             offsets, headers = offsets[:keep], headers[:keep]
     return offsets, headers, nxt, problem
+
+
+def _foreign_headers(page: Page, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Frame headers of another format, as kftools' header dtype (``length`` = payload bytes).
+
+    The frame that seals a page (Kungfu's PageEnd) is dropped: the walk moves to the next page
+    on it. A header whose ``header_length`` is not its layout's size ends the valid frames.
+    """
+    fmt, hdr = page.fmt, page.frame_header_size
+    raw = np.empty(len(offsets), dtype=fmt.frame_header.dtype)
+    gather(page.mm, offsets, 0, hdr, raw)
+    problem = None
+    if "header_length" in fmt.frame_header.names:
+        bad = raw["header_length"] != hdr
+        if bad.any():
+            k = int(np.argmax(bad))
+            problem = f"frame header_length {int(raw['header_length'][k])}, expected {hdr}"
+            offsets, raw = offsets[:k], raw[:k]
+    if fmt.page_end_type is not None and len(raw) and raw["msg_type"][-1] == fmt.page_end_type:
+        offsets, raw = offsets[:-1], raw[:-1]
+    headers = np.empty(len(raw), dtype=HEADER_DTYPE)
+    for n in FRAME_HEADER.names:
+        headers[n] = raw[n]
+    if fmt.length_counts_header:
+        headers["length"] -= hdr
+    return offsets, headers, problem
 
 
 class WaitPolicy:
@@ -227,11 +275,20 @@ class Reader:
 
     def __init__(self, path: str | os.PathLike, *, registry: TypeRegistry | None = None):
         self.path = os.fspath(path)
+        #: how commands show the journal: its path, or a Kungfu journal's location and dest
+        self.name = self.path
+        self.fmt: JournalFormat = KFTOOLS
         self.registry = registry or DEFAULT_REGISTRY
         self.damage: Damage | None = None
         self._pages: collections.OrderedDict[int, Page] = collections.OrderedDict()
         self._probe_fd = -1
-        self.page(0)
+        self.kungfu = _kungfu_journal(self.path)
+        if self.kungfu is not None:
+            # Kungfu's journals: the same walk over their page and frame layouts, their longfist types
+            self.fmt, self.path, self.name = yijinjing.FORMAT, self.kungfu.first_page, self.kungfu.name
+            self.registry = yijinjing.REGISTRY
+        self.first_page = self.fmt.first_page
+        self.page(self.first_page)
 
     @classmethod
     def wait_open(
@@ -262,7 +319,7 @@ class Reader:
         if p is not None:
             self._pages.move_to_end(index)
             return p
-        p = open_page(page_path(self.path, index), index)
+        p = open_page(self.page_path(index), index, fmt=self.fmt)
         p.registry = self.registry
         self._pages[index] = p
         if len(self._pages) > _MAX_OPEN_PAGES:
@@ -270,19 +327,32 @@ class Reader:
             self._pages.popitem(last=False)
         return p
 
+    def page_path(self, index: int) -> str:
+        """The file of page ``index`` (kftools: ``<path>.<n>`` from 0; Kungfu: ``{dest:08x}.{id}.journal`` from 1)."""
+        if self.kungfu is not None:
+            return self.kungfu.page_path(index)
+        return page_path(self.path, index)
+
     def page_count(self) -> int:
         """Number of page files present."""
-        return max(1, len(journal_pages(self.path)))
+        return len(self.page_indices())
+
+    def page_indices(self) -> range:
+        """Indices of the page files present, in order (at least the first)."""
+        i = self.first_page
+        while os.path.exists(self.page_path(i)):
+            i += 1
+        return range(self.first_page, max(i, self.first_page + 1))
 
     def end_position(self) -> Position:
         """(page, cursor) just after the last committed frame, right now."""
-        last = self.page_count() - 1
+        last = self.page_indices()[-1]
         try:
             p = self.page(last)
         except KftoolsError as e:
-            if last and (self.page(last - 1).sealed or not isinstance(e, NotYetWritten)):
+            if last > self.first_page and (self.page(last - 1).sealed or not isinstance(e, NotYetWritten)):
                 # a sealed page's successor is bad, not in the making: end there so iteration reports it
-                return last, PAGE_HEADER_SIZE
+                return last, p_start(self.fmt)
             last -= 1
             p = self.page(last)
         return last, self._page_end(p)[0]  # a bad cursor: as far as iteration reads it
@@ -291,14 +361,14 @@ class Reader:
         """``(state, pid)``; state is alive, exited, crashed or unknown (an engine that leaves no trace)."""
         if self._probe_fd < 0:
             self._probe_fd = os.open(self.path, os.O_RDONLY)
-        last = self.page(0)
-        for i in range(self.page_count() - 1, 0, -1):
+        last = self.page(self.first_page)
+        for i in reversed(self.page_indices()[1:]):
             try:
                 last = self.page(i)
                 break
             except KftoolsError:
                 continue  # a page in the making (or damaged): the one before it tells
-        pid = last.header()["writer_pid"]
+        pid = last.header().get("writer_pid", 0)
         if is_locked(self._probe_fd):
             return "alive", pid
         if last.flags & PageFlag.CLOSED:
@@ -322,7 +392,7 @@ class Reader:
         self, start: Position | None = None, until: Position | None = None, batch_size: int = DEFAULT_BATCH
     ) -> Iterator[FrameBatch]:
         """Validated chunks from ``start`` to the current end (or ``until``)."""
-        index, off = start or (0, PAGE_HEADER_SIZE)
+        index, off = start or (self.first_page, p_start(self.fmt))
         while True:
             try:
                 page = self.page(index)
@@ -342,7 +412,7 @@ class Reader:
             if header_problem and off >= end:
                 self._note_damage(page, off, header_problem)
                 return
-            nxt = page_path(self.path, index + 1)
+            nxt = self.page_path(index + 1)
             if until is not None and index >= until[0]:
                 if page.sealed and off >= page.cursor and not os.path.exists(nxt):
                     self._note_damage(page, off, f"page is sealed but the next page {nxt} is missing")
@@ -359,13 +429,13 @@ class Reader:
             except NotYetWritten as e:
                 # writers rename a page in whole before sealing the previous one, so an unwritten
                 # page after a sealed one, or before a later page, lost its bytes (power loss)
-                if page.sealed or os.path.exists(page_path(self.path, index + 2)):
+                if page.sealed or os.path.exists(self.page_path(index + 2)):
                     self._note_damage(page, off, f"next page {e}")
                 return
             except KftoolsError as e:
                 self._note_damage(page, off, f"next page {e}")
                 return
-            index, off = index + 1, PAGE_HEADER_SIZE
+            index, off = index + 1, page.frame_start
 
     def batches(
         self,
@@ -392,6 +462,8 @@ class Reader:
     def frames(self, **filters) -> Iterator[Frame]:
         """Every committed frame, filtered as in :meth:`batches`."""
         batches = self.batches(**filters)
+        if self.fmt is not KFTOOLS:
+            return (f for b in batches for f in b.frames())
 
         def refill(stream) -> bool:
             for b in batches:
@@ -447,6 +519,10 @@ class Reader:
         """
         filt = _Filter(start if isinstance(start, int) and not isinstance(start, bool) else None, None, types, symbols)
         policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
+        if self.fmt is not KFTOOLS:
+            # no write cursor to spin on: follow the chain of frames batch by batch
+            batches = self._follow_batches(self._start_position(start), filt, policy, stop, idle_timeout, DEFAULT_BATCH)
+            return (f for b in batches for f in b.frames())
         # the start is fixed now, not at the generator's first step
         return self._follow(self._start_position(start), filt, policy, stop, idle_timeout)
 
@@ -486,7 +562,7 @@ class Reader:
         self.damage = None
         caught_up = False
         while True:
-            cur = _cursor(page.mm)
+            cur = page.cursor
             if cur > off:
                 if cur > page.limit():
                     self._note_damage(page, off, page.header_problem() or "bad cursor")
@@ -509,13 +585,13 @@ class Reader:
                 return
             if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
                 return
-            if page.sealed or os.path.exists(page_path(self.path, index + 1)):
-                if _cursor(page.mm) > off:
+            if page.sealed or os.path.exists(self.page_path(index + 1)):
+                if page.cursor > off:
                     continue
                 nxt = self._wait_page(index + 1, policy, stop, prev=page)
                 if nxt is None:
                     return
-                index, off, page = index + 1, PAGE_HEADER_SIZE, nxt
+                index, off, page = index + 1, nxt.frame_start, nxt
                 continue
             policy.pause()
 
@@ -523,7 +599,7 @@ class Reader:
         if start == "end":
             return self.end_position()
         if start == "beginning" or isinstance(start, int):
-            return 0, PAGE_HEADER_SIZE
+            return self.first_page, p_start(self.fmt)
         if isinstance(start, tuple):
             return start
         raise KftoolsError(f"bad follow start {start!r}: beginning, end, a time in ns or (page, offset)")
@@ -563,6 +639,29 @@ INDEX_DTYPE = np.dtype([("page", "<u4"), ("offset", "<i8"), *[(n, HEADER_DTYPE[n
 
 def _cursor(mm) -> int:
     return _U32_FROM(mm, 0)[0]
+
+
+def p_start(fmt: JournalFormat) -> int:
+    """Offset of the first frame in a page of ``fmt``."""
+    return fmt.page_header.size
+
+
+def _kungfu_journal(path: str) -> yijinjing.KungfuJournal | None:
+    """The Kungfu journal ``path`` names (a page file or a folder holding one journal), else None."""
+    if os.path.isdir(path):
+        found = yijinjing.find_journals(path)
+        if len(found) > 1:
+            names = ", ".join(j.name for j in found[:4]) + (", ..." if len(found) > 4 else "")
+            raise NotAJournal(f"{path}: holds {len(found)} Kungfu journals ({names}); open them with open_journals()")
+        return found[0] if found else None
+    if yijinjing.parse_page_name(path) is None:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(yijinjing.PAGE_HEADER.size)
+    except OSError:
+        return None  # open_page says what is wrong with it
+    return yijinjing.find_journals(path)[0] if yijinjing.detect(head) else None
 
 
 #: cursor loads a busy follower makes in C between two checks of stop, idle_timeout and rollover

@@ -46,6 +46,11 @@ class MessageType:
 class TypeRegistry:
     """Maps message type ids and names to :class:`MessageType`."""
 
+    #: the text field ``--symbol`` matches
+    symbol_field = "symbol"
+    #: show unregistered payloads that hold a JSON document as text (Kungfu writes some types so)
+    json_text = False
+
     def __init__(self, builtins: bool = True):
         self._by_id: dict[int, MessageType] = {}
         self._mins: np.ndarray | None = None
@@ -67,9 +72,22 @@ class TypeRegistry:
         """Registered types whose id is past the scanner's table (checked separately)."""
         return [mt for mt in self._by_id.values() if mt.id >= _MIN_TABLE]
 
+    @classmethod
+    def declared(cls, layouts: dict[int, tuple[str, Layout]], *, symbol_field: str = "symbol",
+                 json_text: bool = False) -> TypeRegistry:
+        """A registry of types kftools declares itself (another journal family's), without the user-type checks:
+        their field names may repeat frame header column names (Kungfu's ``offset``)."""
+        reg = cls(builtins=False)
+        reg._by_id = {i: MessageType(i, name, layout) for i, (name, layout) in layouts.items()}
+        reg.symbol_field = symbol_field
+        reg.json_text = json_text
+        return reg
+
     def copy(self) -> TypeRegistry:
         other = TypeRegistry(builtins=False)
         other._by_id = dict(self._by_id)
+        other.symbol_field = self.symbol_field
+        other.json_text = self.json_text
         return other
 
     def register(self, msg_id: int, name: str, fields: np.dtype | list[tuple[str, str]] | Layout) -> MessageType:

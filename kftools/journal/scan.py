@@ -11,33 +11,50 @@ import struct
 import numpy as np
 
 #: ``scan`` error codes
-OK, HEADER_PAST_END, PAYLOAD_PAST_END, ZERO_TYPE, SHORT_PAYLOAD = 0, 1, 2, 3, 4
+OK, HEADER_PAST_END, PAYLOAD_PAST_END, ZERO_TYPE, SHORT_PAYLOAD, WRITTEN_END, SHORT_LENGTH = 0, 1, 2, 3, 4, 5, 6
 SCAN_ERRORS = {
     HEADER_PAST_END: "frame header runs past the write cursor",
     PAYLOAD_PAST_END: "frame length {length} runs past the write cursor",
     ZERO_TYPE: "msg_type 0 (zeroed or garbage bytes)",
+    SHORT_LENGTH: "frame length {length} is shorter than the frame header",
 }
 
-_U32x2 = struct.Struct("<II")
+_U32 = struct.Struct("<I")
 
 
-def py_scan(buf, start: int, end: int, out: np.ndarray, min_lengths=b"") -> tuple[int, int, int]:
+def py_scan(
+    buf, start: int, end: int, out: np.ndarray, min_lengths=b"", header_size: int = 32, type_at: int = 4,
+    counts_header: int = 0, stop_type: int = 0,
+) -> tuple[int, int, int]:
     """Walk frames from ``start`` to ``end``; fill ``out`` (int64) with their offsets.
 
     ``min_lengths`` is a uint32 table indexed by type id: a payload shorter
     than its entry stops the walk (ids past the table are not checked).
+    A frame header has a u32 ``length`` at 0 and a ``msg_type`` at ``type_at``;
+    with ``counts_header`` (Kungfu) the length includes the header, a length of
+    0 is the end of what is written (``WRITTEN_END``) and msg_type is signed.
+    A frame of ``stop_type`` (Kungfu's PageEnd) ends the walk just after it.
     Returns ``(count, next_offset, error)``; ``next_offset`` is where the walk
     stopped (``end`` when every byte was consumed).
     """
     mins = memoryview(min_lengths).cast("B").cast("I") if len(min_lengths) else ()
     end = min(end, len(buf))
+    hdr = max(header_size, type_at + 4)
     off, n, cap = start, 0, len(out)
-    unpack = _U32x2.unpack_from
     while off < end and n < cap:
-        if end - off < 32:
+        if end - off < hdr:
             return n, off, HEADER_PAST_END
-        length, msg_type = unpack(buf, off)
-        if length > end - off - 32:
+        length = _U32.unpack_from(buf, off)[0]
+        msg_type = _U32.unpack_from(buf, off + type_at)[0]
+        if counts_header:
+            if length == 0:
+                return n, off, WRITTEN_END
+            if length < hdr:
+                return n, off, SHORT_LENGTH
+            length -= hdr
+            if msg_type >= 1 << 31:
+                msg_type = 0
+        if length > end - off - hdr:
             return n, off, PAYLOAD_PAST_END
         if msg_type == 0:
             return n, off, ZERO_TYPE
@@ -45,7 +62,9 @@ def py_scan(buf, start: int, end: int, out: np.ndarray, min_lengths=b"") -> tupl
             return n, off, SHORT_PAYLOAD
         out[n] = off
         n += 1
-        off += 32 + length
+        off += hdr + length
+        if stop_type and msg_type == stop_type:
+            break
     return n, off, OK
 
 

@@ -1,0 +1,420 @@
+"""Kungfu's own journals (yijinjing, Kungfu 2.4, journal version 4), declared once.
+
+Kungfu is the trading system whose journal design kftools follows; its own
+journals differ from kftools' format: a 24-byte page header without a write
+cursor, a 36-byte frame header whose ``length`` counts the header itself, a
+``PageEnd`` frame that seals a page, pages named ``{dest:08x}.{page_id}.journal``
+from id 1, and the packed "longfist" message types. Everything the reader
+needs (struct formats, dtypes, field names, enum names) derives from the
+declarations here; the walk is kftools' own (:mod:`kftools.journal.reader`).
+Facts: ``tests/data/kungfu/README.md``-style notes in README.md, "Kungfu journals".
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+from dataclasses import dataclass
+
+from .format import JournalFormat
+from .layout import Field, Layout
+from .registry import TypeRegistry
+
+VERSION = 4
+
+PAGE_HEADER = Layout(
+    "KungfuPageHeader",
+    [
+        Field("version", "u32", "journal version, 4"),
+        Field("page_header_length", "u32", "24: the first frame starts here"),
+        Field("page_size", "u32", "size of the page file in bytes"),
+        Field("frame_header_length", "u32", "36 (later Kungfu releases: 57, 65)"),
+        Field("last_frame_position", "u64", "offset of the last frame written (its start, not its end)"),
+    ],
+    "24-byte header at offset 0 of every Kungfu page file.",
+)
+assert PAGE_HEADER.size == 24
+
+FRAME_HEADER = Layout(
+    "KungfuFrameHeader",
+    [
+        Field("length", "u32", "bytes of the frame, this header included; 0: nothing written here yet"),
+        Field("header_length", "u32", "36"),
+        Field("gen_time", "i64", "ns since the epoch when the frame was written"),
+        Field("trigger_time", "i64", "ns; the time of the event that caused it"),
+        Field("msg_type", "i32", "longfist type id; a frame is there when length > 0 and msg_type > 0"),
+        Field("source", "u32", "writer's location uid (MurmurHash3 x86_32 of category/group/name/mode, seed 42)"),
+        Field("dest", "u32", "reader's location uid, 0 public"),
+    ],
+    "36-byte header in front of every Kungfu payload.",
+)
+assert FRAME_HEADER.size == 36
+
+
+class MsgType(enum.IntEnum):
+    """The longfist type ids kftools decodes by name (Kungfu 2.4 numbering)."""
+
+    Quote = 101
+    Entrust = 102
+    Transaction = 103
+    OrderInput = 201
+    Order = 203
+    Trade = 204
+    PageEnd = 10000
+    SessionStart = 10001
+    SessionEnd = 10002
+
+
+class InstrumentType(enum.IntEnum):
+    Unknown = 0
+    Stock = 1
+    Future = 2
+    Bond = 3
+    StockOption = 4
+    TechStock = 5
+    Fund = 6
+    Index = 7
+    Repo = 8
+    Warrant = 9
+    Iopt = 10
+    Crypto = 11
+
+
+class ExecType(enum.IntEnum):
+    Unknown = 0
+    Cancel = 1
+    Trade = 2
+
+
+class BsFlag(enum.IntEnum):
+    Unknown = 0
+    Buy = 1
+    Sell = 2
+
+
+class Side(enum.IntEnum):
+    Buy = 0
+    Sell = 1
+    Lock = 2
+    Unlock = 3
+    Exec = 4
+    Drop = 5
+    Purchase = 6
+    Redemption = 7
+    Split = 8
+    Merge = 9
+    MarginTrade = 10
+    ShortSell = 11
+    RepayMargin = 12
+    RepayStock = 13
+    CashRepayMargin = 14
+    StockRepayStock = 15
+    SurplusStockTransfer = 16
+    GuaranteeStockTransferIn = 17
+    GuaranteeStockTransferOut = 18
+    Unknown = 99
+
+
+class Offset(enum.IntEnum):
+    Open = 0
+    Close = 1
+    CloseToday = 2
+    CloseYesterday = 3
+
+
+class HedgeFlag(enum.IntEnum):
+    Speculation = 0
+    Arbitrage = 1
+    Hedge = 2
+    Covered = 3
+
+
+class PriceType(enum.IntEnum):
+    Limit = 0
+    Any = 1
+    FakBest5 = 2
+    ForwardBest = 3
+    ReverseBest = 4
+    Fak = 5
+    Fok = 6
+    Unknown = 7
+
+
+class VolumeCondition(enum.IntEnum):
+    Any = 0
+    Min = 1
+    All = 2
+
+
+class TimeCondition(enum.IntEnum):
+    IOC = 0
+    GFD = 1
+    GTC = 2
+
+
+class OrderStatus(enum.IntEnum):
+    Unknown = 0
+    Submitted = 1
+    Pending = 2
+    Cancelled = 3
+    Error = 4
+    Filled = 5
+    PartialFilledNotActive = 6
+    PartialFilledActive = 7
+    Lost = 8
+
+
+def _enum(name: str, kind: type[enum.IntEnum]) -> Field:
+    return Field(name, "i8", f"enum {kind.__name__}", labels=kind)
+
+
+_MARKET = [
+    Field("trading_day", "char[9]"),
+    Field("data_time", "i64"),
+    Field("instrument_id", "char[32]"),
+    Field("exchange_id", "char[16]"),
+    _enum("instrument_type", InstrumentType),
+]
+_ORDER_FLAGS = [
+    Field("is_swap", "bool"),
+    _enum("side", Side),
+    _enum("offset", Offset),
+    _enum("hedge_flag", HedgeFlag),
+    _enum("price_type", PriceType),
+    _enum("volume_condition", VolumeCondition),
+    _enum("time_condition", TimeCondition),
+]
+
+QUOTE = Layout(
+    "Quote",
+    [
+        *_MARKET,
+        *(Field(n, "f64") for n in ("pre_close_price", "pre_settlement_price", "last_price")),
+        Field("volume", "i64"),
+        *(Field(n, "f64") for n in (
+            "turnover", "pre_open_interest", "open_interest", "open_price", "high_price", "low_price",
+            "upper_limit_price", "lower_limit_price", "close_price", "settlement_price", "iopv",
+        )),
+        Field("bid_price", "f64[10]"),
+        Field("ask_price", "f64[10]"),
+        Field("bid_volume", "i64[10]"),
+        Field("ask_volume", "i64[10]"),
+        Field("trading_phase_code", "char[8]"),
+    ],
+    "msg_type 101.",
+)
+ENTRUST = Layout(
+    "Entrust",
+    [
+        *_MARKET,
+        Field("price", "f64"),
+        Field("volume", "i64"),
+        _enum("side", Side),
+        _enum("price_type", PriceType),
+        *(Field(n, "i64") for n in ("main_seq", "seq", "orig_order_no", "biz_index")),
+    ],
+    "msg_type 102.",
+)
+TRANSACTION = Layout(
+    "Transaction",
+    [
+        *_MARKET,
+        Field("price", "f64"),
+        Field("volume", "i64"),
+        Field("bid_no", "i64"),
+        Field("ask_no", "i64"),
+        _enum("exec_type", ExecType),
+        _enum("bs_flag", BsFlag),
+        *(Field(n, "i64") for n in ("main_seq", "seq", "biz_index")),
+    ],
+    "msg_type 103.",
+)
+ORDER_INPUT = Layout(
+    "OrderInput",
+    [
+        Field("order_id", "u64"),
+        Field("parent_id", "u64"),
+        Field("instrument_id", "char[32]"),
+        Field("exchange_id", "char[16]"),
+        _enum("instrument_type", InstrumentType),
+        Field("limit_price", "f64"),
+        Field("frozen_price", "f64"),
+        Field("volume", "i64"),
+        *_ORDER_FLAGS,
+        Field("block_id", "u64"),
+        Field("insert_time", "i64"),
+    ],
+    "msg_type 201.",
+)
+ORDER = Layout(
+    "Order",
+    [
+        Field("order_id", "u64"),
+        Field("external_order_id", "char[32]"),
+        Field("parent_id", "u64"),
+        Field("insert_time", "i64"),
+        Field("update_time", "i64"),
+        Field("trading_day", "char[9]"),
+        Field("instrument_id", "char[32]"),
+        Field("exchange_id", "char[16]"),
+        _enum("instrument_type", InstrumentType),
+        Field("limit_price", "f64"),
+        Field("frozen_price", "f64"),
+        Field("volume", "i64"),
+        Field("volume_left", "i64"),
+        Field("tax", "f64"),
+        Field("commission", "f64"),
+        _enum("status", OrderStatus),
+        Field("error_id", "i32"),
+        Field("error_msg", "char[256]"),
+        *_ORDER_FLAGS,
+    ],
+    "msg_type 203.",
+)
+TRADE = Layout(
+    "Trade",
+    [
+        Field("trade_id", "u64"),
+        Field("order_id", "u64"),
+        Field("external_order_id", "char[32]"),
+        Field("external_trade_id", "char[32]"),
+        Field("trade_time", "i64"),
+        Field("trading_day", "char[9]"),
+        Field("instrument_id", "char[32]"),
+        Field("exchange_id", "char[16]"),
+        _enum("instrument_type", InstrumentType),
+        _enum("side", Side),
+        _enum("offset", Offset),
+        _enum("hedge_flag", HedgeFlag),
+        Field("price", "f64"),
+        Field("volume", "i64"),
+        Field("tax", "f64"),
+        Field("commission", "f64"),
+    ],
+    "msg_type 204.",
+)
+MARK = Layout("Mark", [], "a mark without data")
+
+LAYOUTS: dict[MsgType, Layout] = {
+    MsgType.Quote: QUOTE,
+    MsgType.Entrust: ENTRUST,
+    MsgType.Transaction: TRANSACTION,
+    MsgType.OrderInput: ORDER_INPUT,
+    MsgType.Order: ORDER,
+    MsgType.Trade: TRADE,
+    MsgType.SessionStart: MARK,
+    MsgType.SessionEnd: MARK,
+}
+_SIZES = {MsgType.Quote: 514, MsgType.Entrust: 116, MsgType.Transaction: 124, MsgType.OrderInput: 112,
+          MsgType.Order: 438, MsgType.Trade: 181}
+assert all(LAYOUTS[t].size == n for t, n in _SIZES.items()), "longfist layouts drifted from Kungfu 2.4's sizes"
+
+#: The walk's view of a Kungfu journal.
+FORMAT = JournalFormat(
+    name="kungfu",
+    page_header=PAGE_HEADER,
+    frame_header=FRAME_HEADER,
+    first_page=1,
+    length_counts_header=True,
+    page_end_type=int(MsgType.PageEnd),
+)
+
+#: The longfist types by name; other types stay raw bytes (or text, when they hold JSON).
+REGISTRY = TypeRegistry.declared(
+    {int(t): (t.name, layout) for t, layout in LAYOUTS.items()}, symbol_field="instrument_id", json_text=True
+)
+
+_PAGE_NAME = re.compile(r"^([0-9a-f]{8})\.(\d+)\.journal$")
+_MODES = ("live", "data", "replay", "backtest")
+
+
+def detect(head: bytes) -> bool:
+    """True when ``head`` (a page's first bytes) is a Kungfu page header of any release."""
+    if len(head) < PAGE_HEADER.size:
+        return False
+    h = PAGE_HEADER.unpack(head)
+    return h["version"] == VERSION and h["page_header_length"] == PAGE_HEADER.size
+
+
+def page_file_name(dest: int, page_id: int) -> str:
+    return f"{dest:08x}.{page_id}.journal"
+
+
+def parse_page_name(path: str) -> tuple[int, int] | None:
+    """``(dest, page_id)`` of a Kungfu page file name, or None."""
+    m = _PAGE_NAME.match(os.path.basename(path))
+    return (int(m.group(1), 16), int(m.group(2))) if m else None
+
+
+@dataclass(frozen=True)
+class KungfuJournal:
+    """One Kungfu journal: a ``journal/{mode}`` folder and a dest."""
+
+    folder: str
+    dest: int
+
+    def page_path(self, page_id: int) -> str:
+        return os.path.join(self.folder, page_file_name(self.dest, page_id))
+
+    @property
+    def first_page(self) -> str:
+        return self.page_path(FORMAT.first_page)
+
+    @property
+    def location(self) -> str:
+        """``category/group/name/mode`` from the folder's place under ``runtime``."""
+        parts = os.path.normpath(os.path.abspath(self.folder)).split(os.sep)
+        if len(parts) >= 6 and parts[-2] == "journal":
+            return "/".join([*parts[-5:-2], parts[-1]])
+        return self.folder
+
+    @property
+    def name(self) -> str:
+        """How kftools shows the journal: its location and dest (``td/sim/acct1/live/00000000``)."""
+        return f"{self.location}/{self.dest:08x}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def journals_in(folder: str) -> list[KungfuJournal]:
+    """The journals of one ``journal/{mode}`` folder: one per dest holding a page file."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    dests = sorted({p[0] for n in names if (p := parse_page_name(n))})
+    return [KungfuJournal(folder, d) for d in dests]
+
+
+def find_journals(path: str) -> list[KungfuJournal]:
+    """Every Kungfu journal ``path`` names: a page file (its journal), a ``journal/{mode}``
+    folder (one journal per dest), or any folder above them (``KF_HOME``, ``runtime``: all of them)."""
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        p = parse_page_name(path)
+        return [KungfuJournal(os.path.dirname(path) or ".", p[0])] if p else []
+    found = journals_in(path)
+    if found:
+        return found
+    out: list[KungfuJournal] = []
+    for root, dirs, _files in os.walk(path):
+        dirs.sort()
+        if os.path.basename(os.path.dirname(root)) == "journal" or os.path.basename(root) in _MODES:
+            out.extend(journals_in(root))
+    return out
+
+
+def json_text(payload: bytes) -> str | None:
+    """The payload as text when it is a JSON document (Kungfu writes Config, TimeValue... so), else None."""
+    body = payload.rstrip(b"\0")
+    if not body or body[:1] not in b"{[":
+        return None
+    try:
+        text = body.decode("utf-8")
+        json.loads(text)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return text
