@@ -63,6 +63,7 @@ def cat(
         for why in reader.skipped:
             on_skip(why)
     with reader:
+        registry = reader.registry  # a Kungfu journal brings its own types
         sel = Selection.parse(reader, registry, types, symbols, start, end, tz=tz)
         line: Callable[[Frame], str]
         if fmt == "jsonl":

@@ -70,7 +70,7 @@ def journal_info(path: str, registry: TypeRegistry | None = None) -> JournalInfo
     """Pages, fill, frames by type, time range, rate, writer state and health; read-only."""
     with Reader(path, registry=registry) as r:
         counts: dict[int, int] = {}
-        info = JournalInfo(r.path, r.page_count())
+        info = JournalInfo(r.name, r.page_count())
         for b in r.batches(batch_size=1 << 20):
             types, n = np.unique(b.headers["msg_type"], return_counts=True)
             for t, c in zip(types.tolist(), n.tolist(), strict=False):
@@ -81,7 +81,7 @@ def journal_info(path: str, registry: TypeRegistry | None = None) -> JournalInfo
             info.last_gen_time = hi if info.last_gen_time is None else max(hi, info.last_gen_time)
             info.frames += len(b)
         info.damage = None if r.damage is None else str(r.damage)
-        for i in range(info.pages):
+        for i in r.page_indices():
             try:
                 p = r.page(i)
             except Exception:  # noqa: BLE001 - a page still being created counts as empty

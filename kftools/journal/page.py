@@ -12,12 +12,21 @@ import numpy as np
 from ..errors import CorruptJournal, KftoolsError, NotAJournal, UnsupportedVersion
 from . import yijinjing
 from .format import (
-    CURSOR_OFFSET, FLAGS_OFFSET, KFTOOLS, MAGIC, PAGE_HEADER, PAGE_HEADER_SIZE, VERSION, JournalFormat, PageFlag, page_path,
+    CURSOR_OFFSET,
+    FLAGS_OFFSET,
+    KFTOOLS,
+    MAGIC,
+    PAGE_HEADER,
+    PAGE_HEADER_SIZE,
+    VERSION,
+    JournalFormat,
+    PageFlag,
+    page_path,
 )
 from .registry import DEFAULT_REGISTRY, TypeRegistry
 from .scan import OK, WRITTEN_END, scan
 
-U32 = struct.Struct("<I")
+U32: struct.Struct = struct.Struct("<I")
 
 
 class NotYetWritten(NotAJournal):
@@ -121,7 +130,7 @@ class KungfuPage(Page):
             return
         hdr, fmt, out = self.frame_header_size, self.fmt, self._scratch
         while True:
-            n, nxt, err = scan(self.mm, self._end, self.limit(), out, b"", hdr, fmt.type_offset, 1, fmt.page_end_type)
+            n, nxt, err = scan(self.mm, self._end, self.limit(), out, b"", hdr, fmt.type_offset, 1, fmt.page_end_type or 0)
             if n and _I32.unpack_from(self.mm, int(out[n - 1]) + fmt.type_offset)[0] == fmt.page_end_type:
                 self._sealed = True
             self._end = nxt

@@ -21,7 +21,15 @@ from .lock import is_locked
 from .page import U32, NotYetWritten, Page, open_page
 from .registry import DEFAULT_REGISTRY, TypeRegistry
 from .scan import (
-    HEADER_PAST_END, PAYLOAD_PAST_END, SCAN_ERRORS, SHORT_PAYLOAD, WRITTEN_END, ZERO_TYPE, gather, gather_var, scan,
+    HEADER_PAST_END,
+    PAYLOAD_PAST_END,
+    SCAN_ERRORS,
+    SHORT_PAYLOAD,
+    WRITTEN_END,
+    ZERO_TYPE,
+    gather,
+    gather_var,
+    scan,
 )
 
 HEADER_DTYPE = FRAME_HEADER.dtype

@@ -6,7 +6,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
-from ..errors import KftoolsError, NotAJournal, OutputError
+from ..errors import KftoolsError, NotAJournal, OutputError, UsageError
 from .format import FLAGS_OFFSET, MAGIC, PAGE_HEADER, PAGE_HEADER_SIZE, PID_OFFSET, PageFlag, page_path
 from .lock import try_lock
 from .page import U32, Page, open_page
@@ -19,7 +19,7 @@ def validate_page(page: Page, registry: TypeRegistry) -> Damage | None:
 
     problem = page.header_problem()
     end = page.limit() if problem else page.cursor
-    off = PAGE_HEADER_SIZE
+    off = page.frame_start
     while off < end:
         _o, _h, off, p = scan_page(page, off, end, registry, 1 << 20)
         if p:
@@ -73,7 +73,7 @@ class VerifyReport:
 def verify(path: str | os.PathLike, registry: TypeRegistry | None = None) -> VerifyReport:
     """Validate every page and frame; read-only."""
     with Reader(path, registry=registry) as r:
-        rep = VerifyReport(r.path)
+        rep = VerifyReport(r.name)
         counts: dict[int, int] = {}
         for b in r.batches(batch_size=1 << 20):
             counts[b.page.index] = counts.get(b.page.index, 0) + len(b)
@@ -83,7 +83,7 @@ def verify(path: str | os.PathLike, registry: TypeRegistry | None = None) -> Ver
             rep.last_time = hi if rep.last_time is None else max(rep.last_time, hi)
             rep.frames += len(b)
         rep.damage = r.damage
-        for i in range(r.page_count()):
+        for i in r.page_indices():
             try:
                 p = r.page(i)
             except KftoolsError:
@@ -122,6 +122,12 @@ def recover(
     if in_place == (out is not None):
         raise OutputError("give either an output path or --in-place")
     with Reader(path, registry=registry) as r:
+        if r.kungfu is not None:
+            # kftools never writes into a Kungfu journal, and a recovered copy would need Kungfu's writer rules
+            raise UsageError(
+                f"{r.name}: a Kungfu journal; kftools reads it but does not recover it"
+                " (the valid frames: `kftools export` or `kftools replay`)"
+            )
         frames = sum(len(b) for b in r.batches(batch_size=1 << 20))
         damage = r.damage
         npages = r.page_count()

@@ -1,0 +1,298 @@
+"""Kungfu's own journals (yijinjing 2.4): the samples against their manifests, and generated ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kftest import ROOT, run_cli
+from kungfu_writer import KungfuTestWriter
+
+import kftools
+from kftools.journal import yijinjing as kf
+from kftools.journal.scan import IMPLEMENTATIONS, OK, WRITTEN_END
+
+DATA = os.path.join(ROOT, "tests", "data", "kungfu")
+KF_HOME = os.path.join(DATA, "kf_home")
+TD = os.path.join(KF_HOME, "runtime", "td", "sim", "acct1", "journal", "live")
+STRATEGY = os.path.join(KF_HOME, "runtime", "strategy", "default", "demo", "journal", "live")
+SAMPLES = {"td/sim/acct1/live/00000000": (TD, "td-sim-acct1"), "strategy/default/demo/live/00000000": (STRATEGY, "strategy-default-demo")}
+PRICE_FIELD = {101: "last_price", 203: "limit_price"}
+
+
+def manifest(stem: str) -> list[dict]:
+    with open(os.path.join(DATA, f"{stem}.manifest.jsonl")) as fh:
+        return [json.loads(line) for line in fh]
+
+
+@pytest.fixture
+def kf_home(tmp_path) -> str:
+    """A private, writable copy of the sample KF_HOME."""
+    dst = str(tmp_path / "kf_home")
+    shutil.copytree(KF_HOME, dst)
+    for root, dirs, files in os.walk(dst):
+        for n in dirs + files:
+            os.chmod(os.path.join(root, n), 0o755 if n in dirs else 0o644)
+    return dst
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_every_sample_frame_matches_the_manifest(name):
+    folder, stem = SAMPLES[name]
+    want = manifest(stem)
+    with kftools.Reader(folder) as r:
+        assert r.name == name
+        got = list(r)
+        assert r.damage is None
+        assert len(got) == len(want)
+        for f, m in zip(got, want, strict=True):
+            assert (f.page_index, f.offset, f.msg_type, f.gen_time) == (m["page"], m["offset"], m["msg_type"], m["gen_time"])
+            fields = f.fields
+            if m["msg_type"] in (10001, 10002):
+                assert f.type_name in ("SessionStart", "SessionEnd") and fields == {}
+                continue
+            assert fields["instrument_id"] == m["instrument_id"]
+            assert fields[PRICE_FIELD.get(m["msg_type"], "price")] == m["price"]
+            assert fields["volume"] == m["volume"]
+
+
+def test_page_crossing_hides_page_end_and_starts_page_two_after_its_header():
+    with kftools.Reader(TD) as r:
+        frames = list(r)
+        assert [f.type_name for f in frames].count("PageEnd") == 0
+        assert {f.msg_type for f in frames} == {101, 102, 103, 203, 204, 10001}
+        first_on_2 = next(f for f in frames if f.page_index == 2)
+        assert first_on_2.offset == kf.PAGE_HEADER.size
+        last_on_1 = [f for f in frames if f.page_index == 1][-1]
+        # the PageEnd sits right after the last frame of page 1 and seals it
+        assert r.page(1).sealed and not r.page(2).sealed
+        assert r.page(1).cursor == last_on_1.offset + kf.FRAME_HEADER.size + last_on_1.length + kf.FRAME_HEADER.size
+
+
+def test_fields_have_longfist_names_and_enums_their_names():
+    with kftools.Reader(TD) as r:
+        by_type = {}
+        for f in r:
+            by_type.setdefault(f.type_name, f)
+    q = by_type["Quote"].fields
+    assert list(q)[:5] == ["trading_day", "data_time", "instrument_id", "exchange_id", "instrument_type"]
+    assert q["instrument_type"] in {e.name for e in kf.InstrumentType}
+    assert len(q["bid_price"]) == 10 and len(q["ask_volume"]) == 10
+    o = by_type["Order"].fields
+    assert o["status"] in {e.name for e in kf.OrderStatus}
+    assert o["side"] in {e.name for e in kf.Side} and o["offset"] in {e.name for e in kf.Offset}
+    assert isinstance(o["is_swap"], bool)
+    t = by_type["Trade"].to_dict()
+    assert t["type"] == "Trade" and t["side"] in ("Buy", "Sell")
+
+
+def test_batches_give_typed_arrays_equal_to_the_frames():
+    with kftools.Reader(TD) as r:
+        quotes = np.concatenate([b.payload(101) for b in r.batches(types=[101])])
+        frames = [f for f in r if f.msg_type == 101]
+    assert len(quotes) == len(frames) == 2977
+    assert quotes.dtype == kf.QUOTE.dtype and quotes["bid_price"].shape == (2977, 10)
+    assert quotes["last_price"].tolist() == [f.last_price for f in frames]
+    assert quotes["bid_volume"][5].tolist() == frames[5].bid_volume
+
+
+def test_symbol_filter_matches_instrument_id():
+    want = [m for m in manifest("td-sim-acct1") if m["instrument_id"] == "rb2405"]
+    with kftools.Reader(TD) as r:
+        got = list(r.frames(symbols=["rb2405"]))
+    assert [(f.page_index, f.offset) for f in got] == [(m["page"], m["offset"]) for m in want]
+
+
+def test_a_folder_of_several_journals_is_not_one_journal():
+    with pytest.raises(kftools.NotAJournal, match="holds 2 Kungfu journals"):
+        kftools.Reader(KF_HOME)
+
+
+def test_first_page_file_names_the_journal():
+    with kftools.Reader(os.path.join(TD, "00000000.1.journal")) as r:
+        assert r.name == "td/sim/acct1/live/00000000" and r.count() == 5001
+
+
+def test_find_journals_by_folder_kinds():
+    names = lambda p: [j.name for j in kf.find_journals(p)]  # noqa: E731
+    both = ["strategy/default/demo/live/00000000", "td/sim/acct1/live/00000000"]
+    assert names(KF_HOME) == both
+    assert names(os.path.join(KF_HOME, "runtime")) == both
+    assert names(TD) == ["td/sim/acct1/live/00000000"]
+    assert names(os.path.join(TD, "00000000.2.journal")) == ["td/sim/acct1/live/00000000"]
+
+
+def test_later_kungfu_frame_header_is_refused_by_name(tmp_path):
+    w = KungfuTestWriter(str(tmp_path / "j"), page_size=1 << 16)
+    w.write(101, bytes(kf.QUOTE.size), 1)
+    w.close()
+    page = w.journal.page_path(1)
+    with open(page, "r+b") as fh:
+        fh.seek(kf.PAGE_HEADER.offset("frame_header_length"))
+        fh.write(struct.pack("<I", 57))
+    r = run_cli("info", page)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "57-byte frame headers" in r.stderr and "Traceback" not in r.stderr
+
+
+# -- generated journals -------------------------------------------------------------------------------------------
+
+_TYPES = [101, 102, 103, 201, 203, 204, 10001, 10002, 777]
+
+
+@st.composite
+def frames(draw):
+    n = draw(st.integers(0, 60))
+    out = []
+    t = 1_700_000_000_000_000_000
+    for _ in range(n):
+        mt = draw(st.sampled_from(_TYPES))
+        layout = kf.REGISTRY.get(mt)
+        size = layout.layout.size if layout else draw(st.integers(0, 40))
+        extra = draw(st.integers(0, 8))
+        t += draw(st.integers(0, 10**6))
+        out.append((mt, draw(st.binary(min_size=size + extra, max_size=size + extra)), t))
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frames(), st.booleans(), st.booleans())
+def test_generated_journal_reads_back_every_frame(tmp_path_factory, written, half, lose_page):
+    folder = str(tmp_path_factory.mktemp("kf") / "td" / "sim" / "a" / "journal" / "live")
+    w = KungfuTestWriter(folder, page_size=4096)  # small pages: many PageEnds
+    for mt, data, t in written:
+        w.write(mt, data, t, trigger_time=t - 1)
+    if half:
+        w.write_half(101, bytes(range(256)) * 2 + b"xx")
+    w.close()
+    want = w.written
+    lost = None
+    if lose_page and w.page_id >= 3:
+        lost = 2
+        os.unlink(w.journal.page_path(lost))
+    with kftools.Reader(folder) as r:
+        got = list(r)
+        damage = r.damage
+        batched = sum(len(b) for b in r.batches(batch_size=7))
+    if lost is None:
+        assert damage is None
+        expect = want
+    else:
+        # page 1 is sealed by a PageEnd but page 2 is gone: damage, and nothing after it is handed out
+        assert damage is not None and damage.page == 1 and "missing" in damage.reason
+        expect = [x for x in want if x["page"] == 1]
+    assert batched == len(got) == len(expect)
+    for f, x in zip(got, expect, strict=True):
+        assert (f.page_index, f.offset, f.msg_type, f.gen_time, f.trigger_time, f.source, f.dest) == (
+            x["page"], x["offset"], x["msg_type"], x["gen_time"], x["trigger_time"], x["source"], x["dest"])
+        assert f.payload == x["payload"]
+        if f.msg_type == 777:
+            assert f.type_name == "type777" and "payload" in f.to_dict()
+
+
+def test_half_written_last_frame_is_the_end_not_damage(tmp_path):
+    folder = str(tmp_path / "j")
+    w = KungfuTestWriter(folder, page_size=1 << 16)
+    for i in range(5):
+        w.write(102, bytes(kf.ENTRUST.size), 10 + i)
+    w.write_half(101, b"\x01" * kf.QUOTE.size)
+    w.close()
+    r = run_cli("verify", folder)
+    assert r.returncode == 0, r.stderr
+    assert "5 valid frame(s)" in r.stdout
+    with kftools.Reader(folder) as rd:
+        assert rd.count() == 5 and rd.damage is None
+
+
+def test_damaged_chain_is_reported_and_stops_reading(tmp_path):
+    folder = str(tmp_path / "j")
+    w = KungfuTestWriter(folder, page_size=1 << 16)
+    for i in range(100):
+        w.write(103, bytes(kf.TRANSACTION.size), 10 + i)
+    w.close()
+    bad = w.written[60]["offset"]
+    with open(w.journal.page_path(1), "r+b") as fh:
+        fh.seek(bad + kf.FRAME_HEADER.offset("msg_type"))
+        fh.write(struct.pack("<i", -5))
+    r = run_cli("verify", folder)
+    assert r.returncode == 3
+    assert f"offset {bad}" in r.stdout + r.stderr
+    # as in kftools' journals, frames overlapping the 4 KiB block of the damage are not trusted either
+    block = (bad + kf.FRAME_HEADER.offset("msg_type")) // 4096 * 4096
+    trusted = [x for x in w.written if x["offset"] + kf.FRAME_HEADER.size + len(x["payload"]) <= block]
+    with kftools.Reader(folder) as rd:
+        assert rd.count() == len(trusted) > 0 and rd.damage is not None
+
+
+def test_json_text_payloads_show_as_text(tmp_path):
+    folder = str(tmp_path / "j")
+    w = KungfuTestWriter(folder, page_size=1 << 16)
+    w.write(10005, b'{"location_uid":1,"value":"x"}', 5)
+    w.write(10006, b"\x00\x01binary", 6)
+    w.close()
+    with kftools.Reader(folder) as r:
+        a, b = (f.to_dict() for f in r)
+    assert a["text"] == '{"location_uid":1,"value":"x"}' and "payload" not in a
+    assert b["payload"] == "0001" + b"binary".hex()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=600), st.integers(0, 64))
+def test_scanner_implementations_agree_on_kungfu_bytes(data, start):
+    mins = kf.REGISTRY.min_lengths()
+    results = []
+    for scan, _g, _gv in IMPLEMENTATIONS.values():
+        out = np.zeros(200, dtype=np.int64)
+        n, nxt, err = scan(data, start, len(data), out, mins, 36, 24, 1, 10000)
+        results.append((n, nxt, err, out[:n].tolist()))
+    assert all(r == results[0] for r in results)
+
+
+def test_scanner_stops_at_zero_length_and_after_page_end():
+    buf = bytearray(200)
+    hdr = kf.FRAME_HEADER
+    hdr.struct.pack_into(buf, 0, 36, 36, 1, 0, 10001, 0, 0)
+    hdr.struct.pack_into(buf, 36, 36, 36, 2, 0, 10000, 0, 0)
+    hdr.struct.pack_into(buf, 72, 36, 36, 3, 0, 10001, 0, 0)
+    for scan, _g, _gv in IMPLEMENTATIONS.values():
+        out = np.zeros(10, dtype=np.int64)
+        assert scan(bytes(buf), 0, 200, out, b"", 36, 24, 1, 10000)[:3] == (2, 72, OK)
+        assert scan(bytes(buf), 0, 200, out, b"", 36, 24, 1, 0)[:3] == (3, 108, WRITTEN_END)
+
+
+# -- commands ------------------------------------------------------------------------------------------------------
+
+def test_cli_info_cat_verify_on_a_kungfu_journal():
+    r = run_cli("info", TD, "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["path"] == "td/sim/acct1/live/00000000" and info["frames"] == 5001 and info["pages"] == 2
+    assert info["by_type"] == {"Quote": 2977, "Entrust": 746, "Transaction": 621, "Order": 362, "Trade": 294,
+                               "SessionStart": 1}
+    want = [m for m in manifest("td-sim-acct1") if m["instrument_id"] == "rb2405" and m["msg_type"] == 203]
+    r = run_cli("cat", TD, "-F", "jsonl", "--type", "Order", "--symbol", "rb2405")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [(x["gen_time"], x["limit_price"]) for x in rows] == [(m["gen_time"], m["price"]) for m in want]
+    assert rows[0]["type"] == "Order" and rows[0]["status"] in {e.name for e in kf.OrderStatus}
+    r = run_cli("cat", TD, "-F", "csv", "--type", "quote", "-n", "2")
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and len(lines) == 3 and "instrument_id" in lines[0] and "bid_price" in lines[0]
+    r = run_cli("cat", TD, "-n", "1", "--type", "Trade")
+    assert " Trade " in r.stdout and "side=" in r.stdout and "instrument_id=" in r.stdout
+    r = run_cli("verify", TD)
+    assert r.returncode == 0 and "5,001 valid frame(s)" in r.stdout
+
+
+def test_recover_never_writes_into_a_kungfu_journal(kf_home):
+    folder = os.path.join(kf_home, "runtime", "td", "sim", "acct1", "journal", "live")
+    before = {n: open(os.path.join(folder, n), "rb").read() for n in os.listdir(folder)}
+    r = run_cli("recover", "--in-place", folder)
+    assert r.returncode == 2 and "Kungfu journal" in r.stderr and r.stderr.count("\n") == 1
+    assert {n: open(os.path.join(folder, n), "rb").read() for n in os.listdir(folder)} == before
