@@ -14,7 +14,14 @@ import numpy as np
 from ..errors import KftoolsError, NotAJournal
 from . import framestream, yijinjing
 from .format import (
-    CURSOR_OFFSET, FRAME_HEADER, FRAME_HEADER_SIZE, KFTOOLS, PAGE_HEADER_SIZE, JournalFormat, PageFlag, page_path,
+    CURSOR_OFFSET,
+    FRAME_HEADER,
+    FRAME_HEADER_SIZE,
+    KFTOOLS,
+    PAGE_HEADER_SIZE,
+    JournalFormat,
+    PageFlag,
+    page_path,
 )
 from .framestream import STATUS_BACKLOG, STATUS_BAD_CURSOR, STATUS_BAD_FRAME, Frame, frames_at, frames_from_headers
 from .lock import is_locked
