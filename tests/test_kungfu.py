@@ -75,21 +75,25 @@ def test_page_crossing_hides_page_end_and_starts_page_two_after_its_header():
         assert r.page(1).cursor == last_on_1.offset + kf.FRAME_HEADER.size + last_on_1.length + kf.FRAME_HEADER.size
 
 
-def test_fields_have_longfist_names_and_enums_their_names():
+def test_fields_have_longfist_names_and_enums_show_their_names():
+    from kftools.render import record
+
     with kftools.Reader(TD) as r:
         by_type = {}
         for f in r:
             by_type.setdefault(f.type_name, f)
-    q = by_type["Quote"].fields
-    assert list(q)[:5] == ["trading_day", "data_time", "instrument_id", "exchange_id", "instrument_type"]
-    assert q["instrument_type"] in {e.name for e in kf.InstrumentType}
-    assert len(q["bid_price"]) == 10 and len(q["ask_volume"]) == 10
-    o = by_type["Order"].fields
-    assert o["status"] in {e.name for e in kf.OrderStatus}
-    assert o["side"] in {e.name for e in kf.Side} and o["offset"] in {e.name for e in kf.Offset}
-    assert isinstance(o["is_swap"], bool)
-    t = by_type["Trade"].to_dict()
-    assert t["type"] == "Trade" and t["side"] in ("Buy", "Sell")
+        q = by_type["Quote"].fields
+        assert list(q)[:5] == ["trading_day", "data_time", "instrument_id", "exchange_id", "instrument_type"]
+        assert len(q["bid_price"]) == 10 and len(q["ask_volume"]) == 10
+        # fields hold the stored numbers; outputs show the enum's names as Kungfu spells them
+        assert q["instrument_type"] == kf.InstrumentType.Stock
+        assert record(by_type["Quote"])["instrument_type"] == "Stock"
+        o = record(by_type["Order"])
+        assert o["status"] in {e.name for e in kf.OrderStatus}
+        assert o["side"] in {e.name for e in kf.Side} and o["offset"] in {e.name for e in kf.Offset}
+        assert isinstance(o["is_swap"], bool)
+        t = record(by_type["Trade"])
+        assert t["type"] == "Trade" and t["side"] in ("Buy", "Sell")
 
 
 def test_batches_give_typed_arrays_equal_to_the_frames():
