@@ -220,6 +220,14 @@ def scan_page(
     return offsets, headers, nxt, problem
 
 
+def frame_at(page: Page, offset: int) -> Frame:
+    """The frame at ``offset`` of ``page`` (a position the walk validated), in any format."""
+    if page.fmt is KFTOOLS:
+        return frames_at(page, np.array([offset], dtype=np.int64))[0]
+    offsets, headers, _problem = _foreign_headers(page, np.array([offset], dtype=np.int64))
+    return frames_from_headers(page, offsets, headers)[0]
+
+
 def _foreign_headers(page: Page, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, str | None]:
     """Frame headers of another format, as kftools' header dtype (``length`` = payload bytes).
 

@@ -187,6 +187,8 @@ class TailApp(App):
         elif event.kind == "opened":
             self.state = "open"
             self.reader = Reader(self.path, registry=self.registry)
+            if self.display_path == self.path:
+                self.display_path = self.reader.name  # a Kungfu journal by its location
             self._poll_writer()
         elif event.kind == "caught_up":
             self.caught_up = True
@@ -288,7 +290,8 @@ class TailApp(App):
         part((self.display_path, "bold underline"))
         if idx.pages:
             shown = idx.page_of_row(max(0, self.table.cursor))
-            part((f"page {(shown or 0) + 1} of {idx.pages[-1].index + 1}", ""),
+            base = self.reader.first_page if self.reader is not None else 0  # Kungfu's page ids start at 1
+            part((f"page {(shown or base) - base + 1} of {idx.pages[-1].index - base + 1}", ""),
                  *([(" (indexing…)", "yellow")] if not self.caught_up else []))
         part((f"{idx.total:,} frames", "bold"), *([(f" ({idx.count:,} match)", "")] if not self.filter.trivial else []))
         part((f"{self.fps:,.0f} frames/s", ""))

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..journal.format import FRAME_HEADER, FRAME_HEADER_SIZE, PAGE_HEADER_SIZE
-from ..journal.reader import Frame, FrameBatch, Reader
+from ..journal.format import PAGE_HEADER_SIZE
+from ..journal.reader import Frame, FrameBatch, Reader, frame_at
 from ..journal.scan import gather
 
-_GEN_TIME = FRAME_HEADER.offset("gen_time")
 _CACHE_PAGES = 3
 
 
@@ -117,7 +116,7 @@ class JournalIndex:
             self._live.extend(offs)
             e.count += len(offs)
             e.total += len(batch)
-            e.end = int(batch.offsets[-1]) + FRAME_HEADER_SIZE + int(batch.headers["length"][-1])
+            e.end = int(batch.offsets[-1]) + batch.page.frame_header_size + int(batch.headers["length"][-1])
             if len(offs):
                 t = times if mask is None else times[mask]
                 if e.first_time is None:
@@ -151,7 +150,7 @@ class JournalIndex:
                 return cached
             end = e.end
         parts = []
-        for b in reader.batches(start=(e.index, PAGE_HEADER_SIZE), until=(e.index, end)):
+        for b in reader.batches(start=(e.index, reader.page(e.index).frame_start), until=(e.index, end)):
             m = self.filter.mask(b)
             parts.append((b.offsets if m is None else b.offsets[m]).astype(np.uint32))
         offs = np.concatenate(parts) if parts else np.empty(0, np.uint32)
@@ -187,12 +186,7 @@ class JournalIndex:
 
     def frames(self, reader: Reader, start: int, stop: int) -> list[Frame]:
         """Decoded frames of rows ``start`` to ``stop``: only these are read."""
-        unpack = FRAME_HEADER.struct.unpack_from
-        out = []
-        for pi, off in self.locate(reader, start, stop):
-            page = reader.page(pi)
-            out.append(Frame(page, (off, *unpack(page.mm, off))))
-        return out
+        return [frame_at(reader.page(pi), off) for pi, off in self.locate(reader, start, stop)]
 
     def page_of_row(self, row: int) -> int | None:
         with self.lock:
@@ -211,7 +205,8 @@ class JournalIndex:
                 continue
             offs = self._page_offsets(reader, k).astype(np.int64)
             times = np.empty(len(offs), dtype=np.int64)
-            gather(reader.page(pi).mm, offs, _GEN_TIME, 8, times)
+            page = reader.page(pi)
+            gather(page.mm, offs, page.fmt.frame_header.offset("gen_time"), 8, times)
             # gen_time is non-decreasing within a writer's journal; searchsorted is enough
             return first + int(np.searchsorted(times, t, side="left"))
         return count

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import KftoolsError
-from ..journal.format import PAGE_HEADER_SIZE, MsgType
+from ..journal.format import MsgType
 from ..journal.reader import Damage, FrameBatch, Reader, WaitPolicy
 from ..journal.registry import TypeRegistry
 from .index import JournalIndex
@@ -115,7 +115,7 @@ class Watcher(threading.Thread):
         page, cursor = reader.end_position()
         with self.index.lock:
             if not self.index.pages:
-                return cursor <= PAGE_HEADER_SIZE
+                return cursor <= reader.page(page).frame_start
             last = self.index.pages[-1]
             return page == last.index and cursor <= last.end
 

@@ -21,7 +21,7 @@ from ..journal.reader import Frame
 from ..render import exact, labelled_fields
 from ..timeparse import format_clock, format_optional_time
 
-_PRICE = ("price", "last_price")
+_PRICE = ("price", "last_price", "limit_price")
 _BID = ("bid_price", "bid")
 _ASK = ("ask_price", "ask")
 _SIZE = ("quantity", "volume", "size", "qty")
@@ -70,6 +70,8 @@ def frame_cells(frame: Frame, tz: dt.tzinfo | None = None) -> list[Text | str]:
     values = []
     for names in (_PRICE, _SIZE, _BID, _ASK, _ID):
         k, v = _first(f, names)
+        if isinstance(v, list):  # Kungfu's ten bid/ask levels: the best one
+            v = v[0] if v else None
         keys[k] = True
         values.append("" if v is None else _num(v))
     price, size, bid, ask, oid = values
@@ -78,7 +80,8 @@ def frame_cells(frame: Frame, tz: dt.tzinfo | None = None) -> list[Text | str]:
     if "side" in f:
         label = str(labelled_fields(frame)["side"])
         side_txt = Text(label, "green" if side == Side.BUY else "red" if side == Side.SELL else "")
-    used = set(keys) | {"side", "symbol", "reserved"}
+    symbol = frame.page.registry.symbol_field  # Kungfu's instrument_id
+    used = set(keys) | {"side", symbol, "reserved"}
     if f:
         more = " ".join(f"{k}={_num(v)}" for k, v in labelled_fields(frame).items() if k not in used)
     else:
@@ -87,7 +90,7 @@ def frame_cells(frame: Frame, tz: dt.tzinfo | None = None) -> list[Text | str]:
     return [
         clock(frame.gen_time, tz),
         Text(name, TYPE_STYLES.get(name, "magenta")),
-        Text(str(f.get("symbol", "")), "bold"),
+        Text(str(f.get(symbol, "")), "bold"),
         side_txt,
         price,
         size,
