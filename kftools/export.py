@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import KftoolsError, NotAJournal, OutputError, UsageError
+from .journal import yijinjing
 from .journal.format import FRAME_HEADER, PAGE_HEADER_SIZE
 from .journal.reader import FrameBatch, Reader
 from .journal.registry import MessageType, TypeRegistry
@@ -45,6 +46,7 @@ _DAY_NS = 86_400 * 10**9
 FOLLOW_FLUSH_S = 1.0
 
 _SCALAR_ARROW = {
+    "bool": pa.bool_(), "i8": pa.int8(),
     "u8": pa.uint8(), "u16": pa.uint16(), "u32": pa.uint32(), "u64": pa.uint64(),
     "i32": pa.int32(), "i64": pa.int64(), "f32": pa.float32(), "f64": pa.float64(),
 }
@@ -105,7 +107,12 @@ class Columns:
                     name = f"{mt.name}.{f.name}"
                     c = cols.get(name)
                 if c is None:
-                    arrow = (_DICT_STR if f.name in _DICT_FIELDS else pa.string()) if f.is_text else _SCALAR_ARROW[f.kind]
+                    if f.is_text:
+                        arrow = _DICT_STR if f.name in _DICT_FIELDS else pa.string()
+                    elif f.is_array:  # Kungfu's ten bid/ask levels: a list column
+                        arrow = pa.list_(_SCALAR_ARROW[f.scalar], f.count)
+                    else:
+                        arrow = _SCALAR_ARROW[f.kind]
                     c = cols[name] = _Col(name, kind, arrow)
                 c.members[mt.id] = f.name
                 if f.is_text:
@@ -208,6 +215,20 @@ class Columns:
         hits = [(typed[t], fname) for t, fname in c.members.items() if t in typed]
         if not hits:
             return pa.nulls(n, c.arrow)
+        if pa.types.is_fixed_size_list(c.arrow) or pa.types.is_boolean(c.arrow):
+            # arrays (a fixed-size list per row) and bools (bit-packed in Arrow): numpy fills, Arrow masks
+            first = hits[0][0][1][hits[0][1]]
+            values = np.zeros((n, *first.shape[1:]), dtype=first.dtype)
+            valid = np.zeros(n, dtype=bool)
+            for (idx, rec), fname in hits:
+                m = slice(None) if idx is None else idx
+                values[m] = rec[fname]
+                valid[m] = True
+            mask = None if valid.all() else pa.array(~valid)
+            if pa.types.is_boolean(c.arrow):
+                return pa.array(values, type=c.arrow, mask=None if mask is None else ~valid)
+            flat = pa.array(np.ascontiguousarray(values).reshape(-1), type=c.arrow.value_type)
+            return pa.FixedSizeListArray.from_arrays(flat, c.arrow.list_size, mask=mask)
         if c.kind != "text":
             if len(hits) == 1 and hits[0][0][0] is None:
                 return pa.array(np.ascontiguousarray(hits[0][0][1][hits[0][1]]))
@@ -297,7 +318,7 @@ def _decode_text(values: pa.FixedSizeBinaryArray, w: int) -> tuple[pa.Array, np.
 
 
 _SCALAR_NP = {k: np.dtype("<" + v) for k, v in
-              {"u8": "u1", "u16": "u2", "u32": "u4", "u64": "u8", "i32": "i4", "i64": "i8", "f32": "f4", "f64": "f8"}.items()}
+              {"i8": "i1", "u8": "u1", "u16": "u2", "u32": "u4", "u64": "u8", "i32": "i4", "i64": "i8", "f32": "f4", "f64": "f8"}.items()}
 
 
 def _sub(mask: np.ndarray | None, n: int, sub: np.ndarray) -> np.ndarray:
@@ -511,7 +532,7 @@ def export(
     compression = _check_compression(compression)
     if row_group_size < 1:
         raise UsageError("--row-group-size must be >= 1")
-    if os.path.isdir(journal):
+    if os.path.isdir(journal) and len(yijinjing.find_journals(journal)) != 1:
         if follow:
             raise UsageError("--follow takes one journal, not a folder")
         return export_dataset(journal, out, registry=registry, types=types, symbols=symbols, start=start, end=end,
@@ -522,6 +543,7 @@ def export(
     else:
         check_output(out, force=force, inputs=[journal])
     reader = Reader(journal, registry=registry)
+    registry = reader.registry  # a Kungfu journal brings its own types
     try:
         sel = Selection.parse(reader, registry, types, symbols, start, end)
         chosen = [registry.get(t) for t in sel.types] if sel.types else None
@@ -645,7 +667,8 @@ def export_dataset(
     from .selection import Selection
 
     check_output(out, force=force, folder=True)
-    paths = journals_in(folder)
+    # a Kungfu KF_HOME or runtime folder: every journal under it, each shown by its location
+    paths = [j.first_page for j in yijinjing.find_journals(folder)] or journals_in(folder)
     if not paths:
         raise NotAJournal(f"{folder}: no journal in this folder")
     readers = []
@@ -658,7 +681,9 @@ def export_dataset(
                 skipped.append(str(e))  # a schema file or a note beside the journals
         if not readers:
             raise NotAJournal(f"{folder}: no journal in this folder ({'; '.join(skipped)})")
-        paths = [r.path for r in readers]
+        paths = [r.name for r in readers]
+        if readers[0].kungfu is not None:
+            registry = readers[0].registry
         sels = [Selection.parse(r, registry, types, symbols, start, end) for r in readers]
         ends = [r.end_position() for r in readers]
         if total:
@@ -671,7 +696,7 @@ def export_dataset(
         rows_before = 0
         try:
             for r, sel, until in zip(readers, sels, ends, strict=True):
-                jname = os.path.basename(r.path)
+                jname = r.name if r.kungfu is not None else os.path.basename(r.path)
                 meta = _page_meta(r)
                 meta["source"] = None  # many journals: see the journal column
 

@@ -300,3 +300,39 @@ def test_recover_never_writes_into_a_kungfu_journal(kf_home):
     r = run_cli("recover", "--in-place", folder)
     assert r.returncode == 2 and "Kungfu journal" in r.stderr and r.stderr.count("\n") == 1
     assert {n: open(os.path.join(folder, n), "rb").read() for n in os.listdir(folder)} == before
+
+
+def test_export_typed_parquet_with_list_columns(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "td.parquet"
+    r = run_cli("export", TD, out)
+    assert r.returncode == 0, r.stderr
+    t = pq.read_table(out)
+    want = manifest("td-sim-acct1")
+    assert t.num_rows == len(want)
+    assert t.schema.field("bid_price").type == pa.list_(pa.float64(), 10)
+    assert t.schema.field("ask_volume").type == pa.list_(pa.int64(), 10)
+    assert t.schema.field("instrument_id").type == pa.string() and t.schema.field("is_swap").type == pa.bool_()
+    rows = t.select(["page", "offset", "msg_type_id", "instrument_id", "last_price", "limit_price", "price"]).to_pylist()
+    for row, m in zip(rows, want, strict=True):
+        assert (row["page"], row["offset"], row["msg_type_id"]) == (m["page"], m["offset"], m["msg_type"])
+        if m["msg_type"] != 10001:
+            assert row["instrument_id"] == m["instrument_id"]
+            assert row[PRICE_FIELD.get(m["msg_type"], "price")] == m["price"]
+    with kftools.Reader(TD) as rd:
+        quotes = np.concatenate([b.payload(101) for b in rd.batches(types=[101])])
+    got = t.filter(pa.compute.equal(t["msg_type_id"], 101))
+    assert got.column("bid_price").to_pylist() == quotes["bid_price"].tolist()
+
+
+def test_export_a_kf_home_is_one_dataset_named_by_location(tmp_path):
+    import duckdb
+
+    out = tmp_path / "ds"
+    r = run_cli("export", KF_HOME, out)
+    assert r.returncode == 0, r.stderr
+    counts = dict(duckdb.sql(
+        f"select journal, count(*) from read_parquet('{out}/**/*.parquet', hive_partitioning=true) group by 1").fetchall())
+    assert counts == {"td/sim/acct1/live/00000000": 5001, "strategy/default/demo/live/00000000": 801}
