@@ -140,7 +140,8 @@ def summarize(kind: str, paths: Sequence[str | os.PathLike], registry: TypeRegis
     out = Summary(kind)
     for p in expand_journals(paths):
         try:
-            out.rows.append(Row(p, report=run(p, registry)))
+            report = run(p, registry)
+            out.rows.append(Row(report.path, report=report))  # a Kungfu journal by its location
         except KftoolsError as e:
             out.rows.append(Row(p, error=e))
     return out

@@ -207,7 +207,7 @@ def test_half_written_last_frame_is_the_end_not_damage(tmp_path):
         w.write(102, bytes(kf.ENTRUST.size), 10 + i)
     w.write_half(101, b"\x01" * kf.QUOTE.size)
     w.close()
-    r = run_cli("verify", folder)
+    r = run_cli("verify", w.journal.first_page)
     assert r.returncode == 0, r.stderr
     assert "5 valid frame(s)" in r.stdout
     with kftools.Reader(folder) as rd:
@@ -275,7 +275,7 @@ def test_scanner_stops_at_zero_length_and_after_page_end():
 def test_cli_info_cat_verify_on_a_kungfu_journal():
     r = run_cli("info", TD, "--json")
     assert r.returncode == 0, r.stderr
-    info = json.loads(r.stdout)
+    info = json.loads(r.stdout)["journals"][0]  # a folder: a row per journal in it (here one)
     assert info["path"] == "td/sim/acct1/live/00000000" and info["frames"] == 5001 and info["pages"] == 2
     assert info["by_type"] == {"Quote": 2977, "Entrust": 746, "Transaction": 621, "Order": 362, "Trade": 294,
                                "SessionStart": 1}
@@ -290,7 +290,7 @@ def test_cli_info_cat_verify_on_a_kungfu_journal():
     assert r.returncode == 0 and len(lines) == 3 and "instrument_id" in lines[0] and "bid_price" in lines[0]
     r = run_cli("cat", TD, "-n", "1", "--type", "Trade")
     assert " Trade " in r.stdout and "side=" in r.stdout and "instrument_id=" in r.stdout
-    r = run_cli("verify", TD)
+    r = run_cli("verify", os.path.join(TD, "00000000.1.journal"))
     assert r.returncode == 0 and "5,001 valid frame(s)" in r.stdout
 
 
@@ -336,3 +336,25 @@ def test_export_a_kf_home_is_one_dataset_named_by_location(tmp_path):
     counts = dict(duckdb.sql(
         f"select journal, count(*) from read_parquet('{out}/**/*.parquet', hive_partitioning=true) group by 1").fetchall())
     assert counts == {"td/sim/acct1/live/00000000": 5001, "strategy/default/demo/live/00000000": 801}
+
+
+def test_a_kf_home_is_every_journal_merged_by_gen_time():
+    from kftools.journal.merge import MergedReader
+
+    td, strat = manifest("td-sim-acct1"), manifest("strategy-default-demo")
+    with MergedReader([KF_HOME]) as m:
+        assert m.journals == ["strategy/default/demo/live/00000000", "td/sim/acct1/live/00000000"]
+        got = [(f.journal, f.gen_time, f.page_index, f.offset) for f in m]
+    want = sorted([("td/sim/acct1/live/00000000", x["gen_time"], x["page"], x["offset"]) for x in td]
+                  + [("strategy/default/demo/live/00000000", x["gen_time"], x["page"], x["offset"]) for x in strat],
+                  key=lambda w: (w[1], w[0] != "strategy/default/demo/live/00000000"))
+    assert len(got) == 5802 and sorted(got, key=lambda g: g[1]) == got
+    assert sorted(got) == sorted(want)
+    r = run_cli("cat", KF_HOME, "-F", "jsonl", "--symbol", "rb2405", "--type", "Quote")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    n = sum(1 for x in td + strat if x["instrument_id"] == "rb2405" and x["msg_type"] == 101)
+    assert len(rows) == n and [x["gen_time"] for x in rows] == sorted(x["gen_time"] for x in rows)
+    assert {x["journal"] for x in rows} == {"td/sim/acct1/live/00000000", "strategy/default/demo/live/00000000"}
+    r = run_cli("verify", KF_HOME)
+    assert r.returncode == 0 and "td/sim/acct1/live/00000000" in r.stdout and "total: 2 journals" in r.stdout

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .format import FRAME_HEADER
+from . import yijinjing
+from .format import FRAME_HEADER, KFTOOLS
 from .yijinjing import json_text
 
 # why refill was called (the C stream uses the same numbers)
@@ -63,6 +64,8 @@ class FrameMethods:
     def journal(self) -> str:
         """The journal this frame is in: the path of its first page, as the reader was given it."""
         p = self.page
+        if p.fmt is not KFTOOLS:
+            return yijinjing.find_journals(p.path)[0].name  # a Kungfu journal: its location and dest
         return p.path if p.index == 0 else p.path[: -len(str(p.index)) - 1]
 
     @property

@@ -21,7 +21,8 @@ from typing import Literal
 import numpy as np
 
 from ..errors import NotAJournal, UsageError
-from .format import FRAME_HEADER_SIZE, PAGE_HEADER_SIZE, PageFlag
+from . import yijinjing
+from .format import KFTOOLS, PageFlag
 from .framestream import stream as _frame_stream
 from .page import Page
 from .reader import (
@@ -36,6 +37,7 @@ from .reader import (
     WaitPolicy,
     _Filter,
     _stopped,
+    frames_of,
 )
 from .registry import TypeRegistry
 from .scan import gather_var
@@ -48,7 +50,11 @@ DEFAULT_HOLD = 0.05
 
 
 def journals_in(folder: str) -> list[str]:
-    """First pages of the journals in ``folder``, by name (not ``<path>.<n>`` later pages, not hidden files)."""
+    """First pages of the journals in ``folder``, by name (not ``<path>.<n>`` later pages, not hidden files);
+    in a Kungfu ``KF_HOME``, ``runtime`` or ``journal/{mode}`` folder, the first page of every journal under it."""
+    kungfu = yijinjing.find_journals(folder)
+    if kungfu:
+        return [j.first_page for j in kungfu]
     out = []
     for name in sorted(os.listdir(folder)):
         p = os.path.join(folder, name)
@@ -153,7 +159,7 @@ class MergedBatch:
 
     def iter_frames(self) -> Iterator[Frame]:
         """The frames in merged order, made as they are asked for."""
-        return _stream(self.runs())
+        return _stream(self.runs(), foreign=any(p.page.fmt is not KFTOOLS for p in self.parts))
 
     def runs(self) -> Iterator[tuple[Page, np.ndarray]]:
         """(page, offsets) of each run of consecutive merged frames from one page."""
@@ -215,8 +221,12 @@ class MergedBatch:
             yield self.journals[j], p
 
 
-def _stream(runs: Iterator[tuple[Page, np.ndarray]]) -> Iterator[Frame]:
-    """Frames at each (page, offsets) run in turn, made by the frame stream (C when built), as Reader.frames."""
+def _stream(runs: Iterator[tuple[Page, np.ndarray]], foreign: bool = False) -> Iterator[Frame]:
+    """Frames at each (page, offsets) run in turn, made by the frame stream (C when built), as Reader.frames.
+
+    ``foreign``: some pages are of another format (Kungfu's), whose headers the stream cannot read in place."""
+    if foreign:
+        return (f for page, offsets in runs for f in frames_of(page, offsets))
     def refill(stream) -> bool:
         for page, offsets in runs:
             stream.feed(page, page.mm, offsets)
@@ -331,7 +341,7 @@ class MergedReader:
             raise
         if not self.readers:
             raise NotAJournal(f"no journal in {', '.join(os.fspath(p) for p in paths)} ({'; '.join(self.skipped)})")
-        self.journals = [r.path for r in self.readers]
+        self.journals = [r.name for r in self.readers]  # a Kungfu journal by its location
         self.registry = self.readers[0].registry
         self.damage: Damage | None = None
         self.late = 0
@@ -412,7 +422,8 @@ class MergedReader:
 
     def frames(self, **filters) -> Iterator[Frame]:
         """Every committed frame of every journal in merged order, filtered as in :meth:`batches`."""
-        return _stream(run for b in self.batches(**filters) for run in b.runs())
+        return _stream((run for b in self.batches(**filters) for run in b.runs()),
+                       foreign=any(r.fmt is not KFTOOLS for r in self.readers))
 
     def read_batch(self, **filters) -> np.ndarray:
         """Every committed frame header in merged order as one structured array (``journal``, ``page``, ``offset``...)."""
@@ -483,7 +494,7 @@ class MergedReader:
         if start == "end":
             positions = self.end_position()
         elif start == "beginning" or isinstance(start, int):
-            positions = [(0, PAGE_HEADER_SIZE)] * len(self.readers)
+            positions = [(r.first_page, r.page(r.first_page).frame_start) for r in self.readers]
         elif isinstance(start, Sequence) and len(start) == len(self.readers):
             positions = [tuple(p) for p in start]  # type: ignore[misc]
         else:
@@ -496,7 +507,7 @@ class MergedReader:
         out = []
         for b in r.batches(batch_size, start=pos):
             out.append(b)
-            pos = (b.page.index, int(b.offsets[-1]) + FRAME_HEADER_SIZE + int(b.headers["length"][-1]))
+            pos = (b.page.index, int(b.offsets[-1]) + b.page.frame_header_size + int(b.headers["length"][-1]))
             break  # one batch a turn: a long backlog is merged as it is read, not held whole
         return out, pos
 

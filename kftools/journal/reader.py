@@ -222,10 +222,15 @@ def scan_page(
 
 def frame_at(page: Page, offset: int) -> Frame:
     """The frame at ``offset`` of ``page`` (a position the walk validated), in any format."""
+    return frames_of(page, np.array([offset], dtype=np.int64))[0]
+
+
+def frames_of(page: Page, offsets: np.ndarray) -> list[Frame]:
+    """The frames at these (validated) offsets of ``page``, in any format."""
     if page.fmt is KFTOOLS:
-        return frames_at(page, np.array([offset], dtype=np.int64))[0]
-    offsets, headers, _problem = _foreign_headers(page, np.array([offset], dtype=np.int64))
-    return frames_from_headers(page, offsets, headers)[0]
+        return frames_at(page, offsets)
+    offsets, headers, _problem = _foreign_headers(page, np.ascontiguousarray(offsets, dtype=np.int64))
+    return frames_from_headers(page, offsets, headers)
 
 
 def _foreign_headers(page: Page, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, str | None]:
