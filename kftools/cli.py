@@ -76,6 +76,7 @@ EXAMPLES = {
     "bench latency": "kftools bench latency --cpp",
     "bench throughput": "kftools bench throughput --frames 500000",
     "bench merge": "kftools bench merge --json",
+    "bench kungfu": "kftools bench kungfu --frames 1000000 --json",
     "bench all": "kftools bench all --quick --out results.json",
 }
 #: placeholders of arguments by name, and of option values by type (never Typer's {journal} or <bool>)
@@ -158,7 +159,8 @@ JournalsArg = Annotated[
 ]
 SchemaOpt = Annotated[
     list[Path] | None,
-    typer.Option("--schema", help="TOML/JSON file declaring user message types (repeatable; also $KFTOOLS_SCHEMA)."),
+    typer.Option("--schema", help="TOML/JSON file declaring user message types (repeatable; also $KFTOOLS_SCHEMA);"
+                 " `kungfu`: Kungfu's longfist types, for a Kungfu journal replayed into a kftools one."),
 ]
 TypeOpt = Annotated[
     list[str] | None, typer.Option("--type", "-t", help="Only these message types (name or id; repeatable, comma list).")
@@ -578,6 +580,18 @@ def bench_throughput_cmd(
     """Append, per-frame read and batch numpy read throughput."""
     from .bench import report
     from .bench.throughput import run
+
+    report(run(frames=frames), json_out)
+
+
+@command(bench_app, name="kungfu")
+def bench_kungfu_cmd(
+    json_out: JsonOpt = False,
+    frames: Annotated[int, typer.Option("--frames", help="Frames in each journal.")] = 1_000_000,
+) -> None:
+    """Batch read of a Kungfu journal against a kftools journal of the same frames (target ratio >= 0.5)."""
+    from .bench import report
+    from .bench.kungfu import run
 
     report(run(frames=frames), json_out)
 

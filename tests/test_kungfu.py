@@ -358,3 +358,19 @@ def test_a_kf_home_is_every_journal_merged_by_gen_time():
     assert {x["journal"] for x in rows} == {"td/sim/acct1/live/00000000", "strategy/default/demo/live/00000000"}
     r = run_cli("verify", KF_HOME)
     assert r.returncode == 0 and "td/sim/acct1/live/00000000" in r.stdout and "total: 2 journals" in r.stdout
+
+
+def test_replay_into_a_kftools_journal_keeps_every_payload(tmp_path):
+    from kftools.journal.registry import load_registry
+
+    out = tmp_path / "td.replay.dat"
+    r = run_cli("replay", os.path.join(TD, "00000000.1.journal"), "--max", "-o", out)
+    assert r.returncode == 0, r.stderr
+    with kftools.Reader(TD) as src:
+        want = [(f.msg_type, f.gen_time, f.source, f.dest, f.payload) for f in src]
+    with kftools.Reader(out, registry=load_registry(["kungfu"])) as rep:
+        got = list(rep)
+        assert [(f.msg_type, f.trigger_time, f.source, f.dest, f.payload) for f in got] == want
+        assert got[1].type_name == "Quote" and got[1].instrument_id == "000001"
+    r = run_cli("cat", out, "--schema", "kungfu", "--type", "Trade", "-n", "1", "-F", "jsonl")
+    assert r.returncode == 0 and json.loads(r.stdout)["side"] in ("Buy", "Sell")

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import NotAJournal, UsageError
 from . import yijinjing
-from .format import KFTOOLS, PageFlag
+from .format import FRAME_HEADER_SIZE, KFTOOLS, PageFlag
 from .framestream import stream as _frame_stream
 from .page import Page
 from .reader import (
@@ -192,7 +192,10 @@ class MergedBatch:
         i = 0
         for page, offsets in self.runs():
             k = len(offsets)
-            gather_var(page.mm, np.ascontiguousarray(offsets), lens[i : i + k], 0, data[starts[i] : starts[i + k]])
+            if page.fmt is KFTOOLS:
+                gather_var(page.mm, np.ascontiguousarray(offsets), lens[i : i + k], 0, data[starts[i] : starts[i + k]])
+            else:  # a Kungfu journal's frames, re-headed in kftools' layout
+                data[starts[i] : starts[i + k]] = FrameBatch(page, offsets, self.headers[i : i + k]).raw_frames()[0]
             i += k
         return data, starts
 

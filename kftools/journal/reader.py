@@ -111,7 +111,10 @@ class FrameBatch:
 
     def raw_frames(self) -> tuple[np.ndarray, np.ndarray]:
         """A writable copy of the whole frames (header and payload) concatenated, and their
-        start offsets in it plus the end."""
+        start offsets in it plus the end. Frames of another format (Kungfu's) come re-headed
+        in kftools' layout, payload bytes unchanged: what a kftools journal of them holds."""
+        if self.page.fmt is not KFTOOLS:
+            return self._as_kftools_frames()
         lens = self.headers["length"].astype(np.int64) + self.page.frame_header_size
         offs = self.offsets
         if len(offs) and int(offs[-1] + lens[-1] - offs[0]) == int(lens.sum()):
@@ -126,6 +129,20 @@ class FrameBatch:
         gather_var(self.page.mm, np.ascontiguousarray(self.offsets), lens, 0, data)
         starts = np.zeros(len(lens) + 1, dtype=np.int64)
         np.cumsum(lens, out=starts[1:])
+        return data, starts
+
+    def _as_kftools_frames(self) -> tuple[np.ndarray, np.ndarray]:
+        lens = self.headers["length"].astype(np.int64)
+        starts = np.zeros(len(lens) + 1, dtype=np.int64)
+        np.cumsum(lens + FRAME_HEADER_SIZE, out=starts[1:])
+        data = np.empty(int(starts[-1]), dtype=np.uint8)
+        payload = np.empty(int(lens.sum()), dtype=np.uint8)
+        gather_var(self.page.mm, np.ascontiguousarray(self.offsets), lens, self.page.frame_header_size, payload)
+        is_header = np.zeros(len(data), dtype=bool)
+        at = (starts[:-1, None] + np.arange(FRAME_HEADER_SIZE)).reshape(-1)
+        is_header[at] = True
+        data[at] = np.ascontiguousarray(self.headers).view(np.uint8)
+        data[~is_header] = payload
         return data, starts
 
     def symbols(self, mask: np.ndarray | None = None) -> np.ndarray:

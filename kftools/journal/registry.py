@@ -217,5 +217,15 @@ def load_registry(schema_paths=()) -> TypeRegistry:
     reg = DEFAULT_REGISTRY.copy()
     env = os.environ.get("KFTOOLS_SCHEMA", "")
     for p in [*filter(None, env.split(":")), *schema_paths]:
+        if os.fspath(p) == "kungfu":
+            # Kungfu's longfist types instead of kftools' own (a Kungfu journal replayed into a kftools one:
+            # its Order and Trade are Kungfu's), plus the user types of the other schemas
+            from .yijinjing import REGISTRY as KUNGFU
+
+            user = [mt for mt in reg.types() if mt.id not in BUILTIN_LAYOUTS]
+            reg = KUNGFU.copy()
+            for mt in user:
+                reg._by_id.setdefault(mt.id, mt)
+            continue
         reg.load_schema(p)
     return reg

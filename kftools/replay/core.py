@@ -476,7 +476,7 @@ class Replay:
             raise UsageError("--orders needs --strategy")
         self.force = force
         # a page roll costs a file creation mid-replay: start with roomy pages (sparse, so free)
-        self.page_size = page_size or max(max(r.page(0).limit() for r in _readers(self.reader)), 16 << 20)
+        self.page_size = page_size or max(max(r.page(r.first_page).limit() for r in _readers(self.reader)), 16 << 20)
         state, pid = _worst_writer(self.reader)
         self.stats = ReplayStats(self.out, speed, writer_state=state, writer_pid=pid, orders=self.orders)
 
