@@ -374,3 +374,36 @@ def test_replay_into_a_kftools_journal_keeps_every_payload(tmp_path):
         assert got[1].type_name == "Quote" and got[1].instrument_id == "000001"
     r = run_cli("cat", out, "--schema", "kungfu", "--type", "Trade", "-n", "1", "-F", "jsonl")
     assert r.returncode == 0 and json.loads(r.stdout)["side"] in ("Buy", "Sell")
+
+
+def test_follow_a_growing_kungfu_journal_across_pages(tmp_path):
+    import threading
+
+    folder = str(tmp_path / "td" / "sim" / "a" / "journal" / "live")
+    w = KungfuTestWriter(folder, page_size=1 << 14)  # ~100 Entrusts a page
+    w.write(10001, b"", 1)  # the first page exists before the follower opens it
+    total = 600
+    go = threading.Event()
+
+    def write():
+        go.wait(60)
+        for i in range(total):
+            w.write(102, i.to_bytes(4, "little") + bytes(kf.ENTRUST.size - 4), 10 + i)
+        w.close()
+
+    t = threading.Thread(target=write)
+    t.start()
+    got = []
+    with kftools.Reader(folder) as r:
+        for f in r.follow("beginning", "sleep", idle_timeout=60):
+            got.append((f.page_index, f.gen_time, f.payload[:4]))
+            if len(got) == 1:
+                go.set()  # the follower is running: now the writer goes
+            if len(got) == total + 1:
+                break
+        assert r.damage is None
+    t.join(60)
+    assert w.page_id >= 5
+    assert [g for _p, g, _d in got] == [1] + [10 + i for i in range(total)]
+    assert [int.from_bytes(d, "little") for _p, _g, d in got[1:]] == list(range(total))
+    assert {p for p, _g, _d in got} == set(range(1, w.page_id + 1))
