@@ -267,3 +267,13 @@ def test_stream_contract(tmp_path, impl):
     with pytest.raises(ValueError):
         framestream.stream(refill).feed(page, page.mm, np.array([4090], dtype=np.int64))
     assert FRAME_HEADER.size == framestream.HEADER_SPEC[0]
+
+
+def test_a_stream_refuses_next_from_its_own_refill(impl):
+    def refill(s):
+        next(s)  # refill owns the stream's state while it runs
+        return False
+
+    with pytest.raises(ValueError, match="already executing"):
+        list(framestream.stream(refill))
+

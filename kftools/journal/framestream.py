@@ -171,6 +171,7 @@ class PyFrameStream:
         self.cursor = 0
         self.status = STATUS_OK
         self._done = False
+        self._in_refill = False
 
     def feed(self, page, buf, offsets) -> None:
         offs = np.asarray(offsets, dtype=np.int64).tolist()
@@ -231,6 +232,8 @@ class PyFrameStream:
         return length < self._large.get(msg_type, 0)
 
     def __next__(self):
+        if self._in_refill:
+            raise ValueError("frame stream already executing")
         while True:
             if self._done:
                 raise StopIteration
@@ -265,7 +268,11 @@ class PyFrameStream:
                         continue
             else:
                 self.status = STATUS_EMPTY
-            go = self._refill(self)
+            self._in_refill = True
+            try:
+                go = self._refill(self)
+            finally:
+                self._in_refill = False
             self.status = STATUS_OK
             if not go:
                 self.close()
