@@ -93,7 +93,9 @@ def test_pause_resume_and_step(tmp_path):
     assert t[49] == 58 * MS + 70 * MS
     assert st.lateness_summary()["lateness_max_ns"] == 0
     assert st.paused_ns == 80 * MS  # 0..10 ms (stepping) and 30..100 ms
-    assert st.achieved_speed == pytest.approx(49 * MS / (128 * MS - 80 * MS))
+    # 49 ms of recording, 1 ms of it stepped over while paused: 48 ms in 48 ms of running time
+    assert st.stepped_ns == 1 * MS
+    assert st.achieved_speed == pytest.approx(1.0)
 
 
 def test_step_does_nothing_unless_paused():
@@ -435,3 +437,75 @@ def test_bad_speed_in_library():
         Replay(CLEAN, "/nonexistent/x.dat", speed=float("inf"))
     with pytest.raises(OutputError):
         Replay(CLEAN, "/nonexistent/x.dat")
+
+
+# -- what the summary says is exact (issue 12 §4) -----------------------------------------------
+@pytest.mark.parametrize("speed", [1, 2])
+def test_achieved_speed_leaves_out_pauses_and_steps(tmp_path, speed):
+    clock = ManualClock(start=0)
+    ctl = Controller(paused=True)
+    for k in range(5):  # five steps while paused, 1 ms apart
+        clock.at((k + 1) * MS, ctl.step)
+    clock.at(20 * MS, ctl.resume)
+    out = str(tmp_path / "o.dat")
+    st = replay(CLEAN, out, speed=speed, clock=clock, controller=ctl, end="+49ms")
+    assert st.frames == 50 and st.paused_ns == 20 * MS
+    assert st.stepped_ns == 4 * MS  # frames 0..4 stepped: 4 ms of recording in no running time
+    assert st.achieved_speed == pytest.approx(speed)
+
+
+def test_a_pause_after_the_last_frame_is_not_wall_time(tmp_path):
+    clock = ManualClock(start=0)
+    ctl = Controller()
+    stop = threading.Event()
+    clock.at(int(4.5 * MS), ctl.pause)  # after frame 4, before frame 5
+    clock.at(500 * MS, stop.set)  # the user quits while paused
+    st = replay(CLEAN, str(tmp_path / "o.dat"), speed=1, clock=clock, controller=ctl, stop=stop)
+    assert st.frames == 5 and st.interrupted
+    assert st.wall_ns == 4 * MS and st.paused_ns == 0
+    assert st.achieved_speed == pytest.approx(1.0)
+
+
+class _SlowStrategy:
+    """Each ticker costs 1 ms of (manual) clock time; on_stop 5 ms."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.tickers = 0
+
+    def on_ticker(self, ctx, frame):
+        self.tickers += 1
+        self.clock.sleep(MS)
+
+    def on_stop(self, ctx):
+        self.clock.sleep(5 * MS)
+        self.summary = {"tickers": self.tickers, "mean": 0.1 + 0.2}
+
+
+def test_max_wall_time_includes_the_strategy(tmp_path):
+    clock = ManualClock(start=0)
+    strat = _SlowStrategy(clock)
+    st = replay(CLEAN, str(tmp_path / "o.dat"), speed=None, clock=clock, strategy=strat,
+                orders=str(tmp_path / "ord.dat"))
+    assert strat.tickers == 320
+    assert st.wall_ns == 320 * MS + 5 * MS  # every callback, on_stop included
+    assert st.to_dict()["frames_per_s"] == round(400 / 0.325, 1)
+    assert st.strategy_summary == {"tickers": 320, "mean": 0.30000000000000004}
+
+
+def test_paused_max_replay_counts_the_pause(tmp_path):
+    clock = ManualClock(start=0)
+    ctl = Controller(paused=True)
+    clock.at(7 * MS, ctl.resume)
+    st = replay(CLEAN, str(tmp_path / "o.dat"), speed=None, clock=clock, controller=ctl)
+    assert st.frames == 400 and st.paused_ns == 7 * MS and st.wall_ns == 7 * MS
+
+
+def test_cli_prints_the_strategy_summary(tmp_path):
+    r = run_cli("replay", MULTI, "--max", "-o", tmp_path / "m.dat", "--strategy", f"{EXAMPLE}:MeanReversion")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.startswith("strategy "))
+    assert "tickers 960" in line and "other_frames 120" in line and "orders_sent" in line
+    r = run_cli("replay", MULTI, "--max", "-o", tmp_path / "j.dat", "--strategy", f"{EXAMPLE}:MeanReversion", "--json")
+    d = json.loads(r.stdout)
+    assert d["strategy_summary"]["tickers"] == 960 and d["strategy_summary"]["orders_sent"] == d["orders_sent"]

@@ -348,6 +348,10 @@ class ReplayStats:
     recording_span_ns: int = 0
     wall_ns: int = 0
     paused_ns: int = 0
+    #: recording time jumped over by single steps while paused (covered in no running time)
+    stepped_ns: int = 0
+    #: what the strategy left in its ``summary`` attribute (or returned from a ``summary()`` method)
+    strategy_summary: object = None
     interrupted: bool = False
     following: bool = False
     writer_state: str = "unknown"
@@ -361,9 +365,12 @@ class ReplayStats:
 
     @property
     def achieved_speed(self) -> float | None:
-        """Recording time replayed / wall time (None before any frame)."""
-        span = self.span_total_ns + self.position_ns
-        running = self.wall_ns - self.paused_ns  # a pause is not slowness
+        """Recording time replayed while running / wall time while running (None before any frame).
+
+        Pauses are not slowness, and steps taken while paused are not speed: both are left out.
+        """
+        span = self.span_total_ns + self.position_ns - self.stepped_ns
+        running = self.wall_ns - self.paused_ns
         return span / running if running > 0 and span else None
 
     def lateness_summary(self) -> dict:
@@ -395,6 +402,7 @@ class ReplayStats:
             "damage": None if self.damage is None else str(self.damage),
             "orders": self.orders,
             "orders_sent": self.orders_sent,
+            "strategy_summary": self.strategy_summary,
         })
         return d
 
@@ -507,6 +515,7 @@ class Replay:
         t_begin = clock.now()
         st._t0 = t_begin
         self._last_emit = t_begin
+        self._paused_at_emit = 0  # st.paused_ns as of the last emission: wall time ends there
         try:
             if dispatch:
                 dispatch.call("on_start")
@@ -544,9 +553,13 @@ class Replay:
             st.damage = self.reader.damage
             try:
                 if dispatch:
+                    t_stop = clock.now()
                     dispatch.call("on_stop")
+                    self._last_emit += clock.now() - t_stop  # the strategy's time is part of the run
+                    st.strategy_summary = _summary_of(self.strategy)
             finally:
                 st.wall_ns = max(0, self._last_emit - t_begin)
+                st.paused_ns = min(st.paused_ns, self._paused_at_emit)  # a pause after the last frame is not in it
                 if ctx is not None:
                     st.orders_sent = ctx.orders_sent
                 st.lateness = np.concatenate(st._parts) if st._parts else np.empty(0, np.int64)
@@ -589,16 +602,20 @@ class Replay:
             data, starts = batch.raw_frames()
             set_column(data, starts[:-1], TRIGGER_OFF, gens)  # the original event time
             if speed is None:
-                while ctl.paused and not (stopped and stopped()):
-                    clock.sleep(5_000_000)
+                if ctl.paused:
+                    since = now_f()
+                    while ctl.paused and not (stopped and stopped()):
+                        clock.sleep(5_000_000)
+                    st.paused_ns += now_f() - since
                 wall = wall_f()
                 set_column(data, starts[:-1], GEN_OFF, np.full(n, wall, np.int64))
                 write(data, starts)
-                self._last_emit = now_f()
                 st.frames += n
                 st.position_ns = int(gens[-1]) - self._t0
                 if dispatch:
                     dispatch.frames(batch, 0, n, wall)
+                self._last_emit = now_f()  # after the strategy: its time is part of the wall time
+                self._paused_at_emit = st.paused_ns
                 continue
             # (numpy's stubs declare ndarray.__buffer__ only for Python >= 3.12)
             mv = memoryview(data)  # type: ignore[arg-type]  # struct and the writer take a memoryview far faster than an ndarray
@@ -613,6 +630,7 @@ class Replay:
             floor = seen if live else None
             ends: list[int] = []
             emits: list[int] = []  # emission time minus anchor, per chunk
+            paused_at_emit = self._paused_at_emit
             i = 0
             while i < n:
                 step = False
@@ -643,13 +661,17 @@ class Replay:
                 ends.append(j)
                 emits.append(t - anchor)
                 st.frames += j - i
+                paused_at_emit = st.paused_ns
+                done = t
                 if dispatch:
                     dispatch.frames(batch, i, j, wall)
+                    done = now_f()  # the strategy's time is part of the wall time
                 i = j
                 if stopped is not None and stopped():
                     break
             if ends:
-                self._last_emit = anchor + emits[-1]
+                self._last_emit = done
+                self._paused_at_emit = paused_at_emit
                 counts = np.diff(np.asarray([0, *ends]))
                 late = np.repeat(np.asarray(emits, np.int64), counts) - rel[: ends[-1]]
                 if floor is not None:
@@ -675,6 +697,9 @@ class Replay:
                 if self.stopped():
                     return None
                 if ctl.take_step():
+                    # replay time jumps from where it stood to the stepped frame, in no running time
+                    speed = self.speed or 1.0
+                    self.stats.stepped_ns += int((next_rel - virtual) * speed)
                     return clock.now() - next_rel, True
                 if not ctl.paused:
                     return clock.now() - virtual, False
@@ -695,6 +720,17 @@ def _worst_writer(reader: Reader | MergedReader) -> tuple[str, int]:
             if st == want:
                 return st, pid
     return states[0]
+
+
+def _summary_of(strategy: object) -> object:
+    """A strategy's ``summary``: an attribute, or a method called once the replay ended."""
+    summary = getattr(strategy, "summary", None)
+    if callable(summary):
+        try:
+            summary = summary()
+        except Exception as e:  # noqa: BLE001 - a strategy's bug, reported as one line
+            raise StrategyError(f"strategy {type(strategy).__name__}.summary failed: {_where(e)}") from None
+    return summary
 
 
 def replay(path: str | os.PathLike, out: str | os.PathLike | None = None, **kw) -> ReplayStats:

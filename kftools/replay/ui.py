@@ -96,4 +96,18 @@ def summary_lines(st: ReplayStats) -> list[str]:
         lines.append(f"loops          {st.loops_done}")
     if st.orders:
         lines.append(f"orders         {st.orders_sent:,} sent to {st.orders}")
+    summary = st.strategy_summary
+    if isinstance(summary, dict):
+        lines.append("strategy       " + "  ".join(f"{k} {_value(v)}" for k, v in summary.items()))
+    elif summary is not None:
+        lines.append(f"strategy       {_value(summary)}")
     return lines
+
+
+def _value(v) -> str:
+    """Exact numbers (repr for floats), dicts as k=v."""
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}={_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return repr(v) if isinstance(v, float) else str(v)
