@@ -13,6 +13,7 @@ is no Python step per frame on the export path.
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import mmap
 import os
@@ -35,8 +36,11 @@ from .journal.reader import FrameBatch, Reader
 from .journal.registry import MessageType, TypeRegistry
 from .outputs import check_output, remove_journal, temporary_name
 
-#: bumped when the column scheme changes incompatibly
-EXPORT_FORMAT = 1
+#: bumped when the column scheme changes incompatibly. 2: ``type`` is the name and ``msg_type`` the number (as in
+#: text, JSON lines and CSV), named values (``side``, ``order_type``) are their names, an unset trigger_time is null.
+#: Import reads both.
+EXPORT_FORMAT = 2
+IMPORT_FORMATS = (1, 2)
 META_KEY = b"kftools"
 COMPRESSIONS = ("zstd", "snappy", "none")
 DEFAULT_ROW_GROUP = 100_000
@@ -60,9 +64,9 @@ _MEMO_LIMIT = 100_000
 # header columns: (name, arrow type, meaning). Frame header fields come from FRAME_HEADER.
 _HEADER_DOCS = {
     "gen_time": "frame header `gen_time`, ns since the epoch, UTC",
-    "trigger_time": "frame header `trigger_time`",
-    "msg_type": "the type's name (`type<N>` when no schema names it)",
-    "msg_type_id": "frame header `msg_type` (the number)",
+    "trigger_time": "frame header `trigger_time`; null when unset (0)",
+    "type": "the type's name (`type<N>` when no schema names it; in a dataset, the `type=` folder)",
+    "msg_type": "frame header `msg_type` (the number)",
     "source": "frame header `source`",
     "dest": "frame header `dest`",
     "length": "frame header `length`: payload bytes, padding included",
@@ -79,6 +83,7 @@ class _Col:
     arrow: pa.DataType
     members: dict = field(default_factory=dict)  # type id -> field name
     width: int = 0  # widest text field
+    labels: type[enum.IntEnum] | None = None  # names the values: stored as names (buy, sell), as everywhere
 
 
 class Columns:
@@ -89,17 +94,21 @@ class Columns:
         self.types = list(types) if types is not None else registry.types()
         self.journal = journal
         header = [
-            ("gen_time", _TS), ("trigger_time", _TS), ("msg_type", _DICT_STR), ("msg_type_id", pa.uint32()),
+            ("gen_time", _TS), ("trigger_time", _TS), ("type", _DICT_STR), ("msg_type", pa.uint32()),
             ("source", pa.uint32()), ("dest", pa.uint32()), ("length", pa.uint32()),
             ("page", pa.uint32()), ("offset", pa.uint32()),
         ]
         if journal:
+            # a dataset's files sit in type=<Name>/ folders: the folder is the type column (a column of the same
+            # name in the files would clash with it in pyarrow and pandas)
+            header = [h for h in header if h[0] != "type"]
             header.append(("journal", _DICT_STR))
+        self._header_names = [n for n, _ in header]
         taken = {n for n, _ in header} | {"payload"}
         cols: dict[str, _Col] = {}
         for mt in self.types:
             for f in mt.layout.fields:
-                kind = "text" if f.is_text else f.kind
+                kind = "text" if f.is_text else "label" if f.labels is not None else f.kind
                 name = f.name
                 c = cols.get(name)
                 if name in taken or (c is not None and c.kind != kind):
@@ -107,13 +116,15 @@ class Columns:
                     name = f"{mt.name}.{f.name}"
                     c = cols.get(name)
                 if c is None:
-                    if f.is_text:
+                    if f.labels is not None:  # side, order_type: their names, as in every output
+                        arrow = _DICT_STR
+                    elif f.is_text:
                         arrow = _DICT_STR if f.name in _DICT_FIELDS else pa.string()
                     elif f.is_array:  # Kungfu's ten bid/ask levels: a list column
                         arrow = pa.list_(_SCALAR_ARROW[f.scalar], f.count)
                     else:
                         arrow = _SCALAR_ARROW[f.kind]
-                    c = cols[name] = _Col(name, kind, arrow)
+                    c = cols[name] = _Col(name, kind, arrow, labels=f.labels)
                 c.members[mt.id] = f.name
                 if f.is_text:
                     c.width = max(c.width, f.size)
@@ -121,7 +132,7 @@ class Columns:
         self._memo: dict[str, tuple[dict, list]] = {}
         self._dict_cache: dict[str, pa.Array] = {}
         self.schema = pa.schema(
-            [pa.field(n, t, nullable=n not in ("gen_time", "msg_type", "msg_type_id", "length"))
+            [pa.field(n, t, nullable=n not in ("gen_time", "type", "msg_type", "length"))
              for n, t in header]
             + [pa.field(c.name, c.arrow) for c in self.fields]
             + [pa.field("payload", pa.binary())]
@@ -129,7 +140,7 @@ class Columns:
 
     def _type_names(self, present: np.ndarray, inverse: np.ndarray) -> pa.Array:
         # a stable dictionary (every type seen so far), so row groups share it
-        index, values = self._memo.setdefault("msg_type", ({}, []))
+        index, values = self._memo.setdefault("type", ({}, []))
         lut = np.empty(len(present), dtype=np.int32)
         for i, t in enumerate(present.tolist()):
             j = index.get(t)
@@ -137,7 +148,7 @@ class Columns:
                 j = index[t] = len(values)
                 values.append(self.registry.name(t))
             lut[i] = j
-        return pa.DictionaryArray.from_arrays(pa.array(lut[inverse]), self._dict_values("msg_type", values))
+        return pa.DictionaryArray.from_arrays(pa.array(lut[inverse]), self._dict_values("type", values))
 
     def metadata(self, extra: dict | None = None) -> dict:
         """The Parquet key-value metadata import needs: types, column mapping, page capacity."""
@@ -150,7 +161,7 @@ class Columns:
             "columns": {c.name: {str(t): f for t, f in c.members.items()} for c in self.fields},
         }
         doc.update(extra or {})
-        return {META_KEY: json.dumps(doc).encode()}
+        return {META_KEY: json.dumps(doc).encode(), b"pandas": _pandas_metadata(self.schema)}
 
     def empty(self) -> pa.Table:
         return self.schema.empty_table()
@@ -170,10 +181,17 @@ class Columns:
             inverse = lut[ids]
         else:
             present, inverse = np.unique(ids, return_inverse=True)
+        trig = np.ascontiguousarray(h["trigger_time"])
+        unset = trig == 0
         arrays: list[pa.Array] = [
             pa.array(np.ascontiguousarray(h["gen_time"]), type=_TS),
-            pa.array(np.ascontiguousarray(h["trigger_time"]), type=_TS),
-            self._type_names(present, inverse),
+            # 0 is "not set" (writers default to it): null, not 1970-01-01
+            pa.Array.from_buffers(_TS, n, [_bitmap(~unset), pa.py_buffer(trig)]) if unset.any()
+            else pa.array(trig, type=_TS),
+        ]
+        if "type" in self._header_names:
+            arrays.append(self._type_names(present, inverse))
+        arrays += [
             pa.array(ids),
             pa.array(np.ascontiguousarray(h["source"])),
             pa.array(np.ascontiguousarray(h["dest"])),
@@ -215,6 +233,8 @@ class Columns:
         hits = [(typed[t], fname) for t, fname in c.members.items() if t in typed]
         if not hits:
             return pa.nulls(n, c.arrow)
+        if c.kind == "label":
+            return self._labels(c, hits, n)
         if pa.types.is_fixed_size_list(c.arrow) or pa.types.is_boolean(c.arrow):
             # arrays (a fixed-size list per row) and bools (bit-packed in Arrow): numpy fills, Arrow masks
             first = hits[0][0][1][hits[0][1]]
@@ -278,11 +298,55 @@ class Columns:
             glob = pa.array(lut[idx])
         return pa.DictionaryArray.from_arrays(glob, self._dict_values(c.name, texts))
 
+    def _labels(self, c: _Col, hits: list, n: int) -> pa.Array:
+        """Named values (side, order_type) as a dictionary of their names; a value with no name as its number."""
+        assert c.labels is not None
+        values = np.zeros(n, dtype=np.int64)
+        valid = np.zeros(n, dtype=bool)
+        for (idx, rec), fname in hits:
+            m = idx if idx is not None else slice(None)
+            values[m] = rec[fname]
+            valid[m] = True
+        index, texts = self._memo.setdefault(c.name, ({}, []))
+        if not texts:  # the names first, in value order: dictionary index == value for every named value
+            for member in sorted(c.labels, key=int):
+                index[int(member)] = len(texts)
+                texts.append(member.name.lower())
+        present = np.unique(values[valid]).tolist()
+        for v in present:
+            if v not in index:
+                index[v] = len(texts)
+                texts.append(str(v))
+        named = len(c.labels)
+        if all(int(m) == k for k, m in enumerate(sorted(c.labels, key=int))) and (not present or present[-1] < named):
+            codes = values.astype(np.int32)  # the common case: every value named, no lookup needed
+        else:
+            lut = {v: index[v] for v in present}
+            codes = np.fromiter((lut.get(v, 0) for v in values.tolist()), dtype=np.int32, count=n)
+        bitmap = None if valid.all() else _bitmap(valid)
+        idx_arr = pa.Array.from_buffers(pa.int32(), n, [bitmap, pa.py_buffer(codes)])
+        return pa.DictionaryArray.from_arrays(idx_arr, self._dict_values(c.name, texts))
+
     def _dict_values(self, name: str, values: list) -> pa.Array:
         cached = self._dict_cache.get(name)
         if cached is None or len(cached) != len(values):
             cached = self._dict_cache[name] = pa.array(values, pa.string())
         return cached
+
+
+def _pandas_metadata(schema: pa.Schema) -> bytes:
+    """pandas metadata naming nullable integer dtypes, so ``pd.read_parquet`` gives ids as ``UInt64`` with
+    ``<NA>`` on other types' rows, not float64 with NaN (which cannot hold every uint64)."""
+    cols = []
+    for f in schema:
+        if pa.types.is_integer(f.type):
+            name = str(f.type)  # uint64 -> UInt64, int32 -> Int32
+            pd_name = ("U" + name[1:].capitalize()) if name.startswith("u") else name.capitalize()
+            cols.append({"name": f.name, "field_name": f.name, "pandas_type": name, "numpy_type": pd_name,
+                         "metadata": None})
+    doc = {"index_columns": [], "column_indexes": [], "columns": cols,
+           "creator": {"library": "kftools", "version": str(EXPORT_FORMAT)}, "pandas_version": "2.1.0"}
+    return json.dumps(doc).encode()
 
 
 def _bitmap(valid: np.ndarray) -> pa.Buffer:
@@ -799,8 +863,9 @@ def import_parquet(
         raise OutputError(f"{out}: folder {d} is missing or not writable")
     opened = [_read_meta(f) for f in files]
     meta = opened[0][1]
-    if meta.get("format") != EXPORT_FORMAT:
-        raise UsageError(f"{files[0]}: export format {meta.get('format')} is not {EXPORT_FORMAT}")
+    if meta.get("format") not in IMPORT_FORMATS:
+        raise UsageError(f"{files[0]}: export format {meta.get('format')} is not one this kftools reads "
+                         f"({', '.join(map(str, IMPORT_FORMATS))})")
     reg = _registry_from(meta, registry)
     cap = page_size or meta.get("page_capacity") or None
     tmpdir = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", dir=d)
@@ -842,7 +907,8 @@ def _write_rows(w, rb: pa.RecordBatch, reg: TypeRegistry, meta: dict) -> int:
     def np_col(name, dtype):
         return col(names.index(name)).to_numpy(zero_copy_only=False).astype(dtype)
 
-    ids = np_col("msg_type_id", np.uint32)
+    # format 1 named the number msg_type_id (and the name msg_type)
+    ids = np_col("msg_type" if meta.get("format", 1) >= 2 else "msg_type_id", np.uint32)
     lengths = np_col("length", np.int64)
     gen = col(names.index("gen_time")).cast(pa.int64()).to_numpy(zero_copy_only=False)
     trig = col(names.index("trigger_time")).fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False)
@@ -864,9 +930,20 @@ def _write_rows(w, rb: pa.RecordBatch, reg: TypeRegistry, meta: dict) -> int:
             arr = col(names.index(cname)).take(pa.array(rows))
             if pa.types.is_dictionary(arr.type):
                 arr = arr.dictionary_decode()
-            if mt.layout.field(fname).is_text:
+            fdecl = mt.layout.field(fname)
+            if fdecl.is_text:
                 vals = arr.cast(pa.binary()).fill_null(b"").to_numpy(zero_copy_only=False)
                 rec[fname] = np.array(vals.tolist(), dtype=rec.dtype[fname]) if len(vals) else rec[fname]
+            elif fdecl.labels is not None and pa.types.is_string(arr.type):
+                # names back to numbers, once per distinct name
+                enc = arr.fill_null("0").dictionary_encode()
+                try:
+                    lut = np.array([fdecl.unlabel(x) for x in enc.dictionary.to_pylist()], dtype=np.int64)
+                except ValueError:
+                    raise UsageError(f"column {cname}: values {enc.dictionary.to_pylist()} are not all "
+                                     f"{fdecl.labels.__name__} names or numbers") from None
+                if len(lut):
+                    rec[fname] = lut[enc.indices.to_numpy(zero_copy_only=False)]
             else:
                 rec[fname] = arr.fill_null(0).to_numpy(zero_copy_only=False)
         size = mt.layout.size
@@ -931,9 +1008,12 @@ def schema_table(registry: TypeRegistry | None = None) -> str:
     """The Markdown table of export columns, generated from the layouts (docs/export.md carries it)."""
     from .journal.registry import DEFAULT_REGISTRY
 
-    cols = Columns(registry or DEFAULT_REGISTRY, journal=True)
+    cols = Columns(registry or DEFAULT_REGISTRY)
     rows = ["| column | Arrow type | from |", "|---|---|---|"]
-    for f in cols.schema:
+    fields = list(cols.schema)
+    at = [f.name for f in fields].index("offset") + 1
+    fields.insert(at, pa.field("journal", _DICT_STR))  # datasets only
+    for f in fields:
         if f.name in _HEADER_DOCS:
             doc = _HEADER_DOCS[f.name]
         elif f.name == "payload":
@@ -944,6 +1024,9 @@ def schema_table(registry: TypeRegistry | None = None) -> str:
             doc = ", ".join(f"{cols.registry.name(t)}.{fn}" for t, fn in c.members.items())
             if c.kind == "text":
                 doc += " (NUL padding stripped)"
+            if c.labels is not None:
+                names = ", ".join(m.name.lower() for m in sorted(c.labels, key=int))
+                doc += f" as names ({names}; a value without a name as its number)"
         typ = f"dictionary<int32, {f.type.value_type}>" if pa.types.is_dictionary(f.type) else str(f.type)
         rows.append(f"| `{f.name}` | {typ} | {doc} |")
     return "\n".join(rows) + "\n"

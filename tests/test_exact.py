@@ -203,3 +203,88 @@ def test_recover_says_frames_and_bytes_dropped(tmp_path):
     assert "cut in" not in res.stdout and res.stderr == ""
     res = run_cli("recover", path, "--in-place")
     assert res.returncode == 3 and res.stdout.startswith(f"cut in place: kept {kept:,} frame(s)")
+
+
+# -- Parquet: the same convention, nulls where nothing was set, ids as nullable integers ---------------
+def _mixed_journal(path) -> str:
+    import numpy as np
+
+    from kftools.journal.registry import DEFAULT_REGISTRY
+
+    with Writer(str(path)) as w:
+        w.write_ticker("AAPL", 98765.43, 98765.43, 98765.44, 1.0, trigger_time=0)
+        w.write_order("AAPL", 2**63 + 5, 1, 1, 101.5, 3.0, 0.0, "c-1", trigger_time=T0)
+        w.write_trade("AAPL", 9, 101.5, 3.0, side=0, order_id=2**63 + 5)
+        odd = np.array((b"AAPL", 6, 7, 0, 1.0, 1.0, 0.0, b""), dtype=DEFAULT_REGISTRY.get(2).layout.dtype)
+        w.write(2, odd.tobytes())  # side 7 has no name: it stays a number, as text
+    return str(path)
+
+
+def test_parquet_columns_follow_the_convention(tmp_path):
+    import duckdb
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    path = _mixed_journal(tmp_path / "m.dat")
+    out = tmp_path / "m.parquet"
+    res = run_cli("export", path, out)
+    assert res.returncode == 0, res.stderr
+    t = pq.read_table(out)
+    assert t.column("type").to_pylist() == ["Ticker", "Order", "Trade", "Order"]
+    assert t.column("msg_type").to_pylist() == [1, 2, 3, 2]
+    assert t.column("side").to_pylist() == [None, "sell", "buy", "7"]
+    assert t.column("order_type").to_pylist() == [None, "market", None, "limit"]
+    trig = t.column("trigger_time")
+    assert trig[0].as_py() is None and trig.null_count == 3  # unset: null, not 1970-01-01
+    assert trig[1].value == T0
+    df = pd.read_parquet(out)  # ids as nullable integers by default: exact, <NA> on other types' rows
+    assert str(df["order_id"].dtype) == "UInt64" and str(df["trade_id"].dtype) == "UInt64"
+    assert df["order_id"].tolist()[:3] == [pd.NA, 2**63 + 5, 2**63 + 5]
+    assert str(df["msg_type"].dtype) == "UInt32" and df["side"].tolist()[1:3] == ["sell", "buy"]
+    rows = duckdb.sql(f"select type, msg_type, side from '{out}' order by \"offset\"").fetchall()
+    assert rows == [("Ticker", 1, None), ("Order", 2, "sell"), ("Trade", 3, "buy"), ("Order", 2, "7")]
+    # and back, byte for byte
+    res = run_cli("import", out, tmp_path / "back.dat")
+    assert res.returncode == 0, res.stderr
+    with Reader(path) as a, Reader(str(tmp_path / "back.dat")) as b:
+        assert [f.raw for f in a] == [f.raw for f in b]
+
+
+def test_import_reads_format_1_exports(tmp_path):
+    """Exports written before the convention (msg_type = name, msg_type_id = number, numeric side) still import."""
+    import json as _json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = _mixed_journal(tmp_path / "m.dat")
+    new = tmp_path / "new.parquet"
+    assert run_cli("export", path, new).returncode == 0
+    t = pq.read_table(new)
+    meta = _json.loads(t.schema.metadata[b"kftools"])
+    meta["format"] = 1
+    cols = {n: t.column(n) for n in t.column_names}
+    cols["msg_type_id"] = cols.pop("msg_type")
+    cols["msg_type"] = cols.pop("type")
+    cols["side"] = pa.array([None, 1, 0, 7], pa.uint32())
+    cols["order_type"] = pa.array([None, 1, None, 0], pa.uint32())
+    old = pa.table(cols).replace_schema_metadata({b"kftools": _json.dumps(meta).encode()})
+    pq.write_table(old, tmp_path / "old.parquet")
+    res = run_cli("import", tmp_path / "old.parquet", tmp_path / "back.dat")
+    assert res.returncode == 0, res.stderr
+    with Reader(path) as a, Reader(str(tmp_path / "back.dat")) as b:
+        assert [f.raw for f in a] == [f.raw for f in b]
+
+
+def test_dataset_type_comes_from_its_folders(tmp_path):
+    import pandas as pd
+
+    folder = tmp_path / "day"
+    folder.mkdir()
+    _mixed_journal(folder / "a.dat")
+    out = tmp_path / "ds"
+    res = run_cli("export", folder, out)
+    assert res.returncode == 0, res.stderr
+    df = pd.read_parquet(out)
+    assert sorted(df["type"].astype(str)) == ["Order", "Order", "Ticker", "Trade"]
+    assert sorted(df["msg_type"].tolist()) == [1, 2, 2, 3]

@@ -82,7 +82,7 @@ def test_typed_columns(tmp_path):
     s = t.schema
     assert s.field("gen_time").type == pa.timestamp("ns", tz="UTC")
     assert s.field("trigger_time").type == pa.timestamp("ns", tz="UTC")
-    assert pa.types.is_dictionary(s.field("msg_type").type)
+    assert pa.types.is_dictionary(s.field("type").type) and s.field("msg_type").type == pa.uint32()
     assert pa.types.is_dictionary(s.field("symbol").type)
     assert s.field("last_price").type == pa.float64()
     assert s.field("order_id").type == pa.uint64()
@@ -91,8 +91,9 @@ def test_typed_columns(tmp_path):
     reg = load_registry([SCHEMA])
     with Reader(src, registry=reg) as r:
         frames = [f.to_dict() for f in r]
-    assert list(df["msg_type"].astype(str)) == [f["type"] for f in frames]
-    assert list(df["msg_type_id"]) == [f["msg_type"] for f in frames]
+    # one convention with text, jsonl and CSV: type is the name, msg_type the number
+    assert list(df["type"].astype(str)) == [f["type"] for f in frames]
+    assert list(df["msg_type"]) == [f["msg_type"] for f in frames]
     for row, f in zip(df.itertuples(), frames, strict=True):
         if f["type"] == "Ticker":
             assert row.symbol == f["symbol"] and row.last_price == f["last_price"]
@@ -111,6 +112,8 @@ TEXTS = st.one_of(
     st.sampled_from([b"", b"AAPL", b"MSFT", b"X" * 16, "é".encode()]),
     st.binary(max_size=16),  # garbage after NUL, non-UTF-8...
 )
+#: side / order_type: named values (exported as names) and any other u32 (exported as its number, in text)
+NAMED = st.one_of(st.sampled_from([0, 1]), st.integers(0, 2**32 - 1))
 QUOTE = [("symbol", "char[16]"), ("bid", "f64"), ("ask", "f64"), ("n", "u16"), ("k", "i32"), ("w", "f32")]
 
 
@@ -121,7 +124,7 @@ def journals(draw):
         kind = draw(st.sampled_from(["ticker", "order", "trade", "quote", "unknown"]))
         pad = draw(st.sampled_from([0, 0, 0, 1, 7, 64]))
         garbage = draw(st.booleans()) and pad > 0
-        hdr = dict(gen_time=T0 + draw(st.integers(0, 3 * DAY)), trigger_time=draw(st.integers(0, 2**63 - 1)),
+        hdr = dict(gen_time=T0 + draw(st.integers(0, 3 * DAY)), trigger_time=draw(st.one_of(st.just(0), st.integers(0, 2**63 - 1))),
                    source=draw(st.integers(0, 2**32 - 1)), dest=draw(st.integers(0, 2**32 - 1)))
         floats = st.floats(allow_nan=True, allow_infinity=True)
         if kind == "unknown":
@@ -130,10 +133,10 @@ def journals(draw):
             payload = np.array((draw(TEXTS), draw(floats), draw(floats), 0.5, -1.0),
                                dtype=load_registry().get(1).layout.dtype).tobytes()
         elif kind == "order":
-            payload = np.array((draw(TEXTS), draw(st.integers(0, 2**64 - 1)), 1, 0, draw(floats), 2.0, 0.0,
+            payload = np.array((draw(TEXTS), draw(st.integers(0, 2**64 - 1)), draw(NAMED), draw(NAMED), draw(floats), 2.0, 0.0,
                                 draw(st.binary(max_size=32))), dtype=load_registry().get(2).layout.dtype).tobytes()
         elif kind == "trade":
-            payload = np.array((draw(TEXTS), 7, 9, 0, draw(st.integers(0, 2**32 - 1)), 1.5, 3.0),
+            payload = np.array((draw(TEXTS), 7, 9, draw(NAMED), draw(st.integers(0, 2**32 - 1)), 1.5, 3.0),
                                dtype=load_registry().get(3).layout.dtype).tobytes()
         else:
             payload = np.array((draw(TEXTS), 1.0, draw(floats), draw(st.integers(0, 65535)),
@@ -220,7 +223,7 @@ def test_split(feed, tmp_path):
     assert listing(out) == ["Order.parquet", "Ticker.parquet", "Trade.parquet"]
     tick = pq.read_table(out / "Ticker.parquet")
     assert "last_price" in tick.column_names and "order_type" not in tick.column_names
-    assert set(tick.column("msg_type").to_pylist()) == {"Ticker"}
+    assert set(tick.column("type").to_pylist()) == {"Ticker"}
     total = sum(pq.read_metadata(out / f).num_rows for f in listing(out))
     assert total == 3000
     r = run_cli("import", out, tmp_path / "back.dat")
