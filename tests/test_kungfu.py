@@ -315,15 +315,15 @@ def test_export_typed_parquet_with_list_columns(tmp_path):
     assert t.schema.field("bid_price").type == pa.list_(pa.float64(), 10)
     assert t.schema.field("ask_volume").type == pa.list_(pa.int64(), 10)
     assert t.schema.field("instrument_id").type == pa.string() and t.schema.field("is_swap").type == pa.bool_()
-    rows = t.select(["page", "offset", "msg_type_id", "instrument_id", "last_price", "limit_price", "price"]).to_pylist()
+    rows = t.select(["page", "offset", "msg_type", "instrument_id", "last_price", "limit_price", "price"]).to_pylist()
     for row, m in zip(rows, want, strict=True):
-        assert (row["page"], row["offset"], row["msg_type_id"]) == (m["page"], m["offset"], m["msg_type"])
+        assert (row["page"], row["offset"], row["msg_type"]) == (m["page"], m["offset"], m["msg_type"])
         if m["msg_type"] != 10001:
             assert row["instrument_id"] == m["instrument_id"]
             assert row[PRICE_FIELD.get(m["msg_type"], "price")] == m["price"]
     with kftools.Reader(TD) as rd:
         quotes = np.concatenate([b.payload(101) for b in rd.batches(types=[101])])
-    got = t.filter(pa.compute.equal(t["msg_type_id"], 101))
+    got = t.filter(pa.compute.equal(t["msg_type"], 101))
     assert got.column("bid_price").to_pylist() == quotes["bid_price"].tolist()
 
 
