@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .errors import UsageError
 from .journal.merge import DEFAULT_HOLD, MergedReader, open_journals
 from .journal.reader import Damage, Frame
 from .journal.registry import TypeRegistry
@@ -48,9 +49,15 @@ def cat(
     on_skip: Callable[[str], None] | None = None,
     hold: float = DEFAULT_HOLD,
     tz: dt.tzinfo | None = None,
+    name: str | None = None,
 ) -> CatResult:
     """Write the selected frames to ``out`` (text times in ``tz``, default UTC); several journals merged by time,
-    each line naming its journal (``hold``: see ``MergedReader.follow_batches``)."""
+    each line naming its journal (``hold``: see ``MergedReader.follow_batches``).
+
+    ``name`` (following one journal) publishes the follower's position in ``<journal>.readers``.
+    """
+    if name is not None and not follow:
+        raise UsageError("--name needs --follow (it publishes a follower's position)")
     out = out or sys.stdout
     res = CatResult()
     if isinstance(paths, str):
@@ -90,7 +97,9 @@ def cat(
             if reader.damage is not None:
                 res.damage = reader.damage
                 return res  # never follow past damage
-        extra = {"hold": hold} if many else {}
+        extra = {"hold": hold} if many else {"name": name}
+        if many and name is not None:
+            raise UsageError("--name publishes the position of a follower of one journal, not of several")
         for batch in reader.follow_batches(pos or "beginning", wait, stop=stop, **sel.filters(), **extra):  # type: ignore[arg-type]
             if not len(batch):
                 out.flush()  # caught up: show what we have

@@ -183,6 +183,16 @@ HoldOpt = Annotated[
     typer.Option("--hold", help="Following several journals: seconds a silent journal may hold back the others' "
                                 "frames to keep them in time order (then they go out; 0: arrival order)."),
 ]
+NameOpt = Annotated[
+    str | None,
+    typer.Option("--name", help="With --follow: publish this follower's position under NAME (info, tail, monitor)."),
+]
+
+
+def reader_line(lag) -> str:
+    from .info import reader_line as line
+
+    return line(lag)
 
 
 def registry_for(schema: list[Path] | None):
@@ -258,6 +268,7 @@ def cat_cmd(
     wait: WaitOpt = "backoff",
     hold: HoldOpt = DEFAULT_HOLD,
     tz: TzOpt = "UTC",
+    name: NameOpt = None,
     schema: SchemaOpt = None,
 ) -> None:
     """Print frames as text, JSON lines or CSV (-f to follow, as tail -F does); several journals merged by time."""
@@ -275,7 +286,7 @@ def cat_cmd(
     res = cat(
         [str(j) for j in journals], registry=registry_for(schema), fmt=fmt, types=type_, symbols=symbol, start=start,
         end=end, last=lines, follow=follow, wait=wait, hold=hold, stop=stop, tz=resolve_tz(tz),
-        on_wait=lambda msg: warn(f"{msg}; waiting for it"), on_skip=lambda why: warn(f"skipped {why}"),
+        on_wait=lambda msg: warn(f"{msg}; waiting for it"), on_skip=lambda why: warn(f"skipped {why}"), name=name,
     )
     _cat_done(res)
 
@@ -312,6 +323,29 @@ def verify_cmd(journals: JournalsArg, json_out: JsonOpt = False, schema: SchemaO
             typer.echo("clean")
     if not rep.clean:
         raise fail(f"damaged: first invalid frame at {rep.damage}", 3)
+
+
+@command(name="readers")
+def readers_cmd(
+    journal: JournalArg,
+    clear: Annotated[bool, typer.Option("--clear", help="Forget readers whose process is gone or exited.")] = False,
+    names: Annotated[list[str] | None, typer.Option("--name", help="With --clear: only this reader (repeatable).")] = None,
+    json_out: JsonOpt = False,
+    schema: SchemaOpt = None,
+) -> None:
+    """Named readers (followers started with --name) and their lag; --clear forgets the stale ones."""
+    from .info import named_readers
+
+    res = named_readers(str(journal), registry_for(schema), clear=clear, names=names)
+    if json_out:
+        typer.echo(json.dumps(res.to_dict()))
+        return
+    for name in res.cleared:
+        typer.echo(f"cleared {name}")
+    for lag in res.readers:
+        typer.echo(f"{lag.entry.name}: {reader_line(lag)}")
+    if not res.readers and not res.cleared:
+        typer.echo("no named readers")
 
 
 @command(name="recover")
@@ -379,6 +413,7 @@ def export_cmd(
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep exporting new frames until interrupted.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
+    name: NameOpt = None,
     schema: SchemaOpt = None,
 ) -> None:
     """Export frames to Parquet (typed columns, lossless); a folder of journals to a hive-partitioned dataset."""
@@ -388,7 +423,7 @@ def export_cmd(
     with progress_bar(quiet, follow) as (on_total, on_progress):
         res = export(str(journal), str(out), registry=registry_for(schema), types=type_, symbols=symbol, start=start,
                      end=end, compression=compression, row_group_size=row_group_size, split=split, follow=follow,
-                     stop=stop, force=force, progress=on_progress, total=on_total)
+                     stop=stop, force=force, progress=on_progress, total=on_total, name=name)
     if not quiet:
         typer.echo(f"wrote {res.rows:,} rows to {res.out}" + (f" ({res.files} files)" if res.files > 1 else ""),
                    err=True)
@@ -448,6 +483,7 @@ def replay_cmd(
     end: EndOpt = None,
     json_out: JsonOpt = False,
     wait: WaitOpt = "busy",
+    name: NameOpt = None,
     schema: SchemaOpt = None,
 ) -> None:
     """Play a recording back into an output journal as if live, paced, with an optional in-process strategy.
@@ -466,7 +502,7 @@ def replay_cmd(
         speed=None if max_speed else speed,
         registry=registry_for(schema), types=type_, symbols=symbol, start=start, end=end, loops=loop,
         follow=follow, controller=ctl, strategy=strategy, orders=None if orders is None else str(orders),
-        force=force, stop=stop, wait=wait,
+        force=force, stop=stop, wait=wait, name=name,
     )
     st = rep.stats
     if st.writer_state == "crashed":
@@ -560,7 +596,7 @@ def bench_latency_cmd(
     samples: Annotated[int, typer.Option("--samples", help="Frames timed per transport.")] = 100_000,
     cpp: Annotated[bool, typer.Option("--cpp", help="Also C++ writer to Python and C++ followers.")] = False,
 ) -> None:
-    """Cross-process latency: Python writer to a busy-polling Python follower, against multiprocessing.Pipe."""
+    """Cross-process latency: Python writer to a busy-polling Python follower (unnamed and --name), against multiprocessing.Pipe."""
     from .bench import report
     from .bench.latency import run
 

@@ -582,6 +582,7 @@ def export(
     force: bool = False,
     progress: Progress | None = None,
     total: Callable[[int], None] | None = None,
+    name: str | None = None,
 ) -> ExportResult:
     """Export a journal to ``out`` (a Parquet file, or with ``split`` a folder of one file per type).
 
@@ -596,6 +597,8 @@ def export(
     compression = _check_compression(compression)
     if row_group_size < 1:
         raise UsageError("--row-group-size must be >= 1")
+    if name is not None and not follow:
+        raise UsageError("--name needs --follow (it publishes a follower's position)")
     if os.path.isdir(journal) and len(yijinjing.find_journals(journal)) != 1:
         if follow:
             raise UsageError("--follow takes one journal, not a folder")
@@ -617,7 +620,8 @@ def export(
         if total:
             total(journal_bytes(reader, until))
         if follow:
-            batches = reader.follow_batches("beginning", "sleep", stop=stop, batch_size=_READ_BATCH, **sel.filters())
+            batches = reader.follow_batches("beginning", "sleep", stop=stop, batch_size=_READ_BATCH, name=name,
+                                            **sel.filters())
         else:
             batches = reader.batches(_READ_BATCH, until=until, **sel.filters())
         tmp = temporary_name(out)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import UsageError
+from .journal.positions import ReaderLag, clear_positions, reader_lags
 from .journal.reader import Reader
 from .journal.registry import TypeRegistry
 from .timeparse import format_time
@@ -24,6 +26,7 @@ class JournalInfo:
     writer_state: str = "unknown"
     writer_pid: int = 0
     damage: str | None = None
+    readers: list[ReaderLag] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -39,6 +42,7 @@ class JournalInfo:
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
+        d["readers"] = [r.to_dict() for r in self.readers]
         d.update(rate_per_s=round(self.rate, 3), health=self.health, fill=self.fill)
         return d
 
@@ -63,6 +67,8 @@ class JournalInfo:
             ("writer", f"{self.writer_state}" + (f" (pid {self.writer_pid})" if self.writer_pid else "")),
             ("health", "ok" if self.damage is None else f"damaged: {self.damage}"),
         ]
+        rows += [("readers", "-" if not self.readers else "")]
+        rows += [(f"  {r.entry.name}", reader_line(r)) for r in self.readers]
         return rows
 
 
@@ -90,4 +96,34 @@ def journal_info(path: str, registry: TypeRegistry | None = None) -> JournalInfo
             info.used_bytes += min(p.cursor, p.limit())
         info.by_type = {r.registry.name(t): c for t, c in sorted(counts.items())}
         info.writer_state, info.writer_pid = r.writer_state()
+        info.readers = reader_lags(r, end=r.end_position(), newest=info.last_gen_time)
         return info
+
+
+@dataclass
+class NamedReaders:
+    """What ``kftools readers`` reports: the readers left and the names it cleared."""
+
+    readers: list[ReaderLag]
+    cleared: list[str]
+
+    def to_dict(self) -> dict:
+        return {"readers": [r.to_dict() for r in self.readers], "cleared": self.cleared}
+
+
+def named_readers(path: str, registry: TypeRegistry | None = None, *, clear: bool = False,
+                  names: list[str] | None = None) -> NamedReaders:
+    """The named readers of a journal with their lag; ``clear`` first forgets stale ones (or ``names``)."""
+    if names and not clear:
+        raise UsageError("--name selects readers to --clear")
+    cleared = clear_positions(path, names or None) if clear else []
+    with Reader(path, registry=registry) as r:
+        return NamedReaders(reader_lags(r), cleared)
+
+
+def reader_line(lag: ReaderLag) -> str:
+    """One named reader as info and the tail show it."""
+    e = lag.entry
+    where = "nothing read yet" if e.position is None else f"page {e.position[0]} offset {e.position[1]}"
+    return (f"{e.state} (pid {e.pid}), {where}, lag {lag.frames:,} frames, {lag.bytes:,} bytes, "
+            f"{lag.seconds!r} s")

@@ -41,7 +41,7 @@ def _spin_until(t: int) -> None:
         pass
 
 
-def _journal_follower(path: str, n: int, ready, out) -> None:
+def _journal_follower(path: str, n: int, name: str | None, ready, out) -> None:
     from kftools.journal.reader import Reader
 
     lat = np.empty(n, dtype=np.int64)
@@ -51,7 +51,7 @@ def _journal_follower(path: str, n: int, ready, out) -> None:
         raise RuntimeError(f"{path}: journal did not open")
     i = 0
     now = time.time_ns
-    for f in r.follow("beginning", wait="busy"):
+    for f in r.follow("beginning", wait="busy", name=name):
         lat[i] = now() - f.gen_time
         i += 1
         if i == n:
@@ -157,13 +157,20 @@ def run(samples: int = 100_000) -> dict:
         for prefix, bursty in (("latency", False), ("latency.bursty", True)):
             due = schedule(n, bursty)
             path = os.path.join(d, f"{prefix}.dat")
-            journal = _measure(_journal_follower, (path, n), _journal_writer, (path, due))
+            journal = _measure(_journal_follower, (path, n, None), _journal_writer, (path, due))
             a, b = mp.get_context("fork").Pipe(duplex=False)
             pipe = _measure(_pipe_follower, (a, n), _pipe_writer, (b, due))
             res.update(percentiles(journal, f"{prefix}.journal"))
             res.update(percentiles(pipe, f"{prefix}.pipe"))
             res[f"{prefix}.pipe_over_journal_p50"] = round(
                 res[f"{prefix}.pipe.p50_ns"] / max(1, res[f"{prefix}.journal.p50_ns"]), 2)
+        # a named follower stores its position once per frame: the same run says what that costs
+        named = os.path.join(d, "named.dat")
+        due = schedule(n, False)
+        res.update(percentiles(_measure(_journal_follower, (named, n, "bench"), _journal_writer, (named, due)),
+                               "latency.journal_named"))
+        res["latency.named_over_unnamed_p50"] = round(
+            res["latency.journal_named.p50_ns"] / max(1, res["latency.journal.p50_ns"]), 3)
     finally:
         shutil.rmtree(d, ignore_errors=True)
     res["latency.loadavg_1m_before"] = round(load, 2)

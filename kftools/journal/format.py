@@ -122,6 +122,74 @@ TRADE = Layout(
 )
 BUILTIN_LAYOUTS = {MsgType.TICKER: TICKER, MsgType.ORDER: ORDER, MsgType.TRADE: TRADE}
 
+# -- files beside a journal (never read by engines) ---------------------------------
+#: "KFR1": the reader-positions file ``<journal>.readers``
+READERS_MAGIC = 0x3152464B
+READERS_HEADER = Layout(
+    "ReadersHeader",
+    [
+        Field("magic", "u32", "`0x3152464B` (\"KFR1\")"),
+        Field("version", "u32", "1"),
+        Field("slot_count", "u32", "number of reader slots after this header"),
+        Field("slot_size", "u32", "bytes per slot, 64"),
+        Field("reserved", "char[48]", "zero"),
+    ],
+    "64-byte header of `<journal>.readers`.",
+)
+READER_SLOT = Layout(
+    "ReaderSlot",
+    [
+        Field("position", "u64", "page << 32 | offset of the last frame the reader consumed; 0 before the first"),
+        Field("pid", "u32", "pid of the process that claimed the name"),
+        Field("state", "u32", "0 free, 1 claimed (alive unless the process is gone), 2 released cleanly"),
+        Field("start_ticks", "u64", "the process's start time (/proc/PID/stat field 22): a reused pid is not alive"),
+        Field("claimed_time", "i64", "ns since the epoch when the name was claimed"),
+        Field("name", "char[32]", "NUL-padded UTF-8"),
+    ],
+    "One named reader; `position` is the only field its reader stores while reading (one aligned 8-byte store).",
+)
+#: "KFC1": a record of ``<journal>.checksums``
+CHECKSUM_RECORD = Layout(
+    "ChecksumRecord",
+    [
+        Field("magic", "u32", "`0x3143464B` (\"KFC1\")"),
+        Field("page_index", "u32", "the sealed page"),
+        Field("write_cursor", "u32", "its write cursor when the checksum was taken"),
+        Field("crc32", "u32", "CRC-32 (zlib) of the page's bytes [0, write_cursor)"),
+        Field("file_size", "u64", "the page file's size"),
+        Field("recorded_time", "i64", "ns since the epoch"),
+    ],
+    "32-byte record appended to `<journal>.checksums` for each sealed page; the last record of a page counts.",
+)
+CHECKSUM_MAGIC = 0x3143464B
+#: "KFZ1": the kftools header of an archived page ``<page>.zst``
+ARCHIVE_MAGIC = 0x315A464B
+ARCHIVE_HEADER = Layout(
+    "ArchiveHeader",
+    [
+        Field("magic", "u32", "`0x315A464B` (\"KFZ1\")"),
+        Field("version", "u32", "1"),
+        Field("page_index", "u32", "which page of the journal"),
+        Field("chunk_size", "u32", "bytes of the page per zstd frame (the last may be shorter)"),
+        Field("file_size", "u64", "size of the original page file (the bytes after `data_size` are zero)"),
+        Field("data_size", "u64", "bytes of the page stored, from offset 0"),
+        Field("crc32", "u32", "CRC-32 (zlib) of the original bytes [0, data_size)"),
+        Field("write_cursor", "u32", "the page's write cursor"),
+        Field("reserved", "char[24]", "zero"),
+    ],
+    "64 bytes, the content of the skippable zstd frame that opens an archived page.",
+)
+#: zstd frame magics (RFC 8878) and the seekable format's seek table (zstd contrib/seekable_format)
+ZSTD_SKIPPABLE_MAGIC = 0x184D2A50  # our header; any of 0x184D2A50..5F is skipped by every zstd decoder
+ZSTD_SEEKTABLE_MAGIC = 0x184D2A5E
+ZSTD_SEEKABLE_FOOTER_MAGIC = 0x8F92EAB1
+SKIPPABLE_HEADER = Layout("SkippableHeader", [Field("magic", "u32"), Field("size", "u32", "bytes after this header")])
+SEEK_ENTRY = Layout("SeekEntry", [Field("compressed_size", "u32"), Field("decompressed_size", "u32")])
+SEEK_FOOTER = Layout(
+    "SeekFooter",
+    [Field("frames", "u32"), Field("descriptor", "u8", "0: entries carry no checksum"), Field("magic", "u32")],
+)
+
 
 @dataclass(frozen=True)
 class JournalFormat:

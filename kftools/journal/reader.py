@@ -26,6 +26,7 @@ from .format import (
 from .framestream import STATUS_BACKLOG, STATUS_BAD_CURSOR, STATUS_BAD_FRAME, Frame, frames_at, frames_from_headers
 from .lock import is_locked
 from .page import U32, NotYetWritten, Page, open_page
+from .positions import PositionSlot
 from .registry import DEFAULT_REGISTRY, TypeRegistry
 from .scan import (
     HEADER_PAST_END,
@@ -555,25 +556,42 @@ class Reader:
         idle_timeout: float | None = None,
         types: Iterable[int] | None = None,
         symbols: Iterable[str] | None = None,
+        name: str | None = None,
     ) -> Iterator[Frame]:
         """Yield frames as they are committed, forever (or until ``stop`` / ``idle_timeout``).
 
         ``start`` is "beginning", "end", a gen_time in ns (frames before it are
         skipped) or a (page, offset) position. Page rollover is followed
         without missing or repeating a frame. Stops at damage (see ``damage``).
+        ``name`` publishes this follower's position in ``<journal>.readers``
+        (one 8-byte store per frame, after the frame was consumed) for
+        ``info``, ``tail`` and ``monitor``.
         """
         filt = _Filter(start if isinstance(start, int) and not isinstance(start, bool) else None, None, types, symbols)
         policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
+        slot = None if name is None else PositionSlot(self.path, name)
         if self.fmt is not KFTOOLS:
             # no write cursor to spin on: follow the chain of frames batch by batch
-            batches = self._follow_batches(self._start_position(start), filt, policy, stop, idle_timeout, DEFAULT_BATCH)
+            batches = self._follow_batches(self._start_position(start), filt, policy, stop, idle_timeout, DEFAULT_BATCH,
+                                           slot)
             return (f for b in batches for f in b.frames())
         # the start is fixed now, not at the generator's first step
-        return self._follow(self._start_position(start), filt, policy, stop, idle_timeout)
+        if slot is None:
+            return self._follow(self._start_position(start), filt, policy, stop, idle_timeout)
+        return self._follow_named(self._start_position(start), filt, policy, stop, idle_timeout, slot)
 
     def _follow(self, position, filt, policy, stop, idle_timeout) -> Iterator[Frame]:
         # the frame stream spins on the cursor and decodes in C; _LiveRefill does everything slower
         return framestream.stream(_LiveRefill(self, position, filt, policy, stop, idle_timeout))
+
+    def _follow_named(self, position, filt, policy, stop, idle_timeout, slot) -> Iterator[Frame]:
+        cell = slot.cell
+        try:
+            for f in self._follow(position, filt, policy, stop, idle_timeout):
+                yield f
+                cell[0] = f.page.index << 32 | f.offset  # consumed: the caller asked for the next frame
+        finally:
+            slot.release()
 
     def follow_batches(
         self,
@@ -587,18 +605,28 @@ class Reader:
         end_time: int | None = None,
         types: Iterable[int] | None = None,
         symbols: Iterable[str] | None = None,
+        name: str | None = None,
     ) -> Iterator[FrameBatch]:
         """Like :meth:`follow` but yields :class:`FrameBatch` (for export, tail and relays).
 
         Yields an empty batch each time it catches up, so a consumer can flush.
+        ``name`` publishes the position as in :meth:`follow`, once per batch.
         """
         if start_time is None and isinstance(start, int) and not isinstance(start, bool):
             start_time = start
         filt = _Filter(start_time, end_time, types, symbols)
         policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
-        return self._follow_batches(self._start_position(start), filt, policy, stop, idle_timeout, batch_size)
+        slot = None if name is None else PositionSlot(self.path, name)
+        return self._follow_batches(self._start_position(start), filt, policy, stop, idle_timeout, batch_size, slot)
 
-    def _follow_batches(self, position, filt, policy, stop, idle_timeout, batch_size) -> Iterator[FrameBatch]:
+    def _follow_batches(self, position, filt, policy, stop, idle_timeout, batch_size, slot) -> Iterator[FrameBatch]:
+        try:
+            yield from self._follow_page_batches(position, filt, policy, stop, idle_timeout, batch_size, slot)
+        finally:
+            if slot is not None:
+                slot.release()
+
+    def _follow_page_batches(self, position, filt, policy, stop, idle_timeout, batch_size, slot) -> Iterator[FrameBatch]:
         index, off = position
         page = self._wait_page(index, policy, stop)
         if page is None:
@@ -616,6 +644,8 @@ class Reader:
                 batch = filt(FrameBatch(page, offsets, headers))
                 if len(batch):
                     yield batch
+                if slot is not None and len(offsets):
+                    slot.store(index, int(offsets[-1]))  # the whole batch was consumed
                 if problem:
                     self._note_damage(page, off, problem)
                     return

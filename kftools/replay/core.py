@@ -443,6 +443,7 @@ class Replay:
         stop: threading.Event | Callable[[], bool] | None = None,
         wait: str = "busy",
         page_size: int | None = None,
+        name: str | None = None,
     ):
         # several journals (or a folder) replay as one timeline merged by gen_time into one output
         paths = [os.fspath(p) for p in path] if isinstance(path, list | tuple) else [os.fspath(path)]
@@ -453,6 +454,9 @@ class Replay:
             raise UsageError("--loop must be >= 0 (0 repeats until stopped)")
         if follow and loops != 1:
             raise UsageError("--follow and --loop cannot be combined")
+        if name is not None and not follow:
+            raise UsageError("--name needs --follow (it publishes a follower's position)")
+        self.name = name
         self.speed = speed
         self.loops = loops
         self.follow = follow
@@ -544,7 +548,7 @@ class Replay:
                 st.span_total_ns = 0  # following continues the one loop: position counts from the same t0
                 batches = self.reader.follow_batches(
                     start=self.end_position, wait=self.wait, stop=self.stopped,
-                    batch_size=PACED_BATCH if self.speed else MAX_BATCH, **filters
+                    batch_size=PACED_BATCH if self.speed else MAX_BATCH, name=self.name, **filters
                 )
                 self._play(batches, anchor, live=True)
                 st.loops_done = 1

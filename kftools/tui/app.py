@@ -15,6 +15,7 @@ from textual.css.query import NoMatches
 from textual.widgets import Footer, Input
 
 from ..errors import KftoolsError
+from ..journal.positions import ReaderLag, reader_lags
 from ..journal.reader import Frame, Reader
 from ..journal.registry import TypeRegistry
 from ..timeparse import format_time, parse_time
@@ -107,6 +108,7 @@ class TailApp(App):
         self.state = "waiting"
         self.state_text = ""
         self.writer = ("unknown", 0)
+        self.readers: list[ReaderLag] = []
         self.damage: object = None  # the watcher's "damaged" payload (a Damage), shown in the header
         self.caught_up = False
         self.fps = 0.0
@@ -246,6 +248,16 @@ class TailApp(App):
         sparks.update_prices(self.prices.snapshot())
         self._renew_reader()
         self._poll_writer()
+        self._poll_readers()
+
+    def _poll_readers(self) -> None:
+        """Named readers (``--name`` followers) and their lag, for the header's third line."""
+        if self.reader is None:
+            return
+        try:
+            self.readers = reader_lags(self.reader, end=self.reader.end_position(), newest=self.index.newest_time)
+        except (KftoolsError, OSError):
+            self.readers = []
 
     def _renew_reader(self) -> None:
         """A fresh view reader when the writer has moved to a new page.
@@ -321,6 +333,14 @@ class TailApp(App):
                 # a line of its own, wrapped rather than cut: the offset and the reason both matter
                 t.append("\n")
                 t.append(f"DAMAGED: {self.damage}; showing the valid frames before it", "bold red")
+            if self.readers:
+                t.append("\nreaders ")
+                for r in self.readers:
+                    t.append(f" {r.entry.name} ", "bold")
+                    if r.entry.state == "alive":
+                        t.append(f"lag {r.frames:,} frames {format_lag(int(r.seconds * 1e9))} ")
+                    else:
+                        t.append(f"{r.entry.state} ", "dim")
         self.header_text = t.plain
         self.query_one(HeaderBar).update(t)
 

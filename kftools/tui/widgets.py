@@ -275,7 +275,7 @@ class FrameTable(Widget, can_focus=True):
 
 
 class HeaderBar(Static):
-    """Path, pages, frames, rate, lag and the writer's state."""
+    """Path, pages, frames, rate, lag and the writer's state; a third line for named readers."""
 
     DEFAULT_CSS = "HeaderBar { height: auto; max-height: 8; background: $boost; padding: 0 1; }"
 
