@@ -589,6 +589,41 @@ def tail_cmd(
     TailApp(str(journal), registry, types=sel.types, symbols=sel.symbols, refresh_hz=refresh, tz=zone).run()
 
 
+# -- operations (issue 14) ---------------------------------------------------------
+@command(name="monitor")
+def monitor_cmd(
+    journals: Annotated[list[Path], typer.Argument(help="Journals (first pages) or folders of journals.", show_default=False)],
+    listen: Annotated[str, typer.Option("--listen", help="Serve Prometheus metrics on HOST:PORT (port 0: any free one).")] = "127.0.0.1:9464",
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between checks.")] = 1.0,
+    alert: Annotated[list[str] | None, typer.Option("--alert", help="An alert rule, as 'lag_seconds > 1' (repeatable; default: writer_crashed, damaged).")] = None,
+    alert_command: Annotated[str | None, typer.Option("--alert-command", help="Shell command run when an alert fires or clears (details in KFTOOLS_ALERT_* variables).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file of alert rules ([[alert]] rule = ..., command = ...).")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Check once and exit: 0 all well, 1 an alert holds (no server, no commands).")] = False,
+    json_out: JsonOpt = False,
+    schema: SchemaOpt = None,
+) -> None:
+    """Serve Prometheus metrics of journals and their named readers; run alert commands when rules fire and clear."""
+    from .monitor import Monitor, expand_journals, load_rules, run
+
+    rules = load_rules(alert, alert_command, None if config is None else str(config))
+    log = (lambda ev: typer.echo(json.dumps(ev.to_dict()), err=True)) if json_out else (lambda ev: warn(ev.message()))
+    mon = Monitor(expand_journals(map(str, journals)), rules, registry=registry_for(schema),
+                  on_event=None if once else log, run_commands=not once)
+    if once:
+        res = mon.check()
+        mon.close()
+        if json_out:
+            typer.echo(json.dumps(res.to_dict()))
+        else:
+            for ev in res.firing:
+                typer.echo(f"ALERT {ev.rule.text}: {ev.subject}")
+            if res.ok:
+                typer.echo(f"ok: {len(res.samples)} journal(s), no alert holds")
+        raise typer.Exit(0 if res.ok else 1)
+    run(mon, listen=listen, interval=interval, stop=stop_on_signals(),
+        on_listening=lambda url: typer.echo(f"kftools: serving metrics on {url}", err=True))
+
+
 # -- benchmarks --------------------------------------------------------------------
 @command(bench_app, name="latency")
 def bench_latency_cmd(

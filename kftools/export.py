@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from .errors import KftoolsError, NotAJournal, OutputError, UsageError
 from .journal import yijinjing
 from .journal.format import FRAME_HEADER, PAGE_HEADER_SIZE
+from .journal.page import journals_in
 from .journal.reader import FrameBatch, Reader
 from .journal.registry import MessageType, TypeRegistry
 from .outputs import check_output, remove_journal, temporary_name
@@ -511,18 +512,6 @@ def _check_compression(compression: str) -> str:
     if c not in COMPRESSIONS:
         raise UsageError(f"unknown --compression {compression!r} ({', '.join(COMPRESSIONS)})")
     return c
-
-
-def journals_in(folder: str) -> list[str]:
-    """First pages of the journals in ``folder`` (files that are not ``<path>.<n>`` pages)."""
-    out = []
-    for name in sorted(os.listdir(folder)):
-        p = os.path.join(folder, name)
-        stem, _, ext = name.rpartition(".")
-        if not os.path.isfile(p) or (ext.isdigit() and stem):
-            continue
-        out.append(p)
-    return out
 
 
 def journal_bytes(reader: Reader, until=None) -> int:

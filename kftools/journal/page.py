@@ -255,3 +255,19 @@ def journal_pages(first_page: str) -> list[str]:
     while os.path.exists(page_path(first_page, len(pages))):
         pages.append(page_path(first_page, len(pages)))
     return pages
+
+
+#: files kftools keeps beside a journal (reader positions, sealed-page checksums, archived pages, temporaries)
+SIDECAR_SUFFIXES = (".readers", ".checksums", ".zst", ".part")
+
+
+def journals_in(folder: str) -> list[str]:
+    """First pages of the journals in ``folder``: not ``<path>.<n>`` pages, not files kftools keeps beside them."""
+    out = []
+    for name in sorted(os.listdir(folder)):
+        p = os.path.join(folder, name)
+        stem, _, ext = name.rpartition(".")
+        if not os.path.isfile(p) or (ext.isdigit() and stem) or name.endswith(SIDECAR_SUFFIXES):
+            continue
+        out.append(p)
+    return out

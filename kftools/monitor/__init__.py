@@ -1,0 +1,203 @@
+"""``kftools monitor``: Prometheus metrics and alerts for journals in production.
+
+:class:`Monitor` checks every journal (incrementally), exposes the results to a
+``prometheus_client`` registry of its own and feeds the alert rules; the CLI
+serves that registry over HTTP and logs alert transitions.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from ..errors import UsageError
+from ..journal.page import journals_in
+from ..journal.registry import TypeRegistry
+from .alerts import AlertEvent, Alerts, Rule, load_rules, parse_rule
+from .metrics import LATENCY_BUCKETS, JournalSample, JournalWatch
+
+__all__ = ["Monitor", "CheckResult", "Rule", "AlertEvent", "parse_rule", "load_rules", "serve"]
+
+WRITER_STATES = ("alive", "exited", "crashed", "unknown")
+
+
+@dataclass
+class CheckResult:
+    """One check of every journal: samples, alert transitions, and what is firing now."""
+
+    samples: list[JournalSample]
+    events: list[AlertEvent]
+    firing: list[AlertEvent] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.firing
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "journals": [s.to_dict() for s in self.samples],
+                "firing": [e.to_dict() for e in self.firing]}
+
+
+def expand_journals(paths: Iterable[str]) -> list[str]:
+    """Journals named directly, and the journals inside folders (first pages only)."""
+    out: list[str] = []
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isdir(p):
+            found = journals_in(p)
+            if not found:
+                raise UsageError(f"{p}: no journals in this folder")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+class Monitor:
+    """Check journals, compute metrics and evaluate alert rules."""
+
+    def __init__(
+        self,
+        journals: Iterable[str],
+        rules: list[Rule],
+        *,
+        registry: TypeRegistry | None = None,
+        on_event: Callable[[AlertEvent], None] | None = None,
+        run_commands: bool = True,
+        clock=time.time_ns,
+    ):
+        self.paths = list(journals)
+        self.clock = clock
+        self.watches = [JournalWatch(p, registry, clock) for p in self.paths]
+        self.alerts = Alerts(rules, on_event, run_commands)
+        self.last: CheckResult | None = None
+        self._lock = threading.Lock()
+
+    def check(self) -> CheckResult:
+        """Sample every journal once and evaluate the rules (firing/cleared transitions are reported once)."""
+        with self._lock:
+            samples = [w.sample() for w in self.watches]
+            obs = [o for s in samples for o in s.observations()]
+            events = self.alerts.evaluate(obs, self.clock())
+            self.last = CheckResult(samples, events, list(self.alerts.firing.values()))
+            return self.last
+
+    def collector(self) -> Collector:
+        return _MonitorCollector(self)
+
+    def close(self) -> None:
+        for w in self.watches:
+            w.close()
+
+
+class _MonitorCollector(Collector):
+    """Exposes the last check with Prometheus naming: ``kftools_`` prefix, base units, ``_total`` counters."""
+
+    def __init__(self, monitor: Monitor):
+        self.monitor = monitor
+
+    def collect(self):
+        res = self.monitor.last
+        samples = res.samples if res else []
+        j = ["journal"]
+        frames = CounterMetricFamily("kftools_frames", "Frames committed to the journal", labels=j)
+        nbytes = CounterMetricFamily("kftools_bytes", "Bytes of committed frames (headers and payloads)", labels=j)
+        rate = GaugeMetricFamily("kftools_write_rate_frames_per_second", "Frames written per second since the previous check", labels=j)
+        pages = GaugeMetricFamily("kftools_pages", "Page files of the journal", labels=j)
+        fill = GaugeMetricFamily("kftools_page_fill_ratio", "Fraction of the current page in use", labels=j)
+        age = GaugeMetricFamily("kftools_newest_frame_age_seconds", "Seconds since the newest frame's gen_time", labels=j)
+        writer = GaugeMetricFamily("kftools_writer_state", "1 for the writer's current state", labels=[*j, "state"])
+        damaged = GaugeMetricFamily("kftools_damaged", "1 when damage was found below the cursor (or the journal is unreadable)", labels=j)
+        disk = GaugeMetricFamily("kftools_disk_free_bytes", "Bytes free on the journal's filesystem", labels=j)
+        r = ["journal", "reader"]
+        up = GaugeMetricFamily("kftools_reader_up", "1 while the named reader's process is alive", labels=r)
+        lag_f = GaugeMetricFamily("kftools_reader_lag_frames", "Frames committed that the named reader has not consumed", labels=r)
+        lag_b = GaugeMetricFamily("kftools_reader_lag_bytes", "Bytes committed that the named reader has not consumed", labels=r)
+        lag_s = GaugeMetricFamily("kftools_reader_lag_seconds", "gen_time of the newest frame minus that of the reader's last", labels=r)
+        latency = HistogramMetricFamily(
+            "kftools_trigger_latency_seconds", "gen_time - trigger_time of frames that carry a trigger time", labels=j)
+        firing = GaugeMetricFamily("kftools_alert_firing", "1 while an alert rule holds", labels=["alert", "journal", "reader"])
+        for s in samples:
+            lab = [s.journal]
+            damaged.add_metric(lab, 0 if s.readable and s.damage is None else 1)
+            disk.add_metric(lab, s.disk_free_bytes)
+            if not s.readable:
+                continue
+            frames.add_metric(lab, s.frames_total)
+            nbytes.add_metric(lab, s.bytes_total)
+            rate.add_metric(lab, s.write_rate)
+            pages.add_metric(lab, s.pages)
+            fill.add_metric(lab, s.page_fill)
+            if s.newest_age_seconds is not None:
+                age.add_metric(lab, s.newest_age_seconds)
+            for st in WRITER_STATES:
+                writer.add_metric([s.journal, st], 1 if s.writer_state == st else 0)
+            for rd in s.readers:
+                rl = [s.journal, rd.entry.name]
+                up.add_metric(rl, 1 if rd.entry.state == "alive" else 0)
+                lag_f.add_metric(rl, rd.frames)
+                lag_b.add_metric(rl, rd.bytes)
+                lag_s.add_metric(rl, rd.seconds)
+            cum, buckets = 0, []
+            for edge, c in zip((*(repr(b) for b in LATENCY_BUCKETS), "+Inf"), s.latency_buckets, strict=True):
+                cum += c
+                buckets.append((edge, cum))
+            latency.add_metric(lab, buckets, s.latency_sum)
+        for ev in res.firing if res else []:
+            firing.add_metric([ev.rule.text, ev.journal, ev.reader or ""], 1)
+        yield from (frames, nbytes, rate, pages, fill, age, writer, damaged, disk, up, lag_f, lag_b, lag_s, latency, firing)
+
+
+def serve(monitor: Monitor, host: str, port: int):
+    """Serve ``/metrics`` for ``monitor`` on host:port (0: any free port); returns (server, thread)."""
+    from prometheus_client import start_http_server
+
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(monitor.collector())
+    try:
+        return start_http_server(port, addr=host, registry=reg)
+    except OSError as e:
+        raise UsageError(f"--listen {host}:{port}: {e.strerror}") from None
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``127.0.0.1:9464``; port 0 picks a free one)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"bad --listen {text!r}: expected HOST:PORT, as 127.0.0.1:9464")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def run(
+    monitor: Monitor,
+    *,
+    listen: str | None,
+    interval: float,
+    stop: threading.Event,
+    on_listening: Callable[[str], None] | None = None,
+) -> None:
+    """Check every ``interval`` seconds until ``stop``, serving metrics on ``listen`` (None: no endpoint)."""
+    if interval <= 0:
+        raise UsageError("--interval must be > 0")
+    monitor.check()  # the endpoint never serves an empty first scrape
+    server = None
+    if listen is not None:
+        host, port = parse_listen(listen)
+        server, _thread = serve(monitor, host, port)
+        if on_listening:
+            on_listening(f"http://{host}:{server.server_port}/metrics")
+    try:
+        while not stop.wait(interval):
+            monitor.check()
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        monitor.close()

@@ -1,0 +1,165 @@
+"""What the monitor measures about one journal, incrementally, on each check.
+
+A :class:`JournalWatch` keeps a read-only :class:`Reader` and the position it
+has counted to; each :meth:`JournalWatch.sample` reads only the frames
+committed since (batch API), so a check costs what was written meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import KftoolsError
+from ..journal.format import FRAME_HEADER_SIZE, PAGE_HEADER_SIZE
+from ..journal.positions import ReaderLag, reader_lags
+from ..journal.reader import Reader
+from ..journal.registry import TypeRegistry
+
+#: buckets (seconds) of the gen_time - trigger_time histogram: 1 us .. 10 s
+LATENCY_BUCKETS = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 0.1, 1.0, 10.0)
+_BUCKET_EDGES_NS = np.array([int(round(b * 1e9)) for b in LATENCY_BUCKETS], dtype=np.int64)
+
+
+@dataclass
+class JournalSample:
+    """One journal at one check."""
+
+    journal: str
+    readable: bool = True
+    problem: str | None = None  # why it could not be read (missing, not a journal...)
+    frames_total: int = 0
+    bytes_total: int = 0
+    write_rate: float = 0.0  # frames/s since the previous check
+    pages: int = 0
+    page_fill: float = 0.0
+    newest_gen_time: int | None = None
+    newest_age_seconds: float | None = None
+    silent_for: float | None = None
+    writer_state: str = "unknown"
+    writer_pid: int = 0
+    damage: str | None = None
+    disk_free_bytes: int = 0
+    readers: list[ReaderLag] = field(default_factory=list)
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum: float = 0.0
+    latency_count: int = 0
+
+    def observations(self) -> list[tuple[str, str | None, dict]]:
+        """What alert rules look at: the journal's measures, then each live reader's."""
+        silent = self.silent_for if self.writer_state in ("alive", "unknown") else None
+        obs: list[tuple[str, str | None, dict]] = [(self.journal, None, {
+            "writer_crashed": self.writer_state == "crashed",
+            "damaged": self.damage is not None or not self.readable,
+            "silent_for": silent,
+            "disk_free": self.disk_free_bytes if self.readable else None,
+            "page_fill": self.page_fill if self.readable else None,
+        })]
+        for r in self.readers:
+            if r.entry.state == "alive":
+                obs.append((self.journal, r.entry.name,
+                            {"lag_seconds": r.seconds, "lag_frames": r.frames, "lag_bytes": r.bytes}))
+        return obs
+
+    def to_dict(self) -> dict:
+        return {
+            "journal": self.journal, "readable": self.readable, "problem": self.problem,
+            "frames_total": self.frames_total, "bytes_total": self.bytes_total, "write_rate": self.write_rate,
+            "pages": self.pages, "page_fill": self.page_fill, "newest_gen_time": self.newest_gen_time,
+            "newest_age_seconds": self.newest_age_seconds, "silent_for": self.silent_for,
+            "writer_state": self.writer_state, "writer_pid": self.writer_pid, "damage": self.damage,
+            "disk_free_bytes": self.disk_free_bytes, "readers": [r.to_dict() for r in self.readers],
+            "trigger_latency": {"count": self.latency_count, "sum_seconds": self.latency_sum},
+        }
+
+
+class JournalWatch:
+    """Counts a journal's frames incrementally and samples its state on demand."""
+
+    def __init__(self, path: str, registry: TypeRegistry | None = None, clock=time.time_ns):
+        self.path = path
+        self.registry = registry
+        self.clock = clock
+        self.reader: Reader | None = None
+        self.position = (0, PAGE_HEADER_SIZE)
+        self.state = JournalSample(path)
+        self._last_check: tuple[int, int] | None = None  # (monotonic ns, frames_total)
+        self._last_growth_ns: int | None = None  # wall ns when the count last grew
+
+    def sample(self) -> JournalSample:
+        s = self.state
+        now = self.clock()
+        try:
+            if self.reader is None:
+                self.reader = Reader(self.path, registry=self.registry)
+            self._count_new(s)
+            r = self.reader
+            s.readable, s.problem = True, None
+            s.pages = r.page_count()
+            last = r.page(s.pages - 1) if s.pages else r.page(0)
+            s.page_fill = min(last.cursor, last.limit()) / last.capacity if last.capacity else 0.0
+            s.writer_state, s.writer_pid = r.writer_state()
+            s.readers = reader_lags(r, end=self.position, newest=s.newest_gen_time)
+        except (KftoolsError, OSError) as e:
+            s.readable, s.problem = False, str(e)
+            if self.reader is not None:
+                self.reader.close()
+                self.reader = None
+        s.disk_free_bytes = _disk_free(self.path)
+        mono = time.monotonic_ns()
+        if self._last_check is not None and mono > self._last_check[0]:
+            s.write_rate = (s.frames_total - self._last_check[1]) / ((mono - self._last_check[0]) / 1e9)
+        if self._last_check is not None and s.frames_total > self._last_check[1]:
+            self._last_growth_ns = now
+        self._last_check = (mono, s.frames_total)
+        if s.newest_gen_time is not None:
+            s.newest_age_seconds = max(0, now - s.newest_gen_time) / 1e9
+            # the newest gen_time says when the writer last wrote; a writer whose clock differs from ours
+            # (or a replay) is judged by when this monitor last saw the count grow, whichever is later
+            since = max(s.newest_gen_time, self._last_growth_ns or s.newest_gen_time)
+            s.silent_for = max(0, now - since) / 1e9
+        return s
+
+    def _count_new(self, s: JournalSample) -> None:
+        r = self.reader
+        assert r is not None
+        end = r.end_position()
+        if end <= self.position or s.damage is not None:
+            return
+        for b in r.batches(start=self.position, until=end, batch_size=1 << 20):
+            h = b.headers
+            s.frames_total += len(b)
+            s.bytes_total += int(h["length"].sum(dtype=np.int64)) + FRAME_HEADER_SIZE * len(b)
+            s.newest_gen_time = int(h["gen_time"][-1])
+            trig = h["trigger_time"]
+            has = trig != 0
+            if has.any():
+                lat = h["gen_time"][has] - trig[has]
+                counts = np.bincount(np.searchsorted(_BUCKET_EDGES_NS, lat, side="left"),
+                                     minlength=len(LATENCY_BUCKETS) + 1)
+                for i, c in enumerate(counts.tolist()):
+                    s.latency_buckets[i] += c
+                s.latency_sum += float(lat.sum()) / 1e9
+                s.latency_count += int(has.sum())
+            last = int(b.offsets[-1]) + FRAME_HEADER_SIZE + int(h["length"][-1])
+            self.position = (b.page.index, last)
+        if r.damage is not None:
+            s.damage = str(r.damage)
+        else:
+            self.position = max(self.position, end)
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
+
+def _disk_free(path: str) -> int:
+    try:
+        return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    except OSError:
+        return 0
