@@ -624,6 +624,44 @@ def monitor_cmd(
         on_listening=lambda url: typer.echo(f"kftools: serving metrics on {url}", err=True))
 
 
+JournalsArg = Annotated[list[Path], typer.Argument(help="Journals (first pages) or folders of journals.", show_default=False)]
+
+
+@command(name="archive")
+def archive_cmd(
+    journals: JournalsArg,
+    older_than: Annotated[str | None, typer.Option("--older-than", help="Only pages last written this long ago (10m, 12h, 1d).")] = None,
+    level: Annotated[int, typer.Option("--level", help="zstd level, 1 (fast) to 22 (small).")] = 3,
+    json_out: JsonOpt = False,
+) -> None:
+    """Compress sealed pages (not the first, not the writer's) into seekable zstd; every command still reads them."""
+    from .journal.archive import archive
+    from .monitor import expand_journals
+    from .timeparse import parse_duration
+
+    age = None if older_than is None else parse_duration(older_than) / 1e9
+    res = archive(expand_journals(map(str, journals)), older_than=age, level=level)
+    _archive_report(res, "archived", json_out)
+
+
+@command(name="unarchive")
+def unarchive_cmd(journals: JournalsArg, json_out: JsonOpt = False) -> None:
+    """Restore archived pages byte-identical to the originals."""
+    from .journal.archive import unarchive
+    from .monitor import expand_journals
+
+    _archive_report(unarchive(expand_journals(map(str, journals))), "restored", json_out)
+
+
+def _archive_report(res, verb: str, json_out: bool) -> None:
+    if json_out:
+        typer.echo(json.dumps(res.to_dict()))
+        return
+    for why in res.skipped or []:
+        warn(f"skipped {why}")
+    typer.echo(f"{verb} {len(res.pages)} page(s): {res.bytes_before:,} -> {res.bytes_after:,} bytes")
+
+
 # -- benchmarks --------------------------------------------------------------------
 @command(bench_app, name="latency")
 def bench_latency_cmd(

@@ -10,8 +10,8 @@ import zoneinfo
 from .errors import UsageError
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
-          "h": 3_600_000_000_000}
-_DURATION = re.compile(r"^\+?(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)$")
+          "h": 3_600_000_000_000, "d": 86_400_000_000_000}
+_DURATION = re.compile(r"^\+?(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)$")
 TIME_OF_DAY = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?$")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 TIME_FORMS = "ns since the epoch, ISO-8601, 13:03:05 (on the first day), +10s (after the first frame), -5s (before the last)"
@@ -48,7 +48,7 @@ def parse_duration(text: str) -> int:
     """``"1.5s"``, ``"200ms"``, ``"+10m"`` -> nanoseconds."""
     m = _DURATION.match(text.strip())
     if not m:
-        raise UsageError(f"bad duration {text!r} (examples: 500ms, 10s, 1.5m)")
+        raise UsageError(f"bad duration {text!r} (examples: 500ms, 10s, 1.5m, 1d)")
     return round(float(m.group(1)) * _UNITS[m.group(2)])
 
 

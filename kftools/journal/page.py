@@ -27,6 +27,7 @@ from .registry import DEFAULT_REGISTRY, TypeRegistry
 from .scan import OK, WRITTEN_END, scan
 
 U32: struct.Struct = struct.Struct("<I")
+ARCHIVE_SUFFIX = ".zst"  # an archived page: <page>.zst (see archive.py)
 
 
 class NotYetWritten(NotAJournal):
@@ -165,13 +166,48 @@ class KungfuPage(Page):
 _I32 = struct.Struct("<i")
 
 
+class ArchivedPage(Page):
+    """A sealed page read from its archive (``<page>.zst``), decompressed into anonymous memory."""
+
+    __slots__ = ("archive",)
+
+
+def open_archived_page(path: str, index: int) -> ArchivedPage:
+    """Page ``index`` from ``<path>.zst`` (raises FileNotFoundError when there is no archive either)."""
+    from .archive import archive_path, decompress_archive
+
+    mm, info = decompress_archive(archive_path(path))
+    try:
+        header = PAGE_HEADER.unpack(mm, 0)
+        check_header(path, header, index)
+    except BaseException:
+        mm.close()
+        raise
+    page = ArchivedPage(path, index, mm, -1, info.file_size, header)
+    page.archive = info
+    return page
+
+
+def page_exists(path: str) -> bool:
+    """The page file, or its archive, is there."""
+    return os.path.exists(path) or os.path.exists(path + ARCHIVE_SUFFIX)
+
+
 def open_page(
     path: str, index: int = 0, writable: bool = False, keep_fd: bool = False, fmt: JournalFormat | None = None
 ) -> Page:
-    """Open and validate page ``index`` at ``path``; read-only unless ``writable``."""
+    """Open and validate page ``index`` at ``path``; read-only unless ``writable``.
+
+    A page that was archived is read from its archive (read-only).
+    """
     try:
         fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
     except FileNotFoundError:
+        if index and not writable:
+            try:
+                return open_archived_page(path, index)
+            except FileNotFoundError:
+                pass
         raise NotYetWritten(f"{path}: no such journal") from None
     except IsADirectoryError:
         raise NotAJournal(f"{path}: is a directory, not a journal") from None
@@ -252,7 +288,7 @@ def check_header(path: str, header: dict, index: int) -> None:
 def journal_pages(first_page: str) -> list[str]:
     """Paths of the page files present, in order, given the first page's path."""
     pages: list[str] = []
-    while os.path.exists(page_path(first_page, len(pages))):
+    while page_exists(page_path(first_page, len(pages))):
         pages.append(page_path(first_page, len(pages)))
     return pages
 

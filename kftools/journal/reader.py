@@ -25,7 +25,7 @@ from .format import (
 )
 from .framestream import STATUS_BACKLOG, STATUS_BAD_CURSOR, STATUS_BAD_FRAME, Frame, frames_at, frames_from_headers
 from .lock import is_locked
-from .page import U32, NotYetWritten, Page, open_page
+from .page import U32, NotYetWritten, Page, open_page, page_exists
 from .positions import PositionSlot
 from .registry import DEFAULT_REGISTRY, TypeRegistry
 from .scan import (
@@ -386,7 +386,7 @@ class Reader:
     def page_indices(self) -> range:
         """Indices of the page files present, in order (at least the first)."""
         i = self.first_page
-        while os.path.exists(self.page_path(i)):
+        while page_exists(self.page_path(i)):
             i += 1
         return range(self.first_page, max(i, self.first_page + 1))
 
@@ -460,10 +460,10 @@ class Reader:
                 return
             nxt = self.page_path(index + 1)
             if until is not None and index >= until[0]:
-                if page.sealed and off >= page.cursor and not os.path.exists(nxt):
+                if page.sealed and off >= page.cursor and not page_exists(nxt):
                     self._note_damage(page, off, f"page is sealed but the next page {nxt} is missing")
                 return
-            if not os.path.exists(nxt):
+            if not page_exists(nxt):
                 if page.sealed:
                     self._note_damage(page, off, f"page is sealed but the next page {nxt} is missing")
                 return
@@ -475,7 +475,7 @@ class Reader:
             except NotYetWritten as e:
                 # writers rename a page in whole before sealing the previous one, so an unwritten
                 # page after a sealed one, or before a later page, lost its bytes (power loss)
-                if page.sealed or os.path.exists(self.page_path(index + 2)):
+                if page.sealed or page_exists(self.page_path(index + 2)):
                     self._note_damage(page, off, f"next page {e}")
                 return
             except KftoolsError as e:
@@ -660,7 +660,7 @@ class Reader:
                 return
             if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
                 return
-            if page.sealed or os.path.exists(self.page_path(index + 1)):
+            if page.sealed or page_exists(self.page_path(index + 1)):
                 if page.cursor > off:
                     continue
                 nxt = self._wait_page(index + 1, policy, stop, prev=page)
@@ -820,7 +820,7 @@ class _LiveRefill:
             return False
         if self.idle_timeout is not None and time.monotonic() - self.idle_since > self.idle_timeout:
             return False
-        if page.sealed or os.path.exists(page_path(reader.path, self.index + 1)):
+        if page.sealed or page_exists(page_path(reader.path, self.index + 1)):
             if page.cursor > off:
                 return True  # the last frames of this page arrived meanwhile
             next_page = reader._wait_page(self.index + 1, self.policy, self.stop, prev=page)

@@ -7,9 +7,10 @@ import shutil
 from dataclasses import dataclass, field
 
 from ..errors import KftoolsError, NotAJournal, OutputError, UsageError
+from .checksums import checksum_problem, read_checksums
 from .format import FLAGS_OFFSET, MAGIC, PAGE_HEADER, PAGE_HEADER_SIZE, PID_OFFSET, PageFlag, page_path
 from .lock import try_lock
-from .page import U32, Page, open_page
+from .page import U32, ArchivedPage, Page, open_page
 from .reader import Damage, Reader, scan_page
 from .registry import TypeRegistry
 
@@ -83,12 +84,19 @@ def verify(path: str | os.PathLike, registry: TypeRegistry | None = None) -> Ver
             rep.last_time = hi if rep.last_time is None else max(rep.last_time, hi)
             rep.frames += len(b)
         rep.damage = r.damage
+        known = read_checksums(r.path)
         for i in r.page_indices():
             try:
                 p = r.page(i)
             except KftoolsError:
                 continue  # in the making, or the damage already reported
-            rep.pages.append(PageReport(i, p.path, p.capacity, p.cursor, counts.get(i, 0), str(p.flags.name or "")))
+            flags = str(p.flags.name or "") + (" archived" if isinstance(p, ArchivedPage) else "")
+            rep.pages.append(PageReport(i, p.path, p.capacity, p.cursor, counts.get(i, 0), flags.strip()))
+            if rep.damage is None or i < rep.damage.page:
+                # damage that leaves every header plausible shows only in a sealed page's checksum
+                problem = checksum_problem(p, known)
+                if problem:
+                    rep.damage = Damage(p.path, i, PAGE_HEADER_SIZE, problem)
         return rep
 
 

@@ -1,0 +1,95 @@
+"""Checksums of sealed pages, kept beside the journal where every reader finds them.
+
+The page format has no checksum, and engines must keep reading it unchanged,
+so the CRC-32 of each sealed page is appended to ``<journal>.checksums`` (an
+archived page carries its own in the archive header). They are computed off the
+writer's hot path, by ``kftools monitor`` and ``kftools archive``; ``verify``
+checks them and names the page whose bytes changed since it was sealed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ..errors import KftoolsError
+from .archive import crc32_of
+from .format import CHECKSUM_MAGIC, CHECKSUM_RECORD, MAGIC, PageFlag, page_path
+from .page import ArchivedPage, Page, journal_pages, open_page
+
+
+def checksums_path(journal: str | os.PathLike) -> str:
+    return os.fspath(journal) + ".checksums"
+
+
+def read_checksums(journal: str | os.PathLike) -> dict[int, dict]:
+    """The last record of each page (records are appended; a later one supersedes)."""
+    try:
+        with open(checksums_path(journal), "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise KftoolsError(f"{checksums_path(journal)}: cannot read: {e.strerror}") from None
+    out: dict[int, dict] = {}
+    size = CHECKSUM_RECORD.size
+    for at in range(0, len(data) - size + 1, size):  # a torn last record (killed mid-append) is ignored
+        rec = CHECKSUM_RECORD.unpack(data, at)
+        if rec["magic"] == CHECKSUM_MAGIC:
+            out[rec["page_index"]] = rec
+    return out
+
+
+def is_final(page: Page, has_successor: bool) -> bool:
+    """No writer will add to this page: SEALED, or (an engine that sets no flags) a later page exists."""
+    return bool(page.flags & PageFlag.SEALED) or (page.magic != MAGIC and has_successor)
+
+
+def record_checksums(journal: str | os.PathLike) -> int:
+    """Append a record for each final page that has none yet; returns how many were recorded."""
+    journal = os.fspath(journal)
+    known = read_checksums(journal)
+    pages = journal_pages(journal)
+    new = []
+    for i in range(len(pages) - 1):  # the last page is the writer's
+        if i in known or not os.path.exists(page_path(journal, i)):
+            continue  # recorded already, or archived (the archive holds its own checksum)
+        try:
+            page = open_page(page_path(journal, i), i)
+        except KftoolsError:
+            continue  # damaged or in the making: verify reports it
+        try:
+            if not is_final(page, True) or page.header_problem():
+                continue
+            cursor = page.cursor
+            crc = crc32_of(page.mm, cursor)
+            new.append(CHECKSUM_RECORD.struct.pack(CHECKSUM_MAGIC, i, cursor, crc, page.file_size, time.time_ns()))
+        finally:
+            page.close()
+    if new:
+        # O_APPEND: records from two processes (monitor and archive) interleave whole, never torn
+        fd = os.open(checksums_path(journal), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, b"".join(new))
+        finally:
+            os.close(fd)
+    return len(new)
+
+
+def checksum_problem(page: Page, known: dict[int, dict]) -> str | None:
+    """Why this page's bytes are not what was sealed (archive or recorded checksum), or None."""
+    if isinstance(page, ArchivedPage):
+        info = page.archive
+        if crc32_of(page.mm, info.data_size) != info.crc32:
+            return f"CRC-32 of the archived page differs from the one recorded when it was archived ({info.path})"
+        return None
+    rec = known.get(page.index)
+    if rec is None:
+        return None
+    if page.cursor != rec["write_cursor"]:
+        return (f"write cursor {page.cursor} differs from {rec['write_cursor']} recorded when the page was sealed; "
+                "bytes changed since")
+    crc = crc32_of(page.mm, min(rec["write_cursor"], len(page.mm)))
+    if crc != rec["crc32"]:
+        return f"checksum mismatch: bytes changed since the page was sealed (CRC-32 {crc:#010x}, recorded {rec['crc32']:#010x})"
+    return None

@@ -1,0 +1,210 @@
+"""Archived pages: every command reads them transparently, unarchive is byte-identical, a kill -9 loses nothing,
+and sealed-page checksums catch damage that leaves every header plausible."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+
+import pyarrow.parquet as pq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kftest import KFTOOLS, ROOT, run_cli
+
+import kftools
+from kftools.cat import cat
+from kftools.info import journal_info
+from kftools.journal.archive import archive, read_archive_info, unarchive
+from kftools.journal.checksums import read_checksums, record_checksums
+from kftools.journal.recovery import verify
+from kftools.journal.registry import DEFAULT_REGISTRY
+
+TIMEOUT = 120
+
+
+def write_journal(path, n, page_size=8192, seed=0):
+    rng = random.Random(seed)
+    with kftools.Writer(path, page_size=page_size) as w:
+        for i in range(n):
+            k = rng.random()
+            if k < 0.8:
+                w.write_ticker(rng.choice(["AAPL", "MSFT"]), rng.random() * 100, padding=rng.randrange(0, 40))
+            elif k < 0.9:
+                w.write_order("AAPL", i, 0, 0, 1.5, 10.0, client_order_id=f"c{i}")
+            else:
+                w.write_trade("MSFT", i, 2.5, 3.0)
+
+
+def page_digests(path) -> dict[str, str]:
+    out = {}
+    for p in sorted(glob.glob(glob.escape(path) + "*")):
+        if p == path or p[len(path) + 1 :].isdigit():
+            with open(p, "rb") as fh:
+                out[os.path.basename(p)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def what_commands_see(path, tmp, cli: bool) -> dict:
+    """What the library (and with ``cli`` every read command, as subprocesses) reads from a journal."""
+    out: dict = {}
+    if cli:
+        for args in (("cat", path), ("cat", "-F", "jsonl", "-n", "7", path), ("verify", "--json", path)):
+            res = run_cli(*args)
+            assert res.returncode == 0, res.stderr
+            out[args] = res.stdout if args[0] != "verify" else {
+                k: v for k, v in json.loads(res.stdout).items() if k != "page_list"}
+        info = json.loads(run_cli("info", "--json", path).stdout)
+        out["info"] = (info["frames"], info["by_type"], info["pages"], info["capacity"], info["used_bytes"])
+        pq_out = os.path.join(tmp, f"x{len(os.listdir(tmp))}.parquet")
+        assert run_cli("export", "-q", path, pq_out).returncode == 0
+        out["export"] = pq.read_table(pq_out).to_pylist()
+        res = run_cli("replay", "--max", "--json", path, "-o", os.path.join(tmp, f"r{len(os.listdir(tmp))}.dat"))
+        assert res.returncode == 0, res.stderr
+        out["replay"] = json.loads(res.stdout)["frames"]
+    else:
+        buf = io.StringIO()
+        assert cat(path, registry=DEFAULT_REGISTRY, out=buf, fmt="jsonl") is None
+        out["cat"] = buf.getvalue()
+        rep = verify(path)
+        out["verify"] = (rep.clean, rep.frames, len(rep.pages))
+        info = journal_info(path)
+        out["info"] = (info.frames, info.by_type, info.pages, info.capacity, info.used_bytes)
+    with kftools.Reader(path) as r:
+        out["batches"] = [(b.page_index, b.offsets.tolist(), b.headers.tobytes()) for b in r.batches(batch_size=333)]
+        out["frames"] = [bytes(f.raw) for f in r]
+        followed: list[bytes] = []
+        # the journal is complete: the follower stops once it has as many frames as iteration gave
+        for f in r.follow(stop=lambda: len(followed) >= len(out["frames"])):
+            followed.append(bytes(f.raw))
+        out["follow"] = followed
+    return out
+
+
+def test_every_command_reads_an_archived_journal(tmp_path):
+    path = str(tmp_path / "j.dat")
+    write_journal(path, 900)
+    before = what_commands_see(path, str(tmp_path), cli=True)
+    assert len(archive([path]).pages) >= 3
+    assert what_commands_see(path, str(tmp_path), cli=True) == before
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 1500), page_size=st.sampled_from([4096, 8192, 20000]), seed=st.integers(0, 99),
+       level=st.integers(1, 9))
+def test_archive_round_trip_every_command_reads_the_same(tmp_path_factory, n, page_size, seed, level):
+    tmp = str(tmp_path_factory.mktemp("arch"))
+    path = os.path.join(tmp, "j.dat")
+    write_journal(path, n, page_size, seed)
+    before_bytes = page_digests(path)
+    before = what_commands_see(path, tmp, cli=False)
+    res = archive([path], level=level)
+    npages = len(before_bytes)
+    assert len(res.pages) == max(0, npages - 2)  # not the first page, not the last
+    for info in res.pages:
+        assert not os.path.exists(path + f".{info.page_index}") and os.path.exists(info.path)
+    assert what_commands_see(path, tmp, cli=False) == before
+    back = unarchive([path])
+    assert len(back.pages) == len(res.pages)
+    assert page_digests(path) == before_bytes  # byte-identical pages
+    assert not glob.glob(os.path.join(tmp, "*.zst")) and not glob.glob(os.path.join(tmp, "*.part"))
+
+
+def test_archive_cli_skips_the_writers_pages_and_respects_older_than(tmp_path):
+    path = str(tmp_path / "j.dat")
+    write_journal(path, 600)
+    w = kftools.Writer(path)  # a live writer: its page stays
+    try:
+        res = run_cli("archive", "--json", "--older-than", "1d", path)
+        assert res.returncode == 0 and json.loads(res.stdout)["pages"] == []
+        res = run_cli("archive", "--json", path)
+        doc = json.loads(res.stdout)
+        assert res.returncode == 0 and len(doc["pages"]) >= 1 and doc["ratio"] > 1
+        w.write_ticker("AAPL", 1.0)  # the writer goes on writing next to archived pages
+    finally:
+        w.close()
+    assert run_cli("verify", path).returncode == 0
+    assert kftools.Reader(path).count() == 601
+    assert run_cli("unarchive", path).returncode == 0
+    assert not glob.glob(str(tmp_path / "*.zst"))
+
+
+def test_a_writer_resumes_after_archived_pages(tmp_path):
+    path = str(tmp_path / "j.dat")
+    write_journal(path, 600)
+    pages = len(page_digests(path))
+    archive([path])
+    with kftools.Writer(path) as w:  # resumes on the last page, not on page 0 behind an archived gap
+        w.write_ticker("AAPL", 1.0)
+    assert len(page_digests(path)) == 2 and kftools.Reader(path).count() == 601
+    assert kftools.Reader(path).page_count() == pages
+
+
+def test_kill_9_during_archive_loses_nothing(tmp_path):
+    path = str(tmp_path / "j.dat")
+    write_journal(path, 8000, page_size=65536)
+    before = page_digests(path)
+    expect = run_cli("cat", path).stdout
+    rng = random.Random(7)
+    for round_ in range(4):
+        proc = subprocess.Popen([*KFTOOLS, "archive", "--level", "19", path], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # kill at a varied point after the run has visibly started (a temporary or an archive exists)
+        deadline = time.monotonic() + TIMEOUT
+        polls = rng.randrange(0, 40)
+        while proc.poll() is None and time.monotonic() < deadline:
+            started = glob.glob(str(tmp_path / "*.part")) or glob.glob(str(tmp_path / "*.zst"))
+            if started:
+                if polls == 0:
+                    break
+                polls -= 1
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        res = run_cli("cat", path)
+        assert res.returncode == 0 and res.stdout == expect, f"round {round_}: {res.stderr}"
+        assert run_cli("verify", path).returncode == 0
+    assert run_cli("archive", path).returncode == 0  # a later run finishes the job
+    assert not glob.glob(str(tmp_path / "*.part"))
+    assert run_cli("cat", path).stdout == expect
+    assert run_cli("unarchive", path).returncode == 0
+    assert page_digests(path) == before
+
+
+def test_checksums_catch_damage_inside_a_payload(tmp_path):
+    path = str(tmp_path / "j.dat")
+    write_journal(path, 400)
+    assert record_checksums(path) >= 2
+    assert record_checksums(path) == 0  # recorded once
+    page = path + ".1"
+    with open(page, "r+b") as fh:  # flip one bit of a price: every header stays plausible
+        fh.seek(64 + 32 + 20)
+        b = fh.read(1)
+        fh.seek(64 + 32 + 20)
+        fh.write(bytes([b[0] ^ 1]))
+    res = run_cli("verify", path)
+    assert res.returncode == 3
+    assert f"{page}: page 1 offset 64: checksum mismatch" in res.stderr
+
+
+def test_damaged_archive_is_named_by_verify(tmp_path):
+    path = str(tmp_path / "j.dat")
+    write_journal(path, 400)
+    archive([path])
+    zst = path + ".1.zst"
+    info = read_archive_info(zst)
+    with open(zst, "r+b") as fh:  # a bit flip inside the compressed data
+        at = info.frames[0][0] + info.frames[0][1] // 2
+        fh.seek(at)
+        b = fh.read(1)
+        fh.seek(at)
+        fh.write(bytes([b[0] ^ 0x10]))
+    res = run_cli("verify", path)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and ".1" in res.stderr
+    assert read_checksums(path) != {}  # archive recorded the others' checksums first
