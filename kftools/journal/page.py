@@ -6,6 +6,7 @@ import mmap
 import os
 import stat
 import struct
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from .format import (
 )
 from .registry import DEFAULT_REGISTRY, TypeRegistry
 from .scan import OK, WRITTEN_END, scan
+
+if TYPE_CHECKING:
+    from .archive import ArchiveInfo
 
 U32: struct.Struct = struct.Struct("<I")
 ARCHIVE_SUFFIX = ".zst"  # an archived page: <page>.zst (see archive.py)
@@ -170,6 +174,7 @@ class ArchivedPage(Page):
     """A sealed page read from its archive (``<page>.zst``), decompressed into anonymous memory."""
 
     __slots__ = ("archive",)
+    archive: ArchiveInfo
 
 
 def open_archived_page(path: str, index: int) -> ArchivedPage:
