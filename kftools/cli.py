@@ -681,6 +681,19 @@ def bench_latency_cmd(
     report(results, json_out)
 
 
+@command(bench_app, name="archive")
+def bench_archive_cmd(
+    json_out: JsonOpt = False,
+    frames: Annotated[int, typer.Option("--frames", help="Frames of the simulated feed.")] = 1_000_000,
+    level: Annotated[int, typer.Option("--level", help="zstd level.")] = 3,
+) -> None:
+    """Archive ratio and speed on a simulated feed; batch read of the archived journal against it uncompressed."""
+    from .bench import report
+    from .bench.archive import run
+
+    report(run(frames=frames, level=level), json_out)
+
+
 @command(bench_app, name="throughput")
 def bench_throughput_cmd(
     json_out: JsonOpt = False,

@@ -208,3 +208,12 @@ def test_damaged_archive_is_named_by_verify(tmp_path):
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and ".1" in res.stderr
     assert read_checksums(path) != {}  # archive recorded the others' checksums first
+
+
+def test_format_md_has_the_sidecar_tables():
+    from kftest import ROOT as root
+
+    from kftools.journal.format import sidecar_tables
+
+    with open(os.path.join(root, "FORMAT.md")) as fh:
+        assert sidecar_tables().strip() in fh.read(), "run `python -m kftools.journal.format` and paste into FORMAT.md"

@@ -57,7 +57,7 @@ def run_all(quick: bool = False, progress=None) -> dict:
     """Run every benchmark, in one process tree, one after the other (they share the 2 cores badly)."""
     import shutil
 
-    from . import cpp, export, latency, merge, replay, throughput
+    from . import archive, cpp, export, latency, merge, replay, throughput
 
     plan = [
         ("throughput", lambda: throughput.run(frames=500_000 if quick else 2_000_000)),
@@ -66,6 +66,7 @@ def run_all(quick: bool = False, progress=None) -> dict:
         ("replay", lambda: replay.run(frames=100_000 if quick else 200_000)),
         ("merge", lambda: merge.run(frames=2_000_000 if quick else 8_000_000,
                                     per_frame_frames=200_000 if quick else 1_000_000)),
+        ("archive", lambda: archive.run(frames=200_000 if quick else 1_000_000)),
     ]
     if shutil.which("g++") or shutil.which("c++"):
         plan.append(("cpp", lambda: cpp.run(frames=30_000 if quick else 200_000)))

@@ -180,15 +180,25 @@ def decompress_archive(path: str, *, check_crc: bool = False) -> tuple[mmap.mmap
     dctx = zstandard.ZstdDecompressor()
     pos = 0
     try:
-        for at, csize, dsize in info.frames:
-            try:
-                chunk = dctx.decompress(data[at : at + csize], max_output_size=dsize)
-            except zstandard.ZstdError as e:
-                raise CorruptJournal(f"{path}: archived bytes {pos}..{pos + dsize} do not decompress: {e}") from None
-            if len(chunk) != dsize:
-                raise CorruptJournal(f"{path}: archived frame at {at} holds {len(chunk)} bytes, not {dsize}")
-            mm[pos : pos + dsize] = chunk
-            pos += dsize
+        with memoryview(data) as src, memoryview(mm) as dst:
+            for at, csize, dsize in info.frames:
+                # straight into the page's memory: no intermediate bytes object per frame
+                got = 0
+                try:
+                    with dctx.stream_reader(src[at : at + csize]) as zr:
+                        while got < dsize:
+                            with dst[pos + got : pos + dsize] as window:
+                                n = zr.readinto(window)
+                            if not n:
+                                break
+                            got += n
+                        if zr.read(1):  # also makes the decoder reach the frame's end and check its checksum
+                            got += 1
+                except zstandard.ZstdError as e:
+                    raise CorruptJournal(f"{path}: archived bytes {pos}..{pos + dsize} do not decompress: {e}") from None
+                if got != dsize:
+                    raise CorruptJournal(f"{path}: archived frame at {at} holds {got} bytes, not {dsize}")
+                pos += dsize
         if check_crc and crc32_of(mm, info.data_size) != info.crc32:
             raise CorruptJournal(f"{path}: CRC-32 of the restored bytes differs from the archived page's")
     except BaseException:

@@ -139,7 +139,7 @@ READERS_HEADER = Layout(
 READER_SLOT = Layout(
     "ReaderSlot",
     [
-        Field("position", "u64", "page << 32 | offset of the last frame the reader consumed; 0 before the first"),
+        Field("position", "u64", "`(page << 32) + offset` of the last frame the reader consumed; 0 before the first"),
         Field("pid", "u32", "pid of the process that claimed the name"),
         Field("state", "u32", "0 free, 1 claimed (alive unless the process is gone), 2 released cleanly"),
         Field("start_ticks", "u64", "the process's start time (/proc/PID/stat field 22): a reused pid is not alive"),
@@ -243,5 +243,14 @@ def format_tables() -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def sidecar_tables() -> str:
+    """The Markdown tables of FORMAT.md's "Files beside a journal" section."""
+    parts = []
+    for layout in (READERS_HEADER, READER_SLOT, CHECKSUM_RECORD, ARCHIVE_HEADER):
+        parts.append(f"#### {layout.name} ({layout.size} bytes)\n\n{layout.doc}\n\n" + layout.markdown_table())
+    return "\n\n".join(parts) + "\n"
+
+
 if __name__ == "__main__":  # pragma: no cover
     print(format_tables())
+    print(sidecar_tables())

@@ -25,7 +25,7 @@ from .format import (
 )
 from .framestream import STATUS_BACKLOG, STATUS_BAD_CURSOR, STATUS_BAD_FRAME, Frame, frames_at, frames_from_headers
 from .lock import is_locked
-from .page import U32, NotYetWritten, Page, open_page, page_exists
+from .page import U32, ArchivedPage, NotYetWritten, Page, open_page, page_exists
 from .positions import PositionSlot
 from .registry import DEFAULT_REGISTRY, TypeRegistry
 from .scan import (
@@ -42,6 +42,7 @@ from .scan import (
 
 HEADER_DTYPE = FRAME_HEADER.dtype
 _MAX_OPEN_PAGES = 32
+_MAX_ARCHIVED_PAGES = 2
 _U32_FROM = U32.unpack_from
 DEFAULT_BATCH = 65536
 
@@ -371,6 +372,11 @@ class Reader:
         if len(self._pages) > _MAX_OPEN_PAGES:
             # dropping our reference is enough: frames still holding the page keep it mapped
             self._pages.popitem(last=False)
+        if isinstance(p, ArchivedPage):
+            # an archived page lives in anonymous memory, not the page cache: keep few of them
+            held = [i for i, q in self._pages.items() if isinstance(q, ArchivedPage)]
+            for i in held[:-_MAX_ARCHIVED_PAGES]:
+                del self._pages[i]
         return p
 
     def page_path(self, index: int) -> str:

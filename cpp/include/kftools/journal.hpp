@@ -182,9 +182,11 @@ inline bool exists(const std::string& p) {
     return ::stat(p.c_str(), &st) == 0;
 }
 
+// `kftools archive` replaces sealed middle pages by <page>.zst: they still count, so a
+// resuming writer lands on the true last page, never behind an archived one.
 inline uint32_t last_page_index(const std::string& path) {
     uint32_t i = 0;
-    while (exists(page_path(path, i + 1))) ++i;
+    while (exists(page_path(path, i + 1)) || exists(page_path(path, i + 1) + ".zst")) ++i;
     return i;
 }
 
