@@ -70,7 +70,7 @@ def what_commands_see(path, tmp, cli: bool) -> dict:
         out["replay"] = json.loads(res.stdout)["frames"]
     else:
         buf = io.StringIO()
-        assert cat(path, registry=DEFAULT_REGISTRY, out=buf, fmt="jsonl") is None
+        assert cat(path, registry=DEFAULT_REGISTRY, out=buf, fmt="jsonl").damage is None
         out["cat"] = buf.getvalue()
         rep = verify(path)
         out["verify"] = (rep.clean, rep.frames, len(rep.pages))
