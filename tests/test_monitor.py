@@ -116,6 +116,10 @@ def test_metrics_scraped_over_http(tmp_path):
         assert m[("kftools_trigger_latency_seconds_bucket", (("journal", path), ("le", "0.0025")))] == 2
         assert m[("kftools_trigger_latency_seconds_sum", j)] == pytest.approx(0.002001)
         assert m[("kftools_newest_frame_age_seconds", j)] >= 0
+        # sealed pages were checksummed in the background, for verify
+        from kftools.journal.checksums import read_checksums
+
+        assert sorted(read_checksums(path)) == list(range(int(m[("kftools_pages", j)]) - 1))
     finally:
         assert mon.stop() == 0
 

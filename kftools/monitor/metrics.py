@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import KftoolsError
+from ..journal.checksums import record_checksums
 from ..journal.format import FRAME_HEADER_SIZE, PAGE_HEADER_SIZE
 from ..journal.positions import ReaderLag, reader_lags
 from ..journal.reader import Reader
@@ -89,6 +90,7 @@ class JournalWatch:
         self.state = JournalSample(path)
         self._last_check: tuple[int, int] | None = None  # (monotonic ns, frames_total)
         self._last_growth_ns: int | None = None  # wall ns when the count last grew
+        self._checksummed_pages = 0
 
     def sample(self) -> JournalSample:
         s = self.state
@@ -104,6 +106,8 @@ class JournalWatch:
             s.page_fill = min(last.cursor, last.limit()) / last.capacity if last.capacity else 0.0
             s.writer_state, s.writer_pid = r.writer_state()
             s.readers = reader_lags(r, end=self.position, newest=s.newest_gen_time)
+            if s.pages != self._checksummed_pages:
+                self._record_checksums(s.pages)
         except (KftoolsError, OSError) as e:
             s.readable, s.problem = False, str(e)
             if self.reader is not None:
@@ -123,6 +127,14 @@ class JournalWatch:
             since = max(s.newest_gen_time, self._last_growth_ns or s.newest_gen_time)
             s.silent_for = max(0, now - since) / 1e9
         return s
+
+    def _record_checksums(self, pages: int) -> None:
+        """Checksum pages sealed since the last check (off the writer's path: here, in the monitor)."""
+        try:
+            record_checksums(self.path)
+            self._checksummed_pages = pages
+        except (KftoolsError, OSError):
+            pass  # a read-only folder: verify then checks structure only; the metrics go on
 
     def _count_new(self, s: JournalSample) -> None:
         r = self.reader
