@@ -68,6 +68,7 @@ def run_case(tmp, rng, stats, command):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_archive_kill_9_at_random_instants(tmp_path):
     rng = random.Random(14)
     stats: collections.Counter = collections.Counter()
