@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from .errors import OutputError, UsageError
-from .journal.page import journal_pages
+from .journal.page import ARCHIVE_SUFFIX, journal_pages
 
 
 def check_output(out: str, *, force: bool = False, folder: bool = False, inputs=(), what: str = "output") -> None:
@@ -47,4 +47,9 @@ def temporary_name(path: str) -> str:
 def remove_journal(path: str) -> None:
     """Delete every page of the journal at ``path``."""
     for p in journal_pages(path):
-        os.unlink(p)
+        for f in (p, p + ARCHIVE_SUFFIX):
+            if os.path.exists(f):
+                os.unlink(f)
+    for f in (path + ".checksums", path + ".readers"):
+        if os.path.exists(f):
+            os.unlink(f)

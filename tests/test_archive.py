@@ -217,3 +217,22 @@ def test_format_md_has_the_sidecar_tables():
 
     with open(os.path.join(root, "FORMAT.md")) as fh:
         assert sidecar_tables().strip() in fh.read(), "run `python -m kftools.journal.format` and paste into FORMAT.md"
+
+
+def test_a_new_journal_of_the_same_name_drops_stale_records_and_force_removes_archives(tmp_path):
+    path = str(tmp_path / "j.dat")
+    write_journal(path, 500, seed=1)
+    record_checksums(path)
+    for p in glob.glob(path + "*"):
+        if not p.endswith(".checksums"):
+            os.unlink(p)  # the pages go, the records stay behind
+    write_journal(path, 500, seed=2)
+    assert run_cli("verify", path).returncode == 0
+    # replaying over an archived output with --force leaves no archived page of the old output behind
+    out = str(tmp_path / "out.dat")
+    write_journal(out, 900, seed=3)
+    archive([out])
+    assert glob.glob(out + ".*.zst")
+    res = run_cli("replay", "--max", "--force", path, "-o", out)
+    assert res.returncode == 0, res.stderr
+    assert not glob.glob(out + ".*.zst") and kftools.Reader(out).count() == kftools.Reader(path).count()

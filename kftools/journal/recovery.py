@@ -7,7 +7,8 @@ import shutil
 from dataclasses import dataclass, field
 
 from ..errors import KftoolsError, NotAJournal, OutputError, UsageError
-from .checksums import checksum_problem, read_checksums
+from .archive import archive_path
+from .checksums import checksum_problem, checksums_path, read_checksums
 from .format import FLAGS_OFFSET, MAGIC, PAGE_HEADER, PAGE_HEADER_SIZE, PID_OFFSET, PageFlag, page_path
 from .lock import try_lock
 from .page import U32, ArchivedPage, Page, open_page
@@ -241,9 +242,15 @@ def _cut_in_place(path, r, damage, keep_pages, last_end, frames, npages) -> Reco
         dropped = 0
         for i in range(keep_pages, npages):
             p = page_path(path, i)
-            if os.path.exists(p):
-                shutil.move(p, p + ".damaged")  # kept aside, never deleted
-                dropped += 1
+            moved = False
+            for f in (p, archive_path(p)):
+                if os.path.exists(f):
+                    shutil.move(f, f + ".damaged")  # kept aside, never deleted
+                    moved = True
+            dropped += moved
+        # the cut page's recorded checksum no longer holds: monitor and archive record it again
+        if os.path.exists(checksums_path(path)):
+            os.unlink(checksums_path(path))
     finally:
         os.close(fd)
     return RecoverResult(path, frames, keep_pages, damage, dropped)

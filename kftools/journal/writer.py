@@ -38,6 +38,15 @@ from .recovery import validate_page
 from .registry import DEFAULT_REGISTRY, TypeRegistry
 
 
+def _forget_checksums(path: str) -> None:
+    from .checksums import checksums_path
+
+    try:
+        os.unlink(checksums_path(path))
+    except FileNotFoundError:
+        pass
+
+
 def _frame_struct(payload) -> struct.Struct:
     # header and payload packed in one call: derived from the two layouts
     return struct.Struct(BYTE_ORDER + FRAME_HEADER.struct.format[1:] + payload.struct.format[1:])
@@ -90,6 +99,7 @@ class Writer:
                 raise JournalLocked(f"{self.path}: journal is locked by a writer ({who})")
             if os.fstat(fd).st_size == 0 or _header_unfinished(fd, self.path):
                 self.page_size = page_size or DEFAULT_PAGE_SIZE
+                _forget_checksums(self.path)  # records of an earlier journal of this name would not match
                 try:
                     _init_page(fd, self.page_size, 0, self.path)
                 except OutputError:
