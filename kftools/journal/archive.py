@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import zstandard
 
 from ..errors import CorruptJournal, KftoolsError, NotAJournal, UsageError
 from .format import (
@@ -95,6 +94,8 @@ def write_archive(page_mm, page_index: int, out_fd: int, *, level: int = DEFAULT
     ah = ARCHIVE_HEADER.struct.pack(ARCHIVE_MAGIC, 1, page_index, chunk_size, file_size, data_size, crc,
                                     header["write_cursor"], b"")
     out = [SKIPPABLE_HEADER.struct.pack(ZSTD_SKIPPABLE_MAGIC, len(ah)), ah]
+    import zstandard  # only archiving and reading archived pages need it: keep it off every command's start
+
     cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
     entries = []
     with memoryview(page_mm) as mv:
@@ -177,6 +178,8 @@ def decompress_archive(path: str, *, check_crc: bool = False) -> tuple[mmap.mmap
     data = _read_file(path)
     info = read_archive_info_bytes(data, path)
     mm = mmap.mmap(-1, max(info.file_size, 1))
+    import zstandard
+
     dctx = zstandard.ZstdDecompressor()
     try:
         with memoryview(data) as src:

@@ -54,7 +54,14 @@ def run_case(tmp, rng, stats, command):
     expect = cli("cat", path).stdout
     args = [command, path] + (["--level", str(rng.choice([1, 3, 19]))] if command == "archive" else [])
     proc = subprocess.Popen([*KFTOOLS, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(rng.uniform(0, 1.5))  # fault injection: a random instant, not a synchronisation
+    # start the clock when the run visibly works on a page (its interpreter start-up takes seconds on a loaded
+    # machine), then kill at a random instant: fault injection, not synchronisation
+    zst = len(glob.glob(glob.escape(path) + "*.zst"))
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if glob.glob(glob.escape(path) + "*.part") or len(glob.glob(glob.escape(path) + "*.zst")) != zst:
+            break
+    time.sleep(rng.uniform(0, 0.6))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     stats[f"{command}: killed with {landed(path)}" if proc.returncode == -signal.SIGKILL
