@@ -78,6 +78,11 @@ EXAMPLES = {
     "bench merge": "kftools bench merge --json",
     "bench kungfu": "kftools bench kungfu --frames 1000000 --json",
     "bench all": "kftools bench all --quick --out results.json",
+    "readers": "kftools readers feed.dat --clear   # forget readers whose process is gone",
+    "monitor": "kftools monitor runtime/ --alert 'lag_seconds > 1' --alert-command 'notify-send \"$KFTOOLS_ALERT_MESSAGE\"'",
+    "archive": "kftools archive runtime/ --older-than 1d",
+    "unarchive": "kftools unarchive feed.dat",
+    "bench archive": "kftools bench archive --json",
 }
 #: placeholders of arguments by name, and of option values by type (never Typer's {journal} or <bool>)
 _ARG_METAVARS = {"journal": "JOURNAL", "journals": "JOURNAL", "out": "PATH", "src": "PATH"}
@@ -624,12 +629,12 @@ def monitor_cmd(
         on_listening=lambda url: typer.echo(f"kftools: serving metrics on {url}", err=True))
 
 
-JournalsArg = Annotated[list[Path], typer.Argument(help="Journals (first pages) or folders of journals.", show_default=False)]
+EachJournalArg = Annotated[list[Path], typer.Argument(help="Journals (first pages) or folders of journals, each on its own.", show_default=False)]
 
 
 @command(name="archive")
 def archive_cmd(
-    journals: JournalsArg,
+    journals: EachJournalArg,
     older_than: Annotated[str | None, typer.Option("--older-than", help="Only pages last written this long ago (10m, 12h, 1d).")] = None,
     level: Annotated[int, typer.Option("--level", help="zstd level, 1 (fast) to 22 (small).")] = 3,
     json_out: JsonOpt = False,
@@ -645,7 +650,7 @@ def archive_cmd(
 
 
 @command(name="unarchive")
-def unarchive_cmd(journals: JournalsArg, json_out: JsonOpt = False) -> None:
+def unarchive_cmd(journals: EachJournalArg, json_out: JsonOpt = False) -> None:
     """Restore archived pages byte-identical to the originals."""
     from .journal.archive import unarchive
     from .monitor import expand_journals

@@ -24,7 +24,7 @@ from ..errors import NotAJournal, UsageError
 from . import yijinjing
 from .format import FRAME_HEADER_SIZE, KFTOOLS, PageFlag
 from .framestream import stream as _frame_stream
-from .page import Page
+from .page import SIDECAR_SUFFIXES, Page
 from .reader import (
     DEFAULT_BATCH,
     HEADER_DTYPE,
@@ -50,7 +50,8 @@ DEFAULT_HOLD = 0.05
 
 
 def journals_in(folder: str) -> list[str]:
-    """First pages of the journals in ``folder``, by name (not ``<path>.<n>`` later pages, not hidden files);
+    """First pages of the journals in ``folder``, by name (not ``<path>.<n>`` later pages, not hidden files, not the
+    files kftools keeps beside a journal);
     in a Kungfu ``KF_HOME``, ``runtime`` or ``journal/{mode}`` folder, the first page of every journal under it."""
     kungfu = yijinjing.find_journals(folder)
     if kungfu:
@@ -59,7 +60,7 @@ def journals_in(folder: str) -> list[str]:
     for name in sorted(os.listdir(folder)):
         p = os.path.join(folder, name)
         stem, _, ext = name.rpartition(".")
-        if name.startswith(".") or not os.path.isfile(p) or (ext.isdigit() and stem):
+        if name.startswith(".") or not os.path.isfile(p) or (ext.isdigit() and stem) or name.endswith(SIDECAR_SUFFIXES):
             continue
         out.append(p)
     return out

@@ -303,12 +303,13 @@ SIDECAR_SUFFIXES = (".readers", ".checksums", ".zst", ".part")
 
 
 def journals_in(folder: str) -> list[str]:
-    """First pages of the journals in ``folder``: not ``<path>.<n>`` pages, not files kftools keeps beside them."""
+    """First pages of the journals in ``folder``, by name: not ``<path>.<n>`` later pages, not hidden files,
+    not the files kftools keeps beside a journal."""
     out = []
     for name in sorted(os.listdir(folder)):
         p = os.path.join(folder, name)
         stem, _, ext = name.rpartition(".")
-        if not os.path.isfile(p) or (ext.isdigit() and stem) or name.endswith(SIDECAR_SUFFIXES):
+        if name.startswith(".") or not os.path.isfile(p) or (ext.isdigit() and stem) or name.endswith(SIDECAR_SUFFIXES):
             continue
         out.append(p)
     return out
