@@ -467,6 +467,8 @@ class Replay:
         reader = open_journals(paths, registry=registry)
         assert reader is not None  # only a waiting open returns None
         self.reader: Reader | MergedReader = reader
+        if name is not None and isinstance(reader, MergedReader):
+            raise UsageError("--name publishes the position of a follower of one journal, not of several")
         self.inputs = paths if isinstance(reader, Reader) else reader.journals
         if isinstance(reader, MergedReader) and out is None:
             reader.close()
@@ -546,9 +548,10 @@ class Replay:
                 st.following = True
                 st.loops_done = 0
                 st.span_total_ns = 0  # following continues the one loop: position counts from the same t0
+                named = {} if self.name is None else {"name": self.name}  # one journal only (checked at start)
                 batches = self.reader.follow_batches(
                     start=self.end_position, wait=self.wait, stop=self.stopped,
-                    batch_size=PACED_BATCH if self.speed else MAX_BATCH, name=self.name, **filters
+                    batch_size=PACED_BATCH if self.speed else MAX_BATCH, **named, **filters  # type: ignore[arg-type]
                 )
                 self._play(batches, anchor, live=True)
                 st.loops_done = 1
