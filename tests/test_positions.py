@@ -150,3 +150,25 @@ def test_named_follow_costs_nothing_unnamed(tmp_path):
     with kftools.Reader(path) as r:
         assert sum(1 for _ in r.follow(idle_timeout=0.01)) == 50
     assert not os.path.exists(positions_path(path))
+
+
+@pytest.mark.parametrize("command", ["replay", "export"])
+def test_replay_and_export_follow_publish_their_name(tmp_path, command):
+    path = str(tmp_path / "f.dat")
+    write_feed(path, 200)
+    out = tmp_path / ("out.dat" if command == "replay" else "out.parquet")
+    args = (["replay", "--follow", "--max", "--wait", "sleep", path, "-o", out] if command == "replay"
+            else ["export", "--follow", "-q", path, out])
+    proc = subprocess.Popen([*KFTOOLS, *map(str, args), "--name", command], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(3000):  # until the follower has consumed every frame (an event), with a generous guard
+            r = _readers(path).get(command)
+            if r and r["lag_frames"] == 0 and r["position"] is not None:
+                break
+            assert proc.poll() is None, proc.stderr.read()
+        assert r["state"] == "alive" and r["pid"] == proc.pid
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    assert _readers(path)[command]["state"] == "exited"  # released its name on the way out

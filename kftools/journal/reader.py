@@ -575,7 +575,7 @@ class Reader:
         """
         filt = _Filter(start if isinstance(start, int) and not isinstance(start, bool) else None, None, types, symbols)
         policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
-        slot = None if name is None else PositionSlot(self.path, name)
+        slot = None if name is None else self._claim(name, self._start_position(start))
         if self.fmt is not KFTOOLS:
             # no write cursor to spin on: follow the chain of frames batch by batch
             batches = self._follow_batches(self._start_position(start), filt, policy, stop, idle_timeout, DEFAULT_BATCH,
@@ -585,6 +585,18 @@ class Reader:
         if slot is None:
             return self._follow(self._start_position(start), filt, policy, stop, idle_timeout)
         return self._follow_named(self._start_position(start), filt, policy, stop, idle_timeout, slot)
+
+    def _claim(self, name: str, start: Position) -> PositionSlot:
+        """Claim ``name``; a follower starting past the beginning has consumed up to its start."""
+        slot = PositionSlot(self.path, name)
+        if start > (0, PAGE_HEADER_SIZE):
+            last = None
+            for b in self.batches(start=(max(0, start[0] - 1), PAGE_HEADER_SIZE), until=start, batch_size=1 << 20):
+                if len(b):
+                    last = (b.page.index, int(b.offsets[-1]))
+            if last is not None:
+                slot.store(*last)
+        return slot
 
     def _follow(self, position, filt, policy, stop, idle_timeout) -> Iterator[Frame]:
         # the frame stream spins on the cursor and decodes in C; _LiveRefill does everything slower
@@ -622,7 +634,7 @@ class Reader:
             start_time = start
         filt = _Filter(start_time, end_time, types, symbols)
         policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
-        slot = None if name is None else PositionSlot(self.path, name)
+        slot = None if name is None else self._claim(name, self._start_position(start))
         return self._follow_batches(self._start_position(start), filt, policy, stop, idle_timeout, batch_size, slot)
 
     def _follow_batches(self, position, filt, policy, stop, idle_timeout, batch_size, slot) -> Iterator[FrameBatch]:
