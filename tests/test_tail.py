@@ -522,3 +522,21 @@ def test_lag_shown_while_a_writer_is_alive(tmp_path):
         run(go())
     finally:
         w.close()
+
+
+def test_tail_shows_a_kungfu_journal_by_location_with_decoded_rows():
+    td = os.path.join(ROOT, "tests", "data", "kungfu", "kf_home", "runtime", "td", "sim", "acct1", "journal", "live")
+    with Reader(td) as r:
+        last = list(r)[-1]
+
+    async def go():
+        app = TailApp(td, DEFAULT_REGISTRY)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.query_one(FrameTable)
+            await until(pilot, lambda: table.count == 5001 and app.caught_up, what="load")
+            assert "td/sim/acct1/live/00000000" in app.header_text and "page 2 of 2" in app.header_text
+            rows = app.index.frames(app.reader, 5000, 5001)
+            assert [(f.type_name, f.offset, f.fields["instrument_id"]) for f in rows] == [
+                (last.type_name, last.offset, last.fields["instrument_id"])]
+
+    run(go())
