@@ -6,9 +6,12 @@ from .errors import (
     JournalLocked,
     KftoolsError,
     NotAJournal,
+    OutputError,
     SchemaError,
+    StrategyError,
     UnknownType,
     UnsupportedVersion,
+    UsageError,
 )
 from .journal import (
     Damage,
@@ -33,6 +36,7 @@ from .journal import (
 __version__ = "0.1.0"
 __all__ = [
     "CorruptJournal", "Damage", "Frame", "FrameBatch", "FrameTooLarge", "JournalLocked", "KftoolsError", "MergedBatch",
-    "MergedReader", "MsgType", "NotAJournal", "open_many", "OrderType", "Reader", "SchemaError", "Side", "TypeRegistry", "UnknownType", "UnsupportedVersion",
-    "WaitPolicy", "Writer", "load_registry", "recover", "register_type", "verify",
+    "MergedReader", "MsgType", "NotAJournal", "OrderType", "OutputError", "Reader", "SchemaError", "Side",
+    "StrategyError", "TypeRegistry", "UnknownType", "UnsupportedVersion", "UsageError", "WaitPolicy", "Writer",
+    "load_registry", "open_many", "recover", "register_type", "verify",
 ]

@@ -1,23 +1,38 @@
 """The ``kftools`` command line: thin, one library call per command.
 
-Errors from the library (``KftoolsError``) become one line on stderr and the
-error's exit code; nothing here prints a traceback for bad input.
+Errors from the library (``KftoolsError``) become one line on stderr and an
+exit code from ``EXIT_CODES``, the one table where exit codes are decided;
+nothing here prints a traceback for bad input.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import signal
 import sys
 import threading
+from enum import IntEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .errors import KftoolsError, UsageError
+from .errors import (
+    CorruptJournal,
+    FrameTooLarge,
+    JournalLocked,
+    KftoolsError,
+    NotAJournal,
+    OutputError,
+    SchemaError,
+    StrategyError,
+    UnknownType,
+    UnsupportedVersion,
+    UsageError,
+)
 
 app = typer.Typer(
     name="kftools",
@@ -30,7 +45,42 @@ bench_app = typer.Typer(help="Benchmarks (never part of `make test`).", no_args_
 app.add_typer(bench_app, name="bench")
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
+class ExitCode(IntEnum):
+    """Every exit status kftools uses (README: Commands)."""
+
+    OK = 0
+    FAILED = 1  # the command could not do its job (nothing recoverable, a strategy raised, ...)
+    BAD_INPUT = 2  # a bad option, a file that is not a journal, an output that cannot be written
+    DAMAGED = 3  # the journal is damaged: the valid frames before the damage were handled
+    LOCKED = 4  # another writer holds the journal
+    INTERRUPTED = 130  # stopped by SIGINT/SIGTERM (as a shell reports Ctrl-C)
+
+
+#: The one table mapping library errors to exit codes; a subclass maps as its nearest listed ancestor.
+EXIT_CODES: dict[type[KftoolsError], ExitCode] = {
+    KftoolsError: ExitCode.FAILED,
+    NotAJournal: ExitCode.BAD_INPUT,
+    UnsupportedVersion: ExitCode.BAD_INPUT,
+    UnknownType: ExitCode.BAD_INPUT,
+    SchemaError: ExitCode.BAD_INPUT,
+    UsageError: ExitCode.BAD_INPUT,
+    OutputError: ExitCode.BAD_INPUT,
+    CorruptJournal: ExitCode.DAMAGED,
+    JournalLocked: ExitCode.LOCKED,
+    FrameTooLarge: ExitCode.FAILED,
+    StrategyError: ExitCode.FAILED,
+}
+
+
+def exit_code(error: KftoolsError) -> ExitCode:
+    """The exit code of a library error, from ``EXIT_CODES``."""
+    for cls in type(error).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return ExitCode.FAILED
+
+
+def fail(message: str, code: ExitCode = ExitCode.FAILED) -> typer.Exit:
     """Print one error line and return the Exit to raise."""
     typer.echo(f"kftools: error: {message}", err=True)
     return typer.Exit(code)
@@ -48,14 +98,14 @@ def _guard(fn):
         try:
             return fn(*args, **kwargs)
         except KftoolsError as e:
-            raise fail(str(e), e.exit_code) from None
+            raise fail(str(e), exit_code(e)) from None
         except BrokenPipeError:
             # `kftools cat ... | head`: the reader left; say nothing
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-            raise typer.Exit(0) from None
+            raise typer.Exit(ExitCode.OK) from None
         except KeyboardInterrupt:
-            raise typer.Exit(130) from None
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
 
     return wrapper
 
@@ -218,6 +268,37 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
+@contextlib.contextmanager
+def export_progress_bar(quiet: bool = False, follow: bool = False):
+    """``(on_total, on_progress)`` callbacks drawing a rich bar on stderr; no-ops off a terminal or if quiet."""
+    if quiet or not sys.stderr.isatty():
+        yield None, None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = [TextColumn("[bold]export"), BarColumn(), TextColumn("{task.fields[rows]:,} frames"),
+               TransferSpeedColumn(), TimeRemainingColumn() if not follow else TimeElapsedColumn()]
+    with Progress(*columns, console=Console(stderr=True), transient=False) as prog:
+        task = prog.add_task("export", total=None, rows=0)
+
+        def on_total(nbytes: int) -> None:
+            if not follow:
+                prog.update(task, total=max(nbytes, 1))
+
+        def on_progress(rows: int, nbytes: int) -> None:
+            prog.update(task, completed=nbytes, rows=rows)
+
+        yield on_total, on_progress
+
+
 # -- core commands -----------------------------------------------------------------
 def _one_file(journals: list[Path]) -> bool:
     return len(journals) == 1 and not journals[0].is_dir()
@@ -228,12 +309,18 @@ def _summary(kind: str, journals: list[Path], json_out: bool, schema) -> None:
     from .many import summarize
 
     summary = summarize(kind, [str(j) for j in journals], registry_for(schema))
+
+    def status_of(row) -> int:
+        if row.error is not None:
+            return exit_code(row.error)
+        return ExitCode.DAMAGED if row.damaged else ExitCode.OK
+
     if json_out:
-        typer.echo(json.dumps(summary.to_dict()))
+        typer.echo(json.dumps(summary.to_dict(status_of)))
     else:
         for line in summary.lines():
             typer.echo(line)
-    raise typer.Exit(summary.status)
+    raise typer.Exit(summary.status(status_of))
 
 
 @command(name="info")
@@ -257,7 +344,7 @@ def info_cmd(journals: JournalsArg, json_out: JsonOpt = False, schema: SchemaOpt
         Console().print(t)
     if info.damage:
         warn(f"{info.damage}; counted the valid frames before it")
-        raise typer.Exit(3)
+        raise typer.Exit(ExitCode.DAMAGED)
 
 
 @command(name="cat")
@@ -302,7 +389,7 @@ def _cat_done(res) -> None:
         warn(f"no frame matched {res.unmatched}")
     if res.damage is not None:
         warn(f"{res.damage}; printed the valid frames before it")
-        raise typer.Exit(3)
+        raise typer.Exit(ExitCode.DAMAGED)
 
 
 @command(name="verify")
@@ -327,7 +414,7 @@ def verify_cmd(journals: JournalsArg, json_out: JsonOpt = False, schema: SchemaO
         if rep.clean:
             typer.echo("clean")
     if not rep.clean:
-        raise fail(f"damaged: first invalid frame at {rep.damage}", 3)
+        raise fail(f"damaged: first invalid frame at {rep.damage}", ExitCode.DAMAGED)
 
 
 @command(name="readers")
@@ -375,7 +462,9 @@ def recover_cmd(
         later = f", and {res.dropped_pages} later page(s) holding {res.dropped_frames:,} readable frame(s)" \
             if res.dropped_pages else ""
         warn(f"dropped {res.dropped_bytes:,} byte(s) from {res.damage}{later}")
-    raise typer.Exit(res.status)
+    if res.damage is not None:
+        # something dropped: damaged if a valid prefix was kept, failed if nothing was
+        raise typer.Exit(ExitCode.DAMAGED if res.frames else ExitCode.FAILED)
 
 
 @command(name="simulate")
@@ -422,10 +511,10 @@ def export_cmd(
     schema: SchemaOpt = None,
 ) -> None:
     """Export frames to Parquet (typed columns, lossless); a folder of journals to a hive-partitioned dataset."""
-    from .export import export, progress_bar
+    from .export import export
 
     stop = stop_on_signals() if follow else None
-    with progress_bar(quiet, follow) as (on_total, on_progress):
+    with export_progress_bar(quiet, follow) as (on_total, on_progress):
         res = export(str(journal), str(out), registry=registry_for(schema), types=type_, symbols=symbol, start=start,
                      end=end, compression=compression, row_group_size=row_group_size, split=split, follow=follow,
                      stop=stop, force=force, progress=on_progress, total=on_total, name=name)
@@ -438,7 +527,8 @@ def export_cmd(
         warn(f"skipped {why}")
     for d in res.damage:
         warn(f"{d}; exported the valid frames before it and dropped the rest")
-    raise typer.Exit(res.status)
+    if res.damage:
+        raise typer.Exit(ExitCode.DAMAGED)
 
 
 @command(name="import")
@@ -495,8 +585,8 @@ def replay_cmd(
 
     Several journals (or a folder) play as one timeline merged by gen_time into the one output (-o needed).
     """
-    from .replay import Controller, KeyReader, Replay
-    from .replay.ui import Progress, summary_lines
+    from .replay import Controller, Replay
+    from .replay.ui import KeyReader, Progress, summary_lines
 
     if paused and not sys.stdin.isatty():
         raise UsageError("--paused needs a terminal on stdin (space resumes, right arrow steps)")
@@ -532,9 +622,9 @@ def replay_cmd(
             typer.echo(line)
     if st.damage is not None:
         warn(f"{st.damage}; replayed the {st.frames:,} valid frame(s) before it")
-        raise typer.Exit(3)
+        raise typer.Exit(ExitCode.DAMAGED)
     if st.interrupted and not follow:
-        raise typer.Exit(130)
+        raise typer.Exit(ExitCode.INTERRUPTED)
 
 
 @command(bench_app, name="replay")

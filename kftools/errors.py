@@ -1,7 +1,8 @@
 """The one exception hierarchy of kftools.
 
 The library raises these and never prints; the CLI maps them to exit codes
-at its edge (see ``EXIT_CODES``) and prints ``str(error)`` on one line.
+in one table at its edge (``EXIT_CODES`` in ``kftools/cli.py``) and prints
+``str(error)`` on one line. Nothing in the library decides an exit code.
 """
 
 from __future__ import annotations
@@ -10,31 +11,21 @@ from __future__ import annotations
 class KftoolsError(Exception):
     """Root of every error kftools raises on purpose."""
 
-    exit_code = 1
-
 
 class NotAJournal(KftoolsError):
     """The path is missing, a directory, empty, or does not hold a journal page."""
-
-    exit_code = 2
 
 
 class UnsupportedVersion(KftoolsError):
     """The page header names a format version this kftools cannot read."""
 
-    exit_code = 2
-
 
 class CorruptJournal(KftoolsError):
     """Structural validation failed below the write cursor."""
 
-    exit_code = 3
-
 
 class JournalLocked(KftoolsError):
     """Another writer holds the journal."""
-
-    exit_code = 4
 
 
 class FrameTooLarge(KftoolsError):
@@ -44,25 +35,17 @@ class FrameTooLarge(KftoolsError):
 class UnknownType(KftoolsError):
     """A message type name or id that no registry knows."""
 
-    exit_code = 2
-
 
 class SchemaError(KftoolsError):
     """A schema file or registered dtype is malformed."""
-
-    exit_code = 2
 
 
 class UsageError(KftoolsError):
     """A bad option value (time, speed, output path...)."""
 
-    exit_code = 2
-
 
 class OutputError(KftoolsError):
     """The output path cannot be written."""
-
-    exit_code = 2
 
 
 class StrategyError(KftoolsError):

@@ -1,17 +1,17 @@
 """``info`` and ``verify`` over several journals (or folders): a row per journal, a total, the worst status.
 
-Status of one journal: 0 clean, 3 damaged, or the exit code of the error that
-kept it from being read (2: not a journal); the status of the whole is the
-highest of them.
+Each journal is clean, damaged, or unreadable (the error that kept it from
+being read). The CLI turns that into a status per journal (its exit-code
+table, passed in as ``status_of``); the status of the whole is the highest.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .errors import CorruptJournal, KftoolsError
+from .errors import KftoolsError
 from .info import JournalInfo, journal_info
 from .journal.merge import expand_journals
 from .journal.recovery import VerifyReport, verify
@@ -28,12 +28,15 @@ class Row:
     error: KftoolsError | None = None
 
     @property
-    def status(self) -> int:
-        if self.error is not None:
-            return self.error.exit_code
+    def damaged(self) -> bool:
+        if self.error is not None or self.report is None:
+            return False
         if isinstance(self.report, JournalInfo):
-            return 0 if self.report.damage is None else CorruptJournal.exit_code
-        return 0 if self.report is not None and self.report.clean else CorruptJournal.exit_code
+            return self.report.damage is not None
+        return not self.report.clean
+
+
+Status = Callable[[Row], int]  # a journal's exit status (the CLI's table decides it)
 
 
 @dataclass
@@ -43,9 +46,9 @@ class Summary:
     kind: str  # "info" or "verify"
     rows: list[Row] = field(default_factory=list)
 
-    @property
-    def status(self) -> int:
-        return max((r.status for r in self.rows), default=0)
+    def status(self, status_of: Status) -> int:
+        """The worst status of the journals."""
+        return max((status_of(r) for r in self.rows), default=0)
 
     def _frames(self, r: Row) -> int:
         return r.report.frames if r.report is not None else 0
@@ -71,7 +74,7 @@ class Summary:
             return "clean"
         return f"damaged: {r.report.damage}"
 
-    def total(self) -> dict:
+    def total(self, status_of: Status | None = None) -> dict:
         spans = [self._span(r) for r in self.rows]
         firsts = [a for a, _ in spans if a is not None]
         lasts = [b for _, b in spans if b is not None]
@@ -81,10 +84,10 @@ class Summary:
             "frames": sum(self._frames(r) for r in self.rows),
             "first_gen_time": min(firsts, default=None),
             "last_gen_time": max(lasts, default=None),
-            "clean": sum(r.status == 0 for r in self.rows),
-            "damaged": sum(r.status == CorruptJournal.exit_code for r in self.rows),
+            "clean": sum(r.error is None and not r.damaged for r in self.rows),
+            "damaged": sum(r.damaged for r in self.rows),
             "unreadable": sum(r.error is not None for r in self.rows),
-            "status": self.status,
+            **({"status": self.status(status_of)} if status_of is not None else {}),
         }
 
     def table(self) -> list[list[str]]:
@@ -122,15 +125,15 @@ class Summary:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
         return ["  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip() for r in rows]
 
-    def to_dict(self) -> dict:
+    def to_dict(self, status_of: Status) -> dict:
         return {
             "journals": [
-                {"path": r.path, "status": r.status,
+                {"path": r.path, "status": status_of(r),
                  **({"error": str(r.error)} if r.error is not None else {}),
                  **(r.report.to_dict() if r.report is not None else {})}
                 for r in self.rows
             ],
-            "total": self.total(),
+            "total": self.total(status_of),
         }
 
 

@@ -290,3 +290,26 @@ def test_shell_completion_completes_commands_and_options():
     res = subprocess.run([exe, "--show-completion", "bash"], capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, SHELL="/bin/bash"))
     assert res.returncode == 0 and "_KFTOOLS_COMPLETE=complete_bash" in res.stdout
+
+
+def test_one_exit_code_table_covers_every_error():
+    """Exit codes are decided in one table at the CLI edge; every error class is placed in it on purpose."""
+    import inspect
+
+    import kftools
+    from kftools import errors
+    from kftools.cli import EXIT_CODES, ExitCode, exit_code
+
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, errors.KftoolsError)]
+    assert set(classes) == set(EXIT_CODES)
+    assert not [c for c in classes if "exit_code" in vars(c)]  # no exit codes decided in the library
+    assert exit_code(errors.UsageError("x")) == ExitCode.BAD_INPUT == 2
+    assert exit_code(errors.CorruptJournal("x")) == ExitCode.DAMAGED == 3
+    assert exit_code(errors.JournalLocked("x")) == ExitCode.LOCKED == 4
+
+    class Sub(errors.OutputError):
+        pass
+
+    assert exit_code(Sub("x")) == ExitCode.BAD_INPUT  # a subclass maps as its nearest listed ancestor
+    for c in classes:  # the errors a user can meet are exported from the package
+        assert getattr(kftools, c.__name__) is c

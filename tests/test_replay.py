@@ -21,7 +21,7 @@ from kftools.errors import FrameTooLarge, OutputError, StrategyError, UsageError
 from kftools.journal.format import FRAME_HEADER, MsgType
 from kftools.journal.reader import Reader
 from kftools.journal.writer import Writer
-from kftools.replay import Controller, ManualClock, Replay, replay, set_column
+from kftools.replay import Controller, ManualClock, Replay, handle_key, replay, set_column
 
 MULTI = os.path.join(SAMPLES_DIR, "multipage.dat")
 CLEAN = os.path.join(SAMPLES_DIR, "clean.dat")
@@ -109,10 +109,10 @@ def test_step_does_nothing_unless_paused():
 
 def test_keys_drive_the_controller():
     ctl = Controller(paused=True)
-    assert ctl.handle_key(" ") and not ctl.paused
-    assert ctl.handle_key(" ") and ctl.paused
-    assert ctl.handle_key("\x1b[C") and ctl.take_step()
-    assert not ctl.handle_key("x") and ctl.paused and not ctl.take_step()
+    assert handle_key(ctl, " ") and not ctl.paused
+    assert handle_key(ctl, " ") and ctl.paused
+    assert handle_key(ctl, "\x1b[C") and ctl.take_step()
+    assert not handle_key(ctl, "x") and ctl.paused and not ctl.take_step()
 
 
 def test_start_end_type_symbol_selection(tmp_path):

@@ -103,7 +103,7 @@ def verify(path: str | os.PathLike, registry: TypeRegistry | None = None) -> Ver
 
 @dataclass
 class RecoverResult:
-    """What ``kftools recover`` kept and dropped. ``status``: 0 nothing lost, 3 dropped, 1 nothing recoverable."""
+    """What ``kftools recover`` kept (``frames`` in ``pages``) and dropped (from ``damage`` on; None: nothing lost)."""
 
     out: str
     frames: int
@@ -114,12 +114,6 @@ class RecoverResult:
     dropped_bytes: int = 0
     #: frames that validate on their own in the dropped later pages (the damaged bytes are not counted as frames)
     dropped_frames: int = 0
-
-    @property
-    def status(self) -> int:
-        if self.damage is None:
-            return 0
-        return 3 if self.frames else 1
 
 
 def recover(

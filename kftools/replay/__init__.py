@@ -2,7 +2,6 @@
 
 from .core import (
     Controller,
-    KeyReader,
     ManualClock,
     MonotonicClock,
     Replay,
@@ -13,8 +12,9 @@ from .core import (
     replay,
     set_column,
 )
+from .ui import KeyReader, handle_key
 
 __all__ = [
     "Controller", "KeyReader", "ManualClock", "MonotonicClock", "Replay", "ReplayStats", "StrategyContext",
-    "default_output", "load_strategy", "replay", "set_column",
+    "default_output", "handle_key", "load_strategy", "replay", "set_column",
 ]

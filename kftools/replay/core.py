@@ -18,7 +18,6 @@ import bisect
 import importlib.util
 import os
 import struct
-import sys
 import threading
 import time
 import traceback
@@ -127,12 +126,9 @@ class ManualClock:
         self._advance(self.t + ns)
 
 
-# -- keyboard control -------------------------------------------------------------------
+# -- pause and step ---------------------------------------------------------------------
 class Controller:
-    """Pause, resume and single-step a replay (keys: space toggles pause, right arrow steps)."""
-
-    SPACE = " "
-    RIGHT = "\x1b[C"
+    """Pause, resume and single-step a replay (the terminal's keys drive it: see ``replay.ui``)."""
 
     def __init__(self, paused: bool = False):
         self.paused = paused
@@ -160,59 +156,6 @@ class Controller:
                 self._steps -= 1
                 return True
             return False
-
-    def handle_key(self, key: str) -> bool:
-        """Act on one key (as a terminal sends it); False if the key means nothing here."""
-        if key == self.SPACE:
-            self.toggle()
-        elif key in (self.RIGHT, "\x1bOC"):
-            self.step()
-        else:
-            return False
-        return True
-
-
-class KeyReader:
-    """Feeds a terminal's keys to a :class:`Controller` from a thread (cbreak mode; Ctrl-C still works)."""
-
-    def __init__(self, controller: Controller, fd: int | None = None):
-        self.controller = controller
-        self.fd = sys.stdin.fileno() if fd is None else fd
-        self._done = threading.Event()
-        self._saved: list[Any] | None = None  # termios attributes to restore
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> KeyReader:
-        import termios
-        import tty
-
-        self._saved = termios.tcgetattr(self.fd)
-        tty.setcbreak(self.fd)
-        self._thread = threading.Thread(target=self._run, name="kftools-keys", daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        import select
-
-        while not self._done.is_set():
-            if not select.select([self.fd], [], [], 0.05)[0]:
-                continue
-            key = os.read(self.fd, 1).decode("latin-1")
-            if key == "\x1b":  # an escape sequence: the rest follows at once
-                while select.select([self.fd], [], [], 0.01)[0] and len(key) < 3:
-                    key += os.read(self.fd, 1).decode("latin-1")
-            self.controller.handle_key(key)
-
-    def stop(self) -> None:
-        import termios
-
-        self._done.set()
-        if self._thread is not None:
-            self._thread.join(1.0)
-        if self._saved is not None:
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
-            self._saved = None
 
 
 # -- strategies ---------------------------------------------------------------------------
@@ -789,6 +732,6 @@ def _sibling(out: str, suffix: str) -> str:
 
 
 __all__ = [
-    "Controller", "KeyReader", "ManualClock", "MonotonicClock", "Replay", "ReplayStats", "StrategyContext",
+    "Controller", "ManualClock", "MonotonicClock", "Replay", "ReplayStats", "StrategyContext",
     "default_output", "load_strategy", "replay", "set_column",
 ]

@@ -1,11 +1,73 @@
-"""Terminal side of ``kftools replay``: a live progress bar and the summary lines."""
+"""Terminal side of ``kftools replay``: keys that pause and step, a live progress bar, the summary lines."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+from typing import Any
 
-from .core import Replay, ReplayStats
+from .core import Controller, Replay, ReplayStats
+
+SPACE = " "
+RIGHT_ARROWS = ("\x1b[C", "\x1bOC")  # the arrow in normal and in application cursor mode
+
+
+def handle_key(controller: Controller, key: str) -> bool:
+    """Act on one key (as a terminal sends it): space toggles pause, right arrow steps.
+
+    False if the key means nothing here.
+    """
+    if key == SPACE:
+        controller.toggle()
+    elif key in RIGHT_ARROWS:
+        controller.step()
+    else:
+        return False
+    return True
+
+
+class KeyReader:
+    """Feeds a terminal's keys to a :class:`Controller` from a thread (cbreak mode; Ctrl-C still works)."""
+
+    def __init__(self, controller: Controller, fd: int | None = None):
+        self.controller = controller
+        self.fd = sys.stdin.fileno() if fd is None else fd
+        self._done = threading.Event()
+        self._saved: list[Any] | None = None  # termios attributes to restore
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> KeyReader:
+        import termios
+        import tty
+
+        self._saved = termios.tcgetattr(self.fd)
+        tty.setcbreak(self.fd)
+        self._thread = threading.Thread(target=self._run, name="kftools-keys", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import select
+
+        while not self._done.is_set():
+            if not select.select([self.fd], [], [], 0.05)[0]:
+                continue
+            key = os.read(self.fd, 1).decode("latin-1")
+            if key == "\x1b":  # an escape sequence: the rest follows at once
+                while select.select([self.fd], [], [], 0.01)[0] and len(key) < 3:
+                    key += os.read(self.fd, 1).decode("latin-1")
+            handle_key(self.controller, key)
+
+    def stop(self) -> None:
+        import termios
+
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(1.0)
+        if self._saved is not None:
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
+            self._saved = None
 
 
 class Progress:

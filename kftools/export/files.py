@@ -1,0 +1,129 @@
+"""Export one journal to one Parquet file, or (``split``) to a folder of one file per message type."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+
+import numpy as np
+
+from ..journal.reader import FrameBatch, Reader
+from ..journal.registry import TypeRegistry
+from ..outputs import check_output, temporary_name
+from .columns import Columns
+from .sink import ParquetSink
+from .stream import (
+    DEFAULT_ROW_GROUP,
+    READ_BATCH,
+    ExportResult,
+    Progress,
+    crashed,
+    file_name,
+    journal_bytes,
+    page_meta,
+    pump,
+    remove_output,
+)
+
+
+def export_journal(
+    journal: str,
+    out: str,
+    *,
+    registry: TypeRegistry,
+    types=None,
+    symbols=None,
+    start: str | None = None,
+    end: str | None = None,
+    compression: str = "zstd",
+    row_group_size: int = DEFAULT_ROW_GROUP,
+    split: bool = False,
+    follow: bool = False,
+    stop=None,
+    force: bool = False,
+    progress: Progress | None = None,
+    total: Callable[[int], None] | None = None,
+) -> ExportResult:
+    """Export one journal to ``out`` (a Parquet file, or with ``split`` a folder of one file per type).
+
+    Options as :func:`kftools.export.export` takes them, already checked.
+    """
+    from ..selection import Selection
+
+    if split:
+        check_output(out, force=force, folder=True, inputs=[journal])
+    else:
+        check_output(out, force=force, inputs=[journal])
+    reader = Reader(journal, registry=registry)
+    registry = reader.registry  # a Kungfu journal brings its own types
+    try:
+        sel = Selection.parse(reader, registry, types, symbols, start, end)
+        chosen = [registry.get(t) for t in sel.types] if sel.types else None
+        meta = page_meta(reader)
+        res = ExportResult(out, journals=[journal])
+        until = None if follow else reader.end_position()
+        if total:
+            total(journal_bytes(reader, until))
+        if follow:
+            batches = reader.follow_batches("beginning", "sleep", stop=stop, batch_size=READ_BATCH, **sel.filters())
+        else:
+            batches = reader.batches(READ_BATCH, until=until, **sel.filters())
+        tmp = temporary_name(out)
+        try:
+            if split:
+                _export_split(batches, registry, chosen, tmp, compression, row_group_size, meta, res, progress)
+            else:
+                cols = Columns(registry, [t for t in chosen if t] if chosen else None)
+                sink = ParquetSink(tmp, cols, compression, row_group_size, meta)
+                pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, progress)
+                sink.close()
+                res.files = 1
+            if force and os.path.isdir(out) and split:
+                shutil.rmtree(out)
+            os.replace(tmp, out) if not split else os.rename(tmp, out)
+        except BaseException:
+            remove_output(tmp)
+            raise
+        if reader.damage is not None:
+            res.damage.append(reader.damage)
+        elif crashed(reader):
+            res.crashed.append(journal)
+        return res
+    finally:
+        reader.close()
+
+
+def _export_split(batches, registry, chosen, tmpdir, compression, row_group_size, meta, res, progress) -> None:
+    os.makedirs(tmpdir)
+    sinks: dict[int, tuple[Columns, ParquetSink]] = {}
+
+    def sink_for(t: int):
+        s = sinks.get(t)
+        if s is None:
+            mt = registry.get(t)
+            cols = Columns(registry, [mt] if mt else [])
+            name = file_name(registry.name(t)) + ".parquet"
+            s = sinks[t] = (cols, ParquetSink(os.path.join(tmpdir, name), cols, compression, row_group_size, meta))
+        return s
+
+    if chosen:
+        for mt in chosen:
+            if mt is not None:
+                sink_for(mt.id)
+
+    def consume(b: FrameBatch) -> None:
+        ids = b.headers["msg_type"]
+        for t in np.unique(ids).tolist():
+            cols, sink = sink_for(t)
+            part = b if len(sinks) == 1 and (ids == t).all() else b.select(ids == t)
+            sink.add(cols.convert(part))
+
+    def flush_all() -> None:
+        for _, s in sinks.values():
+            s.flush()
+
+    pump(batches, consume, flush_all, res, progress)
+    for _, s in sinks.values():
+        s.close()
+    res.files = len(sinks)

@@ -1,0 +1,121 @@
+"""What every export shares: the result, progress reporting, and pumping frame batches into sinks."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import KftoolsError, UsageError
+from ..journal.format import FRAME_HEADER, PAGE_HEADER_SIZE
+from ..journal.reader import FrameBatch, Reader
+
+COMPRESSIONS = ("zstd", "snappy", "none")
+DEFAULT_ROW_GROUP = 100_000
+READ_BATCH = 65_536
+#: with --follow, rows are written at least this often (seconds) when the writer is slow
+FOLLOW_FLUSH_S = 1.0
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote, and where the valid data ended if a journal was damaged."""
+
+    out: str
+    rows: int = 0
+    files: int = 0
+    journals: list[str] = field(default_factory=list)
+    damage: list = field(default_factory=list)  # Damage per damaged journal
+    crashed: list[str] = field(default_factory=list)  # journals whose writer died without closing
+    skipped: list[str] = field(default_factory=list)  # files of a folder that are not journals, and why
+
+
+Progress = Callable[[int, int], None]  # (rows so far, bytes so far)
+
+
+def check_compression(compression: str) -> str:
+    c = (compression or "zstd").lower()
+    if c not in COMPRESSIONS:
+        raise UsageError(f"unknown --compression {compression!r} ({', '.join(COMPRESSIONS)})")
+    return c
+
+def journal_bytes(reader: Reader, until=None) -> int:
+    """Committed bytes (for a progress total)."""
+    last, cur = until or reader.end_position()
+    total = 0
+    for i in range(last + 1):
+        try:
+            p = reader.page(i)
+        except KftoolsError:
+            break
+        total += (cur if i == last else min(p.cursor, p.limit())) - PAGE_HEADER_SIZE
+    return max(total, 0)
+
+
+def page_meta(reader: Reader) -> dict:
+    caps = []
+    for i in range(reader.page_count()):
+        try:
+            caps.append(reader.page(i).capacity)
+        except KftoolsError:
+            break
+    return {"page_capacity": caps[0] if caps else None, "page_capacities": caps,
+            "source": os.path.basename(reader.path)}
+
+
+def release_exported(batch: FrameBatch, done: list) -> None:
+    """Drop the mapped pages of frames already exported, so RSS stays bounded on big pages."""
+    page = batch.page
+    if done[0] is not page:
+        done[0], done[1] = page, 0
+    end = int(batch.offsets[-1]) + FRAME_HEADER.size + int(batch.headers["length"][-1])
+    start = done[1]
+    stop = end - end % mmap.PAGESIZE
+    if stop > start and hasattr(page.mm, "madvise"):
+        try:
+            page.mm.madvise(mmap.MADV_DONTNEED, start, stop - start)
+        except (OSError, ValueError):
+            return
+        done[1] = stop
+
+def crashed(reader: Reader) -> bool:
+    try:
+        return reader.writer_state()[0] == "crashed"
+    except (OSError, KftoolsError):
+        return False
+
+
+def remove_output(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.exists(path):
+        os.unlink(path)
+
+
+def pump(batches, consume, flush, res: ExportResult, progress: Progress | None) -> None:
+    done: list = [None, 0]
+    nbytes = 0
+    flushed = time.monotonic()
+    for b in batches:
+        if not len(b):
+            if flush and time.monotonic() - flushed > FOLLOW_FLUSH_S:
+                # caught up with a live writer: hand what we have to the file, but not in
+                # a tiny row group each time we catch up
+                flush()
+                flushed = time.monotonic()
+            continue
+        consume(b)
+        res.rows += len(b)
+        nbytes += int(b.headers["length"].sum(dtype=np.int64)) + FRAME_HEADER.size * len(b)
+        release_exported(b, done)
+        if progress:
+            progress(res.rows, nbytes)
+
+
+def file_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
