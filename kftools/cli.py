@@ -504,7 +504,7 @@ def export_cmd(
     compression: Annotated[str, typer.Option("--compression", help="zstd, snappy or none.")] = "zstd",
     row_group_size: Annotated[int, typer.Option("--row-group-size", help="Rows per Parquet row group.")] = 100_000,
     split: Annotated[bool, typer.Option("--split", help="One Parquet file per message type, in folder OUT.")] = False,
-    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep exporting new frames until interrupted.")] = False,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep exporting new frames until interrupted (every frame committed by then is exported).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
     name: NameOpt = None,

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kftest import KFTOOLS, ROOT, SAMPLES, SCHEMA, copy_journal, run_cli
 
+from kftools.cli import exit_code
 from kftools.errors import KftoolsError, UnknownType
 from kftools.export import export, import_parquet, schema_table
 from kftools.journal.format import MsgType
@@ -395,7 +396,7 @@ def test_bad_input(feed, tmp_path):
     _assert_one_line_error(r, 2)
     assert "notj.dat" in r.stderr
     r = run_cli("export", feed, out_dir / "x.parquet", "--type", "Nope")
-    _assert_one_line_error(r, UnknownType.exit_code)
+    _assert_one_line_error(r, exit_code(UnknownType("x")))
     assert "Nope" in r.stderr
     r = run_cli("export", feed, out_dir / "x.parquet", "--compression", "lz5")
     _assert_one_line_error(r, 2)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from ..journal.format import FRAME_HEADER_SIZE, PAGE_HEADER_SIZE
 from ..journal.reader import FrameBatch, Reader
 from ..journal.registry import TypeRegistry
 from ..outputs import check_output, temporary_name
@@ -66,7 +67,7 @@ def export_journal(
         if total:
             total(journal_bytes(reader, until))
         if follow:
-            batches = reader.follow_batches("beginning", "sleep", stop=stop, batch_size=READ_BATCH, **sel.filters())
+            batches = _follow_then_drain(reader, stop, sel.filters())
         else:
             batches = reader.batches(READ_BATCH, until=until, **sel.filters())
         tmp = temporary_name(out)
@@ -127,3 +128,18 @@ def _export_split(batches, registry, chosen, tmpdir, compression, row_group_size
     for _, s in sinks.values():
         s.close()
     res.files = len(sinks)
+
+
+def _follow_then_drain(reader: Reader, stop, filters: dict) -> Iterator[FrameBatch]:
+    """Follow until ``stop`` fires, then take every frame committed by then.
+
+    Ctrl-C ends a live export; it must not drop the frames the writer committed
+    before it that this export had not reached yet.
+    """
+    pos = (0, PAGE_HEADER_SIZE)
+    for b in reader.follow_batches("beginning", "sleep", stop=stop, batch_size=READ_BATCH, **filters):
+        if len(b):
+            pos = (b.page.index, int(b.offsets[-1]) + FRAME_HEADER_SIZE + int(b.headers["length"][-1]))
+        yield b
+    if reader.damage is None:
+        yield from reader.batches(READ_BATCH, start=pos, until=reader.end_position(), **filters)

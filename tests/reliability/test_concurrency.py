@@ -91,7 +91,10 @@ def run_session(tmp_path, frames: int, page: int, rate: float, wait: str) -> dic
             or lines_in(tmp_path / "cat.jsonl") < frames or relayed() < frames
         ):
             time.sleep(0.05)
-        time.sleep(0.5)  # export flushes when it catches up; give it a moment
+        # export --follow writes every frame committed before its SIGINT: wait until it follows
+        # (its hidden output exists, so its signal handler is in place)
+        while time.monotonic() < deadline and not [n for n in os.listdir(tmp_path) if n.startswith(".live.parquet")]:
+            time.sleep(0.05)
     finally:
         stop.set()
         for p in procs.values():
