@@ -1,7 +1,7 @@
 """``make demo``: a simulated feed in the background, ``kftools tail`` on it in the foreground.
 
 The feed ends when the view quits. Without a terminal (CI), the tail prints
-plain lines for a few seconds instead, and the demo exits 0.
+its first plain lines instead (as many as ``plain_lines``), and the demo exits 0.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 
 
-def main(rate: float = 20_000.0, plain_seconds: float = 3.0) -> int:
+def main(rate: float = 20_000.0, plain_lines: int = 20, timeout: float = 120.0) -> int:
     tty = sys.stdout.isatty() and sys.stdin.isatty()
     with tempfile.TemporaryDirectory(prefix="kftools-demo-") as tmp:
         path = os.path.join(tmp, "feed.dat")
@@ -29,12 +30,19 @@ def main(rate: float = 20_000.0, plain_seconds: float = 3.0) -> int:
 
                 TailApp(path, DEFAULT_REGISTRY).run()
                 return 0
-            tail = subprocess.Popen([sys.executable, "-m", "kftools.cli", "tail", "--plain", "-n", "5", path])
+            # the first lines the tail prints, however slow the machine (the timeout only guards a hang)
+            tail = subprocess.Popen([sys.executable, "-m", "kftools.cli", "tail", "--plain", "-n", "5", path],
+                                    stdout=subprocess.PIPE, text=True)
+            guard = threading.Timer(timeout, tail.kill)
+            guard.start()
             try:
-                tail.wait(timeout=plain_seconds)
-            except subprocess.TimeoutExpired:
+                for _, line in zip(range(plain_lines), tail.stdout or (), strict=False):
+                    sys.stdout.write(line)
+                sys.stdout.flush()
+            finally:
+                guard.cancel()
                 tail.send_signal(signal.SIGINT)
-                tail.wait(timeout=10)
+                tail.communicate(timeout=timeout)
             return 0
         finally:
             feed.send_signal(signal.SIGINT)  # simulate stops cleanly and closes the journal
