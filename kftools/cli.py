@@ -364,6 +364,7 @@ def cat_cmd(
     schema: SchemaOpt = None,
 ) -> None:
     """Print frames as text, JSON lines or CSV (-f to follow, as tail -F does); several journals merged by time."""
+    stop = stop_on_signals() if follow else None  # before the imports: a signal during them still stops cleanly
     from .cat import cat
     from .render import FORMATS
     from .timeparse import resolve_tz
@@ -372,7 +373,6 @@ def cat_cmd(
         raise UsageError(f"unknown --format {fmt!r} (text, jsonl, csv)")
     if lines is not None and lines < 0:
         raise UsageError("-n must be >= 0")
-    stop = stop_on_signals() if follow else None
     if hold < 0:
         raise UsageError("--hold must be >= 0")
     res = cat(
@@ -511,9 +511,9 @@ def export_cmd(
     schema: SchemaOpt = None,
 ) -> None:
     """Export frames to Parquet (typed columns, lossless); a folder of journals to a hive-partitioned dataset."""
+    stop = stop_on_signals() if follow else None  # before the imports: a signal during them still stops cleanly
     from .export import export
 
-    stop = stop_on_signals() if follow else None
     with export_progress_bar(quiet, follow) as (on_total, on_progress):
         res = export(str(journal), str(out), registry=registry_for(schema), types=type_, symbols=symbol, start=start,
                      end=end, compression=compression, row_group_size=row_group_size, split=split, follow=follow,
@@ -585,12 +585,12 @@ def replay_cmd(
 
     Several journals (or a folder) play as one timeline merged by gen_time into the one output (-o needed).
     """
+    stop = stop_on_signals()  # before the imports: a signal during them still stops cleanly
     from .replay import Controller, Replay
     from .replay.ui import KeyReader, Progress, summary_lines
 
     if paused and not sys.stdin.isatty():
         raise UsageError("--paused needs a terminal on stdin (space resumes, right arrow steps)")
-    stop = stop_on_signals()
     ctl = Controller(paused=paused)
     rep = Replay(
         [str(j) for j in journals] if not _one_file(journals) else str(journals[0]), None if out is None else str(out),
@@ -669,10 +669,11 @@ def tail_cmd(
     if not _one_file(journals) and tty and not plain:
         warn("the live view shows one journal; following these merged by gen_time as lines (--plain)")
     if plain or not tty or not _one_file(journals):
+        stop = stop_on_signals()
         from .cat import cat
 
         _cat_done(cat([str(j) for j in journals], registry=registry, types=type_, symbols=symbol, last=lines,
-                      follow=True, wait="sleep", hold=hold, stop=stop_on_signals(), tz=zone,
+                      follow=True, wait="sleep", hold=hold, stop=stop, tz=zone,
                       on_wait=lambda msg: warn(f"{msg}; waiting for it"), on_skip=lambda why: warn(f"skipped {why}")))
         return
     from .selection import Selection
