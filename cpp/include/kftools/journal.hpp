@@ -404,7 +404,9 @@ class Writer {
     void open() {
         if (opt_.page_size && opt_.page_size < kMinPageSize)
             throw Error("page size " + std::to_string(opt_.page_size) + " is below " + std::to_string(kMinPageSize));
-        int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (!detail::exists(path_)) refuse_stale_pages();  // before creating anything
+        // O_NONBLOCK: a FIFO at the path must not block the open
+        int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
         if (fd < 0) throw NotAJournal(detail::sys_error(path_));
         bool locked = false;
         for (int i = 0; i < 5 && !(locked = detail::try_lock(fd)); ++i) ::usleep(10000);
@@ -424,9 +426,13 @@ class Writer {
             // no frame was ever committed, so (re)initializing loses nothing
             bool fresh = std::memcmp(&h, &zero, sizeof h) == 0 ||
                          (h.version == 0 && h.magic == kMagic && h.write_cursor == kPageHeaderSize);
-            if (st.st_size == 0 || (got && fresh))
+            if (!S_ISREG(st.st_mode)) throw NotAJournal(path_ + ": not a regular file; a journal page must be one");
+            if (st.st_size == 0 || (got && fresh)) {
+                refuse_stale_pages();
                 init_page(fd, opt_.page_size ? opt_.page_size : kDefaultPageSize, 0, path_);
+            }
             remove_stale_tmp();
+            verify_before_last();
             adopt(open_last());
         } catch (...) {
             close();
@@ -450,6 +456,67 @@ class Writer {
         ::closedir(d);
     }
 
+    // A new journal never inherits pages it did not write.
+    void refuse_stale_pages() const {
+        if (uint32_t stale = later_page(0))
+            throw Error(path_ + ": " + page_path(path_, stale) + " exists but " + path_ +
+                        " is a new journal: it is a page of another journal; remove it before writing here");
+    }
+
+    // The lowest page number above `index` whose file exists (0: none), by the naming rule.
+    uint32_t later_page(uint32_t index) const {
+        auto slash = path_.rfind('/');
+        std::string dir = slash == std::string::npos ? "." : path_.substr(0, slash + 1);
+        std::string base = slash == std::string::npos ? path_ : path_.substr(slash + 1);
+        uint32_t best = 0;
+        DIR* d = ::opendir(dir.c_str());
+        if (!d) return 0;
+        while (dirent* e = ::readdir(d)) {
+            std::string name = e->d_name;
+            if (name.size() <= base.size() + 1 || name.compare(0, base.size() + 1, base + ".") != 0) continue;
+            std::string tail = name.substr(base.size() + 1);
+            if (tail.empty() || tail.size() > 9 || tail[0] == '0' ||
+                tail.find_first_not_of("0123456789") != std::string::npos)
+                continue;
+            uint32_t n = uint32_t(std::stoul(tail));
+            if (n > index && (best == 0 || n < best)) best = n;
+        }
+        ::closedir(d);
+        return best;
+    }
+
+    // Never append to a journal `kftools verify` would not call clean: every page before the
+    // last is walked as the last one is, and a gap before a later page is damage too.
+    void verify_before_last() {
+        uint32_t last = detail::last_page_index(path_);
+        if (uint32_t later = later_page(last + 1))
+            throw CorruptJournal(page_path(path_, last + 1) + " is missing but " + page_path(path_, later) +
+                                 " exists; run `kftools recover` before writing to it");
+        for (uint32_t i = 0; i < last; ++i) {
+            std::string p = page_path(path_, i);
+            int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+            if (fd < 0) throw NotAJournal(detail::sys_error(p));
+            detail::Mapping m;
+            try {
+                struct stat st;
+                PageHeader h{};
+                if (::fstat(fd, &st) != 0) throw Error(detail::sys_error(p));
+                if (!S_ISREG(st.st_mode)) throw CorruptJournal(p + ": not a regular file; run `kftools recover`");
+                if (st.st_size < kPageHeaderSize || ::pread(fd, &h, sizeof h, 0) != ssize_t(sizeof h))
+                    throw CorruptJournal(p + ": too small for a 64-byte page header; run `kftools recover`");
+                std::string problem = detail::header_problem(h, i);
+                if (!problem.empty()) throw CorruptJournal(p + ": " + problem + "; run `kftools recover`");
+                detail::map_fd(fd, size_t(st.st_size), false, h.capacity, i, m, p);
+            } catch (...) {
+                ::close(fd);
+                throw;
+            }
+            ::close(fd);
+            validate(m, p);  // unmaps and throws on damage
+            m.unmap();
+        }
+    }
+
     detail::Mapping open_last() {
         uint32_t index = detail::last_page_index(path_);
         std::string p = page_path(path_, index);
@@ -471,6 +538,11 @@ class Writer {
         }
         ::close(fd);  // the mapping keeps the file referenced
         validate(m, p);
+        if (detail::load_acquire(m.base, detail::kFlagsOff) & kSealed) {
+            m.unmap();
+            throw CorruptJournal(p + ": page is sealed but the next page " + page_path(path_, index + 1) +
+                                 " is missing; run `kftools recover` before writing to it");
+        }
         return m;
     }
 
