@@ -326,7 +326,11 @@ def test_follow_until_sigint(tmp_path):
     try:
         p = subprocess.Popen([*KFTOOLS, "export", j, str(out), "--follow"], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(3)
+        # the event: its hidden output exists, so it follows (and its SIGINT handler is in place)
+        deadline = time.monotonic() + 120  # a failure guard only
+        while not [f for f in os.listdir(tmp_path) if f.startswith(".follow.parquet")]:
+            assert p.poll() is None and time.monotonic() < deadline, "export --follow never started"
+            time.sleep(0.05)
         assert not out.exists()  # only the complete file appears
         p.send_signal(signal.SIGINT)
         _o, err = p.communicate(timeout=60)
