@@ -414,14 +414,14 @@ def test_cpp_writer_refuses_what_verify_does_not_call_clean(cpp_bin, tmp_path):
     """As the Python Writer: a sealed last page whose successor vanished, a gap, stale pages of a new journal."""
     j = tmp_path / "j.dat"
     run(cpp_bin / "kfwrite", j, "--frames", 300, "--page-size", 4096)
-    assert len(kftools.journal.pages.journal_pages(str(j))) >= 4
+    assert os.path.exists(page_path(str(j), 3))
     run(cpp_bin / "kfwrite", j, "--frames", 10, "--start", 300)  # a clean journal resumes
     os.unlink(page_path(str(j), 2))  # a gap: page 1 is sealed, page 3 exists
     res = run(cpp_bin / "kfwrite", j, "--frames", 1, check=False)
     assert res.returncode != 0 and "recover" in res.stderr and "is missing" in res.stderr
-    for p in kftools.journal.pages.PageSet(str(j)).paths()[1:] + [page_path(str(j), n) for n in range(3, 10)]:
-        if os.path.exists(p) and p != str(j) + ".1":
-            os.unlink(p)
+    for n in range(3, 100):  # pages 0 and 1 left: page 1 is sealed and the last
+        if os.path.exists(page_path(str(j), n)):
+            os.unlink(page_path(str(j), n))
     res = run(cpp_bin / "kfwrite", j, "--frames", 1, check=False)  # page 1 is sealed and the last
     assert res.returncode != 0 and "sealed" in res.stderr and "recover" in res.stderr
     new = tmp_path / "new.dat"
