@@ -386,7 +386,7 @@ def _raw_column(batch: FrameBatch, need: np.ndarray, lengths: np.ndarray) -> pa.
 
 def schema_table(registry: TypeRegistry | None = None) -> str:
     """The Markdown table of export columns, generated from the layouts (docs/export.md carries it)."""
-    from .journal.registry import DEFAULT_REGISTRY
+    from ..journal.registry import DEFAULT_REGISTRY
 
     cols = Columns(registry or DEFAULT_REGISTRY)
     rows = ["| column | Arrow type | from |", "|---|---|---|"]

@@ -53,7 +53,7 @@ def import_parquet(
     Frames are rebuilt byte-identical (headers, payloads and padding) in the
     order of their original (page, offset); pages get the exported capacity.
     """
-    from .journal.writer import Writer
+    from ..journal.writer import Writer
 
     src, out = os.fspath(src), os.fspath(out)
     if os.path.isdir(src):
