@@ -45,6 +45,7 @@ def export_journal(
     force: bool = False,
     progress: Progress | None = None,
     total: Callable[[int], None] | None = None,
+    name: str | None = None,
 ) -> ExportResult:
     """Export one journal to ``out`` (a Parquet file, or with ``split`` a folder of one file per type).
 
@@ -67,7 +68,7 @@ def export_journal(
         if total:
             total(journal_bytes(reader, until))
         if follow:
-            batches = _follow_then_drain(reader, stop, sel.filters())
+            batches = _follow_then_drain(reader, stop, sel.filters(), name)
         else:
             batches = reader.batches(READ_BATCH, until=until, **sel.filters())
         tmp = temporary_name(out)
@@ -130,14 +131,14 @@ def _export_split(batches, registry, chosen, tmpdir, compression, row_group_size
     res.files = len(sinks)
 
 
-def _follow_then_drain(reader: Reader, stop, filters: dict) -> Iterator[FrameBatch]:
+def _follow_then_drain(reader: Reader, stop, filters: dict, name: str | None = None) -> Iterator[FrameBatch]:
     """Follow until ``stop`` fires, then take every frame committed by then.
 
     Ctrl-C ends a live export; it must not drop the frames the writer committed
     before it that this export had not reached yet.
     """
     pos = (0, PAGE_HEADER_SIZE)
-    for b in reader.follow_batches("beginning", "sleep", stop=stop, batch_size=READ_BATCH, **filters):
+    for b in reader.follow_batches("beginning", "sleep", stop=stop, batch_size=READ_BATCH, name=name, **filters):
         if len(b):
             pos = (b.page.index, int(b.offsets[-1]) + FRAME_HEADER_SIZE + int(b.headers["length"][-1]))
         yield b
