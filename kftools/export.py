@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -609,8 +609,7 @@ def export(
         if total:
             total(journal_bytes(reader, until))
         if follow:
-            batches = reader.follow_batches("beginning", "sleep", stop=stop, batch_size=_READ_BATCH, name=name,
-                                            **sel.filters())
+            batches = _follow_then_drain(reader, stop, sel.filters(), name=name)
         else:
             batches = reader.batches(_READ_BATCH, until=until, **sel.filters())
         tmp = temporary_name(out)
@@ -650,6 +649,21 @@ def _remove(path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.exists(path):
         os.unlink(path)
+
+
+def _follow_then_drain(reader: Reader, stop, filters: dict, name: str | None = None) -> Iterator[FrameBatch]:
+    """Follow until ``stop``; then the frames committed by that moment that the follow had not reached.
+
+    So Ctrl-C ends ``export --follow`` with every frame committed when it was pressed,
+    not with whatever the follower happened to have read.
+    """
+    last = (0, PAGE_HEADER_SIZE)
+    for b in reader.follow_batches("beginning", "sleep", stop=stop, batch_size=_READ_BATCH, name=name, **filters):
+        if len(b):
+            last = (b.page.index, int(b.offsets[-1]) + FRAME_HEADER.size + int(b.headers["length"][-1]))
+        yield b
+    if reader.damage is None:
+        yield from reader.batches(_READ_BATCH, start=last, until=reader.end_position(), **filters)
 
 
 def _pump(batches, consume, flush, res: ExportResult, progress: Progress | None) -> None:
