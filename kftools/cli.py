@@ -1,4 +1,4 @@
-"""The ``kftools`` command line: thin, one library call per command.
+"""The ``kftools`` command line: thin, one library call per command (``replay`` and ``tail`` wire a little more).
 
 Errors from the library (``KftoolsError``) become one line on stderr and the
 error's exit code; nothing here prints a traceback for bad input.
@@ -481,7 +481,10 @@ def replay_cmd(
     loop: Annotated[int, typer.Option("--loop", help="Play the selection N times (0: until stopped).")] = 1,
     follow: Annotated[bool, typer.Option("--follow", help="Then keep relaying frames as they are committed.")] = False,
     paused: Annotated[bool, typer.Option("--paused", help="Start paused (terminal: space resumes, right arrow steps).")] = False,
-    strategy: Annotated[str | None, typer.Option("--strategy", help="Run path.py[:Class] in-process on the replayed stream.")] = None,
+    strategy: Annotated[str | None, typer.Option(
+        "--strategy",
+        help="Run path.py[:Class] in-process on the replayed stream. This executes arbitrary Python code with your "
+             "permissions: only pass files you trust.")] = None,
     orders: Annotated[Path | None, typer.Option("--orders", help="Orders journal of --strategy (default <stem>.orders.dat).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace existing output journals.")] = False,
     type_: TypeOpt = None,
