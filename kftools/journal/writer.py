@@ -259,6 +259,12 @@ class Writer:
         elif fields:
             raise UsageError("give either payload bytes or fields, not both")
         data = payload.tobytes() if isinstance(payload, np.void) else bytes(payload)
+        if padding < 0:
+            raise UsageError(f"padding {padding} must be >= 0")
+        mt = self.registry.get(msg_type)
+        if mt is not None and len(data) + padding < mt.layout.size:
+            # readers would call such a frame damage: never write one
+            raise UsageError(f"a {len(data) + padding}-byte {mt.name} payload is shorter than its layout ({mt.layout.size} bytes)")
         n = len(data) + padding
         pos = self._room(FRAME_HEADER_SIZE + n)
         mm = self._mm
