@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import StrategyError, UsageError
+from ..errors import OutputError, StrategyError, UsageError
 from ..journal.format import FRAME_HEADER, MsgType, OrderType
 from ..journal.merge import MergedBatch, MergedReader, open_journals
 from ..journal.reader import Damage, Frame, FrameBatch, Reader
@@ -561,6 +561,17 @@ class Replay:
                 )
                 self._play(batches, anchor, live=True)
                 st.loops_done = 1
+        except OutputError as e:
+            # a full disk mid-replay: never leave a clean-looking partial output under the final name
+            written = self._writer.frames_written
+            self._writer.close()
+            if orders_w is not None:
+                orders_w.close()
+            removed = [p for p in (self.out, self.orders) if p is not None and os.path.exists(p)]
+            for p in removed:
+                remove_journal(p)
+            raise OutputError(f"{e}; removed the incomplete {' and '.join(removed)} "
+                              f"({written:,} frame(s) had been written to it)") from None
         finally:
             st.interrupted = self.stopped()
             st.damage = self.reader.damage
