@@ -550,7 +550,7 @@ def bench_replay_cmd(
     frames: Annotated[int, typer.Option("--frames", help="Frames in the recording (at --rate frames/s).")] = 200_000,
     rate: Annotated[float, typer.Option("--rate", help="Frames per second of the recording.")] = 100_000.0,
 ) -> None:
-    """Replay lateness (p50/p99 at speeds 1 and 10) and --max throughput on a 100k frames/s recording."""
+    """Replay lateness (p50/p99/max at speeds 1 and 10) on a uniform and a bursty recording, and --max throughput."""
     from .bench import report
     from .bench.replay import run
 
