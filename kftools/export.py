@@ -19,7 +19,7 @@ import mmap
 import os
 import queue
 import shutil
-import tempfile
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -35,7 +35,7 @@ from .journal.format import FRAME_HEADER, PAGE_HEADER_SIZE
 from .journal.page import journals_in
 from .journal.reader import FrameBatch, Reader
 from .journal.registry import MessageType, TypeRegistry
-from .outputs import check_output, remove_journal, temporary_name
+from .outputs import STDOUT, check_output, create_temporary, create_temporary_folder, remove_journal
 from .parquet_input import check_rows, check_schema, parse_metadata
 
 #: bumped when the column scheme changes incompatibly. 2: ``type`` is the name and ``msg_type`` the number (as in
@@ -421,8 +421,9 @@ class _Sink:
     one row group waits, which bounds memory.
     """
 
-    def __init__(self, path: str, cols: Columns, compression: str, row_group_size: int, meta: dict):
-        self.path = path
+    def __init__(self, path, cols: Columns, compression: str, row_group_size: int, meta: dict):
+        # ``path``: a file name, or a binary file object (a temporary made exclusively, standard output)
+        self.path = path if isinstance(path, str) else getattr(path, "name", "<stream>")
         self.cols = cols
         self.row_group_size = row_group_size
         self.rows = 0
@@ -448,6 +449,9 @@ class _Sink:
                 except BaseException as e:  # noqa: BLE001 - re-raised in the exporting thread
                     self._error = e
             del t
+            # mimalloc (pyarrow's default pool) keeps freed row groups mapped: hand them back, so peak
+            # RSS measured from outside stays near what is live (260 MB -> see docs/export.md)
+            pa.default_memory_pool().release_unused()
             self._queue.task_done()
 
     def _check(self) -> None:
@@ -595,7 +599,13 @@ def export(
         return export_dataset(journal, out, registry=registry, types=types, symbols=symbols, start=start, end=end,
                               compression=compression, row_group_size=row_group_size, force=force,
                               progress=progress, total=total)
-    if split:
+    to_stdout = out == STDOUT
+    if to_stdout:
+        if split:
+            raise UsageError("--split writes a folder of files: '-' (standard output) takes one file")
+        if sys.stdout.isatty():
+            raise UsageError("refusing to write Parquet to a terminal: redirect or pipe standard output")
+    elif split:
         check_output(out, force=force, folder=True, inputs=[journal])
     else:
         check_output(out, force=force, inputs=[journal])
@@ -613,22 +623,16 @@ def export(
             batches = _follow_then_drain(reader, stop, sel.filters(), name=name)
         else:
             batches = reader.batches(_READ_BATCH, until=until, **sel.filters())
-        tmp = temporary_name(out)
-        try:
-            if split:
-                _export_split(batches, registry, chosen, tmp, compression, row_group_size, meta, res, progress)
-            else:
-                cols = Columns(registry, [t for t in chosen if t] if chosen else None)
-                sink = _Sink(tmp, cols, compression, row_group_size, meta)
-                _pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, progress)
-                sink.close()
-                res.files = 1
-            if force and os.path.isdir(out) and split:
-                shutil.rmtree(out)
-            os.replace(tmp, out) if not split else os.rename(tmp, out)
-        except BaseException:
-            _remove(tmp)
-            raise
+        if to_stdout:
+            cols = Columns(registry, [t for t in chosen if t] if chosen else None)
+            sink = _Sink(sys.stdout.buffer, cols, compression, row_group_size, meta)
+            _pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, progress)
+            sink.close()
+            sys.stdout.buffer.flush()
+            res.files = 1
+        else:
+            _export_to_file(out, split, force, batches, registry, chosen, compression, row_group_size, meta, res,
+                            progress, follow)
         if reader.damage is not None:
             res.damage.append(reader.damage)
         elif _crashed(reader):
@@ -643,6 +647,31 @@ def _crashed(reader: Reader) -> bool:
         return reader.writer_state()[0] == "crashed"
     except (OSError, KftoolsError):
         return False
+
+
+def _export_to_file(out, split, force, batches, registry, chosen, compression, row_group_size, meta, res, progress,
+                    follow) -> None:
+    """Write under an exclusive temporary beside ``out``; rename it into place only when complete."""
+    if split:
+        tmp = create_temporary_folder(out)
+    else:
+        fd, tmp = create_temporary(out)
+    try:
+        if split:
+            _export_split(batches, registry, chosen, tmp, compression, row_group_size, meta, res, progress)
+        else:
+            with os.fdopen(fd, "wb") as fh:
+                cols = Columns(registry, [t for t in chosen if t] if chosen else None)
+                sink = _Sink(fh, cols, compression, row_group_size, meta)
+                _pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, progress)
+                sink.close()
+            res.files = 1
+        if force and split and os.path.isdir(out) and not os.path.islink(out):
+            shutil.rmtree(out)
+        os.replace(tmp, out) if not split else os.rename(tmp, out)
+    except BaseException:
+        _remove(tmp)
+        raise
 
 
 def _remove(path: str) -> None:
@@ -692,7 +721,6 @@ def _file_name(name: str) -> str:
 
 
 def _export_split(batches, registry, chosen, tmpdir, compression, row_group_size, meta, res, progress) -> None:
-    os.makedirs(tmpdir)
     sinks: dict[int, tuple[Columns, _Sink]] = {}
 
     def sink_for(t: int):
@@ -762,8 +790,7 @@ def export_dataset(
             total(sum(journal_bytes(r, u) for r, u in zip(readers, ends, strict=True)))
         cols = Columns(registry, None, journal=True)
         res = ExportResult(out, journals=paths, skipped=skipped)
-        tmp = temporary_name(out)
-        os.makedirs(tmp)
+        tmp = create_temporary_folder(out)
         sinks: dict[tuple[int, int], _Sink] = {}
         rows_before = 0
         try:
@@ -864,13 +891,8 @@ def import_parquet(
         files = [src]
     else:
         raise NotAJournal(f"{src}: no such file")
-    if os.path.isdir(out):
-        raise OutputError(f"{out}: is a directory")
-    if os.path.exists(out) and not force:
-        raise OutputError(f"{out}: already exists (use --force to replace it)")
+    check_output(out, force=force, what="imported journal")
     d = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(d) or not os.access(d, os.W_OK):
-        raise OutputError(f"{out}: folder {d} is missing or not writable")
     opened = [_read_meta(f) for f in files]
     meta = opened[0][1]
     if meta.get("format") not in IMPORT_FORMATS:
@@ -881,7 +903,7 @@ def import_parquet(
     except SchemaError as e:
         raise SchemaError(f"{files[0]}: {e}") from None
     cap = page_size or meta.get("page_capacity") or None
-    tmpdir = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", dir=d)
+    tmpdir = create_temporary_folder(out)
     tmp = os.path.join(tmpdir, os.path.basename(out))
     res = ImportResult(out)
     try:

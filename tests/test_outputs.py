@@ -180,3 +180,60 @@ def test_writer_never_rolls_through_a_planted_link(tmp_path):
             for i in range(1000):
                 w.write_ticker("A", float(i))
     assert target.read_bytes() == b"keep"
+
+
+def test_export_to_stdout_streams_parquet(tmp_path, src):
+    import subprocess
+
+    import pyarrow.parquet as pq
+    from kftest import KFTOOLS, ROOT
+
+    with open(tmp_path / "piped.parquet", "wb") as fh:
+        r = subprocess.run([*KFTOOLS, "export", src, "-", "-q"], stdout=fh, stderr=subprocess.PIPE, text=True,
+                           cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert pq.read_metadata(tmp_path / "piped.parquet").num_rows == kftools.Reader(src).count()
+    assert "standard output" in run_cli("export", src, "-", "--split").stderr
+    assert not os.path.exists(os.path.join(os.path.dirname(src), "-"))
+
+
+def test_export_temporary_is_exclusive_private_and_a_killed_exports_is_cleaned_later(tmp_path, src):
+    import signal
+    import subprocess
+    import time
+
+    from kftest import KFTOOLS, ROOT
+
+    out = tmp_path / "live.parquet"
+    p = subprocess.Popen([*KFTOOLS, "export", src, str(out), "--follow", "-q"], cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def temporaries():
+        return [n for n in os.listdir(tmp_path) if n.startswith(".live.parquet.kftmp-")]
+
+    deadline = time.monotonic() + 120
+    while not temporaries():  # the event: the export's temporary exists
+        assert p.poll() is None and time.monotonic() < deadline, "export --follow never started"
+        time.sleep(0.02)
+    (left,) = temporaries()
+    assert stat.S_IMODE(os.lstat(tmp_path / left).st_mode) == 0o600
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=60)
+    assert temporaries() == [left] and not out.exists()  # what kill -9 leaves
+    r = run_cli("export", src, out, "-q")
+    assert r.returncode == 0, r.stderr
+    assert temporaries() == [] and out.exists()  # the next run removed the dead export's leftover
+
+
+def test_import_cleans_a_killed_imports_leftover_and_refuses_bad_outputs(tmp_path, src):
+    pq_path = tmp_path / "e.parquet"
+    assert run_cli("export", src, pq_path, "-q").returncode == 0
+    dead = tmp_path / f".back.dat.kftmp-{2**22 + 1}-abcdef"
+    dead.mkdir()
+    (dead / "back.dat").write_bytes(b"half a page")
+    assert run_cli("import", pq_path, tmp_path / "back.dat").returncode == 0
+    assert not dead.exists()
+    assert kftools.Reader(str(tmp_path / "back.dat")).count() == kftools.Reader(src).count()
+    (tmp_path / "link.dat").symlink_to(tmp_path / "back.dat")
+    r = run_cli("import", pq_path, tmp_path / "link.dat", "--force")
+    assert r.returncode == 2 and "symbolic link" in r.stderr
