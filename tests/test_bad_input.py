@@ -205,3 +205,30 @@ def test_reader_filters_take_what_the_cli_takes_and_refuse_the_rest():
             list(r.frames(**bad))
     with pytest.raises(UsageError, match="unknown wait policy"):
         r.follow(wait="lazy")
+
+
+def test_the_readme_exit_code_table_is_what_commands_do(tmp_path):
+    """Each code of the README's table, produced by a command as a user would meet it."""
+    import re
+
+    from kftest import ROOT
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    table = text[text.index("### Exit codes"):text.index("### Outputs")]
+    documented = {int(c) for c in re.findall(r"^\| (\d+) \|", table, re.M)}
+    assert documented == {0, 1, 2, 3, 4, 130}
+    damaged = os.path.join(SAMPLES_DIR, "damaged.dat")
+    assert run_cli("verify", CLEAN).returncode == 0
+    assert run_cli("verify", damaged).returncode == 3
+    assert run_cli("info", CLEAN, "--bogus").returncode == 2
+    assert run_cli("info", tmp_path / "missing.dat").returncode == 2
+    with kftools.Writer(str(tmp_path / "held.dat"), page_size=4096):
+        assert run_cli("simulate", tmp_path / "held.dat", "--append", "--frames", "1").returncode == 4
+    zero = tmp_path / "zero.dat"  # a first page whose only frame is garbage: nothing to recover
+    with kftools.Writer(str(zero), page_size=4096) as w:
+        w.write_ticker("A", 1.0)
+    with open(zero, "r+b") as fh:
+        fh.seek(64)
+        fh.write(bytes(32))
+    assert run_cli("recover", zero, "-o", tmp_path / "r.dat").returncode == 1
