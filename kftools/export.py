@@ -421,9 +421,9 @@ class _Sink:
     one row group waits, which bounds memory.
     """
 
-    def __init__(self, path, cols: Columns, compression: str, row_group_size: int, meta: dict):
+    def __init__(self, path, cols: Columns, compression: str, row_group_size: int, meta: dict, name: str = ""):
         # ``path``: a file name, or a binary file object (a temporary made exclusively, standard output)
-        self.path = path if isinstance(path, str) else getattr(path, "name", "<stream>")
+        self.path = name or (path if isinstance(path, str) else "standard output")
         self.cols = cols
         self.row_group_size = row_group_size
         self.rows = 0
@@ -488,7 +488,11 @@ class _Sink:
         finally:
             self._queue.put(None)
             self._thread.join()
-            self._writer.close()
+            try:
+                self._writer.close()  # writes the footer
+            except (OSError, pa.ArrowException) as e:
+                if sys.exc_info()[0] is None and self._error is None:  # not already failing: this is the error
+                    self._error = e
         self._check()
 
 
@@ -660,11 +664,15 @@ def _export_to_file(out, split, force, batches, registry, chosen, compression, r
         if split:
             _export_split(batches, registry, chosen, tmp, compression, row_group_size, meta, res, progress)
         else:
-            with os.fdopen(fd, "wb") as fh:
+            fh = os.fdopen(fd, "wb", buffering=0)  # unbuffered: a write error surfaces in the writer, not at close
+            try:
                 cols = Columns(registry, [t for t in chosen if t] if chosen else None)
-                sink = _Sink(fh, cols, compression, row_group_size, meta)
+                sink = _Sink(fh, cols, compression, row_group_size, meta, name=out)
                 _pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, progress)
                 sink.close()
+            finally:
+                with contextlib.suppress(OSError):
+                    fh.close()
             res.files = 1
         if force and split and os.path.isdir(out) and not os.path.islink(out):
             shutil.rmtree(out)
