@@ -237,3 +237,16 @@ def test_import_cleans_a_killed_imports_leftover_and_refuses_bad_outputs(tmp_pat
     (tmp_path / "link.dat").symlink_to(tmp_path / "back.dat")
     r = run_cli("import", pq_path, tmp_path / "link.dat", "--force")
     assert r.returncode == 2 and "symbolic link" in r.stderr
+
+
+def test_recover_never_writes_through_a_link_planted_at_its_old_temporary_name(tmp_path):
+    src = copy_journal(os.path.join(SAMPLES_DIR, "damaged.dat"), str(tmp_path))
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    out = tmp_path / "fixed.dat"
+    os.symlink(victim, str(out) + ".tmp")  # the predictable name recover used to open
+    r = run_cli("recover", src, "-o", out)
+    assert r.returncode == 3, r.stderr
+    assert victim.read_bytes() == b"keep" and kftools.verify(str(out)).clean
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o644
+    assert not [n for n in os.listdir(tmp_path) if "kftmp" in n]
