@@ -150,7 +150,7 @@ def test_simulate_append_says_so_and_adds_frames(tmp_path):
     (["cat"], "Missing argument"),
     (["cat", CLEAN, "--bogus"], "No such option: --bogus"),
     (["cat", CLEAN, "-n", "many"], "Invalid value for '-n'"),
-    (["replay", CLEAN, "extra"], "unexpected extra argument"),
+    (["simulate", "never-written.dat", "extra", "--frames", "1"], "unexpected extra argument"),
     (["cat", CLEAN, "--format"], "requires an argument"),
     (["nosuchcommand"], "No such command"),
     (["bench", "replay", "--frames", "x"], "Invalid value for '--frames'"),
