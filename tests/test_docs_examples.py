@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -26,6 +27,8 @@ def test_the_readme_has_python_blocks():
 @pytest.mark.parametrize("index", range(len(python_blocks(README))))
 def test_readme_python_block_runs(tmp_path, index):
     code = python_blocks(README)[index]
+    # the README's Kungfu example reads ./kf_home: the folder holds the sample KF_HOME, as a user's would
+    shutil.copytree(os.path.join(ROOT, "tests", "data", "kungfu", "kf_home"), tmp_path / "kf_home")
     # the timeout only guards against a hang (the follow("end") example once waited forever)
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
