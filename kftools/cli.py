@@ -1,4 +1,4 @@
-"""The ``kftools`` command line: thin, one library call per command.
+"""The ``kftools`` command line: thin, one library call per command (``replay`` and ``tail`` wire a little more).
 
 Errors from the library (``KftoolsError``) become one line on stderr and an
 exit code from ``EXIT_CODES``, the one table where exit codes are decided;
@@ -476,18 +476,20 @@ def simulate_cmd(
     symbols: Annotated[str, typer.Option("--symbols", help="Comma-separated symbols.")] = "AAPL,MSFT,NVDA,TSLA,AMZN",
     page_size: Annotated[int | None, typer.Option("--page-size", help="Bytes per new page (default 128 MiB).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    append: Annotated[bool, typer.Option("--append", help="Add frames to an existing journal (its walk restarts from --seed).")] = False,
 ) -> None:
-    """Write a synthetic market feed (tickers on a random walk, orders, trades) at a controlled rate."""
+    """Write a synthetic market feed (tickers on a random walk, orders, trades) at a controlled rate.
+
+    A new journal is created; an existing one is refused unless --append is given.
+    """
     from .simulate import simulate
 
-    if rate < 0:
-        raise UsageError("--rate must be >= 0")
     if duration is None and frames is None:
         raise UsageError("give --duration or --frames")
-    res = simulate(str(journal), rate=rate, duration=duration, frames=frames,
-                   symbols=tuple(s for s in symbols.split(",") if s), page_size=page_size, seed=seed,
-                   stop=stop_on_signals())
-    typer.echo(f"wrote {res.frames:,} frames in {res.seconds:.2f}s ({res.rate:,.0f}/s) to {journal}", err=True)
+    res = simulate(str(journal), rate=rate, duration=duration, frames=frames, symbols=symbols, page_size=page_size,
+                   seed=seed, stop=stop_on_signals(), append=append)
+    verb = "appended" if append else "wrote"
+    typer.echo(f"{verb} {res.frames:,} frames in {res.seconds:.2f}s ({res.rate:,.0f}/s) to {journal}", err=True)
 
 
 # -- export commands (issue 3) -----------------------------------------------------
@@ -564,12 +566,15 @@ def bench_export_cmd(
 def replay_cmd(
     journals: JournalsArg,
     out: Annotated[Path | None, typer.Option("-o", "--out", help="Output journal (default <stem>.replay.dat beside the input).")] = None,
-    speed: Annotated[float, typer.Option("--speed", help="Playback speed factor (1 original, 10 ten times faster).")] = 1.0,
+    speed: Annotated[float | None, typer.Option("--speed", help="Playback speed factor (1 original, 10 ten times faster; default 1).")] = None,
     max_speed: Annotated[bool, typer.Option("--max", help="Emit as fast as possible, no pacing.")] = False,
     loop: Annotated[int, typer.Option("--loop", help="Play the selection N times (0: until stopped).")] = 1,
     follow: Annotated[bool, typer.Option("--follow", help="Then keep relaying frames as they are committed.")] = False,
     paused: Annotated[bool, typer.Option("--paused", help="Start paused (terminal: space resumes, right arrow steps).")] = False,
-    strategy: Annotated[str | None, typer.Option("--strategy", help="Run path.py[:Class] in-process on the replayed stream.")] = None,
+    strategy: Annotated[str | None, typer.Option(
+        "--strategy",
+        help="Run path.py[:Class] in-process on the replayed stream. This executes arbitrary Python code with your "
+             "permissions: only pass files you trust.")] = None,
     orders: Annotated[Path | None, typer.Option("--orders", help="Orders journal of --strategy (default <stem>.orders.dat).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace existing output journals.")] = False,
     type_: TypeOpt = None,
@@ -591,10 +596,12 @@ def replay_cmd(
 
     if paused and not sys.stdin.isatty():
         raise UsageError("--paused needs a terminal on stdin (space resumes, right arrow steps)")
+    if max_speed and speed is not None:
+        raise UsageError("--speed and --max cannot be combined (--max emits as fast as possible)")
     ctl = Controller(paused=paused)
     rep = Replay(
         [str(j) for j in journals] if not _one_file(journals) else str(journals[0]), None if out is None else str(out),
-        speed=None if max_speed else speed,
+        speed=None if max_speed else (1.0 if speed is None else speed), on_long_wait=warn,
         registry=registry_for(schema), types=type_, symbols=symbol, start=start, end=end, loops=loop,
         follow=follow, controller=ctl, strategy=strategy, orders=None if orders is None else str(orders),
         force=force, stop=stop, wait=wait, name=name,
@@ -633,7 +640,7 @@ def bench_replay_cmd(
     frames: Annotated[int, typer.Option("--frames", help="Frames in the recording (at --rate frames/s).")] = 200_000,
     rate: Annotated[float, typer.Option("--rate", help="Frames per second of the recording.")] = 100_000.0,
 ) -> None:
-    """Replay lateness (p50/p99 at speeds 1 and 10) and --max throughput on a 100k frames/s recording."""
+    """Replay lateness (p50/p99/max at speeds 1 and 10) on a uniform and a bursty recording, and --max throughput."""
     from .bench import report
     from .bench.replay import run
 
@@ -843,8 +850,31 @@ def bench_all_cmd(
     report(results, json_out)
 
 
-def main() -> None:
-    app(prog_name="kftools")  # `python -m kftools.cli` too: help and completion say kftools
+def _click_class(name: str) -> type[Exception]:
+    # Typer's own usage errors are click's (vendored since typer 0.2x): reach them through its
+    # public BadParameter instead of importing click or typer's private copy of it
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; usage errors are one ``kftools: error:`` line and exit 2, like every other error."""
+    usage_error, click_exception = _click_class("UsageError"), _click_class("ClickException")
+    try:
+        code = app(args=argv, prog_name="kftools", standalone_mode=False)
+    except usage_error as e:
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError":
+            typer.echo(e.format_message())  # type: ignore[attr-defined]  # `kftools` alone: its help
+            sys.exit(0)
+        where = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+        typer.echo(f"kftools: error: {e.format_message()}{where}", err=True)  # type: ignore[attr-defined]
+        sys.exit(2)
+    except click_exception as e:
+        typer.echo(f"kftools: error: {e.format_message()}", err=True)  # type: ignore[attr-defined]
+        sys.exit(getattr(e, "exit_code", 1))
+    except typer.Abort:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,55 +1,224 @@
 """The files commands write: checks before writing, temporary names, removal.
 
-Shared by ``export``, ``import``, ``replay`` and ``recover`` so every command
-refuses the same bad outputs with the same words, before writing anything.
+Shared by ``export``, ``import``, ``replay``, ``recover`` and ``simulate`` so every
+command refuses the same bad outputs with the same words, before writing anything.
+
+Policy (README, "Outputs"):
+
+- an output must be a regular file (or, for a folder output, a directory) or not
+  exist yet; a FIFO, device or socket is never replaced, even with ``--force``;
+- a symbolic link is never written through nor replaced: give the real path;
+- no output may be, or later become, a page of an input journal
+  (``feed.dat.1`` is page 1 of ``feed.dat``);
+- temporaries are created with ``O_EXCL|O_NOFOLLOW`` (``mkstemp``) beside the
+  output, under a name that says whose they are (``.<name>.kftmp-<pid>-<random>``),
+  so a later run can remove the leftovers of a killed one and nothing else.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import secrets
+import shutil
+import stat
+import tempfile
 
 from .errors import OutputError, UsageError
+from .journal.format import page_path
 from .journal.page import ARCHIVE_SUFFIX, journal_pages
+
+#: ``-`` as an output means standard output, where the format can stream.
+STDOUT = "-"
+
+_TMP_TAG = ".kftmp-"
+_TMP_NAME = re.compile(r"^\..+\.kftmp-(\d+)-[A-Za-z0-9_]+$")
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _page_of(out: str, journal: str) -> int | None:
+    """The page index ``out`` is (or would be) of ``journal``, or None."""
+    real_out = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(out))), os.path.basename(out))
+    real_j = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(journal))), os.path.basename(journal))
+    if real_out == real_j:
+        return 0
+    if real_out.startswith(real_j + "."):
+        tail = real_out[len(real_j) + 1:]
+        if tail.isdigit() and tail[0] != "0":
+            return int(tail)
+    return None
 
 
 def check_output(out: str, *, force: bool = False, folder: bool = False, inputs=(), what: str = "output") -> None:
     """Raise if ``out`` cannot be written: a folder where a file is meant (or the reverse), an existing
-    output without ``force``, a missing or read-only parent, or any page of an input journal."""
-    real = os.path.realpath(out)
-    for src in inputs:
-        pages = [os.path.realpath(p) for p in journal_pages(src)] or [os.path.realpath(src)]
-        tail = pages[0][len(real) + 1:] if pages[0].startswith(real + ".") else ""
-        if real in pages or tail.isdigit():
-            raise UsageError(f"{out}: the {what} would overwrite {src} (choose another output)")
-    if folder:
-        if os.path.exists(out) and not os.path.isdir(out):
-            raise OutputError(f"{out}: exists and is not a folder")
-        if os.path.isdir(out) and os.listdir(out) and not force:
-            raise OutputError(f"{out}: folder is not empty (use --force to replace it)")
-    else:
-        if os.path.isdir(out):
-            raise OutputError(f"{out}: is a directory")
-        if os.path.exists(out) and not force:
-            raise OutputError(f"{out}: already exists (use --force to replace it)")
+    output without ``force``, a symlink, FIFO or device, a missing or read-only parent, or a name that is
+    or could become a page of an input journal (or whose own pages would land on an input)."""
+    for src in map(os.fspath, inputs):
+        pages = journal_pages(src) or [src]
+        hit = _page_of(out, src)
+        if hit is None:
+            hit_page = next((i for i, p in enumerate(pages) if _same_file(out, p)), None)
+            hit = hit_page
+        if hit is None and _page_of(src, out) is not None:
+            raise UsageError(f"{out}: a page of the {what} would overwrite {src} (choose another output)")
+        if hit is not None:
+            which = src if hit == 0 else f"(or become) page {hit} of {src}"
+            raise UsageError(f"{out}: the {what} would overwrite {which} (choose another output)")
+    try:
+        st = os.lstat(out)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise OutputError(f"{out}: cannot check the output: {e.strerror}") from None
+    if st is not None:
+        if stat.S_ISLNK(st.st_mode):
+            raise OutputError(f"{out}: is a symbolic link; kftools never writes through links (give the real path)")
+        if folder:
+            if not stat.S_ISDIR(st.st_mode):
+                raise OutputError(f"{out}: exists and is not a folder")
+            if os.listdir(out) and not force:
+                raise OutputError(f"{out}: folder is not empty (use --force to replace it)")
+        else:
+            if stat.S_ISDIR(st.st_mode):
+                raise OutputError(f"{out}: is a directory")
+            if not stat.S_ISREG(st.st_mode):
+                raise OutputError(f"{out}: is {_kind(st.st_mode)}, not a regular file; refusing to write there")
+            if not force:
+                raise OutputError(f"{out}: already exists (use --force to replace it)")
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent):
         raise OutputError(f"{out}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"{out}: folder {parent} is not writable")
+    if not folder:
+        # later pages of a journal output: the same rules (a link or FIFO at feed.dat.1 is not replaced)
+        for i in range(1, 1 << 20):
+            p = page_path(out, i)
+            try:
+                pst = os.lstat(p)
+            except FileNotFoundError:
+                break
+            except OSError:
+                break
+            if not stat.S_ISREG(pst.st_mode):
+                raise OutputError(f"{p}: is {'a symbolic link' if stat.S_ISLNK(pst.st_mode) else _kind(pst.st_mode)}"
+                                  ", not a regular file; refusing to write there")
+
+
+def _temporary_prefix(path: str) -> tuple[str, str]:
+    d = os.path.dirname(os.path.abspath(path))
+    return d, f".{os.path.basename(path)}{_TMP_TAG}{os.getpid()}-"
+
+
+def create_temporary(path: str) -> tuple[int, str]:
+    """Create a new temporary file beside ``path`` (``O_EXCL|O_NOFOLLOW``, mode 0600); returns (fd, name)."""
+    d, prefix = _temporary_prefix(path)
+    remove_stale_temporaries(path)
+    try:
+        return tempfile.mkstemp(prefix=prefix, suffix="", dir=d)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot create a temporary file in {d}: {e.strerror}") from None
+
+
+def create_temporary_folder(path: str) -> str:
+    """Create a new private folder beside ``path`` to build an output in; returns its name."""
+    d, prefix = _temporary_prefix(path)
+    remove_stale_temporaries(path)
+    try:
+        return tempfile.mkdtemp(prefix=prefix, suffix="", dir=d)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot create a temporary folder in {d}: {e.strerror}") from None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str) -> list[str]:
+    """Remove the temporaries a killed kftools left beside ``path``; returns what was removed.
+
+    Only names kftools makes for this output (``.<name>.kftmp-<pid>-<random>``),
+    owned by this user, not links, whose process is gone, are removed.
+    """
+    d = os.path.dirname(os.path.abspath(path))
+    base = f".{os.path.basename(path)}{_TMP_TAG}"
+    removed: list[str] = []
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(base):
+            continue
+        m = _TMP_NAME.match(name)
+        if m is None or name[len(base):].split("-", 1)[0] != m.group(1):
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid() or _alive(pid):
+            continue
+        full = os.path.join(d, name)
+        try:
+            st = os.lstat(full)
+        except OSError:
+            continue
+        if st.st_uid != os.getuid():
+            continue
+        try:
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(full)
+            elif stat.S_ISREG(st.st_mode):
+                os.unlink(full)
+            else:
+                continue
+        except OSError:
+            continue
+        removed.append(full)
+    return removed
 
 
 def temporary_name(path: str) -> str:
-    """A hidden name beside ``path`` to write to before renaming: no partial output is ever visible."""
-    d = os.path.dirname(os.path.abspath(path))
-    return os.path.join(d, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    """An unpredictable, unused name beside ``path`` (not created: for a folder the caller makes).
+
+    Prefer :func:`create_temporary` / :func:`create_temporary_folder`, which create it exclusively.
+    """
+    d, prefix = _temporary_prefix(path)
+    remove_stale_temporaries(path)
+    return os.path.join(d, prefix + secrets.token_hex(8))
 
 
 def remove_journal(path: str) -> None:
-    """Delete every page of the journal at ``path``."""
+    """Delete every page of the journal at ``path`` (never through a link)."""
     for p in journal_pages(path):
         for f in (p, p + ARCHIVE_SUFFIX):
-            if os.path.exists(f):
-                os.unlink(f)
+            try:
+                st = os.lstat(f)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                raise OutputError(f"{f}: is not a regular file; refusing to delete it")
+            os.unlink(f)
     for f in (path + ".checksums", path + ".readers"):
-        if os.path.exists(f):
+        if os.path.lexists(f) and stat.S_ISREG(os.lstat(f).st_mode):
             os.unlink(f)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import os
 import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import OutputError, UsageError
 from .journal.writer import Writer
+from .outputs import check_output
 
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "NVDA", "TSLA", "AMZN")
 
@@ -29,19 +33,37 @@ def simulate(
     rate: float = 10_000.0,
     duration: float | None = None,
     frames: int | None = None,
-    symbols: tuple[str, ...] = DEFAULT_SYMBOLS,
+    symbols: str | tuple[str, ...] = DEFAULT_SYMBOLS,
     page_size: int | None = None,
     seed: int = 0,
     order_every: int = 20,
     stop: threading.Event | None = None,
+    append: bool = False,
 ) -> SimulateResult:
     """Write tickers on a random walk, with an order and a trade every ``order_every`` frames.
 
     ``rate`` is frames per second (0 = as fast as possible); stops after
-    ``frames``, ``duration`` seconds, or when ``stop`` is set.
+    ``frames``, ``duration`` seconds, or when ``stop`` is set. An existing
+    journal is refused unless ``append`` (the walk then starts again from
+    ``seed``). Every argument is checked before anything is written.
     """
+    path = os.fspath(path)
+    names = check_symbols(symbols)
+    if not (isinstance(rate, int | float) and rate >= 0 and math.isfinite(rate)):
+        raise UsageError(f"--rate must be a finite number >= 0, not {rate!r}")
+    if frames is not None and frames < 0:
+        raise UsageError(f"--frames must be >= 0, not {frames}")
+    if duration is not None and not (duration >= 0 and math.isfinite(duration)):
+        raise UsageError(f"--duration must be a finite number >= 0, not {duration}")
+    if order_every < 0:
+        raise UsageError(f"order_every must be >= 0, not {order_every}")
+    check_output(path, force=True, what="simulated journal")
+    if os.path.lexists(path) and not append:
+        raise OutputError(f"{path}: already exists; simulate adds frames to a journal only with --append")
+    if append and not os.path.lexists(path):
+        raise OutputError(f"{path}: no such journal to append to (leave out --append to create it)")
     rng = np.random.default_rng(seed)
-    nsym = len(symbols)
+    nsym = len(names)
     prices = 100.0 + 50.0 * rng.random(nsym)
     burst = 1024 if not rate or rate >= 100_000 else max(1, int(rate // 1000) or 1)
     written = 0
@@ -64,7 +86,7 @@ def simulate(
                 i = int(sym_idx[k])
                 prices[i] = max(0.01, prices[i] * (1.0 + steps[k] * 0.01))
                 px = round(float(prices[i]), 4)
-                sym = symbols[i]
+                sym = names[i]
                 written += 1
                 if order_every and written % order_every == 0:
                     order_id += 1
@@ -79,3 +101,16 @@ def simulate(
                 if ahead > 0:
                     time.sleep(ahead)
     return SimulateResult(written, time.perf_counter() - t0)
+
+
+def check_symbols(symbols) -> tuple[str, ...]:
+    """The symbols as a tuple: at least one, each 1..16 bytes of UTF-8."""
+    if isinstance(symbols, str):
+        symbols = tuple(s.strip() for s in symbols.split(",") if s.strip())
+    symbols = tuple(symbols)
+    if not symbols:
+        raise UsageError("--symbols: give at least one symbol (a comma-separated list)")
+    for s in symbols:
+        if not isinstance(s, str) or not s or len(s.encode()) > 16:
+            raise UsageError(f"--symbols: {s!r} must be 1 to 16 bytes of text")
+    return symbols

@@ -66,10 +66,14 @@ def test_follower_sees_every_frame_across_pages(tmp_path, wait):
 def test_follow_waits_for_a_journal_that_does_not_exist_yet(tmp_path):
     path = tmp_path / "later.dat"
     got, told = [], []
-    stop = threading.Event()
+    stop, told_event = threading.Event(), threading.Event()
+
+    def on_wait(msg):
+        told.append(msg)
+        told_event.set()
 
     def follow():
-        r = Reader.wait_open(path, stop=stop, on_wait=told.append)
+        r = Reader.wait_open(path, stop=stop, on_wait=on_wait)
         for f in r.follow("beginning", "backoff", stop=stop):
             got.append(f.symbol)
             if len(got) == 3:
@@ -77,7 +81,7 @@ def test_follow_waits_for_a_journal_that_does_not_exist_yet(tmp_path):
 
     t = threading.Thread(target=follow)
     t.start()
-    time.sleep(0.3)
+    assert told_event.wait(60), "the follower never said it was waiting"  # the event, not a sleep
     assert told and "no such journal" in told[0]
     with Writer(path, page_size=4096) as w:
         for s in "ABC":

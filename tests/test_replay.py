@@ -333,8 +333,17 @@ def test_cli_damaged_input(tmp_path):
     (["--out", "{src}"], "would overwrite"),
     (["--out", "{src}.1"], "would overwrite"),
     (["--out", "{tmp}/exists.dat"], "already exists (use --force"),
-    (["--speed", "0"], "--speed must be a positive"),
-    (["--speed", "-2"], "--speed must be a positive"),
+    (["--out", "{src}.7"], "page 7 of"),  # not a page yet, but the input's writer would make it one
+    (["--out", "{tmp}/link.dat"], "symbolic link"),
+    (["--out", "{tmp}/dangling.dat"], "symbolic link"),
+    (["--out", "{tmp}/fifo.dat", "--force"], "is a FIFO"),
+    (["--speed", "0"], "--speed must be a number from"),
+    (["--speed", "-2"], "--speed must be a number from"),
+    (["--speed", "1e-300"], "--speed must be a number from"),
+    (["--speed", "nan"], "--speed must be a number from"),
+    (["--speed", "10", "--max"], "--speed and --max cannot be combined"),
+    (["--speed", "fast"], "Invalid value for '--speed'"),
+    (["--bogus"], "No such option: --bogus"),
     (["--loop", "-1"], "--loop must be"),
     (["--paused"], "--paused needs a terminal"),
     (["--strategy", "{tmp}/nope.py"], "no such strategy file"),
@@ -344,9 +353,12 @@ def test_cli_damaged_input(tmp_path):
 def test_cli_bad_input(tmp_path, args, msg):
     src = copy_journal(MULTI, str(tmp_path))
     (tmp_path / "exists.dat").write_bytes(b"keep")
+    (tmp_path / "link.dat").symlink_to(tmp_path / "exists.dat")
+    (tmp_path / "dangling.dat").symlink_to(tmp_path / "target-of-dangling.dat")
+    os.mkfifo(tmp_path / "fifo.dat")
     before = sorted(os.listdir(tmp_path))
     r = run_cli("replay", src, *[a.format(src=src, tmp=tmp_path) for a in args])
-    assert r.returncode != 0
+    assert r.returncode == 2
     assert msg in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert sorted(os.listdir(tmp_path)) == before  # nothing written

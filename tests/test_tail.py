@@ -166,14 +166,16 @@ def test_filters_and_search():
             await pilot.press("s", *["backspace"] * 4, "enter")
             await until(pilot, lambda: app.caught_up and table.count == 1200, what="unfiltered")
             await pilot.press("home", "slash", *"sell", "enter")
-            hit = app.index.frames(app.reader, table.cursor, table.cursor + 1)[0]
             first_sell = next(i for i, f in enumerate(frames) if f.fields.get("side") == 1)
-            assert table.cursor == first_sell and hit.fields["side"] == 1
+            # wait for the app to have acted on the keys (it may still be processing them): the event, not a race
+            await until(pilot, lambda: table.cursor == first_sell, what="first sell")
+            hit = app.index.frames(app.reader, table.cursor, table.cursor + 1)[0]
+            assert hit.fields["side"] == 1
             await pilot.press("n")
-            assert table.cursor > first_sell
+            await until(pilot, lambda: table.cursor > first_sell, what="next sell")
             # go to a time
             await pilot.press("g", *str(frames[600].gen_time), "enter")
-            assert table.cursor == 600 and not table.following
+            await until(pilot, lambda: table.cursor == 600 and not table.following, what="row 600")
 
     run(go())
 

@@ -13,7 +13,7 @@ from ..journal import yijinjing
 from ..journal.page import journals_in
 from ..journal.reader import FrameBatch, Reader
 from ..journal.registry import TypeRegistry
-from ..outputs import check_output, temporary_name
+from ..outputs import check_output, create_temporary_folder
 from .columns import Columns
 from .sink import ParquetSink
 from .stream import (
@@ -68,8 +68,7 @@ def export_dataset(
             total(sum(journal_bytes(r, u) for r, u in zip(readers, ends, strict=True)))
         cols = Columns(registry, None, journal=True)
         res = ExportResult(out, journals=paths, skipped=skipped)
-        tmp = temporary_name(out)
-        os.makedirs(tmp)
+        tmp = create_temporary_folder(out)
         sinks: dict[tuple[int, int], ParquetSink] = {}
         rows_before = 0
         try:

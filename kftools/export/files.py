@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import contextlib
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -11,7 +13,8 @@ import numpy as np
 from ..journal.format import FRAME_HEADER_SIZE, PAGE_HEADER_SIZE
 from ..journal.reader import FrameBatch, Reader
 from ..journal.registry import TypeRegistry
-from ..outputs import check_output, temporary_name
+from ..errors import UsageError
+from ..outputs import STDOUT, check_output, create_temporary, create_temporary_folder
 from .columns import Columns
 from .sink import ParquetSink
 from .stream import (
@@ -53,7 +56,13 @@ def export_journal(
     """
     from ..selection import Selection
 
-    if split:
+    to_stdout = out == STDOUT
+    if to_stdout:
+        if split:
+            raise UsageError("--split writes a folder of files: '-' (standard output) takes one file")
+        if sys.stdout.isatty():
+            raise UsageError("refusing to write Parquet to a terminal: redirect or pipe standard output")
+    elif split:
         check_output(out, force=force, folder=True, inputs=[journal])
     else:
         check_output(out, force=force, inputs=[journal])
@@ -71,22 +80,16 @@ def export_journal(
             batches = _follow_then_drain(reader, stop, sel.filters(), name)
         else:
             batches = reader.batches(READ_BATCH, until=until, **sel.filters())
-        tmp = temporary_name(out)
-        try:
-            if split:
-                _export_split(batches, registry, chosen, tmp, compression, row_group_size, meta, res, progress)
-            else:
-                cols = Columns(registry, [t for t in chosen if t] if chosen else None)
-                sink = ParquetSink(tmp, cols, compression, row_group_size, meta)
-                pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, progress)
-                sink.close()
-                res.files = 1
-            if force and os.path.isdir(out) and split:
-                shutil.rmtree(out)
-            os.replace(tmp, out) if not split else os.rename(tmp, out)
-        except BaseException:
-            remove_output(tmp)
-            raise
+        if to_stdout:
+            cols = Columns(registry, [t for t in chosen if t] if chosen else None)
+            sink = ParquetSink(sys.stdout.buffer, cols, compression, row_group_size, meta)
+            pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, progress)
+            sink.close()
+            sys.stdout.buffer.flush()
+            res.files = 1
+        else:
+            _export_to_file(out, split, force, batches, registry, chosen, compression, row_group_size, meta, res,
+                            progress, follow)
         if reader.damage is not None:
             res.damage.append(reader.damage)
         elif crashed(reader):
@@ -96,8 +99,36 @@ def export_journal(
         reader.close()
 
 
+def _export_to_file(out, split, force, batches, registry, chosen, compression, row_group_size, meta, res, progress,
+                    follow) -> None:
+    """Write under an exclusive temporary beside ``out``; rename it into place only when complete."""
+    if split:
+        tmp = create_temporary_folder(out)
+    else:
+        fd, tmp = create_temporary(out)
+    try:
+        if split:
+            _export_split(batches, registry, chosen, tmp, compression, row_group_size, meta, res, progress)
+        else:
+            fh = os.fdopen(fd, "wb", buffering=0)  # unbuffered: a write error surfaces in the writer, not at close
+            try:
+                cols = Columns(registry, [t for t in chosen if t] if chosen else None)
+                sink = ParquetSink(fh, cols, compression, row_group_size, meta, name=out)
+                pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, progress)
+                sink.close()
+            finally:
+                with contextlib.suppress(OSError):
+                    fh.close()
+            res.files = 1
+        if force and split and os.path.isdir(out) and not os.path.islink(out):
+            shutil.rmtree(out)
+        os.replace(tmp, out) if not split else os.rename(tmp, out)
+    except BaseException:
+        remove_output(tmp)
+        raise
+
+
 def _export_split(batches, registry, chosen, tmpdir, compression, row_group_size, meta, res, progress) -> None:
-    os.makedirs(tmpdir)
     sinks: dict[int, tuple[Columns, ParquetSink]] = {}
 
     def sink_for(t: int):

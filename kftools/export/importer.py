@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import NotAJournal, OutputError, UsageError
+from ..errors import KftoolsError, NotAJournal, SchemaError, UnknownType, UsageError
 from ..journal.registry import TypeRegistry
-from ..outputs import remove_journal
+from ..outputs import check_output, create_temporary_folder, remove_journal
+from ..parquet_input import check_rows, check_schema, parse_metadata
 from .columns import IMPORT_FORMATS, META_KEY
 from .stream import READ_BATCH
 
@@ -42,7 +42,9 @@ def _read_meta(path: str) -> tuple[pq.ParquetFile, dict]:
     raw = (pf.schema_arrow.metadata or {}).get(META_KEY)
     if raw is None:
         raise UsageError(f"{path}: not a kftools export (no '{META_KEY.decode()}' metadata)")
-    return pf, json.loads(raw)
+    meta = parse_metadata(path, raw)
+    check_schema(path, pf.schema_arrow, meta)
+    return pf, meta
 
 
 def import_parquet(
@@ -64,27 +66,26 @@ def import_parquet(
         files = [src]
     else:
         raise NotAJournal(f"{src}: no such file")
-    if os.path.isdir(out):
-        raise OutputError(f"{out}: is a directory")
-    if os.path.exists(out) and not force:
-        raise OutputError(f"{out}: already exists (use --force to replace it)")
+    check_output(out, force=force, what="imported journal")
     d = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(d) or not os.access(d, os.W_OK):
-        raise OutputError(f"{out}: folder {d} is missing or not writable")
     opened = [_read_meta(f) for f in files]
     meta = opened[0][1]
     if meta.get("format") not in IMPORT_FORMATS:
         raise UsageError(f"{files[0]}: export format {meta.get('format')} is not one this kftools reads "
                          f"({', '.join(map(str, IMPORT_FORMATS))})")
-    reg = _registry_from(meta, registry)
+    try:
+        reg = _registry_from(meta, registry)
+    except SchemaError as e:
+        raise SchemaError(f"{files[0]}: {e}") from None
     cap = page_size or meta.get("page_capacity") or None
-    tmpdir = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", dir=d)
+    tmpdir = create_temporary_folder(out)
     tmp = os.path.join(tmpdir, os.path.basename(out))
     res = ImportResult(out)
     try:
-        with Writer(tmp, page_size=cap, registry=reg) as w:
+        with Writer(tmp, page_size=cap, registry=reg) as w, _as_bad_input(src):
             if len(opened) == 1:
                 for rb in opened[0][0].iter_batches(batch_size=READ_BATCH):
+                    check_rows(src, rb, res.frames, opened[0][1])
                     res.frames += _write_rows(w, rb, reg, opened[0][1])
             else:
                 # a --split folder: merge the files back in journal order
@@ -95,6 +96,7 @@ def import_parquet(
                     for cname, members in m.get("columns", {}).items():
                         merged["columns"].setdefault(cname, {}).update(members)
                 for rb in t.to_batches(max_chunksize=READ_BATCH):
+                    check_rows(src, rb, res.frames, merged)
                     res.frames += _write_rows(w, rb, reg, merged)
             res.pages = w.page_index + 1
         if os.path.exists(out) and force:
@@ -105,6 +107,21 @@ def import_parquet(
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return res
+
+
+@contextlib.contextmanager
+def _as_bad_input(src: str):
+    """Whatever a hostile file makes pyarrow or numpy raise is one error about the file (exit 2)."""
+    try:
+        yield
+    except (UsageError, UnknownType, SchemaError) as e:
+        if str(e).startswith(src):
+            raise
+        raise type(e)(f"{src}: {e}") from None
+    except KftoolsError:
+        raise
+    except (pa.ArrowException, OSError, ValueError, TypeError, OverflowError, KeyError, IndexError) as e:
+        raise UsageError(f"{src}: cannot import: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 def _write_rows(w, rb: pa.RecordBatch, reg: TypeRegistry, meta: dict) -> int:
@@ -170,6 +187,9 @@ def _write_rows(w, rb: pa.RecordBatch, reg: TypeRegistry, meta: dict) -> int:
             p = payloads[i]
             if p is None:
                 raise UsageError(f"row {i}: type {int(ids[i])} has no payload bytes and no schema")
+            if int(lengths[i]) < len(p):
+                raise UsageError(f"row {i}: length {int(lengths[i])} is smaller than the {reg.name(int(ids[i]))} "
+                                 f"layout ({len(p)} bytes)")
             write(int(ids[i]), p, gen_time=int(gen[i]), trigger_time=int(trig[i]), source=int(src[i]),
                   dest=int(dst[i]), padding=int(lengths[i]) - len(p))
     return n

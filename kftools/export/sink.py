@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 
 import pyarrow as pa
@@ -20,8 +21,9 @@ class ParquetSink:
     one row group waits, which bounds memory.
     """
 
-    def __init__(self, path: str, cols: Columns, compression: str, row_group_size: int, meta: dict):
-        self.path = path
+    def __init__(self, path, cols: Columns, compression: str, row_group_size: int, meta: dict, name: str = ""):
+        # ``path``: a file name, or a binary file object (a temporary made exclusively, standard output)
+        self.path = name or (path if isinstance(path, str) else "standard output")
         self.cols = cols
         self.row_group_size = row_group_size
         self.rows = 0
@@ -47,6 +49,9 @@ class ParquetSink:
                 except BaseException as e:  # noqa: BLE001 - re-raised in the exporting thread
                     self._error = e
             del t
+            # mimalloc (pyarrow's default pool) keeps freed row groups mapped: hand them back, so peak
+            # RSS measured from outside stays near what is live (see docs/export.md)
+            pa.default_memory_pool().release_unused()
             self._queue.task_done()
 
     def _check(self) -> None:
@@ -83,7 +88,11 @@ class ParquetSink:
         finally:
             self._queue.put(None)
             self._thread.join()
-            self._writer.close()
+            try:
+                self._writer.close()  # writes the footer
+            except (OSError, pa.ArrowException) as e:
+                if sys.exc_info()[0] is None and self._error is None:  # not already failing: this is the error
+                    self._error = e
         self._check()
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import KftoolsError, NotAJournal
+from ..errors import KftoolsError, NotAJournal, UsageError
 from . import framestream, yijinjing
 from .format import (
     CURSOR_OFFSET,
@@ -285,7 +285,7 @@ class WaitPolicy:
 
     def __init__(self, mode: str = "backoff", *, spins: int = 20000, interval: float = 0.001, max_sleep: float = 0.002):
         if mode not in ("busy", "backoff", "sleep"):
-            raise KftoolsError(f"unknown wait policy {mode!r} (busy, backoff, sleep)")
+            raise UsageError(f"unknown wait policy {mode!r} (busy, backoff, sleep)")
         self.mode = mode
         self.spins = spins
         self.interval = interval
@@ -500,9 +500,19 @@ class Reader:
         types: Iterable[int] | None = None,
         symbols: Iterable[str] | None = None,
     ) -> Iterator[FrameBatch]:
-        """Committed frames as :class:`FrameBatch` (one page each, at most ``batch_size`` frames), filtered."""
+        """Committed frames as :class:`FrameBatch` (one page each, at most ``batch_size`` frames), filtered.
+
+        Filters take what the CLI takes: ``types`` names or ids, ``symbols`` a
+        list or a comma list, ``start_time``/``end_time`` ns, ISO-8601 or ``+10s``
+        from the first frame. ``start``/``until`` are (page, offset) positions;
+        a time given as ``start`` is a ``start_time``.
+        """
+        if start is not None and not isinstance(start, tuple):
+            if start_time is not None:
+                raise UsageError("give start (a time) or start_time, not both")
+            start, start_time = None, start
+        filt = self._filter(start_time, end_time, types, symbols)
         self.damage = None
-        filt = _Filter(start_time, end_time, types, symbols)
         for chunk in self._chunks(start, until, batch_size):
             chunk = filt(chunk)
             if len(chunk):
@@ -552,6 +562,32 @@ class Reader:
     def count(self) -> int:
         return sum(len(b) for b in self.batches())
 
+    def _filter(self, start_time, end_time, types, symbols) -> _Filter:
+        """Filters as the CLI takes them, checked: names or ids, comma lists, text times."""
+        if isinstance(types, str | int):
+            types = [types]
+        tids: list[int] | None = None
+        if types is not None:
+            tids = []
+            for t in types:
+                if isinstance(t, bool) or not isinstance(t, str | int | np.integer):
+                    raise UsageError(f"types: {t!r} is not a type name or id")
+                for part in str(t).split(",") if isinstance(t, str) else [t]:
+                    if str(part).strip():
+                        tids.append(self.registry.resolve(part.strip() if isinstance(part, str) else int(part)))
+        if isinstance(symbols, str | bytes):
+            symbols = [symbols]
+        syms: list | None = None
+        if symbols is not None:
+            syms = []
+            for sym in symbols:
+                if not isinstance(sym, str | bytes):
+                    raise UsageError(f"symbols: {sym!r} is not a symbol (str)")
+                parts = sym.split(",") if isinstance(sym, str) else [sym]
+                syms.extend(p.strip() if isinstance(p, str) else p for p in parts if p.strip())
+        return _Filter(_check_time("start_time", start_time, self), _check_time("end_time", end_time, self),
+                       tids, syms)
+
     # -- following -------------------------------------------------------------
     def follow(
         self,
@@ -573,7 +609,10 @@ class Reader:
         (one 8-byte store per frame, after the frame was consumed) for
         ``info``, ``tail`` and ``monitor``.
         """
-        filt = _Filter(start if isinstance(start, int) and not isinstance(start, bool) else None, None, types, symbols)
+        time_start = start if not isinstance(start, tuple) and start not in ("beginning", "end") else None
+        filt = self._filter(time_start, None, types, symbols)
+        if time_start is not None:
+            start = filt.start_time
         policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
         slot = None if name is None else self._claim(name, self._start_position(start))
         if self.fmt is not KFTOOLS:
@@ -630,9 +669,10 @@ class Reader:
         Yields an empty batch each time it catches up, so a consumer can flush.
         ``name`` publishes the position as in :meth:`follow`, once per batch.
         """
-        if start_time is None and isinstance(start, int) and not isinstance(start, bool):
-            start_time = start
-        filt = _Filter(start_time, end_time, types, symbols)
+        start_is_time = not isinstance(start, tuple) and start not in ("beginning", "end")
+        filt = self._filter(start if start_time is None and start_is_time else start_time, end_time, types, symbols)
+        if start_is_time:
+            start = filt.start_time if filt.start_time is not None else "beginning"
         policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
         slot = None if name is None else self._claim(name, self._start_position(start))
         return self._follow_batches(self._start_position(start), filt, policy, stop, idle_timeout, batch_size, slot)
@@ -695,7 +735,7 @@ class Reader:
             return self.first_page, p_start(self.fmt)
         if isinstance(start, tuple):
             return start
-        raise KftoolsError(f"bad follow start {start!r}: beginning, end, a time in ns or (page, offset)")
+        raise UsageError(f"bad follow start {start!r}: beginning, end, a time in ns or (page, offset)")
 
     def _wait_page(self, index: int, policy: WaitPolicy, stop, prev: Page | None = None) -> Page | None:
         while True:
@@ -865,6 +905,22 @@ def _stopped(stop) -> bool:
     if isinstance(stop, threading.Event):
         return stop.is_set()
     return bool(stop())
+
+
+def _check_time(name: str, value, reader: Reader) -> int | None:
+    """A filter time as ns: int ns, or text as the CLI takes it (``+10s`` from the first frame)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str | np.integer):
+        raise UsageError(f"{name} must be ns since the epoch or a time string, not {value!r}")
+    if isinstance(value, str):
+        from ..timeparse import parse_time
+
+        origin = None
+        if value.strip().startswith("+"):
+            origin = next((int(b.headers["gen_time"][0]) for b in reader.batches(batch_size=1)), None)
+        return parse_time(value, origin)
+    return int(value)
 
 
 class _Filter:

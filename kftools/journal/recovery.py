@@ -147,28 +147,31 @@ def recover(
         if out is None:  # unreachable: checked above, for the type checker
             raise OutputError("give either an output path or --in-place")
         out = os.fspath(out)
-        from ..outputs import check_output
+        from ..outputs import check_output, create_temporary
 
         check_output(out, force=force, inputs=[path], what="recovered journal")
-        written = []
+        written: list[str] = []
         try:
             for i in range(keep_pages):
                 src = r.page(i)
                 # pages before the last one kept are valid to their cursor
                 cursor = last_end if i == last_page else src.cursor
-                dst = page_path(out, i) + ".tmp"
+                # an exclusive temporary (never through a planted link), renamed when all pages are written
+                fd, dst = create_temporary(page_path(out, i))
                 written.append(dst)
-                _write_page_prefix(src, dst, cursor, i, last=(i == last_page))
-            for i in range(keep_pages):
-                os.replace(page_path(out, i) + ".tmp", page_path(out, i))
+                _write_page_prefix(src, fd, cursor, i, last=(i == last_page))
+            for i, dst in enumerate(written):
+                os.replace(dst, page_path(out, i))
             for i in range(keep_pages, 10**9):  # stale pages of a replaced output
                 if not os.path.exists(page_path(out, i)):
                     break
                 os.unlink(page_path(out, i))
-        except OSError as e:
+        except (OSError, OutputError) as e:
             for w in written:
-                if os.path.exists(w):
+                if os.path.lexists(w):
                     os.unlink(w)
+            if isinstance(e, OutputError):
+                raise
             raise OutputError(f"{out}: cannot write: {e.strerror}") from None
         return RecoverResult(out, frames, keep_pages, damage, npages - keep_pages, *lost)
 
@@ -201,8 +204,9 @@ def _dropped(r: Reader, damage: Damage | None, npages: int) -> tuple[int, int]:
     return nbytes, frames
 
 
-def _write_page_prefix(src: Page, dst: str, cursor: int, index: int, last: bool) -> None:
-    with open(dst, "wb") as fh:
+def _write_page_prefix(src: Page, fd: int, cursor: int, index: int, last: bool) -> None:
+    os.fchmod(fd, 0o644)  # a journal page, like the writer's (the temporary was made 0600)
+    with os.fdopen(fd, "wb") as fh:
         header = PAGE_HEADER.unpack(src.mm, 0)
         header.update(
             write_cursor=cursor, magic=MAGIC, page_index=index, writer_pid=0,

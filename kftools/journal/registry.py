@@ -91,8 +91,14 @@ class TypeRegistry:
         return other
 
     def register(self, msg_id: int, name: str, fields: np.dtype | list[tuple[str, str]] | Layout) -> MessageType:
-        """Register (or replace) a type from a packed numpy dtype, ``[(name, kind), ...]`` or a Layout."""
-        if not isinstance(msg_id, int) or not 0 < msg_id <= 0xFFFF_FFFF:
+        """Register a type from a packed numpy dtype, ``[(name, kind), ...]`` or a Layout.
+
+        Registering the same id, name and fields again is a no-op; anything else
+        that would replace a built-in or an earlier type is refused: frames
+        already written with that id would be decoded with the wrong layout.
+        """
+        # bool is an int subclass: `id = true` in a schema must not become type 1
+        if not isinstance(msg_id, int) or isinstance(msg_id, bool) or not 0 < msg_id <= 0xFFFF_FFFF:
             raise SchemaError(f"type {name!r}: id {msg_id!r} must be an integer in 1..4294967295")
         if not isinstance(name, str) or not _NAME.match(name):
             raise SchemaError(f"type id {msg_id}: name {name!r} is not an identifier")
@@ -103,6 +109,12 @@ class TypeRegistry:
         for fname in layout.names:
             if fname in _RESERVED_NAMES:
                 raise SchemaError(f"type {name!r}: field name {fname!r} is reserved for frame header columns")
+        old = self._by_id.get(msg_id)
+        if old is not None:
+            if old.name == name and _shape(old.layout) == _shape(layout):
+                return old
+            what = "built-in type" if msg_id in BUILTIN_LAYOUTS else "type"
+            raise SchemaError(f"type {name!r}: id {msg_id} is already the {what} {old.name!r} (choose another id)")
         mt = MessageType(msg_id, name, layout)
         self._by_id[msg_id] = mt
         self._mins = None
@@ -124,9 +136,13 @@ class TypeRegistry:
         if not isinstance(types, list) or not types:
             raise SchemaError(f"{path}: expected a non-empty [[types]] list")
         out = []
+        seen: dict[object, int] = {}
         for i, t in enumerate(types):
             if not isinstance(t, dict) or not {"id", "name", "fields"} <= t.keys():
                 raise SchemaError(f"{path}: types[{i}] needs id, name and fields")
+            if t["id"] in seen and not isinstance(t["id"], bool):
+                raise SchemaError(f"{path}: types[{i}] repeats id {t['id']!r} of types[{seen[t['id']]}]")
+            seen.setdefault(t["id"], i)
             fields = t["fields"]
             if not isinstance(fields, list) or not fields:
                 raise SchemaError(f"{path}: type {t['name']!r} has no fields")
@@ -166,6 +182,10 @@ class TypeRegistry:
 
     def __contains__(self, msg_id: int) -> bool:
         return msg_id in self._by_id
+
+
+def _shape(layout: Layout) -> list[tuple[str, str]]:
+    return [(f.name, f.kind) for f in layout.fields]
 
 
 def _to_fields(type_name: str, spec) -> list[Field]:

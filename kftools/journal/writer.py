@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import errno
-import glob
 import os
+import stat
 import struct
 import time
 
@@ -28,7 +28,9 @@ from .format import (
     TRADE,
     VERSION,
     MsgType,
+    OrderType,
     PageFlag,
+    Side,
     page_path,
 )
 from .layout import BYTE_ORDER
@@ -56,6 +58,37 @@ _TICKER_FRAME = _frame_struct(TICKER)
 _ORDER_FRAME = _frame_struct(ORDER)
 _TRADE_FRAME = _frame_struct(TRADE)
 _HEADER = FRAME_HEADER.struct
+
+
+def _remove_own_next_page(path: str, index: int) -> None:
+    """Delete ``<page index>.tmp`` only if it is provably a page of this journal a killed writer left.
+
+    The caller holds the journal's lock, so no live writer of this journal is making it;
+    it must be a regular file whose header is unwritten (all zero) or names this page
+    index. Anything else (a note, a link, another journal's page) is left alone.
+    """
+    tmp = page_path(path, index) + ".tmp"
+    try:
+        st = os.lstat(tmp)
+    except OSError:
+        return
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+        return
+    try:
+        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        head = os.pread(fd, PAGE_HEADER_SIZE, 0)
+    finally:
+        os.close(fd)
+    if len(head) == PAGE_HEADER_SIZE:
+        h = PAGE_HEADER.unpack(head)
+        ours = (h["magic"] == MAGIC and h["page_index"] == index) or not any(head)
+    else:
+        ours = not any(head)  # killed before the header was written
+    if ours:
+        os.unlink(tmp)
 
 
 class Writer:
@@ -111,9 +144,8 @@ class Writer:
             raise
         self._lock_fd = fd
         try:
-            for stale in glob.glob(glob.escape(self.path) + ".*.tmp"):
-                os.unlink(stale)  # a page a killed writer was still preparing
             index = len(journal_pages(self.path)) - 1
+            _remove_own_next_page(self.path, index + 1)  # a page a killed writer was still preparing
             page = open_page(page_path(self.path, index), index, writable=True)
             # validate the tail before appending: never write after damage
             damage = validate_page(page, self.registry)
@@ -156,6 +188,8 @@ class Writer:
         return self._pos
 
     def _roll(self, total: int) -> None:
+        if self._closed:
+            raise UsageError(f"{self.path}: write after close(): the writer is closed")
         if PAGE_HEADER_SIZE + total > self.page_size:
             raise FrameTooLarge(
                 f"{self.path}: a {total}-byte frame does not fit in a {self.page_size}-byte page"
@@ -163,8 +197,10 @@ class Writer:
         nxt = self._index + 1
         final = page_path(self.path, nxt)
         tmp = final + ".tmp"
+        _remove_own_next_page(self.path, nxt)
         try:
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            # never through a link, never over a file that is not provably ours
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         except OSError as e:
             raise OutputError(f"{tmp}: cannot create the next page: {e.strerror}") from None
         try:
@@ -200,9 +236,11 @@ class Writer:
         ``payload`` is the raw bytes, a numpy record of the type's dtype, or
         omitted with the type's fields given as keyword arguments.
         """
+        if self._closed:
+            raise self._bad_call("write", None)
         if isinstance(msg_type, str):
             msg_type = self.registry.resolve(msg_type)
-        if not 0 < msg_type <= 0xFFFFFFFF:
+        if not isinstance(msg_type, int) or isinstance(msg_type, bool) or not 0 < msg_type <= 0xFFFFFFFF:
             raise UsageError(f"msg_type {msg_type} must be in 1..4294967295 (0 marks damage)")
         if payload is None:
             mt = self.registry.get(msg_type)
@@ -214,19 +252,31 @@ class Writer:
                 values.append(v.encode() if isinstance(v, str) else v)
             if fields:
                 raise UsageError(f"{mt.name} has no field(s) {', '.join(sorted(fields))}")
-            payload = mt.layout.struct.pack(*values)
+            try:
+                payload = mt.layout.struct.pack(*values)
+            except struct.error as e:
+                raise UsageError(f"{mt.name}: bad field value: {e}") from None
         elif fields:
             raise UsageError("give either payload bytes or fields, not both")
         data = payload.tobytes() if isinstance(payload, np.void) else bytes(payload)
+        if padding < 0:
+            raise UsageError(f"padding {padding} must be >= 0")
+        mt = self.registry.get(msg_type)
+        if mt is not None and len(data) + padding < mt.layout.size:
+            # readers would call such a frame damage: never write one
+            raise UsageError(f"a {len(data) + padding}-byte {mt.name} payload is shorter than its layout ({mt.layout.size} bytes)")
         n = len(data) + padding
         pos = self._room(FRAME_HEADER_SIZE + n)
         mm = self._mm
         if gen_time is None:
             gen_time = time.time_ns()
-        _HEADER.pack_into(
-            mm, pos, n, msg_type, gen_time, trigger_time,
-            self.source if source is None else source, self.dest if dest is None else dest,
-        )
+        try:
+            _HEADER.pack_into(
+                mm, pos, n, msg_type, gen_time, trigger_time,
+                self.source if source is None else source, self.dest if dest is None else dest,
+            )
+        except (struct.error, TypeError) as e:
+            raise self._bad_call("write", e) from None
         end = pos + FRAME_HEADER_SIZE + len(data)
         mm[pos + FRAME_HEADER_SIZE : end] = data
         if padding:
@@ -246,6 +296,8 @@ class Writer:
             last = len(starts) - 1
         if last <= first:
             return 0
+        if self._closed:
+            raise self._bad_call("write_raw_frames", None)
         src = data if isinstance(data, memoryview) and data.format == "B" else memoryview(data).cast("B")
         done = first
         while done < last:
@@ -275,12 +327,16 @@ class Writer:
         self._cursor[0] = pos
         self.frames_written += 1
 
+    def _bad_call(self, method: str, error: Exception | None) -> UsageError:
+        """The error for a write_* call that could not pack its frame: closed writer or a bad argument."""
+        if self._closed:
+            return UsageError(f"{self.path}: {method} after close(): the writer is closed")
+        return UsageError(f"{method}: bad argument: {error}")
+
     def _sym(self, symbol: str | bytes) -> bytes:
         b = self._symbols.get(symbol)  # type: ignore[arg-type]
         if b is None:
-            b = symbol.encode() if isinstance(symbol, str) else bytes(symbol)
-            if len(b) > 16:
-                raise UsageError(f"symbol {symbol!r} is longer than 16 bytes")
+            b = _text("symbol", symbol, 16)
             if len(self._symbols) < 100_000:
                 self._symbols[symbol] = b  # type: ignore[index]
         return b
@@ -297,11 +353,14 @@ class Writer:
             pos = self._room(32 + n)
         if gen_time is None:
             gen_time = time.time_ns()
-        _TICKER_FRAME.pack_into(
-            self._mm, pos, n, 1, gen_time, trigger_time,
-            self.source if source is None else source, self.dest if dest is None else dest,
-            self._sym(symbol), last_price, bid_price, ask_price, volume,
-        )
+        try:
+            _TICKER_FRAME.pack_into(
+                self._mm, pos, n, 1, gen_time, trigger_time,
+                self.source if source is None else source, self.dest if dest is None else dest,
+                self._sym(symbol), last_price, bid_price, ask_price, volume,
+            )
+        except (struct.error, TypeError, ValueError) as e:
+            raise self._bad_call("write_ticker", e) from None
         if padding:
             self._mm[pos + 32 + TICKER.size : pos + 32 + n] = bytes(padding)
         self._pos = pos = pos + 32 + n
@@ -316,18 +375,25 @@ class Writer:
         padding: int = 0,
     ) -> int:
         """Append an Order (msg_type 2); returns its ``gen_time``."""
-        coid = client_order_id.encode() if isinstance(client_order_id, str) else bytes(client_order_id)
-        if len(coid) > 32:
-            raise UsageError(f"client_order_id {client_order_id!r} is longer than 32 bytes")
+        coid = _text("client_order_id", client_order_id, 32)
+        if side not in _SIDES:
+            raise UsageError(f"write_order: side {side!r} must be Side.BUY (0) or Side.SELL (1)")
+        if order_type not in _ORDER_TYPES:
+            raise UsageError(f"write_order: order_type {order_type!r} must be OrderType.LIMIT (0) or OrderType.MARKET (1)")
         n = ORDER.size + padding
+        if self._closed:
+            raise self._bad_call("write_order", None)
         pos = self._room(32 + n)
         if gen_time is None:
             gen_time = time.time_ns()
-        _ORDER_FRAME.pack_into(
-            self._mm, pos, n, int(MsgType.ORDER), gen_time, trigger_time,
-            self.source if source is None else source, self.dest if dest is None else dest,
-            self._sym(symbol), order_id, int(side), int(order_type), price, quantity, filled_quantity, coid,
-        )
+        try:
+            _ORDER_FRAME.pack_into(
+                self._mm, pos, n, int(MsgType.ORDER), gen_time, trigger_time,
+                self.source if source is None else source, self.dest if dest is None else dest,
+                self._sym(symbol), order_id, int(side), int(order_type), price, quantity, filled_quantity, coid,
+            )
+        except (struct.error, TypeError, ValueError) as e:
+            raise self._bad_call("write_order", e) from None
         if padding:
             self._mm[pos + 32 + ORDER.size : pos + 32 + n] = bytes(padding)
         self._commit(pos + 32 + n)
@@ -339,15 +405,22 @@ class Writer:
         padding: int = 0,
     ) -> int:
         """Append a Trade (msg_type 3); returns its ``gen_time``."""
+        if side not in _SIDES:
+            raise UsageError(f"write_trade: side {side!r} must be Side.BUY (0) or Side.SELL (1)")
         n = TRADE.size + padding
+        if self._closed:
+            raise self._bad_call("write_trade", None)
         pos = self._room(32 + n)
         if gen_time is None:
             gen_time = time.time_ns()
-        _TRADE_FRAME.pack_into(
-            self._mm, pos, n, int(MsgType.TRADE), gen_time, trigger_time,
-            self.source if source is None else source, self.dest if dest is None else dest,
-            self._sym(symbol), trade_id, order_id, int(side), 0, price, volume,
-        )
+        try:
+            _TRADE_FRAME.pack_into(
+                self._mm, pos, n, int(MsgType.TRADE), gen_time, trigger_time,
+                self.source if source is None else source, self.dest if dest is None else dest,
+                self._sym(symbol), trade_id, order_id, int(side), 0, price, volume,
+            )
+        except (struct.error, TypeError, ValueError) as e:
+            raise self._bad_call("write_trade", e) from None
         if padding:
             self._mm[pos + 32 + TRADE.size : pos + 32 + n] = bytes(padding)
         self._commit(pos + 32 + n)
@@ -396,6 +469,23 @@ class Writer:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter teardown
             pass
+
+
+_SIDES = frozenset(int(s) for s in Side)
+_ORDER_TYPES = frozenset(int(t) for t in OrderType)
+
+
+def _text(name: str, value, limit: int) -> bytes:
+    """A text field as bytes (str is UTF-8 encoded), at most ``limit`` bytes."""
+    if isinstance(value, str):
+        b = value.encode()
+    elif isinstance(value, bytes | bytearray):
+        b = bytes(value)
+    else:
+        raise UsageError(f"{name} must be str or bytes, not {type(value).__name__} ({value!r})")
+    if len(b) > limit:
+        raise UsageError(f"{name} {value!r} is longer than {limit} bytes")
+    return b
 
 
 def _lock_with_retry(fd: int) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import StrategyError, UsageError
+from ..errors import OutputError, StrategyError, UsageError
 from ..journal.format import FRAME_HEADER, MsgType, OrderType
 from ..journal.merge import MergedBatch, MergedReader, open_journals
 from ..journal.reader import Damage, Frame, FrameBatch, Reader
@@ -41,6 +41,8 @@ TRIGGER_OFF = FRAME_HEADER.offset("trigger_time")
 _I64 = struct.Struct("<q")  # one header column, the type FRAME_HEADER gives gen_time
 assert FRAME_HEADER.field("gen_time").kind == "i64" and FRAME_HEADER.field("trigger_time").kind == "i64"
 LATE_NS = 1_000_000
+MIN_SPEED, MAX_SPEED = 1e-3, 1e6  # beyond these a schedule overflows or is --max in all but name
+LONG_WAIT_NS = 60 * 1_000_000_000  # a paced wait longer than this is said (a far-future gen_time)
 PACED_BATCH = 64  # small: each batch's preparation delays the frames due meanwhile (p99)
 MAX_BATCH = 1 << 16
 
@@ -387,12 +389,16 @@ class Replay:
         wait: str = "busy",
         page_size: int | None = None,
         name: str | None = None,
+        on_long_wait: Callable[[str], None] | None = None,
     ):
         # several journals (or a folder) replay as one timeline merged by gen_time into one output
         paths = [os.fspath(p) for p in path] if isinstance(path, list | tuple) else [os.fspath(path)]
         self.path = paths[0] if len(paths) == 1 else ", ".join(paths)
-        if speed is not None and not (speed > 0 and speed != float("inf")):
-            raise UsageError(f"--speed must be a positive number, not {speed}")
+        if speed is not None and (
+            isinstance(speed, bool) or not isinstance(speed, int | float) or not MIN_SPEED <= speed <= MAX_SPEED
+        ):
+            raise UsageError(f"--speed must be a number from {MIN_SPEED:g} to {MAX_SPEED:g} (--max: no pacing), not {speed!r}")
+        self.on_long_wait = on_long_wait
         if loops < 0:
             raise UsageError("--loop must be >= 0 (0 repeats until stopped)")
         if follow and loops != 1:
@@ -498,6 +504,17 @@ class Replay:
                 )
                 self._play(batches, anchor, live=True)
                 st.loops_done = 1
+        except OutputError as e:
+            # a full disk mid-replay: never leave a clean-looking partial output under the final name
+            written = self._writer.frames_written
+            self._writer.close()
+            if orders_w is not None:
+                orders_w.close()
+            removed = [p for p in (self.out, self.orders) if p is not None and os.path.exists(p)]
+            for p in removed:
+                remove_journal(p)
+            raise OutputError(f"{e}; removed the incomplete {' and '.join(removed)} "
+                              f"({written:,} frame(s) had been written to it)") from None
         finally:
             st.interrupted = self.stopped()
             st.damage = self.reader.damage
@@ -592,6 +609,8 @@ class Replay:
                 d = anchor + rel_l[i]
                 now = now_f()
                 if now < d:
+                    if d - now > LONG_WAIT_NS:
+                        self._say_long_wait(d - now, int(gens[i]), int(gens[i - 1]) if i else None)
                     now = wait_until(d, interrupted)
                     if now < d:
                         if stopped is not None and stopped():
@@ -632,6 +651,17 @@ class Replay:
             if i < n:
                 break
         return anchor
+
+    def _say_long_wait(self, wait_ns: int, gen_time: int, previous: int | None) -> None:
+        if self.on_long_wait is None:
+            return
+        from ..timeparse import format_time
+
+        gap = "" if previous is None else f", {(gen_time - previous) / 1e9:,.0f} s after the frame before it"
+        self.on_long_wait(
+            f"{self.path}: the next frame (gen_time {format_time(gen_time)}{gap}) is due in "
+            f"{wait_ns / 1e9:,.0f} s at --speed {self.speed!r}; waiting (Ctrl-C stops; --max does not wait)"
+        )
 
     def _hold(self, anchor: int, next_rel: int) -> tuple[int, bool] | None:
         """Wait while paused. Returns (anchor, step) or None if stopped.

@@ -82,13 +82,13 @@ def run_session(tmp_path, frames: int, page: int, rate: float, wait: str) -> dic
                 return 0
 
         def exporting():
-            # export --follow writes to a hidden temporary file: once it is there, the export is under way
-            # (a SIGINT before that, on a loaded machine, ends it before it wrote anything)
-            return any(n.startswith(".live.parquet.") for n in os.listdir(tmp_path))
+            # export --follow writes a hidden temporary beside its output once it follows (its
+            # Ctrl-C handler is in place); Ctrl-C then exports every frame committed by then
+            return any(n.startswith(".live.parquet.kftmp-") for n in os.listdir(tmp_path))
 
         while time.monotonic() < deadline and (
-            not exporting() or len(seen) < frames or lines_in(tmp_path / "tail.txt") < frames
-            or lines_in(tmp_path / "cat.jsonl") < frames or relayed() < frames
+            len(seen) < frames or lines_in(tmp_path / "tail.txt") < frames
+            or lines_in(tmp_path / "cat.jsonl") < frames or relayed() < frames or not exporting()
         ):
             time.sleep(0.05)
         # export --follow writes every frame committed before its SIGINT: wait until it follows

@@ -6,6 +6,7 @@ journal stays consistent, no partial output left behind.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 
@@ -14,6 +15,7 @@ from relhelp import CLEAN_SAMPLES, assert_clean_exit, cli, copy_journal, limited
 from test_cpp import cpp_bin  # noqa: F401  (builds cpp/ once)
 
 import kftools
+from kftools.errors import OutputError
 
 MULTIPAGE = next(p for p in CLEAN_SAMPLES if os.path.basename(p).startswith("multipage"))
 
@@ -106,3 +108,20 @@ def test_cpp_writer_on_a_full_disk_fails_cleanly(small_disk, cpp_bin):  # noqa: 
     rep = kftools.verify(path)
     assert rep.clean and rep.frames > 0
     assert not leftovers(small_disk)
+
+
+def test_replay_onto_a_disk_that_fills_leaves_no_clean_looking_partial(tmp_path, small_disk):
+    """The first output page fits, a later one does not: the output must not stay behind looking complete."""
+    from kftools.replay import Replay
+
+    src = str(tmp_path / "big.dat")
+    with kftools.Writer(src, page_size=1 << 20) as w:
+        for i in range(30_000):  # ~2.4 MB of frames: more than the 512 KiB disk holds
+            w.write_ticker("FILL", float(i), gen_time=1_800_000_000_000_000_000 + i)
+    out = small_disk / "o.dat"
+    rep = Replay(src, str(out), speed=None, page_size=128 * 1024)
+    with pytest.raises(OutputError, match=r"No space left on device.*removed the incomplete") as e:
+        rep.run()
+    assert sorted(os.listdir(small_disk)) == [], "a partial output stayed under the final name"
+    written = re.search(r"\(([\d,]+) frame\(s\) had been written", str(e.value))
+    assert written and int(written.group(1).replace(",", "")) > 0, str(e.value)  # the first page was filled

@@ -28,7 +28,8 @@ def read_commands(path, out_dir):
 def run_tail(path):
     p = subprocess.Popen([*KFTOOLS, "tail", "--plain", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, cwd=ROOT)
-    p.stdout.readline()  # the event: it runs and has printed a frame (or ended)
+    # the event: its first line is out, so it is following (its Ctrl-C handler is in place); every sample has frames
+    assert p.stdout.readline()
     if p.poll() is None:
         p.send_signal(signal.SIGINT)
     _out, err = p.communicate(timeout=60)

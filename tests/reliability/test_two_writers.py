@@ -39,7 +39,7 @@ def test_second_python_writer_refused_then_allowed(tmp_path, ending):
     try:
         with pytest.raises(kftools.JournalLocked, match=rf"pid {holder.pid}"):
             kftools.Writer(path)
-        res = cli("simulate", path, "--frames", 10, "--rate", 0)
+        res = cli("simulate", path, "--frames", 10, "--rate", 0, "--append")
         assert_clean_exit(res, "simulate")
         assert res.returncode == 4 and f"locked by a writer (pid {holder.pid})" in res.stderr
         assert kftools.Reader(path).count() == 100  # the refused writers wrote nothing
