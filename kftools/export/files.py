@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import contextlib
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from ..errors import UsageError
 from ..journal.format import FRAME_HEADER_SIZE, PAGE_HEADER_SIZE
 from ..journal.reader import FrameBatch, Reader
 from ..journal.registry import TypeRegistry
-from ..errors import UsageError
 from ..outputs import STDOUT, check_output, create_temporary, create_temporary_folder
 from .columns import Columns
 from .sink import ParquetSink
