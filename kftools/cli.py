@@ -571,6 +571,14 @@ def replay_cmd(
     paused: Annotated[bool, typer.Option("--paused", help="Start paused (terminal: space resumes, right arrow steps).")] = False,
     strategy: Annotated[str | None, typer.Option("--strategy", help="Run path.py[:Class] in-process on the replayed stream.")] = None,
     orders: Annotated[Path | None, typer.Option("--orders", help="Orders journal of --strategy (default <stem>.orders.dat).")] = None,
+    fill_model: Annotated[str, typer.Option("--fill-model", help="Backtest: when resting limit orders fill: touch, through or queue.")] = "touch",
+    latency: Annotated[str, typer.Option("--latency", help="Backtest: strategy-to-exchange latency (0, 500ns, 200us, 1ms), recording time.")] = "0",
+    response_latency: Annotated[str, typer.Option("--response-latency", help="Backtest: exchange-to-strategy latency of updates and fills.")] = "0",
+    fees: Annotated[str | None, typer.Option("--fees", help="Backtest: maker=<bp>,taker=<bp>,order=<cash per order>, e.g. maker=-0.2bp,taker=2bp.")] = None,
+    cap_volume: Annotated[bool, typer.Option("--cap-volume", help="Backtest: cap taker and quote-crossing fills by each event's volume.")] = False,
+    cash: Annotated[float, typer.Option("--cash", help="Backtest: starting cash.")] = 0.0,
+    results: Annotated[Path | None, typer.Option("--results", help="Backtest result folder (default <stem>.backtest/ beside the output).")] = None,
+    chart: Annotated[bool, typer.Option("--chart/--no-chart", help="Backtest: draw chart.png in the result folder.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace existing output journals.")] = False,
     type_: TypeOpt = None,
     symbol: SymbolOpt = None,
@@ -586,17 +594,21 @@ def replay_cmd(
     Several journals (or a folder) play as one timeline merged by gen_time into the one output (-o needed).
     """
     stop = stop_on_signals()  # before the imports: a signal during them still stops cleanly
+    from .backtest.options import exchange_config
+    from .backtest.report import summary_lines as backtest_lines
     from .replay import Controller, Replay
     from .replay.ui import KeyReader, Progress, summary_lines
 
     if paused and not sys.stdin.isatty():
         raise UsageError("--paused needs a terminal on stdin (space resumes, right arrow steps)")
     ctl = Controller(paused=paused)
+    exchange = exchange_config(fill_model, latency, response_latency, fees, cap_volume, cash) if strategy else None
     rep = Replay(
         [str(j) for j in journals] if not _one_file(journals) else str(journals[0]), None if out is None else str(out),
         speed=None if max_speed else speed,
         registry=registry_for(schema), types=type_, symbols=symbol, start=start, end=end, loops=loop,
         follow=follow, controller=ctl, strategy=strategy, orders=None if orders is None else str(orders),
+        exchange=exchange, results=None if results is None else str(results), chart=chart,
         force=force, stop=stop, wait=wait, name=name,
     )
     st = rep.stats
@@ -620,6 +632,9 @@ def replay_cmd(
     else:
         for line in summary_lines(st):
             typer.echo(line)
+        if st.backtest is not None:
+            for line in backtest_lines(st.backtest.to_dict()):
+                typer.echo(line)
     if st.damage is not None:
         warn(f"{st.damage}; replayed the {st.frames:,} valid frame(s) before it")
         raise typer.Exit(ExitCode.DAMAGED)
