@@ -655,6 +655,19 @@ def bench_replay_cmd(
     report(run(frames=frames, rate=rate), json_out)
 
 
+@command(bench_app, name="backtest")
+def bench_backtest_cmd(
+    json_out: JsonOpt = False,
+    frames: Annotated[int, typer.Option("--frames", help="Frames in the (bursty, simulated) recording.")] = 1_000_000,
+    repeat: Annotated[int, typer.Option("--repeat", help="Runs of each case (the median is reported).")] = 3,
+) -> None:
+    """Backtest frames/s in --max mode: do-nothing and example strategies beside replay --max, same run."""
+    from .bench import report
+    from .bench.backtest import run
+
+    report(run(frames=frames, repeat=repeat), json_out)
+
+
 # -- tail command (issue 5) --------------------------------------------------------
 @command(name="tail")
 def tail_cmd(
