@@ -372,6 +372,7 @@ class Backtest:
         if not self._market_cb and not ex.busy and not self._holding():
             self._skip(c, i, j)
             return
+        c.lists()
         mts, gens, syms, last, bid, ask, vol = c.mt, c.gen, c.sym, c.last, c.bid, c.ask, c.vol
         fills = ex.fills
         for k in range(i, j):
@@ -431,19 +432,17 @@ class Backtest:
             idx = np.flatnonzero(sel)
             if not len(idx):
                 continue
-            rev = c.sym_a[i:j][idx][::-1]
-            _u, ridx = np.unique(rev, return_index=True)
-            for r in ridx.tolist():
-                k = i + int(idx[len(idx) - 1 - r])
-                s = c.sym[k]
+            for k in _last_per_symbol(c.sym_a[i:j][idx]).tolist():
+                k = i + int(idx[k])
+                s = self._symbols[bytes(c.sym_a[k])]
                 b = ex.books.get(s)
                 if b is None:
                     b = ex.books[s] = Book()
                 if kind == "quote":
-                    b.bid, b.ask = c.bid[k], c.ask[k]
+                    b.bid, b.ask = float(c.bid_a[k]), float(c.ask_a[k])
                 else:
-                    b.last = c.last[k]
-                    ex._last_size[s] = c.vol[k]
+                    b.last = float(c.last_a[k])
+                    ex._last_size[s] = float(c.vol_a[k])
 
     def _columns(self, batch: FrameBatch) -> _Columns:
         c = self._cache
@@ -525,6 +524,25 @@ class Backtest:
         self._sample(self.time, True)
 
 
+def _last_per_symbol(syms: np.ndarray) -> np.ndarray:
+    """Index of the last occurrence of each distinct symbol (``S16``), without sorting strings."""
+    n = len(syms)
+    if n == 0:
+        return np.empty(0, np.int64)
+    raw = np.ascontiguousarray(syms).view(np.uint8).reshape(n, -1)
+    if raw.shape[1] == 16:
+        halves = raw.view("<u8")
+        key = halves[:, 0] ^ (halves[:, 1] * np.uint64(0x9E3779B97F4A7C15))
+        rev = key[::-1]
+        _u, first, inv = np.unique(rev, return_index=True, return_inverse=True)
+        last = n - 1 - first
+        # a 64-bit key can collide: check every symbol against the one its key picked
+        if (syms[::-1] == syms[last[inv]]).all():
+            return last
+    _u, first = np.unique(syms[::-1], return_index=True)
+    return n - 1 - first
+
+
 class _Columns:
     """One batch decoded once: header and market columns as lists (the loop) and arrays (the skip)."""
 
@@ -554,11 +572,22 @@ class _Columns:
         self.traded_a = (tick | trade) & (last > 0) & (vol > 0)
         self.gen_a = h["gen_time"]
         self.sym_a = batch.symbols()
-        self.mt = mt.tolist()
-        self.gen = self.gen_a.tolist()
-        self.sym = [symbols[b] for b in self.sym_a.tolist()]
-        self.last, self.bid, self.ask, self.vol = last.tolist(), bid.tolist(), ask.tolist(), vol.tolist()
+        self.last_a, self.bid_a, self.ask_a, self.vol_a = last, bid, ask, vol
+        self._symbols = symbols
+        self._lists = False
         self._trade_rows: tuple | None = None
+
+    def lists(self) -> _Columns:
+        """Python lists of the columns, for the per-frame loop (the skip path needs none)."""
+        if not self._lists:
+            self.mt = self.batch.headers["msg_type"].tolist()
+            self.gen = self.gen_a.tolist()
+            symbols = self._symbols
+            self.sym = [symbols[b] for b in self.sym_a.tolist()]
+            self.last, self.bid, self.ask = self.last_a.tolist(), self.bid_a.tolist(), self.ask_a.tolist()
+            self.vol = self.vol_a.tolist()
+            self._lists = True
+        return self
 
     def trade_rows(self) -> tuple:
         """(position among the trades by frame, trade_id, order_id, side) for building Trade frames."""
