@@ -208,7 +208,7 @@ def test_cancel_racing_a_fill_loses(tmp_path):
     s, ex, _ = run(tmp_path, events, {0: sell(101.0, 5), 1: lambda c: c.cancel(1)}, latency_ns=2 * MS)
     assert fills(ex) == [(2.5, 1, Side.SELL, Liquidity.MAKER, 101.0, 5.0)]
     assert [(u.status, u.reject_reason) for u in s.updates] == [
-        (OrderStatus.ACCEPTED, 0), (OrderStatus.FILLED, 0), (OrderStatus.REJECTED, RejectReason.TOO_LATE)]
+        (OrderStatus.ACCEPTED, 0), (OrderStatus.FILLED, 0), (OrderStatus.CANCEL_REJECTED, RejectReason.TOO_LATE)]
     assert s.fills and s.fills[0][0].quantity == 5.0
 
 

@@ -482,7 +482,7 @@ class Backtest:
             else:
                 u = OrderUpdate(*row)
                 v = ctx.orders.get(u.order_id)
-                if v is not None and not (u.status == OrderStatus.REJECTED and u.reject_reason >= 4):
+                if v is not None and u.status != OrderStatus.CANCEL_REJECTED:
                     v.status = OrderStatus(u.status).name.lower()
                     v.filled_quantity = u.filled_quantity
                     v.avg_price = u.avg_price

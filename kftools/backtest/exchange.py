@@ -285,12 +285,12 @@ class SimExchange:
     def _do_cancel(self, t: int, oid: int) -> None:
         o = self.orders.get(oid)
         if o is None:
-            self._update(t, oid, "", OrderStatus.REJECTED, RejectReason.UNKNOWN_ORDER, None)
+            self._update(t, oid, "", OrderStatus.CANCEL_REJECTED, RejectReason.UNKNOWN_ORDER, None)
             return
         if o.status == -1 or not o.is_open:
-            # not arrived yet (a cancel cannot overtake its order), or already filled/canceled
+            # not arrived yet (a cancel cannot overtake its order), or already filled/canceled/rejected
             reason = RejectReason.TOO_LATE if o.status != -1 else RejectReason.UNKNOWN_ORDER
-            self._update(t, oid, o.symbol, OrderStatus.REJECTED, reason, o)
+            self._update(t, oid, o.symbol, OrderStatus.CANCEL_REJECTED, reason, o)
             return
         self._close(o, OrderStatus.CANCELED)
         self._update(t, oid, o.symbol, OrderStatus.CANCELED, RejectReason.NONE, o)

@@ -93,10 +93,11 @@ class OrderStatus(enum.IntEnum):
     FILLED = 2
     CANCELED = 3
     REJECTED = 4  # see ``reject_reason``
+    CANCEL_REJECTED = 5  # a cancel failed (``reject_reason`` says why); the order itself is unchanged
 
 
 class RejectReason(enum.IntEnum):
-    """``reject_reason`` of an OrderUpdate (0 unless the status is REJECTED or a cancel failed)."""
+    """``reject_reason`` of an OrderUpdate (0 unless the status is REJECTED or CANCEL_REJECTED)."""
 
     NONE = 0
     BAD_QUANTITY = 1  # not a positive finite number
@@ -172,7 +173,8 @@ ORDER_UPDATE = Layout(
     [
         Field("symbol", "char[16]", "NUL-padded"),
         Field("order_id", "u64"),
-        Field("status", "u32", "0 accepted, 1 partially filled, 2 filled, 3 canceled, 4 rejected"),
+        Field("status", "u32", "0 accepted, 1 partially filled, 2 filled, 3 canceled, 4 rejected, "
+              "5 cancel rejected (the order is unchanged)"),
         Field("reject_reason", "u32", "0 none, 1 bad quantity, 2 bad price, 3 unknown symbol, 4 unknown order, "
               "5 too late to cancel, 6 no market, 7 duplicate order id"),
         Field("side", "u32", "0 buy, 1 sell"),
