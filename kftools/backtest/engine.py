@@ -17,7 +17,7 @@ import math
 import os
 import traceback
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -183,10 +183,11 @@ class BacktestContext:
         self._engine = engine
         self._orders = orders
         self.orders_path = orders.path if orders is not None else None
-        self.frame = None
+        self.frame: Any = None
         self.orders_sent = 0
         self.orders: dict[int, OrderView] = {}
         self.account = Account(engine.exchange.config.cash)
+        self._qty = self.account.qty
         self.summary: dict | None = None
 
     # -- time and market -------------------------------------------------------------------
@@ -255,7 +256,8 @@ class BacktestContext:
 
     # -- account ------------------------------------------------------------------------------
     def position(self, symbol: str) -> float:
-        return self.account.position(symbol)
+        """Signed quantity held (negative: short), from the fills delivered so far."""
+        return self._qty.get(symbol, 0.0)
 
     def avg_price(self, symbol: str) -> float:
         """Average entry price of the open position (0 when flat)."""
@@ -353,8 +355,16 @@ class Backtest:
         try:
             fn(*args)
         except Exception as e:  # noqa: BLE001 - user code: stop the replay, say where
-            raise StrategyError(f"strategy {type(self.strategy).__name__}.{fn.__name__} failed: "
-                                f"{where(e, self.path)}") from None
+            self._failed(e)
+
+    def _failed(self, e: Exception) -> None:
+        """An exception while the strategy ran: one StrategyError naming its callback, file and line."""
+        tb = traceback.extract_tb(e.__traceback__)
+        mine = [fr for fr in tb if os.path.abspath(fr.filename) == os.path.abspath(self.path)]
+        if not mine:
+            raise e  # not raised under the strategy's code: a kftools bug, keep its traceback
+        raise StrategyError(f"strategy {type(self.strategy).__name__}.{mine[0].name} failed: "
+                            f"{where(e, self.path)}") from None
 
     def _callback(self, mt: int) -> Callable | None:
         fn = self._cb.get(mt, False)
@@ -373,31 +383,58 @@ class Backtest:
             self._skip(c, i, j)
             return
         c.lists()
-        mts, gens, syms, last, bid, ask, vol = c.mt, c.gen, c.sym, c.last, c.bid, c.ask, c.vol
-        fills = ex.fills
-        for k in range(i, j):
-            self.seq += 1
-            t = gens[k]
-            if t > self.time:
-                self.time = t
-            t = self.time  # out-of-order gen_times never move the simulated clock back
-            if t >= self._next_bar:
-                self._bar(t)
-            mt = mts[k]
-            nf = len(fills)
-            if mt == _TICK or mt == _TRADE:
-                ex.on_market(self.seq, t, syms[k], last[k], bid[k], ask[k], vol[k])
-            elif ex.pending:
-                ex.on_time(self.seq, t)
-            if len(fills) != nf:
-                self._sample(t)
-            if ex.outbox:
-                self._deliver(t)
-            fn = self._callback(mt)
-            if fn is not None:
-                f = self._frame(batch, c, k, mt, wall)
-                self.ctx.frame = f
-                self._guard(fn, self.ctx, f)
+        mts, gens, syms, last, bid, ask, vol, src, dst = c.mt, c.gen, c.sym, c.last, c.bid, c.ask, c.vol, c.src, c.dst
+        books, working, aggressive, last_size = ex.books, ex.open, ex.aggressive, ex._last_size
+        fills, outbox, pending = ex.fills, ex.outbox, ex.pending
+        cb, ctx, new = self._cb, self.ctx, tuple.__new__
+        try:
+            for k in range(i, j):
+                self.seq = seq = self.seq + 1
+                t = gens[k]
+                if t > self.time:
+                    self.time = t
+                t = self.time  # out-of-order gen_times never move the simulated clock back
+                if t >= self._next_bar:
+                    self._bar(t)
+                mt = mts[k]
+                if mt == _TICK or mt == _TRADE:
+                    s = syms[k]
+                    if (pending and pending[0][0] <= t) or s in working or s in aggressive:
+                        nf = len(fills)
+                        ex.on_market(seq, t, s, last[k], bid[k], ask[k], vol[k])
+                        if len(fills) != nf:
+                            self._sample(t)
+                    else:  # nothing of ours can trade here: only the book learns (as on_market would)
+                        b = books.get(s)
+                        if b is None:
+                            b = books[s] = Book()
+                        px = last[k]
+                        if bid[k] == bid[k]:
+                            b.bid = bid[k]
+                            b.ask = ask[k]
+                        if px > 0:
+                            b.last = px
+                            if vol[k] > 0:
+                                last_size[s] = vol[k]
+                elif pending:
+                    nf = len(fills)
+                    ex.on_time(seq, t)
+                    if len(fills) != nf:
+                        self._sample(t)
+                if outbox:
+                    self._deliver(t)
+                fn: Any = cb.get(mt, _UNSET)
+                if fn is _UNSET:
+                    fn = self._callback(mt)
+                if fn is not None:
+                    if mt == _TICK:
+                        f = new(TickerFrame, (syms[k], last[k], bid[k], ask[k], vol[k], wall, gens[k], src[k], dst[k]))
+                    else:
+                        f = self._frame(batch, c, k, mt, wall)
+                    ctx.frame = f
+                    fn(ctx, f)
+        except Exception as e:  # noqa: BLE001 - user code: stop the replay, say where
+            self._failed(e)
         self.frames_seen += j - i
         if self.output is not None:
             self._write_answers(wall)
@@ -451,15 +488,14 @@ class Backtest:
         return c
 
     def _frame(self, batch: FrameBatch, c: _Columns, k: int, mt: int, wall: int):
-        h = batch.headers
-        src, dst = int(h["source"][k]), int(h["dest"][k])
+        src, dst = c.src[k], c.dst[k]
         if mt == _TICK:
             return TickerFrame(c.sym[k], c.last[k], c.bid[k], c.ask[k], c.vol[k], wall, c.gen[k], src, dst)
         if mt == _TRADE:
             p, tid, oid, side = c.trade_rows()
             q = p[k]
             return TradeFrame(c.sym[k], tid[q], oid[q], side[q], c.last[k], c.vol[k], wall, c.gen[k], src, dst)
-        return Frame(batch.page, (int(batch.offsets[k]), int(h["length"][k]), mt, wall, c.gen[k], src, dst))
+        return Frame(batch.page, (int(batch.offsets[k]), int(batch.headers["length"][k]), mt, wall, c.gen[k], src, dst))
 
     # -- answers --------------------------------------------------------------------------------
     def _deliver(self, t: int | None) -> None:
@@ -586,6 +622,8 @@ class _Columns:
             self.sym = [symbols[b] for b in self.sym_a.tolist()]
             self.last, self.bid, self.ask = self.last_a.tolist(), self.bid_a.tolist(), self.ask_a.tolist()
             self.vol = self.vol_a.tolist()
+            h = self.batch.headers
+            self.src, self.dst = h["source"].tolist(), h["dest"].tolist()
             self._lists = True
         return self
 
@@ -600,3 +638,4 @@ class _Columns:
 
 
 _NEVER_SAMPLED = -(1 << 62)
+_UNSET = object()
