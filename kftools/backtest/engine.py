@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import StrategyError, UsageError
 from ..journal.format import FILL, ORDER_UPDATE, MsgType, OrderStatus, OrderType, Side
+from ..journal.merge import MergedBatch
 from ..journal.reader import Frame, FrameBatch
 from ..journal.writer import Writer
 from .exchange import FILL_FIELDS, NAN, UPDATE_FIELDS, Account, Book, ExchangeConfig, SimExchange, SimOrder
@@ -375,7 +376,7 @@ class Backtest:
         return fn  # type: ignore[return-value]
 
     # -- the loop ---------------------------------------------------------------------------------
-    def frames(self, batch: FrameBatch, i: int, j: int, wall: int) -> None:
+    def frames(self, batch: FrameBatch | MergedBatch, i: int, j: int, wall: int) -> None:
         """Frames ``i..j-1`` of ``batch`` were just emitted (at wall-clock ``wall``)."""
         c = self._columns(batch)
         ex = self.exchange
@@ -481,13 +482,13 @@ class Backtest:
                     b.last = float(c.last_a[k])
                     ex._last_size[s] = float(c.vol_a[k])
 
-    def _columns(self, batch: FrameBatch) -> _Columns:
+    def _columns(self, batch: FrameBatch | MergedBatch) -> _Columns:
         c = self._cache
         if c is None or c.batch is not batch:
             c = self._cache = _Columns(batch, self._symbols)
         return c
 
-    def _frame(self, batch: FrameBatch, c: _Columns, k: int, mt: int, wall: int):
+    def _frame(self, batch: FrameBatch | MergedBatch, c: _Columns, k: int, mt: int, wall: int):
         src, dst = c.src[k], c.dst[k]
         if mt == _TICK:
             return TickerFrame(c.sym[k], c.last[k], c.bid[k], c.ask[k], c.vol[k], wall, c.gen[k], src, dst)
@@ -495,7 +496,8 @@ class Backtest:
             p, tid, oid, side = c.trade_rows()
             q = p[k]
             return TradeFrame(c.sym[k], tid[q], oid[q], side[q], c.last[k], c.vol[k], wall, c.gen[k], src, dst)
-        return Frame(batch.page, (int(batch.offsets[k]), int(batch.headers["length"][k]), mt, wall, c.gen[k], src, dst))
+        page = batch.page if isinstance(batch, FrameBatch) else batch.row_pages()[k]  # merged: each row's own page
+        return Frame(page, (int(batch.offsets[k]), int(batch.headers["length"][k]), mt, wall, c.gen[k], src, dst))
 
     # -- answers --------------------------------------------------------------------------------
     def _deliver(self, t: int | None) -> None:
@@ -582,7 +584,7 @@ def _last_per_symbol(syms: np.ndarray) -> np.ndarray:
 class _Columns:
     """One batch decoded once: header and market columns as lists (the loop) and arrays (the skip)."""
 
-    def __init__(self, batch: FrameBatch, symbols: _Symbols):
+    def __init__(self, batch: FrameBatch | MergedBatch, symbols: _Symbols):
         self.batch = batch
         h = batch.headers
         mt = h["msg_type"]
@@ -593,8 +595,9 @@ class _Columns:
         vol = np.full(n, np.nan)
         tick = mt == _TICK
         trade = mt == _TRADE
-        self.tp = batch.payload(_TICK, tick) if tick.any() else None
-        self.rp = batch.payload(_TRADE, trade) if trade.any() else None
+        # (no mask argument: a merged batch of several journals takes none, and the type is the mask)
+        self.tp = batch.payload(_TICK) if tick.any() else None
+        self.rp = batch.payload(_TRADE) if trade.any() else None
         if self.tp is not None:
             last[tick] = self.tp["last_price"]
             bid[tick] = self.tp["bid_price"]
