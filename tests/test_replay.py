@@ -507,7 +507,7 @@ def test_cli_prints_the_strategy_summary(tmp_path):
     r = run_cli("replay", MULTI, "--max", "-o", tmp_path / "m.dat", "--strategy", f"{EXAMPLE}:MeanReversion")
     assert r.returncode == 0, r.stderr
     line = next(x for x in r.stdout.splitlines() if x.startswith("strategy "))
-    assert "tickers 960" in line and "other_frames 120" in line and "orders_sent" in line
+    assert "tickers 960" in line and "trades 120" in line and "orders_sent" in line
     r = run_cli("replay", MULTI, "--max", "-o", tmp_path / "j.dat", "--strategy", f"{EXAMPLE}:MeanReversion", "--json")
     d = json.loads(r.stdout)
     assert d["strategy_summary"]["tickers"] == 960 and d["strategy_summary"]["orders_sent"] == d["orders_sent"]
