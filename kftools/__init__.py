@@ -32,6 +32,7 @@ from .journal import (
     register_type,
     verify,
 )
+from .journal.format import FillFlag, Liquidity, OrderStatus, RejectReason
 
 __version__ = "0.1.0"
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "MergedReader", "MsgType", "NotAJournal", "OrderType", "OutputError", "Reader", "SchemaError", "Side",
     "StrategyError", "TypeRegistry", "UnknownType", "UnsupportedVersion", "UsageError", "WaitPolicy", "Writer",
     "load_registry", "open_many", "recover", "register_type", "verify",
+    "FillFlag", "Liquidity", "OrderStatus", "RejectReason",
 ]

@@ -119,10 +119,11 @@ EXAMPLES = {
     "simulate": "kftools simulate feed.dat --rate 5000 --duration 10",
     "export": "kftools export feed.dat feed.parquet -t Ticker --start +1m",
     "import": "kftools import feed.parquet copy.dat",
-    "replay": "kftools replay feed.dat --speed 10 -o fast.dat",
+    "replay": "kftools replay feed.dat --speed 10 -o fast.dat   (backtest: --max --strategy s.py --fill-model queue)",
     "tail": "kftools tail feed.dat -s AAPL,MSFT --tz local   (several: kftools tail md.dat orders.dat)",
     "bench export": "kftools bench export --frames 1000000",
     "bench replay": "kftools bench replay --json",
+    "bench backtest": "kftools bench backtest --json",
     "bench latency": "kftools bench latency --cpp",
     "bench throughput": "kftools bench throughput --frames 500000",
     "bench merge": "kftools bench merge --json",
@@ -576,6 +577,14 @@ def replay_cmd(
         help="Run path.py[:Class] in-process on the replayed stream. This executes arbitrary Python code with your "
              "permissions: only pass files you trust.")] = None,
     orders: Annotated[Path | None, typer.Option("--orders", help="Orders journal of --strategy (default <stem>.orders.dat).")] = None,
+    fill_model: Annotated[str, typer.Option("--fill-model", help="Backtest: when resting limit orders fill: touch, through or queue.")] = "touch",
+    latency: Annotated[str, typer.Option("--latency", help="Backtest: strategy-to-exchange latency (0, 500ns, 200us, 1ms), recording time.")] = "0",
+    response_latency: Annotated[str, typer.Option("--response-latency", help="Backtest: exchange-to-strategy latency of updates and fills.")] = "0",
+    fees: Annotated[str | None, typer.Option("--fees", help="Backtest: maker=<bp>,taker=<bp>,order=<cash per order>, e.g. maker=-0.2bp,taker=2bp.")] = None,
+    cap_volume: Annotated[bool, typer.Option("--cap-volume", help="Backtest: cap taker and quote-crossing fills by each event's volume.")] = False,
+    cash: Annotated[float, typer.Option("--cash", help="Backtest: starting cash.")] = 0.0,
+    results: Annotated[Path | None, typer.Option("--results", help="Backtest result folder (default <stem>.backtest/ beside the output).")] = None,
+    chart: Annotated[bool, typer.Option("--chart/--no-chart", help="Backtest: draw chart.png in the result folder.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace existing output journals.")] = False,
     type_: TypeOpt = None,
     symbol: SymbolOpt = None,
@@ -591,6 +600,8 @@ def replay_cmd(
     Several journals (or a folder) play as one timeline merged by gen_time into the one output (-o needed).
     """
     stop = stop_on_signals()  # before the imports: a signal during them still stops cleanly
+    from .backtest.options import exchange_config
+    from .backtest.report import summary_lines as backtest_lines
     from .replay import Controller, Replay
     from .replay.ui import KeyReader, Progress, summary_lines
 
@@ -599,11 +610,13 @@ def replay_cmd(
     if max_speed and speed is not None:
         raise UsageError("--speed and --max cannot be combined (--max emits as fast as possible)")
     ctl = Controller(paused=paused)
+    exchange = exchange_config(fill_model, latency, response_latency, fees, cap_volume, cash) if strategy else None
     rep = Replay(
         [str(j) for j in journals] if not _one_file(journals) else str(journals[0]), None if out is None else str(out),
         speed=None if max_speed else (1.0 if speed is None else speed), on_long_wait=warn,
         registry=registry_for(schema), types=type_, symbols=symbol, start=start, end=end, loops=loop,
         follow=follow, controller=ctl, strategy=strategy, orders=None if orders is None else str(orders),
+        exchange=exchange, results=None if results is None else str(results), chart=chart,
         force=force, stop=stop, wait=wait, name=name,
     )
     st = rep.stats
@@ -627,6 +640,9 @@ def replay_cmd(
     else:
         for line in summary_lines(st):
             typer.echo(line)
+        if st.backtest is not None:
+            for line in backtest_lines(st.backtest.to_dict()):
+                typer.echo(line)
     if st.damage is not None:
         warn(f"{st.damage}; replayed the {st.frames:,} valid frame(s) before it")
         raise typer.Exit(ExitCode.DAMAGED)
@@ -645,6 +661,19 @@ def bench_replay_cmd(
     from .bench.replay import run
 
     report(run(frames=frames, rate=rate), json_out)
+
+
+@command(bench_app, name="backtest")
+def bench_backtest_cmd(
+    json_out: JsonOpt = False,
+    frames: Annotated[int, typer.Option("--frames", help="Frames in the (bursty, simulated) recording.")] = 1_000_000,
+    repeat: Annotated[int, typer.Option("--repeat", help="Runs of each case (the median is reported).")] = 3,
+) -> None:
+    """Backtest frames/s in --max mode: do-nothing and example strategies beside replay --max, same run."""
+    from .bench import report
+    from .bench.backtest import run
+
+    report(run(frames=frames, repeat=repeat), json_out)
 
 
 # -- tail command (issue 5) --------------------------------------------------------

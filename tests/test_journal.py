@@ -18,7 +18,7 @@ from kftest import SAMPLES, copy_journal
 import kftools
 from kftools import JournalLocked, Reader, Writer
 from kftools.errors import CorruptJournal, FrameTooLarge, UsageError
-from kftools.journal.format import ORDER, TICKER, TRADE, page_path
+from kftools.journal.format import BUILTIN_LAYOUTS, ORDER, TICKER, TRADE, page_path
 from kftools.journal.registry import TypeRegistry
 from kftools.journal.scan import IMPLEMENTATIONS
 
@@ -40,7 +40,8 @@ trade = st.fixed_dictionaries({
     "kind": st.just("trade"), "symbol": SYM, "trade_id": U64, "price": F64, "volume": F64, "side": st.integers(0, 1),
     "order_id": U64, "padding": PAD})
 raw = st.fixed_dictionaries({
-    "kind": st.just("raw"), "msg_type": st.integers(4, 2**32 - 1), "payload": st.binary(max_size=300)})
+    "kind": st.just("raw"), "msg_type": st.integers(max(BUILTIN_LAYOUTS) + 1, 2**32 - 1),  # unregistered types
+    "payload": st.binary(max_size=300)})
 frames_st = st.lists(
     st.tuples(st.one_of(ticker, order, trade, raw), I64, I64, U32, U32), min_size=0, max_size=60)
 

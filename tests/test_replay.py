@@ -247,15 +247,17 @@ def test_example_strategy(tmp_path):
 
     strat = load_strategy(EXAMPLE)
     out = str(tmp_path / "m.replay.dat")
-    st = replay(MULTI, out, speed=None, strategy=strat)
+    st = replay(MULTI, out, speed=None, strategy=strat, chart=False)
     assert st.orders == str(tmp_path / "m.orders.dat")
-    assert strat.summary["tickers"] == 960 and strat.summary["other_frames"] == 120  # trades
+    assert strat.summary["tickers"] == 960 and strat.summary["trades"] == 120
     with Reader(st.orders) as r:
-        orders = list(r)
-    emitted = {f.gen_time for f in Reader(out)}
+        orders = [f for f in r if f.msg_type == MsgType.ORDER]
+    recorded = {f.gen_time for f in Reader(MULTI)}
     assert len(orders) == st.orders_sent == strat.summary["orders_sent"] > 0
     assert [o.order_id for o in orders] == list(range(1, len(orders) + 1))
-    assert all(o.msg_type == MsgType.ORDER and o.trigger_time in emitted for o in orders)
+    assert all(o.trigger_time in recorded for o in orders)  # the recording time of the frame that sent it
+    held = {s: p["quantity"] for s, p in st.backtest.summary["positions"].items() if p["quantity"]}
+    assert strat.summary["positions"] == held and strat.summary["fills"] > 0  # positions come from fills
 
 
 def test_strategy_callbacks_and_context(tmp_path):
@@ -267,7 +269,7 @@ def test_strategy_callbacks_and_context(tmp_path):
 
         def on_ticker(self, ctx, f):
             calls.append(("t", f.symbol, f.trigger_time))
-            assert ctx.frame is f and f.gen_time <= ctx.now()
+            assert ctx.frame is f and f.trigger_time == ctx.now()  # a backtest runs on the recording's clock
 
         def on_frame(self, ctx, f):
             calls.append(("f", f.type_name))
@@ -275,7 +277,7 @@ def test_strategy_callbacks_and_context(tmp_path):
         def on_stop(self, ctx):
             calls.append("stop")
 
-    st = replay(CLEAN, str(tmp_path / "o.dat"), speed=None, strategy=S(), orders=str(tmp_path / "ord.dat"))
+    st = replay(CLEAN, str(tmp_path / "o.dat"), speed=None, strategy=S(), orders=str(tmp_path / "ord.dat"), chart=False)
     assert calls[0] == "start" and calls[-1] == "stop"
     kinds = [c[0] for c in calls[1:-1]]
     assert kinds.count("t") == 320 and kinds.count("f") == 80  # orders and trades fall to on_frame
@@ -517,7 +519,7 @@ def test_cli_prints_the_strategy_summary(tmp_path):
     r = run_cli("replay", MULTI, "--max", "-o", tmp_path / "m.dat", "--strategy", f"{EXAMPLE}:MeanReversion")
     assert r.returncode == 0, r.stderr
     line = next(x for x in r.stdout.splitlines() if x.startswith("strategy "))
-    assert "tickers 960" in line and "other_frames 120" in line and "orders_sent" in line
+    assert "tickers 960" in line and "trades 120" in line and "orders_sent" in line
     r = run_cli("replay", MULTI, "--max", "-o", tmp_path / "j.dat", "--strategy", f"{EXAMPLE}:MeanReversion", "--json")
     d = json.loads(r.stdout)
     assert d["strategy_summary"]["tickers"] == 960 and d["strategy_summary"]["orders_sent"] == d["orders_sent"]

@@ -156,7 +156,9 @@ def test_filters_and_search():
             await until(pilot, lambda: {f.type_name for f in app.index.frames(app.reader, 0, 50)} == {"Trade"},
                         what="trades")
             # s opens the symbol prompt
-            await pilot.press("t")  # Trade is the last type: back to all
+            # on through the backtest types (CancelRequest, OrderUpdate, Fill); after the last, back to all
+            for _ in range(len(DEFAULT_REGISTRY.types()) - int(MsgType.TRADE) + 1):
+                await pilot.press("t")
             await until(pilot, lambda: app.filter.types is None, what="all types")
             await pilot.press("s")
             await pilot.press(*"AAPL", "enter")

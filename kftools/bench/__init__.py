@@ -57,7 +57,7 @@ def run_all(quick: bool = False, progress=None) -> dict:
     """Run every benchmark, in one process tree, one after the other (they share the 2 cores badly)."""
     import shutil
 
-    from . import archive, cpp, export, latency, merge, replay, throughput
+    from . import archive, backtest, cpp, export, latency, merge, replay, throughput
 
     plan = [
         ("throughput", lambda: throughput.run(frames=500_000 if quick else 2_000_000)),
@@ -67,6 +67,7 @@ def run_all(quick: bool = False, progress=None) -> dict:
         ("merge", lambda: merge.run(frames=2_000_000 if quick else 8_000_000,
                                     per_frame_frames=200_000 if quick else 1_000_000)),
         ("archive", lambda: archive.run(frames=200_000 if quick else 1_000_000)),
+        ("backtest", lambda: backtest.run(frames=200_000 if quick else 1_000_000)),
     ]
     if shutil.which("g++") or shutil.which("c++"):
         plan.append(("cpp", lambda: cpp.run(frames=30_000 if quick else 200_000)))

@@ -70,6 +70,9 @@ class MsgType(enum.IntEnum):
     TICKER = 1
     ORDER = 2
     TRADE = 3
+    CANCEL_REQUEST = 4
+    ORDER_UPDATE = 5
+    FILL = 6
 
 
 class Side(enum.IntEnum):
@@ -80,6 +83,43 @@ class Side(enum.IntEnum):
 class OrderType(enum.IntEnum):
     LIMIT = 0
     MARKET = 1
+
+
+class OrderStatus(enum.IntEnum):
+    """``status`` of an OrderUpdate."""
+
+    ACCEPTED = 0  # arrived at the exchange and working (resting, or about to fill)
+    PARTIALLY_FILLED = 1
+    FILLED = 2
+    CANCELED = 3
+    REJECTED = 4  # see ``reject_reason``
+    CANCEL_REJECTED = 5  # a cancel failed (``reject_reason`` says why); the order itself is unchanged
+
+
+class RejectReason(enum.IntEnum):
+    """``reject_reason`` of an OrderUpdate (0 unless the status is REJECTED or CANCEL_REJECTED)."""
+
+    NONE = 0
+    BAD_QUANTITY = 1  # not a positive finite number
+    BAD_PRICE = 2  # a limit price that is not a positive finite number
+    UNKNOWN_SYMBOL = 3  # the recording has no market data for it
+    UNKNOWN_ORDER = 4  # a cancel for an order id never sent
+    TOO_LATE = 5  # a cancel that arrived after the order was filled or canceled
+    NO_MARKET = 6  # a market order with no price to fill at yet
+    DUPLICATE_ID = 7  # an order id already used
+
+
+class Liquidity(enum.IntEnum):
+    """``liquidity`` of a Fill: who the order was in the trade."""
+
+    MAKER = 0  # a resting limit order that the market came to
+    TAKER = 1  # an order that crossed the spread when it arrived
+
+
+class FillFlag(enum.IntFlag):
+    """``flags`` of a Fill."""
+
+    NO_QUOTE = 1  # the recording had no bid/ask for the symbol: filled at the last trade price
 
 
 TICKER = Layout(
@@ -120,7 +160,53 @@ TRADE = Layout(
     ],
     "msg_type 3.",
 )
-BUILTIN_LAYOUTS = {MsgType.TICKER: TICKER, MsgType.ORDER: ORDER, MsgType.TRADE: TRADE}
+CANCEL_REQUEST = Layout(
+    "CancelRequest",
+    [
+        Field("symbol", "char[16]", "NUL-padded"),
+        Field("order_id", "u64", "the order to cancel"),
+    ],
+    "msg_type 4: a strategy asks the exchange to cancel one of its orders.",
+)
+ORDER_UPDATE = Layout(
+    "OrderUpdate",
+    [
+        Field("symbol", "char[16]", "NUL-padded"),
+        Field("order_id", "u64"),
+        Field("status", "u32", "0 accepted, 1 partially filled, 2 filled, 3 canceled, 4 rejected, "
+              "5 cancel rejected (the order is unchanged)"),
+        Field("reject_reason", "u32", "0 none, 1 bad quantity, 2 bad price, 3 unknown symbol, 4 unknown order, "
+              "5 too late to cancel, 6 no market, 7 duplicate order id"),
+        Field("side", "u32", "0 buy, 1 sell"),
+        Field("order_type", "u32", "0 limit, 1 market"),
+        Field("price", "f64", "the limit price (0 for market orders)"),
+        Field("quantity", "f64", "the order's quantity"),
+        Field("filled_quantity", "f64", "filled so far"),
+        Field("remaining_quantity", "f64", "still working (0 once filled, canceled or rejected)"),
+        Field("avg_price", "f64", "average fill price so far (0 before the first fill)"),
+    ],
+    "msg_type 5: the exchange's answer to an order or cancel; `trigger_time` is the simulated exchange time.",
+)
+FILL = Layout(
+    "Fill",
+    [
+        Field("symbol", "char[16]", "NUL-padded"),
+        Field("fill_id", "u64", "1, 2, ... per backtest"),
+        Field("order_id", "u64"),
+        Field("side", "u32", "0 buy, 1 sell"),
+        Field("liquidity", "u32", "0 maker (rested, the market came to it), 1 taker (crossed on arrival)"),
+        Field("price", "f64"),
+        Field("quantity", "f64"),
+        Field("fee", "f64", "in cash units, positive is paid"),
+        Field("flags", "u32", "bit 0 NO_QUOTE: no bid/ask in the recording, priced at the last trade"),
+        Field("reserved", "u32", "zero"),
+    ],
+    "msg_type 6: one execution of an order; `trigger_time` is the simulated fill time.",
+)
+BUILTIN_LAYOUTS = {
+    MsgType.TICKER: TICKER, MsgType.ORDER: ORDER, MsgType.TRADE: TRADE,
+    MsgType.CANCEL_REQUEST: CANCEL_REQUEST, MsgType.ORDER_UPDATE: ORDER_UPDATE, MsgType.FILL: FILL,
+}
 
 # -- files beside a journal (never read by engines) ---------------------------------
 #: "KFR1": the reader-positions file ``<journal>.readers``

@@ -6,7 +6,6 @@ from .core import (
     MonotonicClock,
     Replay,
     ReplayStats,
-    StrategyContext,
     default_output,
     load_strategy,
     replay,
@@ -15,6 +14,6 @@ from .core import (
 from .ui import KeyReader, handle_key
 
 __all__ = [
-    "Controller", "KeyReader", "ManualClock", "MonotonicClock", "Replay", "ReplayStats", "StrategyContext",
+    "Controller", "KeyReader", "ManualClock", "MonotonicClock", "Replay", "ReplayStats",
     "default_output", "handle_key", "load_strategy", "replay", "set_column",
 ]

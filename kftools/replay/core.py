@@ -27,10 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from ..backtest.exchange import ExchangeConfig
+from ..backtest.session import BacktestSession
 from ..errors import OutputError, StrategyError, UsageError
-from ..journal.format import FRAME_HEADER, MsgType, OrderType
+from ..journal.format import FRAME_HEADER
 from ..journal.merge import MergedBatch, MergedReader, open_journals
-from ..journal.reader import Damage, Frame, FrameBatch, Reader
+from ..journal.reader import Damage, FrameBatch, Reader
 from ..journal.registry import TypeRegistry
 from ..journal.writer import Writer
 from ..outputs import check_output, remove_journal
@@ -161,44 +163,6 @@ class Controller:
 
 
 # -- strategies ---------------------------------------------------------------------------
-class StrategyContext:
-    """What a strategy's callbacks receive: the current frame, the clock, and ``send_order``."""
-
-    def __init__(self, orders: Writer | None, clock, source: int = 0):
-        self._orders = orders
-        self._clock = clock
-        self._source = source
-        self.frame: Frame | None = None
-        self.orders_sent = 0
-        self.orders_path = orders.path if orders is not None else None
-
-    def now(self) -> int:
-        """Wall-clock ns (the clock emission ``gen_time`` comes from)."""
-        return self._clock.wall()
-
-    def send_order(
-        self, symbol: str, side: int, price: float, quantity: float, *, order_type: int = OrderType.LIMIT,
-        client_order_id: str = "",
-    ) -> int:
-        """Write an Order frame to the orders journal; returns its order_id (1, 2, ...).
-
-        Its ``trigger_time`` is the ``gen_time`` of the frame being handled, so
-        ``gen_time - trigger_time`` is the strategy's reaction time.
-        """
-        if self._orders is None:
-            raise UsageError("this replay has no orders journal")
-        self.orders_sent += 1
-        trig = self.frame.gen_time if self.frame is not None else 0
-        self._orders.write_order(
-            symbol, self.orders_sent, int(side), int(order_type), float(price), float(quantity), 0.0,
-            client_order_id or f"replay-{self.orders_sent}", gen_time=self._clock.wall(), trigger_time=trig,
-        )
-        return self.orders_sent
-
-
-CALLBACKS = {int(MsgType.TICKER): "on_ticker", int(MsgType.ORDER): "on_order", int(MsgType.TRADE): "on_trade"}
-
-
 def load_strategy(spec: str):
     """Instantiate ``path.py[:Class]``; without a class name, the module's one strategy class."""
     path, _, cls_name = spec.partition(":") if not os.path.exists(spec) else (spec, "", "")
@@ -236,48 +200,6 @@ def _where(e: BaseException) -> str:
     return f"{loc}{type(e).__name__}: {e}"
 
 
-class _Dispatch:
-    """Per-type callback lookup: typed callbacks first, ``on_frame`` for every frame none handles."""
-
-    def __init__(self, strategy, ctx: StrategyContext):
-        self.strategy = strategy
-        self.ctx = ctx
-        self._by_type: dict[int, Callable | None] = {}
-        self._on_frame = getattr(strategy, "on_frame", None)
-
-    def call(self, name: str) -> None:
-        fn = getattr(self.strategy, name, None)
-        if fn is not None:
-            self._guard(fn, self.ctx)
-
-    def _guard(self, fn, *args) -> None:
-        try:
-            fn(*args)
-        except Exception as e:  # noqa: BLE001 - user code: stop the replay, say where
-            raise StrategyError(f"strategy {type(self.strategy).__name__}.{fn.__name__} failed: {_where(e)}") from None
-
-    def frames(self, batch: FrameBatch | MergedBatch, i: int, j: int, wall: int) -> None:
-        h = batch.headers
-        offs = batch.offsets
-        # several journals: each frame's own page
-        pages = batch.row_pages() if isinstance(batch, MergedBatch) else None
-        page = batch.page if isinstance(batch, FrameBatch) else None
-        ctx = self.ctx
-        for k in range(i, j):
-            mt = int(h["msg_type"][k])
-            fn = self._by_type.get(mt, False)
-            if fn is False:
-                name = CALLBACKS.get(mt)
-                fn = (getattr(self.strategy, name, None) if name else None) or self._on_frame
-                self._by_type[mt] = fn
-            if fn is None:
-                continue
-            f = Frame(page if pages is None else pages[k], (int(offs[k]), int(h["length"][k]), mt, wall, int(h["gen_time"][k]),
-                             int(h["source"][k]), int(h["dest"][k])))
-            ctx.frame = f
-            self._guard(fn, ctx, f)
-
-
 # -- results ---------------------------------------------------------------------------------
 @dataclass
 class ReplayStats:
@@ -304,6 +226,7 @@ class ReplayStats:
     damage: Damage | None = None
     orders: str | None = None
     orders_sent: int = 0
+    backtest: Any = None  # a BacktestResult when a strategy ran
     lateness: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     _parts: list = field(default_factory=list, repr=False)
     _t0: int = 0
@@ -349,6 +272,8 @@ class ReplayStats:
             "orders_sent": self.orders_sent,
             "strategy_summary": self.strategy_summary,
         })
+        if self.backtest is not None:
+            d["backtest"] = self.backtest.to_dict()
         return d
 
 
@@ -383,6 +308,9 @@ class Replay:
         controller: Controller | None = None,
         strategy: object | str | None = None,
         orders: str | os.PathLike | None = None,
+        exchange: ExchangeConfig | None = None,
+        results: str | os.PathLike | None = None,
+        chart: bool = True,
         force: bool = False,
         clock=None,
         stop: threading.Event | Callable[[], bool] | None = None,
@@ -428,16 +356,20 @@ class Replay:
         self.end_position: Any = self.reader.end_position()
         self.out = os.fspath(out) if out is not None else default_output(self.path)
         check_output(self.out, force=force, inputs=self.inputs)
+        spec = strategy if isinstance(strategy, str) else ""
         if isinstance(strategy, str):
             strategy = load_strategy(strategy)
         self.strategy = strategy
         self.orders = None
+        self.force = force
+        self.backtest: BacktestSession | None = None
         if strategy is not None:
             self.orders = os.fspath(orders) if orders is not None else _sibling(self.out, ".orders.dat")
             check_output(self.orders, force=force, inputs=[*self.inputs, self.out], what="orders journal")
-        elif orders is not None:
-            raise UsageError("--orders needs --strategy")
-        self.force = force
+            self.backtest = BacktestSession(self, exchange, None if results is None else os.fspath(results),
+                                            chart=chart, strategy_name=spec)
+        elif orders is not None or results is not None or exchange is not None:
+            raise UsageError("--orders, --results and the exchange options need --strategy")
         # a page roll costs a file creation mid-replay: start with roomy pages (sparse, so free)
         self.page_size = page_size or max(max(r.page(r.first_page).limit() for r in _readers(self.reader)), 16 << 20)
         state, pid = _worst_writer(self.reader)
@@ -460,9 +392,9 @@ class Replay:
         self._writer = Writer(self.out, page_size=self.page_size)
         orders_w = Writer(self.orders, page_size=1 << 20) if self.orders else None
         ctx = dispatch = None
-        if self.strategy is not None:
-            ctx = StrategyContext(orders_w, self.clock)
-            dispatch = _Dispatch(self.strategy, ctx)
+        if self.backtest is not None:
+            dispatch = self.backtest.start(self.strategy, orders_w, self._writer, self.clock)
+            ctx = dispatch.ctx
         self._dispatch = dispatch
         self._t0: int | None = None
         self._last_rel = 0
@@ -521,6 +453,7 @@ class Replay:
             try:
                 if dispatch:
                     t_stop = clock.now()
+                    dispatch.finish()  # answers still on their way reach the strategy before on_stop
                     dispatch.call("on_stop")
                     self._last_emit += clock.now() - t_stop  # the strategy's time is part of the run
                     st.strategy_summary = _summary_of(self.strategy)
@@ -535,6 +468,8 @@ class Replay:
                 if orders_w is not None:
                     orders_w.close()
                 self.reader.close()
+        if self.backtest is not None:
+            st.backtest = self.backtest.finish()
         return st
 
     def _play(self, batches: Iterator[FrameBatch] | Iterator[MergedBatch], anchor: int | None, live: bool) -> int | None:
@@ -762,6 +697,6 @@ def _sibling(out: str, suffix: str) -> str:
 
 
 __all__ = [
-    "Controller", "ManualClock", "MonotonicClock", "Replay", "ReplayStats", "StrategyContext",
+    "Controller", "ManualClock", "MonotonicClock", "Replay", "ReplayStats",
     "default_output", "load_strategy", "replay", "set_column",
 ]

@@ -1,0 +1,253 @@
+"""A finished backtest as numbers, Parquet tables, a summary and a chart (the result folder).
+
+Everything here depends only on the simulation (the recording's clock), never
+on the wall clock: the same inputs give the same files, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import OutputError
+from ..journal.format import Liquidity, OrderStatus, RejectReason
+from .engine import Backtest
+
+#: the files a result folder holds; --force replaces a folder only if it holds nothing else
+RESULT_FILES = ("orders.parquet", "updates.parquet", "fills.parquet", "equity.parquet", "summary.json", "chart.png")
+
+_TS = pa.timestamp("ns", tz="UTC")
+_SYM = pa.dictionary(pa.int32(), pa.string())
+
+
+def _fnum(v: float | None) -> float | None:
+    return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else float(v)
+
+
+def summarize(bt: Backtest, strategy_name: str = "") -> dict:
+    """The summary of a finished backtest (what ``--json`` prints and summary.json holds)."""
+    ex = bt.exchange
+    acc = ex.account
+    marks = bt.marks()
+    cfg = ex.config
+    orders = list(ex.orders.values())
+    ordered_qty = sum(o.quantity for o in orders)
+    filled_qty = sum(o.filled for o in orders)
+    times, equity, bars = _equity_series(bt)
+    dd = _drawdown(equity)
+    sharpe, nbars = _sharpe(bt)
+    per_symbol: dict[str, dict] = {}
+    fills_by_sym: dict[str, int] = {}
+    for f in ex.fills:
+        fills_by_sym[f[3]] = fills_by_sym.get(f[3], 0) + 1
+    for s in sorted(set(acc.qty) | {o.symbol for o in orders}):
+        q = acc.qty.get(s, 0.0)
+        m = marks.get(s, math.nan)
+        per_symbol[s] = {
+            "quantity": q,
+            "avg_price": acc.avg.get(s, 0.0) if q else 0.0,
+            "mark": _fnum(m),
+            "realized_pnl": acc.realized.get(s, 0.0),
+            "unrealized_pnl": q * (m - acc.avg.get(s, 0.0)) if q and m == m else 0.0,
+            "fills": fills_by_sym.get(s, 0),
+            "volume": acc.volume.get(s, 0.0),
+            "turnover": acc.turnover.get(s, 0.0),
+        }
+    realized = sum(acc.realized.values())
+    unrealized = acc.unrealized(marks)
+    status_count = {name: 0 for name in ("filled", "partially_filled", "canceled", "rejected", "accepted", "pending")}
+    for o in orders:
+        status_count[o.status_name] += 1
+    d: dict[str, Any] = {
+        "strategy": strategy_name,
+        "fill_model": cfg.fill_model,
+        "latency_ns": cfg.latency_ns,
+        "response_latency_ns": cfg.response_latency_ns,
+        "fees_schedule": cfg.fees.to_dict(),
+        "cap_volume": cfg.cap_volume,
+        "start_cash": acc.start_cash,
+        "frames": bt.frames_seen,
+        "start_time_ns": bt.first_time,
+        "end_time_ns": bt.time,
+        "orders": len(orders),
+        "orders_by_status": status_count,
+        "cancels": len(ex.cancels),
+        "fills": len(ex.fills),
+        "maker_fills": sum(1 for f in ex.fills if f[5] == Liquidity.MAKER),
+        "taker_fills": sum(1 for f in ex.fills if f[5] == Liquidity.TAKER),
+        "no_quote_fills": ex.no_quote_fills,
+        "fill_ratio": filled_qty / ordered_qty if ordered_qty else None,
+        "traded_volume": sum(acc.volume.values()),
+        "turnover": sum(acc.turnover.values()),
+        "realized_pnl": realized,
+        "unrealized_pnl": unrealized,
+        "fees": acc.fees,
+        "net_pnl": realized + unrealized - acc.fees,
+        "cash": acc.cash,
+        "max_drawdown": dd,
+        "sharpe": _fnum(sharpe),
+        "sharpe_period": f"whole backtest, from {nbars} bars of {bt.bar_ns / 1e9!r} s (not annualised)",
+        "positions": per_symbol,
+        "strategy_summary": _jsonable(getattr(bt.strategy, "summary", None)),
+    }
+    return d
+
+
+def _jsonable(v):
+    if v is None:
+        return None
+    try:
+        return json.loads(json.dumps(v, default=str))
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _equity_series(bt: Backtest) -> tuple[np.ndarray, np.ndarray, list]:
+    rows = bt.equity
+    t = np.asarray([r[0] for r in rows], np.int64)
+    e = np.asarray([r[1] for r in rows], np.float64)
+    return t, e, rows
+
+
+def _drawdown(equity: np.ndarray) -> float:
+    if not len(equity):
+        return 0.0
+    return float((np.maximum.accumulate(equity) - equity).max())
+
+
+def _sharpe(bt: Backtest) -> tuple[float | None, int]:
+    """mean/std of the per-bar change in equity, times sqrt(bars): over the backtest's span, not annualised."""
+    bars = [r[1] for r in bt.equity if r[7]]
+    if len(bars) < 3:
+        return None, len(bars)
+    r = np.diff(np.asarray(bars, np.float64))
+    sd = float(r.std(ddof=1))
+    if not sd > 0:
+        return None, len(bars)
+    return float(r.mean() / sd * math.sqrt(len(r))), len(bars)
+
+
+# -- tables --------------------------------------------------------------------------------------------
+def tables(bt: Backtest) -> dict[str, pa.Table]:
+    """orders, updates, fills and equity as Arrow tables, typed like ``kftools export``."""
+    ex = bt.exchange
+    orders = sorted(ex.orders.values(), key=lambda o: o.order_id)
+    t_orders = pa.table({
+        "order_id": pa.array([o.order_id for o in orders], pa.uint64()),
+        "client_order_id": pa.array([o.client_order_id for o in orders], pa.string()),
+        "symbol": pa.array([o.symbol for o in orders], pa.string()).dictionary_encode(),
+        "side": pa.array([o.side for o in orders], pa.uint32()),
+        "order_type": pa.array([o.order_type for o in orders], pa.uint32()),
+        "price": pa.array([o.price for o in orders], pa.float64()),
+        "quantity": pa.array([o.quantity for o in orders], pa.float64()),
+        "sent_time": pa.array([o.sent_time for o in orders], _TS),
+        "arrival_time": pa.array([o.arrival_time for o in orders], _TS),
+        "status": pa.array([o.status_name for o in orders], pa.string()).dictionary_encode(),
+        "reject_reason": pa.array([o.reject_reason for o in orders], pa.uint32()),
+        "filled_quantity": pa.array([o.filled for o in orders], pa.float64()),
+        "avg_price": pa.array([o.avg_price for o in orders], pa.float64()),
+        "fee": pa.array([o.fee for o in orders], pa.float64()),
+    })
+    u = ex.updates
+    t_updates = pa.table({
+        "gen_time": pa.array([r[0] for r in u], _TS),
+        "order_id": pa.array([r[1] for r in u], pa.uint64()),
+        "symbol": pa.array([r[2] for r in u], pa.string()).dictionary_encode(),
+        "status": pa.array([r[3] for r in u], pa.uint32()),
+        "status_name": pa.array([OrderStatus(r[3]).name.lower() for r in u], pa.string()).dictionary_encode(),
+        "reject_reason": pa.array([r[4] for r in u], pa.uint32()),
+        "reject_reason_name": pa.array([RejectReason(r[4]).name.lower() for r in u], pa.string()).dictionary_encode(),
+        "side": pa.array([r[5] for r in u], pa.uint32()),
+        "order_type": pa.array([r[6] for r in u], pa.uint32()),
+        "price": pa.array([r[7] for r in u], pa.float64()),
+        "quantity": pa.array([r[8] for r in u], pa.float64()),
+        "filled_quantity": pa.array([r[9] for r in u], pa.float64()),
+        "remaining_quantity": pa.array([r[10] for r in u], pa.float64()),
+        "avg_price": pa.array([r[11] for r in u], pa.float64()),
+    })
+    f = ex.fills
+    t_fills = pa.table({
+        "gen_time": pa.array([r[0] for r in f], _TS),
+        "fill_id": pa.array([r[1] for r in f], pa.uint64()),
+        "order_id": pa.array([r[2] for r in f], pa.uint64()),
+        "symbol": pa.array([r[3] for r in f], pa.string()).dictionary_encode(),
+        "side": pa.array([r[4] for r in f], pa.uint32()),
+        "liquidity": pa.array(["maker" if r[5] == Liquidity.MAKER else "taker" for r in f], pa.string()).dictionary_encode(),
+        "price": pa.array([r[6] for r in f], pa.float64()),
+        "quantity": pa.array([r[7] for r in f], pa.float64()),
+        "fee": pa.array([r[8] for r in f], pa.float64()),
+        "flags": pa.array([r[9] for r in f], pa.uint32()),
+    })
+    rows = bt.equity
+    eq = np.asarray([r[1] for r in rows], np.float64)
+    cols: dict[str, pa.Array] = {
+        "gen_time": pa.array([r[0] for r in rows], _TS),
+        "equity": pa.array(eq, pa.float64()),
+        "pnl": pa.array(eq - ex.account.start_cash, pa.float64()),
+        "drawdown": pa.array(np.maximum.accumulate(eq) - eq if len(eq) else eq, pa.float64()),
+        "cash": pa.array([r[2] for r in rows], pa.float64()),
+        "realized_pnl": pa.array([r[3] for r in rows], pa.float64()),
+        "unrealized_pnl": pa.array([r[4] for r in rows], pa.float64()),
+        "fees": pa.array([r[5] for r in rows], pa.float64()),
+        "bar": pa.array([bool(r[7]) for r in rows], pa.bool_()),
+    }
+    symbols = sorted({s for r in rows for s in r[6]})
+    for s in symbols:
+        cols[f"position.{s}"] = pa.array([r[6].get(s, 0.0) for r in rows], pa.float64())
+    return {"orders": t_orders, "updates": t_updates, "fills": t_fills, "equity": pa.table(cols)}
+
+
+# -- the folder ------------------------------------------------------------------------------------------
+def check_results_dir(path: str, force: bool) -> None:
+    """Raise unless ``path`` can become the result folder (nothing is written here)."""
+    if os.path.islink(path):
+        raise OutputError(f"{path}: is a symbolic link (results are never written through one)")
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise OutputError(f"{path}: exists and is not a folder")
+        entries = os.listdir(path)
+        if entries and not force:
+            raise OutputError(f"{path}: result folder exists (use --force to replace it, or --results DIR)")
+        foreign = sorted(set(entries) - set(RESULT_FILES))
+        if foreign:
+            raise OutputError(f"{path}: holds {foreign[0]!r}, not a kftools result file; not replacing it")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise OutputError(f"{path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{path}: folder {parent} is not writable")
+
+
+def write_results(bt: Backtest, path: str, summary: dict, *, force: bool = False, chart: bool = True) -> list[str]:
+    """Write the result folder atomically (a temporary folder renamed into place); returns the files."""
+    check_results_dir(path, force)
+    parent = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(path))}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.mkdir(tmp)
+    try:
+        for name, table in tables(bt).items():
+            pq.write_table(table, os.path.join(tmp, f"{name}.parquet"), compression="zstd")
+        with open(os.path.join(tmp, "summary.json"), "w") as fh:
+            json.dump(summary, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        if chart:
+            from .chart import draw
+
+            draw(bt, summary, os.path.join(tmp, "chart.png"))
+        if os.path.isdir(path):
+            for name in os.listdir(path):  # checked above: only our own result files
+                os.unlink(os.path.join(path, name))
+            os.rmdir(path)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sorted(os.listdir(path))
