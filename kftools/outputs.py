@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import stat
 import tempfile
@@ -196,16 +195,6 @@ def remove_stale_temporaries(path: str) -> list[str]:
             continue
         removed.append(full)
     return removed
-
-
-def temporary_name(path: str) -> str:
-    """An unpredictable, unused name beside ``path`` (not created: for a folder the caller makes).
-
-    Prefer :func:`create_temporary` / :func:`create_temporary_folder`, which create it exclusively.
-    """
-    d, prefix = _temporary_prefix(path)
-    remove_stale_temporaries(path)
-    return os.path.join(d, prefix + secrets.token_hex(8))
 
 
 def remove_journal(path: str) -> None:
