@@ -321,6 +321,9 @@ def _summary(kind: str, journals: list[Path], json_out: bool, schema) -> None:
     else:
         for line in summary.lines():
             typer.echo(line)
+    for row in summary.rows:  # like ls: the others are listed, each one that could not be read is an error line
+        if row.error is not None:
+            typer.echo(f"kftools: error: {row.error}", err=True)
     raise typer.Exit(summary.status(status_of))
 
 

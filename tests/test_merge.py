@@ -226,6 +226,10 @@ def test_cli_info_and_verify_on_a_folder(tmp_path):
     r = run_cli("verify", "--json", tmp_path / "junk.bin", tmp_path / "clean.dat")
     d = json.loads(r.stdout)
     assert r.returncode == 2 and d["journals"][0]["status"] == 2 and d["total"]["unreadable"] == 1
+    r = run_cli("info", tmp_path / "clean.dat", tmp_path / "missing.dat")  # the others listed, an error line each
+    assert r.returncode == 2 and "clean.dat" in r.stdout and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith("kftools: error: ")
+    assert "missing.dat" in r.stderr
 
 
 @pytest.mark.parametrize("speed", [None, 50.0])

@@ -348,13 +348,15 @@ def test_user_types_and_unknown_payloads(schema_registry):
     run(go())
 
 
-def test_demo_without_a_terminal_prints_lines_and_exits_0():
+def test_demo_without_a_terminal_prints_lines_and_exits_0(tmp_path):
+    # the demo's folder goes under this test's own TMPDIR, so other sessions' demos never match the check below
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
     res = subprocess.run([sys.executable, "-m", "kftools.demo"], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                         stdin=subprocess.DEVNULL)
+                         stdin=subprocess.DEVNULL, env=env)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert len(lines) > 5 and " Ticker " in res.stdout
-    assert subprocess.run(["pgrep", "-f", "kftools-demo-"], capture_output=True).stdout == b""  # the feed ended
+    assert subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True).stdout == b""  # the feed ended
 
 
 # -- what the view shows is exact and fits (issue 12 §4) ------------------------------------
