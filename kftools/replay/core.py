@@ -23,7 +23,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -491,18 +491,17 @@ class Replay:
         speed = self.speed
         dispatch = self._dispatch
         pack_gen = _I64.pack_into
-        for batch in batches:
-            n = len(batch)
+        # paced and not live: the next batch is read and prepared while we wait for a frame due later,
+        # so its preparation never delays frames that are due (bursts spanning two batches included)
+        ahead = _Ahead(batches, self._prepare) if speed is not None and not live else None
+        prepared_batches = ahead if ahead is not None else (self._prepare(b) for b in batches)
+        for prep in prepared_batches:
             if stopped is not None and stopped():
                 break
-            if not n:
+            if prep is None:
                 continue  # a follower caught up
-            seen = now_f()
-            gens = batch.headers["gen_time"]
-            if self._t0 is None:
-                self._t0 = int(gens[0])
-            data, starts = batch.raw_frames()
-            set_column(data, starts[:-1], TRIGGER_OFF, gens)  # the original event time
+            batch, n, gens, data, starts, seen = prep.batch, prep.n, prep.gens, prep.data, prep.starts, prep.seen
+            t0 = cast(int, self._t0)  # set by the first _prepare
             if speed is None:
                 if ctl.paused:
                     since = now_f()
@@ -513,7 +512,7 @@ class Replay:
                 set_column(data, starts[:-1], GEN_OFF, np.full(n, wall, np.int64))
                 write(data, starts)
                 st.frames += n
-                st.position_ns = int(gens[-1]) - self._t0
+                st.position_ns = int(gens[-1]) - t0
                 if dispatch:
                     dispatch.frames(batch, 0, n, wall)
                 self._last_emit = now_f()  # after the strategy: its time is part of the wall time
@@ -521,12 +520,7 @@ class Replay:
                 continue
             # (numpy's stubs declare ndarray.__buffer__ only for Python >= 3.12)
             mv = memoryview(data)  # type: ignore[arg-type]  # struct and the writer take a memoryview far faster than an ndarray
-            rel = ((gens - self._t0) / speed).astype(np.int64)
-            rel[0] = max(int(rel[0]), self._last_rel)
-            np.maximum.accumulate(rel, out=rel)  # out-of-order gen_times: never due before an earlier frame
-            self._last_rel = int(rel[-1])
-            rel_l = rel.tolist()
-            starts_l = starts.tolist()
+            rel, rel_l, starts_l = prep.rel, prep.rel_l, prep.starts_l
             if anchor is None:
                 anchor = now_f() - rel_l[0]
             floor = seen if live else None
@@ -544,6 +538,10 @@ class Replay:
                 d = anchor + rel_l[i]
                 now = now_f()
                 if now < d:
+                    if ahead is not None and d - now > ahead.cost_ns and ahead.prepare():
+                        now = now_f()  # prepared the next batch in the slack before this frame
+                        if now >= d:
+                            continue
                     if d - now > LONG_WAIT_NS:
                         self._say_long_wait(d - now, int(gens[i]), int(gens[i - 1]) if i else None)
                     now = wait_until(d, interrupted)
@@ -582,10 +580,30 @@ class Replay:
                     # a live frame cannot go out before it arrived: lateness counts from arrival
                     late = np.minimum(late, np.repeat(np.asarray(emits, np.int64) + anchor - floor, counts))
                 st._parts.append(late)
-                st.position_ns = int(gens[ends[-1] - 1]) - self._t0
+                st.position_ns = int(gens[ends[-1] - 1]) - t0
             if i < n:
                 break
         return anchor
+
+    def _prepare(self, batch: FrameBatch | MergedBatch) -> _Prepared | None:
+        """A batch copied out with its trigger times set and, paced, its schedule (``rel``: ns after the anchor)."""
+        n = len(batch)
+        if not n:
+            return None
+        seen = self.clock.now()
+        gens = batch.headers["gen_time"]
+        if self._t0 is None:
+            self._t0 = int(gens[0])
+        data, starts = batch.raw_frames()
+        set_column(data, starts[:-1], TRIGGER_OFF, gens)  # the original event time
+        prep = _Prepared(batch, n, gens, data, starts, seen)
+        if self.speed is not None:
+            rel = ((gens - self._t0) / self.speed).astype(np.int64)
+            rel[0] = max(int(rel[0]), self._last_rel)
+            np.maximum.accumulate(rel, out=rel)  # out-of-order gen_times: never due before an earlier frame
+            self._last_rel = int(rel[-1])
+            prep.rel, prep.rel_l, prep.starts_l = rel, rel.tolist(), starts.tolist()
+        return prep
 
     def _say_long_wait(self, wait_ns: int, gen_time: int, previous: int | None) -> None:
         if self.on_long_wait is None:
@@ -621,6 +639,57 @@ class Replay:
                 clock.sleep(2_000_000)
         finally:
             self.stats.paused_ns += clock.now() - since
+
+
+class _Prepared:
+    """A batch ready to emit (see ``Replay._prepare``)."""
+
+    __slots__ = ("batch", "n", "gens", "data", "starts", "seen", "rel", "rel_l", "starts_l")
+
+    def __init__(self, batch, n: int, gens: np.ndarray, data: np.ndarray, starts: np.ndarray, seen: int):
+        self.batch, self.n, self.gens, self.data, self.starts, self.seen = batch, n, gens, data, starts, seen
+        self.rel: np.ndarray = np.empty(0, np.int64)
+        self.rel_l: list[int] = []
+        self.starts_l: list[int] = []
+
+
+class _Ahead:
+    """Prepared batches, one ahead: ``prepare()`` reads and prepares the next one while the replay has time to
+    spare before a frame is due; iterating takes the one prepared ahead, or prepares it then."""
+
+    def __init__(self, batches: Iterator, prepare: Callable[[Any], _Prepared | None]):
+        self._batches = iter(batches)
+        self._prepare = prepare
+        self._next: _Prepared | None = None
+        self._have = False
+        self._done = False
+        # what preparing a batch takes: a decaying maximum of what it took (a rare slow one is remembered a while)
+        self.cost_ns = 50_000
+
+    def prepare(self) -> bool:
+        """Prepare the next batch unless one is ready already or none is left; True if it did."""
+        if self._have or self._done:
+            return False
+        t = time.perf_counter_ns()
+        try:
+            batch = next(self._batches)
+        except StopIteration:
+            self._done = True
+            return False
+        self._next = self._prepare(batch)
+        self._have = True
+        self.cost_ns = max(self.cost_ns * 15 // 16, time.perf_counter_ns() - t)
+        return True
+
+    def __iter__(self) -> _Ahead:
+        return self
+
+    def __next__(self) -> _Prepared | None:
+        if not self._have and not self.prepare():
+            raise StopIteration
+        self._have = False
+        prepared, self._next = self._next, None
+        return prepared
 
 
 def _readers(reader: Reader | MergedReader) -> list[Reader]:
