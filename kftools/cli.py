@@ -580,6 +580,14 @@ def replay_cmd(
         help="Run path.py[:Class] in-process on the replayed stream. This executes arbitrary Python code with your "
              "permissions: only pass files you trust.")] = None,
     orders: Annotated[Path | None, typer.Option("--orders", help="Orders journal of --strategy (default <stem>.orders.dat).")] = None,
+    order_journal: Annotated[list[Path] | None, typer.Option(
+        "--order-journal",
+        help="Backtest a strategy running in its own process: follow the Order/CancelRequest/Ack frames it writes "
+             "into this journal and answer in the output (repeat for several strategies).")] = None,
+    lockstep: Annotated[bool, typer.Option(
+        "--lockstep/--free-running",
+        help="--order-journal: wait for the strategies' Ack frames so results are deterministic (lockstep), or "
+             "never wait (free-running, as in production).")] = True,
     fill_model: Annotated[str, typer.Option("--fill-model", help="Backtest: when resting limit orders fill: touch, through or queue.")] = "touch",
     latency: Annotated[str, typer.Option("--latency", help="Backtest: strategy-to-exchange latency (0, 500ns, 200us, 1ms), recording time.")] = "0",
     response_latency: Annotated[str, typer.Option("--response-latency", help="Backtest: exchange-to-strategy latency of updates and fills.")] = "0",
@@ -613,13 +621,15 @@ def replay_cmd(
     if max_speed and speed is not None:
         raise UsageError("--speed and --max cannot be combined (--max emits as fast as possible)")
     ctl = Controller(paused=paused)
-    exchange = exchange_config(fill_model, latency, response_latency, fees, cap_volume, cash) if strategy else None
+    backtest = bool(strategy or order_journal)
+    exchange = exchange_config(fill_model, latency, response_latency, fees, cap_volume, cash) if backtest else None
     rep = Replay(
         [str(j) for j in journals] if not _one_file(journals) else str(journals[0]), None if out is None else str(out),
         speed=None if max_speed else (1.0 if speed is None else speed), on_long_wait=warn,
         registry=registry_for(schema), types=type_, symbols=symbol, start=start, end=end, loops=loop,
         follow=follow, controller=ctl, strategy=strategy, orders=None if orders is None else str(orders),
         exchange=exchange, results=None if results is None else str(results), chart=chart,
+        order_journals=[str(p) for p in order_journal or ()], lockstep=lockstep,
         force=force, stop=stop, wait=wait, name=name,
     )
     st = rep.stats

@@ -21,9 +21,13 @@ import pytest
 
 import kftools
 from kftools.journal.format import (
+    ACK,
+    CANCEL_REQUEST,
+    FILL,
     FRAME_HEADER,
     MAGIC,
     ORDER,
+    ORDER_UPDATE,
     PAGE_HEADER,
     PAGE_HEADER_SIZE,
     TICKER,
@@ -112,7 +116,7 @@ def assert_cli_verify_clean(path) -> None:
 # -- layouts -------------------------------------------------------------------
 
 def test_cpp_structs_match_python_layouts(cpp_bin, tmp_path):
-    layouts = [PAGE_HEADER, FRAME_HEADER, TICKER, ORDER, TRADE]
+    layouts = [PAGE_HEADER, FRAME_HEADER, TICKER, ORDER, TRADE, CANCEL_REQUEST, ORDER_UPDATE, FILL, ACK]
     src = ['#include <cstdio>', '#include "kftools/journal.hpp"', "namespace py {", "#pragma pack(push, 1)"]
     src += [lay.c_struct() for lay in layouts]
     src += ["#pragma pack(pop)", "}", "#define SAME(T, f) \\",

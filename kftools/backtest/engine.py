@@ -345,6 +345,8 @@ class Backtest:
         self._on_fill = getattr(strategy, "on_fill", None)
         self._market_cb = any(getattr(strategy, n, None) for n in ("on_ticker", "on_trade", "on_order", "on_frame"))
         self._written = (0, 0)  # updates, fills already written to the output journal
+        #: called with ("update"|"fill", row) for each answer as it reaches the strategy (the gateway publishes it)
+        self.sink: Callable[[str, tuple], None] | None = None
 
     # -- strategy calls ------------------------------------------------------------------------
     def call(self, name: str) -> None:
@@ -511,7 +513,10 @@ class Backtest:
         due = box[:n]
         del box[:n]
         ctx = self.ctx
+        sink = self.sink
         for _when, kind, row in due:
+            if sink is not None:
+                sink(kind, row)
             if kind == "fill":
                 f = Fill(*row)
                 ctx.account.apply(f.symbol, f.side, f.price, f.quantity, f.fee)
@@ -532,15 +537,10 @@ class Backtest:
         nu, nf = self._written
         w = self.output
         assert w is not None
-        if len(ex.updates) > nu:
-            for row in ex.updates[nu:]:
-                w.write(int(MsgType.ORDER_UPDATE), ORDER_UPDATE.struct.pack(
-                    row[2].encode(), row[1], row[3], row[4], row[5], row[6], *row[7:]), gen_time=wall, trigger_time=row[0])
-        if len(ex.fills) > nf:
-            for row in ex.fills[nf:]:
-                w.write(int(MsgType.FILL), FILL.struct.pack(
-                    row[3].encode(), row[1], row[2], row[4], row[5], row[6], row[7], row[8], row[9], 0),
-                    gen_time=wall, trigger_time=row[0])
+        for row in ex.updates[nu:]:
+            w.write(int(MsgType.ORDER_UPDATE), pack_update(row), gen_time=wall, trigger_time=row[0])
+        for row in ex.fills[nf:]:
+            w.write(int(MsgType.FILL), pack_fill(row), gen_time=wall, trigger_time=row[0])
         self._written = (len(ex.updates), len(ex.fills))
 
     # -- equity ----------------------------------------------------------------------------------
@@ -560,6 +560,16 @@ class Backtest:
         if self.output is not None:
             self._write_answers(self.clock.wall() if self.clock is not None else 0)
         self._sample(self.time, True)
+
+
+def pack_update(row: tuple) -> bytes:
+    """An exchange update row (``UPDATE_FIELDS``) as an OrderUpdate payload."""
+    return ORDER_UPDATE.struct.pack(row[2].encode(), row[1], row[3], row[4], row[5], row[6], *row[7:])
+
+
+def pack_fill(row: tuple) -> bytes:
+    """An exchange fill row (``FILL_FIELDS``) as a Fill payload."""
+    return FILL.struct.pack(row[3].encode(), row[1], row[2], row[4], row[5], row[6], row[7], row[8], row[9], 0)
 
 
 def _last_per_symbol(syms: np.ndarray) -> np.ndarray:

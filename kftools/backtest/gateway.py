@@ -1,92 +1,379 @@
 """Strategies in their own processes: the replay follows their order journals, as an engine's gateway does.
 
-A strategy process follows the replay's output with ``kftools.Reader`` (or the
-C++ header) and writes Order and CancelRequest frames into a journal of its
-own, with ``trigger_time`` = the ``trigger_time`` of the frame it reacted to
-(the recording time). The replay reads what is new in every order journal
-before each chunk it hands the exchange, never waiting for it; the exchange's
-answers (OrderUpdate, Fill) go into the replay's output, where the strategy
-reads them.
+A strategy process follows the replay's output (``kftools.Reader`` or the C++
+header) and writes Order and CancelRequest frames into an order journal of its
+own, with ``trigger_time`` = the recording time (the output frame's
+``trigger_time``) of the frame it was handling, and an Ack frame (``frames`` =
+how many output frames it has handled) whenever it has caught up. The replay
+reads those journals and runs the same simulated exchange as an in-process
+backtest; the answers (OrderUpdate, Fill) go into the output when they reach
+the strategy (after the response latency), just before the market frame at
+which an in-process strategy would have received them, with ``dest`` = the
+``source`` of the request they answer.
+
+Two clocks (docs/backtest.md states what each guarantees):
+
+- **lockstep** (the default): the replay never handles a market frame at
+  recording time ``t`` before every strategy has acknowledged every output
+  frame older than ``t - latency``: no request a strategy could still send can
+  arrive before a frame the exchange has already handled. Results are those of
+  an in-process run of the same logic, byte for byte, whatever the speed or the
+  load of the machine. With latency 0 that is one round trip per frame.
+- **free-running**: the replay never waits; a request is handled as sent when
+  the replay reads it (the strategy's own slowness is part of the result, as in
+  production). Not reproducible.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from dataclasses import dataclass
+import struct
+import time
+from collections import deque
+from collections.abc import Callable
 
-from ..errors import NotAJournal
-from ..journal.format import FRAME_HEADER_SIZE, MsgType
-from ..journal.reader import Reader
+import numpy as np
 
+from ..errors import NotAJournal, StrategyError
+from ..journal.format import FRAME_HEADER, FRAME_HEADER_SIZE, MsgType, OrderType, Side
+from ..journal.layout import BYTE_ORDER
+from ..journal.page import NotYetWritten
+from ..journal.reader import FrameBatch, Reader
+from ..journal.writer import Writer
+from .engine import Backtest, pack_fill, pack_update
+from .exchange import SimOrder
 
-@dataclass(frozen=True)
-class Request:
-    """One request read from an order journal."""
-
-    kind: str  # "new" or "cancel"
-    symbol: str
-    order_id: int
-    side: int = 0
-    order_type: int = 0
-    price: float = 0.0
-    quantity: float = 0.0
-    client_order_id: str = ""
-    trigger_time: int = 0
-
-
-class OrderJournals:
-    """Reads new Order and CancelRequest frames from strategies' journals without blocking."""
-
-    def __init__(self, paths: list[str]):
-        self.paths = list(paths)
-        self._readers: list[Reader | None] = [None] * len(self.paths)
-        self._pos: list[tuple[int, int] | None] = [None] * len(self.paths)
-
-    def poll(self) -> list[Request]:
-        """What was committed since the last poll, journal by journal, in each journal's order."""
-        out: list[Request] = []
-        for i, path in enumerate(self.paths):
-            r = self._readers[i]
-            if r is None:
-                try:
-                    r = self._readers[i] = Reader(path)
-                except NotAJournal:
-                    continue  # the strategy has not created it yet
-            for b in r.batches(start=self._pos[i]):
-                h = b.headers
-                self._pos[i] = (b.page.index, int(b.offsets[-1]) + FRAME_HEADER_SIZE + int(h["length"][-1]))
-                kinds = h["msg_type"].tolist()
-                trig = h["trigger_time"].tolist()
-                orders = iter(b.payload(int(MsgType.ORDER)).tolist()) if int(MsgType.ORDER) in kinds else iter(())
-                cancels = (iter(b.payload(int(MsgType.CANCEL_REQUEST)).tolist())
-                           if int(MsgType.CANCEL_REQUEST) in kinds else iter(()))
-                for k, mt in enumerate(kinds):
-                    if mt == MsgType.ORDER:
-                        sym, oid, side, otype, price, qty, _filled, coid = next(orders)
-                        out.append(Request("new", _text(sym), oid, side, otype, price, qty, _text(coid), trig[k]))
-                    elif mt == MsgType.CANCEL_REQUEST:
-                        sym, oid = next(cancels)
-                        out.append(Request("cancel", _text(sym), oid, trigger_time=trig[k]))
-        return out
-
-    def close(self) -> None:
-        for r in self._readers:
-            if r is not None:
-                r.close()
+_ORDER, _CANCEL, _ACK = int(MsgType.ORDER), int(MsgType.CANCEL_REQUEST), int(MsgType.ACK)
+_GEN_OFF = FRAME_HEADER.offset("gen_time")
+_I64 = struct.Struct(BYTE_ORDER + FRAME_HEADER.field("gen_time").struct_code)
+FREE_CHUNK = 1024  # free-running: frames handled between two looks at the order journals
+STATE_CHECK_NS = 20_000_000  # while waiting: how often to ask whether a strategy is still alive (syscalls)
 
 
 def _text(b: bytes) -> str:
     return b.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
-def bad_request(req: Request) -> int:
-    """The RejectReason for an order that cannot be accepted as sent (0 when it can)."""
-    from ..journal.format import OrderType, RejectReason, Side
+class OrderJournal:
+    """One strategy's order journal, read without blocking from where the last poll ended."""
 
-    if req.side not in (Side.BUY, Side.SELL) or req.order_type not in (OrderType.LIMIT, OrderType.MARKET):
-        return RejectReason.BAD_PRICE if req.side in (0, 1) else RejectReason.BAD_QUANTITY
-    if not (req.quantity > 0 and math.isfinite(req.quantity)):
-        return RejectReason.BAD_QUANTITY
-    if req.order_type == OrderType.LIMIT and not (req.price > 0 and math.isfinite(req.price)):
-        return RejectReason.BAD_PRICE
-    return 0
+    def __init__(self, path: str, number: int):
+        self.path = path
+        self.number = number  # 1, 2, ... in the order given
+        self.reader: Reader | None = None
+        self.pos: tuple[int, int] | None = None  # (page, offset) after the last frame read
+        self.acked = 0  # output frames the strategy said it has handled
+        self.frames = 0  # frames read from this journal
+        self.orders: set[int] = set()  # order ids it sent
+
+    def open(self) -> bool:
+        """Open the journal once it exists (False while the strategy has not created it yet)."""
+        if self.reader is None:
+            try:
+                self.reader = Reader(self.path)
+            except NotYetWritten:
+                return False
+            except NotAJournal as e:
+                raise NotAJournal(f"order journal {e}") from None
+            self.pos = (self.reader.first_page, self.reader.page(self.reader.first_page).frame_start)
+        return True
+
+    def poll(self) -> list[FrameBatch]:
+        """Batches committed since the last poll (cheap when nothing is new: one cursor load)."""
+        if not self.open():
+            return []
+        r, pos = self.reader, self.pos
+        assert r is not None and pos is not None
+        page = r.page(pos[0])
+        if page.cursor <= pos[1] and not page.sealed:
+            return []
+        out = []
+        for b in r.batches(start=pos):
+            out.append(b)
+            self.pos = (b.page.index, int(b.offsets[-1]) + FRAME_HEADER_SIZE + int(b.headers["length"][-1]))
+        if r.damage is not None:
+            raise StrategyError(f"order journal {r.damage}")
+        return out
+
+    def state(self) -> str:
+        """alive, exited, crashed, unknown, or missing (not created yet)."""
+        if self.reader is None:
+            return "missing"
+        return self.reader.writer_state()[0]
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+
+
+class Gateway:
+    """The replay's dispatcher for out-of-process strategies: it writes the replayed frames itself, interleaved
+    with the exchange's answers, and (lockstep) waits for the strategies' acknowledgements."""
+
+    def __init__(self, engine: Backtest, output: Writer, journals: list[str], *, lockstep: bool = True,
+                 stopped: Callable[[], bool] | None = None, wall: Callable[[], int] = time.time_ns):
+        self.engine = engine
+        self.ctx = engine.ctx
+        self.output = output
+        self.journals = [OrderJournal(p, k + 1) for k, p in enumerate(journals)]
+        self.lockstep = lockstep
+        self.stopped = stopped or (lambda: False)
+        self.wall = wall
+        self.latency = engine.exchange.latency
+        # output frames written but not acknowledged by every strategy: (count after, time of its first frame)
+        self.units: deque[tuple[int, int]] = deque()
+        self.written = 0  # output frames written
+        self.dest: dict[int, int] = {}  # order id -> the source of the journal that sent it (answers' dest)
+        self.failed = False
+        self._answers: list[tuple[str, tuple]] = []
+        self._started = False
+        engine.sink = lambda kind, row: self._answers.append((kind, row))
+        self._checked = time.monotonic_ns()
+        engine.output = None  # answers are published when they reach the strategy, not when decided
+
+    # -- what the replay calls ---------------------------------------------------------------
+    def call(self, name: str) -> None:
+        """No in-process callbacks: the strategies run elsewhere."""
+
+    def emit(self, data: np.ndarray, starts: np.ndarray, i: int, j: int, batch, wall: int) -> int:
+        """Write frames ``i..j-1`` of ``batch`` (bytes ``data``) and everything they cause; returns how many
+        were written (fewer when stopped)."""
+        try:
+            return self._emit(data, starts, i, j, batch)
+        except BaseException:
+            self.failed = True
+            raise
+
+    def finish(self) -> None:
+        """End of the recording: the last acknowledgements, the answers still on their way, then theirs."""
+        eng = self.engine
+        try:
+            if self.failed:
+                return
+            self._wait_all()
+            eng.finish()
+            self._publish()
+            self._wait_all()
+        finally:
+            for j in self.journals:
+                j.close()
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _emit(self, data, starts, i, j, batch) -> int:
+        eng = self.engine
+        if not self._started:
+            self._start()
+        gens = batch.headers["gen_time"][i:j]
+        times = np.maximum.accumulate(np.maximum(gens, eng.time)).tolist() if j > i else []
+        k = i
+        while k < j:
+            self._take()
+            if self.lockstep:
+                r = self._allowed(times, k - i, i)
+            else:
+                r = min(j, k + FREE_CHUNK)
+                now = time.monotonic_ns()
+                if now - self._checked > STATE_CHECK_NS:
+                    self._checked = now
+                    self._check_alive()
+            if r == k:
+                if not self._wait(times[k - i]):
+                    return k - i
+                continue
+            ex = eng.exchange
+            if not ex.busy:
+                # nothing of ours in the market and no answer on its way: these frames cannot cause one
+                eng.frames(batch, k, r, self.wall())
+                self._write(data, starts, k, r, times[k - i])
+                k = r
+                continue
+            eng.frames(batch, k, k + 1, self.wall())
+            self._publish()
+            self._write(data, starts, k, k + 1, times[k - i])
+            k += 1
+        return j - i
+
+    def _allowed(self, times: list[int], rel: int, base: int) -> int:
+        """End of the frames from ``base + rel`` that can be handled now: recording time before the oldest
+        unacknowledged frame's time plus the latency (a request sent there cannot have arrived)."""
+        if self.units:
+            horizon = self.units[0][1] + self.latency
+            return base + bisect.bisect_left(times, horizon, rel)
+        # nothing unacknowledged: the next frame may go, and those a request sent at it cannot reach
+        return base + max(rel + 1, bisect.bisect_left(times, times[rel] + self.latency, rel))
+
+    def _write(self, data, starts, k: int, r: int, first_time: int) -> None:
+        wall = self.wall()
+        for s in starts[k:r].tolist():
+            _I64.pack_into(data, s + _GEN_OFF, wall)
+        self.output.write_raw_frames(data, starts, k, r)
+        self.written += r - k
+        if self.lockstep:
+            self.units.append((self.written, first_time))
+
+    def _publish(self) -> None:
+        """Answers that just reached the strategies, into the output before the frame that follows."""
+        if not self._answers:
+            return
+        w = self.output
+        wall = self.wall()
+        for kind, row in self._answers:
+            if kind == "fill":
+                w.write(int(MsgType.FILL), pack_fill(row), gen_time=wall, trigger_time=row[0],
+                        dest=self.dest.get(row[2], 0))
+            else:
+                w.write(int(MsgType.ORDER_UPDATE), pack_update(row), gen_time=wall, trigger_time=row[0],
+                        dest=self.dest.get(row[1], 0))
+        # (lockstep: they are acknowledged together with the frame written next, whose unit covers them)
+        self.written += len(self._answers)
+        self._answers.clear()
+
+    # -- requests ---------------------------------------------------------------------------------
+    def _start(self) -> None:
+        """Before the first frame: every strategy has created its order journal (it is up)."""
+        self._started = True
+        policy = _Backoff()
+        while not all(j.open() for j in self.journals):
+            if self.stopped():
+                return
+            policy.pause()
+
+    def _take(self) -> None:
+        for jn in self.journals:
+            for b in jn.poll():
+                self._requests(jn, b)
+
+    def _requests(self, jn: OrderJournal, b: FrameBatch) -> None:
+        eng = self.engine
+        ex = eng.exchange
+        h = b.headers
+        kinds = h["msg_type"].tolist()
+        trig = h["trigger_time"].tolist()
+        src = h["source"].tolist()
+        offsets = b.offsets.tolist()
+        orders = iter(b.payload(_ORDER).tolist()) if _ORDER in kinds else iter(())
+        cancels = iter(b.payload(_CANCEL).tolist()) if _CANCEL in kinds else iter(())
+        acks = iter(b.payload(_ACK).tolist()) if _ACK in kinds else iter(())
+        for k, mt in enumerate(kinds):
+            jn.frames += 1
+            if mt == _ACK:
+                (n,) = next(acks)
+                jn.acked = max(jn.acked, int(n))
+                self._prune()
+                continue
+            if mt != _ORDER and mt != _CANCEL:
+                continue  # anything else a strategy journals is its own business
+            where = f"{jn.path}: frame {jn.frames} (page {b.page.index} offset {offsets[k]})"
+            # sent while handling frames the strategy had not acknowledged: at their recording time at most
+            lo = self._time_after(jn.acked) if self.lockstep else eng.time
+            sent = min(max(trig[k], lo), eng.time) if self.lockstep else eng.time
+            if mt == _CANCEL:
+                sym, oid = next(cancels)
+                if oid not in jn.orders:
+                    raise StrategyError(f"{where}: cancel of order {oid}, which this journal never sent")
+                ex.cancel(oid, sent, eng.seq)
+                continue
+            sym, oid, side, otype, price, qty, _filled, coid = next(orders)
+            symbol = _text(sym)
+            problem = _bad_order(symbol, oid, side, otype, price, qty, ex.books, self.dest)
+            if problem:
+                raise StrategyError(f"{where}: order {oid}: {problem}")
+            if otype == OrderType.MARKET:
+                price = 0.0
+            jn.orders.add(oid)
+            self.dest[oid] = src[k]
+            eng.ctx.orders_sent += 1
+            ex.submit(SimOrder(oid, symbol, side, otype, price, qty, sent, sent + ex.latency, eng.seq, _text(coid)))
+
+    def _time_after(self, acked: int) -> int:
+        """Recording time of the first output frame after ``acked`` (the oldest a new request can come from)."""
+        for count, t in self.units:
+            if count > acked:
+                return t
+        return self.engine.time
+
+    def _prune(self) -> None:
+        least = min(j.acked for j in self.journals)
+        units = self.units
+        while units and units[0][0] <= least:
+            units.popleft()
+
+    # -- waiting ------------------------------------------------------------------------------------
+    def _wait(self, next_time: int) -> bool:
+        """Until the next frame may go (True) or the replay is stopped (False); raises if a strategy died."""
+        policy = _Backoff()
+        checked = time.monotonic_ns()
+        while True:
+            self._take()
+            if not self.units or self.units[0][1] + self.latency > next_time:
+                return True
+            if self.stopped():
+                return False
+            now = time.monotonic_ns()
+            if now - checked > STATE_CHECK_NS:
+                checked = now
+                self._check_alive()
+            policy.pause()
+
+    def _wait_all(self) -> None:
+        """Lockstep: until every strategy has acknowledged every frame written."""
+        if not self.lockstep:
+            self._take()
+            return
+        policy = _Backoff()
+        checked = time.monotonic_ns()
+        while True:
+            self._take()
+            if min(j.acked for j in self.journals) >= self.written or self.stopped():
+                return
+            now = time.monotonic_ns()
+            if now - checked > STATE_CHECK_NS:
+                checked = now
+                self._check_alive()
+            policy.pause()
+
+    def _check_alive(self) -> None:
+        """A strategy killed, or (lockstep) gone before acknowledging what it was sent, stops the replay."""
+        for jn in self.journals:
+            if self.lockstep and jn.acked >= self.written:
+                continue
+            state = jn.state()
+            if state == "crashed" or (state == "exited" and self.lockstep):
+                self._take()  # what it committed before it went
+                if self.lockstep and jn.acked >= self.written:
+                    continue
+                how = "was killed (its writer crashed)" if state == "crashed" else "closed its order journal"
+                raise StrategyError(f"{jn.path}: the strategy {how} after acknowledging {jn.acked:,} of the "
+                                    f"{self.written:,} output frames; the replay stopped there")
+
+
+class _Backoff:
+    """Spin a little, then sleep progressively longer (up to 1 ms): a strategy on the other core answers in
+    microseconds, one sharing our core needs us to yield."""
+
+    def __init__(self):
+        self.n = 0
+
+    def pause(self) -> None:
+        self.n += 1
+        if self.n > 200:
+            time.sleep(min(1e-3, 1e-5 * (1 << min(self.n - 200, 7))))
+
+
+def _bad_order(symbol: str, oid: int, side: int, otype: int, price: float, qty: float, books, used) -> str:
+    """What is wrong with an order as sent ('' if nothing): what an in-process send_order refuses."""
+    if side not in (Side.BUY, Side.SELL):
+        return f"side must be 0 (buy) or 1 (sell), not {side}"
+    if otype not in (OrderType.LIMIT, OrderType.MARKET):
+        return f"order_type must be 0 (limit) or 1 (market), not {otype}"
+    if not (qty > 0 and math.isfinite(qty)):
+        return f"quantity must be a positive number, not {qty!r}"
+    if otype == OrderType.LIMIT and not (price > 0 and math.isfinite(price)):
+        return f"a limit order needs a positive price, not {price!r}"
+    if symbol not in books:
+        return f"unknown symbol {symbol!r} (no market data for it in the recording so far)"
+    if oid in used:
+        return "order id already used"
+    return ""
+

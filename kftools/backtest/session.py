@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ..journal.writer import Writer
 from .engine import Backtest
 from .exchange import ExchangeConfig
+from .gateway import Gateway
 from .results import check_results_dir, summarize, write_results
 
 BARS = 200  # equity samples (and Sharpe periods) over the recording's span
@@ -32,21 +33,31 @@ class BacktestSession:
     """Owns one backtest for a :class:`~kftools.replay.Replay` (created by it when a strategy is given)."""
 
     def __init__(self, replay, config: ExchangeConfig | None, results: str | None, *, chart: bool = True,
-                 write: bool = True, strategy_name: str = ""):
+                 write: bool = True, strategy_name: str = "", order_journals: list[str] | None = None,
+                 lockstep: bool = True):
+        self.order_journals = list(order_journals or [])
+        self.lockstep = lockstep
         self.config = config or ExchangeConfig()
         self.results = os.fspath(results) if results is not None else default_results(replay.out)
         self.write = write
         self.chart = chart
         self.force = replay.force
-        self.strategy_name = strategy_name or type(replay.strategy).__name__
+        self.strategy_name = strategy_name or (
+            type(replay.strategy).__name__ if replay.strategy is not None
+            else "order journal " + ", ".join(self.order_journals))
         if write:
             check_results_dir(self.results, self.force)
         self.bar_ns = _bar_ns(replay)
         self.engine: Backtest | None = None
         self.result: BacktestResult | None = None
 
-    def start(self, strategy: object, orders: Writer | None, output: Writer | None, clock) -> Backtest:
+    def start(self, strategy: object, orders: Writer | None, output: Writer, clock,
+              stopped=None) -> Backtest | Gateway:
+        """The replay's dispatcher: the in-process engine, or the gateway to the order journals."""
         self.engine = Backtest(strategy, self.config, orders=orders, output=output, clock=clock, bar_ns=self.bar_ns)
+        if self.order_journals:
+            return Gateway(self.engine, output, self.order_journals, lockstep=self.lockstep, stopped=stopped,
+                           wall=clock.wall)
         return self.engine
 
     def finish(self) -> BacktestResult:

@@ -73,6 +73,7 @@ class MsgType(enum.IntEnum):
     CANCEL_REQUEST = 4
     ORDER_UPDATE = 5
     FILL = 6
+    ACK = 7
 
 
 class Side(enum.IntEnum):
@@ -203,9 +204,18 @@ FILL = Layout(
     ],
     "msg_type 6: one execution of an order; `trigger_time` is the simulated fill time.",
 )
+ACK = Layout(
+    "Ack",
+    [
+        Field("frames", "u64", "frames of the replay's output the strategy has handled, counted from its first"),
+    ],
+    "msg_type 7: a strategy process says, in its order journal, how far it has read the replay's output "
+    "(a lockstep backtest waits for it).",
+)
 BUILTIN_LAYOUTS = {
     MsgType.TICKER: TICKER, MsgType.ORDER: ORDER, MsgType.TRADE: TRADE,
     MsgType.CANCEL_REQUEST: CANCEL_REQUEST, MsgType.ORDER_UPDATE: ORDER_UPDATE, MsgType.FILL: FILL,
+    MsgType.ACK: ACK,
 }
 
 # -- files beside a journal (never read by engines) ---------------------------------

@@ -27,7 +27,9 @@ from typing import Any, cast
 
 import numpy as np
 
+from ..backtest.engine import Backtest
 from ..backtest.exchange import ExchangeConfig
+from ..backtest.gateway import Gateway
 from ..backtest.session import BacktestSession
 from ..errors import OutputError, StrategyError, UsageError
 from ..journal.format import FRAME_HEADER
@@ -311,6 +313,8 @@ class Replay:
         exchange: ExchangeConfig | None = None,
         results: str | os.PathLike | None = None,
         chart: bool = True,
+        order_journals: Iterable[str | os.PathLike] | None = None,
+        lockstep: bool = True,
         force: bool = False,
         clock=None,
         stop: threading.Event | Callable[[], bool] | None = None,
@@ -363,13 +367,25 @@ class Replay:
         self.orders = None
         self.force = force
         self.backtest: BacktestSession | None = None
+        journals = [os.fspath(p) for p in order_journals or ()]
+        if strategy is not None and journals:
+            raise UsageError("--strategy runs a strategy in-process, --order-journal follows one in its own "
+                             "process: give one or the other")
+        if not lockstep and not journals:
+            raise UsageError("--free-running is a clock for --order-journal strategies")
+        ours = {os.path.realpath(p) for p in [*self.inputs, self.out]}
+        for p in journals:
+            if os.path.realpath(p) in ours:
+                raise UsageError(f"{p}: an order journal is the strategy's own, not the replay's input or output")
         if strategy is not None:
             self.orders = os.fspath(orders) if orders is not None else _sibling(self.out, ".orders.dat")
             check_output(self.orders, force=force, inputs=[*self.inputs, self.out], what="orders journal")
+        if strategy is not None or journals:
             self.backtest = BacktestSession(self, exchange, None if results is None else os.fspath(results),
-                                            chart=chart, strategy_name=spec)
+                                            chart=chart, strategy_name=spec, order_journals=journals,
+                                            lockstep=lockstep)
         elif orders is not None or results is not None or exchange is not None:
-            raise UsageError("--orders, --results and the exchange options need --strategy")
+            raise UsageError("--orders, --results and the exchange options need --strategy or --order-journal")
         # a page roll costs a file creation mid-replay: start with roomy pages (sparse, so free)
         self.page_size = page_size or max(max(r.page(r.first_page).limit() for r in _readers(self.reader)), 16 << 20)
         state, pid = _worst_writer(self.reader)
@@ -393,7 +409,7 @@ class Replay:
         orders_w = Writer(self.orders, page_size=1 << 20) if self.orders else None
         ctx = dispatch = None
         if self.backtest is not None:
-            dispatch = self.backtest.start(self.strategy, orders_w, self._writer, self.clock)
+            dispatch = self.backtest.start(self.strategy, orders_w, self._writer, self.clock, stopped=self.stopped)
             ctx = dispatch.ctx
         self._dispatch = dispatch
         self._t0: int | None = None
@@ -490,6 +506,8 @@ class Replay:
         st = self.stats
         speed = self.speed
         dispatch = self._dispatch
+        emit = dispatch.emit if isinstance(dispatch, Gateway) else None  # it writes the frames itself
+        feed = dispatch.frames if isinstance(dispatch, Backtest) else None
         pack_gen = _I64.pack_into
         # paced and not live: the next batch is read and prepared while we wait for a frame due later,
         # so its preparation never delays frames that are due (bursts spanning two batches included)
@@ -510,11 +528,17 @@ class Replay:
                     st.paused_ns += now_f() - since
                 wall = wall_f()
                 set_column(data, starts[:-1], GEN_OFF, np.full(n, wall, np.int64))
-                write(data, starts)
-                st.frames += n
+                if emit is not None:  # out-of-process strategies: the gateway writes, interleaving its answers
+                    done_n = emit(data, starts, 0, n, batch, wall)
+                    st.frames += done_n
+                    if done_n < n:
+                        break
+                else:
+                    write(data, starts)
+                    st.frames += n
                 st.position_ns = int(gens[-1]) - t0
-                if dispatch:
-                    dispatch.frames(batch, 0, n, wall)
+                if feed is not None:
+                    feed(batch, 0, n, wall)
                 self._last_emit = now_f()  # after the strategy: its time is part of the wall time
                 self._paused_at_emit = st.paused_ns
                 continue
@@ -558,15 +582,20 @@ class Replay:
                         pack_gen(mv, s + GEN_OFF, wall)
                 else:
                     set_column(data, starts[i:j], GEN_OFF, np.full(j - i, wall, np.int64))
-                write(mv, starts, i, j)
+                if emit is not None:
+                    j = i + emit(data, starts, i, j, batch, wall)
+                    if j == i:
+                        break
+                else:
+                    write(mv, starts, i, j)
                 t = now_f()
                 ends.append(j)
                 emits.append(t - anchor)
                 st.frames += j - i
                 paused_at_emit = st.paused_ns
                 done = t
-                if dispatch:
-                    dispatch.frames(batch, i, j, wall)
+                if feed is not None:
+                    feed(batch, i, j, wall)
                     done = now_f()  # the strategy's time is part of the wall time
                 i = j
                 if stopped is not None and stopped():

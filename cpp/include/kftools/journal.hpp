@@ -38,7 +38,16 @@ inline constexpr uint32_t kDefaultPageSize = 128u * 1024 * 1024;
 inline constexpr uint32_t kMinPageSize = 4096;
 
 enum PageFlag : uint32_t { kSealed = 1, kClosed = 2 };
-enum MsgType : uint32_t { kTicker = 1, kOrder = 2, kTrade = 3 };
+enum MsgType : uint32_t {
+    kTicker = 1, kOrder = 2, kTrade = 3,
+    // a backtest's gateway (docs/backtest.md): requests a strategy writes, answers the replay writes
+    kCancelRequest = 4, kOrderUpdate = 5, kFill = 6, kAck = 7,
+};
+enum Side : uint32_t { kBuy = 0, kSell = 1 };
+enum OrderType : uint32_t { kLimit = 0, kMarket = 1 };
+enum OrderStatus : uint32_t {
+    kAccepted = 0, kPartiallyFilled = 1, kFilled = 2, kCanceled = 3, kRejected = 4, kCancelRejected = 5,
+};
 
 // ---- layouts (generated from format.py's Layout.c_struct(), keep in sync) ----
 #pragma pack(push, 1)
@@ -87,6 +96,38 @@ struct Trade {
     double price;
     double volume;
 };  // 56 bytes, packed
+struct CancelRequest {
+    char symbol[16];
+    uint64_t order_id;
+};  // 24 bytes, packed
+struct OrderUpdate {
+    char symbol[16];
+    uint64_t order_id;
+    uint32_t status;
+    uint32_t reject_reason;
+    uint32_t side;
+    uint32_t order_type;
+    double price;
+    double quantity;
+    double filled_quantity;
+    double remaining_quantity;
+    double avg_price;
+};  // 80 bytes, packed
+struct Fill {
+    char symbol[16];
+    uint64_t fill_id;
+    uint64_t order_id;
+    uint32_t side;
+    uint32_t liquidity;
+    double price;
+    double quantity;
+    double fee;
+    uint32_t flags;
+    uint32_t reserved;
+};  // 72 bytes, packed
+struct Ack {
+    uint64_t frames;
+};  // 8 bytes, packed
 #pragma pack(pop)
 
 static_assert(sizeof(PageHeader) == kPageHeaderSize);
@@ -107,6 +148,12 @@ static_assert(offsetof(Order, filled_quantity) == 48 && offsetof(Order, client_o
 static_assert(sizeof(Trade) == 56);
 static_assert(offsetof(Trade, trade_id) == 16 && offsetof(Trade, order_id) == 24 && offsetof(Trade, side) == 32);
 static_assert(offsetof(Trade, price) == 40 && offsetof(Trade, volume) == 48);
+static_assert(sizeof(CancelRequest) == 24 && offsetof(CancelRequest, order_id) == 16);
+static_assert(sizeof(OrderUpdate) == 80 && offsetof(OrderUpdate, status) == 24 && offsetof(OrderUpdate, side) == 32);
+static_assert(offsetof(OrderUpdate, price) == 40 && offsetof(OrderUpdate, avg_price) == 72);
+static_assert(sizeof(Fill) == 72 && offsetof(Fill, order_id) == 24 && offsetof(Fill, liquidity) == 36);
+static_assert(offsetof(Fill, price) == 40 && offsetof(Fill, fee) == 56 && offsetof(Fill, flags) == 64);
+static_assert(sizeof(Ack) == 8);
 
 // ---- errors (names mirror kftools.errors) ----
 struct Error : std::runtime_error {
@@ -158,6 +205,10 @@ inline uint32_t min_payload(uint32_t msg_type) noexcept {
         case kTicker: return sizeof(Ticker);
         case kOrder: return sizeof(Order);
         case kTrade: return sizeof(Trade);
+        case kCancelRequest: return sizeof(CancelRequest);
+        case kOrderUpdate: return sizeof(OrderUpdate);
+        case kFill: return sizeof(Fill);
+        case kAck: return sizeof(Ack);
         default: return 0;
     }
 }
@@ -676,6 +727,14 @@ class Reader {
             if (!damage_.empty()) return;
             if (idle_timeout_ns >= 0 && (++spins & 255) == 0 && now_ns() - idle_since > idle_timeout_ns) return;
         }
+    }
+
+    // True once the writer closed the journal cleanly (CLOSED on its last page) and every frame was read.
+    bool finished() const {
+        if (!cur_.base) return false;
+        uint32_t flags = detail::load_acquire(cur_.base, detail::kFlagsOff);
+        // CLOSED is set after the last commit: loaded first, the cursor read next is the final one
+        return (flags & kClosed) && !(flags & kSealed) && detail::load_acquire(cur_.base, detail::kCursorOff) == off_;
     }
 
     // Where the valid data ended and why (empty: no damage seen).

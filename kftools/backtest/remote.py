@@ -1,0 +1,227 @@
+"""Run a backtest strategy class in its own process, against a replay's output (``replay --order-journal``).
+
+The strategy is the same class an in-process backtest runs (``on_ticker``,
+``on_fill``, ``ctx.send_order``, ...). This host follows the replay's output
+with :class:`kftools.Reader`, writes the strategy's orders and cancels into its
+order journal with :class:`kftools.Writer`, and acknowledges (an Ack frame) how
+far it has read each time it catches up. Answers (OrderUpdate, Fill frames
+addressed to ``source``) reach the strategy at the next frame, before its
+market callback, as in-process: in lockstep the two runs decide the same.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import KftoolsError, StrategyError
+from ..journal.format import FILL, FRAME_HEADER_SIZE, ORDER_UPDATE, MsgType, OrderStatus, PageFlag
+from ..journal.reader import Reader
+from ..journal.writer import Writer
+from ..outputs import check_output, remove_journal
+from .engine import CALLBACKS, BacktestContext, Fill, OrderUpdate, TickerFrame, TradeFrame, strategy_file, where
+from .exchange import Book, ExchangeConfig
+
+_TICK, _TRADE = int(MsgType.TICKER), int(MsgType.TRADE)
+_UPDATE, _FILL, _ACK = int(MsgType.ORDER_UPDATE), int(MsgType.FILL), int(MsgType.ACK)
+_UNSET = object()
+REPLAY_CHECK_S = 0.5  # while idle: how often to ask whether the replay is still alive
+
+
+class _Market:
+    """What the strategy's context asks of an exchange, answered from the output it reads."""
+
+    latency = 0
+
+    def __init__(self, cash: float):
+        self.books: dict[str, Book] = {}
+        self.config = ExchangeConfig(cash=cash)
+
+    def submit(self, order) -> None:
+        """The order is in the journal: the replay's exchange decides."""
+
+    def cancel(self, order_id: int, sent_time: int, sent_seq: int) -> None:
+        """The cancel is in the journal: the replay's exchange decides."""
+
+
+class _Host:
+    """The engine a :class:`BacktestContext` expects: the recording's clock and the market seen so far."""
+
+    def __init__(self, cash: float):
+        self.time = 0
+        self.seq = 0
+        self.exchange = _Market(cash)
+
+    def marks(self) -> dict[str, float]:
+        return {s: b.mark for s, b in self.exchange.books.items()}
+
+
+def run_strategy(
+    strategy: object, output: str, orders: str, *, source: int = 0, cash: float = 0.0, wait: str = "backoff",
+    force: bool = False, stop: Callable[[], bool] | None = None, path: str = "",
+) -> BacktestContext:
+    """Follow the replay writing ``output``; write ``strategy``'s orders into ``orders``; returns the context
+    when the replay has closed its output (the strategy's ``on_stop`` has run)."""
+    check_output(orders, force=force, inputs=[output], what="order journal")
+    if force:
+        remove_journal(orders)
+    reader = Reader.wait_open(output, stop=stop)
+    if reader is None:
+        raise KftoolsError(f"{output}: stopped before the replay created it")
+    host = _Host(cash)
+    with Writer(orders, page_size=1 << 20, source=source) as writer:
+        ctx = BacktestContext(host, writer)  # type: ignore[arg-type]
+        _Session(strategy, ctx, host, reader, writer, source, path or strategy_file(strategy), stop).run(wait)
+    return ctx
+
+
+class _Session:
+    def __init__(self, strategy, ctx: BacktestContext, host: _Host, reader: Reader, writer: Writer, source: int,
+                 path: str, stop):
+        self.strategy = strategy
+        self.ctx = ctx
+        self.host = host
+        self.reader = reader
+        self.writer = writer
+        self.source = source
+        self.path = path
+        self.stop = stop
+        self.pending: list[tuple[str, Any]] = []
+        self.end = (reader.first_page, reader.page(reader.first_page).frame_start)
+        self.checked = time.monotonic()
+        self.cb: dict[int, Callable | None] = {}
+        self._on_fill = getattr(strategy, "on_fill", None)
+        self._on_update = getattr(strategy, "on_order_update", None)
+
+    def call(self, name: str, *args) -> None:
+        fn = getattr(self.strategy, name, None)
+        if fn is not None:
+            self.guard(fn, *args)
+
+    def guard(self, fn, *args) -> None:
+        try:
+            fn(self.ctx, *args)
+        except Exception as e:  # noqa: BLE001 - user code: one line naming where
+            raise StrategyError(f"strategy {type(self.strategy).__name__}.{fn.__name__} failed: "
+                                f"{where(e, self.path)}") from None
+
+    def finished(self) -> bool:
+        """The replay closed its output and every frame of it was read (checked while idle)."""
+        if self.stop is not None and self.stop():
+            return True
+        page = self.reader.page(self.end[0])
+        flags = page.flags  # CLOSED is set after the last commit: read it before the cursor
+        if flags & PageFlag.CLOSED and not flags & PageFlag.SEALED and page.cursor <= self.end[1]:
+            return True
+        now = time.monotonic()
+        if now - self.checked > REPLAY_CHECK_S:
+            self.checked = now
+            state, pid = self.reader.writer_state()
+            if state == "crashed":
+                raise KftoolsError(f"{self.reader.path}: the replay writing it (pid {pid}) died")
+        return False
+
+    def run(self, wait: str) -> None:
+        writer = self.writer
+        consumed = acked = 0
+        self.call("on_start")
+        for b in self.reader.follow_batches(wait=wait, stop=self.finished, batch_size=4096):
+            n = len(b)
+            if not n:  # caught up: say how far we are, so a lockstep replay can go on
+                if consumed > acked:
+                    writer.write(_ACK, frames=consumed)
+                    acked = consumed
+                continue
+            self.end = (b.page.index, int(b.offsets[-1]) + FRAME_HEADER_SIZE + int(b.headers["length"][-1]))
+            self.frames(b)
+            consumed += n
+        if self.reader.damage is not None:
+            raise KftoolsError(f"replay output {self.reader.damage}")
+        self.deliver()
+        self.call("on_stop")
+        if consumed > acked:
+            writer.write(_ACK, frames=consumed)
+
+    def frames(self, b) -> None:
+        h = b.headers
+        mts = h["msg_type"].tolist()
+        trig = h["trigger_time"].tolist()
+        gens = h["gen_time"].tolist()
+        src, dst = h["source"].tolist(), h["dest"].tolist()
+        present = set(mts)
+        ticks = iter(b.payload(_TICK).tolist()) if _TICK in present else iter(())
+        trades = iter(b.payload(_TRADE).tolist()) if _TRADE in present else iter(())
+        updates = iter(b.payload(_UPDATE).tolist()) if _UPDATE in present else iter(())
+        fills = iter(b.payload(_FILL).tolist()) if _FILL in present else iter(())
+        frames = None
+        host, ctx, books, me = self.host, self.ctx, self.host.exchange.books, self.source
+        for k, mt in enumerate(mts):
+            if mt == _UPDATE or mt == _FILL:
+                row = next(updates) if mt == _UPDATE else next(fills)
+                if dst[k] == me:
+                    self.pending.append(_answer(mt, row, trig[k]))
+                continue
+            host.seq += 1
+            if trig[k] > host.time:
+                host.time = trig[k]
+            f: object
+            if mt == _TICK:
+                sym, last, bid, ask, vol = next(ticks)
+                s = sym.split(b"\0", 1)[0].decode()
+                book = books.get(s) or books.setdefault(s, Book())
+                if bid == bid:
+                    book.bid, book.ask = bid, ask
+                if last > 0:
+                    book.last = last
+                f = TickerFrame(s, last, bid, ask, vol, gens[k], trig[k], src[k], dst[k])
+            elif mt == _TRADE:
+                sym, tid, oid, side, _r, px, vol = next(trades)
+                s = sym.split(b"\0", 1)[0].decode()
+                book = books.get(s) or books.setdefault(s, Book())
+                if px > 0:
+                    book.last = px
+                f = TradeFrame(s, tid, oid, side, px, vol, gens[k], trig[k], src[k], dst[k])
+            else:
+                if frames is None:
+                    frames = b.frames()
+                f = frames[k]
+            if self.pending:
+                self.deliver()
+            fn = self.cb.get(mt, _UNSET)
+            if fn is _UNSET:
+                fn = self.cb[mt] = (getattr(self.strategy, CALLBACKS.get(mt, ""), None)
+                                    or getattr(self.strategy, "on_frame", None))
+            if fn is not None:
+                ctx.frame = f
+                self.guard(fn, f)
+
+    def deliver(self) -> None:
+        """Answers read since the last frame reach the strategy (as in-process: before the frame's callback)."""
+        due, self.pending = self.pending, []
+        ctx = self.ctx
+        for kind, a in due:
+            if kind == "fill":
+                ctx.account.apply(a.symbol, a.side, a.price, a.quantity, a.fee)
+                if self._on_fill is not None:
+                    self.guard(self._on_fill, a)
+            else:
+                v = ctx.orders.get(a.order_id)
+                if v is not None and a.status != OrderStatus.CANCEL_REJECTED:
+                    v.status = OrderStatus(a.status).name.lower()
+                    v.filled_quantity = a.filled_quantity
+                    v.avg_price = a.avg_price
+                if self._on_update is not None:
+                    self.guard(self._on_update, a)
+
+
+def _answer(mt: int, row: tuple, t: int) -> tuple[str, Any]:
+    sym = row[0].split(b"\0", 1)[0].decode()
+    if mt == _UPDATE:
+        d = dict(zip(ORDER_UPDATE.names, row, strict=True))
+        return "update", OrderUpdate(t, d["order_id"], sym, d["status"], d["reject_reason"], d["side"],
+                                     d["order_type"], d["price"], d["quantity"], d["filled_quantity"],
+                                     d["remaining_quantity"], d["avg_price"])
+    d = dict(zip(FILL.names, row, strict=True))
+    return "fill", Fill(t, d["fill_id"], d["order_id"], sym, d["side"], d["liquidity"], d["price"], d["quantity"],
+                        d["fee"], d["flags"])
