@@ -55,6 +55,16 @@ def _text(b: bytes) -> str:
     return b.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
+def check_order_journal(path: str) -> None:
+    """Refuse (NotAJournal) an order journal that exists and is not a journal; one not created yet is fine."""
+    try:
+        Reader(path).close()
+    except NotYetWritten:
+        pass
+    except NotAJournal as e:
+        raise NotAJournal(f"order journal {e}") from None
+
+
 class OrderJournal:
     """One strategy's order journal, read without blocking from where the last poll ended."""
 
@@ -96,11 +106,11 @@ class OrderJournal:
             raise StrategyError(f"order journal {r.damage}")
         return out
 
-    def state(self) -> str:
-        """alive, exited, crashed, unknown, or missing (not created yet)."""
+    def state(self) -> tuple[str, int]:
+        """(alive, exited, crashed, unknown, or missing: not created yet; the writer's pid)."""
         if self.reader is None:
-            return "missing"
-        return self.reader.writer_state()[0]
+            return "missing", 0
+        return self.reader.writer_state()
 
     def close(self) -> None:
         if self.reader is not None:
@@ -338,14 +348,15 @@ class Gateway:
         for jn in self.journals:
             if self.lockstep and jn.acked >= self.written:
                 continue
-            state = jn.state()
+            state, pid = jn.state()
             if state == "crashed" or (state == "exited" and self.lockstep):
                 self._take()  # what it committed before it went
                 if self.lockstep and jn.acked >= self.written:
                     continue
-                how = "was killed (its writer crashed)" if state == "crashed" else "closed its order journal"
-                raise StrategyError(f"{jn.path}: the strategy {how} after acknowledging {jn.acked:,} of the "
-                                    f"{self.written:,} output frames; the replay stopped there")
+                how = ("was killed (it died without closing its order journal)" if state == "crashed"
+                       else "closed its order journal")
+                raise StrategyError(f"{jn.path}: the strategy writing it (pid {pid}) {how} after acknowledging "
+                                    f"{jn.acked:,} of the {self.written:,} output frames; the replay stopped there")
 
 
 class _Backoff:

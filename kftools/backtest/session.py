@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from ..journal.writer import Writer
 from .engine import Backtest
 from .exchange import ExchangeConfig
-from .gateway import Gateway
+from .gateway import Gateway, check_order_journal
 from .results import check_results_dir, summarize, write_results
 
 BARS = 200  # equity samples (and Sharpe periods) over the recording's span
@@ -36,6 +36,8 @@ class BacktestSession:
                  write: bool = True, strategy_name: str = "", order_journals: list[str] | None = None,
                  lockstep: bool = True):
         self.order_journals = list(order_journals or [])
+        for p in self.order_journals:
+            check_order_journal(p)
         self.lockstep = lockstep
         self.config = config or ExchangeConfig()
         self.results = os.fspath(results) if results is not None else default_results(replay.out)
