@@ -432,3 +432,21 @@ def test_cpp_writer_refuses_what_verify_does_not_call_clean(cpp_bin, tmp_path):
     os.rename(str(j) + ".1", str(new) + ".1")
     res = run(cpp_bin / "kfwrite", new, "--frames", 1, check=False)
     assert res.returncode != 0 and "another journal" in res.stderr and not new.exists()
+
+
+def test_kfread_says_a_page_is_archived_and_reads_it_once_unarchived(cpp_bin, tmp_path):
+    """The header reads plain pages only (zstd is not its dependency): an archived page is named, not "missing"."""
+    path = tmp_path / "arch.dat"
+    with kftools.Writer(str(path), page_size=1 << 16) as w:
+        write_python_frames(w, 0, 3000)
+    pages = len(list(tmp_path.glob("arch.dat*")))
+    assert pages >= 3
+    cli = [sys.executable, "-m", "kftools.cli"]
+    subprocess.run([*cli, "archive", str(path), "--older-than", "0s"], check=True, capture_output=True)
+    assert (tmp_path / "arch.dat.1.zst").exists() and not (tmp_path / "arch.dat.1").exists()
+    res = run(cpp_bin / "kfread", path, check=False)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert f"{path}.1.zst: page 1 is archived" in res.stderr and "kftools unarchive" in res.stderr
+    assert 0 < len(cpp_json(res.stdout)) < 3000  # page 0's frames came out first
+    subprocess.run([*cli, "unarchive", str(path)], check=True, capture_output=True)
+    assert cpp_json(run(cpp_bin / "kfread", path).stdout) == python_json(path)

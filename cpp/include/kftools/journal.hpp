@@ -171,6 +171,9 @@ struct JournalLocked : Error {
 struct FrameTooLarge : Error {
     using Error::Error;
 };
+struct ArchivedPage : NotAJournal {  // a page `kftools archive` compressed (<page>.zst)
+    using NotAJournal::NotAJournal;
+};
 
 // Wall clock in ns, the clock Python's time.time_ns() reads: gen_time must be
 // comparable across languages for latency measurements.
@@ -760,6 +763,11 @@ class Reader {
         std::string p = page_path(path_, index);
         int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
+            // `kftools archive` compressed this page: zstd is not a dependency of this header, so say so
+            if (errno == ENOENT && detail::exists(p + ".zst"))
+                throw ArchivedPage(p + ".zst: page " + std::to_string(index) +
+                                   " is archived; the C++ reader reads plain pages (`kftools unarchive " + path_ +
+                                   "` restores them; kftools' Python reader reads archived pages as they are)");
             if (errno == ENOENT) return false;
             throw NotAJournal(detail::sys_error(p));
         }
