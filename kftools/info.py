@@ -87,13 +87,7 @@ def journal_info(path: str, registry: TypeRegistry | None = None) -> JournalInfo
             info.last_gen_time = hi if info.last_gen_time is None else max(hi, info.last_gen_time)
             info.frames += len(b)
         info.damage = None if r.damage is None else str(r.damage)
-        for i in r.page_indices():
-            try:
-                p = r.page(i)
-            except Exception:  # noqa: BLE001 - a page still being created counts as empty
-                continue
-            info.capacity += p.capacity
-            info.used_bytes += min(p.cursor, p.limit())
+        info.capacity, info.used_bytes = r.pages.usage()
         info.by_type = {r.registry.name(t): c for t, c in sorted(counts.items())}
         info.writer_state, info.writer_pid = r.writer_state()
         info.readers = reader_lags(r, end=r.end_position(), newest=info.last_gen_time)

@@ -25,7 +25,8 @@ import tempfile
 
 from .errors import OutputError, UsageError
 from .journal.format import page_path
-from .journal.page import ARCHIVE_SUFFIX, journal_pages
+from .journal.page import ARCHIVE_SUFFIX
+from .journal.pages import journal_pages
 
 #: ``-`` as an output means standard output, where the format can stream.
 STDOUT = "-"

@@ -6,10 +6,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 from .errors import UsageError
+from .journal.filter import frame_filter
 from .journal.merge import MergedReader
 from .journal.reader import Reader
 from .journal.registry import TypeRegistry
-from .timeparse import TIME_OF_DAY, format_time, parse_time
+from .timeparse import format_time
 
 
 @dataclass
@@ -32,18 +33,14 @@ class Selection:
         time of day on the first frame's day; times without an offset are in ``tz``
         (default UTC). ``--start`` after ``--end`` is a usage error.
         """
-        tids = [registry.resolve(t) for t in _split(types)] or None
-        syms = _split(symbols) or None
-        texts = [t.strip() for t in (start, end) if t]
-        origin = last = None
-        if reader is not None and any(t.startswith("+") or TIME_OF_DAY.match(t) for t in texts):
-            origin = first_gen_time(reader)
-        if reader is not None and any(t.startswith("-") for t in texts):
-            last = last_gen_time(reader)
+        filt = frame_filter(
+            registry, start or None, end or None, _split(types) or None, _split(symbols) or None,
+            first_time=None if reader is None else reader.first_time,
+            last_time=None if reader is None else reader.last_time, tz=tz,
+        )
         sel = cls(
-            tids, syms,
-            parse_time(start, origin, last=last, tz=tz) if start else None,
-            parse_time(end, origin, last=last, tz=tz) if end else None,
+            [registry.resolve(t) for t in _split(types)] or None, _split(symbols) or None,
+            filt.start_time, filt.end_time,
         )
         if sel.start_time is not None and sel.end_time is not None and sel.start_time > sel.end_time:
             raise UsageError(f"--start {start} ({format_time(sel.start_time, tz)}) is after "
@@ -69,17 +66,6 @@ class Selection:
 
     def filters(self) -> dict:
         return {"types": self.types, "symbols": self.symbols, "start_time": self.start_time, "end_time": self.end_time}
-
-
-def first_gen_time(reader: Reader | MergedReader) -> int | None:
-    for b in reader.batches(batch_size=1):
-        return int(b.headers["gen_time"][0])
-    return None
-
-
-def last_gen_time(reader: Reader | MergedReader) -> int | None:
-    frames = reader.last(1)
-    return frames[0].gen_time if frames else None
 
 
 def _split(values) -> list[str]:

@@ -248,3 +248,27 @@ def test_replay_of_several_journals_is_one_merged_output(tmp_path, speed):
     assert got == want  # original times as trigger_time, in merged order
     r = run_cli("replay", a, b)
     assert r.returncode == 2 and "needs -o" in r.stderr
+
+
+def test_merged_filters_take_what_reader_takes(tmp_path):
+    """Type names, comma lists and text times, as Reader (and the CLI) take them: the one FrameFilter."""
+    a, b = str(tmp_path / "a.dat"), str(tmp_path / "b.dat")
+    base = 1_700_000_000_000_000_000
+    with Writer(a, page_size=4096) as w:
+        for k in range(6):
+            w.write_ticker("A", float(k), gen_time=base + k * 1_000_000_000)
+    with Writer(b, page_size=4096) as w:
+        for k in range(6):
+            w.write_trade("B", trade_id=k, order_id=0, side=0, price=1.0, volume=1.0,
+                          gen_time=base + k * 1_000_000_000 + 500_000_000)
+    with open_many([a, b]) as m, Reader(a) as r:
+        tickers = [f.gen_time for f in m.frames(types="Ticker")]
+        assert tickers == [f.gen_time for f in r.frames(types="Ticker")] == [f.gen_time for f in m.frames(types=[1])]
+        assert len(list(m.frames(types="Ticker,Trade"))) == 12
+        later = [f.gen_time for f in m.frames(start_time="+2s", end_time="+3s")]
+        assert later == [base + 2_000_000_000, base + 2_500_000_000, base + 3_000_000_000]
+        last = [f.gen_time for f in m.frames(start_time="-1s")]
+        assert last == [base + 4_500_000_000, base + 5_000_000_000, base + 5_500_000_000]
+        assert [f.gen_time for f in m.follow(start="+5s", idle_timeout=0)] == [base + 5_000_000_000, base + 5_500_000_000]
+        with pytest.raises(kftools.UnknownType):
+            list(m.frames(types="NoSuchType"))

@@ -579,7 +579,7 @@ def _last_per_symbol(syms: np.ndarray) -> np.ndarray:
         return np.empty(0, np.int64)
     raw = np.ascontiguousarray(syms).view(np.uint8).reshape(n, -1)
     if raw.shape[1] == 16:
-        halves = raw.view("<u8")
+        halves = raw.view(np.uint64)  # a hash key of the bytes, not a stored layout: any byte order
         key = halves[:, 0] ^ (halves[:, 1] * np.uint64(0x9E3779B97F4A7C15))
         rev = key[::-1]
         _u, first, inv = np.unique(rev, return_index=True, return_inverse=True)

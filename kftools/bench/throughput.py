@@ -15,6 +15,7 @@ REPEAT = 5
 
 def run(frames: int = 2_000_000) -> dict:
     from kftools.journal.format import FRAME_HEADER, TICKER
+    from kftools.journal.layout import BYTE_ORDER
     from kftools.journal.reader import Reader
     from kftools.journal.writer import Writer
 
@@ -34,7 +35,7 @@ def run(frames: int = 2_000_000) -> dict:
                 return frames / (time.perf_counter() - t)
 
         # baseline: the same bytes packed into a bytearray with no journal at all
-        s = struct.Struct("<" + FRAME_HEADER.struct.format[1:] + TICKER.struct.format[1:])
+        s = struct.Struct(BYTE_ORDER + FRAME_HEADER.struct.format[1:] + TICKER.struct.format[1:])
         buf = bytearray(page)
 
         def pack_only() -> float:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from ..journal.layout import scalar_dtype
 from ..journal.reader import FrameBatch
 from ..journal.registry import MessageType, TypeRegistry
 
@@ -357,8 +358,8 @@ def _decode_text(values: pa.FixedSizeBinaryArray, w: int) -> tuple[pa.Array, np.
     return arr, garbage
 
 
-_SCALAR_NP = {k: np.dtype("<" + v) for k, v in
-              {"i8": "i1", "u8": "u1", "u16": "u2", "u32": "u4", "u64": "u8", "i32": "i4", "i64": "i8", "f32": "f4", "f64": "f8"}.items()}
+#: numpy dtype of each scalar kind, from the layout declarations' own table
+_SCALAR_NP = {k: scalar_dtype(k) for k in ("i8", "u8", "u16", "u32", "u64", "i32", "i64", "f32", "f64")}
 
 
 def _sub(mask: np.ndarray | None, n: int, sub: np.ndarray) -> np.ndarray:

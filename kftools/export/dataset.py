@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import NotAJournal
 from ..journal import yijinjing
-from ..journal.page import journals_in
+from ..journal.pages import journals_in
 from ..journal.reader import FrameBatch, Reader
 from ..journal.registry import TypeRegistry
 from ..outputs import check_output, create_temporary_folder

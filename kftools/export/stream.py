@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mmap
 import os
 import shutil
 import time
@@ -12,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import KftoolsError, UsageError
-from ..journal.format import FRAME_HEADER, PAGE_HEADER_SIZE
+from ..journal.format import FRAME_HEADER
+from ..journal.pages import PageSet
 from ..journal.reader import FrameBatch, Reader
 
 COMPRESSIONS = ("zstd", "snappy", "none")
@@ -46,24 +46,11 @@ def check_compression(compression: str) -> str:
 
 def journal_bytes(reader: Reader, until=None) -> int:
     """Committed bytes (for a progress total)."""
-    last, cur = until or reader.end_position()
-    total = 0
-    for i in range(last + 1):
-        try:
-            p = reader.page(i)
-        except KftoolsError:
-            break
-        total += (cur if i == last else min(p.cursor, p.limit())) - PAGE_HEADER_SIZE
-    return max(total, 0)
+    return reader.pages.committed_bytes(until)
 
 
 def page_meta(reader: Reader) -> dict:
-    caps = []
-    for i in range(reader.page_count()):
-        try:
-            caps.append(reader.page(i).capacity)
-        except KftoolsError:
-            break
+    caps = reader.pages.capacities()
     return {"page_capacity": caps[0] if caps else None, "page_capacities": caps,
             "source": os.path.basename(reader.path)}
 
@@ -73,15 +60,8 @@ def release_exported(batch: FrameBatch, done: list) -> None:
     page = batch.page
     if done[0] is not page:
         done[0], done[1] = page, 0
-    end = int(batch.offsets[-1]) + FRAME_HEADER.size + int(batch.headers["length"][-1])
-    start = done[1]
-    stop = end - end % mmap.PAGESIZE
-    if stop > start and hasattr(page.mm, "madvise"):
-        try:
-            page.mm.madvise(mmap.MADV_DONTNEED, start, stop - start)
-        except (OSError, ValueError):
-            return
-        done[1] = stop
+    end = int(batch.offsets[-1]) + page.frame_header_size + int(batch.headers["length"][-1])
+    done[1] = PageSet.release(page, done[1], end)
 
 def crashed(reader: Reader) -> bool:
     try:

@@ -335,7 +335,8 @@ def archivable_pages(journal: str, older_than: float | None = None, now: float |
     """
     from .checksums import is_final
     from .format import page_path
-    from .page import journal_pages, open_page
+    from .page import open_page
+    from .pages import journal_pages
 
     now = time.time() if now is None else now
     pages = journal_pages(journal)
@@ -393,7 +394,8 @@ def archive(
 def unarchive(journals: list[str], *, progress: Callable[[str], None] | None = None) -> ArchiveResult:
     """Restore every archived page of each journal, byte-identical."""
     from .format import page_path
-    from .page import journal_pages, open_page
+    from .page import open_page
+    from .pages import journal_pages
 
     res = ArchiveResult([], skipped=[])
     for journal in journals:

@@ -15,7 +15,8 @@ import time
 from ..errors import KftoolsError
 from .archive import crc32_of
 from .format import CHECKSUM_MAGIC, CHECKSUM_RECORD, MAGIC, PageFlag, page_path
-from .page import ArchivedPage, Page, journal_pages, open_page
+from .page import ArchivedPage, Page, open_page
+from .pages import journal_pages
 
 
 def checksums_path(journal: str | os.PathLike) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .layout import Field, Layout
@@ -287,16 +288,35 @@ SEEK_FOOTER = Layout(
 )
 
 
+def page_path(first_page: str | os.PathLike, index: int) -> str:
+    """Path of page ``index``: the first page is the path itself, page n is ``<path>.<n>``."""
+    first = os.fspath(first_page)
+    return first if index == 0 else f"{first}.{index}"
+
+
+def page_number(first_page: str, name: str) -> int | None:
+    """Which page of the journal whose first page is ``first_page`` the file ``name`` (in the same folder)
+    is by kftools' naming rule, or None."""
+    base = os.path.basename(first_page)
+    if name == base:
+        return 0
+    stem, dot, n = name.rpartition(".")
+    return int(n) if dot and stem == base and n.isdigit() and n[0] != "0" else None
+
+
 @dataclass(frozen=True)
 class JournalFormat:
-    """What the one walk needs to know about a family of journals.
+    """What the page set and the one walk need to know about a family of journals.
 
     ``page_header`` and ``frame_header`` are the two header layouts (the frame
     header has ``length`` and ``msg_type`` fields); ``first_page`` is the index
     of a journal's first page; ``length_counts_header`` says whether a frame's
     ``length`` includes its header (Kungfu) or only the payload (kftools);
     ``page_end_type`` is the msg_type of a frame that seals a page (Kungfu's
-    ``PageEnd``), which the walk consumes instead of handing out.
+    ``PageEnd``), which the walk consumes instead of handing out. The naming
+    rule: ``page_path(first, n)`` is the file of page n of the journal whose
+    first page is ``first``, ``page_number(first, name)`` its inverse for a file
+    name in the same folder (None when the file is no page of it).
     """
 
     name: str
@@ -305,6 +325,8 @@ class JournalFormat:
     first_page: int = 0
     length_counts_header: bool = False
     page_end_type: int | None = None
+    page_path: Callable[[str, int], str] = page_path
+    page_number: Callable[[str, str], int | None] = page_number
 
     @property
     def frame_header_size(self) -> int:
@@ -314,15 +336,14 @@ class JournalFormat:
     def type_offset(self) -> int:
         return self.frame_header.offset("msg_type")
 
+    @property
+    def frame_start(self) -> int:
+        """Offset of the first frame in a page."""
+        return self.page_header.size
+
 
 #: kftools' own journals.
 KFTOOLS = JournalFormat("kftools", PAGE_HEADER, FRAME_HEADER)
-
-
-def page_path(first_page: str | os.PathLike, index: int) -> str:
-    """Path of page ``index``: the first page is the path itself, page n is ``<path>.<n>``."""
-    first = os.fspath(first_page)
-    return first if index == 0 else f"{first}.{index}"
 
 
 def format_tables() -> str:

@@ -39,6 +39,8 @@ assert FRAME_HEADER.names == HEADER_FIELDS, "the frame classes hold exactly the 
 assert [FRAME_HEADER.field(n).kind for n in HEADER_FIELDS] == ["u32", "u32", "i64", "i64", "u32", "u32"]
 
 _HEADER_FROM = FRAME_HEADER.struct.unpack_from
+#: the scanner's table of minimum payload lengths holds frame lengths
+_LENGTH_DTYPE = FRAME_HEADER.field("length").numpy_code
 
 
 class FrameMethods:
@@ -185,7 +187,7 @@ class PyFrameStream:
         if cursor_offset < 0 or cursor_offset + 4 > len(buf) or cursor_offset % 4 or offset < 0:
             raise ValueError("attach: bad cursor offset or start offset")
         self.page, self._buf = page, buf
-        mins = np.asarray(min_lengths).view("<u4") if len(min_lengths) else np.zeros(0, "<u4")
+        mins = np.asarray(min_lengths).view(_LENGTH_DTYPE) if len(min_lengths) else np.zeros(0, _LENGTH_DTYPE)
         self._mins = mins.tolist()
         self._large = dict(large) if large else {}
         self._off = self._cur = self.cursor = offset

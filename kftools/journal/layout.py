@@ -31,6 +31,11 @@ _SCALARS = {
 }
 
 
+def scalar_dtype(kind: str) -> np.dtype:
+    """The numpy dtype of a scalar kind (``u32``, ``f64``...)."""
+    return np.dtype(BYTE_ORDER + _SCALARS[kind][1])
+
+
 _ARRAY = re.compile(r"(\w+)\[(\d+)\]")
 
 

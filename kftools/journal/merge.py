@@ -22,29 +22,22 @@ import numpy as np
 
 from ..errors import NotAJournal, UsageError
 from . import yijinjing
+from .filter import FrameFilter, frame_filter
 from .format import FRAME_HEADER_SIZE, KFTOOLS, PageFlag
+from .frames import HEADER_DTYPE, INDEX_DTYPE, Frame, FrameBatch, frames_of
 from .framestream import stream as _frame_stream
-from .page import SIDECAR_SUFFIXES, Page
-from .reader import (
-    DEFAULT_BATCH,
-    HEADER_DTYPE,
-    INDEX_DTYPE,
-    Damage,
-    Frame,
-    FrameBatch,
-    Position,
-    Reader,
-    WaitPolicy,
-    _Filter,
-    _stopped,
-    frames_of,
-)
+from .layout import Field
+from .page import Page
+from .pages import Position
+from .pages import journals_in as kftools_journals_in
+from .reader import Reader
 from .registry import TypeRegistry
 from .scan import gather_var
+from .walk import DEFAULT_BATCH, Damage, WaitPolicy, stopped
 
 _NO_KEY = np.iinfo(np.int64).min
 #: ``read_batch`` rows of a merged reader: the frame index plus the journal's position in ``journals``
-MERGED_INDEX_DTYPE = np.dtype([("journal", "<u2"), *[(n, INDEX_DTYPE[n]) for n in INDEX_DTYPE.names or ()]])
+MERGED_INDEX_DTYPE = np.dtype([("journal", Field("journal", "u16").numpy_code), *[(n, INDEX_DTYPE[n]) for n in INDEX_DTYPE.names or ()]])
 #: how long a merged follower waits for a silent journal before releasing frames without it (seconds)
 DEFAULT_HOLD = 0.05
 
@@ -56,14 +49,7 @@ def journals_in(folder: str) -> list[str]:
     kungfu = yijinjing.find_journals(folder)
     if kungfu:
         return [j.first_page for j in kungfu]
-    out = []
-    for name in sorted(os.listdir(folder)):
-        p = os.path.join(folder, name)
-        stem, _, ext = name.rpartition(".")
-        if name.startswith(".") or not os.path.isfile(p) or (ext.isdigit() and stem) or name.endswith(SIDECAR_SUFFIXES):
-            continue
-        out.append(p)
-    return out
+    return kftools_journals_in(folder)
 
 
 def expand_journals(paths: Iterable[str | os.PathLike]) -> list[str]:
@@ -254,7 +240,7 @@ class _Buffer:
         self.runmax = _NO_KEY
         self.count = 0
 
-    def add(self, b: FrameBatch, filt: _Filter) -> None:
+    def add(self, b: FrameBatch, filt: FrameFilter) -> None:
         """Buffer the frames of ``b`` that ``filt`` selects (keys come from every frame of the journal)."""
         if not len(b):
             return
@@ -381,6 +367,20 @@ class MergedReader:
     def path(self) -> str:
         return ", ".join(self.journals)
 
+    def _filter(self, start_time, end_time, types, symbols) -> FrameFilter:
+        """Filters as ``Reader`` takes them (type names or ids, text times; ``+10s`` from the earliest first frame)."""
+        return frame_filter(self.registry, start_time, end_time, types, symbols, first_time=self.first_time,
+                            last_time=self.last_time)
+
+    def first_time(self) -> int | None:
+        """gen_time of the first frame in merged order (None while no journal has a frame)."""
+        return next((int(b.headers["gen_time"][0]) for b in self.batches(batch_size=1)), None)
+
+    def last_time(self) -> int | None:
+        """gen_time of the last frame in merged order (None while no journal has a frame)."""
+        frames = self.last(1)
+        return frames[0].gen_time if frames else None
+
     def _note(self, reader: Reader) -> bool:
         if reader.damage is not None and self.damage is None:
             self.damage = reader.damage
@@ -397,7 +397,7 @@ class MergedReader:
         ``damage`` says where the first damaged journal stopped.
         """
         self.damage = None
-        filt = _Filter(start_time, end_time, types, symbols)
+        filt = self._filter(start_time, end_time, types, symbols)
         ends = list(until) if until is not None else [None] * len(self.readers)
         streams = [r.batches(batch_size, until=e) for r, e in zip(self.readers, ends, strict=True)]
         bufs = [_Buffer() for _ in streams]
@@ -473,7 +473,8 @@ class MergedReader:
 
     def follow_batches(self, start: str | int | Sequence[Position] = "beginning", wait: str | WaitPolicy = "sleep", *,
                        stop: Callable[[], bool] | threading.Event | None = None, idle_timeout: float | None = None,
-                       batch_size: int = DEFAULT_BATCH, start_time: int | None = None, end_time: int | None = None,
+                       batch_size: int = DEFAULT_BATCH, start_time: int | str | None = None,
+                       end_time: int | str | None = None,
                        types: Iterable[int] | None = None, symbols: Iterable[str] | None = None,
                        hold: float = DEFAULT_HOLD) -> Iterator[MergedBatch]:
         """Follow every journal at once and release frames in merged order.
@@ -491,14 +492,15 @@ class MergedReader:
         A damaged journal drops out where its damage begins (``damage`` names the
         first); the others are still followed.
         """
-        if start_time is None and isinstance(start, int) and not isinstance(start, bool):
-            start_time = start
-        filt = _Filter(start_time, end_time, types, symbols)
+        if start_time is None and not isinstance(start, bool) and (
+                isinstance(start, int) or (isinstance(start, str) and start not in ("beginning", "end"))):
+            start_time, start = start, "beginning"  # a time: frames before it are filtered out
+        filt = self._filter(start_time, end_time, types, symbols)
         policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
         if start == "end":
             positions = self.end_position()
         elif start == "beginning" or isinstance(start, int):
-            positions = [(r.first_page, r.page(r.first_page).frame_start) for r in self.readers]
+            positions = [(r.first_page, r.fmt.frame_start) for r in self.readers]
         elif isinstance(start, Sequence) and len(start) == len(self.readers):
             positions = [tuple(p) for p in start]  # type: ignore[misc]
         else:
@@ -572,7 +574,7 @@ class MergedReader:
             if not caught_up and not any(b.count for b in bufs):
                 caught_up = True
                 yield MergedBatch(self.journals, [], [], None)
-            if _stopped(stop) or (idle_timeout is not None and time.monotonic() - idle_since > idle_timeout):
+            if stopped(stop) or (idle_timeout is not None and time.monotonic() - idle_since > idle_timeout):
                 out = _release(self.journals, bufs, None)  # what was held back still goes out, in order
                 if len(out):
                     yield out

@@ -22,15 +22,16 @@ from .format import (
     VERSION,
     JournalFormat,
     PageFlag,
-    page_path,
 )
+from .layout import BYTE_ORDER
 from .registry import DEFAULT_REGISTRY, TypeRegistry
 from .scan import OK, WRITTEN_END, scan
 
 if TYPE_CHECKING:
     from .archive import ArchiveInfo
 
-U32: struct.Struct = struct.Struct("<I")
+#: the page header's u32 fields (write_cursor, flags), read live from a mapping
+U32: struct.Struct = struct.Struct(BYTE_ORDER + PAGE_HEADER.field("write_cursor").struct_code)
 ARCHIVE_SUFFIX = ".zst"  # an archived page: <page>.zst (see archive.py)
 
 
@@ -167,7 +168,8 @@ class KungfuPage(Page):
         return None
 
 
-_I32 = struct.Struct("<i")
+#: a Kungfu frame's msg_type (signed)
+_I32 = struct.Struct(BYTE_ORDER + yijinjing.FRAME_HEADER.field("msg_type").struct_code)
 
 
 class ArchivedPage(Page):
@@ -288,28 +290,3 @@ def check_header(path: str, header: dict, index: int) -> None:
         raise NotAJournal(f"{path}: this is page {n} {whose}")
     if header["magic"] == MAGIC and header["page_index"] != index:
         raise CorruptJournal(f"{path}: page header says page {header['page_index']}, expected page {index}")
-
-
-def journal_pages(first_page: str) -> list[str]:
-    """Paths of the page files present, in order, given the first page's path."""
-    pages: list[str] = []
-    while page_exists(page_path(first_page, len(pages))):
-        pages.append(page_path(first_page, len(pages)))
-    return pages
-
-
-#: files kftools keeps beside a journal (reader positions, sealed-page checksums, archived pages, temporaries)
-SIDECAR_SUFFIXES = (".readers", ".checksums", ".zst", ".part")
-
-
-def journals_in(folder: str) -> list[str]:
-    """First pages of the journals in ``folder``, by name: not ``<path>.<n>`` later pages, not hidden files,
-    not the files kftools keeps beside a journal."""
-    out = []
-    for name in sorted(os.listdir(folder)):
-        p = os.path.join(folder, name)
-        stem, _, ext = name.rpartition(".")
-        if name.startswith(".") or not os.path.isfile(p) or (ext.isdigit() and stem) or name.endswith(SIDECAR_SUFFIXES):
-            continue
-        out.append(p)
-    return out

@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 
 from ..errors import KftoolsError, UsageError
-from .format import FRAME_HEADER, PAGE_HEADER_SIZE, READER_SLOT, READERS_HEADER, READERS_MAGIC
+from .format import PAGE_HEADER_SIZE, READER_SLOT, READERS_HEADER, READERS_MAGIC
+from .frames import frame_at
 
 SLOT_COUNT = 64
 MAX_NAME = READER_SLOT.field("name").size
@@ -312,8 +313,8 @@ def _lag(reader, e: ReaderEntry, end: tuple[int, int], newest: int | None) -> Re
         nxt, seen = (0, PAGE_HEADER_SIZE), None
     else:
         page, off = e.position
-        h = FRAME_HEADER.unpack(reader.page(page).mm, off)
-        nxt, seen = (page, off + FRAME_HEADER.size + h["length"]), h["gen_time"]
+        f = frame_at(reader.page(page), off)
+        nxt, seen = (page, off + f.page.frame_header_size + f.length), f.gen_time
     if nxt >= end:
         return ReaderLag(e, 0, 0, 0.0)
     frames = 0

@@ -12,23 +12,9 @@ from .checksums import checksum_problem, checksums_path, read_checksums
 from .format import FLAGS_OFFSET, MAGIC, PAGE_HEADER, PAGE_HEADER_SIZE, PID_OFFSET, PageFlag, page_path
 from .lock import try_lock
 from .page import U32, ArchivedPage, Page, open_page
-from .reader import Damage, Reader, scan_page
+from .reader import Reader
 from .registry import TypeRegistry
-
-
-def validate_page(page: Page, registry: TypeRegistry) -> Damage | None:
-    """Walk every frame of ``page`` up to its cursor; the first damage, or None."""
-
-    problem = page.header_problem()
-    end = page.limit() if problem else page.cursor
-    off = page.frame_start
-    while off < end:
-        _o, _h, off, p = scan_page(page, off, end, registry, 1 << 20)
-        if p:
-            return Damage(page.path, page.index, off, problem or p)
-    if problem:
-        return Damage(page.path, page.index, off, problem)
-    return None
+from .walk import Damage, scan_page, validate_page
 
 
 @dataclass
@@ -186,7 +172,7 @@ def _dropped(r: Reader, damage: Damage | None, npages: int) -> tuple[int, int]:
             page = r.page(i)
         except (KftoolsError, OSError):
             try:  # a page no reader can open: all of it past the header is gone
-                nbytes += max(0, os.path.getsize(page_path(r.path, i)) - PAGE_HEADER_SIZE)
+                nbytes += max(0, os.path.getsize(r.page_path(i)) - PAGE_HEADER_SIZE)
             except OSError:
                 pass
             continue

@@ -29,6 +29,9 @@ from ..errors import SchemaError, UnknownType
 from .format import BUILTIN_LAYOUTS
 from .layout import _SCALARS, Field, Layout, field_from_numpy
 
+#: the scanner's table of minimum payload lengths holds frame lengths
+_U32_DTYPE = Field("length", "u32").numpy_code
+
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MIN_TABLE = 4096  # type ids below this are length-checked by the scanner itself
 _RESERVED_NAMES = {"type", "msg_type", "length", "gen_time", "trigger_time", "source", "dest", "page", "offset", "payload"}
@@ -62,7 +65,7 @@ class TypeRegistry:
         """uint32 table of each type's layout size by id (ids below 4096), for the scanner's length check."""
         if self._mins is None:
             small = [mt for mt in self._by_id.values() if mt.id < _MIN_TABLE]
-            table = np.zeros(max([mt.id for mt in small], default=0) + 1, dtype="<u4")
+            table = np.zeros(max([mt.id for mt in small], default=0) + 1, dtype=_U32_DTYPE)
             for mt in small:
                 table[mt.id] = mt.layout.size
             self._mins = table

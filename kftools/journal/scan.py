@@ -10,6 +10,9 @@ import struct
 
 import numpy as np
 
+from .format import FRAME_HEADER
+from .layout import BYTE_ORDER
+
 #: ``scan`` error codes
 OK, HEADER_PAST_END, PAYLOAD_PAST_END, ZERO_TYPE, SHORT_PAYLOAD, WRITTEN_END, SHORT_LENGTH = 0, 1, 2, 3, 4, 5, 6
 SCAN_ERRORS = {
@@ -19,7 +22,8 @@ SCAN_ERRORS = {
     SHORT_LENGTH: "frame length {length} is shorter than the frame header",
 }
 
-_U32 = struct.Struct("<I")
+#: the frame header's u32 ``length`` and ``msg_type`` fields
+_U32 = struct.Struct(BYTE_ORDER + FRAME_HEADER.field("length").struct_code)
 
 
 def py_scan(

@@ -35,9 +35,10 @@ from .format import (
 )
 from .layout import BYTE_ORDER
 from .lock import try_lock
-from .page import U32, NotYetWritten, journal_pages, open_page
-from .recovery import validate_page
+from .page import U32, NotYetWritten, open_page
+from .pages import journal_pages
 from .registry import DEFAULT_REGISTRY, TypeRegistry
+from .walk import validate_page
 
 
 def _forget_checksums(path: str) -> None:

@@ -311,6 +311,21 @@ _SIZES = {MsgType.Quote: 514, MsgType.Entrust: 116, MsgType.Transaction: 124, Ms
           MsgType.Order: 438, MsgType.Trade: 181}
 assert all(LAYOUTS[t].size == n for t, n in _SIZES.items()), "longfist layouts drifted from Kungfu 2.4's sizes"
 
+def kungfu_page_path(first_page: str, page_id: int) -> str:
+    """Kungfu's naming rule: page ``page_id`` of the journal whose first page is ``first_page``
+    (``{dest:08x}.{page_id}.journal`` in the same folder)."""
+    parsed = parse_page_name(first_page)
+    if parsed is None:
+        raise ValueError(f"{first_page}: not a Kungfu page file name")
+    return os.path.join(os.path.dirname(first_page), page_file_name(parsed[0], page_id))
+
+
+def kungfu_page_number(first_page: str, name: str) -> int | None:
+    """Which page of ``first_page``'s journal the file ``name`` is, or None."""
+    mine, other = parse_page_name(first_page), parse_page_name(name)
+    return other[1] if mine and other and other[0] == mine[0] else None
+
+
 #: The walk's view of a Kungfu journal.
 FORMAT = JournalFormat(
     name="kungfu",
@@ -319,6 +334,8 @@ FORMAT = JournalFormat(
     first_page=1,
     length_counts_header=True,
     page_end_type=int(MsgType.PageEnd),
+    page_path=kungfu_page_path,
+    page_number=kungfu_page_number,
 )
 
 #: The longfist types by name; other types stay raw bytes (or text, when they hold JSON).

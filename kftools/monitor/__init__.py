@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from ..errors import UsageError
-from ..journal.page import journals_in
+from ..journal.pages import journals_in
 from ..journal.registry import TypeRegistry
 from .alerts import AlertEvent, Alerts, Rule, load_rules, parse_rule
 from .metrics import LATENCY_BUCKETS, JournalSample, JournalWatch

@@ -33,6 +33,7 @@ from ..backtest.gateway import Gateway
 from ..backtest.session import BacktestSession
 from ..errors import OutputError, StrategyError, UsageError
 from ..journal.format import FRAME_HEADER
+from ..journal.layout import BYTE_ORDER
 from ..journal.merge import MergedBatch, MergedReader, open_journals
 from ..journal.reader import Damage, FrameBatch, Reader
 from ..journal.registry import TypeRegistry
@@ -42,8 +43,10 @@ from ..selection import Selection
 
 GEN_OFF = FRAME_HEADER.offset("gen_time")
 TRIGGER_OFF = FRAME_HEADER.offset("trigger_time")
-_I64 = struct.Struct("<q")  # one header column, the type FRAME_HEADER gives gen_time
-assert FRAME_HEADER.field("gen_time").kind == "i64" and FRAME_HEADER.field("trigger_time").kind == "i64"
+#: one header column, as FRAME_HEADER declares gen_time (and trigger_time, the same type)
+_I64 = struct.Struct(BYTE_ORDER + FRAME_HEADER.field("gen_time").struct_code)
+_I64_DTYPE = FRAME_HEADER.field("gen_time").numpy_code
+assert FRAME_HEADER.field("gen_time").kind == FRAME_HEADER.field("trigger_time").kind
 LATE_NS = 1_000_000
 MIN_SPEED, MAX_SPEED = 1e-3, 1e6  # beyond these a schedule overflows or is --max in all but name
 LONG_WAIT_NS = 60 * 1_000_000_000  # a paced wait longer than this is said (a far-future gen_time)
@@ -770,7 +773,7 @@ def set_column(data: np.ndarray, starts: np.ndarray, rel: int, values: np.ndarra
     values = np.asarray(values, dtype=np.int64)
     for r, sel in groups:
         usable = (len(data) - r) // 8 * 8
-        view = data[r : r + usable].view("<i8")
+        view = data[r : r + usable].view(_I64_DTYPE)
         if sel is None:
             view[(pos - r) >> 3] = values
         else:

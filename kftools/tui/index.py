@@ -16,35 +16,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..journal.filter import FrameFilter
 from ..journal.format import PAGE_HEADER_SIZE
+from ..journal.frames import header_field
 from ..journal.reader import Frame, FrameBatch, Reader, frame_at
-from ..journal.scan import gather
 
 _CACHE_PAGES = 3
 
 
-class RowFilter:
-    """Type and symbol filter applied to a batch with numpy; ``mask`` is None when it keeps everything."""
+class RowFilter(FrameFilter):
+    """The tail's filter: the one :class:`FrameFilter` on types and symbols (time is where the view scrolls);
+    ``mask`` is None when it keeps everything."""
 
     def __init__(self, types=None, symbols=None):
-        self.types = sorted(set(int(t) for t in types)) if types else None
-        self.symbols = sorted(set(symbols)) if symbols else None
-        self._types = np.array(self.types, dtype=np.uint32) if self.types else None
-        self._symbols = np.array([s.encode() for s in self.symbols], dtype="S16") if self.symbols else None
-
-    @property
-    def trivial(self) -> bool:
-        return self._types is None and self._symbols is None
-
-    def mask(self, batch: FrameBatch) -> np.ndarray | None:
-        if self.trivial or not len(batch):
-            return None
-        keep = np.ones(len(batch), dtype=bool)
-        if self._types is not None:
-            keep &= np.isin(batch.headers["msg_type"], self._types)
-        if self._symbols is not None and keep.any():
-            keep[keep] = np.isin(batch.symbols(keep), self._symbols)
-        return keep
+        super().__init__(types=types, symbols=symbols)
 
 
 @dataclass
@@ -204,9 +189,7 @@ class JournalIndex:
             if last is None or last < t:
                 continue
             offs = self._page_offsets(reader, k).astype(np.int64)
-            times = np.empty(len(offs), dtype=np.int64)
-            page = reader.page(pi)
-            gather(page.mm, offs, page.fmt.frame_header.offset("gen_time"), 8, times)
+            times = header_field(reader.page(pi), offs, "gen_time")
             # gen_time is non-decreasing within a writer's journal; searchsorted is enough
             return first + int(np.searchsorted(times, t, side="left"))
         return count

@@ -7,7 +7,6 @@ rate, and rare events (waiting, opened, stopped) go through ``notify``.
 from __future__ import annotations
 
 import collections
-import mmap
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import numpy as np
 
 from ..errors import KftoolsError
 from ..journal.format import MsgType
+from ..journal.pages import PageSet
 from ..journal.reader import Damage, FrameBatch, Reader, WaitPolicy
 from ..journal.registry import TypeRegistry
 from .index import JournalIndex
@@ -176,6 +176,6 @@ def _release(reader: Reader, page_index: int) -> None:
     resident memory of the tail; readers refault what they touch again.
     """
     try:
-        reader.page(page_index).mm.madvise(mmap.MADV_DONTNEED)
-    except (OSError, ValueError, AttributeError, KftoolsError):
+        PageSet.release(reader.page(page_index))
+    except KftoolsError:
         pass

@@ -1,0 +1,291 @@
+"""A journal's pages: naming, listing, opening read-only, releasing, the end, the writer's state, rollover.
+
+This is the one module that knows which files are the pages of a journal and
+how a walk moves from one page to the next. :class:`PageSet` serves every
+reader (through :mod:`.walk`); the naming rule comes from the journal's
+:class:`~.format.JournalFormat` (kftools: ``<path>.<n>``; Kungfu:
+``{dest:08x}.{n}.journal``), one page file is :mod:`.page`.
+
+What is not a page of the journal: a file that is not a regular file, a page
+whose header names another page index (both errors or damage where a walk
+meets them), and a gap: a page missing before a later one, which is damage at
+the end of the page before it.
+"""
+
+from __future__ import annotations
+
+import collections
+import mmap
+import os
+
+from ..errors import KftoolsError, NotAJournal
+from . import yijinjing
+from .format import KFTOOLS, JournalFormat, PageFlag
+from .lock import is_locked
+from .page import ArchivedPage, NotYetWritten, Page, open_page, page_exists
+from .registry import DEFAULT_REGISTRY, TypeRegistry
+
+Position = tuple[int, int]  # (page index, offset in page)
+#: pages a page set keeps referenced (least recently used are dropped; frames still holding one keep it mapped)
+MAX_OPEN_PAGES = 32
+#: archived pages live in anonymous memory, not the page cache: keep few of them
+MAX_ARCHIVED_PAGES = 2
+#: files kftools keeps beside a journal (reader positions, sealed-page checksums, archived pages, temporaries)
+SIDECAR_SUFFIXES = (".readers", ".checksums", ".zst", ".part")
+
+
+class PageSet:
+    """The pages of the journal ``path`` names, opened read-only on demand.
+
+    ``path`` is a journal's first page; for a Kungfu journal also any of its
+    page files or a folder holding one journal. ``path`` becomes the first
+    page's path, ``name`` how commands show the journal, ``fmt`` its format.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, registry: TypeRegistry | None = None):
+        self.path = os.fspath(path)
+        #: how commands show the journal: its path, or a Kungfu journal's location and dest
+        self.name = self.path
+        self.fmt: JournalFormat = KFTOOLS
+        self.registry = registry or DEFAULT_REGISTRY
+        self.kungfu = kungfu_journal(self.path)
+        if self.kungfu is not None:
+            # Kungfu's journals: the same walk over their page and frame layouts, their longfist types
+            self.fmt, self.path, self.name = yijinjing.FORMAT, self.kungfu.first_page, self.kungfu.name
+            self.registry = yijinjing.REGISTRY
+        self.first = self.fmt.first_page
+        self._open: collections.OrderedDict[int, Page] = collections.OrderedDict()
+        self._probe_fd = -1
+
+    # -- naming and listing ------------------------------------------------------
+    def path_of(self, index: int) -> str:
+        """The file of page ``index`` by the format's naming rule."""
+        return self.fmt.page_path(self.path, index)
+
+    def exists(self, index: int) -> bool:
+        """Page ``index``'s file (or its archive) is there."""
+        return page_exists(self.path_of(index))
+
+    def indices(self) -> range:
+        """Indices of the consecutive page files present, in order (at least the first)."""
+        i = self.first
+        while self.exists(i):
+            i += 1
+        return range(self.first, max(i, self.first + 1))
+
+    def count(self) -> int:
+        """Number of consecutive page files present from the first (at least 1)."""
+        return len(self.indices())
+
+    def paths(self) -> list[str]:
+        """Paths of the consecutive page files present, in order (empty if there is no first page)."""
+        return [self.path_of(i) for i in self.indices() if self.exists(i)]
+
+    def later_page(self, index: int) -> int | None:
+        """The lowest page number above ``index`` whose file (or archive) exists, or None."""
+        folder = os.path.dirname(self.path) or "."
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return None
+        best = None
+        for name in names:
+            n = self.fmt.page_number(self.path, name.removesuffix(".zst"))
+            if n is not None and n > index and (best is None or n < best):
+                best = n
+        return best
+
+    # -- opening and releasing -----------------------------------------------------
+    def page(self, index: int) -> Page:
+        """Page ``index``, mapped read-only (raises NotYetWritten if it is not there)."""
+        p = self._open.get(index)
+        if p is not None:
+            self._open.move_to_end(index)
+            return p
+        p = open_page(self.path_of(index), index, fmt=self.fmt)
+        p.registry = self.registry
+        self._open[index] = p
+        if len(self._open) > MAX_OPEN_PAGES:
+            self._open.popitem(last=False)
+        if isinstance(p, ArchivedPage):
+            held = [i for i, q in self._open.items() if isinstance(q, ArchivedPage)]
+            for i in held[:-MAX_ARCHIVED_PAGES]:
+                del self._open[i]
+        return p
+
+    @staticmethod
+    def release(page: Page, start: int = 0, stop: int | None = None) -> int:
+        """Drop ``[start, stop)`` of a page's mapping from our resident memory (the page cache keeps it).
+
+        Rounded to whole memory pages; returns where the released range ends
+        (``start`` rounded down if nothing was released). Readers refault what
+        they touch again.
+        """
+        end = len(page.mm) if stop is None else stop
+        end -= end % mmap.PAGESIZE
+        start -= start % mmap.PAGESIZE
+        if end <= start:
+            return start
+        try:
+            page.mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+        except (OSError, ValueError, AttributeError):
+            return start
+        return end
+
+    def close(self) -> None:
+        # drop our references only: frames still held keep their page mapped (and valid)
+        self._open.clear()
+        if self._probe_fd >= 0:
+            os.close(self._probe_fd)
+            self._probe_fd = -1
+
+    # -- where a page's frames end, and what comes after ------------------------------
+    @staticmethod
+    def page_end(page: Page) -> tuple[int, str | None]:
+        """``(end, problem)``: the committed end of ``page`` (its cursor), or how far a walk may read
+        when the cursor cannot be trusted, and why."""
+        problem = page.header_problem()
+        if problem:
+            return page.limit(), problem
+        return page.cursor, None
+
+    def successor(self, page: Page) -> tuple[Page | None, str | None]:
+        """The rollover rule: ``(next page, None)``; ``(None, None)`` if it is not there yet; ``(None, problem)``
+        when the journal is damaged after ``page``.
+
+        Writers rename a page in whole before sealing the one before it, so
+        after a sealed page a missing or unwritten page is damage, as is a page
+        missing before a later one (a gap), or a next page that is not a page
+        of this journal.
+        """
+        index = page.index
+        nxt = self.path_of(index + 1)
+        if not self.exists(index + 1):
+            if page.sealed:
+                return None, f"page is sealed but the next page {nxt} is missing"
+            later = self.later_page(index + 1)
+            if later is not None:
+                return None, f"next page {nxt} is missing but page {later} ({self.path_of(later)}) exists"
+            return None, None
+        try:
+            return self.page(index + 1), None
+        except NotYetWritten as e:
+            # an unwritten page after a sealed one, or before a later page, lost its bytes (power loss)
+            if page.sealed or self.exists(index + 2):
+                return None, f"next page {e}"
+            return None, None
+        except KftoolsError as e:
+            return None, f"next page {e}"
+
+    def end_position(self) -> Position:
+        """(page, offset) just after the last committed frame, right now."""
+        last = self.indices()[-1]
+        try:
+            p = self.page(last)
+        except KftoolsError as e:
+            if last > self.first and (self.page(last - 1).sealed or not isinstance(e, NotYetWritten)):
+                # a sealed page's successor is bad, not in the making: end there so a walk reports it
+                return last, self.fmt.frame_start
+            last -= 1
+            p = self.page(last)
+        return last, self.page_end(p)[0]  # a bad cursor: as far as a walk reads it
+
+    def committed_bytes(self, until: Position | None = None) -> int:
+        """Frame bytes committed up to ``until`` (default: now), for progress totals."""
+        last, cur = until or self.end_position()
+        total = 0
+        for i in range(self.first, last + 1):
+            try:
+                p = self.page(i)
+            except KftoolsError:
+                break
+            total += (cur if i == last else min(p.cursor, p.limit())) - p.frame_start
+        return max(total, 0)
+
+    def capacities(self) -> list[int]:
+        """Capacity of each readable page from the first, in order."""
+        caps = []
+        for i in self.indices():
+            try:
+                caps.append(self.page(i).capacity)
+            except KftoolsError:
+                break
+        return caps
+
+    def usage(self) -> tuple[int, int]:
+        """``(capacity, used bytes)`` summed over the readable pages (a page in the making counts as empty)."""
+        cap = used = 0
+        for i in self.indices():
+            try:
+                p = self.page(i)
+            except KftoolsError:
+                continue
+            cap += p.capacity
+            used += min(p.cursor, p.limit())
+        return cap, used
+
+    def writer_state(self) -> tuple[str, int]:
+        """``(state, pid)``; state is alive, exited, crashed or unknown (an engine that leaves no trace)."""
+        if self._probe_fd < 0:
+            self._probe_fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        last = self.page(self.first)
+        for i in reversed(self.indices()[1:]):
+            try:
+                last = self.page(i)
+                break
+            except KftoolsError:
+                continue  # a page in the making (or damaged): the one before it tells
+        pid = last.header().get("writer_pid", 0)
+        if is_locked(self._probe_fd):
+            return "alive", pid
+        if last.flags & PageFlag.CLOSED:
+            return "exited", pid
+        if last.magic and pid:
+            return "crashed", pid
+        return "unknown", pid
+
+
+def kungfu_journal(path: str) -> yijinjing.KungfuJournal | None:
+    """The Kungfu journal ``path`` names (a page file or a folder holding one journal), else None."""
+    if os.path.isdir(path):
+        found = yijinjing.find_journals(path)
+        if len(found) > 1:
+            names = ", ".join(j.name for j in found[:4]) + (", ..." if len(found) > 4 else "")
+            raise NotAJournal(f"{path}: holds {len(found)} Kungfu journals ({names}); open them with open_journals()")
+        return found[0] if found else None
+    if yijinjing.parse_page_name(path) is None:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(yijinjing.PAGE_HEADER.size)
+    except OSError:
+        return None  # open_page says what is wrong with it
+    return yijinjing.find_journals(path)[0] if yijinjing.detect(head) else None
+
+
+def journal_pages(first_page: str | os.PathLike, fmt: JournalFormat = KFTOOLS) -> list[str]:
+    """Paths of the consecutive page files (or archives) present, in order, given the first page's path."""
+    first = os.fspath(first_page)
+    pages: list[str] = []
+    i = fmt.first_page
+    while page_exists(fmt.page_path(first, i)):
+        pages.append(fmt.page_path(first, i))
+        i += 1
+    return pages
+
+
+def journals_in(folder: str) -> list[str]:
+    """First pages of the journals in ``folder``, by name: not ``<path>.<n>`` later pages, not hidden files,
+    not the files kftools keeps beside a journal."""
+    out = []
+    for name in sorted(os.listdir(folder)):
+        p = os.path.join(folder, name)
+        stem, _, ext = name.rpartition(".")
+        if name.startswith(".") or not os.path.isfile(p) or (ext.isdigit() and stem) or name.endswith(SIDECAR_SUFFIXES):
+            continue
+        out.append(p)
+    return out
+
+
+__all__ = ["MAX_OPEN_PAGES", "SIDECAR_SUFFIXES", "PageSet", "Position", "journal_pages", "journals_in",
+           "kungfu_journal"]

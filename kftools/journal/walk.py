@@ -1,0 +1,488 @@
+"""The one walk over a journal's frames: scan to the cursor, re-read it, roll to the next page,
+stop at damage and record it.
+
+A :class:`Walk` reads the pages of a :class:`~.pages.PageSet` and serves every
+reader: a snapshot (what is committed now, :meth:`Walk.snapshot`) or a live
+follow (wait for more, :meth:`Walk.follow_batches`), as numpy batches; and
+frame by frame (:meth:`Walk.frames`, :meth:`Walk.follow_frames`: a frame
+stream, ``framestream``, in C). What ends a page and what comes after it is
+the page set's rule (:meth:`~.pages.PageSet.successor`); what a valid frame is,
+:func:`scan_page`'s. :func:`validate_page` is the same check a writer runs on
+the tail it is about to append to.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import UsageError
+from . import framestream
+from .filter import FrameFilter
+from .format import CURSOR_OFFSET, FRAME_HEADER, FRAME_HEADER_SIZE, KFTOOLS, JournalFormat
+from .frames import HEADER_DTYPE, FrameBatch, empty_batch, foreign_headers
+from .framestream import STATUS_BACKLOG, STATUS_BAD_CURSOR, STATUS_BAD_FRAME, Frame
+from .page import NotYetWritten, Page
+from .pages import PageSet, Position
+from .positions import PositionSlot
+from .registry import TypeRegistry
+from .scan import (
+    HEADER_PAST_END,
+    PAYLOAD_PAST_END,
+    SCAN_ERRORS,
+    SHORT_PAYLOAD,
+    WRITTEN_END,
+    ZERO_TYPE,
+    gather,
+    scan,
+)
+
+DEFAULT_BATCH = 65536
+Stop = Callable[[], bool] | threading.Event | None
+
+
+@dataclass(frozen=True)
+class Damage:
+    """Where a journal stops being valid, and why."""
+
+    path: str
+    page: int
+    offset: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: page {self.page} offset {self.offset}: {self.reason}"
+
+
+def _short(registry: TypeRegistry, msg_type: int, length: int) -> str:
+    mt = registry.get(msg_type)
+    size = mt.layout.size if mt else 0
+    return f"{registry.name(msg_type)} payload of {length} bytes is shorter than its {size}-byte layout"
+
+
+def scan_page(
+    page: Page, start: int, end: int, registry: TypeRegistry, max_frames: int = DEFAULT_BATCH
+) -> tuple[np.ndarray, np.ndarray, int, str | None]:
+    """Walk and validate frames in ``[start, end)`` of ``page``.
+
+    Returns ``(offsets, headers, next_offset, problem)``; ``problem`` names the
+    first invalid frame at ``next_offset`` (None if the walk was clean).
+    """
+    out = np.empty(max_frames, dtype=np.int64)
+    fmt, hdr = page.fmt, page.frame_header_size
+    problem = None
+    if fmt is KFTOOLS:
+        n, nxt, err = scan(page.mm, start, end, out, registry.min_lengths())
+        offsets = out[:n]
+        headers = np.empty(n, dtype=HEADER_DTYPE)
+        gather(page.mm, offsets, 0, FRAME_HEADER_SIZE, headers)
+    else:
+        n, nxt, err = scan(
+            page.mm, start, end, out, registry.min_lengths(), hdr, fmt.type_offset, int(fmt.length_counts_header),
+            fmt.page_end_type or 0,
+        )
+        if err == WRITTEN_END:
+            err = 0  # a header with length 0 is where the writer is (or died): the end, not damage
+        offsets, headers, problem = foreign_headers(page, out[:n])
+        if problem:
+            nxt, err = int(out[len(offsets)]), 0
+    # where the first bad byte can be: a zero msg_type sits type_offset bytes into the header
+    bad_at: int | None = nxt + fmt.type_offset if err == ZERO_TYPE else nxt
+    if err in (HEADER_PAST_END, PAYLOAD_PAST_END) and end >= len(page.mm):
+        bad_at = None  # cut short by the end of a truncated file: the bytes before it are what was written
+    if err == SHORT_PAYLOAD:
+        h = fmt.frame_header.unpack(page.mm, nxt)
+        length, mt = h["length"] - (hdr if fmt.length_counts_header else 0), h["msg_type"]
+        problem = _short(registry, mt, length)
+    elif err:
+        length = page.mm[nxt : nxt + 4]
+        problem = SCAN_ERRORS[err].format(length=int.from_bytes(length, "little") if len(length) == 4 else "?")
+    elif nxt > end:
+        problem = "frame runs past the write cursor"
+    if n and (large := registry.large_ids()):
+        for mt in large:
+            tid, size, name = mt.id, mt.layout.size, mt.name
+            bad = (headers["msg_type"] == tid) & (headers["length"] < size)
+            if bad.any():
+                k = int(np.argmax(bad))
+                problem = f"{name} payload of {int(headers['length'][k])} bytes is shorter than its {size}-byte layout"
+                nxt = bad_at = int(offsets[k])
+                offsets, headers = offsets[:k], headers[:k]
+                break
+    if problem and len(offsets) and bad_at is not None:
+        # Disks lose whole 4 KiB blocks: the damage seen at nxt may have begun at
+        # the block boundary below the bad field, inside a frame whose header survived.
+        # Frames overlapping that block are not trusted.
+        block = bad_at - bad_at % 4096
+        ends = offsets + hdr + headers["length"]
+        keep = int(np.searchsorted(ends, block, side="right"))
+        if keep < len(offsets):
+            problem += f" at offset {nxt}; the frame here overlaps the damaged 4 KiB block at {block}"
+            nxt = int(offsets[keep])
+            offsets, headers = offsets[:keep], headers[:keep]
+    return offsets, headers, nxt, problem
+
+
+def validate_page(page: Page, registry: TypeRegistry) -> Damage | None:
+    """Walk every frame of ``page`` up to its cursor; the first damage, or None.
+
+    A writer runs this on the page it is about to append to: never write after damage.
+    """
+    problem = page.header_problem()
+    end = page.limit() if problem else page.cursor
+    off = page.frame_start
+    while off < end:
+        _o, _h, off, p = scan_page(page, off, end, registry, 1 << 20)
+        if p:
+            return Damage(page.path, page.index, off, problem or p)
+    if problem:
+        return Damage(page.path, page.index, off, problem)
+    return None
+
+
+class WaitPolicy:
+    """How a follower waits for the next frame: ``busy`` spins (lowest latency),
+    ``backoff`` spins then sleeps progressively longer (low CPU), ``sleep`` polls
+    every ``interval`` seconds."""
+
+    def __init__(self, mode: str = "backoff", *, spins: int = 20000, interval: float = 0.001, max_sleep: float = 0.002):
+        if mode not in ("busy", "backoff", "sleep"):
+            raise UsageError(f"unknown wait policy {mode!r} (busy, backoff, sleep)")
+        self.mode = mode
+        self.spins = spins
+        self.interval = interval
+        self.max_sleep = max_sleep
+        self._idle = 0
+        self._sleep = 10e-6
+
+    def reset(self) -> None:
+        self._idle = 0
+        self._sleep = 10e-6
+
+    def pause(self) -> bool:
+        """Wait once; True if this wait slept (a good moment for slower checks)."""
+        self._idle += 1
+        if self.mode == "busy":
+            return False
+        if self.mode == "sleep":
+            time.sleep(self.interval)
+            return True
+        if self._idle < self.spins:
+            return False
+        time.sleep(self._sleep)
+        self._sleep = min(self._sleep * 2, self.max_sleep)
+        return True
+
+
+def stopped(stop: Stop) -> bool:
+    """``stop`` fired (an Event set, or a callable returning true)."""
+    if stop is None:
+        return False
+    if isinstance(stop, threading.Event):
+        return stop.is_set()
+    return bool(stop())
+
+
+class Walk:
+    """One pass over the frames of ``pages``, through ``filt``.
+
+    ``damage`` says where and why the walk stopped if the journal is damaged
+    (the first damage only); ``on_damage`` is called with it, and with None
+    when a pass begins.
+    """
+
+    def __init__(self, pages: PageSet, filt: FrameFilter | None = None,
+                 on_damage: Callable[[Damage | None], None] | None = None):
+        self.pages = pages
+        self.registry = pages.registry
+        self.filter = filt or FrameFilter()
+        self.damage: Damage | None = None
+        self.on_damage = on_damage
+
+    def start(self) -> Position:
+        """The position of a journal's first frame."""
+        return self.pages.first, self.pages.fmt.frame_start
+
+    def _begin(self) -> None:
+        self.damage = None
+        if self.on_damage is not None:
+            self.on_damage(None)  # a new pass: what an earlier one found no longer holds
+
+    def _note_damage(self, page: Page, offset: int, reason: str) -> None:
+        if self.damage is None:
+            self.damage = Damage(page.path, page.index, offset, reason)
+            if self.on_damage is not None:
+                self.on_damage(self.damage)
+
+    # -- a snapshot ------------------------------------------------------------------
+    def snapshot(
+        self, start: Position | None = None, until: Position | None = None, batch_size: int = DEFAULT_BATCH
+    ) -> Iterator[FrameBatch]:
+        """Validated, unfiltered batches from ``start`` to the current end (or ``until``); stops at damage."""
+        pages = self.pages
+        index, off = start or self.start()
+        self._begin()
+        while True:
+            try:
+                page = pages.page(index)
+            except NotYetWritten:
+                return
+            end, header_problem = pages.page_end(page)
+            if until is not None and index == until[0]:
+                end = min(end, until[1])
+            while off < end:
+                offsets, headers, off, problem = scan_page(page, off, end, self.registry, batch_size)
+                if len(offsets):
+                    yield FrameBatch(page, offsets, headers)
+                if problem:
+                    # a bad header explains the bad frame better than the frame itself
+                    self._note_damage(page, off, header_problem or problem)
+                    return
+            if header_problem and off >= end:
+                self._note_damage(page, off, header_problem)
+                return
+            if until is not None and index >= until[0]:
+                if page.sealed and off >= page.cursor and not pages.exists(index + 1):
+                    nxt = pages.path_of(index + 1)
+                    self._note_damage(page, off, f"page is sealed but the next page {nxt} is missing")
+                return
+            if pages.exists(index + 1) and page.cursor > off and header_problem is None:
+                continue  # the next page exists, so this page is final: take any frames committed meanwhile
+            next_page, problem = pages.successor(page)
+            if next_page is None:
+                if problem:
+                    self._note_damage(page, off, problem)
+                return
+            index, off = index + 1, page.frame_start
+
+    def batches(
+        self, start: Position | None = None, until: Position | None = None, batch_size: int = DEFAULT_BATCH
+    ) -> Iterator[FrameBatch]:
+        """The snapshot through the filter (only non-empty batches)."""
+        filt = self.filter
+        for chunk in self.snapshot(start, until, batch_size):
+            chunk = filt(chunk)
+            if len(chunk):
+                yield chunk
+
+    def frames(self, start: Position | None = None, until: Position | None = None) -> Iterator[Frame]:
+        """The filtered snapshot frame by frame, through a frame stream."""
+        return frames_of_batches(self.batches(start, until), self.pages.fmt)
+
+    # -- following -------------------------------------------------------------------
+    def wait_page(self, index: int, stop: Stop = None, prev: Page | None = None) -> Page | None:
+        """Page ``index`` once it can be opened; after ``prev``, by the rollover rule (None if ``stop``
+        fires first, or the journal is damaged after ``prev``: the damage is noted)."""
+        pages = self.pages
+        while True:
+            if prev is not None:
+                page, problem = pages.successor(prev)
+                if page is not None:
+                    return page
+                if problem:
+                    self._note_damage(prev, min(prev.cursor, prev.limit()), problem)
+                    return None
+            else:
+                try:
+                    return pages.page(index)
+                except NotYetWritten:
+                    pass
+            if stopped(stop):
+                return None
+            time.sleep(0.001)
+
+    def follow_batches(self, position: Position, policy: WaitPolicy, stop: Stop = None,
+                       idle_timeout: float | None = None, batch_size: int = DEFAULT_BATCH,
+                       slot: PositionSlot | None = None) -> Iterator[FrameBatch]:
+        """Filtered frames as they are committed, in batches, until ``stop`` / ``idle_timeout`` or damage.
+
+        Yields an empty batch each time it catches up, so a consumer can flush.
+        ``slot`` stores the position after each batch (and is released at the end).
+        """
+        try:
+            yield from self._follow_page_batches(position, policy, stop, idle_timeout, batch_size, slot)
+        finally:
+            if slot is not None:
+                slot.release()
+
+    def _follow_page_batches(self, position, policy, stop, idle_timeout, batch_size, slot) -> Iterator[FrameBatch]:
+        index, off = position
+        filt, pages = self.filter, self.pages
+        self._begin()
+        page = self.wait_page(index, stop)
+        if page is None:
+            return
+        idle_since = time.monotonic()
+        caught_up = False
+        while True:
+            cur = page.cursor
+            if cur > off:
+                if cur > page.limit():
+                    self._note_damage(page, off, page.header_problem() or "bad cursor")
+                    return
+                offsets, headers, off, problem = scan_page(page, off, cur, self.registry, batch_size)
+                batch = filt(FrameBatch(page, offsets, headers))
+                if len(batch):
+                    yield batch
+                if slot is not None and len(offsets):
+                    slot.store(index, int(offsets[-1]))  # the whole batch was consumed
+                if problem:
+                    self._note_damage(page, off, problem)
+                    return
+                policy.reset()
+                idle_since = time.monotonic()
+                caught_up = False
+                continue
+            if not caught_up:
+                caught_up = True
+                yield empty_batch(page)
+            if stopped(stop):
+                return
+            if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
+                return
+            if page.sealed or pages.exists(index + 1):
+                if page.cursor > off:
+                    continue
+                nxt = self.wait_page(index + 1, stop, prev=page)
+                if nxt is None:
+                    return
+                index, off, page = index + 1, nxt.frame_start, nxt
+                continue
+            policy.pause()
+
+    def follow_frames(self, position: Position, policy: WaitPolicy, stop: Stop = None,
+                      idle_timeout: float | None = None) -> Iterator[Frame]:
+        """Filtered frames one by one as they are committed, until ``stop`` / ``idle_timeout`` or damage.
+
+        The per-frame consumer of the walk: a frame stream (``framestream``, in
+        C) spins on the cursor and decodes; :class:`_LiveRefill` does the rest
+        by the walk's rules (batch scans of a backlog, damage, waits, rollover).
+        """
+        if self.pages.fmt is not KFTOOLS:
+            # no write cursor to spin on: follow the chain of frames batch by batch
+            return (f for b in self.follow_batches(position, policy, stop, idle_timeout) for f in b.frames())
+        return framestream.stream(_LiveRefill(self, position, policy, stop, idle_timeout))
+
+
+def frames_of_batches(batches: Iterator[FrameBatch], fmt: JournalFormat = KFTOOLS) -> Iterator[Frame]:
+    """The frames of validated batches one by one: the per-frame consumer of a snapshot (a frame stream, in C)."""
+    if fmt is not KFTOOLS:
+        return (f for b in batches for f in b.frames())
+
+    def refill(stream) -> bool:
+        for b in batches:
+            stream.feed(b.page, b.page.mm, b.offsets)
+            return True
+        return False
+
+    return framestream.stream(refill)
+
+
+#: cursor loads a busy follower makes in C between two checks of stop, idle_timeout and rollover
+BUSY_SPINS = 1 << 17
+#: a cursor that moved further than this is read by the batch scanner (the block rule), not frame by frame
+LIVE_MAX = 4096
+
+
+class _LiveRefill:
+    """What a following frame stream calls when it runs dry: start, batch scans, damage, waits, rollover."""
+
+    def __init__(self, walk: Walk, position: Position, policy: WaitPolicy, stop: Stop, idle_timeout: float | None):
+        self.walk = walk
+        self.index, self.start = position
+        self.filt = walk.filter
+        self.policy = policy
+        self.stop = stop
+        self.idle_timeout = idle_timeout
+        self.busy = policy.mode == "busy"
+        self.page: Page | None = None
+        self.pending: tuple[Page, int, str] | None = None  # damage to note once the frames before it are out
+        self.last_off = 0
+        self.idle = 0
+        self.idle_since = 0.0
+
+    def attach(self, stream, page: Page, off: int) -> None:
+        reg = self.walk.registry
+        large = {mt.id: mt.layout.size for mt in reg.large_ids()}
+        stream.attach(page, page.mm, off, page.limit(), reg.min_lengths(), large,
+                      BUSY_SPINS if self.busy else 1, LIVE_MAX if self.filt.trivial else 0, CURSOR_OFFSET)
+        self.page = page
+        self.last_off = off
+
+    def __call__(self, stream) -> bool:
+        walk, page = self.walk, self.page
+        if self.pending:
+            walk._note_damage(*self.pending)
+            return False
+        if page is None:  # the first call: open (or wait for) the start page
+            walk._begin()
+            page = walk.wait_page(self.index, self.stop)
+            if page is None:
+                return False
+            self.attach(stream, page, self.start)
+            self.idle_since = time.monotonic()
+            return True
+        status, off = stream.status, stream.offset
+        if off != self.last_off:  # frames arrived since the last call
+            self.last_off = off
+            self.idle = 0
+            self.policy.reset()
+            if self.idle_timeout is not None:
+                self.idle_since = time.monotonic()
+        if status == STATUS_BACKLOG:
+            offsets, headers, nxt, problem = scan_page(page, off, stream.cursor, walk.registry, DEFAULT_BATCH)
+            batch = self.filt(FrameBatch(page, offsets, headers))
+            stream.feed(page, page.mm, batch.offsets)
+            stream.offset = self.last_off = nxt
+            if problem:
+                self.pending = (page, nxt, problem)
+                stream.detach()
+            self.idle = 0
+            self.policy.reset()
+            if self.idle_timeout is not None:
+                self.idle_since = time.monotonic()
+            return True
+        if status == STATUS_BAD_CURSOR:
+            walk._note_damage(page, off, page.header_problem() or "bad cursor")
+            return False
+        if status == STATUS_BAD_FRAME:
+            room = stream.cursor - off
+            length, mt = FRAME_HEADER.struct.unpack_from(page.mm, off)[:2] if room >= FRAME_HEADER_SIZE else (0, 0)
+            walk._note_damage(page, off, _frame_problem(length, mt, room, walk.registry))
+            return False
+        # idle: the slower checks, every BUSY_SPINS polls when busy, else after a sleep or every 1024 polls
+        if not self.busy:
+            self.idle += 1
+            if not self.policy.pause() and self.idle & 1023:
+                return True
+        if stopped(self.stop):
+            return False
+        if self.idle_timeout is not None and time.monotonic() - self.idle_since > self.idle_timeout:
+            return False
+        if page.sealed or walk.pages.exists(self.index + 1):
+            if page.cursor > off:
+                return True  # the last frames of this page arrived meanwhile
+            next_page = walk.wait_page(self.index + 1, self.stop, prev=page)
+            if next_page is None:
+                return False
+            self.index += 1
+            self.attach(stream, next_page, next_page.frame_start)
+        return True
+
+
+def _frame_problem(length: int, mt: int, room: int, registry: TypeRegistry) -> str:
+    if room < 32:
+        return SCAN_ERRORS[1]
+    if length > room - 32:
+        return SCAN_ERRORS[2].format(length=length)
+    if mt == 0:
+        return SCAN_ERRORS[3]
+    return _short(registry, mt, length)
+
+
+__all__ = ["DEFAULT_BATCH", "Damage", "Walk", "WaitPolicy", "frames_of_batches", "scan_page", "stopped",
+           "validate_page"]
