@@ -474,3 +474,19 @@ def test_library_strategy_error_is_a_strategy_error(tmp_path):
     src = record(tmp_path / "rec.dat", QUOTES)
     with pytest.raises(StrategyError, match="a limit order needs a positive price"):
         Replay(src, str(tmp_path / "o.dat"), speed=None, strategy=Bad(), chart=False).run()
+
+
+def test_market_frames_a_strategy_sees_are_the_frames_replayed(tmp_path):
+    """TickerFrame/TradeFrame come from the layouts: what a strategy is handed is what the output holds."""
+    events = [("t", 0, "AAA", 10.0, 9.9, 10.1, 3), ("x", 1, "AAA", 10.05, 2), ("t", 2, "BBB", 5.0, 4.9, 5.1, 1)]
+    seen = []
+
+    class Collect:
+        def on_ticker(self, ctx, f):
+            seen.append(f.to_dict())
+
+        on_trade = on_ticker
+
+    run(tmp_path, events, strategy=Collect())
+    with Reader(str(tmp_path / "out.dat")) as r:
+        assert seen == [f.to_dict() for f in r]

@@ -12,6 +12,7 @@ Everything runs on the recording's clock (the frames' original ``gen_time``):
 
 from __future__ import annotations
 
+import collections
 import inspect
 import math
 import os
@@ -22,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import StrategyError, UsageError
-from ..journal.format import FILL, ORDER_UPDATE, MsgType, OrderStatus, OrderType, Side
+from ..journal.format import FILL, ORDER_UPDATE, TICKER, TRADE, MsgType, OrderStatus, OrderType, Side
 from ..journal.merge import MergedBatch
 from ..journal.reader import Frame, FrameBatch
 from ..journal.writer import Writer
@@ -44,63 +45,37 @@ def _to_dict(frame, n: int) -> dict:
     return d
 
 
-class TickerFrame(NamedTuple):
-    """A replayed Ticker as strategies see it (decoded once per batch; ``gen_time`` is the emission)."""
+class _MarketFrame(tuple):
+    """What replayed market frames share: the payload's fields, then ``gen_time`` (the emission),
+    ``trigger_time`` (the recording time), ``source`` and ``dest``."""
 
-    symbol: str
-    last_price: float
-    bid_price: float
-    ask_price: float
-    volume: float
-    gen_time: int
-    trigger_time: int
-    source: int
-    dest: int
-
-    @property
-    def msg_type(self) -> int:
-        return _TICK
-
-    @property
-    def type_name(self) -> str:
-        return "Ticker"
+    __slots__ = ()
+    _fields: tuple[str, ...]
+    _payload: int  # how many of the fields are the payload's
+    msg_type: int
+    type_name: str
 
     @property
     def fields(self) -> dict:
-        return _fields(self, 5)
+        return _fields(self, self._payload)
 
     def to_dict(self) -> dict:
-        return _to_dict(self, 5)
+        return _to_dict(self, self._payload)
 
 
-class TradeFrame(NamedTuple):
-    """A replayed Trade (a market print) as strategies see it."""
+def _market_frame(layout, msg_type: int, doc: str) -> Any:
+    """A tuple class whose fields are ``layout``'s (declared once, in journal/format.py) and the header's."""
+    base = collections.namedtuple(layout.name + "Frame", [*layout.names, *FRAME_FIELDS])  # type: ignore[misc]
+    cls = type(layout.name + "Frame", (base, _MarketFrame), {
+        "__slots__": (), "__doc__": doc, "_payload": len(layout.names), "msg_type": msg_type,
+        "type_name": layout.name})
+    return cls
 
-    symbol: str
-    trade_id: int
-    order_id: int
-    side: int
-    price: float
-    volume: float
-    gen_time: int
-    trigger_time: int
-    source: int
-    dest: int
 
-    @property
-    def msg_type(self) -> int:
-        return _TRADE
-
-    @property
-    def type_name(self) -> str:
-        return "Trade"
-
-    @property
-    def fields(self) -> dict:
-        return _fields(self, 6)
-
-    def to_dict(self) -> dict:
-        return _to_dict(self, 6)
+#: the header fields a replayed frame carries after its payload's
+FRAME_FIELDS = ("gen_time", "trigger_time", "source", "dest")
+TickerFrame = _market_frame(TICKER, _TICK, "A replayed Ticker as strategies see it (decoded once per batch).")
+TradeFrame = _market_frame(TRADE, _TRADE, "A replayed Trade (a market print) as strategies see it.")
 
 
 class OrderUpdate(NamedTuple):
@@ -497,7 +472,7 @@ class Backtest:
         if mt == _TRADE:
             p, tid, oid, side = c.trade_rows()
             q = p[k]
-            return TradeFrame(c.sym[k], tid[q], oid[q], side[q], c.last[k], c.vol[k], wall, c.gen[k], src, dst)
+            return TradeFrame(c.sym[k], tid[q], oid[q], side[q], 0, c.last[k], c.vol[k], wall, c.gen[k], src, dst)
         page = batch.page if isinstance(batch, FrameBatch) else batch.row_pages()[k]  # merged: each row's own page
         return Frame(page, (int(batch.offsets[k]), int(batch.headers["length"][k]), mt, wall, c.gen[k], src, dst))
 
@@ -562,14 +537,21 @@ class Backtest:
         self._sample(self.time, True)
 
 
-def pack_update(row: tuple) -> bytes:
-    """An exchange update row (``UPDATE_FIELDS``) as an OrderUpdate payload."""
-    return ORDER_UPDATE.struct.pack(row[2].encode(), row[1], row[3], row[4], row[5], row[6], *row[7:])
+def _packer(layout, row_fields: tuple[str, ...]) -> Callable[[tuple], bytes]:
+    """Pack a row (fields named ``row_fields``) as a ``layout`` payload, by name; fields not in the row are 0."""
+    at = [row_fields.index(n) if n in row_fields else -1 for n in layout.names]
+    text = [f.is_text for f in layout.fields]
+    pack = layout.struct.pack
+
+    def packer(row: tuple) -> bytes:
+        return pack(*[0 if i < 0 else row[i].encode() if t else row[i] for i, t in zip(at, text, strict=True)])
+
+    return packer
 
 
-def pack_fill(row: tuple) -> bytes:
-    """An exchange fill row (``FILL_FIELDS``) as a Fill payload."""
-    return FILL.struct.pack(row[3].encode(), row[1], row[2], row[4], row[5], row[6], row[7], row[8], row[9], 0)
+#: an exchange update row (``UPDATE_FIELDS``) as an OrderUpdate payload; a fill row as a Fill payload
+pack_update = _packer(ORDER_UPDATE, UPDATE_FIELDS)
+pack_fill = _packer(FILL, FILL_FIELDS)
 
 
 def _last_per_symbol(syms: np.ndarray) -> np.ndarray:

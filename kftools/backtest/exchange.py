@@ -23,7 +23,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from ..journal.format import FillFlag, Liquidity, OrderStatus, OrderType, RejectReason, Side
+from ..journal.format import FILL, ORDER_UPDATE, FillFlag, Liquidity, OrderStatus, OrderType, RejectReason, Side
 
 FILL_MODELS = ("touch", "through", "queue")
 NAN = float("nan")
@@ -439,6 +439,8 @@ class SimExchange:
         self.outbox.append((t + self.response_latency, "update", row))
 
 
-UPDATE_FIELDS = ("time", "order_id", "symbol", "status", "reject_reason", "side", "order_type", "price", "quantity",
-                 "filled_quantity", "remaining_quantity", "avg_price")
-FILL_FIELDS = ("time", "fill_id", "order_id", "symbol", "side", "liquidity", "price", "quantity", "fee", "flags")
+# The rows of ``updates`` and ``fills``: the simulated time, the ids and symbol, then the layout's other fields
+# in its order (declared once, in journal/format.py; a Fill's reserved field is not part of the row).
+UPDATE_FIELDS = ("time", "order_id", "symbol", *(n for n in ORDER_UPDATE.names if n not in ("symbol", "order_id")))
+FILL_FIELDS = ("time", "fill_id", "order_id", "symbol",
+               *(n for n in FILL.names if n not in ("symbol", "fill_id", "order_id", "reserved")))

@@ -165,23 +165,24 @@ class _Session:
             host.seq += 1
             if trig[k] > host.time:
                 host.time = trig[k]
-            f: object
+            f: Any
             if mt == _TICK:
-                sym, last, bid, ask, vol = next(ticks)
-                s = sym.split(b"\0", 1)[0].decode()
+                row = next(ticks)
+                _sym, last, bid, ask, _vol = row
+                s = row[0].split(b"\0", 1)[0].decode()
                 book = books.get(s) or books.setdefault(s, Book())
                 if bid == bid:
                     book.bid, book.ask = bid, ask
                 if last > 0:
                     book.last = last
-                f = TickerFrame(s, last, bid, ask, vol, gens[k], trig[k], src[k], dst[k])
+                f = TickerFrame(s, *row[1:], gens[k], trig[k], src[k], dst[k])
             elif mt == _TRADE:
-                sym, tid, oid, side, _r, px, vol = next(trades)
-                s = sym.split(b"\0", 1)[0].decode()
+                row = next(trades)
+                s = row[0].split(b"\0", 1)[0].decode()
                 book = books.get(s) or books.setdefault(s, Book())
-                if px > 0:
-                    book.last = px
-                f = TradeFrame(s, tid, oid, side, px, vol, gens[k], trig[k], src[k], dst[k])
+                f = TradeFrame(s, *row[1:], gens[k], trig[k], src[k], dst[k])
+                if f.price > 0:
+                    book.last = f.price
             else:
                 if frames is None:
                     frames = b.frames()
