@@ -681,12 +681,18 @@ def bench_backtest_cmd(
     json_out: JsonOpt = False,
     frames: Annotated[int, typer.Option("--frames", help="Frames in the (bursty, simulated) recording.")] = 1_000_000,
     repeat: Annotated[int, typer.Option("--repeat", help="Runs of each case (the median is reported).")] = 3,
+    gateway_frames: Annotated[int, typer.Option(
+        "--gateway-frames", help="Frames for the out-of-process (--order-journal, lockstep) cases; 0 skips them.")] = 20_000,
+    chart: Annotated[Path | None, typer.Option(
+        "--chart", help="Also write the example strategy's chart (PNG) from the bursty recording here.")] = None,
 ) -> None:
-    """Backtest frames/s in --max mode: do-nothing and example strategies beside replay --max, same run."""
+    """Backtest frames/s in --max mode: do-nothing and example strategies beside replay --max, same run; the
+    example strategy out of process (Python, C++) in lockstep."""
     from .bench import report
     from .bench.backtest import run
 
-    report(run(frames=frames, repeat=repeat), json_out)
+    report(run(frames=frames, repeat=repeat, gateway_frames=gateway_frames,
+               chart=None if chart is None else str(chart)), json_out)
 
 
 # -- tail command (issue 5) --------------------------------------------------------

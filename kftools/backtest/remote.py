@@ -66,11 +66,12 @@ def run_strategy(
     check_output(orders, force=force, inputs=[output], what="order journal")
     if force:
         remove_journal(orders)
-    reader = Reader.wait_open(output, stop=stop)
-    if reader is None:
-        raise KftoolsError(f"{output}: stopped before the replay created it")
     host = _Host(cash)
+    # the journal first: a replay waiting for its strategies knows this one is up
     with Writer(orders, page_size=1 << 20, source=source) as writer:
+        reader = Reader.wait_open(output, stop=stop)
+        if reader is None:
+            raise KftoolsError(f"{output}: stopped before the replay created it")
         ctx = BacktestContext(host, writer)  # type: ignore[arg-type]
         _Session(strategy, ctx, host, reader, writer, source, path or strategy_file(strategy), stop).run(wait)
     return ctx

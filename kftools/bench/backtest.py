@@ -6,17 +6,26 @@ frames, gaps drawn from bursts and lulls), replayed in the same run:
 - ``replay --max`` with no strategy (the baseline: copying frames);
 - a backtest with a strategy that does nothing (no per-frame callback);
 - a backtest with a strategy whose ``on_ticker`` only returns (a Python call per ticker);
-- a backtest with ``examples/strategy_example.py`` (orders, cancels, fills).
+- a backtest with ``examples/strategy_example.py`` (orders, cancels, fills);
+- the same strategy out of process (``replay --order-journal``, lockstep), on
+  the first ``gateway_frames`` frames: in a Python process
+  (``examples/strategy_process.py``) at latency 0 and 200 µs, and compiled from
+  ``examples/strategy_cpp.cpp`` when a C++ compiler is there. One run each,
+  timed around the replay process (the strategy's start-up included).
 
-Each is the median of ``repeat`` runs, timed around the whole ``Replay.run()``
-(results written, chart off).
+Each in-process case is the median of ``repeat`` runs, timed around the whole
+``Replay.run()`` (results written, chart off). ``chart`` writes the example's
+chart (PNG) from one more run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -63,11 +72,13 @@ class EmptyTicker:
         pass
 
 
-def run(frames: int = 1_000_000, repeat: int = 3) -> dict:
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run(frames: int = 1_000_000, repeat: int = 3, gateway_frames: int = 20_000, chart: str | None = None) -> dict:
     from kftools.replay import Replay, load_strategy
 
-    example = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                           "examples", "strategy_example.py")
+    example = os.path.join(ROOT, "examples", "strategy_example.py")
     d = scratch_dir()
     src = os.path.join(d, "rec.dat")
     out = os.path.join(d, "out.dat")
@@ -93,6 +104,47 @@ def run(frames: int = 1_000_000, repeat: int = 3) -> dict:
         base = res["backtest.replay_max.frames_per_s"]
         for name, _m in plans[1:]:
             res[f"backtest.{name}.vs_replay_max"] = round(res[f"backtest.{name}.frames_per_s"] / base, 3)
+        if chart and os.path.exists(example):
+            folder = os.path.join(d, "chart.backtest")
+            Replay(src, out, speed=None, strategy=load_strategy(example), force=True, results=folder,
+                   page_size=frames * 100 + (1 << 20)).run()
+            shutil.copyfile(os.path.join(folder, "chart.png"), chart)
+            res["backtest.chart"] = chart
+        if gateway_frames and os.path.exists(example):
+            res.update(_gateway(d, min(gateway_frames, frames), example))
     finally:
         shutil.rmtree(d, ignore_errors=True)
+    return res
+
+
+def _gateway(d: str, frames: int, example: str) -> dict:
+    """Frames/s of lockstep backtests with the example strategy in its own process (Python, C++)."""
+    src = os.path.join(d, "gw.dat")
+    record(src, frames)
+    res: dict = {"backtest.gateway.recording_frames": frames}
+    host = [sys.executable, os.path.join(ROOT, "examples", "strategy_process.py"), example]
+    cases = [("python", host, "0"), ("python_latency_200us", host, "200us")]
+    cxx = os.environ.get("CXX", "g++")
+    exe = os.path.join(d, "strategy_cpp")
+    if shutil.which(cxx) and subprocess.run(
+            [cxx, "-O2", "-std=c++17", f"-I{ROOT}/cpp/include", "-o", exe,
+             os.path.join(ROOT, "examples", "strategy_cpp.cpp")], capture_output=True).returncode == 0:
+        cases += [("cpp", [exe], "0"), ("cpp_latency_200us", [exe], "200us")]
+    for name, cmd, latency in cases:
+        out, orders = os.path.join(d, f"gw-{name}.dat"), os.path.join(d, f"gw-{name}.orders.dat")
+        # the strategy first: the replay's clock starts once it is up (its order journal exists)
+        strat = subprocess.Popen([*cmd, "--output", out, "--orders", orders] if cmd is host else [*cmd, out, orders],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while not os.path.exists(orders) and strat.poll() is None:
+            time.sleep(0.001)
+        rep = subprocess.run([sys.executable, "-m", "kftools.cli", "replay", src, "--max", "-o", out, "--no-chart",
+                              "--json", "--latency", latency, "--order-journal", orders],
+                             capture_output=True, text=True)
+        _out, err = strat.communicate()
+        if rep.returncode or strat.returncode:
+            res[f"backtest.gateway.{name}.error"] = (rep.stderr or err).strip()[-300:]
+            continue
+        st = json.loads(rep.stdout)
+        res[f"backtest.gateway.{name}.frames_per_s"] = round(st["frames_per_s"])
+        res[f"backtest.gateway.{name}.fills"] = st["backtest"]["fills"]
     return res
