@@ -49,7 +49,8 @@ def in_process(recording: str, folder, strategy: str, *opts) -> dict:
 
 
 def start_replay(recording: str, folder, journals, *opts) -> subprocess.Popen:
-    args = [*KFTOOLS, "replay", recording, "--max", "-o", str(folder / "out.dat"), "--no-chart", "--json", *opts]
+    pace = [] if "--speed" in opts else ["--max"]
+    args = [*KFTOOLS, "replay", recording, *pace, "-o", str(folder / "out.dat"), "--no-chart", "--json", *opts]
     for j in journals:
         args += ["--order-journal", str(j)]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
@@ -105,9 +106,11 @@ def cpp_strategy(tmp_path_factory) -> str:
     return exe
 
 
-def test_cpp_strategy_matches_the_python_example_in_process(recording, tmp_path, cpp_strategy):
+@pytest.mark.parametrize("pace", [(), ("--speed", "1")])
+def test_cpp_strategy_matches_the_python_example_in_process(recording, tmp_path, cpp_strategy, pace):
+    """Paced or not, lockstep decides as in-process (the recording spans about 0.15 s)."""
     want = in_process(recording, tmp_path, EXAMPLE)
-    rep = start_replay(recording, tmp_path, [tmp_path / "c.orders.dat"])
+    rep = start_replay(recording, tmp_path, [tmp_path / "c.orders.dat"], *pace)
     strat = subprocess.run([cpp_strategy, str(tmp_path / "out.dat"), str(tmp_path / "c.orders.dat")],
                            capture_output=True, text=True, timeout=GUARD)
     out, err = rep.communicate(timeout=GUARD)
