@@ -277,3 +277,37 @@ def test_a_stream_refuses_next_from_its_own_refill(impl):
     with pytest.raises(ValueError, match="already executing"):
         list(framestream.stream(refill))
 
+
+
+@pytest.mark.parametrize("end", ["stop", "close", "drop"])
+def test_a_named_follower_publishes_each_consumed_frame_across_pages(tmp_path, impl, end):
+    """The stream stores the last consumed frame's position itself; the name is released however it ends."""
+    from kftools.journal.positions import read_positions
+
+    path = str(tmp_path / "j.dat")
+    stop = [False]
+    with Writer(path, page_size=4096) as w:
+        r = Reader(path)
+        it = r.follow("beginning", "busy", stop=lambda: stop[0], name="s")
+        seen = []
+        for i in range(200):  # four pages or so, frame by frame and in backlogs
+            w.write_ticker("S", float(i))
+            if i % 3 == 0:
+                w.write_ticker("S", float(i))
+                f = next(it)
+                seen.append((f.page.index, f.offset))
+            f = next(it)
+            (entry,) = read_positions(path)
+            assert entry.position == (seen[-1] if seen else None) and entry.state == "alive"
+            seen.append((f.page.index, f.offset))
+        assert seen[-1][0] >= 3
+        if end == "stop":
+            stop[0] = True
+            assert list(it) == []
+        elif end == "close":
+            it.close()
+        else:
+            del it
+        (entry,) = read_positions(path)
+        assert entry.state == "exited" and entry.position == (seen[-1] if end == "stop" else seen[-2])
+    r.close()

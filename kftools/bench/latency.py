@@ -102,11 +102,12 @@ def _measure(follower, follower_args, writer, writer_args) -> np.ndarray:
     return np.frombuffer(data, dtype=np.int64)
 
 
-def follow_step(samples: int = 100_000) -> dict:
+def follow_step(samples: int = 100_000, name: str | None = None) -> dict:
     """In one process, what a busy follower spends per frame once the frame is committed:
     write a frame, then time ``next()`` on the follower and reading ``gen_time`` (no second core,
     no scheduler, so it measures on a loaded machine too). Baseline in the same run: a bare
-    ``struct.unpack_from`` of the same header right after the same write."""
+    ``struct.unpack_from`` of the same header right after the same write. ``name``: a named
+    follower (publishing its position per frame)."""
     from kftools.journal.format import FRAME_HEADER
     from kftools.journal.reader import Reader
     from kftools.journal.writer import Writer
@@ -118,7 +119,7 @@ def follow_step(samples: int = 100_000) -> dict:
         path = os.path.join(d, "step.dat")
         with Writer(path, page_size=max(64 << 20, 2 * samples * 90 + 4096)) as w:
             r = Reader(path)
-            it = iter(r.follow("beginning", wait="busy"))
+            it = iter(r.follow("beginning", wait="busy", name=name))
             mm = r.page(0).mm
             unpack, clock, write = FRAME_HEADER.struct.unpack_from, time.perf_counter_ns, w.write_ticker
             off = 64
@@ -175,4 +176,10 @@ def run(samples: int = 100_000) -> dict:
         shutil.rmtree(d, ignore_errors=True)
     res["latency.loadavg_1m_before"] = round(load, 2)
     res.update(follow_step(samples))
+    # the named follower's cost per frame, in one process, so it holds on a loaded machine too
+    named_step = follow_step(samples, name="bench")
+    res["latency.follow_step_named.p50_ns"] = named_step["latency.follow_step.p50_ns"]
+    res["latency.follow_step_named.p99_ns"] = named_step["latency.follow_step.p99_ns"]
+    res["latency.follow_step.named_over_unnamed_p50"] = round(
+        res["latency.follow_step_named.p50_ns"] / max(1, res["latency.follow_step.p50_ns"]), 3)
     return res

@@ -137,6 +137,12 @@ typedef struct {
     Py_ssize_t cursor_offset, off, cur, seen, limit, live_max;
     long spins;
     int status, done, in_refill;
+    /* a named follower's position cell (8 bytes in <journal>.readers): page << 32 | offset of the last frame
+     * handed out, stored when the next one is asked for (the caller has consumed it by then) */
+    Py_buffer cell;
+    int has_cell, has_pending;
+    uint64_t pending;
+    uint64_t q_index, live_index; /* page indices of the queued and the live page */
 } StreamObject;
 
 static inline uint32_t ld_u32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
@@ -177,6 +183,29 @@ static void release_queue(StreamObject *s) {
     s->q_i = s->q_n = 0;
 }
 
+static void release_cell(StreamObject *s) {
+    if (s->has_cell) {
+        PyBuffer_Release(&s->cell);
+        s->has_cell = s->has_pending = 0;
+    }
+}
+
+/* a page's index (its `index` attribute); 0 when it has none */
+static uint64_t page_index_of(PyObject *page) {
+    PyObject *v = PyObject_GetAttrString(page, "index");
+    if (v == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    unsigned long long i = PyLong_AsUnsignedLongLong(v);
+    Py_DECREF(v);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return (uint64_t)i;
+}
+
 static void release_live(StreamObject *s) {
     if (s->page) {
         PyBuffer_Release(&s->buf);
@@ -197,6 +226,7 @@ static int stream_clear(PyObject *op) {
     StreamObject *s = (StreamObject *)op;
     release_queue(s);
     release_live(s);
+    release_cell(s);
     Py_CLEAR(s->refill);
     Py_CLEAR(s->frame_type);
     return 0;
@@ -269,6 +299,7 @@ static PyObject *stream_feed(PyObject *op, PyObject *args) {
         }
     }
     release_queue(s);
+    s->q_index = s->has_cell ? page_index_of(page) : 0;
     Py_INCREF(page);
     s->q_page = page;
     s->q_buf = b;
@@ -302,6 +333,7 @@ static PyObject *stream_attach(PyObject *op, PyObject *args, PyObject *kw) {
         return NULL;
     }
     release_live(s);
+    s->live_index = s->has_cell ? page_index_of(page) : 0;
     Py_INCREF(page);
     s->page = page;
     s->buf = b;
@@ -330,6 +362,32 @@ static PyObject *stream_close(PyObject *op, PyObject *unused) {
     s->done = 1;
     release_queue(s);
     release_live(s);
+    release_cell(s);
+    /* tell the refill (a named follower's lets go of its name), once */
+    if (s->refill && !s->in_refill && PyObject_HasAttrString(s->refill, "on_close")) {
+        PyObject *r = PyObject_CallMethod(s->refill, "on_close", NULL);
+        if (r == NULL) return NULL;
+        Py_DECREF(r);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *stream_publish(PyObject *op, PyObject *cellobj) {
+    /* publish(cell): store each consumed frame's position into this writable, aligned 8-byte buffer */
+    StreamObject *s = (StreamObject *)op;
+    Py_buffer c;
+    if (PyObject_GetBuffer(cellobj, &c, PyBUF_WRITABLE) < 0) return NULL;
+    if (c.len != 8 || ((uintptr_t)c.buf & 7)) {
+        PyBuffer_Release(&c);
+        PyErr_SetString(PyExc_ValueError, "publish: the cell must be 8 aligned bytes");
+        return NULL;
+    }
+    release_cell(s);
+    s->cell = c;
+    s->has_cell = 1;
+    /* pages fed or attached before this have no index yet */
+    if (s->q_page) s->q_index = page_index_of(s->q_page);
+    if (s->page) s->live_index = page_index_of(s->page);
     Py_RETURN_NONE;
 }
 
@@ -370,11 +428,21 @@ static PyObject *stream_next(PyObject *op) {
         PyErr_SetString(PyExc_ValueError, "frame stream already executing");
         return NULL;
     }
+    if (s->has_pending) {
+        /* the frame handed out last is consumed: one release store, as the writer publishes its cursor */
+        __atomic_store_n((uint64_t *)s->cell.buf, s->pending, __ATOMIC_RELEASE);
+        s->has_pending = 0;
+    }
     for (;;) {
         if (s->done) return NULL;
         if (s->q_i < s->q_n) {
             const int64_t *offs = (const int64_t *)s->q_offs.buf;
-            return make_frame(s, s->q_page, (const unsigned char *)s->q_buf.buf, (Py_ssize_t)offs[s->q_i++]);
+            Py_ssize_t off = (Py_ssize_t)offs[s->q_i++];
+            if (s->has_cell) {
+                s->pending = s->q_index << 32 | (uint64_t)off;
+                s->has_pending = 1;
+            }
+            return make_frame(s, s->q_page, (const unsigned char *)s->q_buf.buf, off);
         }
         if (s->q_page) release_queue(s);
         if (s->page) {
@@ -384,7 +452,13 @@ static PyObject *stream_next(PyObject *op) {
                 if (bad < 0) return NULL;
                 if (bad == 0) {
                     PyObject *f = make_frame(s, s->page, b, s->off);
-                    if (f != NULL) s->off += s->h.size + (Py_ssize_t)((FrameObject *)f)->length;
+                    if (f != NULL) {
+                        if (s->has_cell) {
+                            s->pending = s->live_index << 32 | (uint64_t)s->off;
+                            s->has_pending = 1;
+                        }
+                        s->off += s->h.size + (Py_ssize_t)((FrameObject *)f)->length;
+                    }
                     return f;
                 }
                 s->status = bad;
@@ -471,7 +545,9 @@ static PyMethodDef stream_methods[] = {
     {"attach", (PyCFunction)(void (*)(void))stream_attach, METH_VARARGS | METH_KEYWORDS,
      "attach(page, buf, offset, limit, min_lengths, large, spins, live_max, cursor_offset): follow a live page."},
     {"detach", stream_detach, METH_NOARGS, "Stop following the live page."},
-    {"close", stream_close, METH_NOARGS, "End the iteration and release every buffer."},
+    {"close", stream_close, METH_NOARGS, "End the iteration, release every buffer and call refill.on_close()."},
+    {"publish", stream_publish, METH_O,
+     "publish(cell): store page << 32 | offset of each consumed frame into this 8-byte buffer."},
     {NULL},
 };
 

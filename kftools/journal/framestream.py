@@ -174,6 +174,9 @@ class PyFrameStream:
         self.status = STATUS_OK
         self._done = False
         self._in_refill = False
+        self._cell: Any = None  # a named follower's position cell (see publish)
+        self._cell_views: list[memoryview] = []
+        self._pending: int | None = None
 
     def feed(self, page, buf, offsets) -> None:
         offs = np.asarray(offsets, dtype=np.int64).tolist()
@@ -204,6 +207,26 @@ class PyFrameStream:
         self._done = True
         self._queue, self._qi = [], 0
         self.detach()
+        self._pending = None
+        for v in self._cell_views:  # the cell's owner may release it only once no view of it is left
+            v.release()
+        self._cell, self._cell_views = None, []
+        on_close = getattr(self._refill, "on_close", None)
+        if on_close is not None and not self._in_refill:
+            on_close()
+
+    def publish(self, cell) -> None:
+        """Store ``page << 32 | offset`` of each consumed frame (when the next is asked for) into ``cell``."""
+        view = memoryview(cell)
+        if view.nbytes != 8 or view.readonly:
+            view.release()
+            raise ValueError("publish: the cell must be 8 aligned bytes")
+        as_bytes = view.cast("B")
+        self._cell = as_bytes.cast("Q")
+        self._cell_views = [self._cell, as_bytes, view]
+
+    def __del__(self) -> None:
+        self.close()
 
     @property
     def offset(self) -> int:
@@ -236,12 +259,17 @@ class PyFrameStream:
     def __next__(self):
         if self._in_refill:
             raise ValueError("frame stream already executing")
+        if self._pending is not None:
+            self._cell[0] = self._pending  # the frame handed out last is consumed
+            self._pending = None
         while True:
             if self._done:
                 raise StopIteration
             if self._qi < len(self._queue):
                 off = self._queue[self._qi]
                 self._qi += 1
+                if self._cell is not None:
+                    self._pending = self._q_page.index << 32 | off
                 return self._make(self._q_page, (off, *_HEADER_FROM(self._q_buf, off)))
             self._queue, self._qi, self._q_page, self._q_buf = [], 0, None, None
             if self.page is not None:
@@ -250,6 +278,8 @@ class PyFrameStream:
                         off = self._off
                         h = _HEADER_FROM(self._buf, off)
                         self._off += self._size + h[0]
+                        if self._cell is not None:
+                            self._pending = self.page.index << 32 | off
                         return self._make(self.page, (off, *h))
                     self.status = STATUS_BAD_FRAME
                 else:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .filter import FrameFilter, frame_filter
-from .format import FRAME_HEADER, KFTOOLS, JournalFormat
+from .format import FRAME_HEADER, JournalFormat
 from .frames import HEADER_DTYPE, INDEX_DTYPE, FrameBatch, frame_at, frames_of
 from .framestream import Frame
 from .page import NotYetWritten, Page
@@ -205,13 +205,7 @@ class Reader:
         policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
         position = self._start_position(start)  # fixed now, not at the generator's first step
         slot = None if name is None else self._claim(name, position)
-        walk = self.walk(filt)
-        if self.fmt is not KFTOOLS:
-            # no write cursor to spin on: follow the chain of frames batch by batch
-            return (f for b in walk.follow_batches(position, policy, stop, idle_timeout, DEFAULT_BATCH, slot)
-                    for f in b.frames())
-        frames = walk.follow_frames(position, policy, stop, idle_timeout)
-        return frames if slot is None else self._follow_named(frames, slot)
+        return self.walk(filt).follow_frames(position, policy, stop, idle_timeout, slot)
 
     def _claim(self, name: str, start: Position) -> PositionSlot:
         """Claim ``name``; a follower starting past the beginning has consumed up to its start."""
@@ -225,16 +219,6 @@ class Reader:
             if last is not None:
                 slot.store(*last)
         return slot
-
-    @staticmethod
-    def _follow_named(frames: Iterator[Frame], slot: PositionSlot) -> Iterator[Frame]:
-        cell = slot.cell
-        try:
-            for f in frames:
-                yield f
-                cell[0] = f.page.index << 32 | f.offset  # consumed: the caller asked for the next frame
-        finally:
-            slot.release()
 
     def follow_batches(
         self,

@@ -355,17 +355,23 @@ class Walk:
             policy.pause()
 
     def follow_frames(self, position: Position, policy: WaitPolicy, stop: Stop = None,
-                      idle_timeout: float | None = None) -> Iterator[Frame]:
+                      idle_timeout: float | None = None, slot: PositionSlot | None = None) -> Iterator[Frame]:
         """Filtered frames one by one as they are committed, until ``stop`` / ``idle_timeout`` or damage.
 
         The per-frame consumer of the walk: a frame stream (``framestream``, in
         C) spins on the cursor and decodes; :class:`_LiveRefill` does the rest
         by the walk's rules (batch scans of a backlog, damage, waits, rollover).
+        ``slot``: the stream stores each consumed frame's position itself (one
+        store when the next frame is asked for, no wrapper per frame), and the
+        name is released when the stream ends, is closed or is dropped.
         """
         if self.pages.fmt is not KFTOOLS:
             # no write cursor to spin on: follow the chain of frames batch by batch
-            return (f for b in self.follow_batches(position, policy, stop, idle_timeout) for f in b.frames())
-        return framestream.stream(_LiveRefill(self, position, policy, stop, idle_timeout))
+            return (f for b in self.follow_batches(position, policy, stop, idle_timeout, slot=slot) for f in b.frames())
+        stream = framestream.stream(_LiveRefill(self, position, policy, stop, idle_timeout, slot))
+        if slot is not None:
+            stream.publish(slot.cell)
+        return stream
 
 
 def frames_of_batches(batches: Iterator[FrameBatch], fmt: JournalFormat = KFTOOLS) -> Iterator[Frame]:
@@ -391,8 +397,10 @@ LIVE_MAX = 4096
 class _LiveRefill:
     """What a following frame stream calls when it runs dry: start, batch scans, damage, waits, rollover."""
 
-    def __init__(self, walk: Walk, position: Position, policy: WaitPolicy, stop: Stop, idle_timeout: float | None):
+    def __init__(self, walk: Walk, position: Position, policy: WaitPolicy, stop: Stop, idle_timeout: float | None,
+                 slot: PositionSlot | None = None):
         self.walk = walk
+        self.slot = slot  # a named follower's: released when the stream ends, is closed or is dropped
         self.index, self.start = position
         self.filt = walk.filter
         self.policy = policy
@@ -414,6 +422,23 @@ class _LiveRefill:
         self.last_off = off
 
     def __call__(self, stream) -> bool:
+        go = self._step(stream)
+        if not go and self.slot is not None:
+            stream.close()  # gives the position cell back before the slot lets go of its mapping
+            self.on_close()
+        return go
+
+    def on_close(self) -> None:
+        """The stream was closed (it gave the position cell back first): a named follower's name is released."""
+        slot, self.slot = self.slot, None
+        if slot is not None:
+            slot.release()
+
+    def __del__(self) -> None:
+        # the stream was dropped unfinished; it released the cell before it let go of us
+        self.on_close()
+
+    def _step(self, stream) -> bool:
         walk, page = self.walk, self.page
         if self.pending:
             walk._note_damage(*self.pending)
