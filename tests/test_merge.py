@@ -89,9 +89,11 @@ def test_a_folder_reads_its_journals_and_skips_what_is_not_one(tmp_path):
     write(str(tmp_path / "md.dat"), [(1, "A")] * 5, page=4096)
     write(str(tmp_path / "orders.dat"), [(2, "B")] * 3)
     (tmp_path / "notes.txt").write_text("not a journal, but long enough to have a header of sixty-four bytes " * 2)
+    (tmp_path / "junk.dat").write_text("named like a journal, but long enough to have a header of 64 bytes " * 2)
     with open_many(tmp_path) as m:
         assert [os.path.basename(p) for p in m.journals] == ["md.dat", "orders.dat"]
-        assert len(m.skipped) == 1 and "notes.txt" in m.skipped[0]
+        # a file plainly not a journal is not listed; one named like a journal is skipped, saying why
+        assert len(m.skipped) == 1 and "junk.dat" in m.skipped[0]
         assert m.count() == 8
     with pytest.raises(kftools.NotAJournal):
         open_many([tmp_path / "notes.txt", tmp_path / "md.dat"])  # named explicitly: an error
@@ -202,6 +204,24 @@ def test_cli_cat_several_journals_text_jsonl_csv(tmp_path):
     # one journal: as before, no journal column
     r = run_cli("cat", "-F", "jsonl", tmp_path / "a.dat")
     assert "journal" not in json.loads(r.stdout.splitlines()[0])
+
+
+def test_a_folder_lists_journals_not_the_other_files_in_it(tmp_path):
+    """Notes, exports and scripts beside the journals are not journals; a *.dat that is not one is reported."""
+    write(str(tmp_path / "md.dat"), [(1, "A")] * 200, page=4096)
+    copy_journal(os.path.join(SAMPLES_DIR, "engine.dat"), str(tmp_path))
+    os.rename(tmp_path / "engine.dat", tmp_path / "engine-journal")  # a journal by its header, whatever its name
+    (tmp_path / "notes.txt").write_text("run 42\n")
+    (tmp_path / "out.parquet").write_bytes(b"PAR1" + bytes(range(1, 101)) + b"PAR1")
+    for cmd in ("info", "verify"):
+        r = run_cli(cmd, "--json", tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert [os.path.basename(j["path"]) for j in json.loads(r.stdout)["journals"]] == ["engine-journal", "md.dat"]
+    r = run_cli("archive", tmp_path, "--older-than", "0s")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    (tmp_path / "junk.dat").write_bytes(b"x" * 100)
+    r = run_cli("verify", tmp_path)
+    assert r.returncode == 2 and "junk.dat" in r.stdout and "junk.dat" in r.stderr
 
 
 def test_cli_info_and_verify_on_a_folder(tmp_path):

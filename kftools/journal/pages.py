@@ -22,7 +22,7 @@ from ..errors import KftoolsError, NotAJournal
 from . import yijinjing
 from .format import KFTOOLS, JournalFormat, PageFlag
 from .lock import is_locked
-from .page import ArchivedPage, NotYetWritten, Page, open_page, page_exists
+from .page import ArchivedPage, NotYetWritten, Page, check_header, open_page, page_exists
 from .registry import DEFAULT_REGISTRY, TypeRegistry
 
 Position = tuple[int, int]  # (page index, offset in page)
@@ -276,15 +276,37 @@ def journal_pages(first_page: str | os.PathLike, fmt: JournalFormat = KFTOOLS) -
 
 def journals_in(folder: str) -> list[str]:
     """First pages of the journals in ``folder``, by name: not ``<path>.<n>`` later pages, not hidden files,
-    not the files kftools keeps beside a journal."""
+    not the files kftools keeps beside a journal, and not files that are plainly something else (notes, exports):
+    a ``*.dat`` file is a journal by name (a damaged one is reported, not skipped), any other only if it starts
+    with a journal's magic."""
     out = []
     for name in sorted(os.listdir(folder)):
         p = os.path.join(folder, name)
         stem, _, ext = name.rpartition(".")
         if name.startswith(".") or not os.path.isfile(p) or (ext.isdigit() and stem) or name.endswith(SIDECAR_SUFFIXES):
             continue
-        out.append(p)
+        if name.endswith(".dat") or _has_page_header(p):
+            out.append(p)
     return out
+
+
+def _has_page_header(path: str) -> bool:
+    """Whether ``path`` starts with a first page's header kftools would read (or one being written)."""
+    size = KFTOOLS.page_header.size
+    try:
+        with open(path, "rb") as fh:  # a regular file (checked): opening it cannot block
+            head = fh.read(size)
+    except OSError:
+        return True  # unreadable: the command says why
+    if len(head) < size:
+        return False
+    try:
+        check_header(path, KFTOOLS.page_header.unpack(head), 0)
+    except NotYetWritten:
+        return True  # a journal being created
+    except KftoolsError:
+        return False
+    return True
 
 
 __all__ = ["MAX_OPEN_PAGES", "SIDECAR_SUFFIXES", "PageSet", "Position", "journal_pages", "journals_in",
