@@ -23,6 +23,8 @@ from kftools.cat import cat
 from kftools.info import journal_info
 from kftools.journal.archive import archive, read_archive_info, unarchive
 from kftools.journal.checksums import read_checksums, record_checksums
+from kftools.journal.format import page_path
+from kftools.journal.pages import journal_pages
 from kftools.journal.recovery import verify
 from kftools.journal.registry import DEFAULT_REGISTRY
 
@@ -190,6 +192,32 @@ def test_checksums_catch_damage_inside_a_payload(tmp_path):
     res = run_cli("verify", path)
     assert res.returncode == 3
     assert f"{page}: page 1 offset 64: checksum mismatch" in res.stderr
+
+
+def test_the_last_pages_frames_are_checksummed_and_stay_true_when_a_writer_resumes(tmp_path):
+    """The writer's last page is not sealed: its frames so far are recorded (KFP1) once no writer holds it."""
+    path = str(tmp_path / "j.dat")
+    write_journal(path, 400)
+    last = len(journal_pages(path)) - 1
+    assert last >= 1
+    with kftools.Writer(path) as w:
+        w.write_ticker("AAPL", 1.0)
+        assert record_checksums(path) >= 1 and last not in read_checksums(path)  # a writer holds it: not yet
+    assert record_checksums(path) == 1 and record_checksums(path) == 0  # once per state of the page
+    cursor = read_checksums(path)[last]["write_cursor"]
+    with kftools.Writer(path) as w:  # a writer resumes and appends: the recorded frames are unchanged
+        for _ in range(3):
+            w.write_ticker("MSFT", 2.0)
+    assert run_cli("verify", path).returncode == 0
+    assert record_checksums(path) == 1 and read_checksums(path)[last]["write_cursor"] > cursor
+    page = page_path(path, last)
+    with open(page, "r+b") as fh:  # flip one bit inside a committed frame of the last page
+        fh.seek(64 + 32 + 20)
+        b = fh.read(1)
+        fh.seek(64 + 32 + 20)
+        fh.write(bytes([b[0] ^ 1]))
+    res = run_cli("verify", path)
+    assert res.returncode == 3 and f"{page}: page {last} offset 64: checksum mismatch" in res.stderr
 
 
 def test_damaged_archive_is_named_by_verify(tmp_path):

@@ -5,6 +5,11 @@ so the CRC-32 of each sealed page is appended to ``<journal>.checksums`` (an
 archived page carries its own in the archive header). They are computed off the
 writer's hot path, by ``kftools monitor`` and ``kftools archive``; ``verify``
 checks them and names the page whose bytes changed since it was sealed.
+
+The last page is not sealed: a writer may resume it. Once no writer holds it,
+a *prefix* record (KFP1) covers its frames so far, [64, cursor): committed
+frames never change, so the record stays true when a writer appends more (the
+header, which changes then, is left out), and a later record supersedes it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,16 @@ import time
 
 from ..errors import KftoolsError
 from .archive import crc32_of
-from .format import CHECKSUM_MAGIC, CHECKSUM_RECORD, MAGIC, PageFlag, page_path
+from .format import (
+    CHECKSUM_MAGIC,
+    CHECKSUM_PREFIX_MAGIC,
+    CHECKSUM_RECORD,
+    KFTOOLS,
+    MAGIC,
+    PAGE_HEADER_SIZE,
+    PageFlag,
+    page_path,
+)
 from .page import ArchivedPage, Page, open_page
 from .pages import journal_pages
 
@@ -36,7 +50,7 @@ def read_checksums(journal: str | os.PathLike) -> dict[int, dict]:
     size = CHECKSUM_RECORD.size
     for at in range(0, len(data) - size + 1, size):  # a torn last record (killed mid-append) is ignored
         rec = CHECKSUM_RECORD.unpack(data, at)
-        if rec["magic"] == CHECKSUM_MAGIC:
+        if rec["magic"] in (CHECKSUM_MAGIC, CHECKSUM_PREFIX_MAGIC):
             out[rec["page_index"]] = rec
     return out
 
@@ -47,13 +61,18 @@ def is_final(page: Page, has_successor: bool) -> bool:
 
 
 def record_checksums(journal: str | os.PathLike) -> int:
-    """Append a record for each final page that has none yet; returns how many were recorded."""
+    """Append a record for each final page that has none yet, and a prefix record of the last page when no
+    writer holds it and its frames changed since the last record; returns how many were recorded."""
     journal = os.fspath(journal)
     known = read_checksums(journal)
     pages = journal_pages(journal)
     new = []
+    if pages:
+        last = _prefix_record(journal, len(pages) - 1, known.get(len(pages) - 1))
+        if last is not None:
+            new.append(last)
     for i in range(len(pages) - 1):  # the last page is the writer's
-        if i in known or not os.path.exists(page_path(journal, i)):
+        if (i in known and known[i]["magic"] == CHECKSUM_MAGIC) or not os.path.exists(page_path(journal, i)):
             continue  # recorded already, or archived (the archive holds its own checksum)
         try:
             page = open_page(page_path(journal, i), i)
@@ -77,6 +96,35 @@ def record_checksums(journal: str | os.PathLike) -> int:
     return len(new)
 
 
+def _prefix_record(journal: str, index: int, known: dict | None) -> bytes | None:
+    """A KFP1 record of the last page's frames, if no writer holds the journal and they are not recorded yet."""
+    from .pages import PageSet
+
+    path = page_path(journal, index)
+    if not os.path.exists(path):
+        return None
+    pages = PageSet(journal)
+    try:
+        if pages.fmt is not KFTOOLS or pages.writer_state()[0] == "alive":
+            return None
+        page = open_page(path, index)
+    except (KftoolsError, OSError):
+        return None  # damaged or in the making: verify reports it
+    finally:
+        pages.close()
+    try:
+        cursor = page.cursor
+        if page.header_problem() or cursor <= PAGE_HEADER_SIZE:
+            return None
+        if known is not None and (known["magic"] == CHECKSUM_MAGIC or known["write_cursor"] == cursor):
+            return None  # sealed and recorded, or these frames are recorded already
+        with memoryview(page.mm)[PAGE_HEADER_SIZE:cursor] as frames:
+            crc = crc32_of(frames, cursor - PAGE_HEADER_SIZE)
+        return CHECKSUM_RECORD.struct.pack(CHECKSUM_PREFIX_MAGIC, index, cursor, crc, page.file_size, time.time_ns())
+    finally:
+        page.close()
+
+
 def checksum_problem(page: Page, known: dict[int, dict]) -> str | None:
     """Why this page's bytes are not what was sealed (archive or recorded checksum), or None."""
     if isinstance(page, ArchivedPage):
@@ -86,6 +134,17 @@ def checksum_problem(page: Page, known: dict[int, dict]) -> str | None:
         return None
     rec = known.get(page.index)
     if rec is None:
+        return None
+    if rec["magic"] == CHECKSUM_PREFIX_MAGIC:
+        cursor = rec["write_cursor"]
+        if page.cursor < cursor:
+            return (f"write cursor {page.cursor} is below {cursor} recorded when no writer held the page; "
+                    "committed frames are gone")
+        with memoryview(page.mm)[PAGE_HEADER_SIZE:cursor] as frames:
+            crc = crc32_of(frames, cursor - PAGE_HEADER_SIZE)
+        if crc != rec["crc32"]:
+            return (f"checksum mismatch: frames committed before offset {cursor} changed since they were recorded "
+                    f"(CRC-32 {crc:#010x}, recorded {rec['crc32']:#010x})")
         return None
     if page.cursor != rec["write_cursor"]:
         return (f"write cursor {page.cursor} differs from {rec['write_cursor']} recorded when the page was sealed; "

@@ -249,16 +249,20 @@ READER_SLOT = Layout(
 CHECKSUM_RECORD = Layout(
     "ChecksumRecord",
     [
-        Field("magic", "u32", "`0x3143464B` (\"KFC1\")"),
-        Field("page_index", "u32", "the sealed page"),
+        Field("magic", "u32", "`0x3143464B` (\"KFC1\"): a sealed page; `0x3150464B` (\"KFP1\"): the frames so far "
+                              "of a journal's last page, which a writer may resume"),
+        Field("page_index", "u32", "the page"),
         Field("write_cursor", "u32", "its write cursor when the checksum was taken"),
-        Field("crc32", "u32", "CRC-32 (zlib) of the page's bytes [0, write_cursor)"),
+        Field("crc32", "u32", "CRC-32 (zlib) of the page's bytes [0, write_cursor) (KFC1), or of its frames "
+                              "[64, write_cursor) (KFP1: the header changes when a writer resumes, those frames never)"),
         Field("file_size", "u64", "the page file's size"),
         Field("recorded_time", "i64", "ns since the epoch"),
     ],
-    "32-byte record appended to `<journal>.checksums` for each sealed page; the last record of a page counts.",
+    "32-byte record appended to `<journal>.checksums` for each sealed page, and for the last page once no writer "
+    "holds it; the last record of a page counts.",
 )
 CHECKSUM_MAGIC = 0x3143464B
+CHECKSUM_PREFIX_MAGIC = 0x3150464B
 #: "KFZ1": the kftools header of an archived page ``<page>.zst``
 ARCHIVE_MAGIC = 0x315A464B
 ARCHIVE_HEADER = Layout(
