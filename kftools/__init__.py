@@ -3,6 +3,7 @@
 from .errors import (
     CorruptJournal,
     FrameTooLarge,
+    JournalChanged,
     JournalLocked,
     KftoolsError,
     NotAJournal,
@@ -10,6 +11,7 @@ from .errors import (
     SchemaError,
     StrategyError,
     UnknownType,
+    UnreadablePage,
     UnsupportedVersion,
     UsageError,
 )
@@ -36,9 +38,9 @@ from .journal.format import FillFlag, Liquidity, OrderStatus, RejectReason
 
 __version__ = "0.1.0"
 __all__ = [
-    "CorruptJournal", "Damage", "Frame", "FrameBatch", "FrameTooLarge", "JournalLocked", "KftoolsError", "MergedBatch",
+    "CorruptJournal", "Damage", "Frame", "FrameBatch", "FrameTooLarge", "JournalChanged", "JournalLocked", "KftoolsError", "MergedBatch",
     "MergedReader", "MsgType", "NotAJournal", "OrderType", "OutputError", "Reader", "SchemaError", "Side",
-    "StrategyError", "TypeRegistry", "UnknownType", "UnsupportedVersion", "UsageError", "WaitPolicy", "Writer",
+    "StrategyError", "TypeRegistry", "UnknownType", "UnreadablePage", "UnsupportedVersion", "UsageError", "WaitPolicy", "Writer",
     "load_registry", "open_many", "recover", "register_type", "verify",
     "FillFlag", "Liquidity", "OrderStatus", "RejectReason",
 ]

@@ -23,6 +23,7 @@ import typer
 from .errors import (
     CorruptJournal,
     FrameTooLarge,
+    JournalChanged,
     JournalLocked,
     KftoolsError,
     NotAJournal,
@@ -30,6 +31,7 @@ from .errors import (
     SchemaError,
     StrategyError,
     UnknownType,
+    UnreadablePage,
     UnsupportedVersion,
     UsageError,
 )
@@ -65,6 +67,8 @@ EXIT_CODES: dict[type[KftoolsError], ExitCode] = {
     SchemaError: ExitCode.BAD_INPUT,
     UsageError: ExitCode.BAD_INPUT,
     OutputError: ExitCode.BAD_INPUT,
+    UnreadablePage: ExitCode.BAD_INPUT,  # an error about the file, never damage
+    JournalChanged: ExitCode.FAILED,  # a followed journal was replaced, removed or truncated
     CorruptJournal: ExitCode.DAMAGED,
     JournalLocked: ExitCode.LOCKED,
     FrameTooLarge: ExitCode.FAILED,
@@ -906,6 +910,12 @@ def _click_class(name: str) -> type[Exception]:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; usage errors are one ``kftools: error:`` line and exit 2, like every other error."""
+    from .journal.scan import exit_on_sigbus
+
+    # a page file truncated under a read (`: > j.dat`, copy-truncate rotation) faults every load from its
+    # mapping: one line and an exit code, never a silent death by signal
+    exit_on_sigbus(b"kftools: error: a journal page was truncated while it was being read (SIGBUS); stopped\n",
+                   ExitCode.FAILED)
     usage_error, click_exception = _click_class("UsageError"), _click_class("ClickException")
     try:
         code = app(args=argv, prog_name="kftools", standalone_mode=False)

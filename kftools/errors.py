@@ -40,6 +40,15 @@ class SchemaError(KftoolsError):
     """A schema file or registered dtype is malformed."""
 
 
+class UnreadablePage(NotAJournal):
+    """A page file is there but cannot be read (permission denied, I/O error): an error about
+    the file, never damage, and never a reason to modify the journal."""
+
+
+class JournalChanged(KftoolsError):
+    """A followed journal was replaced, removed or truncated under its reader."""
+
+
 class UsageError(KftoolsError):
     """A bad option value (time, speed, output path...)."""
 

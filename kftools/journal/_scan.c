@@ -7,6 +7,40 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <signal.h>
+#include <unistd.h>
+
+/* exit_on_sigbus(message, code): on SIGBUS (a mapped page file truncated under a reader: every later
+ * load from it faults), write `message` to stderr and _exit(code) instead of dying of the signal.
+ * Only async-signal-safe calls in the handler. */
+static char sigbus_message[1024];
+static size_t sigbus_length;
+static int sigbus_code = 1;
+
+static void on_sigbus(int sig) {
+    (void)sig;
+    ssize_t w = write(2, sigbus_message, sigbus_length);
+    (void)w;
+    _exit(sigbus_code);
+}
+
+static PyObject *exit_on_sigbus(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer msg;
+    int code;
+    if (!PyArg_ParseTuple(args, "y*i", &msg, &code)) return NULL;
+    size_t n = (size_t)msg.len < sizeof sigbus_message ? (size_t)msg.len : sizeof sigbus_message;
+    memcpy(sigbus_message, msg.buf, n);
+    sigbus_length = n;
+    sigbus_code = code;
+    PyBuffer_Release(&msg);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigbus;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGBUS, &sa, NULL) != 0) return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
 
 static inline uint32_t ld_u32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
@@ -119,6 +153,7 @@ static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "Walk the frame chain from start to end, filling int64 offsets."},
     {"gather", gather, METH_VARARGS, "Copy a fixed-width slice at each offset into out."},
     {"gather_var", gather_var, METH_VARARGS, "Concatenate variable-length slices into out."},
+    {"exit_on_sigbus", exit_on_sigbus, METH_VARARGS, "On SIGBUS, print a message and exit with a code."},
     {NULL, NULL, 0, NULL},
 };
 

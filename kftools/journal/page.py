@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import CorruptJournal, KftoolsError, NotAJournal, UnsupportedVersion
+from ..errors import CorruptJournal, KftoolsError, NotAJournal, UnreadablePage, UnsupportedVersion
 from . import yijinjing
 from .format import (
     CURSOR_OFFSET,
@@ -49,6 +49,7 @@ class Page:
 
     __slots__ = (
         "path", "index", "mm", "fd", "file_size", "capacity", "version", "magic", "page_index", "writer_pid", "registry",
+        "identity",
     )
 
     def __init__(self, path: str, index: int, mm: mmap.mmap, fd: int, file_size: int, header: dict):
@@ -63,6 +64,7 @@ class Page:
         self.page_index = header["page_index"]
         self.writer_pid = header["writer_pid"]
         self.registry: TypeRegistry = DEFAULT_REGISTRY  # the reader that opens it sets its own
+        self.identity: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the file mapped; (0, 0): not a file
 
     @property
     def cursor(self) -> int:
@@ -127,6 +129,7 @@ class KungfuPage(Page):
         self.page_index = index
         self.writer_pid = 0
         self.registry = yijinjing.REGISTRY
+        self.identity = (0, 0)
         self._end = self.frame_start
         self._sealed = self._broken = False
         self._scratch = np.empty(4096, dtype=np.int64)
@@ -208,7 +211,8 @@ def open_page(
     A page that was archived is read from its archive (read-only).
     """
     try:
-        fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+        # O_NONBLOCK: a FIFO where a page should be must not block the open; fstat below refuses it
+        fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_NONBLOCK)
     except FileNotFoundError:
         if index and not writable:
             try:
@@ -219,20 +223,23 @@ def open_page(
     except IsADirectoryError:
         raise NotAJournal(f"{path}: is a directory, not a journal") from None
     except PermissionError:
-        raise NotAJournal(f"{path}: permission denied") from None
+        raise UnreadablePage(f"{path}: permission denied") from None
     except OSError as e:
-        raise NotAJournal(f"{path}: cannot open: {e.strerror}") from None
+        raise UnreadablePage(f"{path}: cannot open: {e.strerror}") from None
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             raise NotAJournal(f"{path}: is a directory, not a journal")
         if not stat.S_ISREG(st.st_mode):
-            raise NotAJournal(f"{path}: not a regular file")
+            raise NotAJournal(f"{path}: not a regular file (a FIFO, device or socket is never a page)")
         if st.st_size == 0:
             raise NotYetWritten(f"{path}: empty file, not a journal (no page header)")
         if st.st_size < PAGE_HEADER_SIZE:
             raise NotAJournal(f"{path}: {st.st_size} bytes is too small for a 64-byte page header")
-        head = os.pread(fd, PAGE_HEADER_SIZE, 0)
+        try:
+            head = os.pread(fd, PAGE_HEADER_SIZE, 0)
+        except OSError as e:
+            raise UnreadablePage(f"{path}: cannot read: {e.strerror}") from None
         cls: type[Page] = Page
         if yijinjing.detect(head):
             cls = KungfuPage
@@ -253,7 +260,9 @@ def open_page(
     if not keep_fd:
         os.close(fd)  # the mapping keeps its own reference to the file
         fd = -1
-    return cls(path, index, mm, fd, st.st_size, header)
+    page = cls(path, index, mm, fd, st.st_size, header)
+    page.identity = (st.st_dev, st.st_ino)
+    return page
 
 
 def check_kungfu_header(path: str, header: dict) -> None:

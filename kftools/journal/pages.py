@@ -17,8 +17,9 @@ from __future__ import annotations
 import collections
 import mmap
 import os
+import stat
 
-from ..errors import KftoolsError, NotAJournal
+from ..errors import JournalChanged, KftoolsError, NotAJournal, UnreadablePage
 from . import yijinjing
 from .format import KFTOOLS, JournalFormat, PageFlag
 from .lock import is_locked
@@ -169,6 +170,8 @@ class PageSet:
             return None, None
         try:
             return self.page(index + 1), None
+        except UnreadablePage:
+            raise  # an error about the file, not damage: nothing may be cut because of it
         except NotYetWritten as e:
             # an unwritten page after a sealed one, or before a later page, lost its bytes (power loss)
             if page.sealed or self.exists(index + 2):
@@ -182,6 +185,8 @@ class PageSet:
         last = self.indices()[-1]
         try:
             p = self.page(last)
+        except UnreadablePage:
+            raise
         except KftoolsError as e:
             if last > self.first and (self.page(last - 1).sealed or not isinstance(e, NotYetWritten)):
                 # a sealed page's successor is bad, not in the making: end there so a walk reports it
@@ -189,6 +194,27 @@ class PageSet:
             last -= 1
             p = self.page(last)
         return last, self.page_end(p)[0]  # a bad cursor: as far as a walk reads it
+
+    @staticmethod
+    def check_unchanged(page: Page) -> None:
+        """Raise :class:`JournalChanged` if ``page``'s file was removed, replaced (another file at its path:
+        the journal was deleted and created again) or truncated since it was mapped. Followers call it when
+        idle: they never splice another journal's pages, nor read a truncated mapping (SIGBUS)."""
+        if page.identity == (0, 0):
+            return  # an archived page, decompressed into memory: no file to change under us
+        path = page.path
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise JournalChanged(f"{path}: the journal was removed while being followed") from None
+        except OSError as e:
+            raise UnreadablePage(f"{path}: cannot stat: {e.strerror}") from None
+        if (st.st_dev, st.st_ino) != page.identity:
+            raise JournalChanged(f"{path}: the journal was replaced (a new file at its path) while being followed;"
+                                 " start again to read the new one")
+        if st.st_size < page.file_size:
+            raise JournalChanged(f"{path}: the page was truncated from {page.file_size:,} to {st.st_size:,} bytes"
+                                 " while being followed")
 
     def committed_bytes(self, until: Position | None = None) -> int:
         """Frame bytes committed up to ``until`` (default: now), for progress totals."""
@@ -256,11 +282,34 @@ def kungfu_journal(path: str) -> yijinjing.KungfuJournal | None:
     if yijinjing.parse_page_name(path) is None:
         return None
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(yijinjing.PAGE_HEADER.size)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never block on a FIFO
     except OSError:
         return None  # open_page says what is wrong with it
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        head = os.pread(fd, yijinjing.PAGE_HEADER.size, 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     return yijinjing.find_journals(path)[0] if yijinjing.detect(head) else None
+
+
+def stale_pages(first_page: str | os.PathLike, fmt: JournalFormat = KFTOOLS) -> list[str]:
+    """Files (or archives) named as later pages of ``first_page`` (page 1 on), in page order: beside a
+    journal that does not exist yet, they are another journal's pages, never to be adopted."""
+    first = os.fspath(first_page)
+    try:
+        names = os.listdir(os.path.dirname(first) or ".")
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        n = fmt.page_number(first, name.removesuffix(".zst"))
+        if n is not None and n > fmt.first_page:
+            found.append((n, os.path.join(os.path.dirname(first), name)))
+    return [p for _n, p in sorted(found)]
 
 
 def journal_pages(first_page: str | os.PathLike, fmt: JournalFormat = KFTOOLS) -> list[str]:
@@ -310,4 +359,4 @@ def _has_page_header(path: str) -> bool:
 
 
 __all__ = ["MAX_OPEN_PAGES", "SIDECAR_SUFFIXES", "PageSet", "Position", "journal_pages", "journals_in",
-           "kungfu_journal"]
+           "kungfu_journal", "stale_pages"]

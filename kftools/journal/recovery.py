@@ -190,6 +190,17 @@ def _dropped(r: Reader, damage: Damage | None, npages: int) -> tuple[int, int]:
     return nbytes, frames
 
 
+def _pages_past_gaps(r: Reader, last_kept: int) -> set[int]:
+    """Page numbers above ``last_kept`` whose files exist, past a missing page too (a gap is damage:
+    what follows it goes aside with the rest, or a writer would meet it again)."""
+    out: set[int] = set()
+    nxt = r.pages.later_page(last_kept)
+    while nxt is not None:
+        out.add(nxt)
+        nxt = r.pages.later_page(nxt)
+    return out
+
+
 def _write_page_prefix(src: Page, fd: int, cursor: int, index: int, last: bool) -> None:
     os.fchmod(fd, 0o644)  # a journal page, like the writer's (the temporary was made 0600)
     with os.fdopen(fd, "wb") as fh:
@@ -224,7 +235,8 @@ def _cut_in_place(path, r, damage, keep_pages, last_end, frames, npages) -> Reco
         finally:
             page.close()
         dropped = 0
-        for i in range(keep_pages, npages):
+        later = sorted(set(range(keep_pages, npages)) | _pages_past_gaps(r, keep_pages - 1))
+        for i in later:
             p = page_path(path, i)
             moved = False
             for f in (p, archive_path(p)):

@@ -104,3 +104,15 @@ try:
 except ImportError:  # pragma: no cover - the extension is built by pip install
     scan, gather, gather_var = IMPLEMENTATIONS["python"]
     NATIVE = False
+
+
+def exit_on_sigbus(message: bytes, code: int) -> bool:
+    """From now on, a SIGBUS (a mapped page truncated under this process) prints ``message`` and exits
+    with ``code`` instead of killing the process silently. For programs (the CLI), not libraries.
+
+    False when the C extension is not built (the signal then kills the process as before).
+    """
+    if not NATIVE:
+        return False
+    _scan.exit_on_sigbus(message, code)
+    return True

@@ -318,6 +318,7 @@ class Walk:
             return
         idle_since = time.monotonic()
         caught_up = False
+        idle = 0
         while True:
             cur = page.cursor
             if cur > off:
@@ -352,7 +353,9 @@ class Walk:
                     return
                 index, off, page = index + 1, nxt.frame_start, nxt
                 continue
-            policy.pause()
+            idle += 1
+            if policy.pause() or not idle & 1023:
+                pages.check_unchanged(page)
 
     def follow_frames(self, position: Position, policy: WaitPolicy, stop: Stop = None,
                       idle_timeout: float | None = None, slot: PositionSlot | None = None) -> Iterator[Frame]:
@@ -488,6 +491,7 @@ class _LiveRefill:
             return False
         if self.idle_timeout is not None and time.monotonic() - self.idle_since > self.idle_timeout:
             return False
+        walk.pages.check_unchanged(page)
         if page.sealed or walk.pages.exists(self.index + 1):
             if page.cursor > off:
                 return True  # the last frames of this page arrived meanwhile

@@ -36,9 +36,9 @@ from .format import (
 from .layout import BYTE_ORDER
 from .lock import try_lock
 from .page import U32, NotYetWritten, open_page
-from .pages import journal_pages
+from .pages import PageSet, journal_pages, stale_pages
 from .registry import DEFAULT_REGISTRY, TypeRegistry
-from .walk import validate_page
+from .walk import Damage, Walk
 
 
 def _forget_checksums(path: str) -> None:
@@ -124,14 +124,21 @@ class Writer:
 
     # -- opening ---------------------------------------------------------------
     def _open(self, page_size: int | None) -> None:
-        created = not os.path.exists(self.path)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        created = not os.path.lexists(self.path)
+        if created:
+            _refuse_stale_pages(self.path)
+        # O_NONBLOCK: a FIFO at the path must not block the open; it is refused below
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o644)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OutputError(f"{self.path}: not a regular file (a FIFO, device or socket is never a journal)")
             if not _lock_with_retry(fd):
                 pid = _read_pid(self.path)
                 who = f"pid {pid}" if pid else "another process"
                 raise JournalLocked(f"{self.path}: journal is locked by a writer ({who})")
             if os.fstat(fd).st_size == 0 or _header_unfinished(fd, self.path):
+                if not created:
+                    _refuse_stale_pages(self.path)
                 self.page_size = page_size or DEFAULT_PAGE_SIZE
                 _forget_checksums(self.path)  # records of an earlier journal of this name would not match
                 try:
@@ -147,12 +154,12 @@ class Writer:
         try:
             index = len(journal_pages(self.path)) - 1
             _remove_own_next_page(self.path, index + 1)  # a page a killed writer was still preparing
-            page = open_page(page_path(self.path, index), index, writable=True)
-            # validate the tail before appending: never write after damage
-            damage = validate_page(page, self.registry)
+            # never append to a journal verify does not call clean: the whole walk, not just the tail
+            # (a sealed last page whose successors vanished, a gap, a foreign or damaged page)
+            damage = _damage(self.path, self.registry)
             if damage is not None:
-                page.close()
                 raise CorruptJournal(f"{damage}; run `kftools recover` before writing to it")
+            page = open_page(page_path(self.path, index), index, writable=True)
             self.page_size = page_size or page.capacity
             self._adopt(page)
         except BaseException:
@@ -497,6 +504,28 @@ def _lock_with_retry(fd: int) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+def _refuse_stale_pages(path: str) -> None:
+    """A new journal never inherits pages it did not write (left from an earlier run or another journal)."""
+    stale = stale_pages(path)
+    if stale:
+        raise OutputError(
+            f"{path}: {stale[0]} is there, a page of another journal (left from an earlier run?); a new journal"
+            " never adopts pages it did not write: remove it or choose another name"
+        )
+
+
+def _damage(path: str, registry: TypeRegistry) -> Damage | None:
+    """Where the journal at ``path`` stops being valid (the one walk, as verify reads it), or None."""
+    pages = PageSet(path, registry=registry)
+    try:
+        walk = Walk(pages)
+        for _batch in walk.snapshot(batch_size=1 << 20):
+            pass
+        return walk.damage
+    finally:
+        pages.close()
 
 
 def _header_unfinished(fd: int, path: str) -> bool:
