@@ -121,7 +121,8 @@ EXAMPLES = {
     "verify": "kftools verify runtime/ && echo clean",
     "recover": "kftools recover feed.dat -o salvaged.dat",
     "simulate": "kftools simulate feed.dat --rate 5000 --duration 10",
-    "export": "kftools export feed.dat feed.parquet -t Ticker --start +1m",
+    "export": "kftools export feed.dat feed.parquet -t Ticker --start +1m   (a dataset, incremental: kftools export "
+              "runtime/ s3://bucket/kf)",
     "import": "kftools import feed.parquet copy.dat",
     "replay": "kftools replay feed.dat --speed 10 -o fast.dat   (backtest: --max --strategy s.py --fill-model queue)",
     "tail": "kftools tail feed.dat -s AAPL,MSFT --tz local   (several: kftools tail md.dat orders.dat)",
@@ -503,10 +504,12 @@ def simulate_cmd(
 # -- export commands (issue 3) -----------------------------------------------------
 @command(name="export")
 def export_cmd(
-    journal: Annotated[Path, typer.Argument(help="A journal (first page), or a folder of journals for a dataset.",
-                                            show_default=False)],
-    out: Annotated[Path, typer.Argument(help="Output .parquet file (a folder with --split or for a folder of journals).",
-                                        show_default=False)],
+    journals: Annotated[list[Path], typer.Argument(
+        help="A journal (first page); several journals or a folder of them make a dataset (or one file merged by "
+             "gen_time when OUT ends in .parquet).", show_default=False, metavar="JOURNAL...")],
+    out: Annotated[str, typer.Argument(
+        help="Output .parquet file (- for standard output); a folder with --split; for a dataset a folder, "
+             "s3://bucket/prefix or gs://bucket/prefix.", show_default=False, metavar="OUT")],
     type_: TypeOpt = None,
     symbol: SymbolOpt = None,
     start: StartOpt = None,
@@ -518,16 +521,21 @@ def export_cmd(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
     name: NameOpt = None,
+    timestamps: Annotated[str | None, typer.Option(
+        "--timestamps", metavar="us|ns",
+        help="gen_time/trigger_time as timestamp[us] (Spark reads it) beside exact int64 gen_time_ns/trigger_time_ns, "
+             "or as exact timestamp[ns]. Default: us for a dataset, ns for a file.", show_default=False)] = None,
     schema: SchemaOpt = None,
 ) -> None:
-    """Export frames to Parquet (typed columns, lossless); a folder of journals to a hive-partitioned dataset."""
+    """Export frames to Parquet (typed columns, lossless); several journals or a folder to a hive-partitioned
+    dataset (exporting again adds only what is new)."""
     stop = stop_on_signals() if follow else None  # before the imports: a signal during them still stops cleanly
     from .export import export
 
     with export_progress_bar(quiet, follow) as (on_total, on_progress):
-        res = export(str(journal), str(out), registry=registry_for(schema), types=type_, symbols=symbol, start=start,
+        res = export([str(j) for j in journals], out, registry=registry_for(schema), types=type_, symbols=symbol, start=start,
                      end=end, compression=compression, row_group_size=row_group_size, split=split, follow=follow,
-                     stop=stop, force=force, progress=on_progress, total=on_total, name=name)
+                     stop=stop, force=force, progress=on_progress, total=on_total, name=name, timestamps=timestamps)
     if not quiet:
         typer.echo(f"wrote {res.rows:,} rows to {res.out}" + (f" ({res.files} files)" if res.files > 1 else ""),
                    err=True)

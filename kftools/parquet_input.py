@@ -27,6 +27,8 @@ REQUIRED_COLUMNS = {
 }
 #: columns that may never hold a null
 NOT_NULL = ("msg_type", "length", "gen_time")
+#: exact times beside microsecond timestamps (``export --timestamps us``); import reads them when present
+EXACT_COLUMNS = {"gen_time_ns": pa.types.is_integer, "trigger_time_ns": pa.types.is_integer}
 
 
 def id_column(meta: dict) -> str:
@@ -69,7 +71,8 @@ def parse_metadata(path: str, raw: bytes) -> dict:
 
 def check_schema(path: str, schema: pa.Schema, meta: dict) -> None:
     """Raise if a column import needs is missing or of a type export never writes."""
-    for name, ok in REQUIRED_COLUMNS.items():
+    exact = schema.get_field_index("gen_time_ns") >= 0
+    for name, ok in [*REQUIRED_COLUMNS.items(), *(EXACT_COLUMNS.items() if exact else ())]:
         name = id_column(meta) if name == "msg_type" else name
         i = schema.get_field_index(name)
         if i < 0:
@@ -83,7 +86,8 @@ def check_schema(path: str, schema: pa.Schema, meta: dict) -> None:
 
 def check_rows(path: str, rb: pa.RecordBatch, first_row: int, meta: dict) -> None:
     """Raise if a row cannot be a frame: a null where every frame has a value, or a length out of range."""
-    for name in NOT_NULL:
+    exact = ("gen_time_ns",) if rb.schema.get_field_index("gen_time_ns") >= 0 else ()
+    for name in (*NOT_NULL, *exact):
         name = id_column(meta) if name == "msg_type" else name
         c = rb.column(rb.schema.get_field_index(name))
         if c.null_count:

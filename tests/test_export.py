@@ -254,7 +254,8 @@ def test_dataset_duckdb_and_pandas(tmp_path):
     r = run_cli("export", day, out)
     assert r.returncode == 0, r.stderr
     assert "notes.txt" not in r.stderr  # plainly not a journal: not one of the folder's journals
-    dates = listing(out)
+    assert "_kftools_export.json" in listing(out)  # the manifest an incremental export continues from
+    dates = [d for d in listing(out) if d.startswith("date=")]
     assert dates == ["date=2025-11-27", "date=2025-11-28", "date=2025-11-29", "date=2025-11-30"]
     assert listing(out / dates[1]) == ["type=Ticker", "type=Trade"]
     # the same aggregate from the journals themselves

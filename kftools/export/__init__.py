@@ -19,16 +19,17 @@ from collections.abc import Callable
 
 from ..errors import UsageError
 from ..journal import yijinjing
+from ..journal.merge import journals_in
 from ..journal.registry import TypeRegistry
-from .columns import EXPORT_FORMAT, META_KEY, Columns, schema_table
-from .dataset import export_dataset, journals_in
-from .files import export_journal
+from .columns import EXPORT_FORMAT, META_KEY, TIMESTAMPS, Columns, schema_table
+from .dataset import MANIFEST, export_dataset, is_remote
+from .files import export_journal, export_journals
 from .importer import ImportResult, import_parquet
 from .stream import COMPRESSIONS, DEFAULT_ROW_GROUP, ExportResult, Progress, check_compression
 
 
 def export(
-    journal: str,
+    journal: str | os.PathLike | list[str | os.PathLike],
     out: str,
     *,
     registry: TypeRegistry,
@@ -45,33 +46,55 @@ def export(
     progress: Progress | None = None,
     total: Callable[[int], None] | None = None,
     name: str | None = None,
+    timestamps: str | None = None,
 ) -> ExportResult:
     """Export a journal to ``out`` (a Parquet file, or with ``split`` a folder of one file per type).
 
-    A folder of journals exports to a hive-partitioned dataset (``date=/type=``).
+    Several journals, or a folder of them, export to a hive-partitioned dataset
+    (``date=/type=``, incremental: see :mod:`.dataset`) in a folder, ``s3://`` or
+    ``gs://``; or, when ``out`` ends in ``.parquet`` (or is ``-``), to one file
+    merged by ``gen_time`` with a ``journal`` column. ``timestamps`` (see
+    :data:`TIMESTAMPS`): "us" by default for a dataset (what Spark reads, exact
+    times in ``*_ns`` columns), "ns" for a file.
     ``follow`` keeps exporting new frames until ``stop`` fires; otherwise the
     frames committed when the export started are exported. The output appears
     (renamed from a temporary name) only when complete. ``total(bytes)`` is
     called once with the bytes to export, ``progress(rows, bytes)`` as they go.
     """
-    journal, out = os.fspath(journal), os.fspath(out)
+    sources = [os.fspath(journal)] if isinstance(journal, str | os.PathLike) else [os.fspath(j) for j in journal]
+    out = os.fspath(out)
     compression = check_compression(compression)
     if row_group_size < 1:
         raise UsageError("--row-group-size must be >= 1")
     if name is not None and not follow:
         raise UsageError("--name needs --follow (it publishes a follower's position)")
-    if os.path.isdir(journal) and len(yijinjing.find_journals(journal)) != 1:
+    if timestamps is not None and timestamps not in TIMESTAMPS:
+        raise UsageError(f"unknown --timestamps {timestamps!r} ({', '.join(TIMESTAMPS)})")
+    if not sources:
+        raise UsageError("no journal given")
+    # a folder holding exactly one Kungfu journal is that journal
+    one = len(sources) == 1 and not (os.path.isdir(sources[0]) and len(yijinjing.find_journals(sources[0])) != 1)
+    if not one or is_remote(out):
         if follow:
-            raise UsageError("--follow takes one journal, not a folder")
-        return export_dataset(journal, out, registry=registry, types=types, symbols=symbols, start=start, end=end,
+            raise UsageError("--follow takes one journal and a local file")
+        if split:
+            raise UsageError("--split is for one journal (a dataset is already split by type)")
+        if out == "-" or (out.endswith(".parquet") and not is_remote(out)):
+            return export_journals(sources, out, registry=registry, types=types, symbols=symbols, start=start,
+                                   end=end, compression=compression, row_group_size=row_group_size, force=force,
+                                   progress=progress, total=total, timestamps=timestamps or "ns")
+        return export_dataset(sources, out, registry=registry, types=types, symbols=symbols, start=start, end=end,
                               compression=compression, row_group_size=row_group_size, force=force,
-                              progress=progress, total=total)
+                              progress=progress, total=total, timestamps=timestamps or "us")
+    journal = sources[0]
     return export_journal(journal, out, registry=registry, types=types, symbols=symbols, start=start, end=end,
                           compression=compression, row_group_size=row_group_size, split=split, follow=follow,
-                          stop=stop, force=force, progress=progress, total=total, name=name)
+                          stop=stop, force=force, progress=progress, total=total, name=name,
+                          timestamps=timestamps or "ns")
 
 
 __all__ = [
-    "COMPRESSIONS", "DEFAULT_ROW_GROUP", "EXPORT_FORMAT", "META_KEY", "Columns", "ExportResult", "ImportResult",
-    "Progress", "export", "export_dataset", "export_journal", "import_parquet", "journals_in", "schema_table",
+    "COMPRESSIONS", "DEFAULT_ROW_GROUP", "EXPORT_FORMAT", "MANIFEST", "META_KEY", "TIMESTAMPS", "Columns",
+    "ExportResult", "ImportResult", "Progress", "export", "export_dataset", "export_journal", "export_journals",
+    "import_parquet", "journals_in", "schema_table",
 ]

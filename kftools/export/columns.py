@@ -32,6 +32,10 @@ _SCALAR_ARROW = {
     "i32": pa.int32(), "i64": pa.int64(), "f32": pa.float32(), "f64": pa.float64(),
 }
 _TS = pa.timestamp("ns", tz="UTC")
+_TS_US = pa.timestamp("us", tz="UTC")
+#: how ``gen_time`` / ``trigger_time`` are stored: "ns" timestamps (exact; pyarrow, pandas, DuckDB, Polars), or
+#: "us" timestamps (what Spark reads) beside the exact int64 ``gen_time_ns`` / ``trigger_time_ns`` import uses
+TIMESTAMPS = ("ns", "us")
 _DICT_STR = pa.dictionary(pa.int32(), pa.string())
 #: text fields with few distinct values, stored dictionary-encoded
 _DICT_FIELDS = frozenset({"symbol"})
@@ -40,8 +44,11 @@ _MEMO_LIMIT = 100_000
 
 # header columns: (name, arrow type, meaning). Frame header fields come from FRAME_HEADER.
 _HEADER_DOCS = {
-    "gen_time": "frame header `gen_time`, ns since the epoch, UTC",
-    "trigger_time": "frame header `trigger_time`; null when unset (0)",
+    "gen_time": "frame header `gen_time`, ns since the epoch, UTC (with `--timestamps us`, a dataset's default: "
+                "µs, rounded down; exact in `gen_time_ns`)",
+    "trigger_time": "frame header `trigger_time`; null when unset (0) (`--timestamps us`: µs, rounded down)",
+    "gen_time_ns": "`--timestamps us` only: frame header `gen_time` exactly, int64 ns since the epoch",
+    "trigger_time_ns": "`--timestamps us` only: frame header `trigger_time` exactly, int64 ns; null when unset",
     "type": "the type's name (`type<N>` when no schema names it; in a dataset, the `type=` folder)",
     "msg_type": "frame header `msg_type` (the number)",
     "source": "frame header `source`",
@@ -49,7 +56,8 @@ _HEADER_DOCS = {
     "length": "frame header `length`: payload bytes, padding included",
     "page": "index of the page the frame was in",
     "offset": "offset of the frame in its page",
-    "journal": "file name of the journal (datasets only)",
+    "journal": "the journal the frame is from: its file name (a Kungfu journal: its location); datasets and "
+               "exports of several journals only",
 }
 
 
@@ -66,19 +74,26 @@ class _Col:
 class Columns:
     """The Arrow schema for a registry's types, and the conversion of frame batches to it."""
 
-    def __init__(self, registry: TypeRegistry, types: Iterable[MessageType] | None = None, journal: bool = False):
+    def __init__(self, registry: TypeRegistry, types: Iterable[MessageType] | None = None, journal: bool = False,
+                 *, timestamps: str = "ns", type_column: bool = True):
+        """``journal``: add the ``journal`` column; ``type_column=False``: leave out ``type`` (a dataset's
+        ``type=`` folders hold it); ``timestamps``: one of :data:`TIMESTAMPS`."""
         self.registry = registry
         self.types = list(types) if types is not None else registry.types()
         self.journal = journal
+        self.timestamps = timestamps
+        ts = _TS if timestamps == "ns" else _TS_US
+        exact = [("gen_time_ns", pa.int64()), ("trigger_time_ns", pa.int64())] if timestamps == "us" else []
         header = [
-            ("gen_time", _TS), ("trigger_time", _TS), ("type", _DICT_STR), ("msg_type", pa.uint32()),
+            ("gen_time", ts), ("trigger_time", ts), *exact, ("type", _DICT_STR), ("msg_type", pa.uint32()),
             ("source", pa.uint32()), ("dest", pa.uint32()), ("length", pa.uint32()),
             ("page", pa.uint32()), ("offset", pa.uint32()),
         ]
-        if journal:
+        if not type_column:
             # a dataset's files sit in type=<Name>/ folders: the folder is the type column (a column of the same
             # name in the files would clash with it in pyarrow and pandas)
             header = [h for h in header if h[0] != "type"]
+        if journal:
             header.append(("journal", _DICT_STR))
         self._header_names = [n for n, _ in header]
         taken = {n for n, _ in header} | {"payload"}
@@ -109,7 +124,7 @@ class Columns:
         self._memo: dict[str, tuple[dict, list]] = {}
         self._dict_cache: dict[str, pa.Array] = {}
         self.schema = pa.schema(
-            [pa.field(n, t, nullable=n not in ("gen_time", "type", "msg_type", "length"))
+            [pa.field(n, t, nullable=n not in ("gen_time", "gen_time_ns", "type", "msg_type", "length"))
              for n, t in header]
             + [pa.field(c.name, c.arrow) for c in self.fields]
             + [pa.field("payload", pa.binary())]
@@ -143,6 +158,20 @@ class Columns:
     def empty(self) -> pa.Table:
         return self.schema.empty_table()
 
+    def _times(self, gen: np.ndarray, trig: np.ndarray) -> list[pa.Array]:
+        """gen_time and trigger_time (and with "us" timestamps their exact ``*_ns`` columns)."""
+        n = len(gen)
+        unset = trig == 0
+        # 0 is "not set" (writers default to it): null, not 1970-01-01
+        valid = _bitmap(~unset) if unset.any() else None
+        if self.timestamps == "ns":
+            return [pa.array(gen, type=_TS), pa.Array.from_buffers(_TS, n, [valid, pa.py_buffer(trig)])]
+        # floor division: a time before the epoch still lands in its own microsecond
+        return [pa.array(gen // 1000, type=_TS_US),
+                pa.Array.from_buffers(_TS_US, n, [valid, pa.py_buffer(trig // 1000)]),
+                pa.array(gen, type=pa.int64()),
+                pa.Array.from_buffers(pa.int64(), n, [valid, pa.py_buffer(trig.astype(np.int64, copy=False))])]
+
     def convert(self, batch: FrameBatch, journal: str | None = None) -> pa.RecordBatch:
         """One batch of frames (one page) as an Arrow record batch of this schema, vectorized."""
         h = batch.headers
@@ -158,14 +187,7 @@ class Columns:
             inverse = lut[ids]
         else:
             present, inverse = np.unique(ids, return_inverse=True)
-        trig = np.ascontiguousarray(h["trigger_time"])
-        unset = trig == 0
-        arrays: list[pa.Array] = [
-            pa.array(np.ascontiguousarray(h["gen_time"]), type=_TS),
-            # 0 is "not set" (writers default to it): null, not 1970-01-01
-            pa.Array.from_buffers(_TS, n, [_bitmap(~unset), pa.py_buffer(trig)]) if unset.any()
-            else pa.array(trig, type=_TS),
-        ]
+        arrays = self._times(np.ascontiguousarray(h["gen_time"]), np.ascontiguousarray(h["trigger_time"]))
         if "type" in self._header_names:
             arrays.append(self._type_names(present, inverse))
         arrays += [
@@ -393,7 +415,9 @@ def schema_table(registry: TypeRegistry | None = None) -> str:
     rows = ["| column | Arrow type | from |", "|---|---|---|"]
     fields = list(cols.schema)
     at = [f.name for f in fields].index("offset") + 1
-    fields.insert(at, pa.field("journal", _DICT_STR))  # datasets only
+    fields.insert(at, pa.field("journal", _DICT_STR))  # datasets and several journals only
+    at = [f.name for f in fields].index("trigger_time") + 1
+    fields[at:at] = [pa.field("gen_time_ns", pa.int64()), pa.field("trigger_time_ns", pa.int64())]  # timestamps us
     for f in fields:
         if f.name in _HEADER_DOCS:
             doc = _HEADER_DOCS[f.name]

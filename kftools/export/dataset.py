@@ -1,20 +1,35 @@
-"""Export a folder of journals to one hive-partitioned dataset (``date=YYYY-MM-DD/type=Name/``)."""
+"""Export journals to one hive-partitioned dataset (``date=YYYY-MM-DD/type=Name/``), in a local folder or in
+object storage (``s3://``, ``gs://``, through pyarrow's filesystems), incrementally.
+
+Layout: ``OUT/date=YYYY-MM-DD/type=Name/part-<run>.parquet`` and ``OUT/_kftools_export.json`` (the manifest:
+how far each journal was exported, and which files the dataset holds). Exporting the same journals to the same
+dataset again adds only the frames committed since, as a new ``part-<run>.parquet`` in each partition it
+touches; nothing is rewritten. A run writes its files in a private temporary folder (beside the dataset, or a
+local one for object storage) and moves each into the dataset only once every file is complete, then replaces
+the manifest. An interrupted run leaves nothing visible, except when interrupted while moving: then the next
+run first removes the files the manifest does not list, so no frame is ever counted twice.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import stat
+import tempfile
+import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from ..errors import NotAJournal
-from ..journal import yijinjing
-from ..journal.pages import journals_in
+from ..errors import NotAJournal, OutputError, UsageError
+from ..journal.merge import expand_journals
 from ..journal.reader import FrameBatch, Reader
 from ..journal.registry import TypeRegistry
 from ..outputs import check_output, create_temporary_folder
-from .columns import Columns
+from .columns import TIMESTAMPS, Columns
 from .sink import ParquetSink
 from .stream import (
     DEFAULT_ROW_GROUP,
@@ -24,96 +39,301 @@ from .stream import (
     crashed,
     file_name,
     journal_bytes,
-    page_meta,
     pump,
     remove_output,
 )
 
 _DAY_NS = 86_400 * 10**9
+MANIFEST = "_kftools_export.json"
+MANIFEST_FORMAT = 1
+#: the files of ours in a dataset (what an interrupted run may leave, what ``--force`` removes)
+_PART = re.compile(r"^date=[0-9-]+/type=[^/]+/part-[^/]+\.parquet$")
+
+
+def is_remote(out: str) -> bool:
+    """Whether ``out`` names object storage (``s3://``, ``gs://``...) rather than a local folder."""
+    return re.match(r"^[a-z][a-z0-9+.-]*://", out) is not None
+
+
+def _filesystem(out: str):
+    """(pyarrow filesystem, path in it) of an object-storage URI; credentials come from the environment."""
+    from pyarrow import fs
+
+    try:
+        if out.startswith("s3://"):
+            # an S3-compatible server (AWS_ENDPOINT_URL): newer Arrow reads the variable itself, older does not
+            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+            kw: dict = {}
+            if endpoint:
+                scheme, sep, host = endpoint.partition("://")
+                kw = {"endpoint_override": host.rstrip("/"), "scheme": scheme} if sep else {"endpoint_override": endpoint}
+            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            if region:
+                kw["region"] = region
+            return fs.S3FileSystem(**kw), out[len("s3://"):].rstrip("/")
+        if out.startswith(("gs://", "gcs://")):
+            filesystem, path = fs.FileSystem.from_uri(out)
+            return filesystem, path.rstrip("/")
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds; the user needs the one line
+        raise OutputError(f"{out}: cannot open this location ({_first_line(e)})") from None
+    raise UsageError(f"{out}: unknown location (a folder, s3://bucket/prefix or gs://bucket/prefix)")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+class _Target:
+    """Where the dataset lives: a local folder, or a prefix in object storage."""
+
+    def __init__(self, out: str):
+        self.out = out
+        self.remote = is_remote(out)
+        self.fs: Any = None
+        self.root: str = out
+        if self.remote:
+            self.fs, self.root = _filesystem(out)
+
+    def _join(self, rel: str) -> str:
+        return f"{self.root}/{rel}" if self.remote else os.path.join(self.root, *rel.split("/"))
+
+    def files(self) -> list[str]:
+        """Paths (relative, with /) of the files in the dataset."""
+        if self.remote:
+            from pyarrow import fs
+
+            try:
+                infos = self.fs.get_file_info(fs.FileSelector(self.root, recursive=True, allow_not_found=True))
+            except OSError as e:
+                raise OutputError(f"{self.out}: cannot list it ({_first_line(e)})") from None
+            return sorted(i.path[len(self.root) + 1:] for i in infos if i.type == fs.FileType.File)
+        if not os.path.isdir(self.root):
+            return []
+        out = []
+        for d, _dirs, names in os.walk(self.root):
+            out += [os.path.relpath(os.path.join(d, n), self.root).replace(os.sep, "/") for n in names]
+        return sorted(out)
+
+    def read_manifest(self) -> dict | None:
+        try:
+            if self.remote:
+                with self.fs.open_input_stream(self._join(MANIFEST)) as f:
+                    raw = f.read()
+            else:
+                with open(self._join(MANIFEST), "rb") as f:
+                    raw = f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise OutputError(f"{self.out}: cannot read {MANIFEST} ({_first_line(e)})") from None
+        try:
+            m = json.loads(raw)
+        except ValueError:
+            raise OutputError(f"{self.out}: {MANIFEST} is not JSON (not a kftools dataset, or damaged)") from None
+        if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT or not isinstance(m.get("journals"), dict):
+            raise OutputError(f"{self.out}: {MANIFEST} is not a kftools manifest of format {MANIFEST_FORMAT}")
+        return m
+
+    def remove(self, rel: str) -> None:
+        try:
+            if self.remote:
+                self.fs.delete_file(self._join(rel))
+            else:
+                os.unlink(self._join(rel))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise OutputError(f"{self.out}: cannot remove {rel} ({_first_line(e)})") from None
+
+    def put(self, local: str, rel: str) -> None:
+        """Move a finished local file into the dataset whole (a rename, or one object upload)."""
+        dest = self._join(rel)
+        try:
+            if self.remote:
+                from pyarrow import fs
+
+                fs.copy_files(local, dest, destination_filesystem=self.fs)
+            else:
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                os.rename(local, dest)
+        except OSError as e:
+            raise OutputError(f"{self.out}: cannot write {rel} ({_first_line(e)})") from None
+
+    def write_manifest(self, manifest: dict, scratch: str) -> None:
+        data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        tmp = os.path.join(scratch, MANIFEST)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if self.remote:
+            self.put(tmp, MANIFEST)  # an object appears whole
+        else:
+            os.replace(tmp, self._join(MANIFEST))
+
+
+def _first_frame(reader: Reader) -> str | None:
+    """The first frame's header (hex): tells whether a journal is the one exported before under its name."""
+    for b in reader.batches(1):
+        return b.headers[:1].tobytes().hex()
+    return None
+
+
+def _check_local(out: str, force: bool, fresh: bool) -> None:
+    if fresh:
+        check_output(out, force=force, folder=True)
+        return
+    st = os.lstat(out)
+    if stat.S_ISLNK(st.st_mode):
+        raise OutputError(f"{out}: is a symbolic link; kftools never writes through links (give the real path)")
+    if not os.access(out, os.W_OK):
+        raise OutputError(f"{out}: folder is not writable")
 
 
 def export_dataset(
-    folder: str, out: str, *, registry: TypeRegistry, types=None, symbols=None, start=None, end=None,
+    sources: str | list[str], out: str, *, registry: TypeRegistry, types=None, symbols=None, start=None, end=None,
     compression: str = "zstd", row_group_size: int = DEFAULT_ROW_GROUP, force: bool = False,
-    progress: Progress | None = None, total: Callable[[int], None] | None = None,
+    progress: Progress | None = None, total: Callable[[int], None] | None = None, timestamps: str = "us",
 ) -> ExportResult:
-    """Export every journal in ``folder`` to a hive-partitioned dataset ``out/date=YYYY-MM-DD/type=Name/``.
+    """Export journals (a folder, or a list of journals and folders) to the hive-partitioned dataset ``out``
+    (a folder, ``s3://bucket/prefix`` or ``gs://bucket/prefix``); when ``out`` is already a kftools dataset,
+    add only what is new since.
 
-    Every file has the same schema (all types' columns, and ``journal``), so
-    DuckDB, Polars, pandas and Spark read the folder as one table.
+    Every file has the same schema (every type's columns, and ``journal``), so
+    DuckDB, Polars, pandas and Spark read the folder as one table. ``timestamps``:
+    see :data:`~kftools.export.columns.TIMESTAMPS` (Spark needs "us"). ``force``
+    replaces the dataset instead of adding to it.
     """
     from ..selection import Selection
 
-    check_output(out, force=force, folder=True)
-    # a Kungfu KF_HOME or runtime folder: every journal under it, each shown by its location
-    paths = [j.first_page for j in yijinjing.find_journals(folder)] or journals_in(folder)
-    if not paths:
-        raise NotAJournal(f"{folder}: no journal in this folder")
-    readers = []
-    skipped = []
+    if timestamps not in TIMESTAMPS:
+        raise UsageError(f"unknown --timestamps {timestamps!r} ({', '.join(TIMESTAMPS)})")
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    target = _Target(out)
+    manifest = None if force else target.read_manifest()
+    existing = target.files()
+    selection = json.loads(json.dumps({"types": types, "symbols": symbols, "start": start, "end": end,
+                                       "timestamps": timestamps}))
+    if force:
+        if target.remote and any(rel != MANIFEST and not _PART.match(rel) for rel in existing):
+            raise OutputError(f"{out}: holds files kftools did not write; refusing to replace it")
+    elif manifest is None and existing:
+        raise OutputError(f"{out}: is not empty and not a kftools dataset (use --force to replace it)")
+    elif manifest is not None and manifest.get("selection") != selection:
+        raise UsageError(f"{out}: was exported with another selection ({manifest.get('selection')}); "
+                         "export to a new dataset, or --force to replace it")
+    if not target.remote:
+        _check_local(out, force, fresh=manifest is None)
+    paths = expand_journals(sources)
+    in_folder = {p for s in sources if os.path.isdir(s) for p in expand_journals([s])}
+    readers: list[Reader] = []
+    skipped: list[str] = []
     try:
         for p in paths:
             try:
                 readers.append(Reader(p, registry=registry))
             except NotAJournal as e:
+                if p not in in_folder:
+                    raise
                 skipped.append(str(e))  # a schema file or a note beside the journals
         if not readers:
-            raise NotAJournal(f"{folder}: no journal in this folder ({'; '.join(skipped)})")
-        paths = [r.name for r in readers]
+            raise NotAJournal(f"{', '.join(sources)}: no journal in this folder ({'; '.join(skipped)})")
+        # a Kungfu journal by its location, ours by file name
+        names = [r.name if r.kungfu is not None else os.path.basename(r.path) for r in readers]
         if readers[0].kungfu is not None:
             registry = readers[0].registry
+        if len(set(names)) < len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise UsageError(f"two journals are named {dup}: the dataset's journal column could not tell them apart")
+        done: dict = dict((manifest or {}).get("journals", {}))
+        starts = []
+        for r, name in zip(readers, names, strict=True):
+            st = done.get(name)
+            if st is not None and st.get("first") is not None and st["first"] != _first_frame(r):
+                raise UsageError(f"{r.path}: is not the journal exported to {out} before under this name (its first "
+                                 "frame differs); export to a new dataset, or --force to replace it")
+            starts.append(tuple(st["position"]) if st is not None and st.get("first") is not None else None)
         sels = [Selection.parse(r, registry, types, symbols, start, end) for r in readers]
         ends = [r.end_position() for r in readers]
         if total:
-            total(sum(journal_bytes(r, u) for r, u in zip(readers, ends, strict=True)))
-        cols = Columns(registry, None, journal=True)
-        res = ExportResult(out, journals=paths, skipped=skipped)
-        tmp = create_temporary_folder(out)
-        sinks: dict[tuple[int, int], ParquetSink] = {}
+            total(sum(journal_bytes(r, u) - (journal_bytes(r, b) if b else 0)
+                      for r, b, u in zip(readers, starts, ends, strict=True)))
+        cols = Columns(registry, None, journal=True, timestamps=timestamps, type_column=False)
+        res = ExportResult(out, journals=[r.path for r in readers], skipped=skipped)
+        run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
+        scratch = tempfile.mkdtemp(prefix="kftools-export-") if target.remote else create_temporary_folder(out)
+        sinks: dict[int, tuple[str, ParquetSink]] = {}
         rows_before = 0
         try:
-            for r, sel, until in zip(readers, sels, ends, strict=True):
-                jname = r.name if r.kungfu is not None else os.path.basename(r.path)
-                meta = page_meta(r)
-                meta["source"] = None  # many journals: see the journal column
+            for r, name, sel, begin, until in zip(readers, names, sels, starts, ends, strict=True):
 
-                def consume(b: FrameBatch, jname=jname) -> None:
+                def consume(b: FrameBatch, jname=name) -> None:
                     days = b.headers["gen_time"] // _DAY_NS
                     key = days.astype(np.int64) * 2**32 + b.headers["msg_type"].astype(np.int64)
                     for k in np.unique(key).tolist():
-                        sink = sinks.get(k)
-                        day, t = divmod(k, 2**32)
-                        if sink is None:
+                        entry = sinks.get(k)
+                        if entry is None:
+                            day, t = divmod(k, 2**32)
                             date = np.datetime64(day, "D").astype(str)
-                            d = os.path.join(tmp, f"date={date}", f"type={file_name(registry.name(t))}")
-                            os.makedirs(d, exist_ok=True)
-                            sink = sinks[k] = ParquetSink(os.path.join(d, "part-0.parquet"), cols, compression,
-                                                    row_group_size, {"source": None})
+                            rel = f"date={date}/type={file_name(registry.name(t))}/part-{run}.parquet"
+                            local = os.path.join(scratch, *rel.split("/"))
+                            os.makedirs(os.path.dirname(local), exist_ok=True)
+                            entry = sinks[k] = (rel, ParquetSink(local, cols, compression, row_group_size,
+                                                                 {"source": None}))
                         part = b if len(key) and (key == k).all() else b.select(key == k)
-                        sink.add(cols.convert(part, jname))
+                        entry[1].add(cols.convert(part, jname))
 
                 def prog(rows, nbytes, base=rows_before):
                     if progress:
                         progress(base + rows, nbytes)
 
                 sub = ExportResult(out)
-                pump(r.batches(READ_BATCH, until=until, **sel.filters()), consume, None, sub, prog)
+                pump(r.batches(READ_BATCH, start=begin, until=until, **sel.filters()), consume, None, sub, prog)
                 res.rows += sub.rows
                 rows_before = res.rows
+                position = until
                 if r.damage is not None:
                     res.damage.append(r.damage)
+                    position = (r.damage.page, r.damage.offset)  # where the valid frames end
                 elif crashed(r):
                     res.crashed.append(r.path)
-            for s in sinks.values():
+                prev = done.get(name, {})
+                done[name] = {"first": _first_frame(r), "position": list(position),
+                              "frames": prev.get("frames", 0) + sub.rows}
+            for _rel, s in sinks.values():
                 s.close()
             res.files = len(sinks)
-            if os.path.isdir(out):
-                shutil.rmtree(out)
-            os.rename(tmp, out)
-        except BaseException:
-            remove_output(tmp)
-            raise
+            new = sorted(rel for rel, _s in sinks.values())
+            committed = set() if manifest is None else set(manifest.get("files", []))
+            doc = {"format": MANIFEST_FORMAT, "selection": selection, "journals": done,
+                   "files": sorted(committed | set(new)),
+                   "runs": [*(manifest or {}).get("runs", []), {"run": run, "rows": res.rows, "files": len(new)}]}
+            _commit(target, scratch, manifest, existing, committed, new, doc, force)
+        finally:
+            remove_output(scratch)
         return res
     finally:
         for r in readers:
             r.close()
+
+
+def _commit(target: _Target, scratch: str, manifest: dict | None, existing: list[str], committed: set[str],
+            new: list[str], doc: dict, force: bool) -> None:
+    """Make a finished run's files part of the dataset, the manifest last."""
+    out = target.out
+    if not target.remote and (manifest is None or not os.path.isdir(out)):
+        # a new (or replaced) local dataset appears whole, with one rename
+        with open(os.path.join(scratch, MANIFEST), "w") as f:
+            json.dump(doc, f, indent=1, sort_keys=True)
+        if force and os.path.isdir(out) and not os.path.islink(out):
+            shutil.rmtree(out)
+        os.rename(scratch, out)
+        return
+    # clear what an interrupted run left (files of ours the manifest does not list), then move the new files in
+    for rel in existing:
+        if _PART.match(rel) and (force or rel not in committed):
+            target.remove(rel)
+    for rel in new:
+        target.put(os.path.join(scratch, *rel.split("/")), rel)
+    target.write_manifest(doc, scratch)

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 import numpy as np
+import pyarrow as pa
 
 from ..errors import UsageError
 from ..journal.format import FRAME_HEADER_SIZE, PAGE_HEADER_SIZE
@@ -49,6 +50,7 @@ def export_journal(
     progress: Progress | None = None,
     total: Callable[[int], None] | None = None,
     name: str | None = None,
+    timestamps: str = "ns",
 ) -> ExportResult:
     """Export one journal to ``out`` (a Parquet file, or with ``split`` a folder of one file per type).
 
@@ -81,7 +83,7 @@ def export_journal(
         else:
             batches = reader.batches(READ_BATCH, until=until, **sel.filters())
         if to_stdout:
-            cols = Columns(registry, [t for t in chosen if t] if chosen else None)
+            cols = Columns(registry, [t for t in chosen if t] if chosen else None, timestamps=timestamps)
             sink = ParquetSink(sys.stdout.buffer, cols, compression, row_group_size, meta)
             pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, progress)
             sink.close()
@@ -89,7 +91,7 @@ def export_journal(
             res.files = 1
         else:
             _export_to_file(out, split, force, batches, registry, chosen, compression, row_group_size, meta, res,
-                            progress, follow)
+                            progress, follow, timestamps)
         if reader.damage is not None:
             res.damage.append(reader.damage)
         elif crashed(reader):
@@ -99,8 +101,80 @@ def export_journal(
         reader.close()
 
 
+def export_journals(
+    paths: list[str], out: str, *, registry: TypeRegistry, types=None, symbols=None, start: str | None = None,
+    end: str | None = None, compression: str = "zstd", row_group_size: int = DEFAULT_ROW_GROUP, force: bool = False,
+    progress: Progress | None = None, total: Callable[[int], None] | None = None, timestamps: str = "ns",
+) -> ExportResult:
+    """Export several journals (or folders of them) to one Parquet file, in one timeline merged by ``gen_time``
+    (ties as ``kftools cat`` orders them), with a ``journal`` column naming each row's journal."""
+    from ..journal.merge import MergedReader
+    from ..selection import Selection
+
+    to_stdout = out == STDOUT
+    if to_stdout and sys.stdout.isatty():
+        raise UsageError("refusing to write Parquet to a terminal: redirect or pipe standard output")
+    reader = MergedReader(paths, registry=registry)
+    try:
+        if not to_stdout:
+            check_output(out, force=force, inputs=[r.path for r in reader.readers])
+        registry = reader.registry  # Kungfu journals bring their own types
+        # a Kungfu journal by its location, ours by file name, as in a dataset
+        names = [r.name if r.kungfu is not None else os.path.basename(r.path) for r in reader.readers]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise UsageError(f"two journals are named {dup}: the journal column could not tell them apart")
+        sel = Selection.parse(reader, registry, types, symbols, start, end)
+        chosen = [registry.get(t) for t in sel.types] if sel.types else None
+        cols = Columns(registry, [t for t in chosen if t] if chosen else None, journal=True, timestamps=timestamps)
+        meta = page_meta(reader.readers[0])
+        meta["source"] = None  # several journals: see the journal column
+        res = ExportResult(out, journals=[r.path for r in reader.readers], skipped=list(reader.skipped))
+        until = reader.end_position()
+        if total:
+            total(sum(journal_bytes(r, u) for r, u in zip(reader.readers, until, strict=True)))
+
+        def rows(b) -> Iterator[pa.RecordBatch]:
+            parts = [cols.convert(p, names[j]) for j, p in zip(b.part_journal, b.parts, strict=True)]
+            if len(parts) == 1 and b.order is None:
+                yield parts[0]
+                return
+            t = pa.Table.from_batches(parts, schema=cols.schema)
+            yield from (t if b.order is None else t.take(pa.array(b.order))).to_batches()
+
+        def write(fh) -> None:
+            sink = ParquetSink(fh, cols, compression, row_group_size, meta, name=out)
+
+            def consume(b) -> None:
+                for rb in rows(b):
+                    sink.add(rb)
+
+            pump(reader.batches(READ_BATCH, until=until, **sel.filters()), consume, None, res, progress)
+            sink.close()
+
+        if to_stdout:
+            write(sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            fd, tmp = create_temporary(out)
+            try:
+                with os.fdopen(fd, "wb", buffering=0) as fh:
+                    write(fh)
+                os.replace(tmp, out)
+            except BaseException:
+                remove_output(tmp)
+                raise
+        res.files = 1
+        if reader.damage is not None:
+            res.damage.append(reader.damage)
+        res.crashed += [r.path for r in reader.readers if r.damage is None and crashed(r)]
+        return res
+    finally:
+        reader.close()
+
+
 def _export_to_file(out, split, force, batches, registry, chosen, compression, row_group_size, meta, res, progress,
-                    follow) -> None:
+                    follow, timestamps) -> None:
     """Write under an exclusive temporary beside ``out``; rename it into place only when complete."""
     if split:
         tmp = create_temporary_folder(out)
@@ -108,11 +182,11 @@ def _export_to_file(out, split, force, batches, registry, chosen, compression, r
         fd, tmp = create_temporary(out)
     try:
         if split:
-            _export_split(batches, registry, chosen, tmp, compression, row_group_size, meta, res, progress)
+            _export_split(batches, registry, chosen, tmp, compression, row_group_size, meta, res, progress, timestamps)
         else:
             fh = os.fdopen(fd, "wb", buffering=0)  # unbuffered: a write error surfaces in the writer, not at close
             try:
-                cols = Columns(registry, [t for t in chosen if t] if chosen else None)
+                cols = Columns(registry, [t for t in chosen if t] if chosen else None, timestamps=timestamps)
                 sink = ParquetSink(fh, cols, compression, row_group_size, meta, name=out)
                 pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, progress)
                 sink.close()
@@ -128,14 +202,15 @@ def _export_to_file(out, split, force, batches, registry, chosen, compression, r
         raise
 
 
-def _export_split(batches, registry, chosen, tmpdir, compression, row_group_size, meta, res, progress) -> None:
+def _export_split(batches, registry, chosen, tmpdir, compression, row_group_size, meta, res, progress,
+                  timestamps) -> None:
     sinks: dict[int, tuple[Columns, ParquetSink]] = {}
 
     def sink_for(t: int):
         s = sinks.get(t)
         if s is None:
             mt = registry.get(t)
-            cols = Columns(registry, [mt] if mt else [])
+            cols = Columns(registry, [mt] if mt else [], timestamps=timestamps)
             name = file_name(registry.name(t)) + ".parquet"
             s = sinks[t] = (cols, ParquetSink(os.path.join(tmpdir, name), cols, compression, row_group_size, meta))
         return s

@@ -137,8 +137,10 @@ def _write_rows(w, rb: pa.RecordBatch, reg: TypeRegistry, meta: dict) -> int:
     # format 1 named the number msg_type_id (and the name msg_type)
     ids = np_col("msg_type" if meta.get("format", 1) >= 2 else "msg_type_id", np.uint32)
     lengths = np_col("length", np.int64)
-    gen = col(names.index("gen_time")).cast(pa.int64()).to_numpy(zero_copy_only=False)
-    trig = col(names.index("trigger_time")).fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    # with --timestamps us the timestamp columns are microseconds: the exact nanoseconds are in *_ns beside them
+    exact = "_ns" if "gen_time_ns" in names else ""
+    gen = col(names.index("gen_time" + exact)).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    trig = col(names.index("trigger_time" + exact)).fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False)
     src = col(names.index("source")).fill_null(0).to_numpy(zero_copy_only=False)
     dst = col(names.index("dest")).fill_null(0).to_numpy(zero_copy_only=False)
     raw = col(names.index("payload")).to_pylist()

@@ -92,7 +92,8 @@ def pump(batches, consume, flush, res: ExportResult, progress: Progress | None) 
         consume(b)
         res.rows += len(b)
         nbytes += int(b.headers["length"].sum(dtype=np.int64)) + FRAME_HEADER.size * len(b)
-        release_exported(b, done)
+        if isinstance(b, FrameBatch):  # (a merged batch spans pages of several journals)
+            release_exported(b, done)
         if progress:
             progress(res.rows, nbytes)
 
