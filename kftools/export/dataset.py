@@ -19,6 +19,7 @@ import shutil
 import stat
 import tempfile
 import time
+from datetime import timedelta
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,8 @@ from .stream import (
 _DAY_NS = 86_400 * 10**9
 MANIFEST = "_kftools_export.json"
 MANIFEST_FORMAT = 1
+#: how long an object-storage call to Google Cloud Storage is retried before it is an error (seconds)
+GCS_RETRY_S = 60
 #: the files of ours in a dataset (what an interrupted run may leave, what ``--force`` removes)
 _PART = re.compile(r"^date=[0-9-]+/type=[^/]+/part-[^/]+\.parquet$")
 
@@ -72,8 +75,9 @@ def _filesystem(out: str):
                 kw["region"] = region
             return fs.S3FileSystem(**kw), out[len("s3://"):].rstrip("/")
         if out.startswith(("gs://", "gcs://")):
-            filesystem, path = fs.FileSystem.from_uri(out)
-            return filesystem, path.rstrip("/")
+            # Google's default credentials; an unreachable service fails after a minute, not after GCS's 15
+            gcs = fs.GcsFileSystem(retry_time_limit=timedelta(seconds=GCS_RETRY_S))
+            return gcs, out.split("://", 1)[1].rstrip("/")
     except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds; the user needs the one line
         raise OutputError(f"{out}: cannot open this location ({_first_line(e)})") from None
     raise UsageError(f"{out}: unknown location (a folder, s3://bucket/prefix or gs://bucket/prefix)")
@@ -81,7 +85,10 @@ def _filesystem(out: str):
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+    if not text:
+        return type(e).__name__
+    line = text[0] if len(text[0]) <= 240 else text[0][:240] + "…"  # cloud SDKs repeat themselves at length
+    return f"{type(e).__name__}: {line}"
 
 
 class _Target:
@@ -210,6 +217,7 @@ def export_dataset(
     if timestamps not in TIMESTAMPS:
         raise UsageError(f"unknown --timestamps {timestamps!r} ({', '.join(TIMESTAMPS)})")
     sources = [sources] if isinstance(sources, str) else list(sources)
+    paths = expand_journals(sources)  # a missing journal is the error to show, before any network call
     target = _Target(out)
     manifest = None if force else target.read_manifest()
     existing = target.files()
@@ -225,7 +233,6 @@ def export_dataset(
                          "export to a new dataset, or --force to replace it")
     if not target.remote:
         _check_local(out, force, fresh=manifest is None)
-    paths = expand_journals(sources)
     in_folder = {p for s in sources if os.path.isdir(s) for p in expand_journals([s])}
     readers: list[Reader] = []
     skipped: list[str] = []
