@@ -509,7 +509,7 @@ def export_cmd(
              "gen_time when OUT ends in .parquet).", show_default=False, metavar="JOURNAL...")],
     out: Annotated[str, typer.Argument(
         help="Output .parquet file (- for standard output); a folder with --split; for a dataset a folder, "
-             "s3://bucket/prefix or gs://bucket/prefix.", show_default=False, metavar="OUT")],
+             "s3://bucket/prefix or gs://bucket/prefix.", show_default=False, metavar="PATH")],
     type_: TypeOpt = None,
     symbol: SymbolOpt = None,
     start: StartOpt = None,
