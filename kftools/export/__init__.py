@@ -20,7 +20,7 @@ from collections.abc import Callable
 from ..errors import UsageError
 from ..journal import yijinjing
 from ..journal.merge import journals_in
-from ..journal.registry import TypeRegistry
+from ..journal.registry import DEFAULT_REGISTRY, TypeRegistry
 from .columns import EXPORT_FORMAT, META_KEY, TIMESTAMPS, Columns, schema_table
 from .dataset import MANIFEST, export_dataset, is_remote
 from .files import export_journal, export_journals
@@ -32,7 +32,7 @@ def export(
     journal: str | os.PathLike | list[str | os.PathLike],
     out: str,
     *,
-    registry: TypeRegistry,
+    registry: TypeRegistry | None = None,
     types=None,
     symbols=None,
     start: str | None = None,
@@ -61,6 +61,7 @@ def export(
     (renamed from a temporary name) only when complete. ``total(bytes)`` is
     called once with the bytes to export, ``progress(rows, bytes)`` as they go.
     """
+    registry = registry or DEFAULT_REGISTRY  # the built-in types (a Kungfu journal brings its own)
     sources = [os.fspath(journal)] if isinstance(journal, str | os.PathLike) else [os.fspath(j) for j in journal]
     out = os.fspath(out)
     compression = check_compression(compression)

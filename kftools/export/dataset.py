@@ -19,8 +19,8 @@ import shutil
 import stat
 import tempfile
 import time
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
