@@ -21,6 +21,7 @@ setup(
     ext_modules=[
         Extension("kftools.journal._scan", ["kftools/journal/_scan.c"], extra_compile_args=["-O2"]),
         Extension("kftools.journal._framestream", ["kftools/journal/_framestream.c"], extra_compile_args=["-O2"]),
+        Extension("kftools.journal._merge", ["kftools/journal/_merge.c"], extra_compile_args=["-O2"]),
     ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

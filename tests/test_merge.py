@@ -292,3 +292,32 @@ def test_merged_filters_take_what_reader_takes(tmp_path):
         assert [f.gen_time for f in m.follow(start="+5s", idle_timeout=0)] == [base + 5_000_000_000, base + 5_500_000_000]
         with pytest.raises(kftools.UnknownType):
             list(m.frames(types="NoSuchType"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(parts=st.lists(st.lists(st.integers(0, 4), max_size=40), min_size=1, max_size=9))
+def test_the_c_merge_of_parts_is_the_stable_sort(parts):
+    """The C merge (one pass over runs) and its numpy twin (a stable argsort) give the same order and headers."""
+    import numpy as np
+
+    from kftools.journal import merge
+    from kftools.journal.frames import HEADER_DTYPE
+
+    keys = [np.cumsum(np.asarray(steps, np.int64)) for steps in parts]  # each non-decreasing, many ties
+    headers = []
+    for i, k in enumerate(keys):
+        h = np.zeros(len(k), HEADER_DTYPE)
+        h["gen_time"], h["source"], h["length"] = k, i, np.arange(len(k))
+        headers.append(h)
+    want = np.argsort(np.concatenate(keys), kind="stable")
+    saved = merge._merge_c
+    try:
+        results = []
+        for impl in ([saved] if saved is not None else []) + [None]:
+            merge._merge_c = impl
+            results.append(merge.merge_parts(keys, headers))
+    finally:
+        merge._merge_c = saved
+    for order, merged in results:
+        assert np.array_equal(order, want)
+        assert np.array_equal(merged, np.concatenate(headers)[want])

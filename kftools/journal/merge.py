@@ -35,6 +35,11 @@ from .registry import TypeRegistry
 from .scan import gather_var
 from .walk import DEFAULT_BATCH, Damage, WaitPolicy, stopped
 
+try:
+    from . import _merge as _merge_c  # type: ignore[attr-defined]  # the C extension setup.py builds; no stub
+except ImportError:  # pragma: no cover - the extension is built by pip install
+    _merge_c = None
+
 _NO_KEY = np.iinfo(np.int64).min
 #: ``read_batch`` rows of a merged reader: the frame index plus the journal's position in ``journals``
 MERGED_INDEX_DTYPE = np.dtype([("journal", Field("journal", "u16").numpy_code), *[(n, INDEX_DTYPE[n]) for n in INDEX_DTYPE.names or ()]])
@@ -90,13 +95,13 @@ class MergedBatch:
     __slots__ = ("journals", "parts", "part_journal", "order", "_headers", "_journal", "_len")
 
     def __init__(self, journals: Sequence[str], parts: list[FrameBatch], part_journal: list[int],
-                 order: np.ndarray | None):
+                 order: np.ndarray | None, headers: np.ndarray | None = None):
         self.journals = journals
         self.parts = parts
         self.part_journal = part_journal
         self.order = order
         self._len = sum(len(p) for p in parts)
-        self._headers: np.ndarray | None = None
+        self._headers: np.ndarray | None = headers
         self._journal: np.ndarray | None = None
 
     @property
@@ -293,11 +298,27 @@ def _release(journals: Sequence[str], bufs: list[_Buffer], bound: tuple[int, int
         else:
             buf.take(bound[0], i <= bound[1], parts, keys)
         part_journal.extend([i] * (len(parts) - before))
-    order = None
+    order = headers = None
     if len(set(part_journal)) > 1:
-        # concatenated in journal order, so a stable sort on the key breaks ties by journal, then position
-        order = np.argsort(np.concatenate(keys), kind="stable")
-    return MergedBatch(journals, parts, part_journal, order)
+        order, headers = merge_parts(keys, [p.headers for p in parts])
+    return MergedBatch(journals, parts, part_journal, order, headers)
+
+
+def merge_parts(keys: list[np.ndarray], headers: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Parts whose ``keys`` are each non-decreasing, merged: each merged row's index in the parts'
+    concatenation, and the headers in merged order. Ties go to the part given first, then to position
+    (a stable sort of the concatenated keys); in C one pass copies each run of rows once."""
+    if _merge_c is not None:
+        total = sum(len(k) for k in keys)
+        order = np.empty(total, np.int64)
+        merged = np.empty(total, HEADER_DTYPE)
+        _merge_c.merge([np.ascontiguousarray(k, np.int64) for k in keys],
+                       [np.ascontiguousarray(h, HEADER_DTYPE) for h in headers], HEADER_DTYPE.itemsize, order, merged)
+        return order, merged
+    # concatenated in journal order, so a stable sort on the key breaks ties by journal, then position
+    order = np.argsort(np.concatenate(keys), kind="stable")
+    words = np.concatenate([_words(h) for h in headers]).take(order, axis=0)
+    return order, words.view(HEADER_DTYPE).reshape(-1)
 
 
 class MergedReader:
