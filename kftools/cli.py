@@ -722,7 +722,8 @@ def tail_cmd(
 ) -> None:
     """Live view of a journal: newest frames, rate, lag, writer state, details, sparklines (q quits).
 
-    Several journals (or a folder) are followed merged by gen_time as lines (as --plain), each naming its journal.
+    Several journals (or a folder) show as one timeline merged by gen_time with a journal column, a header line
+    per journal (writer, frames, rate, lag) and --hold as cat --follow (each named journal must exist).
     """
     from .timeparse import resolve_tz
 
@@ -731,11 +732,11 @@ def tail_cmd(
         raise UsageError("-n must be >= 0")
     if not 0.5 <= refresh <= 60:
         raise UsageError("--refresh must be between 0.5 and 60")
+    if hold < 0:
+        raise UsageError("--hold must be >= 0")
     zone = resolve_tz(tz)
     tty = sys.stdout.isatty() and sys.stdin.isatty()
-    if not _one_file(journals) and tty and not plain:
-        warn("the live view shows one journal; following these merged by gen_time as lines (--plain)")
-    if plain or not tty or not _one_file(journals):
+    if plain or not tty:
         stop = stop_on_signals()
         from .cat import cat
 
@@ -745,11 +746,16 @@ def tail_cmd(
         return
     from .selection import Selection
     from .tui.app import TailApp, probe
+    from .tui.merged import probe_many
 
-    journal = journals[0]
     sel = Selection.parse(None, registry, type_, symbol)
-    probe(str(journal), registry)
-    TailApp(str(journal), registry, types=sel.types, symbols=sel.symbols, refresh_hz=refresh, tz=zone).run()
+    if _one_file(journals):
+        probe(str(journals[0]), registry)
+        TailApp(str(journals[0]), registry, types=sel.types, symbols=sel.symbols, refresh_hz=refresh, tz=zone).run()
+        return
+    paths = [str(j) for j in journals]
+    probe_many(paths, registry)
+    TailApp(paths, registry, types=sel.types, symbols=sel.symbols, refresh_hz=refresh, tz=zone, hold=hold).run()
 
 
 # -- operations (issue 14) ---------------------------------------------------------

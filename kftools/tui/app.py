@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import os
 import time
+from collections.abc import Sequence
 
 from rich.text import Text
 from textual.app import App, ComposeResult
@@ -15,15 +17,19 @@ from textual.css.query import NoMatches
 from textual.widgets import Footer, Input
 
 from ..errors import KftoolsError
+from ..journal.merge import DEFAULT_HOLD, MergedReader, expand_journals
 from ..journal.positions import ReaderLag, reader_lags
 from ..journal.reader import Frame, Reader
 from ..journal.registry import TypeRegistry
 from ..timeparse import format_time, parse_time
 from .index import JournalIndex, RowFilter
+from .merged import MergedIndex, MergedWatcher
 from .messages import WatcherEvent
 from .watcher import PriceSampler, Watcher
 from .widgets import DetailPane, FrameTable, HeaderBar, SparkPanel, StatusBar, frame_cells, frame_detail
 
+#: several journals: a header line each up to this many, else the worst ones and a count
+MERGED_LINES = 4
 SEARCH_LIMIT = 50_000  # rows examined per search key press: the UI stays responsive
 STATE_STYLE = {"alive": "bold green", "exited": "bold blue", "crashed": "bold red", "unknown": "yellow"}
 
@@ -49,7 +55,10 @@ def format_lag(ns: int) -> str:
 
 
 class TailApp(App):
-    """Follow a journal live: newest frames, rate, lag, writer state, details and sparklines."""
+    """Follow a journal live: newest frames, rate, lag, writer state, details and sparklines.
+
+    Several journals (or a folder) show as one timeline merged by gen_time, with a journal column.
+    """
 
     TITLE = "kftools tail"
     CSS = """
@@ -78,7 +87,7 @@ class TailApp(App):
 
     def __init__(
         self,
-        path: str,
+        path: str | os.PathLike | Sequence[str | os.PathLike],
         registry: TypeRegistry,
         *,
         types: list[int] | None = None,
@@ -88,26 +97,43 @@ class TailApp(App):
         refresh_hz: float = 10.0,
         live_stats: bool = True,
         tz: dt.tzinfo | None = None,
+        hold: float = DEFAULT_HOLD,
     ):
-        """Times show in ``tz`` (default UTC). ``now_ns`` freezes "now" (lag) and ``live_stats=False`` stops
-        the wall-clock rate: for snapshots."""
+        """``path``: a journal, or several journals and folders (merged by gen_time; ``hold`` as in
+        ``MergedReader.follow_batches``). Times show in ``tz`` (default UTC). ``now_ns`` freezes "now" (lag)
+        and ``live_stats=False`` stops the wall-clock rate: for snapshots."""
         super().__init__()
         self.tz = tz
-        self.path = os.fspath(path)
+        paths = [os.fspath(path)] if isinstance(path, str | os.PathLike) else [os.fspath(p) for p in path]
+        if len(paths) == 1 and os.path.isdir(paths[0]):
+            with contextlib.suppress(KftoolsError):
+                found = expand_journals(paths)
+                if len(found) == 1:  # a folder of one journal (a Kungfu journal's folder): the one-journal view
+                    paths = found
+        self.paths = paths
+        #: several journals (or a folder of them): the merged view
+        self.merged = len(paths) != 1 or os.path.isdir(paths[0])
+        self.path = ", ".join(paths)
+        self.journal_paths: list[str] = []  # the merged view's journals, once opened (folders expanded)
+        self.hold = hold
         self.registry = registry
         self.filter = RowFilter(types, symbols)
         self.now_ns = now_ns
         self.display_path = display_path or self.path
         self.refresh_hz = refresh_hz
         self.live_stats = live_stats
-        self.index = JournalIndex(self.filter)
+        self.index: JournalIndex | MergedIndex = self._new_index()
         self.prices = PriceSampler(registry)
-        self.watcher: Watcher | None = None
+        self.watcher: Watcher | MergedWatcher | None = None
         self.generation = 0
-        self.reader: Reader | None = None  # the view's own reader: decodes visible rows only
+        self.reader: Reader | MergedReader | None = None  # the view's own reader: decodes visible rows only
         self.state = "waiting"
         self.state_text = ""
-        self.writer = ("unknown", 0)
+        self.writer: tuple[str, int] | list[tuple[str, int]] = ("unknown", 0)
+        self.holding: list[int] = []  # merged: journals whose newest frames wait for a silent one
+        self._held_since: dict[int, tuple[object, float]] = {}
+        self._journal_rates: list[float] = []
+        self._journal_totals: tuple[float, list[int]] | None = None
         self.readers: list[ReaderLag] = []
         self.damage: object = None  # the watcher's "damaged" payload (a Damage), shown in the header
         self.caught_up = False
@@ -122,13 +148,15 @@ class TailApp(App):
         self.header_text = ""  # plain text of what the header and status line show (for tests and tools)
         self.status_text = ""
         self.detail_frame: Frame | None = None
+        self.detail_journal: str | None = None  # merged: the journal of the frame in the detail pane
         self._reader_pages = 0
 
     # -- layout ----------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header")
         with Horizontal(id="main"):
-            yield FrameTable(self._fetch, self.tz, id="frames")
+            yield FrameTable(self._fetch, self.tz, journals=self._journal_names if self.merged else None,
+                             id="frames")
             yield SparkPanel(id="sparks")
         yield DetailPane(id="detail")
         yield StatusBar(id="status")
@@ -159,8 +187,19 @@ class TailApp(App):
         def notify(kind: str, payload: object) -> None:
             self.post_message(WatcherEvent(gen, kind, payload))
 
-        self.watcher = Watcher(self.path, self.registry, self.index, self.prices, notify)
+        if isinstance(self.index, MergedIndex):
+            self.watcher = MergedWatcher(self.paths, self.registry, self.index, self.prices, notify, hold=self.hold)
+        else:
+            self.watcher = Watcher(self.path, self.registry, self.index, self.prices, notify)
         self.watcher.start()
+
+    def _new_index(self) -> JournalIndex | MergedIndex:
+        return MergedIndex(self.filter) if self.merged else JournalIndex(self.filter)
+
+    def _open_reader(self) -> Reader | MergedReader:
+        if self.merged:
+            return MergedReader(self.journal_paths, registry=self.registry)
+        return Reader(self.path, registry=self.registry)
 
     def _stop_watcher(self) -> None:
         if self.watcher is not None:
@@ -174,7 +213,7 @@ class TailApp(App):
     def _restart(self) -> None:
         """New filter: a fresh index, re-read from the beginning in the worker."""
         self._stop_watcher()
-        self.index = JournalIndex(self.filter)
+        self.index = self._new_index()
         self.prices = PriceSampler(self.registry)
         self.table.reset()
         self._start_watcher()
@@ -188,17 +227,19 @@ class TailApp(App):
             self.state_text = f"{event.payload}; waiting for it"
         elif event.kind == "opened":
             self.state = "open"
-            self.reader = Reader(self.path, registry=self.registry)
-            if self.display_path == self.path:
+            if self.merged:
+                self.journal_paths = list(event.payload)  # type: ignore[call-overload]
+            self.reader = self._open_reader()
+            if self.display_path == self.path and isinstance(self.reader, Reader):
                 self.display_path = self.reader.name  # a Kungfu journal by its location
             self._poll_writer()
         elif event.kind == "caught_up":
             self.caught_up = True
             self._slow_tick(sample=False)  # sparklines and writer state at once, not a second later
         elif event.kind == "damaged":
-            # the watcher has read all it can: the valid prefix is indexed, nothing more will come
+            # the watcher has read all it can of that journal: its valid prefix is indexed
             self.damage = event.payload
-            self.caught_up = True
+            self.caught_up = self.caught_up or not self.merged  # several: the others are still followed
             self._slow_tick(sample=False)
         elif event.kind == "error":
             self.state = "error"
@@ -209,9 +250,16 @@ class TailApp(App):
         if self.reader is None:
             return []
         try:
-            return self.index.frames(self.reader, start, stop)
-        except (KftoolsError, ValueError, IndexError):
+            return self.index.frames(self.reader, start, stop)  # type: ignore[arg-type]  # the index's reader kind
+        except (KftoolsError, ValueError, IndexError, OSError):
             return []  # a page vanished under us (journal replaced): show nothing rather than crash
+
+    def _journal_names(self, start: int, stop: int) -> list[str]:
+        """The journal column of rows ``start`` to ``stop`` (the merged view)."""
+        idx = self.index
+        if not isinstance(idx, MergedIndex):
+            return []
+        return [idx.journals[j].short for j in idx.journal_of(start, stop)]
 
     # -- periodic refresh (bounded rate, whatever the writer does) ----------------
     def _tick(self) -> None:
@@ -229,7 +277,12 @@ class TailApp(App):
                 self._detail_row = (row, self.size.width)  # the pane lays out for the width: redo on resize
                 frames = self._fetch(row, row + 1) if row >= 0 else []
                 self.detail_frame = frames[0] if frames else None
-                detail.update(frame_detail(frames[0], self.tz, self.size.width) if frames else "no frame selected")
+                journal = None
+                if frames and isinstance(self.index, MergedIndex):
+                    journal = self.index.journals[self.index.journal_of(row, row + 1)[0]].name
+                self.detail_journal = journal
+                detail.update(frame_detail(frames[0], self.tz, self.size.width, journal) if frames
+                              else "no frame selected")
 
     def _slow_tick(self, sample: bool = True) -> None:
         if self.live_stats and sample:
@@ -240,6 +293,12 @@ class TailApp(App):
                 self.fps = (total - n0) / max(1e-6, now - t0)
                 self._rates.append(self.fps)
             self._last_total = (now, total)
+            if isinstance(self.index, MergedIndex):
+                totals = [j.total for j in self.index.journals]
+                if self._journal_totals is not None and len(self._journal_totals[1]) == len(totals):
+                    t0, before = self._journal_totals
+                    self._journal_rates = [(a - b) / max(1e-6, now - t0) for a, b in zip(totals, before, strict=True)]
+                self._journal_totals = (now, totals)
         try:
             sparks = self.query_one(SparkPanel)
         except NoMatches:
@@ -249,15 +308,52 @@ class TailApp(App):
         self._renew_reader()
         self._poll_writer()
         self._poll_readers()
+        self._poll_holding()
 
     def _poll_readers(self) -> None:
         """Named readers (``--name`` followers) and their lag, for the header's third line."""
         if self.reader is None:
             return
         try:
-            self.readers = reader_lags(self.reader, end=self.reader.end_position(), newest=self.index.newest_time)
+            if isinstance(self.reader, MergedReader) and isinstance(self.index, MergedIndex):
+                states = self.index.journals
+                self.readers = [lag for r, st in zip(self.reader.readers, states, strict=False)
+                                for lag in reader_lags(r, end=r.end_position(), newest=st.newest_time)]
+            elif isinstance(self.reader, Reader):
+                self.readers = reader_lags(self.reader, end=self.reader.end_position(), newest=self.index.newest_time)
         except (KftoolsError, OSError):
             self.readers = []
+
+    def _poll_holding(self) -> None:
+        """Merged: the journals whose written frames have not reached the screen for a whole second.
+
+        The merged follower holds a journal's frames back until every other journal has shown a
+        frame as late, or has been silent for ``hold`` seconds; with a long ``hold`` that wait is
+        visible, and the header says who waits for whom.
+        """
+        if not isinstance(self.reader, MergedReader) or not isinstance(self.index, MergedIndex):
+            return
+        if not self.caught_up:  # reading the history: behind, but not held
+            self.holding = []
+            self._held_since.clear()
+            return
+        now = time.monotonic()
+        try:
+            ends = self.reader.end_position()
+        except (KftoolsError, OSError):
+            return
+        holding = []
+        for j, (st, end) in enumerate(zip(self.index.journals, ends, strict=False)):
+            behind = st.end is None or tuple(end) > tuple(st.end)
+            if not behind:
+                self._held_since.pop(j, None)
+                continue
+            seen, since = self._held_since.setdefault(j, (st.end, now))
+            if seen != st.end:  # it moved: not held, only not read yet
+                self._held_since[j] = (st.end, now)
+            elif now - since >= 1.0:
+                holding.append(j)
+        self.holding = holding
 
     def _renew_reader(self) -> None:
         """A fresh view reader when the writer has moved to a new page.
@@ -268,7 +364,7 @@ class TailApp(App):
         pages = self.index.page_count
         if self.reader is not None and pages != self._reader_pages:
             self._reader_pages = pages
-            old, self.reader = self.reader, Reader(self.path, registry=self.registry)
+            old, self.reader = self.reader, self._open_reader()
             old.close()
 
     def _poll_writer(self) -> None:
@@ -279,7 +375,11 @@ class TailApp(App):
                 self.writer = ("unknown", 0)
 
     def _update_header(self) -> None:
+        if isinstance(self.index, MergedIndex):
+            self._update_merged_header(self.index)
+            return
         idx = self.index
+        assert isinstance(self.writer, tuple)
         state, pid = self.writer
         width = max(20, self.size.width - 2)
         t = Text()
@@ -302,7 +402,7 @@ class TailApp(App):
         part((self.display_path, "bold underline"))
         if idx.pages:
             shown = idx.page_of_row(max(0, self.table.cursor))
-            base = self.reader.first_page if self.reader is not None else 0  # Kungfu's page ids start at 1
+            base = self.reader.first_page if isinstance(self.reader, Reader) else 0  # Kungfu's page ids start at 1
             part((f"page {(shown or base) - base + 1} of {idx.pages[-1].index - base + 1}", ""),
                  *([(" (indexing…)", "yellow")] if not self.caught_up else []))
         part((f"{idx.total:,} frames", "bold"), *([(f" ({idx.count:,} match)", "")] if not self.filter.trivial else []))
@@ -333,14 +433,81 @@ class TailApp(App):
                 # a line of its own, wrapped rather than cut: the offset and the reason both matter
                 t.append("\n")
                 t.append(f"DAMAGED: {self.damage}; showing the valid frames before it", "bold red")
-            if self.readers:
-                t.append("\nreaders ")
-                for r in self.readers:
-                    t.append(f" {r.entry.name} ", "bold")
-                    if r.entry.state == "alive":
-                        t.append(f"lag {r.frames:,} frames {format_lag(int(r.seconds * 1e9))} ")
-                    else:
-                        t.append(f"{r.entry.state} ", "dim")
+        self._append_readers(t)
+        self.header_text = t.plain
+        self.query_one(HeaderBar).update(t)
+
+    def _append_readers(self, t: Text) -> None:
+        if self.readers:
+            t.append("\nreaders ")
+            for r in self.readers:
+                t.append(f" {r.entry.name} ", "bold")
+                if r.entry.state == "alive":
+                    t.append(f"lag {r.frames:,} frames {format_lag(int(r.seconds * 1e9))} ")
+                else:
+                    t.append(f"{r.entry.state} ", "dim")
+
+    def _update_merged_header(self, idx: MergedIndex) -> None:
+        """Several journals: the whole first, then a line per journal (at most MERGED_LINES, else the worst)."""
+        width = max(20, self.size.width - 2)
+        now = self.now_ns if self.now_ns is not None else time.time_ns()
+        states = self.writer if isinstance(self.writer, list) else []
+        t = Text()
+        # the journals are named on their own lines: the path only when it says more (a folder, a display name)
+        shown_path = self.display_path if self.display_path != self.path or len(self.paths) == 1 else ""
+        first = [(shown_path, "bold underline"),
+                 (f"{len(idx.journals)} journals merged by gen_time" if idx.journals else "", ""),
+                 (f"{idx.total:,} frames", "bold")]
+        if not self.filter.trivial:
+            first.append((f"({idx.count:,} match)", ""))
+        first.append((f"{self.fps:,.0f} frames/s", ""))
+        if not self.caught_up and idx.journals:
+            first.append(("(indexing…)", "yellow"))
+        _wrap_phrases(t, [p for p in first if p[0]], width)
+        if self.state == "waiting":
+            t.append("\nwaiting ", "bold yellow")
+            t.append(self.state_text)
+        elif self.state == "error":
+            t.append("\nerror ", "bold red")
+            t.append(self.state_text)
+        rows = list(range(len(idx.journals)))
+        if len(rows) > MERGED_LINES:
+            # the worst first: a crashed writer, then the oldest newest frame of a live one
+            order = {"crashed": 0, "unknown": 1, "alive": 2, "exited": 3}
+            rows.sort(key=lambda j: (order.get(states[j][0], 1) if j < len(states) else 1,
+                                     idx.journals[j].newest_time or 0))
+            hidden = len(rows) - (MERGED_LINES - 1)
+            rows = rows[: MERGED_LINES - 1]
+        else:
+            hidden = 0
+        for j in rows:
+            st = idx.journals[j]
+            state, pid = states[j] if j < len(states) else ("unknown", 0)
+            label = {"alive": "alive", "exited": "exited", "crashed": "crashed", "unknown": "no trace"}[state]
+            t.append("\n")
+            parts: list[tuple[str, str]] = [(st.short, "bold blue"),
+                                            (f"● {label}" + (f" pid {pid}" if pid else ""), STATE_STYLE[state]),
+                                            (f"{st.total:,} frames", "")]
+            if j < len(self._journal_rates):
+                parts.append((f"{self._journal_rates[j]:,.0f}/s", ""))
+            if st.newest_time is not None:
+                # a live writer's newest frame is "now minus lag": the lag alone keeps the line short
+                if state == "alive" and self.state == "open":
+                    parts.append((f"lag {format_lag(now - st.newest_time)}", "bold"))
+                else:
+                    parts.append((f"newest {format_time(st.newest_time, self.tz)}", "dim"))
+            if j in self.holding and self._held_since.get(j, (None,))[0] == st.end:  # not moved since
+                waits = ", ".join(idx.journals[k].short for k in range(len(idx.journals)) if k not in self.holding)
+                limit = "until they write" if self.hold == float("inf") else f"up to {self.hold:g} s"
+                parts.append((f"held back: waits for {waits} ({limit})", "bold yellow"))
+            _wrap_phrases(t, parts, width)
+        if hidden:
+            alive = sum(1 for s in states if s[0] == "alive")
+            t.append(f"\n+{hidden} more journals ({alive} of {len(states)} writers alive)", "dim")
+        if self.damage is not None:
+            t.append("\n")
+            t.append(f"DAMAGED: {self.damage}; showing the valid frames before it, the others go on", "bold red")
+        self._append_readers(t)
         self.header_text = t.plain
         self.query_one(HeaderBar).update(t)
 
@@ -454,13 +621,17 @@ class TailApp(App):
         """Select the first row at or after a time (pauses following)."""
         if self.reader is None:
             return
-        first = self.index.pages[0].first_time if self.index.pages else None
+        idx = self.index
+        if isinstance(idx, MergedIndex):
+            first = idx.first_time
+        else:
+            first = idx.pages[0].first_time if idx.pages else None
         try:
             t = parse_time(text, first, last=self.index.newest_time, tz=self.tz)
         except KftoolsError as e:
             self.say(str(e))
             return
-        row = self.index.row_at_time(self.reader, t)
+        row = self.index.row_at_time(self.reader, t)  # type: ignore[arg-type]  # the index's reader kind
         if row >= self.index.count:
             self.say(f"no frame at or after {format_time(t, self.tz)} yet")
             return
@@ -493,9 +664,10 @@ class TailApp(App):
             else:
                 lo, hi = max(0, row - n + 1), row + 1
             frames = self._fetch(lo, hi)
+            names = self._journal_names(lo, lo + len(frames)) if self.merged else []
             order = range(len(frames)) if direction > 0 else range(len(frames) - 1, -1, -1)
             for i in order:
-                cells = frame_cells(frames[i], self.tz)
+                cells = frame_cells(frames[i], self.tz) + names[i : i + 1]
                 if needle in " ".join(str(c) for c in cells).lower():
                     table.select(lo + i)
                     self.say(f"found {self._search!r}" + (" (wrapped around)" if wrapped else ""))
@@ -512,6 +684,20 @@ class TailApp(App):
             table.select(row - direction)
             self.say(f"{self._search!r} not in the next {examined:,} rows (n to go on)")
         self._tick()
+
+
+def _wrap_phrases(t: Text, phrases: list[tuple[str, str]], width: int) -> None:
+    """Append phrases two spaces apart; one that would not fit starts a new line instead of being split."""
+    line = 0
+    for text, style in phrases:
+        if line and line + 2 + len(text) > width:
+            t.append("\n")
+            line = 0
+        elif line:
+            t.append("  ")
+            line += 2
+        t.append(text, style)
+        line += len(text)
 
 
 def probe(path: str, registry: TypeRegistry) -> None:

@@ -33,7 +33,7 @@ TYPE_STYLES = {"Ticker": "cyan", "Order": "yellow", "Trade": "green"}
 class Column:
     title: str
     justify: JustifyMethod
-    priority: int  # narrow screens drop the highest numbers first (equal numbers go together: bid and ask)
+    priority: float  # narrow screens drop the highest numbers first (equal numbers go together: bid and ask)
 
 
 #: display order; "more" (every other field) takes what width is left
@@ -42,6 +42,9 @@ COLUMNS = [
     Column("price", "right", 3), Column("size", "right", 4), Column("bid", "right", 6), Column("ask", "right", 6),
     Column("id", "right", 7), Column("src>dst", "right", 8), Column("more", "left", 9),
 ]
+#: several journals: which one each row comes from, right after the time
+JOURNAL_COLUMN = Column("journal", "left", 1.5)
+MERGED_COLUMNS = [COLUMNS[0], JOURNAL_COLUMN, *COLUMNS[1:]]
 _MORE_MIN = 12
 
 
@@ -102,19 +105,20 @@ def frame_cells(frame: Frame, tz: dt.tzinfo | None = None) -> list[Text | str]:
     ]
 
 
-def fit_columns(widths: list[int], available: int, gap: int = 1) -> list[int]:
+def fit_columns(widths: list[int], available: int, gap: int = 2, columns: list[Column] = COLUMNS) -> list[int]:
     """Indexes of the columns that fit in ``available`` cells, dropping the least important first.
 
     Exact numbers are never cut to fit: a column is shown whole or not at all
-    (``more`` alone may be cut, with an ellipsis).
+    (``more`` alone may be cut, with an ellipsis). ``gap``: cells between two columns (the table pads
+    each column by one on both sides).
     """
-    shown = list(range(len(COLUMNS)))
+    shown = list(range(len(columns)))
     while shown:
-        need = sum(widths[i] if COLUMNS[i].title != "more" else _MORE_MIN for i in shown) + gap * (len(shown) - 1)
+        need = sum(widths[i] if columns[i].title != "more" else _MORE_MIN for i in shown) + gap * (len(shown) - 1)
         if need <= available:
             break
-        worst = max(COLUMNS[i].priority for i in shown)
-        shown = [i for i in shown if COLUMNS[i].priority != worst]
+        worst = max(columns[i].priority for i in shown)
+        shown = [i for i in shown if columns[i].priority != worst]
     return shown
 
 
@@ -143,11 +147,15 @@ class FrameTable(Widget, can_focus=True):
             super().__init__()
             self.row = row
 
-    def __init__(self, fetch: Callable[[int, int], list[Frame]], tz: dt.tzinfo | None = None, **kw):
+    def __init__(self, fetch: Callable[[int, int], list[Frame]], tz: dt.tzinfo | None = None,
+                 journals: Callable[[int, int], list[str]] | None = None, **kw):
+        """``journals(start, stop)``: the journal of each of those rows (several journals: a journal column)."""
         super().__init__(**kw)
         self.fetch = fetch
+        self.journals = journals
+        self.columns = COLUMNS if journals is None else MERGED_COLUMNS
         self.tz = tz
-        self.widths = [len(c.title) for c in COLUMNS]  # grow-only, so columns do not jump while scrolling
+        self.widths = [len(c.title) for c in self.columns]  # grow-only, so columns do not jump while scrolling
         self.hidden: list[str] = []  # titles of the columns too wide for the screen now
         self.count = 0
         self.top = 0
@@ -175,7 +183,7 @@ class FrameTable(Widget, can_focus=True):
             self.refresh()
 
     def reset(self) -> None:
-        self.widths = [len(c.title) for c in COLUMNS]
+        self.widths = [len(c.title) for c in self.columns]
         self.count = self.top = 0
         self.cursor = -1
         self.following = True
@@ -256,16 +264,23 @@ class FrameTable(Widget, can_focus=True):
     def render(self) -> Table:
         frames = self.fetch(self.top, self.top + self.visible_rows) if self.count else []
         rows = [frame_cells(fr, self.tz) for fr in frames]
+        if self.journals is not None and rows:
+            names = self.journals(self.top, self.top + len(rows))
+            if len(names) != len(rows):  # the index was replaced meanwhile (a new filter): draw nothing stale
+                rows = []
+            for cells, name in zip(rows, names, strict=False):
+                cells.insert(1, Text(name, "blue"))
+        columns = self.columns
         for cells in rows:
             for i, c in enumerate(cells):
                 self.widths[i] = max(self.widths[i], len(c))
-        shown = fit_columns(self.widths, self.size.width)
-        self.hidden = [c.title for i, c in enumerate(COLUMNS) if i not in shown and any(len(r[i]) for r in rows)]
-        more_shown = any(COLUMNS[i].title == "more" for i in shown)
+        shown = fit_columns(self.widths, self.size.width, columns=columns)
+        self.hidden = [c.title for i, c in enumerate(columns) if i not in shown and any(len(r[i]) for r in rows)]
+        more_shown = any(columns[i].title == "more" for i in shown)
         table = Table(box=None, expand=more_shown, padding=(0, 1), header_style="bold", show_edge=False,
                       pad_edge=False)
         for i in shown:
-            col = COLUMNS[i]
+            col = columns[i]
             more = col.title == "more"
             table.add_column(col.title, width=None if more else self.widths[i], justify=col.justify, no_wrap=True,
                              overflow="ellipsis", ratio=1 if more else None)
@@ -294,11 +309,15 @@ def hexdump(data: bytes, width: int = 16) -> str:
     return "\n".join(lines)
 
 
-def frame_detail(frame: Frame, tz: dt.tzinfo | None = None, width: int = 140) -> RenderableType:
-    """Every header and payload field of a frame, and its raw bytes in hex (beside them, or below when narrow)."""
+def frame_detail(frame: Frame, tz: dt.tzinfo | None = None, width: int = 140,
+                 journal: str | None = None) -> RenderableType:
+    """Every header and payload field of a frame, and its raw bytes in hex (beside them, or below when narrow);
+    ``journal``: the journal it comes from (several journals)."""
     fields = Table(box=None, show_header=False, padding=(0, 1), pad_edge=False)
     fields.add_column(style="bold cyan", no_wrap=True, min_width=15)
     fields.add_column(overflow="fold")
+    if journal is not None:
+        fields.add_row("journal", journal)
     fields.add_row("position", f"page {frame.page_index} offset {frame.offset:,}")
     fields.add_row("type", f"{frame.type_name} ({frame.msg_type})")
     for n in FRAME_HEADER.names:
