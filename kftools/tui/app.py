@@ -333,10 +333,6 @@ class TailApp(App):
         """
         if not isinstance(self.reader, MergedReader) or not isinstance(self.index, MergedIndex):
             return
-        if not self.caught_up:  # reading the history: behind, but not held
-            self.holding = []
-            self._held_since.clear()
-            return
         now = time.monotonic()
         try:
             ends = self.reader.end_position()
@@ -461,7 +457,7 @@ class TailApp(App):
         if not self.filter.trivial:
             first.append((f"({idx.count:,} match)", ""))
         first.append((f"{self.fps:,.0f} frames/s", ""))
-        if not self.caught_up and idx.journals:
+        if not self.caught_up and idx.journals and not self.holding:
             first.append(("(indexing…)", "yellow"))
         _wrap_phrases(t, [p for p in first if p[0]], width)
         if self.state == "waiting":
@@ -496,7 +492,7 @@ class TailApp(App):
                     parts.append((f"lag {format_lag(now - st.newest_time)}", "bold"))
                 else:
                     parts.append((f"newest {format_time(st.newest_time, self.tz)}", "dim"))
-            if j in self.holding and self._held_since.get(j, (None,))[0] == st.end:  # not moved since
+            if j in self.holding and self._held_since.get(j, (None,))[0] == st.end:  # and not moved since then
                 waits = ", ".join(idx.journals[k].short for k in range(len(idx.journals)) if k not in self.holding)
                 limit = "until they write" if self.hold == float("inf") else f"up to {self.hold:g} s"
                 parts.append((f"held back: waits for {waits} ({limit})", "bold yellow"))
