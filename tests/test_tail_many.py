@@ -76,16 +76,25 @@ def test_short_names_are_the_shortest_distinguishing_suffix():
     assert short_names(["md.dat"]) == ["md.dat"]
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.lists(st.lists(st.integers(0, 70_000), max_size=50), min_size=1, max_size=6))
-def test_growing_column_keeps_every_value_and_widens_only_when_needed(chunks):
-    col = _Column(np.uint8)
-    for c in chunks:
-        col.extend(np.array(c, dtype=np.uint32))
-    flat = [v for c in chunks for v in c]
-    assert col.view().tolist() == flat
-    top = max(flat, default=0)
-    assert col.view().dtype == (np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32)
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 70_000), max_size=30), min_size=1, max_size=6),
+       st.integers(1, 16), st.integers(0, 200), st.integers(0, 200))
+def test_chunked_column_keeps_every_value_and_widens_only_when_needed(chunks, chunk, lo, hi):
+    from kftools.tui import merged
+
+    saved, merged._CHUNK = merged._CHUNK, chunk  # small chunks: values cross chunk boundaries
+    try:
+        col = _Column(np.uint8)
+        for c in chunks:
+            col.extend(np.array(c, dtype=np.uint32))
+        flat = [v for c in chunks for v in c]
+        assert col.view().tolist() == flat
+        assert col.slice(lo, hi).tolist() == flat[lo:hi]
+        top = max(flat, default=0)
+        assert col.dtype == (np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32)
+        assert col.nbytes <= (len(flat) + chunk) * col.dtype.itemsize  # at most one chunk of slack
+    finally:
+        merged._CHUNK = saved
 
 
 @pytest.mark.parametrize("types,symbols", [(None, None), ([int(MsgType.ORDER)], None), (None, ["MSFT", "NVDA"])])
@@ -104,8 +113,8 @@ def test_index_rows_match_open_many(tmp_path, types, symbols):
         assert got == expected
         names = [idx.journals[j].name for j in idx.journal_of(0, idx.count)]
         assert names == [j for j, _, _ in expected]
-        # a few bytes a row: journal (1), page (2) and offset (4), with doubling slack
-        assert idx.nbytes <= 2 * 7 * max(1024, idx.count)
+        # a few bytes a row: journal (1), page (2) and offset (4), and at most a chunk of slack
+        assert idx.nbytes == 7 * 65536
 
 
 # -- the live view -----------------------------------------------------------------------------

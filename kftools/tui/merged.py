@@ -2,10 +2,10 @@
 
 The merge is ``MergedReader.follow_batches`` (its order, ties and hold policy);
 this module only remembers where each merged row is. Per row it keeps the
-journal's index, the page and the offset in growing arrays (1 + 2 + 4 bytes a
-row while there are at most 256 journals and 65,536 pages per journal; wider
-types only once a value needs them), and reads frames back on demand, as
-:class:`~kftools.tui.index.JournalIndex` does for one journal.
+journal's index, the page and the offset in columns of fixed-size chunks
+(1 + 2 + 4 bytes a row while there are at most 256 journals and 65,536 pages
+per journal; wider types only once a value needs them), and reads frames back
+on demand, as :class:`~kftools.tui.index.JournalIndex` does for one journal.
 """
 
 from __future__ import annotations
@@ -28,35 +28,53 @@ from .index import RowFilter
 from .watcher import _NAP, _SAMPLE_ALL, _SMALL_BATCH, SPARK_POINTS, PriceSampler
 
 _WIDER = {np.dtype(np.uint8): np.uint16, np.dtype(np.uint16): np.uint32}
+#: rows per chunk of a column: growing never copies what is stored, and at most one chunk is slack
+_CHUNK = 1 << 16
 
 
 class _Column:
-    """An append-only unsigned array with amortised doubling that widens its type when a value needs it."""
+    """An append-only unsigned column in fixed-size chunks; a chunk takes a wider type only when a value needs it."""
 
     def __init__(self, dtype):
-        self.buf = np.empty(1024, dtype=dtype)
+        self.dtype = np.dtype(dtype)
+        self.chunks: list[np.ndarray] = []
         self.n = 0
 
     def extend(self, values: np.ndarray) -> None:
-        dtype = self.buf.dtype
-        if len(values):
-            top = int(values.max())
-            while top > np.iinfo(dtype).max:
-                dtype = np.dtype(_WIDER[dtype])
-        need = self.n + len(values)
-        if need > len(self.buf) or dtype != self.buf.dtype:
-            new = np.empty(max(need, 2 * len(self.buf)) if need > len(self.buf) else len(self.buf), dtype=dtype)
-            new[: self.n] = self.buf[: self.n]
-            self.buf = new
-        self.buf[self.n : need] = values
-        self.n = need
+        if not len(values):
+            return
+        top = int(values.max())
+        while top > np.iinfo(self.dtype).max:
+            self.dtype = np.dtype(_WIDER[self.dtype])
+        i = 0
+        while i < len(values):
+            used = self.n % _CHUNK
+            if used == 0 or self.chunks[-1].dtype != self.dtype:
+                if used:  # the last chunk is too narrow now: widen it (one chunk, once)
+                    self.chunks[-1] = self.chunks[-1].astype(self.dtype)
+                else:
+                    self.chunks.append(np.empty(_CHUNK, self.dtype))
+            take = min(_CHUNK - used, len(values) - i)
+            self.chunks[-1][used : used + take] = values[i : i + take]
+            i += take
+            self.n += take
+
+    def slice(self, start: int, stop: int) -> np.ndarray:
+        """A copy of rows ``start`` to ``stop`` (in the widest type of the chunks they span)."""
+        stop = min(stop, self.n)
+        if start >= stop:
+            return np.empty(0, self.dtype)
+        first, last = start // _CHUNK, (stop - 1) // _CHUNK
+        parts = [self.chunks[k][max(start - k * _CHUNK, 0) : min(stop - k * _CHUNK, _CHUNK)]
+                 for k in range(first, last + 1)]
+        return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
 
     def view(self) -> np.ndarray:
-        return self.buf[: self.n]
+        return self.slice(0, self.n)
 
     @property
     def nbytes(self) -> int:
-        return self.buf.nbytes
+        return sum(c.nbytes for c in self.chunks)
 
 
 def short_names(names: Sequence[str]) -> list[str]:
@@ -176,8 +194,8 @@ class MergedIndex:
         with self.lock:
             start, stop = max(0, start), min(stop, self.count)
             stop = max(start, stop)
-            return (self._journal.view()[start:stop].copy(), self._page.view()[start:stop].copy(),
-                    self._offset.view()[start:stop].copy())
+            return (self._journal.slice(start, stop), self._page.slice(start, stop),
+                    self._offset.slice(start, stop))
 
     def journal_of(self, start: int, stop: int) -> list[int]:
         """The journal (index into ``journals``) of rows ``start`` to ``stop``."""
