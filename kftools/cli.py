@@ -722,8 +722,7 @@ def tail_cmd(
 ) -> None:
     """Live view of a journal: newest frames, rate, lag, writer state, details, sparklines (q quits).
 
-    Several journals (or a folder) show as one timeline merged by gen_time with a journal column, a header line
-    per journal (writer, frames, rate, lag) and --hold as cat --follow (each named journal must exist).
+    Several journals (or a folder): one timeline merged by gen_time, a journal column, a header line per journal.
     """
     from .timeparse import resolve_tz
 
