@@ -10,7 +10,6 @@ on demand, as :class:`~kftools.tui.index.JournalIndex` does for one journal.
 
 from __future__ import annotations
 
-import mmap
 import os
 import threading
 import time
@@ -19,13 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import KftoolsError, NotAJournal
+from ..errors import NotAJournal
 from ..journal.merge import DEFAULT_HOLD, MergedBatch, MergedReader, expand_journals
 from ..journal.page import NotYetWritten
 from ..journal.reader import Frame, Position, Reader, WaitPolicy, frames_of
 from ..journal.registry import TypeRegistry
 from .index import RowFilter
-from .watcher import _NAP, _SAMPLE_ALL, _SMALL_BATCH, SPARK_POINTS, PriceSampler
+from .watcher import _NAP, _SAMPLE_ALL, _SMALL_BATCH, SPARK_POINTS, PriceSampler, _release
 
 _WIDER = {np.dtype(np.uint8): np.uint16, np.dtype(np.uint16): np.uint32}
 #: rows per chunk of a column: growing never copies what is stored, and at most one chunk is slack
@@ -35,7 +34,7 @@ _CHUNK = 1 << 16
 class _Column:
     """An append-only unsigned column in fixed-size chunks; a chunk takes a wider type only when a value needs it."""
 
-    def __init__(self, dtype):
+    def __init__(self, dtype: type[np.unsignedinteger]):
         self.dtype = np.dtype(dtype)
         self.chunks: list[np.ndarray] = []
         self.n = 0
@@ -345,14 +344,6 @@ class MergedWatcher(threading.Thread):
             elif p.page_index >= history[j] - 1 or self.index.total < _SAMPLE_ALL:
                 # sampling a multi-GB history would cost seconds: only its last pages
                 self.prices.add(p, SPARK_POINTS)
-
-
-def _release(reader: Reader, page_index: int) -> None:
-    """Drop a finished page's mapped memory from our resident set (as the one-journal watcher does)."""
-    try:
-        reader.page(page_index).mm.madvise(mmap.MADV_DONTNEED)
-    except (OSError, ValueError, AttributeError, KftoolsError):
-        pass
 
 
 def probe_many(paths: Sequence[str], registry: TypeRegistry) -> None:
