@@ -264,3 +264,27 @@ def test_a_new_journal_of_the_same_name_drops_stale_records_and_force_removes_ar
     res = run_cli("replay", "--max", "--force", path, "-o", out)
     assert res.returncode == 0, res.stderr
     assert not glob.glob(out + ".*.zst") and kftools.Reader(out).count() == kftools.Reader(path).count()
+
+
+def test_a_killed_runs_temporaries_are_removed_and_two_runs_never_overlap(tmp_path):
+    """What a kill -9'd archive or unarchive left (`<page>.zst.part`, `<page>.part`) is the next run's to remove;
+    a second run while one works is refused, so it never removes a temporary that is still being written."""
+    import fcntl
+
+    path = str(tmp_path / "j.dat")
+    write_journal(path, 400)
+    expect = run_cli("cat", path).stdout
+    (tmp_path / "j.dat.1.zst.part").write_bytes(b"half an archive")
+    (tmp_path / "j.dat.2.part").write_bytes(b"half a page")  # as an unarchive killed mid-write leaves it
+    (tmp_path / "notes.part").write_bytes(b"not ours")
+    res = run_cli("archive", path)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.part")) == ["notes.part"]
+    with open(path, "rb") as fh:  # a run in progress holds the journal
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        for cmd in ("archive", "unarchive"):
+            res = run_cli(cmd, path)
+            assert res.returncode != 0 and res.stderr.count("\n") == 1
+            assert "another archive or unarchive run is working on this journal" in res.stderr
+    assert run_cli("unarchive", path).returncode == 0
+    assert run_cli("cat", path).stdout == expect

@@ -15,17 +15,19 @@ instant leaves the page, the archive, or both (identical), never neither.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import mmap
 import os
 import stat
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import CorruptJournal, KftoolsError, NotAJournal, UsageError
+from ..errors import CorruptJournal, JournalLocked, KftoolsError, NotAJournal, UsageError
 from .format import (
     ARCHIVE_HEADER,
     ARCHIVE_MAGIC,
@@ -376,18 +378,19 @@ def archive(
     res = ArchiveResult([], skipped=[])
     for journal in journals:
         open_page(journal, 0).close()  # a bad first page is an error, not a silent skip
-        record_checksums(journal)
-        todo, skipped = archivable_pages(journal, older_than)
-        res.skipped.extend(skipped)  # type: ignore[union-attr]
-        for i in todo:
-            p = page_path(journal, i)
-            if progress:
-                progress(p)
-            before = os.stat(p).st_size
-            info = archive_page(p, i, level=level)
-            res.pages.append(info)
-            res.bytes_before += before
-            res.bytes_after += info.archive_size
+        with _one_run(journal):
+            record_checksums(journal)
+            todo, skipped = archivable_pages(journal, older_than)
+            res.skipped.extend(skipped)  # type: ignore[union-attr]
+            for i in todo:
+                p = page_path(journal, i)
+                if progress:
+                    progress(p)
+                before = os.stat(p).st_size
+                info = archive_page(p, i, level=level)
+                res.pages.append(info)
+                res.bytes_before += before
+                res.bytes_after += info.archive_size
     return res
 
 
@@ -400,14 +403,43 @@ def unarchive(journals: list[str], *, progress: Callable[[str], None] | None = N
     res = ArchiveResult([], skipped=[])
     for journal in journals:
         open_page(journal, 0).close()
-        for i in range(1, len(journal_pages(journal))):
-            p = page_path(journal, i)
-            if not os.path.exists(archive_path(p)):
-                continue
-            if progress:
-                progress(p)
-            info = unarchive_page(p)
-            res.pages.append(info)
-            res.bytes_before += info.archive_size
-            res.bytes_after += info.file_size
+        with _one_run(journal):
+            for i in range(1, len(journal_pages(journal))):
+                p = page_path(journal, i)
+                if not os.path.exists(archive_path(p)):
+                    continue
+                if progress:
+                    progress(p)
+                info = unarchive_page(p)
+                res.pages.append(info)
+                res.bytes_before += info.archive_size
+                res.bytes_after += info.file_size
     return res
+
+
+@contextlib.contextmanager
+def _one_run(journal: str) -> Iterator[None]:
+    """Hold ``journal`` for one archive or unarchive run, and remove what a killed run left.
+
+    A BSD ``flock`` on the first page: Linux keeps it apart from the writer's OFD
+    lock, so writers and readers never notice it, and the kernel drops it when
+    the run dies. Holding it proves that the ``.part`` temporaries beside the
+    journal's pages belong to a run that is gone: they are ours to remove.
+    """
+    from .format import page_path
+    from .pages import journal_pages
+
+    fd = os.open(journal, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise JournalLocked(f"{journal}: another archive or unarchive run is working on this journal") from None
+        for i in range(len(journal_pages(journal))):
+            p = page_path(journal, i)
+            for leftover in (p + PART_SUFFIX, archive_path(p) + PART_SUFFIX):
+                if os.path.lexists(leftover):
+                    os.unlink(leftover)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
