@@ -187,6 +187,21 @@ def _first_frame(reader: Reader) -> str | None:
     return None
 
 
+def _selection_diff(was, now: dict) -> str:
+    """How a dataset's selection differs from this run's, in the CLI's words."""
+    if not isinstance(was, dict):
+        return "another selection"
+    words = {"types": "--type", "symbols": "--symbol", "start": "--start", "end": "--end",
+             "timestamps": "--timestamps"}
+
+    def say(v) -> str:
+        return "none" if v is None else ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+    diff = [f"{opt} {say(was.get(k))} (this run: {say(now.get(k))})" for k, opt in words.items()
+            if was.get(k) != now.get(k)]
+    return "another selection: " + "; ".join(diff) if diff else "another selection"
+
+
 def _check_local(out: str, force: bool, fresh: bool) -> None:
     if fresh:
         check_output(out, force=force, folder=True)
@@ -229,7 +244,7 @@ def export_dataset(
     elif manifest is None and existing:
         raise OutputError(f"{out}: is not empty and not a kftools dataset (use --force to replace it)")
     elif manifest is not None and manifest.get("selection") != selection:
-        raise UsageError(f"{out}: was exported with another selection ({manifest.get('selection')}); "
+        raise UsageError(f"{out}: was exported with {_selection_diff(manifest.get('selection'), selection)}; "
                          "export to a new dataset, or --force to replace it")
     if not target.remote:
         _check_local(out, force, fresh=manifest is None)
