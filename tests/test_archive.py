@@ -288,3 +288,33 @@ def test_a_killed_runs_temporaries_are_removed_and_two_runs_never_overlap(tmp_pa
             assert "another archive or unarchive run is working on this journal" in res.stderr
     assert run_cli("unarchive", path).returncode == 0
     assert run_cli("cat", path).stdout == expect
+
+
+def test_an_archive_of_many_frames_reads_the_same_and_a_wrong_frame_size_is_named(tmp_path):
+    """Pages archived in small frames are decompressed frame by frame in parallel, each into its place;
+    a seek table whose sizes are shifted between two frames (totals still right) is damage, named in one line."""
+    from kftools.journal.archive import archive_page
+    from kftools.journal.format import SEEK_ENTRY, SEEK_FOOTER
+
+    path = str(tmp_path / "j.dat")
+    write_journal(path, 400)
+    before = what_commands_see(path, str(tmp_path), cli=False)
+    info = archive_page(page_path(path, 1), 1, chunk_size=1024)
+    assert len(info.frames) >= 4
+    assert what_commands_see(path, str(tmp_path), cli=False) == before
+
+    zst = page_path(path, 1) + ".zst"
+    with open(zst, "r+b") as fh:
+        data = bytearray(fh.read())
+        n = len(info.frames)
+        first = len(data) - SEEK_FOOTER.size - n * SEEK_ENTRY.size
+        e0 = SEEK_ENTRY.unpack(data, first)
+        e1 = SEEK_ENTRY.unpack(data, first + SEEK_ENTRY.size)
+        SEEK_ENTRY.struct.pack_into(data, first, e0["compressed_size"], e0["decompressed_size"] - 1)
+        SEEK_ENTRY.struct.pack_into(data, first + SEEK_ENTRY.size, e1["compressed_size"], e1["decompressed_size"] + 1)
+        fh.seek(0)
+        fh.write(data)
+    for args in (("verify", path), ("cat", path)):
+        res = run_cli(*args)
+        assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1 and zst in res.stderr, res.stderr

@@ -23,7 +23,9 @@ import stat
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -45,6 +47,7 @@ PART_SUFFIX = ".part"  # temporaries: never `.tmp`, which writers sweep as their
 DEFAULT_CHUNK = 1 << 20
 DEFAULT_LEVEL = 3
 _CRC_STEP = 64 << 20
+T = TypeVar("T")
 
 
 def archive_path(page_file: str) -> str:
@@ -179,31 +182,87 @@ def decompress_archive(path: str, *, check_crc: bool = False) -> tuple[mmap.mmap
     """The original page in anonymous memory (zeros after ``data_size``, as in the sparse page file)."""
     data = _read_file(path)
     info = read_archive_info_bytes(data, path)
-    mm = mmap.mmap(-1, max(info.file_size, 1))
-    import zstandard
-
-    dctx = zstandard.ZstdDecompressor()
+    mm = _page_memory(info.file_size)
     try:
-        with memoryview(data) as src:
-            # the frames are independent (that is what the seek table is for): decompress them in parallel
-            try:
-                out = dctx.multi_decompress_to_buffer([src[at : at + csize] for at, csize, _ in info.frames], threads=-1)
-            except zstandard.ZstdError as e:
-                raise CorruptJournal(f"{path}: archived page does not decompress: {e}") from None
-        pos = 0
-        for i, (at, _csize, dsize) in enumerate(info.frames):
-            seg = out[i]
-            if len(seg) != dsize:
-                raise CorruptJournal(f"{path}: archived frame at {at} holds {len(seg)} bytes, not {dsize}")
-            mm[pos : pos + dsize] = memoryview(seg)  # type: ignore[arg-type]
-            pos += dsize
-        del out
+        with memoryview(data) as src, memoryview(mm) as dst:
+            jobs, pos = [], 0
+            for at, csize, dsize in info.frames:
+                jobs.append((src[at : at + csize], dst[pos : pos + dsize], f"{path}: archived frame at {at}"))
+                pos += dsize
+            # the frames are independent (that is what the seek table is for), and zstd lets go of the
+            # GIL while it works: decompress them on every core, each straight into its place
+            if len(jobs) < 2:
+                problems = list(map(_decompress_into, jobs))
+            else:
+                running = [_pool().submit(_decompress_into, job) for job in jobs]
+                try:
+                    problems = [f.result() for f in running]
+                finally:
+                    wait(running)  # interrupted or not, no thread may still write into the views
+            for s, d, _ in jobs:
+                s.release()
+                d.release()
+        problem = next((p for p in problems if p), None)
+        if problem:
+            raise CorruptJournal(problem)
         if check_crc and crc32_of(mm, info.data_size) != info.crc32:
             raise CorruptJournal(f"{path}: CRC-32 of the restored bytes differs from the archived page's")
     except BaseException:
         mm.close()
         raise
     return mm, info
+
+
+def _page_memory(size: int) -> mmap.mmap:
+    """Zeroed anonymous memory for a decompressed page."""
+    mm = mmap.mmap(-1, max(size, 1))
+    with contextlib.suppress(AttributeError, OSError):
+        # huge pages: faulting in a page's worth of 4 KiB pages one by one cost as much as decompressing it
+        mm.madvise(mmap.MADV_HUGEPAGE)
+    return mm
+
+
+def _decompress_into(job: tuple[memoryview, memoryview, str]) -> str | None:
+    """Decompress one zstd frame into exactly ``dst``; what is wrong with it, or None.
+
+    Problems are returned, not raised: a traceback would keep the decoder, and
+    with it the views of the page, alive after the call.
+    """
+    import zstandard  # only archiving and reading archived pages need it: keep it off every command's start
+
+    src, dst, where = job
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(src, read_size=max(len(src), 1)) as reader:
+            got = 0
+            while got < len(dst):
+                with dst[got:] as rest:
+                    n = reader.readinto(rest)
+                if not n:
+                    break
+                got += n
+            # reading past the end finishes the frame, which checks its content checksum
+            if got != len(dst) or reader.read(1):
+                return f"{where} does not hold the {len(dst):,} bytes its seek table says"
+    except zstandard.ZstdError as e:
+        return f"{where} does not decompress: {e}"
+    return None
+
+
+_POOLS: dict[str, tuple[int, ThreadPoolExecutor]] = {}
+
+
+def _pool(name: str = "unzstd", workers: int = 0) -> ThreadPoolExecutor:
+    """A named pool of threads, made again in a forked child (whose copy has no threads behind it)."""
+    pid, pool = _POOLS.get(name, (-1, None))
+    if pool is None or pid != os.getpid():
+        pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1, thread_name_prefix=f"kftools-{name}")
+        _POOLS[name] = (os.getpid(), pool)
+    return pool
+
+
+def in_background(fn: Callable[..., T], *args) -> Future[T]:
+    """Run ``fn(*args)`` on the one read-ahead thread (it decompresses on the pool above)."""
+    return _pool("ahead", 1).submit(fn, *args)
 
 
 def fsync_dir(path: str) -> None:
