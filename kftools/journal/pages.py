@@ -22,9 +22,9 @@ from concurrent.futures import Future
 
 from ..errors import JournalChanged, KftoolsError, NotAJournal, UnreadablePage
 from . import yijinjing
+from .archive import in_background
 from .format import KFTOOLS, JournalFormat, PageFlag
 from .lock import is_locked
-from .archive import in_background
 from .page import (
     ARCHIVE_SUFFIX,
     ArchivedPage,
