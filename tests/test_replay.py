@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 from kftest import KFTOOLS, ROOT, SAMPLES_DIR, copy_journal, run_cli
 
+import kftools.replay.core as replay_core
 from kftools.errors import FrameTooLarge, NotAJournal, OutputError, StrategyError, UsageError
 from kftools.journal.format import FRAME_HEADER, MsgType
 from kftools.journal.reader import Reader
@@ -27,6 +28,7 @@ MULTI = os.path.join(SAMPLES_DIR, "multipage.dat")
 CLEAN = os.path.join(SAMPLES_DIR, "clean.dat")
 EXAMPLE = os.path.join(ROOT, "examples", "strategy_example.py")
 MS = 1_000_000
+C_PACER = replay_core._pacer
 
 
 def frames_of(path, **kw):
@@ -169,6 +171,55 @@ def test_write_raw_frames_round_trip(tmp_path_factory, lengths, cut, page):
     assert frames_of(out) == frames_of(src)
     with Reader(out) as r:
         assert r.damage is None and sum(1 for _ in r) == len(lengths)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lengths=hs.lists(hs.integers(0, 300), min_size=1, max_size=150),
+       gaps=hs.lists(hs.sampled_from([0, 0, 0, 1_000, 20_000, 150_000, -5_000]), min_size=150, max_size=150),
+       speed=hs.sampled_from([1.0, 3.0, 10.0]), page=hs.sampled_from([4096, 8192, 1 << 20]),
+       c_pacer=hs.booleans())
+def test_paced_replay_c_pacer_and_python_twin(tmp_path_factory, monkeypatch, lengths, gaps, speed, page, c_pacer):
+    """Real time, both emitters: every frame goes out once, in order, whole, never before it is due, its
+    trigger_time the original gen_time; bursts (equal times), out-of-order times and page rollover included."""
+    if C_PACER is None:
+        pytest.skip("the C pacer is not built")
+    monkeypatch.setattr(replay_core, "_pacer", C_PACER if c_pacer else None)  # one test call runs many examples
+    d = tmp_path_factory.mktemp("paced")
+    src, out = str(d / "src.dat"), str(d / "out.dat")
+    t = 1_800_000_000_000_000_000
+    with Writer(src, page_size=1 << 20) as w:
+        for k, n in enumerate(lengths):
+            t += gaps[k]
+            w.write(100 + k % 3, bytes([k % 256]) * n, gen_time=t, trigger_time=-k, source=k, dest=7)
+    before = time.time_ns()
+    st = replay(src, out, speed=speed, force=True, page_size=page)
+    srcf, got = frames_of(src), frames_of(out)
+    assert st.frames == len(got) == len(srcf)
+    assert [g[1:] for g in got] == [(s[0], *s[2:]) for s in srcf]
+    stamps = [g[0] for g in got]
+    assert stamps == sorted(stamps) and stamps[0] >= before
+    assert len(st.lateness) == len(srcf) and int(st.lateness.min()) >= 0  # nothing went out before it was due
+    with Reader(out) as r:
+        assert r.damage is None
+
+
+def test_the_c_pacer_refuses_buffers_that_do_not_match():
+    if replay_core._pacer is None:
+        pytest.skip("the C pacer is not built")
+    data = np.zeros(64, np.uint8)
+    starts = np.array([0, 52, 64], np.int64)
+    rel = np.zeros(2, np.int64)
+    page = bytearray(4096)
+    emitted = np.zeros(2, np.int64)
+    gen = FRAME_HEADER.offset("gen_time")
+    with pytest.raises(ValueError, match="shorter than its header"):  # the second frame is 12 bytes
+        replay_core._pacer.emit(data, starts, rel, 0, 2, 0, 0, 1, page, 64, 4096, 8, gen, emitted)
+    with pytest.raises(ValueError, match="do not match"):  # starts past the data
+        replay_core._pacer.emit(data, np.array([0, 52, 96], np.int64), rel, 0, 2, 0, 0, 1, page, 64, 4096, 8, gen, emitted)
+    with pytest.raises(ValueError, match="do not match"):  # capacity beyond the page
+        replay_core._pacer.emit(data, starts, rel, 0, 1, 0, 0, 1, page, 64, 8192, 8, gen, emitted)
+    i, pos, status = replay_core._pacer.emit(data, starts, rel, 0, 1, 0, 0, 1, page, 64, 4096, 8, gen, emitted)
+    assert (i, pos, status) == (1, 116, replay_core._pacer.DONE) and int.from_bytes(page[8:12], "little") == 116
 
 
 def test_write_raw_frames_too_large(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import stat
 import struct
@@ -327,6 +328,25 @@ class Writer:
             self.frames_written += k - done
             done = k
         return last - first
+
+    def append_area(self, need: int = 0) -> tuple[mmap.mmap, int, int]:
+        """``(page mapping, write position, capacity)`` for code that appends frames itself (replay's C pacer).
+
+        With ``need``, first rolls to a new page unless that many bytes fit. The
+        caller copies whole frames from the position on, publishes the cursor
+        (``CURSOR_OFFSET``, one 4-byte store after the bytes) and then calls
+        :meth:`appended`.
+        """
+        if self._closed:
+            raise self._bad_call("append_area", None)
+        if need:
+            self._room(need)
+        return self._mm, self._pos, self._cap
+
+    def appended(self, pos: int, frames: int) -> None:
+        """Take note of ``frames`` frames appended through :meth:`append_area`, now ending at ``pos``."""
+        self._pos = pos
+        self.frames_written += frames
 
     def _commit(self, pos: int) -> None:
         # The cursor store comes after the frame's stores. x86-64 keeps stores in

@@ -32,7 +32,7 @@ from ..backtest.exchange import ExchangeConfig
 from ..backtest.gateway import Gateway
 from ..backtest.session import BacktestSession
 from ..errors import OutputError, StrategyError, UsageError
-from ..journal.format import FRAME_HEADER
+from ..journal.format import CURSOR_OFFSET, FRAME_HEADER, PAGE_HEADER
 from ..journal.layout import BYTE_ORDER
 from ..journal.merge import MergedBatch, MergedReader, open_journals
 from ..journal.reader import Damage, FrameBatch, Reader
@@ -51,6 +51,14 @@ LATE_NS = 1_000_000
 MIN_SPEED, MAX_SPEED = 1e-3, 1e6  # beyond these a schedule overflows or is --max in all but name
 LONG_WAIT_NS = 60 * 1_000_000_000  # a paced wait longer than this is said (a far-future gen_time)
 PACED_BATCH = 64  # small: each batch's preparation delays the frames due meanwhile (p99)
+SLICE_NS = 2_000_000  # the C pacer hands back at least this often: stop and pause stay responsive
+
+try:  # the C pacer (see _pacer.c); without it the Python loop in Replay._play does the same, slower
+    from . import _pacer  # type: ignore[attr-defined]  # the C extension setup.py builds; no stub
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _pacer = None  # type: ignore[assignment]
+# what the pacer assumes of the layouts: a 4-byte cursor and an 8-byte gen_time
+assert PAGE_HEADER.field("write_cursor").size == 4 and FRAME_HEADER.field("gen_time").size == 8
 MAX_BATCH = 1 << 16
 
 
@@ -68,8 +76,9 @@ class MonotonicClock:
         self.now = time.perf_counter_ns  # CLOCK_MONOTONIC on Linux
         self.wall = time.time_ns
 
-    def wait_until(self, deadline: int, interrupted: Callable[[], bool]) -> int:
-        """Wait until monotonic ``deadline`` (ns) or ``interrupted()``; returns the time reached."""
+    def sleep_until(self, deadline: int, interrupted: Callable[[], bool]) -> int:
+        """Sleep until monotonic ``deadline`` (ns) is at most ``spin_ns`` away, or ``interrupted()``;
+        returns the time reached. The last stretch is the caller's to spin (C pacer or ``wait_until``)."""
         now_f = self.now
         now = now_f()
         while deadline - now > self.spin_ns:
@@ -77,6 +86,14 @@ class MonotonicClock:
             now = now_f()
             if interrupted():
                 return now
+        return now
+
+    def wait_until(self, deadline: int, interrupted: Callable[[], bool]) -> int:
+        """Wait until monotonic ``deadline`` (ns) or ``interrupted()``; returns the time reached."""
+        now = self.sleep_until(deadline, interrupted)
+        if deadline - now > self.spin_ns:
+            return now  # interrupted
+        now_f = self.now
         while now < deadline:
             now = now_f()
         return now
@@ -512,6 +529,9 @@ class Replay:
         emit = dispatch.emit if isinstance(dispatch, Gateway) else None  # it writes the frames itself
         feed = dispatch.frames if isinstance(dispatch, Backtest) else None
         pack_gen = _I64.pack_into
+        # frames straight into the output page from C, unless every frame must pass through Python
+        pacer = _pacer if speed is not None and emit is None and feed is None and isinstance(clock, MonotonicClock) else None
+        spin_ns = clock.spin_ns if isinstance(clock, MonotonicClock) else 0
         # paced and not live: the next batch is read and prepared while we wait for a frame due later,
         # so its preparation never delays frames that are due (bursts spanning two batches included)
         ahead = _Ahead(batches, self._prepare) if speed is not None and not live else None
@@ -547,23 +567,23 @@ class Replay:
                 continue
             # (numpy's stubs declare ndarray.__buffer__ only for Python >= 3.12)
             mv = memoryview(data)  # type: ignore[arg-type]  # struct and the writer take a memoryview far faster than an ndarray
-            rel, rel_l, starts_l = prep.rel, prep.rel_l, prep.starts_l
+            rel = prep.rel
             if anchor is None:
-                anchor = now_f() - rel_l[0]
+                anchor = now_f() - int(rel[0])
             floor = seen if live else None
-            ends: list[int] = []
-            emits: list[int] = []  # emission time minus anchor, per chunk
+            emitted = np.empty(n, np.int64)  # per frame: emission time minus anchor
             paused_at_emit = self._paused_at_emit
             i = 0
             while i < n:
                 step = False
                 if ctl.paused:
-                    held = self._hold(anchor, rel_l[i])
+                    held = self._hold(anchor, int(rel[i]))
                     if held is None:
                         break
                     anchor, step = held
-                d = anchor + rel_l[i]
+                d = anchor + int(rel[i])
                 now = now_f()
+                fast = pacer is not None and not step
                 if now < d:
                     if ahead is not None and d - now > ahead.cost_ns and ahead.prepare():
                         now = now_f()  # prepared the next batch in the slack before this frame
@@ -571,17 +591,34 @@ class Replay:
                             continue
                     if d - now > LONG_WAIT_NS:
                         self._say_long_wait(d - now, int(gens[i]), int(gens[i - 1]) if i else None)
-                    now = wait_until(d, interrupted)
-                    if now < d:
+                    # the C pacer spins the last stretch itself
+                    now = clock.sleep_until(d, interrupted) if fast else wait_until(d, interrupted)  # type: ignore[union-attr]
+                    if now < d - (spin_ns if fast else 0):
                         if stopped is not None and stopped():
                             break
                         continue  # paused during the wait
+                if fast:
+                    page, pos, cap = w.append_area()
+                    j, pos, status = pacer.emit(data, starts, rel, i, n, anchor, spin_ns, SLICE_NS,  # type: ignore[union-attr]
+                                                page, pos, cap, CURSOR_OFFSET, GEN_OFF, emitted)
+                    if j > i:
+                        w.appended(pos, j - i)
+                        st.frames += j - i
+                        paused_at_emit = st.paused_ns
+                        done = now_f()
+                    if status == pacer.FULL:  # type: ignore[union-attr]
+                        w.append_area(need=int(starts[j + 1] - starts[j]))  # the next page
+                    i = j
+                    if stopped is not None and stopped():
+                        break
+                    continue
+                rel_l = prep.rel_l
                 j = i + 1 if step else bisect.bisect_right(rel_l, now - anchor, i + 1)
                 wall = wall_f()
                 if j - i == 1:
-                    pack_gen(mv, starts_l[i] + GEN_OFF, wall)
+                    pack_gen(mv, prep.starts_l[i] + GEN_OFF, wall)
                 elif j - i <= 64:  # cheaper than numpy's fixed cost for a few frames
-                    for s in starts_l[i:j]:
+                    for s in prep.starts_l[i:j]:
                         pack_gen(mv, s + GEN_OFF, wall)
                 else:
                     set_column(data, starts[i:j], GEN_OFF, np.full(j - i, wall, np.int64))
@@ -592,8 +629,7 @@ class Replay:
                 else:
                     write(mv, starts, i, j)
                 t = now_f()
-                ends.append(j)
-                emits.append(t - anchor)
+                emitted[i:j] = t - anchor
                 st.frames += j - i
                 paused_at_emit = st.paused_ns
                 done = t
@@ -603,16 +639,15 @@ class Replay:
                 i = j
                 if stopped is not None and stopped():
                     break
-            if ends:
+            if i:
                 self._last_emit = done
                 self._paused_at_emit = paused_at_emit
-                counts = np.diff(np.asarray([0, *ends]))
-                late = np.repeat(np.asarray(emits, np.int64), counts) - rel[: ends[-1]]
+                late = emitted[:i] - rel[:i]
                 if floor is not None:
                     # a live frame cannot go out before it arrived: lateness counts from arrival
-                    late = np.minimum(late, np.repeat(np.asarray(emits, np.int64) + anchor - floor, counts))
+                    late = np.minimum(late, emitted[:i] + (anchor - floor))
                 st._parts.append(late)
-                st.position_ns = int(gens[ends[-1] - 1]) - t0
+                st.position_ns = int(gens[i - 1]) - t0
             if i < n:
                 break
         return anchor
@@ -634,7 +669,7 @@ class Replay:
             rel[0] = max(int(rel[0]), self._last_rel)
             np.maximum.accumulate(rel, out=rel)  # out-of-order gen_times: never due before an earlier frame
             self._last_rel = int(rel[-1])
-            prep.rel, prep.rel_l, prep.starts_l = rel, rel.tolist(), starts.tolist()
+            prep.rel = rel
         return prep
 
     def _say_long_wait(self, wait_ns: int, gen_time: int, previous: int | None) -> None:
@@ -676,13 +711,26 @@ class Replay:
 class _Prepared:
     """A batch ready to emit (see ``Replay._prepare``)."""
 
-    __slots__ = ("batch", "n", "gens", "data", "starts", "seen", "rel", "rel_l", "starts_l")
+    __slots__ = ("batch", "n", "gens", "data", "starts", "seen", "rel", "_rel_l", "_starts_l")
 
     def __init__(self, batch, n: int, gens: np.ndarray, data: np.ndarray, starts: np.ndarray, seen: int):
         self.batch, self.n, self.gens, self.data, self.starts, self.seen = batch, n, gens, data, starts, seen
         self.rel: np.ndarray = np.empty(0, np.int64)
-        self.rel_l: list[int] = []
-        self.starts_l: list[int] = []
+        self._rel_l: list[int] | None = None
+        self._starts_l: list[int] | None = None
+
+    # the Python loop's lists (it indexes them per frame); the C pacer reads the arrays
+    @property
+    def rel_l(self) -> list[int]:
+        if self._rel_l is None:
+            self._rel_l = self.rel.tolist()
+        return self._rel_l
+
+    @property
+    def starts_l(self) -> list[int]:
+        if self._starts_l is None:
+            self._starts_l = self.starts.tolist()
+        return self._starts_l
 
 
 class _Ahead:
