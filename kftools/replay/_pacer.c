@@ -50,7 +50,8 @@ static int get_buffer(PyObject *obj, Py_buffer *view, int writable) {
  * emitted: int64, receives for each frame emitted the moment after its cursor store, minus `anchor`.
  * Emits from frame i on while the next frame is due within spin_ns; stops with
  *   DONE  all n frames emitted;
- *   WAIT  the next frame is due later than spin_ns from now (the caller sleeps, or pauses);
+ *   WAIT  the next frame is due later than spin_ns from now (the caller sleeps, prepares the next
+ *         batch, or pauses);
  *   FULL  the next frame does not fit in the page (the caller rolls to a new page);
  *   SLICE slice_ns have passed since the call began (the caller checks for stop and pause).
  */

@@ -598,8 +598,10 @@ class Replay:
                             break
                         continue  # paused during the wait
                 if fast:
+                    # hand back at the first gap long enough to prepare the next batch in, until it is ready
+                    bound = spin_ns if ahead is None or ahead.ready else min(spin_ns, ahead.cost_ns)
                     page, pos, cap = w.append_area()
-                    j, pos, status = pacer.emit(data, starts, rel, i, n, anchor, spin_ns, SLICE_NS,  # type: ignore[union-attr]
+                    j, pos, status = pacer.emit(data, starts, rel, i, n, anchor, bound, SLICE_NS,  # type: ignore[union-attr]
                                                 page, pos, cap, CURSOR_OFFSET, GEN_OFF, emitted)
                     if j > i:
                         w.appended(pos, j - i)
@@ -745,6 +747,11 @@ class _Ahead:
         self._done = False
         # what preparing a batch takes: a decaying maximum of what it took (a rare slow one is remembered a while)
         self.cost_ns = 50_000
+
+    @property
+    def ready(self) -> bool:
+        """The next batch is prepared, or there is none."""
+        return self._have or self._done
 
     def prepare(self) -> bool:
         """Prepare the next batch unless one is ready already or none is left; True if it did."""
