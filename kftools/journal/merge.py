@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import NotAJournal, UsageError
 from . import yijinjing
-from .filter import FrameFilter, frame_filter
+from .filter import FrameFilter
 from .format import FRAME_HEADER_SIZE, KFTOOLS, PageFlag
 from .frames import HEADER_DTYPE, INDEX_DTYPE, Frame, FrameBatch, frames_of
 from .framestream import stream as _frame_stream
@@ -30,7 +30,7 @@ from .layout import Field
 from .page import Page
 from .pages import Position
 from .pages import journals_in as kftools_journals_in
-from .reader import Reader
+from .reader import BatchQueries, Reader
 from .registry import TypeRegistry
 from .scan import gather_var
 from .walk import DEFAULT_BATCH, Damage, WaitPolicy, stopped
@@ -321,7 +321,7 @@ def merge_parts(keys: list[np.ndarray], headers: list[np.ndarray]) -> tuple[np.n
     return order, words.view(HEADER_DTYPE).reshape(-1)
 
 
-class MergedReader:
+class MergedReader(BatchQueries):
     """Several journals read as one, in ``gen_time`` order (see the module docstring for ties).
 
     The same calls as :class:`Reader`: iterate, ``frames``, ``batches`` (which yield
@@ -388,20 +388,6 @@ class MergedReader:
     def path(self) -> str:
         return ", ".join(self.journals)
 
-    def _filter(self, start_time, end_time, types, symbols) -> FrameFilter:
-        """Filters as ``Reader`` takes them (type names or ids, text times; ``+10s`` from the earliest first frame)."""
-        return frame_filter(self.registry, start_time, end_time, types, symbols, first_time=self.first_time,
-                            last_time=self.last_time)
-
-    def first_time(self) -> int | None:
-        """gen_time of the first frame in merged order (None while no journal has a frame)."""
-        return next((int(b.headers["gen_time"][0]) for b in self.batches(batch_size=1)), None)
-
-    def last_time(self) -> int | None:
-        """gen_time of the last frame in merged order (None while no journal has a frame)."""
-        frames = self.last(1)
-        return frames[0].gen_time if frames else None
-
     def _note(self, reader: Reader) -> bool:
         if reader.damage is not None and self.damage is None:
             self.damage = reader.damage
@@ -462,21 +448,6 @@ class MergedReader:
                 a[n] = b.headers[n]
             out.append(a)
         return np.concatenate(out) if out else np.empty(0, MERGED_INDEX_DTYPE)
-
-    def last(self, n: int, **filters) -> list[Frame]:
-        """The last ``n`` frames in merged order matching ``filters``."""
-        keep: collections.deque[MergedBatch] = collections.deque()
-        held = 0
-        for b in self.batches(**filters):
-            keep.append(b)
-            held += len(b)
-            while keep and held - len(keep[0]) >= n:
-                held -= len(keep.popleft())
-        frames = [f for b in keep for f in b.frames()]
-        return frames[-n:] if n else []
-
-    def count(self) -> int:
-        return sum(len(b) for b in self.batches())
 
     def end_position(self) -> list[Position]:
         """Each journal's (page, cursor) just after its last committed frame, right now."""

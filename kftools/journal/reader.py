@@ -27,7 +27,44 @@ from .registry import TypeRegistry
 from .walk import DEFAULT_BATCH, Damage, WaitPolicy, Walk, frames_of_batches, scan_page, stopped
 
 
-class Reader:
+class BatchQueries:
+    """What a reader answers from its ``batches()`` alone (``Reader`` and ``MergedReader``)."""
+
+    registry: TypeRegistry
+    batches: Callable[..., Iterator]  # each reader's own, with its filters
+
+    def last(self, n: int, **filters) -> list[Frame]:
+        """The last ``n`` frames matching ``filters`` (as ``tail -n``), in the reader's order."""
+        keep: collections.deque = collections.deque()
+        held = 0
+        for b in self.batches(**filters):
+            keep.append(b)
+            held += len(b)
+            while keep and held - len(keep[0]) >= n:
+                held -= len(keep.popleft())
+        frames = [f for b in keep for f in b.frames()]
+        return frames[-n:] if n else []
+
+    def count(self) -> int:
+        return sum(len(b) for b in self.batches())
+
+    def _filter(self, start_time, end_time, types, symbols) -> FrameFilter:
+        """Filters as the CLI takes them, checked: names or ids, comma lists, text times (``+10s`` from the
+        first frame, ``-5s`` before the last)."""
+        return frame_filter(self.registry, start_time, end_time, types, symbols, first_time=self.first_time,
+                            last_time=self.last_time)
+
+    def first_time(self) -> int | None:
+        """gen_time of the first frame (None while there is none)."""
+        return next((int(b.headers["gen_time"][0]) for b in self.batches(batch_size=1)), None)
+
+    def last_time(self) -> int | None:
+        """gen_time of the last frame (None while there is none)."""
+        frames = self.last(1)
+        return frames[0].gen_time if frames else None
+
+
+class Reader(BatchQueries):
     """Read-only access to a journal given its first page's path.
 
     Iterate for every committed frame; ``follow()`` to wait for new ones;
@@ -147,35 +184,6 @@ class Reader:
                 a[n] = b.headers[n]
             parts.append(a)
         return np.concatenate(parts) if parts else np.empty(0, dtype=INDEX_DTYPE)
-
-    def last(self, n: int, **filters) -> list[Frame]:
-        """The last ``n`` frames matching ``filters`` (as ``tail -n``)."""
-        keep: collections.deque[FrameBatch] = collections.deque()
-        held = 0
-        for b in self.batches(**filters):
-            keep.append(b)
-            held += len(b)
-            while keep and held - len(keep[0]) >= n:
-                held -= len(keep.popleft())
-        frames = [f for b in keep for f in b.frames()]
-        return frames[-n:] if n else []
-
-    def count(self) -> int:
-        return sum(len(b) for b in self.batches())
-
-    def _filter(self, start_time, end_time, types, symbols) -> FrameFilter:
-        """Filters as the CLI takes them, checked: names or ids, comma lists, text times."""
-        return frame_filter(self.registry, start_time, end_time, types, symbols, first_time=self.first_time,
-                            last_time=self.last_time)
-
-    def first_time(self) -> int | None:
-        """gen_time of the first frame (None while there is none)."""
-        return next((int(b.headers["gen_time"][0]) for b in self.batches(batch_size=1)), None)
-
-    def last_time(self) -> int | None:
-        """gen_time of the last frame (None while there is none)."""
-        frames = self.last(1)
-        return frames[0].gen_time if frames else None
 
     # -- following -------------------------------------------------------------
     def follow(
