@@ -41,6 +41,8 @@ _DICT_STR = pa.dictionary(pa.int32(), pa.string())
 _DICT_FIELDS = frozenset({"symbol"})
 #: beyond this many distinct values a dictionary column gets a dictionary per batch
 _MEMO_LIMIT = 100_000
+#: the shortest cached all-null column (a read batch is at most this long in a plain export)
+_NULLS_AT_LEAST = 65_536
 
 # header columns: (name, arrow type, meaning). Frame header fields come from FRAME_HEADER.
 _HEADER_DOCS = {
@@ -123,6 +125,7 @@ class Columns:
         self.fields = list(cols.values())
         self._memo: dict[str, tuple[dict, list]] = {}
         self._dict_cache: dict[str, pa.Array] = {}
+        self._null_cache: dict[pa.DataType, pa.Array] = {}
         self.schema = pa.schema(
             [pa.field(n, t, nullable=n not in ("gen_time", "gen_time_ns", "type", "msg_type", "length"))
              for n, t in header]
@@ -140,7 +143,7 @@ class Columns:
                 j = index[t] = len(values)
                 values.append(self.registry.name(t))
             lut[i] = j
-        return pa.DictionaryArray.from_arrays(pa.array(lut[inverse]), self._dict_values("type", values))
+        return pa.DictionaryArray.from_arrays(from_numpy(lut[inverse]), self._dict_values("type", values))
 
     def metadata(self, extra: dict | None = None) -> dict:
         """The Parquet key-value metadata import needs: types, column mapping, page capacity."""
@@ -160,17 +163,14 @@ class Columns:
 
     def _times(self, gen: np.ndarray, trig: np.ndarray) -> list[pa.Array]:
         """gen_time and trigger_time (and with "us" timestamps their exact ``*_ns`` columns)."""
-        n = len(gen)
         unset = trig == 0
         # 0 is "not set" (writers default to it): null, not 1970-01-01
         valid = _bitmap(~unset) if unset.any() else None
         if self.timestamps == "ns":
-            return [pa.array(gen, type=_TS), pa.Array.from_buffers(_TS, n, [valid, pa.py_buffer(trig)])]
+            return [from_numpy(gen, _TS), from_numpy(trig, _TS, valid)]
         # floor division: a time before the epoch still lands in its own microsecond
-        return [pa.array(gen // 1000, type=_TS_US),
-                pa.Array.from_buffers(_TS_US, n, [valid, pa.py_buffer(trig // 1000)]),
-                pa.array(gen, type=pa.int64()),
-                pa.Array.from_buffers(pa.int64(), n, [valid, pa.py_buffer(trig.astype(np.int64, copy=False))])]
+        return [from_numpy(gen // 1000, _TS_US), from_numpy(trig // 1000, _TS_US, valid),
+                from_numpy(gen, pa.int64()), from_numpy(trig, pa.int64(), valid)]
 
     def convert(self, batch: FrameBatch, journal: str | None = None) -> pa.RecordBatch:
         """One batch of frames (one page) as an Arrow record batch of this schema, vectorized."""
@@ -191,16 +191,16 @@ class Columns:
         if "type" in self._header_names:
             arrays.append(self._type_names(present, inverse))
         arrays += [
-            pa.array(ids),
-            pa.array(np.ascontiguousarray(h["source"])),
-            pa.array(np.ascontiguousarray(h["dest"])),
-            pa.array(lengths),
-            pa.array(np.full(n, batch.page.index, dtype=np.uint32)),
-            pa.array(batch.offsets.astype(np.uint32)),
+            from_numpy(ids),
+            from_numpy(h["source"]),
+            from_numpy(h["dest"]),
+            from_numpy(lengths),
+            from_numpy(np.full(n, batch.page.index, dtype=np.uint32)),
+            from_numpy(batch.offsets.astype(np.uint32)),
         ]
         if self.journal:
             arrays.append(pa.DictionaryArray.from_arrays(
-                pa.array(np.zeros(n, np.int32)), pa.array([journal or ""], pa.string())))
+                from_numpy(np.zeros(n, np.int32)), _strings([journal or ""])))
         need_raw = np.zeros(n, dtype=bool)
         # per type present: the mask of its rows and its typed payloads
         typed: dict[int, tuple[np.ndarray | None, np.ndarray]] = {}
@@ -225,13 +225,13 @@ class Columns:
                 need_raw[np.flatnonzero(m2)[bad]] = True
         for c in self.fields:
             arrays.append(self._field(c, typed, n, need_raw))
-        arrays.append(_raw_column(batch, need_raw, lengths))
+        arrays.append(_raw_column(batch, need_raw, lengths) if need_raw.any() else self._nulls(n, pa.binary()))
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
     def _field(self, c: _Col, typed: dict, n: int, need_raw: np.ndarray) -> pa.Array:
         hits = [(typed[t], fname) for t, fname in c.members.items() if t in typed]
         if not hits:
-            return pa.nulls(n, c.arrow)
+            return self._nulls(n, c.arrow)
         if c.kind == "label":
             return self._labels(c, hits, n)
         if pa.types.is_fixed_size_list(c.arrow) or pa.types.is_boolean(c.arrow):
@@ -243,14 +243,14 @@ class Columns:
                 m = slice(None) if idx is None else idx
                 values[m] = rec[fname]
                 valid[m] = True
-            mask = None if valid.all() else pa.array(~valid)
+            bitmap = None if valid.all() else _bitmap(valid)
             if pa.types.is_boolean(c.arrow):
-                return pa.array(values, type=c.arrow, mask=None if mask is None else ~valid)
-            flat = pa.array(np.ascontiguousarray(values).reshape(-1), type=c.arrow.value_type)
-            return pa.FixedSizeListArray.from_arrays(flat, c.arrow.list_size, mask=mask)
+                return pa.Array.from_buffers(c.arrow, n, [bitmap, _bitmap(values)])
+            flat = from_numpy(values.reshape(-1), c.arrow.value_type)
+            return pa.FixedSizeListArray.from_buffers(c.arrow, n, [bitmap], children=[flat])
         if c.kind != "text":
             if len(hits) == 1 and hits[0][0][0] is None:
-                return pa.array(np.ascontiguousarray(hits[0][0][1][hits[0][1]]))
+                return from_numpy(hits[0][0][1][hits[0][1]])
             values = np.zeros(n, dtype=_SCALAR_NP[c.kind])
             valid = np.zeros(n, dtype=bool)
             for (idx, rec), fname in hits:
@@ -273,7 +273,8 @@ class Columns:
         enc = fsb.dictionary_encode()
         strings, garbage = _decode_text(enc.dictionary, w)
         if garbage.any():
-            need_raw |= np.isin(enc.indices.to_numpy(zero_copy_only=False), np.flatnonzero(garbage))
+            bad = np.isin(_int32s(enc.indices), np.flatnonzero(garbage))
+            need_raw |= bad if text_valid is None else bad & text_valid
         if c.arrow != _DICT_STR:
             return pa.DictionaryArray.from_arrays(enc.indices, strings).dictionary_decode()
         memo = self._memo.setdefault(c.name, ({}, []))
@@ -288,13 +289,9 @@ class Columns:
                 j = index[key] = len(texts)
                 texts.append(text)
             lut[i] = j
-        idx = enc.indices.to_numpy(zero_copy_only=False)
-        if enc.indices.null_count:
-            if text_valid is None:
-                raise AssertionError(f"column {c.name!r}: null dictionary indices but every row has a value")
-            glob = pa.Array.from_buffers(pa.int32(), n, [_bitmap(text_valid), pa.py_buffer(lut[np.nan_to_num(idx).astype(np.int64)])])
-        else:
-            glob = pa.array(lut[idx])
+        if enc.indices.null_count and text_valid is None:
+            raise AssertionError(f"column {c.name!r}: null dictionary indices but every row has a value")
+        glob = from_numpy(lut[_int32s(enc.indices)], valid=None if text_valid is None else _bitmap(text_valid))
         return pa.DictionaryArray.from_arrays(glob, self._dict_values(c.name, texts))
 
     def _labels(self, c: _Col, hits: list, n: int) -> pa.Array:
@@ -326,10 +323,18 @@ class Columns:
         idx_arr = pa.Array.from_buffers(pa.int32(), n, [bitmap, pa.py_buffer(codes)])
         return pa.DictionaryArray.from_arrays(idx_arr, self._dict_values(c.name, texts))
 
+    def _nulls(self, n: int, arrow: pa.DataType) -> pa.Array:
+        """``n`` nulls of ``arrow``: a slice of one array per type, so the columns a batch lacks (most of them)
+        cost no memory per row group."""
+        cached = self._null_cache.get(arrow)
+        if cached is None or len(cached) < n:
+            cached = self._null_cache[arrow] = pa.nulls(max(n, _NULLS_AT_LEAST), arrow)
+        return cached.slice(0, n)
+
     def _dict_values(self, name: str, values: list) -> pa.Array:
         cached = self._dict_cache.get(name)
         if cached is None or len(cached) != len(values):
-            cached = self._dict_cache[name] = pa.array(values, pa.string())
+            cached = self._dict_cache[name] = _strings(values)
         return cached
 
 
@@ -346,6 +351,32 @@ def _pandas_metadata(schema: pa.Schema) -> bytes:
     doc = {"index_columns": [], "column_indexes": [], "columns": cols,
            "creator": {"library": "kftools", "version": str(EXPORT_FORMAT)}, "pandas_version": "2.1.0"}
     return json.dumps(doc).encode()
+
+
+def from_numpy(values: np.ndarray, arrow: pa.DataType | None = None, valid: pa.Buffer | None = None) -> pa.Array:
+    """A 1-d numpy array of fixed-width numbers as an Arrow array of ``arrow`` (by default its own type), no copy.
+
+    Not ``pa.array()``: given a numpy array it imports pandas (to ask whether it is a Series), which would
+    add some 50 MB to the peak RSS of every export where pandas is installed.
+    """
+    values = np.ascontiguousarray(values)
+    assert values.ndim == 1, values.shape
+    return pa.Array.from_buffers(arrow or pa.from_numpy_dtype(values.dtype), len(values), [valid, pa.py_buffer(values)])
+
+
+def _strings(values: list[str]) -> pa.StringArray:
+    """Python strings as an Arrow string array (not ``pa.array()``, which imports pandas: see :func:`from_numpy`)."""
+    data = [v.encode() for v in values]
+    offsets = np.zeros(len(data) + 1, dtype=np.int32)
+    np.cumsum([len(b) for b in data], out=offsets[1:])
+    return pa.StringArray.from_buffers(len(data), pa.py_buffer(offsets), pa.py_buffer(b"".join(data)))
+
+
+def _int32s(arr: pa.Array) -> np.ndarray:
+    """An int32 Arrow array's values as numpy, nulls as 0 (not ``to_numpy()``, which imports pandas)."""
+    if arr.null_count:
+        arr = arr.fill_null(0)
+    return np.frombuffer(arr.buffers()[1], dtype=np.int32, count=arr.offset + len(arr))[arr.offset:]
 
 
 def _bitmap(valid: np.ndarray) -> pa.Buffer:
@@ -376,7 +407,7 @@ def _decode_text(values: pa.FixedSizeBinaryArray, w: int) -> tuple[pa.Array, np.
             except UnicodeDecodeError:
                 out.append(b.decode("utf-8", "replace"))
                 garbage[i] = True
-        arr = pa.array(out, pa.string())
+        arr = _strings(out)
     return arr, garbage
 
 
@@ -393,9 +424,8 @@ def _sub(mask: np.ndarray | None, n: int, sub: np.ndarray) -> np.ndarray:
 
 
 def _raw_column(batch: FrameBatch, need: np.ndarray, lengths: np.ndarray) -> pa.Array:
+    """The ``payload`` column: the exact payload of the rows in ``need`` (at least one), null elsewhere."""
     n = len(need)
-    if not need.any():
-        return pa.nulls(n, pa.binary())
     data, _ends = batch.raw_payloads(need)
     lens = np.where(need, lengths, 0).astype(np.int64)
     offsets = np.zeros(n + 1, dtype=np.int64)

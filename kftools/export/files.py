@@ -16,7 +16,7 @@ from ..journal.format import FRAME_HEADER_SIZE, PAGE_HEADER_SIZE
 from ..journal.reader import FrameBatch, Reader
 from ..journal.registry import TypeRegistry
 from ..outputs import STDOUT, check_output, create_temporary, create_temporary_folder
-from .columns import Columns
+from .columns import Columns, from_numpy
 from .sink import ParquetSink
 from .stream import (
     DEFAULT_ROW_GROUP,
@@ -140,7 +140,7 @@ def export_journals(
                 yield parts[0]
                 return
             t = pa.Table.from_batches(parts, schema=cols.schema)
-            yield from (t if b.order is None else t.take(pa.array(b.order))).to_batches()
+            yield from (t if b.order is None else t.take(from_numpy(b.order))).to_batches()
 
         def write(fh) -> None:
             sink = ParquetSink(fh, cols, compression, row_group_size, meta, name=out)
