@@ -16,7 +16,9 @@ from ..journal.registry import TypeRegistry
 from ..outputs import check_output, create_temporary_folder, remove_journal
 from ..parquet_input import check_rows, check_schema, parse_metadata
 from .columns import IMPORT_FORMATS, META_KEY
-from .stream import READ_BATCH
+
+#: rows read from Parquet at a time
+IMPORT_BATCH = 65_536
 
 
 @dataclass
@@ -84,7 +86,7 @@ def import_parquet(
     try:
         with Writer(tmp, page_size=cap, registry=reg) as w, _as_bad_input(src):
             if len(opened) == 1:
-                for rb in opened[0][0].iter_batches(batch_size=READ_BATCH):
+                for rb in opened[0][0].iter_batches(batch_size=IMPORT_BATCH):
                     check_rows(src, rb, res.frames, opened[0][1])
                     res.frames += _write_rows(w, rb, reg, opened[0][1])
             else:
@@ -95,7 +97,7 @@ def import_parquet(
                 for _pf, m in opened:
                     for cname, members in m.get("columns", {}).items():
                         merged["columns"].setdefault(cname, {}).update(members)
-                for rb in t.to_batches(max_chunksize=READ_BATCH):
+                for rb in t.to_batches(max_chunksize=IMPORT_BATCH):
                     check_rows(src, rb, res.frames, merged)
                     res.frames += _write_rows(w, rb, reg, merged)
             res.pages = w.page_index + 1
