@@ -31,7 +31,7 @@ from ..journal.reader import FrameBatch, Reader
 from ..journal.registry import TypeRegistry
 from ..outputs import check_output, create_temporary_folder
 from .columns import TIMESTAMPS, Columns
-from .sink import ParquetSink
+from .sink import ParquetSink, RowGroupWriter
 from .stream import (
     DEFAULT_ROW_GROUP,
     READ_BATCH,
@@ -286,6 +286,7 @@ def export_dataset(
         run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
         scratch = tempfile.mkdtemp(prefix="kftools-export-") if target.remote else create_temporary_folder(out)
         sinks: dict[int, tuple[str, ParquetSink]] = {}
+        writer = RowGroupWriter()  # one for every file: one row group written at a time
         rows_before = 0
         try:
             for r, name, sel, begin, until in zip(readers, names, sels, starts, ends, strict=True):
@@ -302,7 +303,7 @@ def export_dataset(
                             local = os.path.join(scratch, *rel.split("/"))
                             os.makedirs(os.path.dirname(local), exist_ok=True)
                             entry = sinks[k] = (rel, ParquetSink(local, cols, compression, row_group_size,
-                                                                 {"source": None}))
+                                                                 {"source": None}, writer=writer))
                         part = b if len(key) and (key == k).all() else b.select(key == k)
                         entry[1].add(cols.convert(part, jname))
 
@@ -325,6 +326,7 @@ def export_dataset(
                               "frames": prev.get("frames", 0) + sub.rows}
             for _rel, s in sinks.values():
                 s.close()
+            writer.close()
             res.files = len(sinks)
             new = sorted(rel for rel, _s in sinks.values())
             committed = set() if manifest is None else set(manifest.get("files", []))
@@ -333,6 +335,7 @@ def export_dataset(
                    "runs": [*(manifest or {}).get("runs", []), {"run": run, "rows": res.rows, "files": len(new)}]}
             _commit(target, scratch, manifest, existing, committed, new, doc, force)
         finally:
+            writer.close()
             remove_output(scratch)
         return res
     finally:

@@ -17,7 +17,7 @@ from ..journal.reader import FrameBatch, Reader
 from ..journal.registry import TypeRegistry
 from ..outputs import STDOUT, check_output, create_temporary, create_temporary_folder
 from .columns import Columns, from_numpy
-from .sink import ParquetSink
+from .sink import ParquetSink, RowGroupWriter
 from .stream import (
     DEFAULT_ROW_GROUP,
     READ_BATCH,
@@ -85,8 +85,11 @@ def export_journal(
         if to_stdout:
             cols = Columns(registry, [t for t in chosen if t] if chosen else None, timestamps=timestamps)
             sink = ParquetSink(sys.stdout.buffer, cols, compression, row_group_size, meta)
-            pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, progress)
-            sink.close()
+            try:
+                pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, progress)
+                sink.close()
+            finally:
+                sink.abort()
             sys.stdout.buffer.flush()
             res.files = 1
         else:
@@ -149,8 +152,11 @@ def export_journals(
                 for rb in rows(b):
                     sink.add(rb)
 
-            pump(reader.batches(READ_BATCH, until=until, **sel.filters()), consume, None, res, progress)
-            sink.close()
+            try:
+                pump(reader.batches(READ_BATCH, until=until, **sel.filters()), consume, None, res, progress)
+                sink.close()
+            finally:
+                sink.abort()
 
         if to_stdout:
             write(sys.stdout.buffer)
@@ -188,8 +194,11 @@ def _export_to_file(out, split, force, batches, registry, chosen, compression, r
             try:
                 cols = Columns(registry, [t for t in chosen if t] if chosen else None, timestamps=timestamps)
                 sink = ParquetSink(fh, cols, compression, row_group_size, meta, name=out)
-                pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, progress)
-                sink.close()
+                try:
+                    pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, progress)
+                    sink.close()
+                finally:
+                    sink.abort()
             finally:
                 with contextlib.suppress(OSError):
                     fh.close()
@@ -205,6 +214,7 @@ def _export_to_file(out, split, force, batches, registry, chosen, compression, r
 def _export_split(batches, registry, chosen, tmpdir, compression, row_group_size, meta, res, progress,
                   timestamps) -> None:
     sinks: dict[int, tuple[Columns, ParquetSink]] = {}
+    writer = RowGroupWriter()  # one for every file: one row group written at a time
 
     def sink_for(t: int):
         s = sinks.get(t)
@@ -212,7 +222,8 @@ def _export_split(batches, registry, chosen, tmpdir, compression, row_group_size
             mt = registry.get(t)
             cols = Columns(registry, [mt] if mt else [], timestamps=timestamps)
             name = file_name(registry.name(t)) + ".parquet"
-            s = sinks[t] = (cols, ParquetSink(os.path.join(tmpdir, name), cols, compression, row_group_size, meta))
+            s = sinks[t] = (cols, ParquetSink(os.path.join(tmpdir, name), cols, compression, row_group_size, meta,
+                                              writer=writer))
         return s
 
     if chosen:
@@ -231,9 +242,12 @@ def _export_split(batches, registry, chosen, tmpdir, compression, row_group_size
         for _, s in sinks.values():
             s.flush()
 
-    pump(batches, consume, flush_all, res, progress)
-    for _, s in sinks.values():
-        s.close()
+    try:
+        pump(batches, consume, flush_all, res, progress)
+        for _, s in sinks.values():
+            s.close()
+    finally:
+        writer.close()
     res.files = len(sinks)
 
 
