@@ -21,11 +21,11 @@ from ..errors import UsageError
 from ..journal import yijinjing
 from ..journal.merge import journals_in
 from ..journal.registry import DEFAULT_REGISTRY, TypeRegistry
-from .columns import EXPORT_FORMAT, META_KEY, TIMESTAMPS, Columns, schema_table
+from .columns import EXPORT_FORMAT, META_KEY, Columns, schema_table
 from .dataset import MANIFEST, export_dataset, is_remote
 from .files import export_journal, export_journals
 from .importer import ImportResult, import_parquet
-from .stream import COMPRESSIONS, DEFAULT_ROW_GROUP, ExportResult, Progress, check_compression
+from .stream import COMPRESSIONS, DEFAULT_ROW_GROUP, TIMESTAMPS, ExportOptions, ExportResult, Progress
 
 
 def export(
@@ -64,13 +64,11 @@ def export(
     registry = registry or DEFAULT_REGISTRY  # the built-in types (a Kungfu journal brings its own)
     sources = [os.fspath(journal)] if isinstance(journal, str | os.PathLike) else [os.fspath(j) for j in journal]
     out = os.fspath(out)
-    compression = check_compression(compression)
-    if row_group_size < 1:
-        raise UsageError("--row-group-size must be >= 1")
+    opts = ExportOptions(types=types, symbols=symbols, start=start, end=end, compression=compression,
+                         row_group_size=row_group_size, force=force, progress=progress, total=total,
+                         timestamps=timestamps)
     if name is not None and not follow:
         raise UsageError("--name needs --follow (it publishes a follower's position)")
-    if timestamps is not None and timestamps not in TIMESTAMPS:
-        raise UsageError(f"unknown --timestamps {timestamps!r} ({', '.join(TIMESTAMPS)})")
     if not sources:
         raise UsageError("no journal given")
     # a folder holding exactly one Kungfu journal is that journal
@@ -81,21 +79,13 @@ def export(
         if split:
             raise UsageError("--split is for one journal (a dataset is already split by type)")
         if out == "-" or (out.endswith(".parquet") and not is_remote(out)):
-            return export_journals(sources, out, registry=registry, types=types, symbols=symbols, start=start,
-                                   end=end, compression=compression, row_group_size=row_group_size, force=force,
-                                   progress=progress, total=total, timestamps=timestamps or "ns")
-        return export_dataset(sources, out, registry=registry, types=types, symbols=symbols, start=start, end=end,
-                              compression=compression, row_group_size=row_group_size, force=force,
-                              progress=progress, total=total, timestamps=timestamps or "us")
-    journal = sources[0]
-    return export_journal(journal, out, registry=registry, types=types, symbols=symbols, start=start, end=end,
-                          compression=compression, row_group_size=row_group_size, split=split, follow=follow,
-                          stop=stop, force=force, progress=progress, total=total, name=name,
-                          timestamps=timestamps or "ns")
+            return export_journals(sources, out, opts, registry=registry)
+        return export_dataset(sources, out, opts, registry=registry)
+    return export_journal(sources[0], out, opts, registry=registry, split=split, follow=follow, stop=stop, name=name)
 
 
 __all__ = [
     "COMPRESSIONS", "DEFAULT_ROW_GROUP", "EXPORT_FORMAT", "MANIFEST", "META_KEY", "TIMESTAMPS", "Columns",
-    "ExportResult", "ImportResult", "Progress", "export", "export_dataset", "export_journal", "export_journals",
+    "ExportOptions", "ExportResult", "ImportResult", "Progress", "export", "export_dataset", "export_journal", "export_journals",
     "import_parquet", "journals_in", "schema_table",
 ]

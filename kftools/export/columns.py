@@ -33,9 +33,6 @@ _SCALAR_ARROW = {
 }
 _TS = pa.timestamp("ns", tz="UTC")
 _TS_US = pa.timestamp("us", tz="UTC")
-#: how ``gen_time`` / ``trigger_time`` are stored: "ns" timestamps (exact; pyarrow, pandas, DuckDB, Polars), or
-#: "us" timestamps (what Spark reads) beside the exact int64 ``gen_time_ns`` / ``trigger_time_ns`` import uses
-TIMESTAMPS = ("ns", "us")
 _DICT_STR = pa.dictionary(pa.int32(), pa.string())
 #: text fields with few distinct values, stored dictionary-encoded
 _DICT_FIELDS = frozenset({"symbol"})

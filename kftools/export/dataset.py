@@ -19,7 +19,6 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -30,13 +29,12 @@ from ..journal.merge import expand_journals
 from ..journal.reader import FrameBatch, Reader
 from ..journal.registry import TypeRegistry
 from ..outputs import check_output, create_temporary_folder
-from .columns import TIMESTAMPS, Columns
+from .columns import Columns
 from .sink import ParquetSink, RowGroupWriter
 from .stream import (
-    DEFAULT_ROW_GROUP,
     READ_BATCH,
+    ExportOptions,
     ExportResult,
-    Progress,
     crashed,
     file_name,
     journal_bytes,
@@ -213,24 +211,20 @@ def _check_local(out: str, force: bool, fresh: bool) -> None:
         raise OutputError(f"{out}: folder is not writable")
 
 
-def export_dataset(
-    sources: str | list[str], out: str, *, registry: TypeRegistry, types=None, symbols=None, start=None, end=None,
-    compression: str = "zstd", row_group_size: int = DEFAULT_ROW_GROUP, force: bool = False,
-    progress: Progress | None = None, total: Callable[[int], None] | None = None, timestamps: str = "us",
-) -> ExportResult:
+def export_dataset(sources: str | list[str], out: str, opts: ExportOptions, *, registry: TypeRegistry) -> ExportResult:
     """Export journals (a folder, or a list of journals and folders) to the hive-partitioned dataset ``out``
     (a folder, ``s3://bucket/prefix`` or ``gs://bucket/prefix``); when ``out`` is already a kftools dataset,
     add only what is new since.
 
     Every file has the same schema (every type's columns, and ``journal``), so
-    DuckDB, Polars, pandas and Spark read the folder as one table. ``timestamps``:
-    see :data:`~kftools.export.columns.TIMESTAMPS` (Spark needs "us"). ``force``
+    DuckDB, Polars, pandas and Spark read the folder as one table. Timestamps are
+    "us" unless ``opts`` says otherwise (Spark needs "us"). ``opts.force``
     replaces the dataset instead of adding to it.
     """
     from ..selection import Selection
 
-    if timestamps not in TIMESTAMPS:
-        raise UsageError(f"unknown --timestamps {timestamps!r} ({', '.join(TIMESTAMPS)})")
+    types, symbols, start, end, force = opts.types, opts.symbols, opts.start, opts.end, opts.force
+    timestamps = opts.timestamps or "us"
     sources = [sources] if isinstance(sources, str) else list(sources)
     paths = expand_journals(sources)  # a missing journal is the error to show, before any network call
     target = _Target(out)
@@ -278,8 +272,8 @@ def export_dataset(
             starts.append(tuple(st["position"]) if st is not None and st.get("first") is not None else None)
         sels = [Selection.parse(r, registry, types, symbols, start, end) for r in readers]
         ends = [r.end_position() for r in readers]
-        if total:
-            total(sum(journal_bytes(r, u) - (journal_bytes(r, b) if b else 0)
+        if opts.total:
+            opts.total(sum(journal_bytes(r, u) - (journal_bytes(r, b) if b else 0)
                       for r, b, u in zip(readers, starts, ends, strict=True)))
         cols = Columns(registry, None, journal=True, timestamps=timestamps, type_column=False)
         res = ExportResult(out, journals=[r.path for r in readers], skipped=skipped)
@@ -302,14 +296,14 @@ def export_dataset(
                             rel = f"date={date}/type={file_name(registry.name(t))}/part-{run}.parquet"
                             local = os.path.join(scratch, *rel.split("/"))
                             os.makedirs(os.path.dirname(local), exist_ok=True)
-                            entry = sinks[k] = (rel, ParquetSink(local, cols, compression, row_group_size,
+                            entry = sinks[k] = (rel, ParquetSink(local, cols, opts.compression, opts.row_group_size,
                                                                  {"source": None}, writer=writer))
                         part = b if len(key) and (key == k).all() else b.select(key == k)
                         entry[1].add(cols.convert(part, jname))
 
                 def prog(rows, nbytes, base=rows_before):
-                    if progress:
-                        progress(base + rows, nbytes)
+                    if opts.progress:
+                        opts.progress(base + rows, nbytes)
 
                 sub = ExportResult(out)
                 pump(r.batches(READ_BATCH, start=begin, until=until, **sel.filters()), consume, None, sub, prog)

@@ -6,7 +6,7 @@ import contextlib
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -19,10 +19,9 @@ from ..outputs import STDOUT, check_output, create_temporary, create_temporary_f
 from .columns import Columns, from_numpy
 from .sink import ParquetSink, RowGroupWriter
 from .stream import (
-    DEFAULT_ROW_GROUP,
     READ_BATCH,
+    ExportOptions,
     ExportResult,
-    Progress,
     crashed,
     file_name,
     journal_bytes,
@@ -32,31 +31,15 @@ from .stream import (
 )
 
 
-def export_journal(
-    journal: str,
-    out: str,
-    *,
-    registry: TypeRegistry,
-    types=None,
-    symbols=None,
-    start: str | None = None,
-    end: str | None = None,
-    compression: str = "zstd",
-    row_group_size: int = DEFAULT_ROW_GROUP,
-    split: bool = False,
-    follow: bool = False,
-    stop=None,
-    force: bool = False,
-    progress: Progress | None = None,
-    total: Callable[[int], None] | None = None,
-    name: str | None = None,
-    timestamps: str = "ns",
-) -> ExportResult:
+def export_journal(journal: str, out: str, opts: ExportOptions, *, registry: TypeRegistry, split: bool = False,
+                   follow: bool = False, stop=None, name: str | None = None) -> ExportResult:
     """Export one journal to ``out`` (a Parquet file, or with ``split`` a folder of one file per type).
 
-    Options as :func:`kftools.export.export` takes them, already checked.
+    The other arguments as :func:`kftools.export.export` takes them.
     """
     from ..selection import Selection
+
+    timestamps = opts.timestamps or "ns"
 
     to_stdout = out == STDOUT
     if to_stdout:
@@ -64,37 +47,34 @@ def export_journal(
             raise UsageError("--split writes a folder of files: '-' (standard output) takes one file")
         if sys.stdout.isatty():
             raise UsageError("refusing to write Parquet to a terminal: redirect or pipe standard output")
-    elif split:
-        check_output(out, force=force, folder=True, inputs=[journal])
     else:
-        check_output(out, force=force, inputs=[journal])
+        check_output(out, force=opts.force, folder=split, inputs=[journal])
     reader = Reader(journal, registry=registry)
     registry = reader.registry  # a Kungfu journal brings its own types
     try:
-        sel = Selection.parse(reader, registry, types, symbols, start, end)
+        sel = Selection.parse(reader, registry, opts.types, opts.symbols, opts.start, opts.end)
         chosen = [registry.get(t) for t in sel.types] if sel.types else None
         meta = page_meta(reader)
         res = ExportResult(out, journals=[journal])
         until = None if follow else reader.end_position()
-        if total:
-            total(journal_bytes(reader, until))
+        if opts.total:
+            opts.total(journal_bytes(reader, until))
         if follow:
             batches = _follow_then_drain(reader, stop, sel.filters(), name)
         else:
             batches = reader.batches(READ_BATCH, until=until, **sel.filters())
         if to_stdout:
             cols = Columns(registry, [t for t in chosen if t] if chosen else None, timestamps=timestamps)
-            sink = ParquetSink(sys.stdout.buffer, cols, compression, row_group_size, meta)
+            sink = ParquetSink(sys.stdout.buffer, cols, opts.compression, opts.row_group_size, meta)
             try:
-                pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, progress)
+                pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, opts.progress)
                 sink.close()
             finally:
                 sink.abort()
             sys.stdout.buffer.flush()
             res.files = 1
         else:
-            _export_to_file(out, split, force, batches, registry, chosen, compression, row_group_size, meta, res,
-                            progress, follow, timestamps)
+            _export_to_file(out, split, opts, batches, registry, chosen, meta, res, follow, timestamps)
         if reader.damage is not None:
             res.damage.append(reader.damage)
         elif crashed(reader):
@@ -104,38 +84,35 @@ def export_journal(
         reader.close()
 
 
-def export_journals(
-    paths: list[str], out: str, *, registry: TypeRegistry, types=None, symbols=None, start: str | None = None,
-    end: str | None = None, compression: str = "zstd", row_group_size: int = DEFAULT_ROW_GROUP, force: bool = False,
-    progress: Progress | None = None, total: Callable[[int], None] | None = None, timestamps: str = "ns",
-) -> ExportResult:
+def export_journals(paths: list[str], out: str, opts: ExportOptions, *, registry: TypeRegistry) -> ExportResult:
     """Export several journals (or folders of them) to one Parquet file, in one timeline merged by ``gen_time``
     (ties as ``kftools cat`` orders them), with a ``journal`` column naming each row's journal."""
     from ..journal.merge import MergedReader
     from ..selection import Selection
 
+    timestamps = opts.timestamps or "ns"
     to_stdout = out == STDOUT
     if to_stdout and sys.stdout.isatty():
         raise UsageError("refusing to write Parquet to a terminal: redirect or pipe standard output")
     reader = MergedReader(paths, registry=registry)
     try:
         if not to_stdout:
-            check_output(out, force=force, inputs=[r.path for r in reader.readers])
+            check_output(out, force=opts.force, inputs=[r.path for r in reader.readers])
         registry = reader.registry  # Kungfu journals bring their own types
         # a Kungfu journal by its location, ours by file name, as in a dataset
         names = [r.name if r.kungfu is not None else os.path.basename(r.path) for r in reader.readers]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup is not None:
             raise UsageError(f"two journals are named {dup}: the journal column could not tell them apart")
-        sel = Selection.parse(reader, registry, types, symbols, start, end)
+        sel = Selection.parse(reader, registry, opts.types, opts.symbols, opts.start, opts.end)
         chosen = [registry.get(t) for t in sel.types] if sel.types else None
         cols = Columns(registry, [t for t in chosen if t] if chosen else None, journal=True, timestamps=timestamps)
         meta = page_meta(reader.readers[0])
         meta["source"] = None  # several journals: see the journal column
         res = ExportResult(out, journals=[r.path for r in reader.readers], skipped=list(reader.skipped))
         until = reader.end_position()
-        if total:
-            total(sum(journal_bytes(r, u) for r, u in zip(reader.readers, until, strict=True)))
+        if opts.total:
+            opts.total(sum(journal_bytes(r, u) for r, u in zip(reader.readers, until, strict=True)))
 
         def rows(b) -> Iterator[pa.RecordBatch]:
             parts = [cols.convert(p, names[j]) for j, p in zip(b.part_journal, b.parts, strict=True)]
@@ -146,14 +123,14 @@ def export_journals(
             yield from (t if b.order is None else t.take(from_numpy(b.order))).to_batches()
 
         def write(fh) -> None:
-            sink = ParquetSink(fh, cols, compression, row_group_size, meta, name=out)
+            sink = ParquetSink(fh, cols, opts.compression, opts.row_group_size, meta, name=out)
 
             def consume(b) -> None:
                 for rb in rows(b):
                     sink.add(rb)
 
             try:
-                pump(reader.batches(READ_BATCH, until=until, **sel.filters()), consume, None, res, progress)
+                pump(reader.batches(READ_BATCH, until=until, **sel.filters()), consume, None, res, opts.progress)
                 sink.close()
             finally:
                 sink.abort()
@@ -179,8 +156,7 @@ def export_journals(
         reader.close()
 
 
-def _export_to_file(out, split, force, batches, registry, chosen, compression, row_group_size, meta, res, progress,
-                    follow, timestamps) -> None:
+def _export_to_file(out, split, opts: ExportOptions, batches, registry, chosen, meta, res, follow, timestamps) -> None:
     """Write under an exclusive temporary beside ``out``; rename it into place only when complete."""
     if split:
         tmp = create_temporary_folder(out)
@@ -188,14 +164,15 @@ def _export_to_file(out, split, force, batches, registry, chosen, compression, r
         fd, tmp = create_temporary(out)
     try:
         if split:
-            _export_split(batches, registry, chosen, tmp, compression, row_group_size, meta, res, progress, timestamps)
+            _export_split(batches, registry, chosen, tmp, opts, meta, res, timestamps)
         else:
             fh = os.fdopen(fd, "wb", buffering=0)  # unbuffered: a write error surfaces in the writer, not at close
             try:
                 cols = Columns(registry, [t for t in chosen if t] if chosen else None, timestamps=timestamps)
-                sink = ParquetSink(fh, cols, compression, row_group_size, meta, name=out)
+                sink = ParquetSink(fh, cols, opts.compression, opts.row_group_size, meta, name=out)
                 try:
-                    pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res, progress)
+                    pump(batches, lambda b: sink.add(cols.convert(b)), sink.flush if follow else None, res,
+                         opts.progress)
                     sink.close()
                 finally:
                     sink.abort()
@@ -203,7 +180,7 @@ def _export_to_file(out, split, force, batches, registry, chosen, compression, r
                 with contextlib.suppress(OSError):
                     fh.close()
             res.files = 1
-        if force and split and os.path.isdir(out) and not os.path.islink(out):
+        if opts.force and split and os.path.isdir(out) and not os.path.islink(out):
             shutil.rmtree(out)
         os.replace(tmp, out) if not split else os.rename(tmp, out)
     except BaseException:
@@ -211,8 +188,7 @@ def _export_to_file(out, split, force, batches, registry, chosen, compression, r
         raise
 
 
-def _export_split(batches, registry, chosen, tmpdir, compression, row_group_size, meta, res, progress,
-                  timestamps) -> None:
+def _export_split(batches, registry, chosen, tmpdir, opts: ExportOptions, meta, res, timestamps) -> None:
     sinks: dict[int, tuple[Columns, ParquetSink]] = {}
     writer = RowGroupWriter()  # one for every file: one row group written at a time
 
@@ -222,8 +198,8 @@ def _export_split(batches, registry, chosen, tmpdir, compression, row_group_size
             mt = registry.get(t)
             cols = Columns(registry, [mt] if mt else [], timestamps=timestamps)
             name = file_name(registry.name(t)) + ".parquet"
-            s = sinks[t] = (cols, ParquetSink(os.path.join(tmpdir, name), cols, compression, row_group_size, meta,
-                                              writer=writer))
+            s = sinks[t] = (cols, ParquetSink(os.path.join(tmpdir, name), cols, opts.compression, opts.row_group_size,
+                                              meta, writer=writer))
         return s
 
     if chosen:
@@ -243,7 +219,7 @@ def _export_split(batches, registry, chosen, tmpdir, compression, row_group_size
             s.flush()
 
     try:
-        pump(batches, consume, flush_all, res, progress)
+        pump(batches, consume, flush_all, res, opts.progress)
         for _, s in sinks.values():
             s.close()
     finally:

@@ -7,6 +7,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from ..journal.format import FRAME_HEADER
 from ..journal.pages import PageSet
 from ..journal.reader import FrameBatch, Reader
 
+#: how ``gen_time`` / ``trigger_time`` are stored: "ns" timestamps (exact; pyarrow, pandas, DuckDB, Polars), or
+#: "us" timestamps (what Spark reads) beside the exact int64 ``gen_time_ns`` / ``trigger_time_ns`` import uses
+TIMESTAMPS = ("ns", "us")
 COMPRESSIONS = ("zstd", "snappy", "none")
 DEFAULT_ROW_GROUP = 100_000
 #: frames decoded at a time. Small enough that a batch's numpy temporaries and the mapped pages not yet released
@@ -38,6 +42,29 @@ class ExportResult:
 
 
 Progress = Callable[[int, int], None]  # (rows so far, bytes so far)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What an export selects and how it writes, as :func:`kftools.export.export` takes them; checked here."""
+
+    types: Any = None  # names or ids (a list or a comma list), as the CLI's --type
+    symbols: Any = None
+    start: str | None = None
+    end: str | None = None
+    compression: str = "zstd"
+    row_group_size: int = DEFAULT_ROW_GROUP
+    force: bool = False
+    progress: Progress | None = None
+    total: Callable[[int], None] | None = None  # called once with the bytes to export
+    timestamps: str | None = None  # one of TIMESTAMPS; None: the output's default
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compression", check_compression(self.compression))
+        if self.row_group_size < 1:
+            raise UsageError("--row-group-size must be >= 1")
+        if self.timestamps is not None and self.timestamps not in TIMESTAMPS:
+            raise UsageError(f"unknown --timestamps {self.timestamps!r} ({', '.join(TIMESTAMPS)})")
 
 
 def check_compression(compression: str) -> str:
