@@ -22,12 +22,27 @@ except SystemExit as e:
 print(json.dumps({"seconds": time.perf_counter() - t, "code": code}))
 """
 
+# What /usr/bin/time does, from a small process. A process spawned by this benchmark (large by then: it made and
+# read the journal) starts with this process's peak RSS in its ru_maxrss (Linux keeps the peak of the memory a
+# process had before exec), which hid the export's own figure. So a small interpreter forks the export, reaps
+# it with wait4 and writes "exit-code ru_maxrss" to the file descriptor it is given.
+_TIME = """
+import os, sys
+fd = int(sys.argv[1])
+pid = os.fork()
+if pid == 0:
+    os.close(fd)
+    os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+_pid, status, usage = os.wait4(pid, 0)
+os.write(fd, f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}".encode())
+"""
+
 
 def export_in_child(journal: str, out: str, compression: str = "zstd", row_group_size: int = 100_000) -> dict:
     """Run ``kftools export`` in a fresh process and measure its peak RSS from outside.
 
     Returns rows, seconds (the export, imports excluded) and the kernel's peak RSS of that
-    process (``wait4``'s ru_maxrss in KiB: what ``/usr/bin/time -v`` reports as "Maximum resident set size").
+    process (``wait4``'s ru_maxrss in KiB, taken as ``/usr/bin/time -v`` takes its "Maximum resident set size").
     """
     import json
 
@@ -35,16 +50,19 @@ def export_in_child(journal: str, out: str, compression: str = "zstd", row_group
 
     args = ["export", journal, out, "--force", "-q", "--compression", compression, "--row-group-size",
             str(row_group_size)]
-    p = subprocess.Popen([sys.executable, "-c", _CHILD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert p.stdout is not None and p.stderr is not None
-    out_b = p.stdout.read()  # -q: stderr holds at most an error line, so this cannot block on it
-    err_b = p.stderr.read()
-    _pid, status, usage = os.wait4(p.pid, 0)  # reap it ourselves: its rusage is the measurement
-    p.returncode = os.waitstatus_to_exitcode(status)
-    res = json.loads(out_b.decode().strip().splitlines()[-1])
-    if res["code"] not in (0, None):
-        raise RuntimeError(f"kftools export exited {res['code']}: {err_b.decode().strip()}")
-    return {"rows": pq.read_metadata(out).num_rows, "seconds": res["seconds"], "hwm_kb": usage.ru_maxrss}
+    rfd, wfd = os.pipe()
+    try:
+        p = subprocess.Popen([sys.executable, "-S", "-c", _TIME, str(wfd), "-c", _CHILD, *args],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(wfd,))
+    finally:
+        os.close(wfd)
+    with os.fdopen(rfd, "rb") as measured:
+        out_b, err_b = p.communicate()
+        status = measured.read().decode().split()
+    res = json.loads(out_b.decode().strip().splitlines()[-1]) if out_b.strip() else {"code": None}
+    if p.returncode != 0 or len(status) != 2 or status[0] != "0" or res["code"] not in (0, None):
+        raise RuntimeError(f"kftools export failed ({p.returncode}, {status}): {err_b.decode().strip()}")
+    return {"rows": pq.read_metadata(out).num_rows, "seconds": res["seconds"], "hwm_kb": int(status[1])}
 
 
 def _per_frame_export(journal: str, out: str, frames: int, compression: str, row_group_size: int) -> float:
