@@ -50,13 +50,16 @@ assert FRAME_HEADER.field("gen_time").kind == FRAME_HEADER.field("trigger_time")
 LATE_NS = 1_000_000
 MIN_SPEED, MAX_SPEED = 1e-3, 1e6  # beyond these a schedule overflows or is --max in all but name
 LONG_WAIT_NS = 60 * 1_000_000_000  # a paced wait longer than this is said (a far-future gen_time)
-PACED_BATCH = 64  # small: each batch's preparation delays the frames due meanwhile (p99)
 SLICE_NS = 2_000_000  # the C pacer hands back at least this often: stop and pause stay responsive
 
 try:  # the C pacer (see _pacer.c); without it the Python loop in Replay._play does the same, slower
     from . import _pacer  # type: ignore[attr-defined]  # the C extension setup.py builds; no stub
 except ImportError:  # pragma: no cover - a build without a C compiler
     _pacer = None  # type: ignore[assignment]
+# Each batch's preparation delays the frames due meanwhile (p99), and preparing costs less per frame in
+# larger batches: at speed 10 (a frame every µs) 256-frame batches gave the lowest p99 with the C pacer
+# (35-46 µs, against 38-53 at 128 and 45-138 at 64; docs/replay.md); the Python loop keeps up only with 64.
+PACED_BATCH, PACED_BATCH_C = 64, 256
 # what the pacer assumes of the layouts: a 4-byte cursor and an 8-byte gen_time
 assert PAGE_HEADER.field("write_cursor").size == 4 and FRAME_HEADER.field("gen_time").size == 8
 MAX_BATCH = 1 << 16
@@ -451,7 +454,7 @@ class Replay:
                 # each loop anchors when its first frame is ready to go (see _play)
                 anchor = None
                 # paced: small batches, so preparing one never holds back frames that are due
-                batches = self.reader.batches(PACED_BATCH if self.speed else MAX_BATCH, until=self.end_position, **filters)
+                batches = self.reader.batches(self._batch_size(), until=self.end_position, **filters)
                 anchor = self._play(batches, anchor, live=False)
                 if self.stopped() or self.reader.damage is not None:
                     break
@@ -468,7 +471,7 @@ class Replay:
                 named = {} if self.name is None else {"name": self.name}  # one journal only (checked at start)
                 batches = self.reader.follow_batches(
                     start=self.end_position, wait=self.wait, stop=self.stopped,
-                    batch_size=PACED_BATCH if self.speed else MAX_BATCH, **named, **filters  # type: ignore[arg-type]
+                    batch_size=self._batch_size(), **named, **filters  # type: ignore[arg-type]
                 )
                 self._play(batches, anchor, live=True)
                 st.loops_done = 1
@@ -529,8 +532,7 @@ class Replay:
         emit = dispatch.emit if isinstance(dispatch, Gateway) else None  # it writes the frames itself
         feed = dispatch.frames if isinstance(dispatch, Backtest) else None
         pack_gen = _I64.pack_into
-        # frames straight into the output page from C, unless every frame must pass through Python
-        pacer = _pacer if speed is not None and emit is None and feed is None and isinstance(clock, MonotonicClock) else None
+        pacer = self._pacer()
         spin_ns = clock.spin_ns if isinstance(clock, MonotonicClock) else 0
         # paced and not live: the next batch is read and prepared while we wait for a frame due later,
         # so its preparation never delays frames that are due (bursts spanning two batches included)
@@ -653,6 +655,18 @@ class Replay:
             if i < n:
                 break
         return anchor
+
+    def _batch_size(self) -> int:
+        if not self.speed:
+            return MAX_BATCH
+        return PACED_BATCH_C if self._pacer() is not None else PACED_BATCH
+
+    def _pacer(self):
+        """The C pacer, unless every frame must pass through Python (strategies, an injected clock, no build)."""
+        direct = not isinstance(self._dispatch, (Gateway, Backtest))
+        if self.speed is not None and direct and isinstance(self.clock, MonotonicClock):
+            return _pacer
+        return None
 
     def _prepare(self, batch: FrameBatch | MergedBatch) -> _Prepared | None:
         """A batch copied out with its trigger times set and, paced, its schedule (``rel``: ns after the anchor)."""
