@@ -11,6 +11,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 
 import pyarrow.parquet as pq
@@ -318,3 +319,24 @@ def test_an_archive_of_many_frames_reads_the_same_and_a_wrong_frame_size_is_name
         res = run_cli(*args)
         assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
         assert len(res.stderr.strip().splitlines()) == 1 and zst in res.stderr, res.stderr
+
+
+def test_a_forked_child_reads_archived_pages_too(tmp_path):
+    """The decompressing threads do not survive a fork: a child makes its own (it must not wait forever)."""
+    from kftools.journal.archive import archive_page
+
+    path = str(tmp_path / "j.dat")
+    write_journal(path, 400)
+    archive_page(page_path(path, 1), 1, chunk_size=1024)  # several frames: decompressed on the threads
+    with kftools.Reader(path) as r:
+        n = sum(len(b) for b in r.batches())
+    code = ("import os, sys, kftools\n"
+            f"with kftools.Reader({path!r}) as r: n = sum(len(b) for b in r.batches())\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            f"    with kftools.Reader({path!r}) as r: os._exit(0 if sum(len(b) for b in r.batches()) == n else 3)\n"
+            "_, status = os.waitpid(pid, 0)\n"
+            "sys.exit(os.waitstatus_to_exitcode(status))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT)
+    assert res.returncode == 0, res.stderr
+    assert n == 400

@@ -18,29 +18,18 @@ import collections
 import mmap
 import os
 import stat
-from concurrent.futures import Future
 
 from ..errors import JournalChanged, KftoolsError, NotAJournal, UnreadablePage
 from . import yijinjing
-from .archive import in_background
 from .format import KFTOOLS, JournalFormat, PageFlag
 from .lock import is_locked
-from .page import (
-    ARCHIVE_SUFFIX,
-    ArchivedPage,
-    NotYetWritten,
-    Page,
-    check_header,
-    open_archived_page,
-    open_page,
-    page_exists,
-)
+from .page import ArchivedPage, NotYetWritten, Page, check_header, open_page, page_exists
 from .registry import DEFAULT_REGISTRY, TypeRegistry
 
 Position = tuple[int, int]  # (page index, offset in page)
 #: pages a page set keeps referenced (least recently used are dropped; frames still holding one keep it mapped)
 MAX_OPEN_PAGES = 32
-#: archived pages live in anonymous memory, not the page cache: keep few of them (the next one read ahead counts)
+#: archived pages live in anonymous memory, not the page cache: keep few of them
 MAX_ARCHIVED_PAGES = 2
 #: files kftools keeps beside a journal (reader positions, sealed-page checksums, archived pages, temporaries)
 SIDECAR_SUFFIXES = (".readers", ".checksums", ".zst", ".part")
@@ -68,7 +57,6 @@ class PageSet:
         self.first = self.fmt.first_page
         self._open: collections.OrderedDict[int, Page] = collections.OrderedDict()
         self._probe_fd = -1
-        self._ahead: tuple[int, Future[ArchivedPage]] | None = None
 
     # -- naming and listing ------------------------------------------------------
     def path_of(self, index: int) -> str:
@@ -115,34 +103,16 @@ class PageSet:
         if p is not None:
             self._open.move_to_end(index)
             return p
-        p = self._opened_ahead(index) or open_page(self.path_of(index), index, fmt=self.fmt)
+        p = open_page(self.path_of(index), index, fmt=self.fmt)
         p.registry = self.registry
         self._open[index] = p
         if len(self._open) > MAX_OPEN_PAGES:
             self._open.popitem(last=False)
         if isinstance(p, ArchivedPage):
             held = [i for i, q in self._open.items() if isinstance(q, ArchivedPage)]
-            for i in held[: -(MAX_ARCHIVED_PAGES - 1)]:  # one place is for the page read ahead
+            for i in held[:-MAX_ARCHIVED_PAGES]:
                 del self._open[i]
-            self._open_ahead(index + 1)
         return p
-
-    def _open_ahead(self, index: int) -> None:
-        """Start decompressing page ``index`` if it is archived: walks go page by page, and the
-        next page is then ready (or nearly) when this one has been read."""
-        path = self.path_of(index)
-        if index not in self._open and not os.path.exists(path) and os.path.exists(path + ARCHIVE_SUFFIX):
-            self._ahead = (index, in_background(open_archived_page, path, index))
-
-    def _opened_ahead(self, index: int) -> Page | None:
-        """Page ``index`` if it was opened ahead; None if not, or if that failed (opening it again says why)."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is None or ahead[0] != index:
-            return None
-        try:
-            return ahead[1].result()
-        except Exception:
-            return None
 
     @staticmethod
     def release(page: Page, start: int = 0, stop: int | None = None) -> int:
@@ -166,7 +136,6 @@ class PageSet:
     def close(self) -> None:
         # drop our references only: frames still held keep their page mapped (and valid)
         self._open.clear()
-        self._ahead = None
         if self._probe_fd >= 0:
             os.close(self._probe_fd)
             self._probe_fd = -1
