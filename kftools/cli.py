@@ -267,7 +267,10 @@ def stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
     def handler(signum, frame):
-        stop.set()
+        # Not stop.set() here: the handler runs between two bytecodes of the main thread, which may be
+        # inside stop.wait() holding the Event's lock (not re-entrant), and set() would wait for it
+        # forever (seen as `kftools monitor` ignoring SIGTERM on a loaded machine). Another thread sets it.
+        threading.Thread(target=stop.set, name="kftools-stop", daemon=True).start()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)

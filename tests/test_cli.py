@@ -313,3 +313,20 @@ def test_one_exit_code_table_covers_every_error():
     assert exit_code(Sub("x")) == ExitCode.BAD_INPUT  # a subclass maps as its nearest listed ancestor
     for c in classes:  # the errors a user can meet are exported from the package
         assert getattr(kftools, c.__name__) is c
+
+
+def test_a_stop_signal_that_lands_inside_the_wait_does_not_deadlock():
+    """SIGTERM/SIGINT handlers run between two bytecodes of the main thread, which may be inside
+    ``stop.wait()`` holding the Event's lock: the handler must not take that lock itself."""
+    code = (
+        "import signal\n"
+        "from kftools.cli import stop_on_signals\n"
+        "stop = stop_on_signals()\n"
+        "handler = signal.getsignal(signal.SIGTERM)\n"
+        "with stop._cond:  # where Event.wait holds its lock\n"
+        "    handler(signal.SIGTERM, None)\n"
+        "assert stop.wait(30)\n"
+        "print('stopped')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert res.returncode == 0 and res.stdout == "stopped\n", res.stderr
