@@ -340,3 +340,73 @@ def test_a_forked_child_reads_archived_pages_too(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT)
     assert res.returncode == 0, res.stderr
     assert n == 400
+
+
+def _raw(batches) -> list[bytes]:
+    return [b.raw_frames()[0].tobytes() for b in batches]
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6), keep=st.lists(st.booleans(), min_size=1, max_size=64))
+def test_what_a_reader_holds_of_an_archived_page_stays_true_while_later_pages_reuse_memory(tmp_path_factory, seed, keep):
+    """Archived pages are decompressed into the memory of earlier archived pages no one reads any more. Batches,
+    frames and views kept from any page must read what the plain journal holds after every later page was read,
+    in this reader and the next one."""
+    import shutil
+
+    from kftools.journal import archive as archive_module
+
+    tmp = tmp_path_factory.mktemp("reuse")
+    plain, packed = str(tmp / "plain.dat"), str(tmp / "packed" / "plain.dat")
+    write_journal(plain, 700, page_size=4096, seed=seed)
+    os.makedirs(os.path.dirname(packed))
+    for p in glob.glob(glob.escape(plain) + "*"):
+        shutil.copyfile(p, os.path.join(os.path.dirname(packed), os.path.basename(p)))
+    assert len(archive([packed]).pages) >= 8
+    with kftools.Reader(plain) as r:
+        expected = _raw(r.batches())
+        expected_frames = [f.raw for f in r.frames()]
+    reused = []
+    original = archive_module._page_memory
+
+    def page_memory(size, data_size):
+        reused.append(any(len(m) == size for m in archive_module._SPARES))
+        return original(size, data_size)
+
+    archive_module._page_memory = page_memory
+    try:
+        held_batches, held_views, held_frames = {}, [], {}
+        with kftools.Reader(packed) as r:
+            for i, b in enumerate(r.batches()):
+                if keep[i % len(keep)]:
+                    held_batches[i] = b
+                if not keep[(i + 1) % len(keep)]:
+                    # a view of the memory alone (its page dropped) must keep the memory from being reused
+                    held_views.append((bytes(memoryview(b.page.mm)[: b.page.cursor]), memoryview(b.page.mm)))
+        with kftools.Reader(packed) as r:  # the next reader takes the spare memory the first one left
+            for i, f in enumerate(r.frames()):
+                if keep[i % len(keep)]:
+                    held_frames[i] = f
+            assert [r.page(i).index for i in range(1, 4)] == [1, 2, 3]
+    finally:
+        archive_module._page_memory = original
+    assert any(reused), "no archived page was decompressed into reused memory"
+    assert {i: _raw([b])[0] for i, b in held_batches.items()} == {i: expected[i] for i in held_batches}
+    assert {i: f.raw for i, f in held_frames.items()} == {i: expected_frames[i] for i in held_frames}
+    for copy, view in held_views:
+        assert bytes(view[: len(copy)]) == copy
+
+
+def test_releasing_an_archived_pages_memory_keeps_its_frames(tmp_path):
+    """The tail drops each finished page's memory from its resident set; an archived page's memory is its only
+    copy (no page cache behind it), so releasing it must not turn its frames into zeros."""
+    from kftools.journal.pages import PageSet
+
+    path = str(tmp_path / "j.dat")
+    write_journal(path, 400)
+    with kftools.Reader(path) as r:
+        before = [f.raw for f in r.frames()]
+    archive([path])
+    with kftools.Reader(path) as r:
+        PageSet.release(r.page(1))
+        assert [f.raw for f in r.frames()] == before

@@ -18,9 +18,11 @@ import collections
 import mmap
 import os
 import stat
+import sys
 
 from ..errors import JournalChanged, KftoolsError, NotAJournal, UnreadablePage
 from . import yijinjing
+from .archive import keep_spare
 from .format import KFTOOLS, JournalFormat, PageFlag
 from .lock import is_locked
 from .page import ArchivedPage, NotYetWritten, Page, check_header, open_page, page_exists
@@ -103,16 +105,25 @@ class PageSet:
         if p is not None:
             self._open.move_to_end(index)
             return p
+        # drop the archived pages over the limit before opening another: the memory of one no one reads any more
+        # then holds the next (which may be archived too) instead of fresh memory
+        held = [i for i, q in self._open.items() if isinstance(q, ArchivedPage)]
+        for i in held[: len(held) - MAX_ARCHIVED_PAGES + 1]:
+            self._drop(i)
         p = open_page(self.path_of(index), index, fmt=self.fmt)
         p.registry = self.registry
         self._open[index] = p
         if len(self._open) > MAX_OPEN_PAGES:
-            self._open.popitem(last=False)
-        if isinstance(p, ArchivedPage):
-            held = [i for i, q in self._open.items() if isinstance(q, ArchivedPage)]
-            for i in held[:-MAX_ARCHIVED_PAGES]:
-                del self._open[i]
+            self._drop(next(iter(self._open)))
         return p
+
+    def _drop(self, index: int) -> None:
+        """Forget page ``index``; an archived page's memory is kept for the next one if nothing else refers to it."""
+        page = self._open.pop(index)
+        # two references (`page`, getrefcount's argument): no frame or batch holds the page, which is unreachable
+        # once this returns; keep_spare checks that no view holds its memory
+        if isinstance(page, ArchivedPage) and sys.getrefcount(page) == 2:
+            keep_spare(page)
 
     @staticmethod
     def release(page: Page, start: int = 0, stop: int | None = None) -> int:
@@ -120,8 +131,10 @@ class PageSet:
 
         Rounded to whole memory pages; returns where the released range ends
         (``start`` rounded down if nothing was released). Readers refault what
-        they touch again.
+        they touch again. An archived page keeps its memory: it is the only copy.
         """
+        if isinstance(page, ArchivedPage):
+            return start - start % mmap.PAGESIZE
         end = len(page.mm) if stop is None else stop
         end -= end % mmap.PAGESIZE
         start -= start % mmap.PAGESIZE
@@ -135,7 +148,8 @@ class PageSet:
 
     def close(self) -> None:
         # drop our references only: frames still held keep their page mapped (and valid)
-        self._open.clear()
+        for index in list(self._open):
+            self._drop(index)
         if self._probe_fd >= 0:
             os.close(self._probe_fd)
             self._probe_fd = -1
