@@ -546,3 +546,25 @@ def test_tail_shows_a_kungfu_journal_by_location_with_decoded_rows():
                 (last.type_name, last.offset, last.fields["instrument_id"])]
 
     run(go())
+
+
+def test_the_spark_panel_takes_updates_before_it_is_mounted_and_after_it_is_removed():
+    """The app's timer updates the panel on its own schedule; at start-up and shutdown that can be before the
+    panel's children are mounted or after they were removed (a NoMatches that ended a run under load)."""
+    from textual.app import App
+
+    from kftools.tui.widgets import SparkPanel
+
+    async def go():
+        async with App().run_test(size=SIZE) as pilot:
+            panel = SparkPanel(id="sparks")
+            panel.update_fps([1.0, 2.0], 2.0)
+            await pilot.app.mount(panel)
+            await pilot.pause()
+            panel.update_fps([3.0], 3.0)
+            assert "3" in str(panel._fps_label.render())
+            await panel.remove()
+            panel.update_fps([4.0], 4.0)
+            panel.update_prices({"AAPL": ([1.0, 2.0], 2.0)})
+
+    run(go())

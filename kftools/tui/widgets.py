@@ -367,14 +367,17 @@ class SparkPanel(Widget):
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
         self._symbols: dict[str, tuple[Static, Sparkline]] = {}
+        # held, not queried: the app's timer updates them also before they are mounted and while they are removed
+        self._fps_label = Static("frames/s", classes="label", id="fps-label")
+        self._fps_spark = Sparkline([], id="fps-spark")
 
     def compose(self):
-        yield Static("frames/s", classes="label", id="fps-label")
-        yield Sparkline([], id="fps-spark")
+        yield self._fps_label
+        yield self._fps_spark
 
     def update_fps(self, series: list[float], current: float) -> None:
-        self.query_one("#fps-label", Static).update(Text.assemble(("frames/s ", "bold"), f"{current:,.0f}"))
-        self.query_one("#fps-spark", Sparkline).data = list(series)
+        self._fps_label.update(Text.assemble(("frames/s ", "bold"), f"{current:,.0f}"))
+        self._fps_spark.data = list(series)
 
     def update_prices(self, prices: dict[str, tuple[list[float], float]]) -> None:
         for sym in sorted(prices)[: self.MAX_SYMBOLS]:
