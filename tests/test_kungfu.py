@@ -360,11 +360,12 @@ def test_a_kf_home_is_every_journal_merged_by_gen_time():
     assert r.returncode == 0 and "td/sim/acct1/live/00000000" in r.stdout and "total: 2 journals" in r.stdout
 
 
-def test_replay_into_a_kftools_journal_keeps_every_payload(tmp_path):
+@pytest.mark.parametrize("pace", [["--max"], ["--speed", "1000000"]])  # paced: the C pacer, frames re-headed
+def test_replay_into_a_kftools_journal_keeps_every_payload(tmp_path, pace):
     from kftools.journal.registry import load_registry
 
     out = tmp_path / "td.replay.dat"
-    r = run_cli("replay", os.path.join(TD, "00000000.1.journal"), "--max", "-o", out)
+    r = run_cli("replay", os.path.join(TD, "00000000.1.journal"), *pace, "-o", out)
     assert r.returncode == 0, r.stderr
     with kftools.Reader(TD) as src:
         want = [(f.msg_type, f.gen_time, f.source, f.dest, f.payload) for f in src]

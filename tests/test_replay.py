@@ -177,10 +177,12 @@ def test_write_raw_frames_round_trip(tmp_path_factory, lengths, cut, page):
 @given(lengths=hs.lists(hs.integers(0, 300), min_size=1, max_size=150),
        gaps=hs.lists(hs.sampled_from([0, 0, 0, 1_000, 20_000, 150_000, -5_000]), min_size=150, max_size=150),
        speed=hs.sampled_from([1.0, 3.0, 10.0]), page=hs.sampled_from([4096, 8192, 1 << 20]),
-       c_pacer=hs.booleans())
-def test_paced_replay_c_pacer_and_python_twin(tmp_path_factory, monkeypatch, lengths, gaps, speed, page, c_pacer):
+       c_pacer=hs.booleans(), only=hs.sampled_from([None, (100, 102)]))
+def test_paced_replay_c_pacer_and_python_twin(tmp_path_factory, monkeypatch, lengths, gaps, speed, page, c_pacer,
+                                              only):
     """Real time, both emitters: every frame goes out once, in order, whole, never before it is due, its
-    trigger_time the original gen_time; bursts (equal times), out-of-order times and page rollover included."""
+    trigger_time the original gen_time; bursts (equal times), out-of-order times, page rollover and a type filter
+    (the C pacer then reads frames that do not lie back to back in the source page) included."""
     if C_PACER is None:
         pytest.skip("the C pacer is not built")
     monkeypatch.setattr(replay_core, "_pacer", C_PACER if c_pacer else None)  # one test call runs many examples
@@ -192,8 +194,10 @@ def test_paced_replay_c_pacer_and_python_twin(tmp_path_factory, monkeypatch, len
             t += gaps[k]
             w.write(100 + k % 3, bytes([k % 256]) * n, gen_time=t, trigger_time=-k, source=k, dest=7)
     before = time.time_ns()
-    st = replay(src, out, speed=speed, force=True, page_size=page)
+    st = replay(src, out, speed=speed, force=True, page_size=page, types=only)
     srcf, got = frames_of(src), frames_of(out)
+    if only:
+        srcf = [f for f in srcf if f[2] in only]
     assert st.frames == len(got) == len(srcf)
     assert [g[1:] for g in got] == [(s[0], *s[2:]) for s in srcf]
     stamps = [g[0] for g in got]
@@ -206,20 +210,58 @@ def test_paced_replay_c_pacer_and_python_twin(tmp_path_factory, monkeypatch, len
 def test_the_c_pacer_refuses_buffers_that_do_not_match():
     if replay_core._pacer is None:
         pytest.skip("the C pacer is not built")
-    data = np.zeros(64, np.uint8)
-    starts = np.array([0, 52, 64], np.int64)
+    pacer, fields = replay_core._pacer, replay_core.FRAME_FIELDS
+    hdr, len_off = fields[0], fields[1]
+    data = np.zeros(2 * hdr + 12, np.uint8)
+    data[len_off] = 12  # frame 0: a header and 12 bytes of payload
+    data[hdr + 12 + len_off] = 5  # frame 1: a header and 5 bytes, past the end of the data
+    offsets = np.array([0, hdr + 12], np.int64)
     rel = np.zeros(2, np.int64)
     page = bytearray(4096)
     emitted = np.zeros(2, np.int64)
-    gen = FRAME_HEADER.offset("gen_time")
-    with pytest.raises(ValueError, match="shorter than its header"):  # the second frame is 12 bytes
-        replay_core._pacer.emit(data, starts, rel, 0, 2, 0, 0, 1, page, 64, 4096, 8, gen, emitted)
-    with pytest.raises(ValueError, match="do not match"):  # starts past the data
-        replay_core._pacer.emit(data, np.array([0, 52, 96], np.int64), rel, 0, 2, 0, 0, 1, page, 64, 4096, 8, gen, emitted)
+    with pytest.raises(ValueError, match="frame 1 at .* outside the buffer"):  # its payload runs past the data
+        pacer.schedule(data, offsets, 2, *fields, 0, 1.0, 0, rel)
+    with pytest.raises(ValueError, match="outside the buffer"):
+        pacer.emit(data, offsets, rel, 1, 2, 0, 0, 1, page, 64, 4096, 8, *fields, emitted)
     with pytest.raises(ValueError, match="do not match"):  # capacity beyond the page
-        replay_core._pacer.emit(data, starts, rel, 0, 1, 0, 0, 1, page, 64, 8192, 8, gen, emitted)
-    i, pos, status = replay_core._pacer.emit(data, starts, rel, 0, 1, 0, 0, 1, page, 64, 4096, 8, gen, emitted)
-    assert (i, pos, status) == (1, 116, replay_core._pacer.DONE) and int.from_bytes(page[8:12], "little") == 116
+        pacer.emit(data, offsets, rel, 0, 1, 0, 0, 1, page, 64, 8192, 8, *fields, emitted)
+    with pytest.raises(ValueError, match="do not fit the header"):
+        pacer.emit(data, offsets, rel, 0, 1, 0, 0, 1, page, 64, 4096, 8, hdr, hdr, 0, 0, emitted)
+    with pytest.raises(ValueError, match="speed must be positive"):
+        pacer.schedule(data, offsets, 1, *fields, 0, 0.0, 0, rel)
+    i, pos, status = pacer.emit(data, offsets, rel, 0, 1, 0, 0, 1, page, 64, 4096, 8, *fields, emitted)
+    assert (i, pos, status) == (1, 64 + hdr + 12, pacer.DONE)
+    assert int.from_bytes(page[8:12], "little") == 64 + hdr + 12
+    i, pos, status = pacer.emit(data, offsets, rel, 0, 1, 0, 0, 1, page, 64, 64 + hdr + 11, 8, *fields, emitted)
+    assert (i, pos, status) == (0, 64, pacer.FULL)
+
+
+@settings(max_examples=200, deadline=None)
+@given(gens=hs.lists(hs.integers(-(2**62), 2**62), min_size=1, max_size=50),
+       t0=hs.integers(-(2**62), 2**62), speed=hs.sampled_from([0.001, 0.5, 1.0, 3.0, 10.0, 1e6]),
+       last=hs.integers(-(2**40), 2**40))
+def test_the_c_pacers_schedule_is_the_python_loops(gens, t0, speed, last):
+    """Deadlines computed in C (from the frames themselves) are the ones the Python loop computes with numpy,
+    wherever numpy's are defined (they fit in int64)."""
+    if replay_core._pacer is None:
+        pytest.skip("the C pacer is not built")
+    fields = replay_core.FRAME_FIELDS
+    hdr, gen_off = fields[0], fields[2]
+    data = np.zeros(hdr * len(gens), np.uint8)
+    g = np.array(gens, np.int64)
+    for k in range(len(gens)):
+        data[k * hdr + gen_off : k * hdr + gen_off + 8] = np.frombuffer(g[k : k + 1].tobytes(), np.uint8)
+    offsets = np.arange(len(gens), dtype=np.int64) * hdr
+    rel = np.empty(len(gens), np.int64)
+    got_last = replay_core._pacer.schedule(data, offsets, len(gens), *fields, t0, speed, last, rel)
+    with np.errstate(over="ignore"):
+        exact = (g - np.int64(t0)) / speed
+    if np.all(np.abs(exact) < 2**62):
+        expected = exact.astype(np.int64)
+        expected[0] = max(int(expected[0]), last)
+        np.maximum.accumulate(expected, out=expected)
+        assert rel.tolist() == expected.tolist() and got_last == int(expected[-1])
+    assert np.all(np.diff(rel) >= 0) and rel[0] >= last
 
 
 def test_write_raw_frames_too_large(tmp_path):

@@ -1,18 +1,23 @@
 /* Paced emission for `kftools replay`: the inner loop of Replay._play in C.
  *
- * emit() copies prepared frames into the output page as they fall due, spinning
+ * emit() copies frames into the output page as they fall due, spinning
  * on CLOCK_MONOTONIC for the last stretch before each deadline, stamps each
- * copy's gen_time with CLOCK_REALTIME and publishes the page's write cursor
+ * copy's gen_time with CLOCK_REALTIME (its trigger_time keeps the original
+ * gen_time) and publishes the page's write cursor
  * after the bytes (one release store per run of frames that are due together).
  * At a million frames a second a Python loop spends the whole budget of a frame
  * on its own overhead and falls behind by milliseconds; here a frame costs a
  * memcpy and two clock reads.
  *
  * The Python loop in replay/core.py is the twin: it does the same when this
- * module is not built, and for what this one leaves to it (pauses, single
- * steps, strategies that see every frame, sleeping through long gaps).
+ * module is not built, and for what this one leaves to it (pauses, strategies
+ * that see every frame, an injected clock, sleeping through long gaps).
  *
- * Offsets (the cursor in the page header, gen_time in a frame header) come from
+ * Frames are read where they lie (the source page itself when it is in kftools'
+ * layout: no copy), located by their offsets; preparing a batch is then only
+ * walking to it and schedule(), a few µs, which frames due meanwhile wait through.
+ *
+ * Offsets (the cursor in the page header, fields of a frame header) come from
  * the layout declarations, passed in by the caller; nothing here knows them.
  */
 #define PY_SSIZE_T_CLEAN
@@ -41,13 +46,98 @@ static int get_buffer(PyObject *obj, Py_buffer *view, int writable) {
     return PyObject_GetBuffer(obj, view, (writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) | PyBUF_C_CONTIGUOUS);
 }
 
-/* emit(data, starts, rel, i, n, anchor, spin_ns, slice_ns, page, pos, cap, cursor_off, gen_off, emitted)
- *   -> (i, pos, status)
+/* A frame's bytes in `src` at `off`, bounds-checked; its whole size (header and payload), or -1. */
+static inline int64_t frame_size(const Py_buffer *src, int64_t off, Py_ssize_t hdr, Py_ssize_t len_off) {
+    if (off < 0 || off > src->len - hdr) return -1;
+    uint32_t payload;
+    memcpy(&payload, (const unsigned char *)src->buf + off + len_off, 4);
+    int64_t size = (int64_t)hdr + payload;
+    return size > src->len - off ? -1 : size;
+}
+
+static int check_layout(Py_ssize_t hdr, Py_ssize_t len_off, Py_ssize_t gen_off, Py_ssize_t trig_off) {
+    if (hdr <= 0 || len_off < 0 || len_off + 4 > hdr || gen_off < 0 || gen_off + 8 > hdr || trig_off < 0 ||
+        trig_off + 8 > hdr) {
+        PyErr_SetString(PyExc_ValueError, "pacer: header offsets do not fit the header");
+        return -1;
+    }
+    return 0;
+}
+
+/* Deadline of a gen_time, ns after the anchor: (gen - t0) / speed, truncated as numpy's astype(int64) does,
+ * saturated where that does not fit (numpy's result there is undefined). */
+static inline int64_t deadline(int64_t gen, int64_t t0, double speed) {
+    double d = (double)(int64_t)((uint64_t)gen - (uint64_t)t0) / speed;
+    if (!(d < 9223372036854775807.0)) return d != d ? 0 : INT64_MAX;
+    if (d < -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)d;
+}
+
+/* schedule(src, offsets, n, hdr, len_off, gen_off, trig_off, t0, speed, last, rel) -> last
  *
- * data: the batch's frames back to back; starts: int64 offsets of frames 0..n (the last is the end);
- * rel: int64 deadline of each frame in ns after `anchor` (CLOCK_MONOTONIC), non-decreasing;
+ * src: frames in kftools' layout at `offsets` (int64, at least n): a page's mapping or a copy;
+ * rel: int64 out, each frame's deadline in ns after the anchor, never before the one before it (nor `last`,
+ * the previous batch's last deadline). Returns the last deadline. Checks that every frame lies in `src`.
+ */
+static PyObject *schedule(PyObject *self, PyObject *args) {
+    PyObject *src_o, *offsets_o, *rel_o;
+    Py_ssize_t n, hdr, len_off, gen_off, trig_off;
+    long long t0, last;
+    double speed;
+    if (!PyArg_ParseTuple(args, "OOnnnnnLdLO", &src_o, &offsets_o, &n, &hdr, &len_off, &gen_off, &trig_off, &t0,
+                          &speed, &last, &rel_o)) {
+        return NULL;
+    }
+    if (check_layout(hdr, len_off, gen_off, trig_off) < 0) return NULL;
+    if (!(speed > 0)) {
+        PyErr_SetString(PyExc_ValueError, "schedule: speed must be positive");
+        return NULL;
+    }
+    Py_buffer src, offs_b, rel_b;
+    if (get_buffer(src_o, &src, 0) < 0) return NULL;
+    if (get_buffer(offsets_o, &offs_b, 0) < 0) goto fail_src;
+    if (get_buffer(rel_o, &rel_b, 1) < 0) goto fail_offs;
+    if (n < 0 || offs_b.len < (Py_ssize_t)sizeof(int64_t) * n || rel_b.len < (Py_ssize_t)sizeof(int64_t) * n) {
+        PyErr_SetString(PyExc_ValueError, "schedule: buffers do not match");
+        goto fail_all;
+    }
+    const int64_t *offsets = (const int64_t *)offs_b.buf;
+    int64_t *rel = (int64_t *)rel_b.buf;
+    const unsigned char *base = (const unsigned char *)src.buf;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (frame_size(&src, offsets[k], hdr, len_off) < 0) {
+            PyErr_Format(PyExc_ValueError, "schedule: frame %zd at %lld lies outside the buffer", k,
+                         (long long)offsets[k]);
+            goto fail_all;
+        }
+        int64_t gen;
+        memcpy(&gen, base + offsets[k] + gen_off, 8);
+        int64_t r = deadline(gen, t0, speed);
+        last = r > last ? r : last;
+        rel[k] = last;
+    }
+    PyBuffer_Release(&rel_b);
+    PyBuffer_Release(&offs_b);
+    PyBuffer_Release(&src);
+    return PyLong_FromLongLong(last);
+
+fail_all:
+    PyBuffer_Release(&rel_b);
+fail_offs:
+    PyBuffer_Release(&offs_b);
+fail_src:
+    PyBuffer_Release(&src);
+    return NULL;
+}
+
+/* emit(src, offsets, rel, i, n, anchor, spin_ns, slice_ns, page, pos, cap, cursor_off, hdr, len_off, gen_off,
+ *      trig_off, emitted) -> (i, pos, status)
+ *
+ * src: frames in kftools' layout at `offsets` (int64): the source page's mapping (read, never written) or a
+ * copy; rel: int64 deadline of each frame in ns after `anchor` (CLOCK_MONOTONIC), non-decreasing (schedule);
  * page: the output page's writable mapping, with room up to `cap` and the next frame going at `pos`;
  * emitted: int64, receives for each frame emitted the moment after its cursor store, minus `anchor`.
+ * Each copy's trigger_time is the source frame's gen_time, and its gen_time the wall clock when it went out.
  * Emits from frame i on while the next frame is due within spin_ns; stops with
  *   DONE  all n frames emitted;
  *   WAIT  the next frame is due later than spin_ns from now (the caller sleeps, prepares the next
@@ -56,40 +146,35 @@ static int get_buffer(PyObject *obj, Py_buffer *view, int writable) {
  *   SLICE slice_ns have passed since the call began (the caller checks for stop and pause).
  */
 static PyObject *emit(PyObject *self, PyObject *args) {
-    PyObject *data_o, *starts_o, *rel_o, *page_o, *emitted_o;
-    Py_ssize_t i, n, pos, cap, cursor_off, gen_off;
+    PyObject *src_o, *offsets_o, *rel_o, *page_o, *emitted_o;
+    Py_ssize_t i, n, pos, cap, cursor_off, hdr, len_off, gen_off, trig_off;
     long long anchor, spin_ns, slice_ns;
-    if (!PyArg_ParseTuple(args, "OOOnnLLLOnnnnO", &data_o, &starts_o, &rel_o, &i, &n, &anchor, &spin_ns, &slice_ns,
-                          &page_o, &pos, &cap, &cursor_off, &gen_off, &emitted_o)) {
+    if (!PyArg_ParseTuple(args, "OOOnnLLLOnnnnnnnO", &src_o, &offsets_o, &rel_o, &i, &n, &anchor, &spin_ns,
+                          &slice_ns, &page_o, &pos, &cap, &cursor_off, &hdr, &len_off, &gen_off, &trig_off,
+                          &emitted_o)) {
         return NULL;
     }
-    Py_buffer data, starts_b, rel_b, page, emitted_b;
-    if (get_buffer(data_o, &data, 0) < 0) return NULL;
-    if (get_buffer(starts_o, &starts_b, 0) < 0) goto fail_data;
-    if (get_buffer(rel_o, &rel_b, 0) < 0) goto fail_starts;
+    if (check_layout(hdr, len_off, gen_off, trig_off) < 0) return NULL;
+    Py_buffer src, offs_b, rel_b, page, emitted_b;
+    if (get_buffer(src_o, &src, 0) < 0) return NULL;
+    if (get_buffer(offsets_o, &offs_b, 0) < 0) goto fail_src;
+    if (get_buffer(rel_o, &rel_b, 0) < 0) goto fail_offs;
     if (get_buffer(page_o, &page, 1) < 0) goto fail_rel;
     if (get_buffer(emitted_o, &emitted_b, 1) < 0) goto fail_page;
 
-    const int64_t *starts = (const int64_t *)starts_b.buf;
+    const int64_t *offsets = (const int64_t *)offs_b.buf;
     const int64_t *rel = (const int64_t *)rel_b.buf;
     int64_t *emitted = (int64_t *)emitted_b.buf;
     unsigned char *out = (unsigned char *)page.buf;
-    const unsigned char *src = (const unsigned char *)data.buf;
-    if (n < 0 || i < 0 || i > n || starts_b.len < (Py_ssize_t)sizeof(int64_t) * (n + 1) ||
+    const unsigned char *in = (const unsigned char *)src.buf;
+    if (n < 0 || i < 0 || i > n || offs_b.len < (Py_ssize_t)sizeof(int64_t) * n ||
         rel_b.len < (Py_ssize_t)sizeof(int64_t) * n || emitted_b.len < (Py_ssize_t)sizeof(int64_t) * n ||
-        cap > page.len || pos < 0 || pos > cap || cursor_off < 0 || cursor_off + 4 > page.len || cursor_off % 4 ||
-        gen_off < 0 || (n > 0 && (starts[0] < 0 || starts[n] > data.len))) {
+        cap > page.len || pos < 0 || pos > cap || cursor_off < 0 || cursor_off + 4 > page.len || cursor_off % 4) {
         PyErr_SetString(PyExc_ValueError, "emit: buffers and positions do not match");
         goto fail_all;
     }
-    for (Py_ssize_t k = i; k < n; k++) {
-        if (starts[k + 1] < starts[k] + gen_off + 8) {
-            PyErr_SetString(PyExc_ValueError, "emit: a frame is shorter than its header");
-            goto fail_all;
-        }
-    }
 
-    int status = DONE;
+    int status = DONE, bad = 0;
     int64_t began = clock_ns(CLOCK_MONOTONIC), now = began;
     while (i < n) {
         int64_t due = anchor + rel[i];
@@ -99,30 +184,39 @@ static PyObject *emit(PyObject *self, PyObject *args) {
             while ((now = clock_ns(CLOCK_MONOTONIC)) < due) cpu_relax();
         }
         /* every frame due by now goes out in one run, behind one cursor store */
-        Py_ssize_t j = i + 1;
-        while (j < n && anchor + rel[j] <= now) j++;
-        int64_t a = starts[i], room = cap - pos;
-        if (starts[j] - a > room) {
-            while (j > i && starts[j] - a > room) j--;
-            if (j == i) { status = FULL; break; }
-        }
-        int64_t size = starts[j] - a;
         int64_t wall = clock_ns(CLOCK_REALTIME);
-        memcpy(out + pos, src + a, (size_t)size);
-        for (Py_ssize_t k = i; k < j; k++) memcpy(out + pos + (starts[k] - a) + gen_off, &wall, 8);
-        pos += (Py_ssize_t)size;
-        /* commit: readers that see the cursor see the bytes before it */
-        __atomic_store_n((uint32_t *)(out + cursor_off), (uint32_t)pos, __ATOMIC_RELEASE);
-        now = clock_ns(CLOCK_MONOTONIC);
-        for (Py_ssize_t k = i; k < j; k++) emitted[k] = now - anchor;
-        i = j;
+        Py_ssize_t j = i;
+        int full = 0;
+        while (j < n && (j == i || anchor + rel[j] <= now)) {
+            int64_t off = offsets[j], size = frame_size(&src, off, hdr, len_off);
+            if (size < 0) { bad = 1; break; }
+            if (size > cap - pos) { full = 1; break; }
+            memcpy(out + pos, in + off, (size_t)size);
+            memcpy(out + pos + trig_off, in + off + gen_off, 8);  /* the original event time */
+            memcpy(out + pos + gen_off, &wall, 8);
+            pos += (Py_ssize_t)size;
+            j++;
+        }
+        if (j > i) {
+            /* commit: readers that see the cursor see the bytes before it */
+            __atomic_store_n((uint32_t *)(out + cursor_off), (uint32_t)pos, __ATOMIC_RELEASE);
+            now = clock_ns(CLOCK_MONOTONIC);
+            for (Py_ssize_t k = i; k < j; k++) emitted[k] = now - anchor;
+            i = j;
+        }
+        if (bad) break;
+        if (full) { status = FULL; break; }
         if (i < n && now - began > slice_ns) { status = SLICE; break; }
+    }
+    if (bad) {
+        PyErr_Format(PyExc_ValueError, "emit: frame %zd at %lld lies outside the buffer", i, (long long)offsets[i]);
+        goto fail_all;
     }
     PyBuffer_Release(&emitted_b);
     PyBuffer_Release(&page);
     PyBuffer_Release(&rel_b);
-    PyBuffer_Release(&starts_b);
-    PyBuffer_Release(&data);
+    PyBuffer_Release(&offs_b);
+    PyBuffer_Release(&src);
     return Py_BuildValue("nni", i, pos, status);
 
 fail_all:
@@ -131,17 +225,20 @@ fail_page:
     PyBuffer_Release(&page);
 fail_rel:
     PyBuffer_Release(&rel_b);
-fail_starts:
-    PyBuffer_Release(&starts_b);
-fail_data:
-    PyBuffer_Release(&data);
+fail_offs:
+    PyBuffer_Release(&offs_b);
+fail_src:
+    PyBuffer_Release(&src);
     return NULL;
 }
 
 static PyMethodDef methods[] = {
+    {"schedule", schedule, METH_VARARGS,
+     "schedule(src, offsets, n, hdr, len_off, gen_off, trig_off, t0, speed, last, rel) -> last:"
+     " each frame's deadline (see the module source)."},
     {"emit", emit, METH_VARARGS,
-     "emit(data, starts, rel, i, n, anchor, spin_ns, slice_ns, page, pos, cap, cursor_off, gen_off, emitted)"
-     " -> (i, pos, status): copy frames into the page as they fall due (see the module source)."},
+     "emit(src, offsets, rel, i, n, anchor, spin_ns, slice_ns, page, pos, cap, cursor_off, hdr, len_off, gen_off,"
+     " trig_off, emitted) -> (i, pos, status): copy frames into the page as they fall due (see the module source)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -32,7 +32,7 @@ from ..backtest.exchange import ExchangeConfig
 from ..backtest.gateway import Gateway
 from ..backtest.session import BacktestSession
 from ..errors import OutputError, StrategyError, UsageError
-from ..journal.format import CURSOR_OFFSET, FRAME_HEADER, PAGE_HEADER
+from ..journal.format import CURSOR_OFFSET, FRAME_HEADER, KFTOOLS, PAGE_HEADER
 from ..journal.layout import BYTE_ORDER
 from ..journal.merge import MergedBatch, MergedReader, open_journals
 from ..journal.reader import Damage, FrameBatch, Reader
@@ -43,8 +43,12 @@ from ..selection import Selection
 
 GEN_OFF = FRAME_HEADER.offset("gen_time")
 TRIGGER_OFF = FRAME_HEADER.offset("trigger_time")
+LENGTH_OFF = FRAME_HEADER.offset("length")
+#: what the C pacer needs to know of a kftools frame header
+FRAME_FIELDS = (FRAME_HEADER.size, LENGTH_OFF, GEN_OFF, TRIGGER_OFF)
 #: one header column, as FRAME_HEADER declares gen_time (and trigger_time, the same type)
 _I64 = struct.Struct(BYTE_ORDER + FRAME_HEADER.field("gen_time").struct_code)
+_U32 = struct.Struct(BYTE_ORDER + FRAME_HEADER.field("length").struct_code)
 _I64_DTYPE = FRAME_HEADER.field("gen_time").numpy_code
 assert FRAME_HEADER.field("gen_time").kind == FRAME_HEADER.field("trigger_time").kind
 LATE_NS = 1_000_000
@@ -567,9 +571,10 @@ class Replay:
                 self._last_emit = now_f()  # after the strategy: its time is part of the wall time
                 self._paused_at_emit = st.paused_ns
                 continue
-            # (numpy's stubs declare ndarray.__buffer__ only for Python >= 3.12)
-            mv = memoryview(data)  # type: ignore[arg-type]  # struct and the writer take a memoryview far faster than an ndarray
             rel = prep.rel
+            # the Python loop's copy; struct and the writer take a memoryview far faster than an ndarray
+            # (numpy's stubs declare ndarray.__buffer__ only for Python >= 3.12)
+            mv = memoryview(data if pacer is None else b"")  # type: ignore[arg-type]
             if anchor is None:
                 anchor = now_f() - int(rel[0])
             floor = seen if live else None
@@ -585,7 +590,7 @@ class Replay:
                     anchor, step = held
                 d = anchor + int(rel[i])
                 now = now_f()
-                fast = pacer is not None and not step
+                fast = pacer is not None
                 if now < d:
                     if ahead is not None and d - now > ahead.cost_ns and ahead.prepare():
                         now = now_f()  # prepared the next batch in the slack before this frame
@@ -603,15 +608,15 @@ class Replay:
                     # hand back at the first gap long enough to prepare the next batch in, until it is ready
                     bound = spin_ns if ahead is None or ahead.ready else min(spin_ns, ahead.cost_ns)
                     page, pos, cap = w.append_area()
-                    j, pos, status = pacer.emit(data, starts, rel, i, n, anchor, bound, SLICE_NS,  # type: ignore[union-attr]
-                                                page, pos, cap, CURSOR_OFFSET, GEN_OFF, emitted)
+                    j, pos, status = pacer.emit(data, starts, rel, i, i + 1 if step else n, anchor, bound,  # type: ignore[union-attr]
+                                                SLICE_NS, page, pos, cap, CURSOR_OFFSET, *FRAME_FIELDS, emitted)
                     if j > i:
                         w.appended(pos, j - i)
                         st.frames += j - i
                         paused_at_emit = st.paused_ns
                         done = now_f()
                     if status == pacer.FULL:  # type: ignore[union-attr]
-                        w.append_area(need=int(starts[j + 1] - starts[j]))  # the next page
+                        w.append_area(need=FRAME_HEADER.size + _U32.unpack_from(data, int(starts[j]) + LENGTH_OFF)[0])
                     i = j
                     if stopped is not None and stopped():
                         break
@@ -669,7 +674,13 @@ class Replay:
         return None
 
     def _prepare(self, batch: FrameBatch | MergedBatch) -> _Prepared | None:
-        """A batch copied out with its trigger times set and, paced, its schedule (``rel``: ns after the anchor)."""
+        """A batch ready to emit and, paced, its schedule (``rel``: ns after the anchor).
+
+        For the Python loop: its frames copied out, trigger times set. For the C
+        pacer: where its frames lie (``starts``: their offsets in ``data``), the
+        source page itself when it is in kftools' layout; the pacer sets the
+        trigger time as it copies, so a batch is ready in a few µs.
+        """
         n = len(batch)
         if not n:
             return None
@@ -677,6 +688,16 @@ class Replay:
         gens = batch.headers["gen_time"]
         if self._t0 is None:
             self._t0 = int(gens[0])
+        pacer = self._pacer()
+        if pacer is not None:
+            if isinstance(batch, FrameBatch) and batch.page.fmt is KFTOOLS:
+                where: tuple[Any, np.ndarray] = (batch.page.mm, np.ascontiguousarray(batch.offsets, np.int64))
+            else:  # several journals, or Kungfu's layout: frames copied out in kftools' layout
+                where = batch.raw_frames()
+            prep = _Prepared(batch, n, gens, *where, seen)
+            prep.rel = np.empty(n, np.int64)
+            self._last_rel = pacer.schedule(*where, n, *FRAME_FIELDS, self._t0, self.speed, self._last_rel, prep.rel)
+            return prep
         data, starts = batch.raw_frames()
         set_column(data, starts[:-1], TRIGGER_OFF, gens)  # the original event time
         prep = _Prepared(batch, n, gens, data, starts, seen)
@@ -725,11 +746,12 @@ class Replay:
 
 
 class _Prepared:
-    """A batch ready to emit (see ``Replay._prepare``)."""
+    """A batch ready to emit (see ``Replay._prepare``): ``data`` holds its frames at offsets ``starts``, a copy
+    (the Python loop's, ``starts`` ending with the end) or, for the C pacer, maybe the source page itself."""
 
     __slots__ = ("batch", "n", "gens", "data", "starts", "seen", "rel", "_rel_l", "_starts_l")
 
-    def __init__(self, batch, n: int, gens: np.ndarray, data: np.ndarray, starts: np.ndarray, seen: int):
+    def __init__(self, batch, n: int, gens: np.ndarray, data: Any, starts: np.ndarray, seen: int):
         self.batch, self.n, self.gens, self.data, self.starts, self.seen = batch, n, gens, data, starts, seen
         self.rel: np.ndarray = np.empty(0, np.int64)
         self._rel_l: list[int] | None = None
