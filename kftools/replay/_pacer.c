@@ -42,8 +42,20 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static int get_buffer(PyObject *obj, Py_buffer *view, int writable) {
-    return PyObject_GetBuffer(obj, view, (writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) | PyBUF_C_CONTIGUOUS);
+static void release_buffers(Py_buffer *views, int n) {
+    while (n-- > 0) PyBuffer_Release(&views[n]);
+}
+
+/* Contiguous views of objs[0..n), writable where `writable` has a 'w'; on failure none is held. */
+static int get_buffers(PyObject *const *objs, const char *writable, Py_buffer *views, int n) {
+    for (int k = 0; k < n; k++) {
+        int flags = (writable[k] == 'w' ? PyBUF_WRITABLE : PyBUF_SIMPLE) | PyBUF_C_CONTIGUOUS;
+        if (PyObject_GetBuffer(objs[k], &views[k], flags) < 0) {
+            release_buffers(views, k);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* A frame's bytes in `src` at `off`, bounds-checked; its whole size (header and payload), or -1. */
@@ -93,22 +105,23 @@ static PyObject *schedule(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "schedule: speed must be positive");
         return NULL;
     }
-    Py_buffer src, offs_b, rel_b;
-    if (get_buffer(src_o, &src, 0) < 0) return NULL;
-    if (get_buffer(offsets_o, &offs_b, 0) < 0) goto fail_src;
-    if (get_buffer(rel_o, &rel_b, 1) < 0) goto fail_offs;
-    if (n < 0 || offs_b.len < (Py_ssize_t)sizeof(int64_t) * n || rel_b.len < (Py_ssize_t)sizeof(int64_t) * n) {
+    PyObject *const objs[] = {src_o, offsets_o, rel_o};
+    Py_buffer b[3];
+    if (get_buffers(objs, "..w", b, 3) < 0) return NULL;
+    const Py_buffer *src = &b[0];
+    PyObject *result = NULL;
+    if (n < 0 || b[1].len < (Py_ssize_t)sizeof(int64_t) * n || b[2].len < (Py_ssize_t)sizeof(int64_t) * n) {
         PyErr_SetString(PyExc_ValueError, "schedule: buffers do not match");
-        goto fail_all;
+        goto done;
     }
-    const int64_t *offsets = (const int64_t *)offs_b.buf;
-    int64_t *rel = (int64_t *)rel_b.buf;
-    const unsigned char *base = (const unsigned char *)src.buf;
+    const int64_t *offsets = (const int64_t *)b[1].buf;
+    int64_t *rel = (int64_t *)b[2].buf;
+    const unsigned char *base = (const unsigned char *)src->buf;
     for (Py_ssize_t k = 0; k < n; k++) {
-        if (frame_size(&src, offsets[k], hdr, len_off) < 0) {
+        if (frame_size(src, offsets[k], hdr, len_off) < 0) {
             PyErr_Format(PyExc_ValueError, "schedule: frame %zd at %lld lies outside the buffer", k,
                          (long long)offsets[k]);
-            goto fail_all;
+            goto done;
         }
         int64_t gen;
         memcpy(&gen, base + offsets[k] + gen_off, 8);
@@ -116,18 +129,10 @@ static PyObject *schedule(PyObject *self, PyObject *args) {
         last = r > last ? r : last;
         rel[k] = last;
     }
-    PyBuffer_Release(&rel_b);
-    PyBuffer_Release(&offs_b);
-    PyBuffer_Release(&src);
-    return PyLong_FromLongLong(last);
-
-fail_all:
-    PyBuffer_Release(&rel_b);
-fail_offs:
-    PyBuffer_Release(&offs_b);
-fail_src:
-    PyBuffer_Release(&src);
-    return NULL;
+    result = PyLong_FromLongLong(last);
+done:
+    release_buffers(b, 3);
+    return result;
 }
 
 /* emit(src, offsets, rel, i, n, anchor, spin_ns, slice_ns, page, pos, cap, cursor_off, hdr, len_off, gen_off,
@@ -155,23 +160,21 @@ static PyObject *emit(PyObject *self, PyObject *args) {
         return NULL;
     }
     if (check_layout(hdr, len_off, gen_off, trig_off) < 0) return NULL;
-    Py_buffer src, offs_b, rel_b, page, emitted_b;
-    if (get_buffer(src_o, &src, 0) < 0) return NULL;
-    if (get_buffer(offsets_o, &offs_b, 0) < 0) goto fail_src;
-    if (get_buffer(rel_o, &rel_b, 0) < 0) goto fail_offs;
-    if (get_buffer(page_o, &page, 1) < 0) goto fail_rel;
-    if (get_buffer(emitted_o, &emitted_b, 1) < 0) goto fail_page;
-
-    const int64_t *offsets = (const int64_t *)offs_b.buf;
-    const int64_t *rel = (const int64_t *)rel_b.buf;
-    int64_t *emitted = (int64_t *)emitted_b.buf;
-    unsigned char *out = (unsigned char *)page.buf;
-    const unsigned char *in = (const unsigned char *)src.buf;
-    if (n < 0 || i < 0 || i > n || offs_b.len < (Py_ssize_t)sizeof(int64_t) * n ||
-        rel_b.len < (Py_ssize_t)sizeof(int64_t) * n || emitted_b.len < (Py_ssize_t)sizeof(int64_t) * n ||
-        cap > page.len || pos < 0 || pos > cap || cursor_off < 0 || cursor_off + 4 > page.len || cursor_off % 4) {
+    PyObject *const objs[] = {src_o, offsets_o, rel_o, page_o, emitted_o};
+    Py_buffer b[5];
+    if (get_buffers(objs, "...ww", b, 5) < 0) return NULL;
+    const Py_buffer *src = &b[0], *page = &b[3];
+    PyObject *result = NULL;
+    const int64_t *offsets = (const int64_t *)b[1].buf;
+    const int64_t *rel = (const int64_t *)b[2].buf;
+    int64_t *emitted = (int64_t *)b[4].buf;
+    unsigned char *out = (unsigned char *)page->buf;
+    const unsigned char *in = (const unsigned char *)src->buf;
+    if (n < 0 || i < 0 || i > n || b[1].len < (Py_ssize_t)sizeof(int64_t) * n ||
+        b[2].len < (Py_ssize_t)sizeof(int64_t) * n || b[4].len < (Py_ssize_t)sizeof(int64_t) * n ||
+        cap > page->len || pos < 0 || pos > cap || cursor_off < 0 || cursor_off + 4 > page->len || cursor_off % 4) {
         PyErr_SetString(PyExc_ValueError, "emit: buffers and positions do not match");
-        goto fail_all;
+        goto done;
     }
 
     int status = DONE, bad = 0;
@@ -188,7 +191,7 @@ static PyObject *emit(PyObject *self, PyObject *args) {
         Py_ssize_t j = i;
         int full = 0;
         while (j < n && (j == i || anchor + rel[j] <= now)) {
-            int64_t off = offsets[j], size = frame_size(&src, off, hdr, len_off);
+            int64_t off = offsets[j], size = frame_size(src, off, hdr, len_off);
             if (size < 0) { bad = 1; break; }
             if (size > cap - pos) { full = 1; break; }
             memcpy(out + pos, in + off, (size_t)size);
@@ -208,28 +211,13 @@ static PyObject *emit(PyObject *self, PyObject *args) {
         if (full) { status = FULL; break; }
         if (i < n && now - began > slice_ns) { status = SLICE; break; }
     }
-    if (bad) {
+    if (bad)
         PyErr_Format(PyExc_ValueError, "emit: frame %zd at %lld lies outside the buffer", i, (long long)offsets[i]);
-        goto fail_all;
-    }
-    PyBuffer_Release(&emitted_b);
-    PyBuffer_Release(&page);
-    PyBuffer_Release(&rel_b);
-    PyBuffer_Release(&offs_b);
-    PyBuffer_Release(&src);
-    return Py_BuildValue("nni", i, pos, status);
-
-fail_all:
-    PyBuffer_Release(&emitted_b);
-fail_page:
-    PyBuffer_Release(&page);
-fail_rel:
-    PyBuffer_Release(&rel_b);
-fail_offs:
-    PyBuffer_Release(&offs_b);
-fail_src:
-    PyBuffer_Release(&src);
-    return NULL;
+    else
+        result = Py_BuildValue("nni", i, pos, status);
+done:
+    release_buffers(b, 5);
+    return result;
 }
 
 static PyMethodDef methods[] = {
