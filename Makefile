@@ -18,7 +18,7 @@ demo: venv
 	$(PY) -m kftools.demo
 
 test: venv
-	$(PY) -m pytest -x -p no:cacheprovider tests
+	$(PY) -m pytest -x -p no:cacheprovider -n auto --dist loadfile tests
 
 torture: venv
 	$(PY) -m pytest -p no:cacheprovider -m slow tests/reliability
