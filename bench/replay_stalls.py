@@ -1,0 +1,79 @@
+"""What happens when a paced replay stalls: kernel trace events around its latest frames.
+
+Replays the uniform recording of `kftools bench replay` at speed 1 a number of
+times with the scheduler, interrupt and user page-fault tracepoints on (trace
+clock: CLOCK_MONOTONIC), and for each replay that had frames more than 1 ms
+late prints every event between the worst one's deadline and its emission
+(found by its gen_time in the output, the wall clock when it went out).
+
+Needs root and tracefs (mounted at /sys/kernel/tracing if it is not):
+
+    sudo .venv/bin/python bench/replay_stalls.py [REPLAYS]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from kftools.bench.replay import _record
+from kftools.journal import Reader
+from kftools.replay import replay
+
+TRACEFS = "/sys/kernel/tracing"
+EVENTS = "sched:sched_switch sched:sched_wakeup irq:* irq_vectors:* exceptions:page_fault_user"
+FRAMES, RATE = 200_000, 100_000.0
+
+
+def tracefs(name: str, value: str) -> None:
+    with open(os.path.join(TRACEFS, name), "w") as fh:
+        fh.write(value)
+
+
+def main(replays: int) -> None:
+    if not os.path.exists(os.path.join(TRACEFS, "trace")):
+        os.system(f"mount -t tracefs nodev {TRACEFS}")
+    folder = tempfile.mkdtemp(prefix="kftools-stalls-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    src, out = os.path.join(folder, "rec.dat"), os.path.join(folder, "out.dat")
+    _record(src, FRAMES, RATE)
+    tracefs("tracing_on", "0")
+    tracefs("trace_clock", "mono")
+    tracefs("buffer_size_kb", "65536")
+    tracefs("set_event", EVENTS)
+    try:
+        for k in range(replays):
+            tracefs("trace", "")
+            tracefs("tracing_on", "1")
+            wall_minus_mono = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            st = replay(src, out, speed=1.0, force=True, page_size=FRAMES * 20 * 100)
+            tracefs("tracing_on", "0")
+            late = np.flatnonzero(st.lateness > 1_000_000)
+            print(f"replay {k}: {len(late)} frames later than 1 ms, worst {st.lateness.max() / 1e6:.2f} ms", flush=True)
+            if not len(late):
+                continue
+            with Reader(out) as r:
+                sent = np.concatenate([b.headers["gen_time"] for b in r.batches()])
+            worst = int(late[np.argmax(st.lateness[late])])
+            emitted = (int(sent[worst]) - wall_minus_mono) / 1e9
+            due = emitted - st.lateness[worst] / 1e9
+            print(f"  frame {worst}: due {due:.6f}, emitted {emitted:.6f} (CLOCK_MONOTONIC, s); events between:")
+            with open(os.path.join(TRACEFS, "trace")) as fh:
+                for line in fh:
+                    m = re.search(r"\s(\d+\.\d+): ", line)
+                    if m and due - 0.0005 <= float(m.group(1)) <= emitted + 0.0002:
+                        print("   ", line.strip()[:200])
+    finally:
+        tracefs("tracing_on", "0")
+        tracefs("set_event", "")
+        for name in os.listdir(folder):
+            os.unlink(os.path.join(folder, name))
+        os.rmdir(folder)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10)
