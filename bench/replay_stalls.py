@@ -13,8 +13,10 @@ Needs root and tracefs (mounted at /sys/kernel/tracing if it is not):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,17 +37,26 @@ def tracefs(name: str, value: str) -> None:
         fh.write(value)
 
 
+def setting(name: str) -> str:
+    with open(os.path.join(TRACEFS, name)) as fh:
+        text = fh.read().strip()
+    chosen = re.search(r"\[(\S+)\]", text)  # trace_clock lists every clock, the one in use in brackets
+    return chosen.group(1) if chosen else text
+
+
 def main(replays: int) -> None:
-    if not os.path.exists(os.path.join(TRACEFS, "trace")):
-        os.system(f"mount -t tracefs nodev {TRACEFS}")
+    mounted = not os.path.exists(os.path.join(TRACEFS, "trace"))
+    if mounted:
+        subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], check=True)
+    before = {name: setting(name) for name in ("tracing_on", "trace_clock", "buffer_size_kb")}
     folder = tempfile.mkdtemp(prefix="kftools-stalls-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     src, out = os.path.join(folder, "rec.dat"), os.path.join(folder, "out.dat")
-    _record(src, FRAMES, RATE)
-    tracefs("tracing_on", "0")
-    tracefs("trace_clock", "mono")
-    tracefs("buffer_size_kb", "65536")
-    tracefs("set_event", EVENTS)
     try:
+        _record(src, FRAMES, RATE)
+        tracefs("tracing_on", "0")
+        tracefs("trace_clock", "mono")
+        tracefs("buffer_size_kb", "65536")
+        tracefs("set_event", EVENTS)
         for k in range(replays):
             tracefs("trace", "")
             tracefs("tracing_on", "1")
@@ -68,10 +79,16 @@ def main(replays: int) -> None:
                     if m and due - 0.0005 <= float(m.group(1)) <= emitted + 0.0002:
                         print("   ", line.strip()[:200])
     finally:
-        tracefs("tracing_on", "0")
+        # leave tracing as it was found
         tracefs("set_event", "")
-        for name in os.listdir(folder):
-            os.unlink(os.path.join(folder, name))
+        tracefs("trace", "")
+        for name, value in before.items():
+            tracefs(name, value)
+        if mounted:
+            subprocess.run(["umount", TRACEFS], check=False)
+        for name in ("rec.dat", "out.dat"):  # what this made, and nothing else
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(folder, name))
         os.rmdir(folder)
 
 

@@ -410,3 +410,21 @@ def test_releasing_an_archived_pages_memory_keeps_its_frames(tmp_path):
     with kftools.Reader(path) as r:
         PageSet.release(r.page(1))
         assert [f.raw for f in r.frames()] == before
+
+
+def test_a_process_keeps_at_most_its_cap_of_archived_page_memory(tmp_path, monkeypatch):
+    """Spare memory outlives the readers (the next one reuses it); a long-lived process keeps no more than the cap,
+    and pages larger than it are never kept."""
+    from kftools.journal import archive as archive_module
+
+    path = str(tmp_path / "j.dat")
+    write_journal(path, 700, page_size=4096)
+    assert len(archive([path]).pages) >= 4
+    monkeypatch.setattr(archive_module, "_SPARES", [])
+    for cap, most in ((4096, 1), (4095, 0)):
+        monkeypatch.setattr(archive_module, "MAX_SPARE_BYTES", cap)
+        archive_module._SPARES.clear()
+        for _ in range(2):
+            with kftools.Reader(path) as r:
+                assert sum(len(b) for b in r.batches()) == 700
+        assert len(archive_module._SPARES) == most

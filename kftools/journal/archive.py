@@ -33,6 +33,7 @@ from ..errors import CorruptJournal, JournalLocked, KftoolsError, NotAJournal, U
 from .format import (
     ARCHIVE_HEADER,
     ARCHIVE_MAGIC,
+    DEFAULT_PAGE_SIZE,
     PAGE_HEADER,
     SEEK_ENTRY,
     SEEK_FOOTER,
@@ -248,6 +249,8 @@ def _page_memory(size: int, data_size: int) -> mmap.mmap:
 #: (zeroing it, and compacting for huge pages) took from 10% to 100% of the time decompressing into it took
 _SPARES: list[mmap.mmap] = []
 MAX_SPARES = 2
+#: what a process keeps once its readers are closed: two default-sized pages (larger pages are not kept)
+MAX_SPARE_BYTES = 2 * DEFAULT_PAGE_SIZE
 
 
 def keep_spare(page) -> bool:
@@ -260,7 +263,8 @@ def keep_spare(page) -> bool:
     """
     mm = page.mm
     del page.mm
-    if sys.getrefcount(mm) != 2 or len(_SPARES) >= MAX_SPARES:
+    if (sys.getrefcount(mm) != 2 or len(_SPARES) >= MAX_SPARES
+            or len(mm) + sum(len(m) for m in _SPARES) > MAX_SPARE_BYTES):
         return False
     _SPARES.append(mm)
     return True
