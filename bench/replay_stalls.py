@@ -8,7 +8,10 @@ late prints every event between the worst one's deadline and its emission
 
 Needs root and tracefs (mounted at /sys/kernel/tracing if it is not):
 
-    sudo .venv/bin/python bench/replay_stalls.py [REPLAYS]
+    sudo .venv/bin/python bench/replay_stalls.py [REPLAYS] [LATE_MS] [bursty]
+
+LATE_MS (default 1) is how late a frame must be for its replay's events to be printed;
+`bursty` replays the bench's bursty recording instead of the uniform one.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def setting(name: str) -> str:
     return chosen.group(1) if chosen else text
 
 
-def main(replays: int) -> None:
+def main(replays: int, late_ns: int, bursty: bool) -> None:
     mounted = not os.path.exists(os.path.join(TRACEFS, "trace"))
     if mounted:
         subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], check=True)
@@ -52,7 +55,7 @@ def main(replays: int) -> None:
     folder = tempfile.mkdtemp(prefix="kftools-stalls-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     src, out = os.path.join(folder, "rec.dat"), os.path.join(folder, "out.dat")
     try:
-        _record(src, FRAMES, RATE)
+        _record(src, FRAMES, RATE, bursty=bursty)
         tracefs("tracing_on", "0")
         tracefs("trace_clock", "mono")
         tracefs("buffer_size_kb", "65536")
@@ -63,8 +66,8 @@ def main(replays: int) -> None:
             wall_minus_mono = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
             st = replay(src, out, speed=1.0, force=True, page_size=FRAMES * 20 * 100)
             tracefs("tracing_on", "0")
-            late = np.flatnonzero(st.lateness > 1_000_000)
-            print(f"replay {k}: {len(late)} frames later than 1 ms, worst {st.lateness.max() / 1e6:.2f} ms", flush=True)
+            late = np.flatnonzero(st.lateness > late_ns)
+            print(f"replay {k}: {len(late)} frames later than {late_ns / 1e6:g} ms, worst {st.lateness.max() / 1e6:.2f} ms", flush=True)
             if not len(late):
                 continue
             with Reader(out) as r:
@@ -93,4 +96,8 @@ def main(replays: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10)
+    main(
+        int(sys.argv[1]) if len(sys.argv) > 1 else 10,
+        int(float(sys.argv[2]) * 1e6) if len(sys.argv) > 2 else 1_000_000,
+        sys.argv[3:4] == ["bursty"],
+    )

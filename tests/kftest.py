@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES_DIR = os.path.join(ROOT, "sample_journals")
@@ -41,3 +42,12 @@ def run_cli(*args, input: str | None = None, timeout: float = 60, env: dict | No
     return subprocess.run(
         [*KFTOOLS, *map(str, args)], capture_output=True, text=True, input=input, timeout=timeout, cwd=ROOT, env=e,
     )
+
+
+def wait_for(cond, what: str, timeout: float = 60) -> None:
+    """Poll ``cond`` until true; the timeout only guards against a hang."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)

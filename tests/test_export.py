@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kftest import KFTOOLS, ROOT, SAMPLES, SCHEMA, copy_journal, run_cli
+from kftest import KFTOOLS, ROOT, SAMPLES, SCHEMA, copy_journal, run_cli, wait_for
 
 from kftools.cli import exit_code
 from kftools.errors import KftoolsError, UnknownType
@@ -331,15 +331,6 @@ def test_export_while_writer_appends(tmp_path):
         w.wait(30)
 
 
-def _wait_for(cond, what: str, timeout: float = 60) -> None:
-    """Poll ``cond`` until true; the timeout only guards against a hang."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def test_follow_until_sigint_exports_every_frame_committed_by_then(tmp_path):
     j = str(tmp_path / "live.dat")
     w = _start_writer(j, 2000, 60)
@@ -348,7 +339,7 @@ def test_follow_until_sigint_exports_every_frame_committed_by_then(tmp_path):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # the event: export follows once its hidden temporary exists
-        _wait_for(lambda: any(n.startswith(".follow.parquet.kftmp-") for n in os.listdir(tmp_path)), "export to start")
+        wait_for(lambda: any(n.startswith(".follow.parquet.kftmp-") for n in os.listdir(tmp_path)), "export to start")
         assert not out.exists()  # only the complete file appears
     finally:
         w.send_signal(signal.SIGINT)

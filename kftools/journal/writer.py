@@ -38,6 +38,7 @@ from .layout import BYTE_ORDER
 from .lock import try_lock
 from .page import U32, NotYetWritten, open_page
 from .pages import PageSet, journal_pages, stale_pages
+from .pretouch import pretoucher
 from .registry import DEFAULT_REGISTRY, TypeRegistry
 from .walk import Damage, Walk
 
@@ -100,6 +101,11 @@ class Writer:
     page's capacity when resuming, else 128 MiB). Frames are visible to readers
     as soon as a ``write_*`` call returns; ``sync()`` and ``close()`` msync
     them to disk.
+
+    ``pretouch=True``: a native thread keeps the page faulted in from the write
+    position to ``pretouch.AHEAD`` bytes past it, so storing a frame never
+    waits for the kernel to back fresh memory (``_pretouch.c``); for writers
+    that must publish on time. Without the C extensions it does nothing.
     """
 
     def __init__(
@@ -110,6 +116,7 @@ class Writer:
         source: int = 0,
         dest: int = 0,
         registry: TypeRegistry | None = None,
+        pretouch: bool = False,
     ):
         self.path = os.fspath(path)
         if page_size is not None and not MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE:
@@ -119,6 +126,8 @@ class Writer:
         self.registry = registry or DEFAULT_REGISTRY
         self._symbols: dict[str, bytes] = {}
         self._lock_fd = -1
+        self._pretouch = pretouch
+        self._pretoucher = None
         self._closed = True  # until _adopt maps the first page
         self.frames_written = 0
         self._open(page_size)
@@ -189,6 +198,16 @@ class Writer:
         U32.pack_into(self._mm, PID_OFFSET, os.getpid() & 0xFFFFFFFF)
         flags = U32.unpack_from(self._mm, FLAGS_OFFSET)[0]
         U32.pack_into(self._mm, FLAGS_OFFSET, flags & ~int(PageFlag.CLOSED))
+        if self._pretouch:
+            self._pretoucher = pretoucher(self._mm, self._cap, cursor_offset=CURSOR_OFFSET)
+
+    def _let_go_of_page(self) -> None:
+        """Stop the pretoucher (it holds the mapping) and the cursor view, then close the page."""
+        if self._pretoucher is not None:
+            self._pretoucher.stop()
+            self._pretoucher = None
+        self._cursor.release()
+        self._page.close()
 
     # -- appending -------------------------------------------------------------
     def _room(self, total: int) -> int:
@@ -221,11 +240,9 @@ class Writer:
             os.close(fd)
         # rename makes the new page appear whole: a follower never maps a half-made page
         os.rename(tmp, final)
-        old = self._page
         flags = U32.unpack_from(self._mm, FLAGS_OFFSET)[0]
         U32.pack_into(self._mm, FLAGS_OFFSET, flags | PageFlag.SEALED)
-        self._cursor.release()
-        old.close()
+        self._let_go_of_page()
         self._adopt(open_page(final, nxt, writable=True))
 
     def write(
@@ -476,8 +493,7 @@ class Writer:
         flags = U32.unpack_from(self._mm, FLAGS_OFFSET)[0]
         U32.pack_into(self._mm, FLAGS_OFFSET, flags | PageFlag.CLOSED)
         self._mm.flush()
-        self._cursor.release()
-        self._page.close()
+        self._let_go_of_page()
         self._closed = True
         self._release_lock()
 

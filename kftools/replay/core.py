@@ -35,11 +35,14 @@ from ..errors import OutputError, StrategyError, UsageError
 from ..journal.format import CURSOR_OFFSET, FRAME_HEADER, KFTOOLS, PAGE_HEADER
 from ..journal.layout import BYTE_ORDER
 from ..journal.merge import MergedBatch, MergedReader, open_journals
+from ..journal.page import ArchivedPage, Page
+from ..journal.pretouch import pretoucher
 from ..journal.reader import Damage, FrameBatch, Reader
 from ..journal.registry import TypeRegistry
 from ..journal.writer import Writer
 from ..outputs import check_output, remove_journal
 from ..selection import Selection
+from .lateness import LatenessLog
 
 GEN_OFF = FRAME_HEADER.offset("gen_time")
 TRIGGER_OFF = FRAME_HEADER.offset("trigger_time")
@@ -257,7 +260,7 @@ class ReplayStats:
     orders_sent: int = 0
     backtest: Any = None  # a BacktestResult when a strategy ran
     lateness: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    _parts: list = field(default_factory=list, repr=False)
+    _late: LatenessLog = field(default_factory=LatenessLog, repr=False)
     _t0: int = 0
 
     @property
@@ -432,7 +435,8 @@ class Replay:
         for p in (self.out, self.orders):
             if p is not None and self.force:
                 remove_journal(p)
-        self._writer = Writer(self.out, page_size=self.page_size)
+        # paced: frames must go out on time, and a first store to fresh memory can take milliseconds
+        self._writer = Writer(self.out, page_size=self.page_size, pretouch=self.speed is not None)
         orders_w = Writer(self.orders, page_size=1 << 20) if self.orders else None
         ctx = dispatch = None
         if self.backtest is not None:
@@ -441,6 +445,10 @@ class Replay:
         self._dispatch = dispatch
         self._t0: int | None = None
         self._last_rel = 0
+        self._source_page: Page | None = None
+        self._source_toucher: Any = None
+        if self.speed is not None:
+            st._late.reserve()
         clock = self.clock
         t_begin = clock.now()
         st._t0 = t_begin
@@ -505,8 +513,8 @@ class Replay:
                 st.paused_ns = min(st.paused_ns, self._paused_at_emit)  # a pause after the last frame is not in it
                 if ctx is not None:
                     st.orders_sent = ctx.orders_sent
-                st.lateness = np.concatenate(st._parts) if st._parts else np.empty(0, np.int64)
-                st._parts = []
+                st.lateness = st._late.finish()
+                self._read_ahead(None)
                 self._writer.close()
                 if orders_w is not None:
                     orders_w.close()
@@ -655,7 +663,7 @@ class Replay:
                 if floor is not None:
                     # a live frame cannot go out before it arrived: lateness counts from arrival
                     late = np.minimum(late, emitted[:i] + (anchor - floor))
-                st._parts.append(late)
+                st._late.append(late)
                 st.position_ns = int(gens[i - 1]) - t0
             if i < n:
                 break
@@ -692,6 +700,7 @@ class Replay:
         if pacer is not None:
             if isinstance(batch, FrameBatch) and batch.page.fmt is KFTOOLS:
                 where: tuple[Any, np.ndarray] = (batch.page.mm, np.ascontiguousarray(batch.offsets, np.int64))
+                self._read_ahead(batch.page, int(where[1][-1]))
             else:  # several journals, or Kungfu's layout: frames copied out in kftools' layout
                 where = batch.raw_frames()
             prep = _Prepared(batch, n, gens, *where, seen)
@@ -708,6 +717,18 @@ class Replay:
             self._last_rel = int(rel[-1])
             prep.rel = rel
         return prep
+
+    def _read_ahead(self, page: Page | None, position: int = 0) -> None:
+        """Keep the source page faulted in ahead of the walk (None: stop), off the emitting thread."""
+        if page is not self._source_page:
+            if self._source_toucher is not None:
+                self._source_toucher.stop()
+            self._source_page, self._source_toucher = page, None
+            # an archived page is memory it was decompressed into: already there
+            if page is not None and not isinstance(page, ArchivedPage):
+                self._source_toucher = pretoucher(page.mm, len(page.mm), cursor_offset=CURSOR_OFFSET, write=False)
+        if self._source_toucher is not None:
+            self._source_toucher.advance(position)
 
     def _say_long_wait(self, wait_ns: int, gen_time: int, previous: int | None) -> None:
         if self.on_long_wait is None:
