@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py kftools/journal/_scan.c kftools/journal/_framestream.c kftools/journal/_merge.c kftools/replay/_pacer.c
+$(STAMP): pyproject.toml setup.py $(wildcard kftools/*/*.c)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

@@ -9,8 +9,8 @@ try:  # optional, like the other C modules: without it nothing is pretouched
 except ImportError:  # pragma: no cover - a build without a C compiler
     _pretouch = None  # type: ignore[assignment]
 
-#: how far past its position a pretoucher keeps a mapping faulted in: at 600 MB/s (replay --max)
-#: 7 ms of frames, far more than the thread's 1 ms poll
+#: how far past its position a pretoucher keeps a mapping faulted in (topped up when half is left): at
+#: 200 MB/s, 10 ms of frames in the half, as long as the thread sleeps at most
 AHEAD = 4 << 20
 
 

@@ -103,7 +103,7 @@ class Writer:
     them to disk.
 
     ``pretouch=True``: a native thread keeps the page faulted in from the write
-    position to ``pretouch.AHEAD`` bytes past it, so storing a frame never
+    position to up to ``pretouch.AHEAD`` bytes past it, so storing a frame never
     waits for the kernel to back fresh memory (``_pretouch.c``); for writers
     that must publish on time. Without the C extensions it does nothing.
     """
