@@ -5,6 +5,8 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -168,3 +170,23 @@ def test_a_paced_replay_reads_ahead_and_keeps_every_frame(tmp_path):
         assert [(f.msg_type, bytes(f.payload), f.gen_time) for f in a] == [
             (f.msg_type, bytes(f.payload), f.trigger_time) for f in b
         ]
+
+
+def test_a_writer_without_a_thread_to_spare_still_writes(tmp_path):
+    # a thread's stack is 8 MiB of address space: with 4 MiB left the pretoucher cannot start
+    path = str(tmp_path / "j.dat")
+    code = f"""
+import resource
+from kftools import Reader, Writer
+from kftools.journal import pretouch
+with open("/proc/self/statm") as fh:
+    size = int(fh.read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (size + (4 << 20), resource.RLIM_INFINITY))
+with Writer({path!r}, page_size=64 << 10, pretouch=True) as w:
+    assert w._pretoucher is None
+    w.write_ticker("AAPL", 1.0, 1.0, 1.0, 1.0)
+print(sum(1 for _ in Reader({path!r})))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"

@@ -15,11 +15,15 @@ AHEAD = 4 << 20
 
 
 def pretoucher(mapping: Any, end: int, ahead: int = AHEAD, *, cursor_offset: int = -1, write: bool = True):
-    """A running pretoucher on ``mapping`` (``stop()`` it before closing the mapping), or None without the C module.
+    """A running pretoucher on ``mapping`` (``stop()`` it before closing the mapping), or None without the C
+    module or a thread.
 
     Writing with a cursor: it follows the page's write cursor at ``cursor_offset``. Otherwise it follows
     what ``advance(position)`` says; a reader's is bounded by the cursor (nothing unwritten is faulted in).
     """
     if _pretouch is None:
         return None
-    return _pretouch.Pretoucher(mapping, end, ahead, cursor_offset=cursor_offset, write=write)
+    try:
+        return _pretouch.Pretoucher(mapping, end, ahead, cursor_offset=cursor_offset, write=write)
+    except OSError:  # no thread to be had (a process or memory limit): only an optimisation is lost
+        return None
