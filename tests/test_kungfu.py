@@ -408,3 +408,62 @@ def test_follow_a_growing_kungfu_journal_across_pages(tmp_path):
     assert [g for _p, g, _d in got] == [1] + [10 + i for i in range(total)]
     assert [int.from_bytes(d, "little") for _p, _g, d in got[1:]] == list(range(total))
     assert {p for p, _g, _d in got} == set(range(1, w.page_id + 1))
+
+
+def _a_page_being_made(tmp_path, monkeypatch):
+    """A Kungfu journal whose writer has just created page 2 (all zero), and a PageSet.page that lets the
+    writer finish it (header written, page 1 sealed: its own rollover) right after a reader found it unwritten."""
+    from kftools.journal.page import NotYetWritten
+    from kftools.journal.pages import PageSet
+
+    folder = str(tmp_path / "td" / "sim" / "a" / "journal" / "live")
+    w = KungfuTestWriter(folder, page_size=1 << 14)
+    entrust = bytes(kf.ENTRUST.size)
+    w.write(102, entrust, 1)
+    made = w.journal.page_path(2)
+    fd = os.open(made, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    os.ftruncate(fd, 1 << 14)
+    os.close(fd)
+    real = PageSet.page
+    raced: list[int] = []
+
+    def page_while_the_writer_goes_on(self, index):
+        try:
+            return real(self, index)
+        except NotYetWritten:
+            if not raced:
+                raced.append(index)
+                os.unlink(made)
+                while w.page_id == 1:
+                    w.write(102, entrust, 2)
+            raise
+
+    return folder, w, raced, lambda: monkeypatch.setattr(PageSet, "page", page_while_the_writer_goes_on)
+
+
+def test_a_page_its_writer_finishes_while_the_follower_looks_is_not_damage(tmp_path, monkeypatch):
+    # Kungfu's writer makes its next page in place: created (all zero), header written, then the page before
+    # sealed with PageEnd. A follower that finds the header unwritten and only then sees the seal raced it.
+    folder, w, raced, race = _a_page_being_made(tmp_path, monkeypatch)
+    with kftools.Reader(folder) as r:
+        first = r.pages.page(r.pages.first)
+        race()
+        nxt, problem = r.pages.successor(first)
+        assert raced and first.sealed
+        assert problem is None
+        assert nxt is None or nxt.index == 2
+        monkeypatch.undo()
+        assert [f.gen_time for f in r][-1] == 2 and r.damage is None
+    w.close()
+
+
+def test_the_end_of_a_journal_whose_last_page_is_finished_meanwhile_is_not_damage(tmp_path, monkeypatch):
+    folder, w, raced, race = _a_page_being_made(tmp_path, monkeypatch)
+    with kftools.Reader(folder) as r:
+        r.pages.page(r.pages.first)
+        race()
+        end = r.pages.end_position()
+        assert raced
+        monkeypatch.undo()
+        assert end[0] == 2 and end[1] > r.pages.page(2).frame_start  # the frame the writer put there
+    w.close()

@@ -168,18 +168,22 @@ class PageSet:
         """The rollover rule: ``(next page, None)``; ``(None, None)`` if it is not there yet; ``(None, problem)``
         when the journal is damaged after ``page``.
 
-        Writers rename a page in whole before sealing the one before it, so
+        Writers finish a page before sealing the one before it (kftools' rename
+        it into place whole; Kungfu's write its header in place first), so
         after a sealed page a missing or unwritten page is damage, as is a page
         missing before a later one (a gap), or a next page that is not a page
         of this journal.
         """
         index = page.index
         nxt = self.path_of(index + 1)
+        # Whether this page was sealed before the next one is looked at: a writer (Kungfu's makes its next page
+        # in place) may finish the next page and seal this one in between, and must not be taken for damage.
+        sealed = page.sealed
         if not self.exists(index + 1):
-            if page.sealed:
+            if sealed:
                 return None, f"page is sealed but the next page {nxt} is missing"
             later = self.later_page(index + 1)
-            if later is not None:
+            if later is not None and not self.exists(index + 1):  # looked again: writers make pages in order
                 return None, f"next page {nxt} is missing but page {later} ({self.path_of(later)}) exists"
             return None, None
         try:
@@ -188,9 +192,14 @@ class PageSet:
             raise  # an error about the file, not damage: nothing may be cut because of it
         except NotYetWritten as e:
             # an unwritten page after a sealed one, or before a later page, lost its bytes (power loss)
-            if page.sealed or self.exists(index + 2):
+            if sealed:
                 return None, f"next page {e}"
-            return None, None
+            if not self.exists(index + 2):
+                return None, None
+            try:  # looked again after seeing a later page: its writer finished this one before making that
+                return self.page(index + 1), None
+            except NotYetWritten as again:
+                return None, f"next page {again}"
         except KftoolsError as e:
             return None, f"next page {e}"
 
@@ -203,10 +212,16 @@ class PageSet:
             raise
         except KftoolsError as e:
             if last > self.first and (self.page(last - 1).sealed or not isinstance(e, NotYetWritten)):
-                # a sealed page's successor is bad, not in the making: end there so a walk reports it
-                return last, self.fmt.frame_start
-            last -= 1
-            p = self.page(last)
+                try:  # looked again: its writer may have finished it, then sealed the one before, meanwhile
+                    p = self.page(last)
+                except UnreadablePage:
+                    raise
+                except KftoolsError:
+                    # a sealed page's successor is bad, not in the making: end there so a walk reports it
+                    return last, self.fmt.frame_start
+            else:
+                last -= 1
+                p = self.page(last)
         return last, self.page_end(p)[0]  # a bad cursor: as far as a walk reads it
 
     @staticmethod
