@@ -23,14 +23,17 @@ import kftools
 from kftools.journal.format import (
     ACK,
     CANCEL_REQUEST,
+    DEPTH,
     FILL,
     FRAME_HEADER,
     MAGIC,
+    MODIFY_REQUEST,
     ORDER,
     ORDER_UPDATE,
     PAGE_HEADER,
     PAGE_HEADER_SIZE,
     TICKER,
+    TIMER,
     TRADE,
     PageFlag,
     page_path,
@@ -116,7 +119,8 @@ def assert_cli_verify_clean(path) -> None:
 # -- layouts -------------------------------------------------------------------
 
 def test_cpp_structs_match_python_layouts(cpp_bin, tmp_path):
-    layouts = [PAGE_HEADER, FRAME_HEADER, TICKER, ORDER, TRADE, CANCEL_REQUEST, ORDER_UPDATE, FILL, ACK]
+    layouts = [PAGE_HEADER, FRAME_HEADER, TICKER, ORDER, TRADE, CANCEL_REQUEST, ORDER_UPDATE, FILL, ACK,
+               MODIFY_REQUEST, DEPTH, TIMER]
     src = ['#include <cstdio>', '#include "kftools/journal.hpp"', "namespace py {", "#pragma pack(push, 1)"]
     src += [lay.c_struct() for lay in layouts]
     src += ["#pragma pack(pop)", "}", "#define SAME(T, f) \\",

@@ -75,6 +75,9 @@ class MsgType(enum.IntEnum):
     ORDER_UPDATE = 5
     FILL = 6
     ACK = 7
+    MODIFY_REQUEST = 8
+    DEPTH = 9
+    TIMER = 10
 
 
 class Side(enum.IntEnum):
@@ -83,8 +86,13 @@ class Side(enum.IntEnum):
 
 
 class OrderType(enum.IntEnum):
-    LIMIT = 0
-    MARKET = 1
+    """An order's type and time in force, one number (the Order layout has one field for both)."""
+
+    LIMIT = 0  # good till canceled: fills what it can on arrival, rests the rest
+    MARKET = 1  # takes what the book offers on arrival; what finds no liquidity expires
+    LIMIT_IOC = 2  # immediate or cancel: fills what it can on arrival at its limit or better, the rest expires
+    LIMIT_FOK = 3  # fill or kill: fills entirely on arrival at its limit or better, or expires unfilled
+    POST_ONLY = 4  # rests at its limit; rejected (POST_ONLY_WOULD_TAKE) if it would take on arrival
 
 
 class OrderStatus(enum.IntEnum):
@@ -96,6 +104,9 @@ class OrderStatus(enum.IntEnum):
     CANCELED = 3
     REJECTED = 4  # see ``reject_reason``
     CANCEL_REJECTED = 5  # a cancel failed (``reject_reason`` says why); the order itself is unchanged
+    EXPIRED = 6  # an IOC, FOK or market order's unfilled rest, canceled by the exchange on arrival
+    MODIFIED = 7  # a modify took effect (price or quantity); a new price or a larger quantity lost the queue
+    MODIFY_REJECTED = 8  # a modify failed (``reject_reason`` says why); the order itself is unchanged
 
 
 class RejectReason(enum.IntEnum):
@@ -109,6 +120,8 @@ class RejectReason(enum.IntEnum):
     TOO_LATE = 5  # a cancel that arrived after the order was filled or canceled
     NO_MARKET = 6  # a market order with no price to fill at yet
     DUPLICATE_ID = 7  # an order id already used
+    POST_ONLY_WOULD_TAKE = 8  # a post-only order that would have crossed the spread on arrival
+    NOT_FINITE = 9  # the order's notional (price x quantity) is not a finite number
 
 
 class Liquidity(enum.IntEnum):
@@ -141,7 +154,7 @@ ORDER = Layout(
         Field("symbol", "char[16]", "NUL-padded"),
         Field("order_id", "u64"),
         Field("side", "u32", "0 buy, 1 sell", Side),
-        Field("order_type", "u32", "0 limit, 1 market", OrderType),
+        Field("order_type", "u32", "0 limit, 1 market, 2 limit IOC, 3 limit FOK, 4 post-only", OrderType),
         Field("price", "f64"),
         Field("quantity", "f64"),
         Field("filled_quantity", "f64"),
@@ -176,11 +189,12 @@ ORDER_UPDATE = Layout(
         Field("symbol", "char[16]", "NUL-padded"),
         Field("order_id", "u64"),
         Field("status", "u32", "0 accepted, 1 partially filled, 2 filled, 3 canceled, 4 rejected, "
-              "5 cancel rejected (the order is unchanged)"),
+              "5 cancel rejected (the order is unchanged), 6 expired (IOC/FOK/market rest), 7 modified, "
+              "8 modify rejected (the order is unchanged)"),
         Field("reject_reason", "u32", "0 none, 1 bad quantity, 2 bad price, 3 unknown symbol, 4 unknown order, "
-              "5 too late to cancel, 6 no market, 7 duplicate order id"),
+              "5 too late, 6 no market, 7 duplicate order id, 8 post-only would take, 9 notional not finite"),
         Field("side", "u32", "0 buy, 1 sell"),
-        Field("order_type", "u32", "0 limit, 1 market"),
+        Field("order_type", "u32", "0 limit, 1 market, 2 limit IOC, 3 limit FOK, 4 post-only"),
         Field("price", "f64", "the limit price (0 for market orders)"),
         Field("quantity", "f64", "the order's quantity"),
         Field("filled_quantity", "f64", "filled so far"),
@@ -213,10 +227,43 @@ ACK = Layout(
     "msg_type 7: a strategy process says, in its order journal, how far it has read the replay's output "
     "(a lockstep backtest waits for it).",
 )
+MODIFY_REQUEST = Layout(
+    "ModifyRequest",
+    [
+        Field("symbol", "char[16]", "NUL-padded"),
+        Field("order_id", "u64", "the order to change"),
+        Field("price", "f64", "the new limit price"),
+        Field("quantity", "f64", "the new total quantity (filled part included)"),
+    ],
+    "msg_type 8: a strategy asks the exchange to change one of its resting orders (a new price or a larger "
+    "quantity loses its place in the queue).",
+)
+#: price levels per side in a Depth frame
+DEPTH_LEVELS = 10
+DEPTH = Layout(
+    "Depth",
+    [
+        Field("symbol", "char[16]", "NUL-padded"),
+        Field("bid_price", f"f64[{DEPTH_LEVELS}]", "best first; 0 where the level is absent"),
+        Field("bid_volume", f"f64[{DEPTH_LEVELS}]", "displayed size at each bid price"),
+        Field("ask_price", f"f64[{DEPTH_LEVELS}]", "best first; 0 where the level is absent"),
+        Field("ask_volume", f"f64[{DEPTH_LEVELS}]", "displayed size at each ask price"),
+    ],
+    "msg_type 9: a market-by-price snapshot of one symbol's book, the best 10 levels of each side.",
+)
+TIMER = Layout(
+    "Timer",
+    [
+        Field("timer_id", "u64", "chosen by the strategy"),
+        Field("at", "i64", "recording time, ns, when the timer fires"),
+    ],
+    "msg_type 10: in a strategy's order journal, a timer it sets; in the replay's output, the timer firing "
+    "(`trigger_time` = `at`, `dest` = the strategy's `source`).",
+)
 BUILTIN_LAYOUTS = {
     MsgType.TICKER: TICKER, MsgType.ORDER: ORDER, MsgType.TRADE: TRADE,
     MsgType.CANCEL_REQUEST: CANCEL_REQUEST, MsgType.ORDER_UPDATE: ORDER_UPDATE, MsgType.FILL: FILL,
-    MsgType.ACK: ACK,
+    MsgType.ACK: ACK, MsgType.MODIFY_REQUEST: MODIFY_REQUEST, MsgType.DEPTH: DEPTH, MsgType.TIMER: TIMER,
 }
 
 # -- files beside a journal (never read by engines) ---------------------------------

@@ -17,6 +17,8 @@ from .format import (
     DEFAULT_PAGE_SIZE,
     FLAGS_OFFSET,
     FRAME_HEADER,
+    DEPTH,
+    DEPTH_LEVELS,
     FRAME_HEADER_SIZE,
     MAGIC,
     MAX_PAGE_SIZE,
@@ -424,7 +426,7 @@ class Writer:
         if side not in _SIDES:
             raise UsageError(f"write_order: side {side!r} must be Side.BUY (0) or Side.SELL (1)")
         if order_type not in _ORDER_TYPES:
-            raise UsageError(f"write_order: order_type {order_type!r} must be OrderType.LIMIT (0) or OrderType.MARKET (1)")
+            raise UsageError(f"write_order: order_type {order_type!r} must be an OrderType (0 limit, 1 market, 2 limit IOC, 3 limit FOK, 4 post-only)")
         n = ORDER.size + padding
         if self._closed:
             raise self._bad_call("write_order", None)
@@ -470,6 +472,27 @@ class Writer:
             self._mm[pos + 32 + TRADE.size : pos + 32 + n] = bytes(padding)
         self._commit(pos + 32 + n)
         return gen_time
+
+    def write_depth(
+        self, symbol: str, bids, asks, *, gen_time: int | None = None, trigger_time: int = 0,
+        source: int | None = None, dest: int | None = None,
+    ) -> int:
+        """Append a Depth snapshot (msg_type 9): ``bids`` and ``asks`` are (price, volume) pairs, best first,
+        at most ``DEPTH_LEVELS`` each; returns its ``gen_time``."""
+        rec = np.zeros((), DEPTH.dtype)
+        try:
+            rec["symbol"] = self._sym(symbol)
+            for side, levels in (("bid", bids), ("ask", asks)):
+                levels = list(levels)
+                if len(levels) > DEPTH_LEVELS:
+                    raise UsageError(f"write_depth: {len(levels)} {side} levels, a Depth frame holds {DEPTH_LEVELS}")
+                for i, (px, vol) in enumerate(levels):
+                    rec[side + "_price"][i] = px
+                    rec[side + "_volume"][i] = vol
+        except (TypeError, ValueError) as e:
+            raise self._bad_call("write_depth", e) from None
+        return self.write(int(MsgType.DEPTH), rec.tobytes(), gen_time=gen_time, trigger_time=trigger_time,
+                          source=source, dest=dest)
 
     # -- lifecycle -------------------------------------------------------------
     @property

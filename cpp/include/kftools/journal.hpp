@@ -41,12 +41,15 @@ enum PageFlag : uint32_t { kSealed = 1, kClosed = 2 };
 enum MsgType : uint32_t {
     kTicker = 1, kOrder = 2, kTrade = 3,
     // a backtest's gateway (docs/backtest.md): requests a strategy writes, answers the replay writes
-    kCancelRequest = 4, kOrderUpdate = 5, kFill = 6, kAck = 7,
+    kCancelRequest = 4, kOrderUpdate = 5, kFill = 6, kAck = 7, kModifyRequest = 8,
+    kDepth = 9,  // a market-by-price snapshot
+    kTimer = 10,
 };
 enum Side : uint32_t { kBuy = 0, kSell = 1 };
-enum OrderType : uint32_t { kLimit = 0, kMarket = 1 };
+enum OrderType : uint32_t { kLimit = 0, kMarket = 1, kLimitIOC = 2, kLimitFOK = 3, kPostOnly = 4 };
 enum OrderStatus : uint32_t {
     kAccepted = 0, kPartiallyFilled = 1, kFilled = 2, kCanceled = 3, kRejected = 4, kCancelRejected = 5,
+    kExpired = 6, kModified = 7, kModifyRejected = 8,
 };
 
 // ---- layouts (generated from format.py's Layout.c_struct(), keep in sync) ----
@@ -128,6 +131,23 @@ struct Fill {
 struct Ack {
     uint64_t frames;
 };  // 8 bytes, packed
+struct ModifyRequest {
+    char symbol[16];
+    uint64_t order_id;
+    double price;
+    double quantity;
+};  // 40 bytes, packed
+struct Depth {
+    char symbol[16];
+    double bid_price[10];
+    double bid_volume[10];
+    double ask_price[10];
+    double ask_volume[10];
+};  // 336 bytes, packed
+struct Timer {
+    uint64_t timer_id;
+    int64_t at;
+};  // 16 bytes, packed
 #pragma pack(pop)
 
 static_assert(sizeof(PageHeader) == kPageHeaderSize);
@@ -154,6 +174,9 @@ static_assert(offsetof(OrderUpdate, price) == 40 && offsetof(OrderUpdate, avg_pr
 static_assert(sizeof(Fill) == 72 && offsetof(Fill, order_id) == 24 && offsetof(Fill, liquidity) == 36);
 static_assert(offsetof(Fill, price) == 40 && offsetof(Fill, fee) == 56 && offsetof(Fill, flags) == 64);
 static_assert(sizeof(Ack) == 8);
+static_assert(sizeof(ModifyRequest) == 40 && offsetof(ModifyRequest, price) == 24);
+static_assert(sizeof(Depth) == 336 && offsetof(Depth, bid_volume) == 96 && offsetof(Depth, ask_price) == 176);
+static_assert(sizeof(Timer) == 16 && offsetof(Timer, at) == 8);
 
 // ---- errors (names mirror kftools.errors) ----
 struct Error : std::runtime_error {
@@ -212,6 +235,9 @@ inline uint32_t min_payload(uint32_t msg_type) noexcept {
         case kOrderUpdate: return sizeof(OrderUpdate);
         case kFill: return sizeof(Fill);
         case kAck: return sizeof(Ack);
+        case kModifyRequest: return sizeof(ModifyRequest);
+        case kDepth: return sizeof(Depth);
+        case kTimer: return sizeof(Timer);
         default: return 0;
     }
 }
