@@ -504,6 +504,7 @@ class Backtest:
             if self._on_fill is not None:
                 self._guard(self._on_fill, ctx, a)
         else:
+            assert type(a) is OrderUpdate
             v = ctx.orders.get(a.order_id)
             if v is not None:
                 v.learn(a)
@@ -656,10 +657,10 @@ class Backtest:
         nu, nf = self._written
         w = self.output
         assert w is not None
-        for row in ex.updates[nu:]:
-            w.write(int(MsgType.ORDER_UPDATE), pack_update(row), gen_time=wall, trigger_time=row[0])
-        for row in ex.fills[nf:]:
-            w.write(int(MsgType.FILL), pack_fill(row), gen_time=wall, trigger_time=row[0])
+        for u in ex.updates[nu:]:
+            w.write(int(MsgType.ORDER_UPDATE), pack_update(u), gen_time=wall, trigger_time=u.time)
+        for f in ex.fills[nf:]:
+            w.write(int(MsgType.FILL), pack_fill(f), gen_time=wall, trigger_time=f.time)
         self._written = (len(ex.updates), len(ex.fills))
 
     # -- equity ----------------------------------------------------------------------------------

@@ -138,9 +138,14 @@ class Gateway:
         self.failed = False
         self._answers: list[tuple[str, tuple]] = []
         self._started = False
-        engine.sink = lambda kind, row: kind == "timer" or self._answers.append((kind, row))
+        engine.sink = self._heard
         self._checked = time.monotonic_ns()
         engine.output = None  # answers are published when they reach the strategy, not when decided
+
+    def _heard(self, kind: str, row: tuple) -> None:
+        """An answer reached a strategy (timers are the strategies' own: nothing to publish)."""
+        if kind != "timer":
+            self._answers.append((kind, row))
 
     # -- what the replay calls ---------------------------------------------------------------
     def call(self, name: str) -> None:
