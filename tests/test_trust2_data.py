@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import glob
+import json
 import os
 import random
 import stat
@@ -16,10 +17,13 @@ import pytest
 from kftest import KFTOOLS, ROOT, run_cli
 
 import kftools
+from kftools.errors import JournalLocked, OutputError, UsageError
+from kftools.export import export, import_parquet
 from kftools.journal.archive import archive
 from kftools.journal.checksums import read_checksums, record_checksums
 from kftools.journal.format import FRAME_HEADER, PAGE_HEADER_SIZE, page_path
 from kftools.journal.pages import journal_pages
+from kftools.journal.recovery import recover
 
 T0 = 1_764_201_600 * 10**9
 
@@ -73,10 +77,12 @@ def test_export_force_into_the_input_folder_refuses_and_deletes_nothing(tmp_path
     write_journal(rt / "feed.dat", 300)
     (rt / "notes.txt").write_text("keep me")
     before = files(rt)
-    for args in ([rt, rt, "--force"], [rt, rt], [rt / "feed.dat", rt / "notes.txt", rt]):
-        line = one_line_error(run_cli("export", *args))
-        assert str(rt) in line
-        assert files(rt) == before
+    line = one_line_error(run_cli("export", rt, rt, "--force"))
+    assert str(rt) in line and "input journal" in line
+    for sources in (str(rt), [str(rt / "feed.dat"), str(rt / "notes.txt")]):
+        with pytest.raises(UsageError, match="input journal"):
+            export(sources, str(rt), force=True)
+    assert files(rt) == before
 
 
 def test_export_force_over_a_folder_with_foreign_files_refuses(tmp_path):
@@ -91,16 +97,20 @@ def test_export_force_over_a_folder_with_foreign_files_refuses(tmp_path):
     assert files(out) == {"report.pdf": b"not ours"}
     # a dataset of ours with a foreign file added beside its parts: refused too, the dataset intact
     (out / "report.pdf").unlink()
-    assert run_cli("export", rt, out).returncode == 0
-    (out / "date=2025-11-27" / "mine.csv").write_text("keep me")
-    before = files(out)
-    line = one_line_error(run_cli("export", rt, out, "--force"))
-    assert "date=2025-11-27/mine.csv" in line
-    assert files(out) == before
+    export(str(rt), str(out))
+    for foreign in ("date=2025-11-27/mine.csv", "date=2025-11-27/type=Ticker/part-0.parquet"):
+        (out / foreign).write_text("keep me")
+        before = files(out)
+        with pytest.raises(OutputError, match=f"holds {foreign}, which kftools did not write"):
+            export(str(rt), str(out), force=True)
+        assert files(out) == before
+        (out / foreign).unlink()
+    (out / "notes").mkdir()  # an empty folder of the user's is not ours either
+    with pytest.raises(OutputError, match="holds notes/"):
+        export(str(rt), str(out), force=True)
+    (out / "notes").rmdir()
     # only our files: --force replaces the dataset
-    (out / "date=2025-11-27" / "mine.csv").unlink()
-    r = run_cli("export", rt, out, "--force")
-    assert r.returncode == 0, r.stderr
+    assert export(str(rt), str(out), force=True).rows == 300
     assert pq.read_table(out).num_rows == 300
 
 
@@ -117,13 +127,13 @@ def test_recover_in_place_keeps_the_records_of_the_pages_it_keeps(tmp_path):
     with open(page_path(path, 3), "r+b") as fh:  # structural damage: page 3's first frame is too long
         fh.seek(length)
         fh.write((1 << 30).to_bytes(4, "little"))
-    r = run_cli("verify", path)
-    assert r.returncode == 3 and "page 1 offset 64: checksum mismatch" in r.stderr, r.stderr
+    rep = kftools.verify(path)
+    assert rep.damage.page == 1 and "checksum mismatch" in rep.damage.reason
     r = run_cli("recover", "--in-place", path)
     assert r.returncode == 3, r.stderr
     assert sorted(read_checksums(path)) == [0, 1, 2]  # page 3 is cut, the later ones moved aside
-    r = run_cli("verify", path)
-    assert r.returncode == 3 and "page 1 offset 64: checksum mismatch" in r.stderr, r.stderr
+    rep = kftools.verify(path)
+    assert rep.damage is not None and rep.damage.page == 1 and "checksum mismatch" in rep.damage.reason
 
 
 # -- 4. recover -o OUT --force removes every file of the old OUT -------------------------------------
@@ -165,16 +175,17 @@ def exported(tmp_path):
     src = str(tmp_path / "in.dat")
     write_journal(src, 100)
     pq_path = str(tmp_path / "x.parquet")
-    assert run_cli("export", "-q", src, pq_path).returncode == 0
+    export(src, pq_path)
     return src, pq_path
 
 
 def test_import_to_a_name_that_is_a_page_of_a_journal_refuses(tmp_path, exported):
     src, pq_path = exported
     before = files(tmp_path)
-    for out in (src + ".1", src + ".7"):
-        line = one_line_error(run_cli("import", pq_path, out))
-        assert f"page {out.rsplit('.', 1)[1]} of the journal {src}" in line
+    line = one_line_error(run_cli("import", pq_path, src + ".1"))
+    assert f"page 1 of the journal {src}" in line
+    with pytest.raises(UsageError, match=f"page 7 of the journal {src}"):
+        import_parquet(pq_path, src + ".7", force=True)
     assert files(tmp_path) == before
     assert run_cli("verify", src).returncode == 0
 
@@ -189,7 +200,8 @@ def test_import_beside_a_stale_page_refuses_as_the_writer_does(tmp_path, exporte
     assert "new.dat.1" in line and "never adopts" in line
     assert files(tmp_path) == before
     # --force does not make a stale page the new journal's either
-    one_line_error(run_cli("import", pq_path, tmp_path / "new.dat", "--force"))
+    with pytest.raises(OutputError, match="never adopts"):
+        import_parquet(pq_path, str(tmp_path / "new.dat"), force=True)
     assert files(tmp_path) == before
 
 
@@ -198,9 +210,151 @@ def test_import_force_over_a_journal_removes_its_later_and_archived_pages(tmp_pa
     out = str(tmp_path / "old.dat")
     write_journal(out, 2000, seed=4)
     archive([out])
-    r = run_cli("import", pq_path, out, "--force")
-    assert r.returncode == 0, r.stderr
+    import_parquet(pq_path, out, force=True)
     left = sorted(os.path.basename(p) for p in glob.glob(out + "*"))
     assert left == ["old.dat"] + [f"old.dat.{i}" for i in range(1, len(journal_pages(src)))]
     with kftools.Reader(out) as a, kftools.Reader(src) as b:
         assert [f.raw for f in a] == [f.raw for f in b]
+
+
+# -- 3. an incremental export never resumes past frames written over a cut ---------------------------------
+
+
+def test_incremental_export_refuses_a_journal_cut_and_written_again_below_its_position(tmp_path):
+    rt = tmp_path / "runtime"
+    rt.mkdir()
+    path = str(rt / "feed.dat")
+    write_journal(path, 3000)
+    out = tmp_path / "ds"
+    export(str(rt), str(out))
+    with kftools.Reader(path) as r:  # where frame 919 is
+        seen = 0
+        for b in r.batches(256):
+            if seen + len(b) > 919:
+                page, offset = b.page.index, int(b.offsets[919 - seen])
+                break
+            seen += len(b)
+    with open(page_path(path, page), "r+b") as fh:
+        fh.seek(offset + FRAME_HEADER.offset("length"))
+        fh.write((1 << 30).to_bytes(4, "little"))
+    recover(path, in_place=True)
+    before = files(out)
+    # cut below the exported position: refused, not "nothing new"
+    with pytest.raises(UsageError, match="cut since"):
+        export(str(rt), str(out))
+    # the writer resumes and writes past the old position again: still refused, never skipped
+    with kftools.Reader(path) as r:
+        kept = r.count()
+    write_journal(path, 3000 - kept + 50, seed=5, t0=T0 + 10**12)
+    with open(out / "_kftools_export.json") as fh:
+        position = tuple(json.load(fh)["journals"]["feed.dat"]["position"])
+    with kftools.Reader(path) as r:
+        assert tuple(r.end_position()) > position  # written past where the export stopped
+    line = one_line_error(run_cli("export", rt, out))
+    assert path in line and "not the ones exported" in line
+    assert files(out) == before
+    # a journal written on (never cut) still resumes where it stopped
+    (tmp_path / "rt2").mkdir()
+    write_journal(tmp_path / "rt2" / "more.dat", 10)
+    export(str(tmp_path / "rt2"), str(tmp_path / "ds2"))
+    write_journal(tmp_path / "rt2" / "more.dat", 10, seed=1, t0=T0 + 10**12)
+    assert export(str(tmp_path / "rt2"), str(tmp_path / "ds2")).rows == 10
+
+
+# -- 5. two exports into one dataset at once ---------------------------------------------------------------
+
+
+def test_an_export_into_a_dataset_another_export_holds_is_refused(tmp_path):
+    rt = tmp_path / "runtime"
+    rt.mkdir()
+    write_journal(rt / "feed.dat", 300)
+    out = tmp_path / "ds"
+    export(str(rt), str(out))
+    write_journal(rt / "feed.dat", 300, seed=1, t0=T0 + 10**12)
+    before = files(out)
+    with open(out / "_kftools_export.lock", "rb") as fh:  # this process stands for the other export
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        line = one_line_error(run_cli("export", rt, out), code=4)
+        with pytest.raises(JournalLocked):
+            export(str(rt), str(out), force=True)
+    assert str(out) in line and "another kftools export" in line
+    assert files(out) == before
+    assert export(str(rt), str(out)).rows == 300
+    assert pq.read_table(out).num_rows == 600
+
+
+def test_two_exports_racing_into_one_dataset_never_export_a_frame_twice(tmp_path):
+    rt = tmp_path / "runtime"
+    rt.mkdir()
+    for name in ("a.dat", "b.dat"):
+        write_journal(rt / name, 100, page_size=1 << 20)
+    out = tmp_path / "ds"
+    export(str(rt), str(out))
+    for k, name in enumerate(("a.dat", "b.dat")):
+        write_journal(rt / name, 20_000, seed=k, t0=T0 + 10**12)
+    runs = [subprocess.Popen([*KFTOOLS, "export", "-q", str(rt), str(out)], cwd=ROOT, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    done = [(p.wait(timeout=120), p.stderr.read()) for p in runs]  # type: ignore[union-attr]
+    for p in runs:
+        p.stderr.close()  # type: ignore[union-attr]
+    assert all(rc in (0, 4) for rc, _ in done) and any(rc == 0 for rc, _ in done), done
+    for rc, err in done:
+        assert rc == 0 or "another kftools export" in err
+    t = pq.read_table(out)
+    assert t.num_rows == 2 * 20_100
+    assert len(set(zip(t.column("journal").to_pylist(), t.column("gen_time_ns").to_pylist(), strict=True))) \
+        == t.num_rows
+
+
+# -- 25. outputs honour the umask --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def umask_002():
+    was = os.umask(0o002)  # neither the 0600/0700 of a temporary nor the usual 0644/0755
+    yield 0o002
+    os.umask(was)
+
+
+def test_export_outputs_honour_the_umask(tmp_path, umask_002):
+    mask = umask_002
+    rt = tmp_path / "runtime"
+    rt.mkdir()
+    src = str(rt / "feed.dat")
+    write_journal(src, 300)
+    other = str(rt / "other.dat")
+    write_journal(other, 10)
+    export(src, str(tmp_path / "one.parquet"))
+    export(src, str(tmp_path / "split"), split=True)
+    export(src, str(tmp_path / "split"), split=True, force=True)
+    export([src, other], str(tmp_path / "merged.parquet"))
+    export(str(rt), str(tmp_path / "ds"))
+    export(str(rt), str(tmp_path / "ds"), force=True)
+
+    def mode(p) -> int:
+        return stat.S_IMODE(os.stat(p).st_mode)
+
+    for f in ("one.parquet", "merged.parquet", "split/Ticker.parquet", "ds/_kftools_export.json"):
+        assert mode(tmp_path / f) == 0o666 & ~mask, f
+    for d in ("split", "ds"):
+        assert mode(tmp_path / d) == 0o777 & ~mask, d
+
+
+# -- 26. export writes Parquet only into a Parquet name ----------------------------------------------------
+
+
+def test_export_to_a_name_that_is_not_parquet_is_refused(tmp_path):
+    src = str(tmp_path / "feed.dat")
+    write_journal(src, 100)
+    other = str(tmp_path / "other.dat")
+    write_journal(other, 10)
+    before = files(tmp_path)
+    line = one_line_error(run_cli("export", src, tmp_path / "out.csv"))
+    assert "Parquet" in line and f"kftools cat -F csv {src} > {tmp_path / 'out.csv'}" in line
+    for sources, out, split in ((src, "out", False), ([src, other], "both.jsonl", False), (src, "x.csv", True)):
+        with pytest.raises(UsageError, match="export writes Parquet"):
+            export(sources, str(tmp_path / out), split=split)
+    assert files(tmp_path) == before
+    for name in ("out.pq", "out.PARQUET"):
+        assert export(src, str(tmp_path / name)).rows == 100
+        assert pq.read_table(tmp_path / name).num_rows == 100
