@@ -358,3 +358,31 @@ def test_export_to_a_name_that_is_not_parquet_is_refused(tmp_path):
     for name in ("out.pq", "out.PARQUET"):
         assert export(src, str(tmp_path / name)).rows == 100
         assert pq.read_table(tmp_path / name).num_rows == 100
+
+
+# -- 13. a flipped bit in an archived page's header is damage, not an out-of-memory crash --------------------
+
+
+FILE_SIZE_AT = 8 + 16  # the KFZ1 header's file_size (u64), after the skippable frame's 8-byte header
+
+
+@pytest.mark.parametrize("byte, bit", [(5, 0), (3, 7)])  # 2**40 more (no memory holds it), 2**31 more (mappable)
+def test_a_flipped_bit_in_an_archived_pages_size_is_damage_and_recover_keeps_the_pages_before(tmp_path, byte, bit):
+    path = str(tmp_path / "j.dat")
+    write_journal(path, 1000)
+    archive([path])
+    with kftools.Reader(path) as r:
+        before = [f.raw for f in r]
+    flip(page_path(path, 2) + ".zst", FILE_SIZE_AT + byte, bit)
+    rep = kftools.verify(path)
+    assert rep.damage is not None and rep.damage.page == 1 and "j.dat.2.zst" in rep.damage.reason
+    if bit:
+        return
+    r = run_cli("verify", path)
+    assert r.returncode == 3 and "Traceback" not in r.stderr and "page size 1,099,511" in r.stderr, r.stderr
+    out = str(tmp_path / "r.dat")
+    r = run_cli("recover", path, "-o", out)
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
+    with kftools.Reader(out) as salvaged:
+        kept = [f.raw for f in salvaged]
+    assert len(journal_pages(out)) == 2 and kept == before[: len(kept)] and len(kept) > 100
