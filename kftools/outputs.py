@@ -31,7 +31,6 @@ import tempfile
 
 from .errors import OutputError, UsageError
 from .journal.format import MAGIC, PAGE_HEADER, page_path
-from .journal.page import ARCHIVE_SUFFIX
 from .journal.pages import journal_pages, stale_pages
 
 #: ``-`` as an output means standard output, where the format can stream.

@@ -35,8 +35,8 @@ from ..journal.merge import expand_journals
 from ..journal.reader import FrameBatch, Reader
 from ..journal.registry import TypeRegistry
 from ..outputs import check_output, create_temporary_folder, publish_mode
-from .files import check_parquet_name
 from .columns import Columns
+from .files import check_parquet_name
 from .sink import ParquetSink, RowGroupWriter
 from .stream import (
     READ_BATCH,

@@ -30,7 +30,6 @@ from .stream import (
     remove_output,
 )
 
-
 #: the names of a Parquet file (what every engine, and ``kftools import``, takes for one)
 PARQUET_SUFFIXES = (".parquet", ".pq")
 #: names that say a text format: a folder (--split, a dataset) so named is a mistake too
