@@ -77,12 +77,18 @@ def _journal_paged_by(out: str) -> tuple[str, int] | None:
         return None
     first = os.path.join(os.path.dirname(out), stem)
     try:
-        with open(first, "rb") as fh:  # O_NONBLOCK is not needed: only a regular file is opened
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                return None
-            head = fh.read(PAGE_HEADER.size)
+        # O_NONBLOCK: a FIFO there must not block the check (it is no journal)
+        fd = os.open(first, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        head = os.pread(fd, PAGE_HEADER.size, 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     if len(head) < PAGE_HEADER.size or PAGE_HEADER.unpack(head)["magic"] != MAGIC:
         return None
     return first, int(n)
