@@ -534,7 +534,7 @@ def arrow_allocator() -> None:
 def export_cmd(
     journals: Annotated[list[Path], typer.Argument(
         help="A journal (first page); several journals or a folder of them make a dataset (or one file merged by "
-             "gen_time when OUT ends in .parquet).", show_default=False, metavar="JOURNAL...")],
+             "gen_time when OUT ends in .parquet or .pq).", show_default=False, metavar="JOURNAL...")],
     out: Annotated[str, typer.Argument(
         help="Output .parquet file (- for standard output); a folder with --split; for a dataset a folder, "
              "s3://bucket/prefix or gs://bucket/prefix.", show_default=False, metavar="PATH")],

@@ -190,6 +190,10 @@ def open_archived_page(path: str, index: int) -> ArchivedPage:
     try:
         header = PAGE_HEADER.unpack(mm, 0)
         check_header(path, header, index)
+        if header["magic"] == MAGIC and header["capacity"] != info.file_size:
+            # a page file is as long as its capacity (writers make it so): one of the two sizes is damaged
+            raise CorruptJournal(f"{info.path}: the archive says the page was {info.file_size:,} bytes, its page "
+                                 f"header says {header['capacity']:,}")
     except BaseException:
         mm.close()
         raise
