@@ -417,7 +417,19 @@ def find_journals(path: str) -> list[KungfuJournal]:
     if found:
         return found
     out: list[KungfuJournal] = []
-    for root, dirs, _files in os.walk(path):
+    # symlinked folders are followed (a category on another disk is a common layout), each folder once:
+    # a link back up the tree, or a second link to the same folder, is not walked again
+    seen: set[tuple[int, int]] = set()
+    for root, dirs, _files in os.walk(path, followlinks=True):
+        try:
+            st = os.stat(root)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirs.sort()
         if os.path.basename(os.path.dirname(root)) == "journal" or os.path.basename(root) in _MODES:
             out.extend(journals_in(root))
