@@ -132,17 +132,22 @@ def test_find_journals_by_folder_kinds():
     assert names(os.path.join(TD, "00000000.2.journal")) == ["td/sim/acct1/live/00000000"]
 
 
-def test_later_kungfu_frame_header_is_refused_by_name(tmp_path):
+@pytest.mark.parametrize("field, value, said", [
+    ("frame_header_length", 80, "80-byte frame headers, a layout this kftools does not know"),
+    ("version", 0xA1B2C3D5, "Kungfu journal format epoch 0xa1b2c3d5 is newer than this kftools knows"),
+])
+def test_unknown_kungfu_layouts_and_epochs_are_refused_by_name(tmp_path, field, value, said):
     w = KungfuTestWriter(str(tmp_path / "j"), page_size=1 << 16)
     w.write(101, bytes(kf.QUOTE.size), 1)
     w.close()
     page = w.journal.page_path(1)
     with open(page, "r+b") as fh:
-        fh.seek(kf.PAGE_HEADER.offset("frame_header_length"))
-        fh.write(struct.pack("<I", 57))
-    r = run_cli("info", page)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1
-    assert "57-byte frame headers" in r.stderr and "Traceback" not in r.stderr
+        fh.seek(kf.PAGE_HEADER.offset(field))
+        fh.write(struct.pack("<I", value))
+    for target in (page, str(tmp_path / "j")):
+        r = run_cli("info", target)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert said in r.stderr and "Traceback" not in r.stderr
 
 
 # -- generated journals -------------------------------------------------------------------------------------------
