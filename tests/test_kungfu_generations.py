@@ -203,3 +203,11 @@ def test_replay_of_a_later_generation_keeps_every_payload(tmp_path):
     with kftools.Reader(out) as rd:
         got = [(f.msg_type, f.trigger_time) for f in rd]
     assert got == [(m["msg_type"], m["gen_time"]) for m in manifest(stem)]
+
+
+def test_monitor_counts_every_journal_of_every_generation(all_home):
+    r = run_cli("monitor", all_home, "--once", "--json")
+    assert r.returncode == 0, r.stderr
+    got = {j["journal"].split("runtime/")[1].split("/journal/")[0]: (j["frames_total"], j["damage"])
+           for j in json.loads(r.stdout)["journals"]}
+    assert got == {"/".join(n.split("/")[:3]): (count, None) for n, count in ALL.items()}
