@@ -36,7 +36,7 @@ def murmur3_32(data: bytes, seed: int = 42) -> int:
     c1, c2, mask = 0xCC9E2D51, 0x1B873593, 0xFFFFFFFF
     h = seed & mask
     n = len(data) - len(data) % 4
-    for (k,) in struct.iter_unpack("<I", data[:n]):
+    for (k,) in _U32.iter_unpack(data[:n]):
         k = (k * c1) & mask
         k = ((k << 15) | (k >> 17)) & mask
         h ^= (k * c2) & mask
