@@ -211,3 +211,8 @@ def test_monitor_counts_every_journal_of_every_generation(all_home):
     got = {j["journal"].split("runtime/")[1].split("/journal/")[0]: (j["frames_total"], j["damage"])
            for j in json.loads(r.stdout)["journals"]}
     assert got == {"/".join(n.split("/")[:3]): (count, None) for n, count in ALL.items()}
+
+
+def test_docs_kungfu_md_carries_the_declared_layouts():
+    with open(os.path.join(ROOT, "docs", "kungfu.md")) as fh:
+        assert kf.layout_tables() in fh.read()

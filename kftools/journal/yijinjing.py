@@ -404,7 +404,7 @@ WIRE_V1_FRAME_HEADER = Layout(
         Field("_pad0", "u8[3]", "alignment"),
         Field("initial_source", "u32", "location uid of the frame's first writer"),
         Field("_pad1", "u8[4]", "alignment"),
-        Field("journal_frame_uid", "u64", "page_id << 32 | frame number in the page"),
+        Field("journal_frame_uid", "u64", "(page_id << 32) + the frame number in the page"),
         Field("trigger_frame_uid", "u64"),
         Field("stream_id", "u64"),
     ],
@@ -680,3 +680,12 @@ def json_text(payload: bytes) -> str | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return text
+
+
+def layout_tables() -> str:
+    """The header tables docs/kungfu.md carries, generated from the declarations above (the 57-byte header is
+    the 65-byte one without ``stream_id``)."""
+    parts = []
+    for layout in (PAGE_HEADER, FRAME_HEADER, FRAME_HEADER_65, WIRE_V1_PAGE_HEADER, WIRE_V1_FRAME_HEADER):
+        parts.append(f"#### {layout.name} ({layout.size} bytes)\n\n{layout.doc}\n\n{layout.markdown_table()}\n")
+    return "\n".join(parts)
