@@ -29,6 +29,8 @@ MODES = ("live", "data", "replay", "backtest")
 WRITABLE = {g.name: g for g in kf.GENERATIONS}
 _U32 = struct.Struct(BYTE_ORDER + "I")
 _I64 = struct.Struct(BYTE_ORDER + "q")
+_I32 = struct.Struct(BYTE_ORDER + "i")
+_U64 = struct.Struct(BYTE_ORDER + "Q")
 
 
 def murmur3_32(data: bytes, seed: int = 42) -> int:
@@ -106,6 +108,11 @@ class KungfuWriter:
         for n in existing:
             os.unlink(os.path.join(self.folder, n))
         self.frames_written = 0
+        self._head = self._template()
+        self._at_trigger, self._at_type = self.hdr.offset("trigger_time"), self.hdr.offset("msg_type")
+        uid_field = next((f for f in ("frame_uid", "journal_frame_uid") if f in self.hdr.names), None)
+        self._at_uid = None if uid_field is None else self.hdr.offset(uid_field)
+        self._at_last = self.ph.offset("last_frame_position")
         self.page_id = 0
         self._mm: mmap.mmap | None = None
         self._pos = 0
@@ -139,29 +146,28 @@ class KungfuWriter:
         return mm
 
     # -- frames ----------------------------------------------------------------------------------------------
-    def _header(self, msg_type: int, trigger_time: int) -> bytes:
+    def _template(self) -> bytearray:
+        """The fields every frame header of this writer shares (the rest are set per frame)."""
         rec = np.zeros(1, dtype=self.hdr.dtype)
-        rec["header_length"], rec["trigger_time"], rec["msg_type"] = self.hdr.size, trigger_time, msg_type
-        rec["source"], rec["dest"] = self.uid, self.dest
-        names = self.hdr.names
-        if "initial_source" in names:
+        rec["header_length"], rec["source"], rec["dest"] = self.hdr.size, self.uid, self.dest
+        if "initial_source" in self.hdr.names:
             rec["initial_source"] = self.uid
-        uid = (self.page_id << 32) | self._frame_nb
-        for f in ("frame_uid", "journal_frame_uid"):
-            if f in names:
-                rec[f] = uid
-        return rec.tobytes()
+        return bytearray(rec.tobytes())
 
     def _store(self, msg_type: int, data: bytes, gen_time: int, trigger_time: int) -> None:
-        mm, off, hsize = self._mm, self._pos, self.hdr.size
+        mm, off, hsize, head = self._mm, self._pos, self.hdr.size, self._head
         assert mm is not None
         length = hsize + len(data)
-        mm[off + 4 : off + hsize] = self._header(msg_type, trigger_time)[4:]
+        _I64.pack_into(head, self._at_trigger, trigger_time)
+        _I32.pack_into(head, self._at_type, msg_type)
+        if self._at_uid is not None:
+            _U64.pack_into(head, self._at_uid, (self.page_id << 32) | self._frame_nb)
+        mm[off + 4 : off + hsize] = head[4:]
         mm[off + hsize : off + length] = data
         if off + length + hsize <= self.page_size:
             mm[off + length : off + length + hsize] = bytes(hsize)
         _I64.pack_into(mm, off + self.hdr.offset("gen_time"), gen_time)
-        mm[self.ph.offset("last_frame_position") : self.ph.offset("last_frame_position") + 8] = off.to_bytes(8, "little")
+        _U64.pack_into(mm, self._at_last, off)
         _U32.pack_into(mm, off, length)  # published last: a reader sees the frame from here on
         self._pos = off + length
         self._frame_nb += 1
