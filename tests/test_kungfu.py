@@ -382,19 +382,22 @@ def test_replay_into_a_kftools_journal_keeps_every_payload(tmp_path, pace):
     assert r.returncode == 0 and json.loads(r.stdout)["side"] in ("Buy", "Sell")
 
 
-def test_follow_a_growing_kungfu_journal_across_pages(tmp_path):
+@pytest.mark.parametrize("gen", kf.GENERATIONS, ids=lambda g: g.name)
+def test_follow_a_growing_kungfu_journal_across_pages(tmp_path, gen):
     import threading
 
     folder = str(tmp_path / "td" / "sim" / "a" / "journal" / "live")
-    w = KungfuTestWriter(folder, page_size=1 << 14)  # ~100 Entrusts a page
+    w = KungfuTestWriter(folder, page_size=1 << 14, generation=gen)  # ~100 Entrusts a page
     w.write(10001, b"", 1)  # the first page exists before the follower opens it
     total = 600
     go = threading.Event()
+    entrust = gen.msg_types.__members__.get("Entrust", 102)
+    size = gen.registry.get(int(entrust)).layout.size if gen.registry.get(int(entrust)) else kf.ENTRUST.size
 
     def write():
         go.wait(60)
         for i in range(total):
-            w.write(102, i.to_bytes(4, "little") + bytes(kf.ENTRUST.size - 4), 10 + i)
+            w.write(int(entrust), i.to_bytes(4, "little") + bytes(size - 4), 10 + i)
         w.close()
 
     t = threading.Thread(target=write)
