@@ -216,3 +216,12 @@ def test_monitor_counts_every_journal_of_every_generation(all_home):
 def test_docs_kungfu_md_carries_the_declared_layouts():
     with open(os.path.join(ROOT, "docs", "kungfu.md")) as fh:
         assert kf.layout_tables() in fh.read()
+
+
+def test_the_later_runtime_layout_is_named_by_location_too(tmp_path):
+    """Later 2.x releases keep journals in runtime/journal/{category}/{group}/{name}/{mode}."""
+    folder, _stem, _gen = SAMPLES["td/sim/acct2/live/00000000"]
+    dst = tmp_path / "kf_home" / "runtime" / "journal" / "td" / "sim" / "acct2" / "live"
+    shutil.copytree(os.path.join(GEN_HOME, "runtime", folder), dst)
+    r = run_cli("info", str(tmp_path / "kf_home"), "--json")
+    assert r.returncode == 0 and [j["path"] for j in json.loads(r.stdout)["journals"]] == ["td/sim/acct2/live/00000000"]

@@ -618,6 +618,8 @@ class KungfuJournal:
         parts = os.path.normpath(os.path.abspath(self.folder)).split(os.sep)
         if len(parts) >= 6 and parts[-2] == "journal":
             return "/".join([*parts[-5:-2], parts[-1]])
+        if len(parts) >= 6 and parts[-5] == "journal" and parts[-6] == "runtime":
+            return "/".join(parts[-4:])  # later 2.x releases: runtime/journal/{category}/{group}/{name}/{mode}
         return self.folder
 
     @property
