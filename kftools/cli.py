@@ -646,6 +646,13 @@ def replay_cmd(
     wait: WaitOpt = "busy",
     name: NameOpt = None,
     schema: SchemaOpt = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", help="Output format: kftools, or a Kungfu journal a Kungfu strategy reads (kungfu-2.4, "
+                         "kungfu-2.x-57, kungfu-2.x-65, kungfu-wire-v1; needs --kf-home and --location).")] = "kftools",
+    kf_home: Annotated[Path | None, typer.Option("--kf-home", help="--format kungfu-*: the KF_HOME to write into.")] = None,
+    location: Annotated[str | None, typer.Option(
+        "--location", help="--format kungfu-*: the Kungfu location written, category/group/name/mode "
+                           "(md/sim/feed/replay).")] = None,
 ) -> None:
     """Play a recording back into an output journal as if live, paced, with an optional in-process strategy.
 
@@ -671,7 +678,7 @@ def replay_cmd(
         follow=follow, controller=ctl, strategy=strategy, orders=None if orders is None else str(orders),
         exchange=exchange, results=None if results is None else str(results), chart=chart,
         order_journals=[str(p) for p in order_journal or ()], lockstep=lockstep,
-        force=force, stop=stop, wait=wait, name=name,
+        force=force, stop=stop, wait=wait, name=name, format=fmt, kf_home=kf_home, location=location,
     )
     st = rep.stats
     if st.writer_state == "crashed":

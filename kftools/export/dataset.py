@@ -395,11 +395,12 @@ def _export_dataset(sources: list[str], paths: list[str], out: str, opts: Export
         if opts.total:
             opts.total(sum(journal_bytes(r, u) - (journal_bytes(r, b) if b else 0)
                       for r, b, u in zip(readers, starts, ends, strict=True)))
-        cols = Columns(registry, None, journal=True, timestamps=timestamps, type_column=False)
+        cols = Columns(registry, None, journal=True, timestamps=timestamps, type_column=False,
+                       more=[r.registry for r in readers])
         res = ExportResult(out, journals=[r.path for r in readers], skipped=skipped)
         run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
         scratch = tempfile.mkdtemp(prefix="kftools-export-") if target.remote else create_temporary_folder(out)
-        sinks: dict[int, tuple[str, ParquetSink]] = {}
+        sinks: dict[tuple[int, int], tuple[str, ParquetSink]] = {}
         writer = RowGroupWriter()  # one for every file: one row group written at a time
         rows_before = 0
         try:
@@ -408,15 +409,18 @@ def _export_dataset(sources: list[str], paths: list[str], out: str, opts: Export
                 def consume(b: FrameBatch, jname=name) -> None:
                     days = b.headers["gen_time"] // _DAY_NS
                     key = days.astype(np.int64) * 2**32 + b.headers["msg_type"].astype(np.int64)
+                    # journals of Kungfu generations that number their types differently: a sink per registry too
+                    gen = cols.registries.index(b.page.registry) if b.page.registry in cols.registries else 0
                     for k in np.unique(key).tolist():
-                        entry = sinks.get(k)
+                        entry = sinks.get((gen, k))
                         if entry is None:
                             day, t = divmod(k, 2**32)
                             date = np.datetime64(day, "D").astype(str)
-                            rel = f"date={date}/type={file_name(registry.name(t))}/part-{run}.parquet"
+                            stem = f"{run}-{gen}" if gen else run  # the same type name from two generations: two files
+                            rel = f"date={date}/type={file_name(cols.registries[gen].name(t))}/part-{stem}.parquet"
                             local = os.path.join(scratch, *rel.split("/"))
                             os.makedirs(os.path.dirname(local), exist_ok=True)
-                            entry = sinks[k] = (rel, ParquetSink(local, cols, opts.compression, opts.row_group_size,
+                            entry = sinks[(gen, k)] = (rel, ParquetSink(local, cols, opts.compression, opts.row_group_size,
                                                                  {"source": None}, writer=writer))
                         part = b if len(key) and (key == k).all() else b.select(key == k)
                         entry[1].add(cols.convert(part, jname))

@@ -127,7 +127,8 @@ def export_journals(paths: list[str], out: str, opts: ExportOptions, *, registry
             raise UsageError(f"two journals are named {dup}: the journal column could not tell them apart")
         sel = Selection.parse(reader, registry, opts.types, opts.symbols, opts.start, opts.end)
         chosen = [registry.get(t) for t in sel.types] if sel.types else None
-        cols = Columns(registry, [t for t in chosen if t] if chosen else None, journal=True, timestamps=timestamps)
+        cols = Columns(registry, [t for t in chosen if t] if chosen else None, journal=True, timestamps=timestamps,
+                       more=[] if chosen else [r.registry for r in reader.readers])
         meta = page_meta(reader.readers[0])
         meta["source"] = None  # several journals: see the journal column
         res = ExportResult(out, journals=[r.path for r in reader.readers], skipped=list(reader.skipped))
