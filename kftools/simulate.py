@@ -226,9 +226,9 @@ class Market:
             kind[(g % self.order_every == 0) & (g > 0)] = ORDER_FILL
         self.index += m
         # the quote: only tickers move it; a busy market moves more often and further
-        move = (kind == TICK) & (u[2] < np.where(busy, 0.6, 0.3))
+        move = (kind == TICK) & (u[2] < np.where(busy, 0.3, 0.1))
         step = np.where(move, np.where(u[3] < 0.5, -1, 1) * np.where(busy & (u[4] < 0.5), 2, 1), 0)
-        respread = (kind == TICK) & (u[5] < np.where(busy, 0.2, 0.05))
+        respread = (kind == TICK) & (u[5] < np.where(busy, 0.08, 0.02))
         new_spread = np.where(u[4] < np.where(busy, 0.5, 0.75), 1, np.where(u[4] < 0.9, 2, 3))
         side = (u[6] < 0.5).astype(np.int8)  # a print's aggressor, an order's side: 0 buy, 1 sell
         qty = np.maximum(1.0, np.round(rng.lognormal(1.0, 0.9, m)))
