@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from enum import IntEnum
 from pathlib import Path
 from typing import Annotated
@@ -309,6 +310,38 @@ def export_progress_bar(quiet: bool = False, follow: bool = False):
         yield on_total, on_progress
 
 
+@contextlib.contextmanager
+def simulate_progress_bar(total: int | None):
+    """A progress callback for simulate that draws a rich bar on stderr once the run has taken a second;
+    None off a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = [TextColumn("[bold]simulate"), BarColumn(), TextColumn("{task.completed:,} frames"),
+               TimeRemainingColumn() if total else TimeElapsedColumn()]
+    prog = Progress(*columns, console=Console(stderr=True), transient=True)
+    t0 = time.monotonic()
+    task = None
+
+    def on_progress(frames: int, _total: int | None) -> None:
+        nonlocal task
+        if task is None:
+            if time.monotonic() - t0 < 1.0:
+                return
+            prog.start()
+            task = prog.add_task("simulate", total=total)
+        prog.update(task, completed=frames)
+
+    try:
+        yield on_progress
+    finally:
+        if task is not None:
+            prog.stop()
+
+
 # -- core commands -----------------------------------------------------------------
 def _one_file(journals: list[Path]) -> bool:
     return len(journals) == 1 and not journals[0].is_dir()
@@ -490,17 +523,23 @@ def simulate_cmd(
     page_size: Annotated[int | None, typer.Option("--page-size", help="Bytes per new page (default 128 MiB).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     append: Annotated[bool, typer.Option("--append", help="Add frames to an existing journal (its walk restarts from --seed).")] = False,
+    tick: Annotated[float, typer.Option("--tick", help="Price grid: every price is a multiple of it.")] = 0.01,
+    depth: Annotated[int, typer.Option("--depth", help="Also write Depth frames with N levels a side (0-10; 0: none).")] = 0,
 ) -> None:
-    """Write a synthetic market feed (tickers on a random walk, orders, trades) at a controlled rate.
+    """Write a simulated market (quotes on a tick grid, prints with their aggressor side, orders and their
+    fills; Depth frames with --depth) at a controlled rate, with a bursty clock.
 
-    A new journal is created; an existing one is refused unless --append is given.
+    A new journal is created; an existing one is refused unless --append is given. With --rate 0 the same
+    --seed gives the same bytes.
     """
     from .simulate import simulate
 
     if duration is None and frames is None:
         raise UsageError("give --duration or --frames")
-    res = simulate(str(journal), rate=rate, duration=duration, frames=frames, symbols=symbols, page_size=page_size,
-                   seed=seed, stop=stop_on_signals(), append=append)
+    with simulate_progress_bar(frames) as progress:
+        res = simulate(str(journal), rate=rate, duration=duration, frames=frames, symbols=symbols,
+                       page_size=page_size, seed=seed, stop=stop_on_signals(), append=append, tick=tick, depth=depth,
+                       progress=progress)
     verb = "appended" if append else "wrote"
     typer.echo(f"{verb} {res.frames:,} frames in {res.seconds:.2f}s ({res.rate:,.0f}/s) to {journal}", err=True)
 
