@@ -86,8 +86,10 @@ def exit_code(error: KftoolsError) -> ExitCode:
 
 
 def fail(message: str, code: ExitCode = ExitCode.FAILED) -> typer.Exit:
-    """Print one error line and return the Exit to raise."""
-    typer.echo(f"kftools: error: {message}", err=True)
+    """Print one error line (a message from a library that spans lines is folded onto one) and return the
+    Exit to raise."""
+    one_line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    typer.echo(f"kftools: error: {one_line}", err=True)
     return typer.Exit(code)
 
 
