@@ -683,7 +683,8 @@ class Backtest:
 
     def _sample(self, t: int, bar: bool = False) -> None:
         acc = self.exchange.account
-        marks = self.marks()
+        books = self.exchange.books
+        marks = {s: books[s].mark for s, q in acc.qty.items() if q}  # only what is held moves the equity
         unreal = acc.unrealized(marks)
         self.equity.append((t, acc.equity(marks), acc.cash, sum(acc.realized.values()), unreal, acc.fees,
                             dict(acc.qty), bar))

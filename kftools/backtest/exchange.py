@@ -30,6 +30,10 @@ UNKNOWN_SIDE = -1  # a print whose aggressor the recording does not say (a Ticke
 _LIMIT, _MARKET, _IOC, _FOK, _POST = (int(OrderType.LIMIT), int(OrderType.MARKET), int(OrderType.LIMIT_IOC),
                                       int(OrderType.LIMIT_FOK), int(OrderType.POST_ONLY))
 _PENDING = -1  # an order sent and not arrived yet
+_ACCEPTED, _PARTIAL, _FILLED, _CANCELED, _REJECTED, _EXPIRED, _MODIFIED = (
+    int(OrderStatus.ACCEPTED), int(OrderStatus.PARTIALLY_FILLED), int(OrderStatus.FILLED), int(OrderStatus.CANCELED),
+    int(OrderStatus.REJECTED), int(OrderStatus.EXPIRED), int(OrderStatus.MODIFIED))
+_MAKER, _TAKER = int(Liquidity.MAKER), int(Liquidity.TAKER)
 _OPEN = frozenset((_PENDING, int(OrderStatus.ACCEPTED), int(OrderStatus.PARTIALLY_FILLED),
                    int(OrderStatus.MODIFIED)))
 _DONE = frozenset((int(OrderStatus.FILLED), int(OrderStatus.CANCELED), int(OrderStatus.REJECTED),
@@ -446,8 +450,8 @@ class SimExchange:
         if marketable and ot == _POST:
             self._reject(t, o, RejectReason.POST_ONLY_WOULD_TAKE)
             return
-        o.status = int(OrderStatus.ACCEPTED)
-        self._update(t, o, OrderStatus.ACCEPTED)
+        o.status = _ACCEPTED
+        self._update(t, o, _ACCEPTED)
         if marketable:
             if levels is not None and levels and _price(opp):
                 self._take_levels(t, o, levels)
@@ -480,7 +484,7 @@ class SimExchange:
         if o.order_type == _FOK and q < o.quantity - o.filled:
             return  # cannot fill entirely: it expires
         if q > 0:
-            self._fill(t, o, opp, q, Liquidity.TAKER, flags)
+            self._fill(t, o, opp, q, _TAKER, flags)
 
     def _take_levels(self, t: int, o: SimOrder, levels: dict[float, float]) -> None:
         """A marketable order against depth: level by level from the best, each up to its displayed size,
@@ -496,7 +500,7 @@ class SimExchange:
             q = min(v, o.quantity - o.filled)
             if q <= 0:
                 break
-            self._fill(t, o, p, q, Liquidity.TAKER, 0)
+            self._fill(t, o, p, q, _TAKER, 0)
             if not o.is_open:
                 break
 
@@ -516,7 +520,7 @@ class SimExchange:
         if not o.is_open:
             self._answer_reject(t, order_id, o, OrderStatus.CANCEL_REJECTED, RejectReason.TOO_LATE)
             return
-        self._close(t, o, OrderStatus.CANCELED)
+        self._close(t, o, _CANCELED)
 
     def arrive_modify(self, t: int, order_id: int, price: float, quantity: float) -> None:
         """Change a resting order: a new price or a larger quantity re-enters it at the back of the queue (and
@@ -620,7 +624,7 @@ class SimExchange:
                 q = min(o.quantity - o.filled, budget)
                 if q > 0:
                     budget -= q
-                    self._fill(t, o, o.price, q, Liquidity.MAKER, 0)
+                    self._fill(t, o, o.price, q, _MAKER, 0)
         return budget
 
     def _print(self, t: int, symbol: str, price: float, volume: float, aggressor: int, budget: float = _INF) -> None:
@@ -644,13 +648,13 @@ class SimExchange:
                 q = min(o.quantity - o.filled, budget)
                 if q > 0:
                     budget -= q
-                    self._fill(t, o, o.price, q, Liquidity.MAKER, 0)
+                    self._fill(t, o, o.price, q, _MAKER, 0)
             elif at:
                 q = min(model.at_limit(o, volume), o.quantity - o.filled, at_budget, budget)
                 if q > 0:
                     at_budget -= q
                     budget -= q
-                    self._fill(t, o, o.price, q, Liquidity.MAKER, 0)
+                    self._fill(t, o, o.price, q, _MAKER, 0)
 
     def _take_aggressive(self, t: int, symbol: str, book: Book) -> None:
         budget = book.last_size
@@ -661,7 +665,7 @@ class SimExchange:
                 opp, flags = book.last, int(FillFlag.NO_QUOTE)
             q = min(o.quantity - o.filled, budget)
             if q > 0 and _price(opp):
-                self._fill(t, o, opp, q, Liquidity.TAKER, flags)
+                self._fill(t, o, opp, q, _TAKER, flags)
                 budget -= q
 
     def _by_priority(self, symbol: str) -> list[SimOrder]:
@@ -673,7 +677,7 @@ class SimExchange:
 
     # -- answers ------------------------------------------------------------------------------------------
     def _fill(self, t: int, o: SimOrder, price: float, q: float, liquidity: int, flags: int) -> None:
-        rate = self.fees.maker_bps if liquidity == Liquidity.MAKER else self.fees.taker_bps
+        rate = self.fees.maker_bps if liquidity == _MAKER else self.fees.taker_bps
         fee = q * price * rate / 1e4
         if o.filled == 0.0:
             fee += self.fees.per_order
@@ -688,10 +692,10 @@ class SimExchange:
         self.outbox.append(f)
         if o.quantity - o.filled <= 1e-9 * o.quantity:
             o.filled = o.quantity
-            self._close(t, o, OrderStatus.FILLED)
+            self._close(t, o, _FILLED)
         else:
-            o.status = int(OrderStatus.PARTIALLY_FILLED)
-            self._update(t, o, OrderStatus.PARTIALLY_FILLED)
+            o.status = _PARTIAL
+            self._update(t, o, _PARTIAL)
 
     def _unrest(self, o: SimOrder) -> None:
         for where in (self.resting, self.aggressive):
@@ -721,7 +725,9 @@ class SimExchange:
             self._update(t, o, status, reason)
 
     def _update(self, t: int, o: SimOrder, status: int, reason: int = 0) -> None:
+        filled = o.filled
         u = OrderUpdate(t, o.order_id, o.symbol, int(status), int(reason), o.side, o.order_type, o.price,
-                        o.quantity, o.filled, o.remaining, o.avg_price)
+                        o.quantity, filled, 0.0 if o.status in _DONE else o.quantity - filled,
+                        o.notional / filled if filled else 0.0)
         self.updates.append(u)
         self.outbox.append(u)

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from ..errors import OutputError
 from ..journal.format import Liquidity, OrderStatus, RejectReason
 from .engine import Backtest
+from .exchange import FILL_FIELDS, UPDATE_FIELDS
 
 #: the files a result folder holds; --force replaces a folder only if it holds nothing else
 RESULT_FILES = ("orders.parquet", "updates.parquet", "fills.parquet", "equity.parquet", "summary.json", "chart.png")
@@ -159,35 +160,37 @@ def tables(bt: Backtest) -> dict[str, pa.Table]:
         "avg_price": pa.array([o.avg_price for o in orders], pa.float64()),
         "fee": pa.array([o.fee for o in orders], pa.float64()),
     })
-    u = ex.updates
+    u = list(zip(*ex.updates, strict=True)) or [()] * len(UPDATE_FIELDS)
+    status_names = {int(v): v.name.lower() for v in OrderStatus}
+    reason_names = {int(v): v.name.lower() for v in RejectReason}
     t_updates = pa.table({
-        "gen_time": pa.array([r[0] for r in u], _TS),
-        "order_id": pa.array([r[1] for r in u], pa.uint64()),
-        "symbol": pa.array([r[2] for r in u], pa.string()).dictionary_encode(),
-        "status": pa.array([r[3] for r in u], pa.uint32()),
-        "status_name": pa.array([OrderStatus(r[3]).name.lower() for r in u], pa.string()).dictionary_encode(),
-        "reject_reason": pa.array([r[4] for r in u], pa.uint32()),
-        "reject_reason_name": pa.array([RejectReason(r[4]).name.lower() for r in u], pa.string()).dictionary_encode(),
-        "side": pa.array([r[5] for r in u], pa.uint32()),
-        "order_type": pa.array([r[6] for r in u], pa.uint32()),
-        "price": pa.array([r[7] for r in u], pa.float64()),
-        "quantity": pa.array([r[8] for r in u], pa.float64()),
-        "filled_quantity": pa.array([r[9] for r in u], pa.float64()),
-        "remaining_quantity": pa.array([r[10] for r in u], pa.float64()),
-        "avg_price": pa.array([r[11] for r in u], pa.float64()),
+        "gen_time": pa.array(u[0], _TS),
+        "order_id": pa.array(u[1], pa.uint64()),
+        "symbol": pa.array(u[2], pa.string()).dictionary_encode(),
+        "status": pa.array(u[3], pa.uint32()),
+        "status_name": pa.array([status_names[x] for x in u[3]], pa.string()).dictionary_encode(),
+        "reject_reason": pa.array(u[4], pa.uint32()),
+        "reject_reason_name": pa.array([reason_names[x] for x in u[4]], pa.string()).dictionary_encode(),
+        "side": pa.array(u[5], pa.uint32()),
+        "order_type": pa.array(u[6], pa.uint32()),
+        "price": pa.array(u[7], pa.float64()),
+        "quantity": pa.array(u[8], pa.float64()),
+        "filled_quantity": pa.array(u[9], pa.float64()),
+        "remaining_quantity": pa.array(u[10], pa.float64()),
+        "avg_price": pa.array(u[11], pa.float64()),
     })
-    f = ex.fills
+    f = list(zip(*ex.fills, strict=True)) or [()] * len(FILL_FIELDS)
     t_fills = pa.table({
-        "gen_time": pa.array([r[0] for r in f], _TS),
-        "fill_id": pa.array([r[1] for r in f], pa.uint64()),
-        "order_id": pa.array([r[2] for r in f], pa.uint64()),
-        "symbol": pa.array([r[3] for r in f], pa.string()).dictionary_encode(),
-        "side": pa.array([r[4] for r in f], pa.uint32()),
-        "liquidity": pa.array(["maker" if r[5] == Liquidity.MAKER else "taker" for r in f], pa.string()).dictionary_encode(),
-        "price": pa.array([r[6] for r in f], pa.float64()),
-        "quantity": pa.array([r[7] for r in f], pa.float64()),
-        "fee": pa.array([r[8] for r in f], pa.float64()),
-        "flags": pa.array([r[9] for r in f], pa.uint32()),
+        "gen_time": pa.array(f[0], _TS),
+        "fill_id": pa.array(f[1], pa.uint64()),
+        "order_id": pa.array(f[2], pa.uint64()),
+        "symbol": pa.array(f[3], pa.string()).dictionary_encode(),
+        "side": pa.array(f[4], pa.uint32()),
+        "liquidity": pa.array(["maker" if x == Liquidity.MAKER else "taker" for x in f[5]], pa.string()).dictionary_encode(),
+        "price": pa.array(f[6], pa.float64()),
+        "quantity": pa.array(f[7], pa.float64()),
+        "fee": pa.array(f[8], pa.float64()),
+        "flags": pa.array(f[9], pa.uint32()),
     })
     rows = bt.equity
     eq = np.asarray([r[1] for r in rows], np.float64)
