@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import kftools
 from kftools.errors import UsageError
-from kftools.monitor import parse_rule
+from kftools.monitor import load_rules, parse_rule
 
 TIMEOUT = 90  # a failure guard only: every wait below ends on an event
 
@@ -219,6 +219,22 @@ def test_crashed_journal_fails_once_check(tmp_path):
     writer.wait()
     res = run_cli("monitor", "--once", path)
     assert res.returncode == 1 and "ALERT writer_crashed" in res.stdout
+    # an --alert of its own (the README's example) adds to the defaults; it never drops crash alerting
+    res = run_cli("monitor", "--once", path, "--alert", "lag_seconds > 1")
+    assert res.returncode == 1 and res.stdout.count("ALERT writer_crashed") == 1
+    res = run_cli("monitor", "--once", path, "--alert", "writer_crashed", "--alert", "lag_seconds > 1")
+    assert res.returncode == 1 and res.stdout.count("ALERT writer_crashed") == 1  # given again: still once
+    res = run_cli("monitor", "--once", path, "--no-default-alerts", "--alert", "lag_seconds > 1")
+    assert res.returncode == 0 and "ALERT" not in res.stdout
+
+
+def test_default_alerts_stay_unless_left_out(tmp_path):
+    assert [r.text for r in load_rules(["lag_seconds > 1"], None, None)] == ["writer_crashed", "damaged", "lag_seconds > 1"]
+    assert [r.text for r in load_rules(["lag_seconds > 1"], None, None, defaults=False)] == ["lag_seconds > 1"]
+    cfg = tmp_path / "a.toml"
+    cfg.write_text('[[alert]]\nrule = "damaged"\ncommand = "page-me"\n')
+    rules = load_rules(None, "log-it", str(cfg))
+    assert [(r.text, r.command) for r in rules] == [("writer_crashed", "log-it"), ("damaged", "page-me")]
 
 
 @pytest.mark.parametrize("bad", ["lag_seconds", "writer_crashed > 1", "nope > 1", "disk_free < 1parsecs", "page_fill >"])
