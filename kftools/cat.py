@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .errors import UsageError
 from .journal.merge import DEFAULT_HOLD, MergedReader, open_journals
+from .journal.positions import check_reader_name
 from .journal.reader import Damage, Frame
 from .journal.registry import TypeRegistry
 from .render import CsvWriter, csv_columns, json_line, text_line
@@ -58,6 +59,8 @@ def cat(
     """
     if name is not None and not follow:
         raise UsageError("--name needs --follow (it publishes a follower's position)")
+    if name is not None:
+        check_reader_name(name)  # before any frame is printed
     out = out or sys.stdout
     res = CatResult()
     if isinstance(paths, str):

@@ -172,3 +172,63 @@ def test_replay_and_export_follow_publish_their_name(tmp_path, command):
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
     assert _readers(path)[command]["state"] == "exited"  # released its name on the way out
+
+
+# -- files beside the journal that are not regular files (issue 24 item 12) ---------------------------------
+def _one_line_error(res, code=2):
+    assert res.returncode == code, (res.returncode, res.stdout[-500:], res.stderr)
+    assert "Traceback" not in res.stderr
+    assert [ln for ln in res.stderr.splitlines() if ln.startswith("kftools: error:")] == res.stderr.splitlines()
+    assert len(res.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("side", [".checksums", ".readers"])
+def test_a_fifo_beside_the_journal_is_refused_not_a_hang(tmp_path, side):
+    path = str(tmp_path / "f.dat")
+    write_feed(path, 20)
+    os.mkfifo(path + side)
+    commands = {
+        ".checksums": [["verify", path], ["archive", path]],
+        ".readers": [["info", path], ["readers", path], ["cat", "-f", "--name", "r", "-n", "0", path]],
+    }[side]
+    for args in commands:
+        res = run_cli(*args, timeout=60)  # blocked in open() for ever before
+        _one_line_error(res)
+        assert f"{path}{side}: not a regular file" in res.stderr
+    res = run_cli("monitor", "--once", "--json", path, timeout=60)
+    assert "Traceback" not in res.stderr
+    (sample,) = json.loads(res.stdout)["journals"]
+    assert sample["frames_total"] == 20
+    if side == ".readers":
+        assert "not a regular file" in sample["problem"]
+    assert sorted(os.listdir(tmp_path)) == sorted(["f.dat", "f.dat" + side])  # nothing written beside it
+    with pytest.raises(kftools.UnreadablePage, match="not a regular file"):
+        read_positions(path) if side == ".readers" else kftools.journal.checksums.read_checksums(path)
+
+
+def test_a_symlink_beside_the_journal_is_not_followed(tmp_path):
+    path = str(tmp_path / "f.dat")
+    write_feed(path, 5)
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"")
+    os.symlink(target, path + ".checksums")
+    res = run_cli("verify", path, timeout=60)
+    _one_line_error(res)
+    assert "symbolic link" in res.stderr
+
+
+# -- reader names (item 17) ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["a\nb: forged line", "\udcff\udcfe", "tab\there", ""])
+def test_a_bad_reader_name_is_refused_before_anything_is_printed(tmp_path, name):
+    path = str(tmp_path / "f.dat")
+    write_feed(path, 5)
+    with pytest.raises(UsageError, match="reader name"):
+        PositionSlot(path, name)
+    with pytest.raises(UsageError, match="reader name"):
+        kftools.Reader(path).follow(name=name)
+    arg = os.fsencode(name)  # a non-UTF-8 name reaches the command as the raw bytes a shell passes
+    res = subprocess.run([*map(os.fsencode, KFTOOLS), b"cat", b"-f", b"-n", b"3", b"--name", arg, os.fsencode(path)],
+                         capture_output=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 2 and res.stdout == b"", res
+    assert res.stderr.startswith(b"kftools: error: reader name") and len(res.stderr.splitlines()) == 1
+    assert not os.path.exists(positions_path(path))
