@@ -69,7 +69,7 @@ def simulate(
     written = 0
     order_id = 0
     t0 = time.perf_counter()
-    with Writer(path, page_size=page_size) as w:
+    with Writer(path, page_size=page_size, append=True) as w:
         wt, wo, wtr = w.write_ticker, w.write_order, w.write_trade
         while True:
             if frames is not None and written >= frames:

@@ -167,7 +167,7 @@ def test_recover_in_place_then_writer_resumes(tmp_path):
     assert r.returncode == 3, r.stderr
     assert run_cli("verify", p).returncode == 0
     assert os.path.exists(p + ".4.damaged") and not os.path.exists(p + ".4")
-    with Writer(p) as w:
+    with Writer(p, append=True) as w:
         w.write_ticker("AFTER", 1.0)
     with Reader(p) as rd:
         frames = list(rd)

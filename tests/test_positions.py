@@ -26,7 +26,7 @@ from kftools.journal.positions import (
 
 
 def write_feed(path, n, page_size=1 << 14):
-    with kftools.Writer(path, page_size=page_size) as w:
+    with kftools.Writer(path, page_size=page_size, append=True) as w:
         for i in range(n):
             w.write_ticker("AAPL", float(i), 1.0, 2.0, 3.0)
 

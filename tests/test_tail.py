@@ -38,7 +38,7 @@ async def until(pilot, cond, timeout: float = WAIT, what: str = "condition"):
 
 
 def write_frames(path: str, n: int, start: int = 0, page_size: int = 8192, symbol_of=None) -> None:
-    with Writer(path, page_size=page_size) as w:
+    with Writer(path, page_size=page_size, append=True) as w:
         for i in range(start, start + n):
             sym = symbol_of(i) if symbol_of else ("AAPL", "MSFT")[i % 2]
             if i % 5 == 4:
@@ -207,7 +207,7 @@ def test_waits_for_journal_then_follows_across_pages(tmp_path):
 WRITER = """
 import sys, time
 from kftools.journal import Writer
-w = Writer(sys.argv[1], page_size=1 << 20)
+w = Writer(sys.argv[1], page_size=1 << 20, append=True)
 for i in range(300):
     w.write_ticker("AAPL", 100.0 + i, 99.0, 101.0, 1.0)
 print("ready", flush=True)
