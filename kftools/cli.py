@@ -798,17 +798,21 @@ def monitor_cmd(
     no_defaults: Annotated[bool, typer.Option("--no-default-alerts", help="Leave out the default alerts (writer_crashed, damaged).")] = False,
     alert_command: Annotated[str | None, typer.Option("--alert-command", help="Shell command run when an alert fires or clears (details in KFTOOLS_ALERT_* variables).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of alert rules (\\[\\[alert]] rule = ..., command = ...).")] = None,
-    once: Annotated[bool, typer.Option("--once", help="Check once and exit: 0 all well, 1 an alert holds (no server, no commands).")] = False,
+    once: Annotated[bool, typer.Option("--once", help="Check once and exit: 0 all well, 1 an alert holds (no server, no commands, nothing written).")] = False,
+    idle_timeout: Annotated[float, typer.Option("--idle-timeout", help="Close a metrics connection silent this many seconds.")] = 10.0,
     json_out: JsonOpt = False,
     schema: SchemaOpt = None,
 ) -> None:
-    """Serve Prometheus metrics of journals and their named readers; run alert commands when rules fire and clear."""
-    from .monitor import Monitor, expand_journals, load_rules, run
+    """Serve Prometheus metrics of journals and their named readers; run alert commands when rules fire and clear.
+
+    Folders are listed again at every check: journals created in them later are monitored too.
+    """
+    from .monitor import Monitor, load_rules, run
 
     rules = load_rules(alert, alert_command, None if config is None else str(config), defaults=not no_defaults)
     log = (lambda ev: typer.echo(json.dumps(ev.to_dict()), err=True)) if json_out else (lambda ev: warn(ev.message()))
-    mon = Monitor(expand_journals(map(str, journals)), rules, registry=registry_for(schema),
-                  on_event=None if once else log, run_commands=not once)
+    mon = Monitor(map(str, journals), rules, registry=registry_for(schema), on_event=None if once else log,
+                  on_trouble=lambda why: warn(f"monitor: {why}"), run_commands=not once, checksums=not once)
     if once:
         res = mon.check()
         mon.close()
@@ -820,7 +824,7 @@ def monitor_cmd(
             if res.ok:
                 typer.echo(f"ok: {len(res.samples)} journal(s), no alert holds")
         raise typer.Exit(0 if res.ok else 1)
-    run(mon, listen=listen, interval=interval, stop=stop_on_signals(),
+    run(mon, listen=listen, interval=interval, stop=stop_on_signals(), idle_timeout=idle_timeout,
         on_listening=lambda url: typer.echo(f"kftools: serving metrics on {url}", err=True))
 
 
