@@ -99,7 +99,13 @@ def cat(
                 res.frames += 1
             if reader.damage is not None:
                 res.damage = reader.damage
-                return res  # never follow past damage
+                if not many:
+                    return res  # never follow past damage
+                # several: the others go on (as when following from the beginning); a damaged one is followed
+                # from its damage, where it drops out again, never from past it
+                assert isinstance(reader, MergedReader) and isinstance(pos, list)
+                pos = [(r.damage.page, r.damage.offset) if r.damage is not None else p
+                       for r, p in zip(reader.readers, pos, strict=True)]
         extra = {"hold": hold} if many else {"name": name}
         if many and name is not None:
             raise UsageError("--name publishes the position of a follower of one journal, not of several")
@@ -110,5 +116,5 @@ def cat(
             for f in batch.frames():
                 write(line(f) + "\n")
             res.frames += len(batch)
-        res.damage = reader.damage
+        res.damage = res.damage or reader.damage
         return res
