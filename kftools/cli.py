@@ -245,9 +245,22 @@ HoldOpt = Annotated[
     typer.Option("--hold", help="Following several journals: seconds a silent journal may hold back the others' "
                                 "frames to keep them in time order (then they go out; 0: arrival order)."),
 ]
+def _reader_name(value: str | None) -> str | None:
+    """Refuse a bad --name while parsing, before any command writes or prints anything."""
+    if value is not None:
+        from .journal.positions import check_reader_name
+
+        try:
+            check_reader_name(value)
+        except UsageError as e:
+            raise typer.BadParameter(str(e)) from None
+    return value
+
+
 NameOpt = Annotated[
     str | None,
-    typer.Option("--name", help="With --follow: publish this follower's position under NAME (info, tail, monitor)."),
+    typer.Option("--name", callback=_reader_name,
+                 help="With --follow: publish this follower's position under NAME (info, tail, monitor)."),
 ]
 
 

@@ -230,5 +230,10 @@ def test_a_bad_reader_name_is_refused_before_anything_is_printed(tmp_path, name)
     res = subprocess.run([*map(os.fsencode, KFTOOLS), b"cat", b"-f", b"-n", b"3", b"--name", arg, os.fsencode(path)],
                          capture_output=True, cwd=ROOT, timeout=60)
     assert res.returncode == 2 and res.stdout == b"", res
-    assert res.stderr.startswith(b"kftools: error: reader name") and len(res.stderr.splitlines()) == 1
+    assert res.stderr.startswith(b"kftools: error: ") and b"reader name" in res.stderr
+    assert len(res.stderr.splitlines()) == 1
     assert not os.path.exists(positions_path(path))
+    out = str(tmp_path / "out.dat")  # replay used to create its output before the name was refused
+    res = subprocess.run([*map(os.fsencode, KFTOOLS), b"replay", b"--follow", b"--max", b"--name", arg,
+                          os.fsencode(path), b"-o", os.fsencode(out)], capture_output=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 2 and b"reader name" in res.stderr and not os.path.exists(out)
