@@ -461,7 +461,7 @@ def readers_cmd(
     for name in res.cleared:
         typer.echo(f"cleared {name}")
     for lag in res.readers:
-        typer.echo(f"{lag.entry.name}: {reader_line(lag)}")
+        typer.echo(f"{lag.entry.shown}: {reader_line(lag)}")
     if not res.readers and not res.cleared:
         typer.echo("no named readers")
 

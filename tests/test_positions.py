@@ -237,3 +237,20 @@ def test_a_bad_reader_name_is_refused_before_anything_is_printed(tmp_path, name)
     res = subprocess.run([*map(os.fsencode, KFTOOLS), b"replay", b"--follow", b"--max", b"--name", arg,
                           os.fsencode(path), b"-o", os.fsencode(out)], capture_output=True, cwd=ROOT, timeout=60)
     assert res.returncode == 2 and b"reader name" in res.stderr and not os.path.exists(out)
+
+
+def test_a_name_with_a_newline_in_an_older_positions_file_cannot_forge_a_line(tmp_path):
+    from kftools.journal.positions import _File
+
+    path = str(tmp_path / "f.dat")
+    write_feed(path, 3)
+    with PositionSlot(path, "ok"):
+        pass
+    f = _File(path, create=False)
+    try:  # as a file written before names were checked (or by another tool) may hold
+        f.write_slot(0, name="x\ngone: forged")
+    finally:
+        f.close()
+    res = run_cli("readers", path)
+    assert res.returncode == 0 and res.stdout.splitlines() == [res.stdout.splitlines()[0]], res.stdout
+    assert res.stdout.startswith("'x\\ngone: forged': ")

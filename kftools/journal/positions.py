@@ -116,6 +116,12 @@ class ReaderEntry:
     claimed_time: int
 
     @property
+    def shown(self) -> str:
+        """The name as a line may show it: quoted and escaped if a file written elsewhere put a control
+        character in it (a newline would forge a line)."""
+        return self.name if self.name.isprintable() else repr(self.name)
+
+    @property
     def stale(self) -> bool:
         return self.state != "alive"
 

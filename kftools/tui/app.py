@@ -449,7 +449,7 @@ class TailApp(App):
         if self.readers:
             t.append("\nreaders ")
             for r in self.readers:
-                t.append(f" {r.entry.name} ", "bold")
+                t.append(f" {r.entry.shown} ", "bold")
                 if r.entry.state == "alive":
                     t.append(f"lag {r.frames:,} frames {format_lag(int(r.seconds * 1e9))} ")
                 else:
