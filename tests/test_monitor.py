@@ -281,8 +281,10 @@ def test_a_removed_journal_is_reported_and_one_created_again_is_counted_afresh(t
         for f in os.listdir(tmp_path):
             os.unlink(tmp_path / f)
         mon.wait_line("alert firing: damaged")  # it cannot be read any more: not readable and sound
+        # the line is logged while the check ends: the endpoint serves that check right after
+        wait_for(lambda: scrape(url)[("kftools_damaged", (("journal", path),))] == 1, "damaged served")
         m = scrape(url)
-        assert m[("kftools_damaged", (("journal", path),))] == 1
+        assert ("kftools_frames_total", (("journal", path),)) not in m
         assert ("kftools_writer_state", (("journal", path), ("state", "crashed"))) not in m
         write_feed(path, 30)  # a new journal under the same name
         mon.wait_line("alert cleared: damaged")

@@ -92,7 +92,8 @@ class Monitor:
         self.on_trouble = on_trouble
         self.watches: dict[str, JournalWatch] = {}
         self._rescan(expand_journals(self.sources))
-        self.alerts = Alerts(rules, on_event, run_commands)
+        self.on_event = on_event  # told after the check is served: a scrape after the line sees what it says
+        self.alerts = Alerts(rules, None, run_commands)
         self.last: CheckResult | None = None
         self._trouble: list[str] = []
         self._lock = threading.Lock()
@@ -130,6 +131,9 @@ class Monitor:
             obs = [o for s in samples for o in s.observations()]
             events = self.alerts.evaluate(obs, self.clock())
             self.last = CheckResult(samples, events, list(self.alerts.firing.values()), trouble)
+            if self.on_event is not None:
+                for ev in events:
+                    self.on_event(ev)
             return self.last
 
     def collector(self) -> Collector:
