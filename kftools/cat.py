@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .errors import UsageError
 from .journal.merge import DEFAULT_HOLD, MergedReader, open_journals
+from .journal.positions import check_reader_name
 from .journal.reader import Damage, Frame
 from .journal.registry import TypeRegistry
 from .render import CsvWriter, csv_columns, json_line, text_line
@@ -58,6 +59,8 @@ def cat(
     """
     if name is not None and not follow:
         raise UsageError("--name needs --follow (it publishes a follower's position)")
+    if name is not None:
+        check_reader_name(name)  # before any frame is printed
     out = out or sys.stdout
     res = CatResult()
     if isinstance(paths, str):
@@ -96,7 +99,13 @@ def cat(
                 res.frames += 1
             if reader.damage is not None:
                 res.damage = reader.damage
-                return res  # never follow past damage
+                if not many:
+                    return res  # never follow past damage
+                # several: the others go on (as when following from the beginning); a damaged one is followed
+                # from its damage, where it drops out again, never from past it
+                assert isinstance(reader, MergedReader) and isinstance(pos, list)
+                pos = [(r.damage.page, r.damage.offset) if r.damage is not None else p
+                       for r, p in zip(reader.readers, pos, strict=True)]
         extra = {"hold": hold} if many else {"name": name}
         if many and name is not None:
             raise UsageError("--name publishes the position of a follower of one journal, not of several")
@@ -107,5 +116,5 @@ def cat(
             for f in batch.frames():
                 write(line(f) + "\n")
             res.frames += len(batch)
-        res.damage = reader.damage
+        res.damage = res.damage or reader.damage
         return res

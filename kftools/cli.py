@@ -154,8 +154,9 @@ def _tidy_placeholders(params) -> None:
         if p.param_type_name == "argument":
             p.metavar = p.metavar or _ARG_METAVARS.get(p.name, p.name.upper())
             p.display_type_rich = lambda ctx: None  # the placeholder says it; no "<path>" beside it
-            if p.required:  # usage reads `kftools cat [OPTIONS] JOURNAL`, as man pages write it, not {JOURNAL}
-                p._usage_display_name = lambda p=p: p.metavar
+            if p.required:  # usage reads `kftools cat [OPTIONS] JOURNAL...`, as man pages write it, not {JOURNAL}
+                many = p.nargs != 1 and not p.metavar.endswith("...")  # several journals: say so
+                p._usage_display_name = lambda p=p, many=many: p.metavar + ("..." if many else "")
         elif p.param_type_name == "option" and p.metavar is None:
             bare = p.bare_type() if hasattr(p, "bare_type") else "bool"
             if bare.startswith("list[") and bare.endswith("]"):
@@ -248,9 +249,22 @@ HoldOpt = Annotated[
     typer.Option("--hold", help="Following several journals: seconds a silent journal may hold back the others' "
                                 "frames to keep them in time order (then they go out; 0: arrival order)."),
 ]
+def _reader_name(value: str | None) -> str | None:
+    """Refuse a bad --name while parsing, before any command writes or prints anything."""
+    if value is not None:
+        from .journal.positions import check_reader_name
+
+        try:
+            check_reader_name(value)
+        except UsageError as e:
+            raise typer.BadParameter(str(e)) from None
+    return value
+
+
 NameOpt = Annotated[
     str | None,
-    typer.Option("--name", help="With --follow: publish this follower's position under NAME (info, tail, monitor)."),
+    typer.Option("--name", callback=_reader_name,
+                 help="With --follow: publish this follower's position under NAME (info, tail, monitor)."),
 ]
 
 
@@ -483,7 +497,7 @@ def readers_cmd(
     for name in res.cleared:
         typer.echo(f"cleared {name}")
     for lag in res.readers:
-        typer.echo(f"{lag.entry.name}: {reader_line(lag)}")
+        typer.echo(f"{lag.entry.shown}: {reader_line(lag)}")
     if not res.readers and not res.cleared:
         typer.echo("no named readers")
 
@@ -621,8 +635,10 @@ def export_cmd(
 
 @command(name="import")
 def import_cmd(
-    src: Annotated[Path, typer.Argument(help="A kftools Parquet export (or a --split folder).", show_default=False)],
-    out: Annotated[Path, typer.Argument(help="The new journal (first page path).", show_default=False)],
+    src: Annotated[Path, typer.Argument(help="A kftools Parquet export (or a --split folder).", show_default=False,
+                                        metavar="PARQUET")],
+    out: Annotated[Path, typer.Argument(help="The new journal (first page path).", show_default=False,
+                                        metavar="JOURNAL")],
     page_size: Annotated[int | None, typer.Option("--page-size", help="Bytes per page (default: the exported one).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing journal.")] = False,
     schema: SchemaOpt = None,
@@ -908,20 +924,25 @@ def monitor_cmd(
     journals: Annotated[list[Path], typer.Argument(help="Journals (first pages) or folders of journals.", show_default=False)],
     listen: Annotated[str, typer.Option("--listen", help="Serve Prometheus metrics on HOST:PORT (port 0: any free one).")] = "127.0.0.1:9464",
     interval: Annotated[float, typer.Option("--interval", help="Seconds between checks.")] = 1.0,
-    alert: Annotated[list[str] | None, typer.Option("--alert", help="An alert rule, as 'lag_seconds > 1' (repeatable; default: writer_crashed, damaged).")] = None,
+    alert: Annotated[list[str] | None, typer.Option("--alert", help="An alert rule, as 'lag_seconds > 1' (repeatable; added to the defaults writer_crashed, damaged).")] = None,
+    no_defaults: Annotated[bool, typer.Option("--no-default-alerts", help="Leave out the default alerts (writer_crashed, damaged).")] = False,
     alert_command: Annotated[str | None, typer.Option("--alert-command", help="Shell command run when an alert fires or clears (details in KFTOOLS_ALERT_* variables).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="TOML file of alert rules ([[alert]] rule = ..., command = ...).")] = None,
-    once: Annotated[bool, typer.Option("--once", help="Check once and exit: 0 all well, 1 an alert holds (no server, no commands).")] = False,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file of alert rules (\\[\\[alert]] rule = ..., command = ...).")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Check once and exit: 0 all well, 1 an alert holds (no server, no commands, nothing written).")] = False,
+    idle_timeout: Annotated[float, typer.Option("--idle-timeout", help="Close a metrics connection silent this many seconds.")] = 10.0,
     json_out: JsonOpt = False,
     schema: SchemaOpt = None,
 ) -> None:
-    """Serve Prometheus metrics of journals and their named readers; run alert commands when rules fire and clear."""
-    from .monitor import Monitor, expand_journals, load_rules, run
+    """Serve Prometheus metrics of journals and their named readers; run alert commands when rules fire and clear.
 
-    rules = load_rules(alert, alert_command, None if config is None else str(config))
+    Folders are listed again at every check: journals created in them later are monitored too.
+    """
+    from .monitor import Monitor, load_rules, run
+
+    rules = load_rules(alert, alert_command, None if config is None else str(config), defaults=not no_defaults)
     log = (lambda ev: typer.echo(json.dumps(ev.to_dict()), err=True)) if json_out else (lambda ev: warn(ev.message()))
-    mon = Monitor(expand_journals(map(str, journals)), rules, registry=registry_for(schema),
-                  on_event=None if once else log, run_commands=not once)
+    mon = Monitor(map(str, journals), rules, registry=registry_for(schema), on_event=None if once else log,
+                  on_trouble=lambda why: warn(f"monitor: {why}"), run_commands=not once, checksums=not once)
     if once:
         res = mon.check()
         mon.close()
@@ -933,7 +954,7 @@ def monitor_cmd(
             if res.ok:
                 typer.echo(f"ok: {len(res.samples)} journal(s), no alert holds")
         raise typer.Exit(0 if res.ok else 1)
-    run(mon, listen=listen, interval=interval, stop=stop_on_signals(),
+    run(mon, listen=listen, interval=interval, stop=stop_on_signals(), idle_timeout=idle_timeout,
         on_listening=lambda url: typer.echo(f"kftools: serving metrics on {url}", err=True))
 
 

@@ -68,7 +68,7 @@ class JournalInfo:
             ("health", "ok" if self.damage is None else f"damaged: {self.damage}"),
         ]
         rows += [("readers", "-" if not self.readers else "")]
-        rows += [(f"  {r.entry.name}", reader_line(r)) for r in self.readers]
+        rows += [(f"  {r.entry.shown}", reader_line(r)) for r in self.readers]
         return rows
 
 

@@ -119,7 +119,7 @@ def simulate(
     written = 0
     t0 = time.perf_counter()
     wall0 = time.time_ns()
-    with Writer(path, page_size=page_size) as w:
+    with Writer(path, page_size=page_size, append=True) as w:
         while True:
             if frames is not None and written >= frames:
                 break

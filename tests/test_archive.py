@@ -122,7 +122,7 @@ def test_archive_round_trip_every_command_reads_the_same(tmp_path_factory, n, pa
 def test_archive_cli_skips_the_writers_pages_and_respects_older_than(tmp_path):
     path = str(tmp_path / "j.dat")
     write_journal(path, 600)
-    w = kftools.Writer(path)  # a live writer: its page stays
+    w = kftools.Writer(path, append=True)  # a live writer: its page stays
     try:
         res = run_cli("archive", "--json", "--older-than", "1d", path)
         assert res.returncode == 0 and json.loads(res.stdout)["pages"] == []
@@ -143,7 +143,7 @@ def test_a_writer_resumes_after_archived_pages(tmp_path):
     write_journal(path, 600)
     pages = len(page_digests(path))
     archive([path])
-    with kftools.Writer(path) as w:  # resumes on the last page, not on page 0 behind an archived gap
+    with kftools.Writer(path, append=True) as w:  # resumes on the last page, not on page 0 behind an archived gap
         w.write_ticker("AAPL", 1.0)
     assert len(page_digests(path)) == 2 and kftools.Reader(path).count() == 601
     assert kftools.Reader(path).page_count() == pages
@@ -201,12 +201,12 @@ def test_the_last_pages_frames_are_checksummed_and_stay_true_when_a_writer_resum
     write_journal(path, 400)
     last = len(journal_pages(path)) - 1
     assert last >= 1
-    with kftools.Writer(path) as w:
+    with kftools.Writer(path, append=True) as w:
         w.write_ticker("AAPL", 1.0)
         assert record_checksums(path) >= 1 and last not in read_checksums(path)  # a writer holds it: not yet
     assert record_checksums(path) == 1 and record_checksums(path) == 0  # once per state of the page
     cursor = read_checksums(path)[last]["write_cursor"]
-    with kftools.Writer(path) as w:  # a writer resumes and appends: the recorded frames are unchanged
+    with kftools.Writer(path, append=True) as w:  # a writer resumes and appends: the recorded frames are unchanged
         for _ in range(3):
             w.write_ticker("MSFT", 2.0)
     assert run_cli("verify", path).returncode == 0

@@ -28,7 +28,7 @@ MULTI = os.path.join(ROOT, "sample_journals", "multipage.dat")
 def record(path, events):
     """Write a recording: ("t", ms, symbol, last, bid, ask, volume) tickers and ("x", ms, symbol, price, volume
     [, aggressor side]) trades (a seller takes when no side is given: the print can fill our bids)."""
-    with Writer(str(path), page_size=1 << 20) as w:
+    with Writer(str(path), page_size=1 << 20, append=True) as w:
         for k, e in enumerate(events):
             if e[0] == "t":
                 _, ms, sym, last, bid, ask, vol = e

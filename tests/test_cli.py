@@ -167,7 +167,7 @@ def test_recover_in_place_then_writer_resumes(tmp_path):
     assert r.returncode == 3, r.stderr
     assert run_cli("verify", p).returncode == 0
     assert os.path.exists(p + ".4.damaged") and not os.path.exists(p + ".4")
-    with Writer(p) as w:
+    with Writer(p, append=True) as w:
         w.write_ticker("AFTER", 1.0)
     with Reader(p) as rd:
         frames = list(rd)
@@ -267,7 +267,23 @@ def test_every_command_help_has_an_example_and_plain_placeholders(path):
     for typer_style in ("{", "<bool>", "<path>", "<int>", "<str>", "<float>", "list["):
         assert typer_style not in res.output, (typer_style, res.output)
     usage = next(line for line in res.output.splitlines() if "Usage:" in line)
-    assert usage.split()[-1] in ("[OPTIONS]", "JOURNAL", "PATH"), usage
+    assert usage.split()[-1] in ("[OPTIONS]", "JOURNAL", "JOURNAL...", "PATH"), usage
+
+
+def test_help_says_which_commands_take_several_journals_and_keeps_literal_brackets():
+    from typer.testing import CliRunner
+
+    def usage(*cmd):
+        res = CliRunner().invoke(app, [*cmd, "--help"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    for cmd in ("info", "cat", "verify", "tail", "monitor", "archive", "unarchive"):
+        assert f"Usage: kftools {cmd} [OPTIONS] JOURNAL... " in usage(cmd)
+    for cmd in ("readers", "recover"):  # one journal: no dots
+        assert f"Usage: kftools {cmd} [OPTIONS] JOURNAL " in usage(cmd)
+    assert "Usage: kftools import [OPTIONS] PARQUET JOURNAL " in usage("import")
+    assert "([[alert]] rule = ..., command = ...)" in usage("monitor")  # Rich markup swallowed [[alert]] as `[]`
 
 
 def test_bare_kftools_prints_help_and_version():

@@ -372,7 +372,7 @@ def test_python_writer_refused_while_cpp_writer_holds(cpp_bin, tmp_path):
         proc.kill()
         proc.wait()
     assert page_headers(path)[-1]["flags"] == PageFlag.CLOSED
-    with kftools.Writer(path) as w:  # the lock died with the C++ writer's close
+    with kftools.Writer(path, append=True) as w:  # the lock died with the C++ writer's close
         assert page_headers(path)[-1]["flags"] == 0  # the new writer clears CLOSED
         w.write(RAW_TYPE, struct.pack("<QQI", 10, 30, 0xC0FFEE), trigger_time=10, source=7)
     frames = list(kftools.Reader(path))

@@ -33,7 +33,7 @@ def make_runtime(folder, journals=("md-a.dat", "md-b.dat"), frames=300, start=0,
     folder.mkdir(exist_ok=True)
     rng = np.random.default_rng(seed + start)
     for k, name in enumerate(journals):
-        with Writer(str(folder / name), page_size=16384) as w:
+        with Writer(str(folder / name), page_size=16384, append=True) as w:
             for i in range(start, start + frames):
                 s = SYMS[int(rng.integers(3))]
                 t = T0 + k * 7 + i * 10**9 * 300

@@ -25,7 +25,7 @@ try:
     r.close()
 except kftools.NotAJournal:
     pass
-with kftools.Writer(path, page_size=page) as w:
+with kftools.Writer(path, page_size=page, append=True) as w:
     print("ready", start, flush=True)
     for i in range(start, start + n):
         w.write_ticker("SEQ", float(i), gen_time=time.time_ns(), padding=i % 40)

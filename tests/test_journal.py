@@ -151,6 +151,30 @@ def test_user_type_registered_with_dtype(tmp_path):
         assert a.type_name == "type150" and a.fields == {} and len(a.payload) == 28
 
 
+def test_writer_on_an_existing_journal_needs_append(tmp_path):
+    p = str(tmp_path / "j.dat")
+    with Writer(p, page_size=4096) as w:
+        w.write_ticker("A", 1.0)
+    before = {f: open(tmp_path / f, "rb").read() for f in os.listdir(tmp_path)}
+    with pytest.raises(kftools.OutputError, match=r"j\.dat: a journal exists here already; pass append=True"):
+        Writer(p)
+    assert {f: open(tmp_path / f, "rb").read() for f in os.listdir(tmp_path)} == before  # nothing written
+    with Writer(p, append=True) as w:  # the refusal let go of the lock
+        w.write_ticker("A", 2.0)
+    assert [f.last_price for f in Reader(p)] == [1.0, 2.0]
+
+
+def test_follow_names_the_start_words_it_takes(tmp_path):
+    p, q = str(tmp_path / "j.dat"), str(tmp_path / "k.dat")
+    for path in (p, q):
+        with Writer(path) as w:
+            w.write_ticker("A", 1.0)
+    for follow in (Reader(p).follow, Reader(p).follow_batches, kftools.MergedReader([p, q]).follow_batches):
+        with pytest.raises(UsageError, match="bad follow start 'start': 'beginning', 'end'"):
+            follow("start")
+    assert next(Reader(p).follow("beginning")).last_price == 1.0
+
+
 def test_writer_resumes_after_last_committed_frame(tmp_path):
     p = str(tmp_path / "j.dat")
     with Writer(p, page_size=4096) as w:
@@ -158,7 +182,7 @@ def test_writer_resumes_after_last_committed_frame(tmp_path):
             w.write_ticker("A", i)
     with Reader(p) as r:
         before = {i: r.page(i).mm[64 : r.page(i).cursor] for i in range(r.page_count())}
-    with Writer(p) as w:
+    with Writer(p, append=True) as w:
         assert w.page_size == 4096  # the existing page size is kept
         for i in range(100, 150):
             w.write_ticker("A", i)
@@ -221,7 +245,7 @@ def test_second_writer_is_refused_with_the_holders_pid(tmp_path):
     with Writer(p, page_size=4096):
         with pytest.raises(JournalLocked, match=f"pid {os.getpid()}"):
             Writer(p)
-    with Writer(p):  # released on close
+    with Writer(p, append=True):  # released on close
         pass
 
 
@@ -241,7 +265,7 @@ def test_lock_does_not_outlive_a_killed_writer(tmp_path):
         proc.wait()
     with Reader(p) as r:
         assert r.writer_state() == ("crashed", proc.pid)
-    with Writer(p) as w:
+    with Writer(p, append=True) as w:
         w.write_ticker("B", 2.0)
     with Reader(p) as r:
         assert [f.symbol for f in r] == ["A", "B"]
@@ -252,7 +276,7 @@ def test_writer_refuses_to_append_after_damage(tmp_path):
     p = copy_journal([s for s in SAMPLES if s.endswith("damaged.dat")][0], str(tmp_path))
     before = open(p, "rb").read()
     with pytest.raises(CorruptJournal, match="kftools recover"):
-        Writer(p)
+        Writer(p, append=True)
     assert open(p, "rb").read() == before
 
 
@@ -261,7 +285,7 @@ def test_writer_refuses_a_file_that_is_not_a_journal(tmp_path):
     p.write_bytes(b"hello world, this is not a journal at all. " * 10)
     before = p.read_bytes()
     with pytest.raises(kftools.NotAJournal):
-        Writer(str(p))
+        Writer(str(p), append=True)
     assert p.read_bytes() == before
 
 
@@ -327,7 +351,7 @@ def test_writer_resumes_a_truncated_last_page_by_rolling_over(tmp_path):
         for i in range(20):
             w.write_ticker("A", float(i))
     os.truncate(p, 4096)  # cursor (1664) still inside the file
-    with Writer(p) as w:
+    with Writer(p, append=True) as w:
         for i in range(20, 200):
             w.write_ticker("A", float(i))
     with Reader(p) as r:

@@ -321,3 +321,29 @@ def test_the_c_merge_of_parts_is_the_stable_sort(parts):
     for order, merged in results:
         assert np.array_equal(order, want)
         assert np.array_equal(merged, np.concatenate(headers)[want])
+
+
+@pytest.mark.parametrize("command", [["cat", "-f", "-n", "2"], ["tail", "--plain", "-n", "2"]], ids=" ".join)
+def test_following_several_with_n_keeps_following_past_a_damaged_one(tmp_path, command):
+    """One old damaged journal: `cat -f -n N` and `tail --plain` follow the others, as `cat -f` does."""
+    import signal
+
+    damaged = copy_journal(os.path.join(SAMPLES_DIR, "damaged.dat"), str(tmp_path))
+    live = str(tmp_path / "live.dat")
+    with Writer(live) as w:
+        w.write_ticker("LIVE", 1.0)
+    proc = subprocess.Popen([*KFTOOLS, *command, "--hold", "0", damaged, live], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout.readline() and proc.stdout.readline()  # the last 2 frames
+        with Writer(live, append=True) as w:
+            w.write_ticker("LATER", 2.0)
+        line = proc.stdout.readline()  # exit 3 at once before: nothing more was printed
+        assert "LATER" in line, (line, proc.poll())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 3
+        err = proc.stderr.read()
+        assert "Traceback" not in err and f"{damaged}: page 0" in err
+    finally:
+        proc.kill()
+        proc.wait()

@@ -161,7 +161,7 @@ def test_writer_deletes_only_its_own_page_in_the_making(tmp_path):
     for name, data in unrelated.items():
         (tmp_path / name).write_bytes(data)
     os.symlink(tmp_path / "elsewhere", page_path(path, 3) + ".tmp")
-    with kftools.Writer(path) as w:
+    with kftools.Writer(path, append=True) as w:
         w.write_ticker("A", 2.0)
     assert not os.path.exists(page_path(path, 1) + ".tmp")
     for name, data in unrelated.items():

@@ -97,7 +97,7 @@ def test_recover_in_place_sets_pages_past_a_gap_aside(tmp_path):
     assert run_cli("recover", "--in-place", j).returncode == 3  # it cut: what was lost is said, exit 3
     assert os.path.exists(page_path(j, 2) + ".damaged") and not os.path.exists(page_path(j, 2))
     assert run_cli("verify", j).returncode == 0
-    with kftools.Writer(j) as w:  # clean again: a writer may append
+    with kftools.Writer(j, append=True) as w:  # clean again: a writer may append
         w.write_ticker("AFTER", 1.0)
     assert run_cli("verify", j).returncode == 0
 
@@ -110,7 +110,7 @@ def test_a_writer_refuses_a_journal_whose_later_pages_vanished(tmp_path):
     assert run_cli("verify", j).returncode == 3
     before = {p: os.path.getsize(p) for p in (j, page_path(j, 1))}
     with pytest.raises(kftools.CorruptJournal, match="recover"):
-        kftools.Writer(j)
+        kftools.Writer(j, append=True)
     res = run_cli("simulate", j, "--frames", "10", "--append")
     _one_line_error(res, 3)
     assert "recover" in res.stderr

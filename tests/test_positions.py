@@ -26,7 +26,7 @@ from kftools.journal.positions import (
 
 
 def write_feed(path, n, page_size=1 << 14):
-    with kftools.Writer(path, page_size=page_size) as w:
+    with kftools.Writer(path, page_size=page_size, append=True) as w:
         for i in range(n):
             w.write_ticker("AAPL", float(i), 1.0, 2.0, 3.0)
 
@@ -172,3 +172,85 @@ def test_replay_and_export_follow_publish_their_name(tmp_path, command):
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
     assert _readers(path)[command]["state"] == "exited"  # released its name on the way out
+
+
+# -- files beside the journal that are not regular files (issue 24 item 12) ---------------------------------
+def _one_line_error(res, code=2):
+    assert res.returncode == code, (res.returncode, res.stdout[-500:], res.stderr)
+    assert "Traceback" not in res.stderr
+    assert [ln for ln in res.stderr.splitlines() if ln.startswith("kftools: error:")] == res.stderr.splitlines()
+    assert len(res.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("side", [".checksums", ".readers"])
+def test_a_fifo_beside_the_journal_is_refused_not_a_hang(tmp_path, side):
+    path = str(tmp_path / "f.dat")
+    write_feed(path, 1000)  # several pages: archive has sealed pages to checksum
+    os.mkfifo(path + side)
+    commands = {
+        ".checksums": [["verify", path], ["archive", path]],
+        ".readers": [["info", path], ["readers", path], ["cat", "-f", "--name", "r", "-n", "0", path]],
+    }[side]
+    for args in commands:
+        res = run_cli(*args, timeout=60)  # blocked in open() for ever before
+        _one_line_error(res)
+        assert f"{path}{side}: not a regular file" in res.stderr
+    res = run_cli("monitor", "--once", "--json", path, timeout=60)
+    assert "Traceback" not in res.stderr
+    (sample,) = json.loads(res.stdout)["journals"]
+    assert sample["frames_total"] == 1000
+    if side == ".readers":
+        assert "not a regular file" in sample["problem"]
+    assert sorted(f for f in os.listdir(tmp_path) if not f[-1].isdigit()) == ["f.dat", "f.dat" + side]  # nothing new
+    with pytest.raises(kftools.UnreadablePage, match="not a regular file"):
+        read_positions(path) if side == ".readers" else kftools.journal.checksums.read_checksums(path)
+
+
+def test_a_symlink_beside_the_journal_is_not_followed(tmp_path):
+    path = str(tmp_path / "f.dat")
+    write_feed(path, 5)
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"")
+    os.symlink(target, path + ".checksums")
+    res = run_cli("verify", path, timeout=60)
+    _one_line_error(res)
+    assert "symbolic link" in res.stderr
+
+
+# -- reader names (item 17) ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["a\nb: forged line", "\udcff\udcfe", "tab\there", ""])
+def test_a_bad_reader_name_is_refused_before_anything_is_printed(tmp_path, name):
+    path = str(tmp_path / "f.dat")
+    write_feed(path, 5)
+    with pytest.raises(UsageError, match="reader name"):
+        PositionSlot(path, name)
+    with pytest.raises(UsageError, match="reader name"):
+        kftools.Reader(path).follow(name=name)
+    arg = os.fsencode(name)  # a non-UTF-8 name reaches the command as the raw bytes a shell passes
+    res = subprocess.run([*map(os.fsencode, KFTOOLS), b"cat", b"-f", b"-n", b"3", b"--name", arg, os.fsencode(path)],
+                         capture_output=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 2 and res.stdout == b"", res
+    assert res.stderr.startswith(b"kftools: error: ") and b"reader name" in res.stderr
+    assert len(res.stderr.splitlines()) == 1
+    assert not os.path.exists(positions_path(path))
+    out = str(tmp_path / "out.dat")  # replay used to create its output before the name was refused
+    res = subprocess.run([*map(os.fsencode, KFTOOLS), b"replay", b"--follow", b"--max", b"--name", arg,
+                          os.fsencode(path), b"-o", os.fsencode(out)], capture_output=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 2 and b"reader name" in res.stderr and not os.path.exists(out)
+
+
+def test_a_name_with_a_newline_in_an_older_positions_file_cannot_forge_a_line(tmp_path):
+    from kftools.journal.positions import _File
+
+    path = str(tmp_path / "f.dat")
+    write_feed(path, 3)
+    with PositionSlot(path, "ok"):
+        pass
+    f = _File(path, create=False)
+    try:  # as a file written before names were checked (or by another tool) may hold
+        f.write_slot(0, name="x\ngone: forged")
+    finally:
+        f.close()
+    res = run_cli("readers", path)
+    assert res.returncode == 0 and res.stdout.splitlines() == [res.stdout.splitlines()[0]], res.stdout
+    assert res.stdout.startswith("'x\\ngone: forged': ")

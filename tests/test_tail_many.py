@@ -155,7 +155,7 @@ def test_a_live_writer_shows_up_in_order(tmp_path):
 
     async def go():
         # both writers are back before the view starts; hold forever: nothing may come out of order
-        wa, wb = Writer(a, page_size=4096), Writer(b, page_size=4096)
+        wa, wb = Writer(a, page_size=4096, append=True), Writer(b, page_size=4096, append=True)
         app = TailApp([a, b], DEFAULT_REGISTRY, hold=float("inf"))
         try:
             async with app.run_test(size=SIZE) as pilot:

@@ -499,8 +499,9 @@ def archive(
     for journal in journals:
         open_page(journal, 0).close()  # a bad first page is an error, not a silent skip
         with _one_run(journal):
-            record_checksums(journal)
             todo, skipped = archivable_pages(journal, older_than)
+            if todo or skipped:  # a journal with no sealed page to archive gets nothing written beside it
+                record_checksums(journal)
             res.skipped.extend(skipped)  # type: ignore[union-attr]
             for i in todo:
                 p = page_path(journal, i)

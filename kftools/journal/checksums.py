@@ -33,6 +33,7 @@ from .format import (
 )
 from .page import ArchivedPage, Page, open_page
 from .pages import journal_pages
+from .positions import open_side_file
 
 
 def checksums_path(journal: str | os.PathLike) -> str:
@@ -42,10 +43,12 @@ def checksums_path(journal: str | os.PathLike) -> str:
 def read_checksums(journal: str | os.PathLike) -> dict[int, dict]:
     """The last record of each page (records are appended; a later one supersedes)."""
     try:
-        with open(checksums_path(journal), "rb") as fh:
-            data = fh.read()
+        fd = open_side_file(checksums_path(journal), os.O_RDONLY, "page checksums")
     except FileNotFoundError:
         return {}
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read()
     except OSError as e:
         raise KftoolsError(f"{checksums_path(journal)}: cannot read: {e.strerror}") from None
     out: dict[int, dict] = {}
@@ -125,7 +128,7 @@ def record_checksums(journal: str | os.PathLike) -> int:
             page.close()
     if new:
         # O_APPEND: records from two processes (monitor and archive) interleave whole, never torn
-        fd = os.open(checksums_path(journal), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        fd = open_side_file(checksums_path(journal), os.O_WRONLY | os.O_APPEND | os.O_CREAT, "page checksums")
         try:
             os.write(fd, b"".join(new))
         finally:

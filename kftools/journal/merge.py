@@ -486,8 +486,10 @@ class MergedReader(BatchQueries):
         """
         if start_time is None and not isinstance(start, bool) and (
                 isinstance(start, int) or (isinstance(start, str) and start not in ("beginning", "end"))):
-            start_time, start = start, "beginning"  # a time: frames before it are filtered out
-        filt = self._filter(start_time, end_time, types, symbols)
+            filt = self._follow_filter(start, start, end_time, types, symbols)
+            start = "beginning"  # a time: frames before it are filtered out
+        else:
+            filt = self._filter(start_time, end_time, types, symbols)
         policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
         if start == "end":
             positions = self.end_position()

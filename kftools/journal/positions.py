@@ -10,13 +10,15 @@ recognised as such and its slot can be cleared.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import mmap
 import os
+import stat
 import time
 from dataclasses import dataclass
 
-from ..errors import KftoolsError, UsageError
+from ..errors import KftoolsError, UnreadablePage, UsageError
 from .format import PAGE_HEADER_SIZE, READER_SLOT, READERS_HEADER, READERS_MAGIC
 from .frames import frame_at
 
@@ -31,6 +33,44 @@ FREE, CLAIMED, RELEASED = 0, 1, 2
 def positions_path(journal: str | os.PathLike) -> str:
     """The reader-positions file of a journal (given its first page)."""
     return os.fspath(journal) + ".readers"
+
+
+def open_side_file(path: str, flags: int, what: str, mode: int = 0o644) -> int:
+    """Open a file kept beside a journal (``.readers``, ``.checksums``) the way pages are opened: never blocking
+    on a FIFO (``O_NONBLOCK``), never through a link (``O_NOFOLLOW``), and only a regular file (``fstat``);
+    anything else is :class:`UnreadablePage`, one line naming the file. ``FileNotFoundError`` passes through."""
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UnreadablePage(f"{path}: a symbolic link where the {what} should be; not followed") from None
+        if e.errno == errno.ENXIO:  # a FIFO opened for writing with no reader
+            raise UnreadablePage(f"{path}: not a regular file (a FIFO, device or socket is never the {what})") from None
+        raise UnreadablePage(f"{path}: cannot open the {what}: {e.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnreadablePage(f"{path}: not a regular file (a FIFO, device or socket is never the {what})")
+        # a regular file never blocks; reads and writes stay plain (O_NONBLOCK only guarded the open)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_reader_name(name: str) -> bytes:
+    """The name's UTF-8 bytes, or :class:`UsageError` when it cannot be a reader name: empty, longer than
+    the slot holds, not UTF-8 (a command line's undecodable bytes), or holding a control character (a
+    newline would forge a line in ``kftools readers``)."""
+    try:
+        raw = name.encode()
+    except UnicodeEncodeError:
+        raise UsageError(f"reader name {name!r} is not UTF-8") from None
+    if not name or len(raw) > MAX_NAME or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
+        raise UsageError(f"reader name {name!r} must be 1 to {MAX_NAME} bytes of UTF-8 without control characters")
+    return raw
 
 
 def pack_position(page: int, offset: int) -> int:
@@ -76,6 +116,12 @@ class ReaderEntry:
     claimed_time: int
 
     @property
+    def shown(self) -> str:
+        """The name as a line may show it: quoted and escaped if a file written elsewhere put a control
+        character in it (a newline would forge a line)."""
+        return self.name if self.name.isprintable() else repr(self.name)
+
+    @property
     def stale(self) -> bool:
         return self.state != "alive"
 
@@ -91,13 +137,11 @@ class _File:
         self.path = positions_path(journal)
         flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(self.path, flags)
+            fd = open_side_file(self.path, os.O_RDWR, "reader positions")
         except FileNotFoundError:
             if not create:
                 raise
             fd = self._create(flags)
-        except OSError as e:
-            raise KftoolsError(f"{self.path}: cannot open the reader positions: {e.strerror}") from None
         try:
             st = os.fstat(fd)
             head = os.pread(fd, _HEADER_SIZE, 0)
@@ -122,7 +166,7 @@ class _File:
                 os.link(tmp, self.path)  # never replaces a file another reader created meanwhile
             except FileExistsError:
                 os.close(fd)
-                fd = os.open(self.path, flags)
+                fd = open_side_file(self.path, os.O_RDWR, "reader positions")
         finally:
             os.unlink(tmp)
         return fd
@@ -174,9 +218,7 @@ class PositionSlot:
     """
 
     def __init__(self, journal: str, name: str):
-        raw = name.encode()
-        if not name or len(raw) > MAX_NAME or "\0" in name:
-            raise UsageError(f"reader name {name!r} must be 1 to {MAX_NAME} bytes of UTF-8 without NUL")
+        raw = check_reader_name(name)
         self.name = name
         self._file = _File(journal, create=True)
         with self._file.locked():
@@ -229,12 +271,15 @@ def read_positions(journal: str | os.PathLike) -> list[ReaderEntry]:
     """Every named reader of a journal, in slot order (empty when none ever claimed a name)."""
     path = positions_path(journal)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(_FILE_SIZE)
+        fd = open_side_file(path, os.O_RDONLY, "reader positions")
     except FileNotFoundError:
         return []
+    try:
+        data = os.pread(fd, _FILE_SIZE, 0)
     except OSError as e:
         raise KftoolsError(f"{path}: cannot read the reader positions: {e.strerror}") from None
+    finally:
+        os.close(fd)
     if len(data) < _FILE_SIZE or READERS_HEADER.unpack(data)["magic"] != READERS_MAGIC:
         raise KftoolsError(f"{path}: not a kftools reader-positions file")
     out = []

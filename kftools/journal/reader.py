@@ -54,6 +54,19 @@ class BatchQueries:
         return frame_filter(self.registry, start_time, end_time, types, symbols, first_time=self.first_time,
                             last_time=self.last_time)
 
+    def _follow_filter(self, start, start_time, end_time, types, symbols) -> FrameFilter:
+        """:meth:`_filter` for a follower whose ``start`` may be a text time: a word it does not take
+        (``'start'``) is named as a bad start, with the words it takes, not as a bad time."""
+        try:
+            return self._filter(start_time, end_time, types, symbols)
+        except UsageError as e:
+            if isinstance(start, str) and start is start_time and str(e).startswith("bad time"):
+                from ..timeparse import TIME_FORMS
+
+                raise UsageError(f"bad follow start {start!r}: 'beginning', 'end', (page, offset) or a time "
+                                 f"({TIME_FORMS})") from None
+            raise
+
     def first_time(self) -> int | None:
         """gen_time of the first frame (None while there is none)."""
         return next((int(b.headers["gen_time"][0]) for b in self.batches(batch_size=1)), None)
@@ -207,7 +220,7 @@ class Reader(BatchQueries):
         ``info``, ``tail`` and ``monitor``.
         """
         time_start = start if not isinstance(start, tuple) and start not in ("beginning", "end") else None
-        filt = self._filter(time_start, None, types, symbols)
+        filt = self._follow_filter(start, time_start, None, types, symbols)
         if time_start is not None:
             start = "beginning"  # the filter skips the frames before the time
         policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
@@ -248,7 +261,8 @@ class Reader(BatchQueries):
         ``name`` publishes the position as in :meth:`follow`, once per batch.
         """
         start_is_time = not isinstance(start, tuple) and start not in ("beginning", "end")
-        filt = self._filter(start if start_time is None and start_is_time else start_time, end_time, types, symbols)
+        filt = self._follow_filter(start, start if start_time is None and start_is_time else start_time, end_time,
+                                   types, symbols)
         if start_is_time:
             start = filt.start_time if filt.start_time is not None else "beginning"
         policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)

@@ -104,6 +104,9 @@ class Writer:
     as soon as a ``write_*`` call returns; ``sync()`` and ``close()`` msync
     them to disk.
 
+    A journal that exists already is refused unless ``append=True`` (as ``kftools simulate`` refuses one
+    without ``--append``): a new journal's name that happens to be taken never gets frames added silently.
+
     ``pretouch=True``: a native thread keeps the page faulted in from the write
     position to up to ``pretouch.AHEAD`` bytes past it, so storing a frame never
     waits for the kernel to back fresh memory (``_pretouch.c``); for writers
@@ -119,8 +122,10 @@ class Writer:
         dest: int = 0,
         registry: TypeRegistry | None = None,
         pretouch: bool = False,
+        append: bool = False,
     ):
         self.path = os.fspath(path)
+        self._append = append
         if page_size is not None and not MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE:
             raise UsageError(f"page size {page_size} must be between {MIN_PAGE_SIZE} and {MAX_PAGE_SIZE} bytes")
         self.source = source
@@ -159,6 +164,8 @@ class Writer:
                     if created:
                         os.unlink(self.path)  # leave nothing behind for a journal we could not create
                     raise
+            elif not self._append:
+                raise OutputError(f"{self.path}: a journal exists here already; pass append=True to add frames to it")
         except BaseException:
             os.close(fd)
             raise

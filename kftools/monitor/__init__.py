@@ -7,7 +7,9 @@ serves that registry over HTTP and logs alert transitions.
 
 from __future__ import annotations
 
+import errno
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -21,7 +23,7 @@ from ..errors import UsageError
 from ..journal.merge import journals_in  # Kungfu-aware: a KF_HOME is every journal under it
 from ..journal.registry import TypeRegistry
 from .alerts import AlertEvent, Alerts, Rule, load_rules, parse_rule
-from .metrics import LATENCY_BUCKETS, JournalSample, JournalWatch
+from .metrics import LATENCY_BUCKETS, JournalSample, JournalWatch, MonitorTrouble
 
 __all__ = ["Monitor", "CheckResult", "Rule", "AlertEvent", "parse_rule", "load_rules", "serve"]
 
@@ -35,6 +37,7 @@ class CheckResult:
     samples: list[JournalSample]
     events: list[AlertEvent]
     firing: list[AlertEvent] = field(default_factory=list)
+    trouble: list[str] = field(default_factory=list)  # what kept the monitor itself from looking (EMFILE...)
 
     @property
     def ok(self) -> bool:
@@ -42,26 +45,33 @@ class CheckResult:
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "journals": [s.to_dict() for s in self.samples],
-                "firing": [e.to_dict() for e in self.firing]}
+                "firing": [e.to_dict() for e in self.firing], "trouble": self.trouble}
 
 
-def expand_journals(paths: Iterable[str]) -> list[str]:
-    """Journals named directly, and the journals inside folders (first pages only)."""
+def expand_journals(paths: Iterable[str], *, allow_empty: bool = False) -> list[str]:
+    """Journals named directly, and the journals inside folders (first pages only).
+
+    A folder without journals is a :class:`UsageError` unless ``allow_empty`` (the monitor's rescans)."""
     out: list[str] = []
     for p in paths:
         p = os.fspath(p)
         if os.path.isdir(p):
             found = journals_in(p)
-            if not found:
+            if not found and not allow_empty:
                 raise UsageError(f"{p}: no journals in this folder")
             out.extend(found)
         else:
             out.append(p)
-    return out
+    return list(dict.fromkeys(out))
 
 
 class Monitor:
-    """Check journals, compute metrics and evaluate alert rules."""
+    """Check journals, compute metrics and evaluate alert rules.
+
+    ``journals`` are first pages or folders; folders are listed again at every check, so a journal
+    created in one later is monitored from then on (and one removed from it is dropped).
+    ``checksums=False`` writes nothing beside the journals (``--once``: a read-only check).
+    """
 
     def __init__(
         self,
@@ -70,30 +80,67 @@ class Monitor:
         *,
         registry: TypeRegistry | None = None,
         on_event: Callable[[AlertEvent], None] | None = None,
+        on_trouble: Callable[[str], None] | None = None,
         run_commands: bool = True,
+        checksums: bool = True,
         clock=time.time_ns,
     ):
-        self.paths = list(journals)
+        self.sources = [os.fspath(p) for p in journals]
+        self.registry = registry
         self.clock = clock
-        self.watches = [JournalWatch(p, registry, clock) for p in self.paths]
-        self.alerts = Alerts(rules, on_event, run_commands)
+        self.checksums = checksums
+        self.on_trouble = on_trouble
+        self.watches: dict[str, JournalWatch] = {}
+        self._rescan(expand_journals(self.sources))
+        self.on_event = on_event  # told after the check is served: a scrape after the line sees what it says
+        self.alerts = Alerts(rules, None, run_commands)
         self.last: CheckResult | None = None
+        self._trouble: list[str] = []
         self._lock = threading.Lock()
+
+    @property
+    def paths(self) -> list[str]:
+        return list(self.watches)
+
+    def _rescan(self, paths: list[str]) -> None:
+        for gone in [p for p in self.watches if p not in paths]:
+            self.watches.pop(gone).close()
+        for p in paths:
+            if p not in self.watches:
+                self.watches[p] = JournalWatch(p, self.registry, self.clock, checksums=self.checksums)
 
     def check(self) -> CheckResult:
         """Sample every journal once and evaluate the rules (firing/cleared transitions are reported once)."""
         with self._lock:
-            samples = [w.sample() for w in self.watches]
+            trouble = []
+            try:
+                self._rescan(expand_journals(self.sources, allow_empty=True))
+            except OSError as e:  # a folder unreadable for a moment: keep the journals known
+                trouble.append(f"cannot list journals: {e}")
+            samples = []
+            for w in self.watches.values():
+                try:
+                    samples.append(w.sample())
+                except MonitorTrouble as e:  # no verdict on the journal: its last sample stands
+                    trouble.append(str(e))
+                    samples.append(w.state)
+            if trouble != self._trouble and self.on_trouble is not None:
+                for t in trouble:
+                    self.on_trouble(t)
+            self._trouble = trouble
             obs = [o for s in samples for o in s.observations()]
             events = self.alerts.evaluate(obs, self.clock())
-            self.last = CheckResult(samples, events, list(self.alerts.firing.values()))
+            self.last = CheckResult(samples, events, list(self.alerts.firing.values()), trouble)
+            if self.on_event is not None:
+                for ev in events:
+                    self.on_event(ev)
             return self.last
 
     def collector(self) -> Collector:
         return _MonitorCollector(self)
 
     def close(self) -> None:
-        for w in self.watches:
+        for w in self.watches.values():
             w.close()
 
 
@@ -124,6 +171,9 @@ class _MonitorCollector(Collector):
         latency = HistogramMetricFamily(
             "kftools_trigger_latency_seconds", "gen_time - trigger_time of frames that carry a trigger time", labels=j)
         firing = GaugeMetricFamily("kftools_alert_firing", "1 while an alert rule holds", labels=["alert", "journal", "reader"])
+        trouble = GaugeMetricFamily("kftools_monitor_trouble",
+                                    "1 when the last check could not look at every journal (out of descriptors...)")
+        trouble.add_metric([], 1 if res and res.trouble else 0)
         for s in samples:
             lab = [s.journal]
             damaged.add_metric(lab, 0 if s.readable and s.damage is None else 1)
@@ -152,19 +202,55 @@ class _MonitorCollector(Collector):
             latency.add_metric(lab, buckets, s.latency_sum)
         for ev in res.firing if res else []:
             firing.add_metric([ev.rule.text, ev.journal, ev.reader or ""], 1)
-        yield from (frames, nbytes, rate, pages, fill, age, writer, damaged, disk, up, lag_f, lag_b, lag_s, latency, firing)
+        yield from (frames, nbytes, rate, pages, fill, age, writer, damaged, disk, up, lag_f, lag_b, lag_s, latency, firing,
+                    trouble)
 
 
-def serve(monitor: Monitor, host: str, port: int):
-    """Serve ``/metrics`` for ``monitor`` on host:port (0: any free port); returns (server, thread)."""
-    from prometheus_client import start_http_server
+#: seconds a scrape connection may stay silent before it is closed (idle ones held a thread and a descriptor)
+IDLE_TIMEOUT = 10.0
+
+
+def serve(monitor: Monitor, host: str, port: int, idle_timeout: float = IDLE_TIMEOUT):
+    """Serve ``/metrics`` for ``monitor`` on host:port (0: any free port); returns (server, thread).
+
+    A connection that sends nothing for ``idle_timeout`` seconds is closed; when descriptors run out,
+    accepting waits a moment instead of spinning, and the pending scrapes are answered once they are back.
+    """
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer, _get_best_family, make_wsgi_app
+
+    class Handler(WSGIRequestHandler):
+        timeout = idle_timeout  # StreamRequestHandler sets it on the socket
+
+        def log_message(self, format, *args):
+            pass
+
+    class Server(ThreadingWSGIServer):
+        _out_of_fds = threading.Event()
+
+        def get_request(self):
+            try:
+                return super().get_request()
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE):
+                    self._out_of_fds.wait(0.05)  # the connection stays queued: retry soon, not in a busy loop
+                raise
+
+        def handle_error(self, request, client_address):
+            if not isinstance(sys.exc_info()[1], OSError):  # a client that went quiet or away is not news
+                super().handle_error(request, client_address)
 
     reg = CollectorRegistry(auto_describe=False)
     reg.register(monitor.collector())
     try:
-        return start_http_server(port, addr=host, registry=reg)
+        Server.address_family, addr = _get_best_family(host, port)
+        httpd = make_server(addr, port, make_wsgi_app(reg), Server, handler_class=Handler)
     except OSError as e:
         raise UsageError(f"--listen {host}:{port}: {e.strerror}") from None
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    return httpd, thread
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -182,15 +268,18 @@ def run(
     interval: float,
     stop: threading.Event,
     on_listening: Callable[[str], None] | None = None,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> None:
     """Check every ``interval`` seconds until ``stop``, serving metrics on ``listen`` (None: no endpoint)."""
     if interval <= 0:
         raise UsageError("--interval must be > 0")
+    if idle_timeout <= 0:
+        raise UsageError("--idle-timeout must be > 0")
     monitor.check()  # the endpoint never serves an empty first scrape
     server = None
     if listen is not None:
         host, port = parse_listen(listen)
-        server, _thread = serve(monitor, host, port)
+        server, _thread = serve(monitor, host, port, idle_timeout)
         if on_listening:
             on_listening(f"http://{host}:{server.server_port}/metrics")
     try:

@@ -80,8 +80,15 @@ def parse_rule(text: str, command: str | None = None) -> Rule:
     return Rule(text.strip(), measure, op, float(number) * scale, command)
 
 
-def load_rules(rules: list[str] | None, command: str | None, config: str | None) -> list[Rule]:
-    """Rules from ``--alert`` texts and a TOML config (``command = ...``, ``[[alert]] rule = ... command = ...``)."""
+def load_rules(
+    rules: list[str] | None, command: str | None, config: str | None, *, defaults: bool = True
+) -> list[Rule]:
+    """Rules from ``--alert`` texts and a TOML config (``command = ...``, ``[[alert]] rule = ... command = ...``),
+    after the default ones (:data:`DEFAULT_RULES`: a crashed writer, damage) unless ``defaults`` is false.
+
+    A rule given again (same text) is kept once, as given last: ``--alert writer_crashed --alert-command X``
+    replaces the default's command, never fires twice.
+    """
     out = [parse_rule(r, command) for r in rules or ()]
     if config is not None:
         try:
@@ -100,7 +107,10 @@ def load_rules(rules: list[str] | None, command: str | None, config: str | None)
             if cmd is not None and not isinstance(cmd, str):
                 raise UsageError(f"{config}: command must be a string")
             out.append(parse_rule(a["rule"], cmd))
-    return out or [parse_rule(r, command) for r in DEFAULT_RULES]
+    if defaults:
+        out = [parse_rule(r, command) for r in DEFAULT_RULES] + out
+    by_text = {r.text: r for r in out}  # the last of a text wins; the order is that of first appearance
+    return [by_text[t] for t in dict.fromkeys(r.text for r in out)]
 
 
 @dataclass(frozen=True)

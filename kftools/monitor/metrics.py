@@ -7,6 +7,7 @@ committed since (batch API), so a check costs what was written meanwhile.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import KftoolsError
+from ..errors import KftoolsError, NotAJournal
 from ..journal.checksums import record_checksums
 from ..journal.format import PAGE_HEADER_SIZE
 from ..journal.positions import ReaderLag, reader_lags
@@ -79,24 +80,64 @@ class JournalSample:
 
 
 class JournalWatch:
-    """Counts a journal's frames incrementally and samples its state on demand."""
+    """Counts a journal's frames incrementally and samples its state on demand.
 
-    def __init__(self, path: str, registry: TypeRegistry | None = None, clock=time.time_ns):
+    The first page's identity (device, inode) is checked on every sample: a journal removed is
+    reported as such (not as a readable journal whose writer crashed), and one created again under
+    the same name is counted afresh from its first frame. Damage is looked for again on every check,
+    so a journal made sound (``recover --in-place``, a resumed writer) clears and is counted on.
+    """
+
+    def __init__(self, path: str, registry: TypeRegistry | None = None, clock=time.time_ns, *,
+                 checksums: bool = True):
         self.path = path
         self.registry = registry
         self.clock = clock
+        self.checksums = checksums  # False: write nothing beside the journal (monitor --once)
         self.reader: Reader | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget everything counted: a new journal (or none) is at the path."""
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+        self.identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the first page counted
         self.position = (0, PAGE_HEADER_SIZE)
-        self.state = JournalSample(path)
+        self.state = JournalSample(self.path)
         self._last_check: tuple[int, int] | None = None  # (monotonic ns, frames_total)
         self._last_growth_ns: int | None = None  # wall ns when the count last grew
         self._checksummed_pages = 0
 
+    def _check_identity(self) -> None:
+        """Start over when the first page is not the file counted so far (removed, or created again)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            if self.identity is not None:
+                self._reset()
+                raise NotAJournal(f"{self.path}: removed") from None
+            return  # never seen: opening it says why
+        if self.identity is not None and (st.st_dev, st.st_ino) != self.identity:
+            self._reset()
+        if self.identity is None:
+            self.identity = (st.st_dev, st.st_ino)
+
     def sample(self) -> JournalSample:
-        s = self.state
         now = self.clock()
         try:
+            self._check_identity()
+            s = self.state
+            if s.damage is not None and self.reader is not None:
+                self.reader.close()  # look again with fresh eyes: the damage may have been cut off
+                self.reader = None
             if self.reader is None:
+                self.reader = Reader(self.path, registry=self.registry)
+            if self.reader.end_position() < self.position:
+                # cut below what was counted (recover --in-place, seen half done): count it again from the start
+                identity = self.identity
+                self._reset()
+                self.identity, s = identity, self.state
                 self.reader = Reader(self.path, registry=self.registry)
             self._count_new(s)
             r = self.reader
@@ -105,14 +146,21 @@ class JournalWatch:
             last = r.page(r.first_page + max(s.pages - 1, 0))  # a Kungfu journal's pages count from 1
             s.page_fill = min(last.cursor, last.limit()) / last.capacity if last.capacity else 0.0
             s.writer_state, s.writer_pid = r.writer_state()
-            s.readers = reader_lags(r, end=self.position, newest=s.newest_gen_time)
-            if s.pages != self._checksummed_pages:
+            try:
+                s.readers = reader_lags(r, end=self.position, newest=s.newest_gen_time)
+            except KftoolsError as e:  # the positions file is bad, not the journal
+                s.readers, s.problem = [], str(e)
+            if self.checksums and s.pages != self._checksummed_pages:
                 self._record_checksums(s.pages)
         except (KftoolsError, OSError) as e:
-            s.readable, s.problem = False, str(e)
+            s = self.state
             if self.reader is not None:
                 self.reader.close()
                 self.reader = None
+            if own_trouble(e):
+                raise MonitorTrouble(f"{self.path}: {e}") from None
+            s.readable, s.problem = False, str(e)
+            s.writer_state, s.writer_pid = "unknown", 0
         s.disk_free_bytes = _disk_free(self.path)
         mono = time.monotonic_ns()
         if self._last_check is not None and mono > self._last_check[0]:
@@ -142,7 +190,11 @@ class JournalWatch:
         end = r.end_position()
         if self.position < (r.first_page, r.fmt.frame_start):
             self.position = (r.first_page, r.fmt.frame_start)  # a Kungfu journal: page 1, after its header
-        if end <= self.position or s.damage is not None:
+        if end <= self.position:
+            if s.damage is not None:  # was damaged: walk what is left to the journal's end, as verify would
+                for _ in r.batches(start=self.position, batch_size=1 << 20):
+                    pass  # frames a writer added meanwhile are counted at the next check
+                s.damage = None if r.damage is None else str(r.damage)
             return
         for b in r.batches(start=self.position, until=end, batch_size=1 << 20):
             h = b.headers
@@ -165,12 +217,31 @@ class JournalWatch:
         if r.damage is not None:
             s.damage = str(r.damage)
         else:
+            s.damage = None
             self.position = max(self.position, end)
 
     def close(self) -> None:
         if self.reader is not None:
             self.reader.close()
             self.reader = None
+
+
+class MonitorTrouble(KftoolsError):
+    """The monitor itself could not look (out of file descriptors or memory): no verdict on the journal."""
+
+
+_OWN_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOMEM)
+
+
+def own_trouble(e: BaseException) -> bool:
+    """An error that says the monitor ran out of something (descriptors, memory), not that the journal is bad;
+    the library wraps the OSError (``raise ... from None`` keeps it as ``__context__``)."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _OWN_ERRNOS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return any(os.strerror(n) in str(e) for n in _OWN_ERRNOS)
 
 
 def _disk_free(path: str) -> int:

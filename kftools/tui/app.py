@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Input
+from textual.worker import get_current_worker
 
 from ..errors import KftoolsError
 from ..journal.merge import DEFAULT_HOLD, MergedReader, expand_journals
@@ -30,7 +32,6 @@ from .widgets import DetailPane, FrameTable, HeaderBar, SparkPanel, StatusBar, f
 
 #: several journals: a header line each up to this many, else the worst ones and a count
 MERGED_LINES = 4
-SEARCH_LIMIT = 50_000  # rows examined per search key press: the UI stays responsive
 STATE_STYLE = {"alive": "bold green", "exited": "bold blue", "crashed": "bold red", "unknown": "yellow"}
 
 
@@ -150,6 +151,7 @@ class TailApp(App):
         self.detail_frame: Frame | None = None
         self.detail_journal: str | None = None  # merged: the journal of the frame in the detail pane
         self._reader_pages = 0
+        self._types_seen: set[int] = set()  # message types the journal holds (the filters' indexes see them all)
 
     # -- layout ----------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -213,6 +215,8 @@ class TailApp(App):
     def _restart(self) -> None:
         """New filter: a fresh index, re-read from the beginning in the worker."""
         self._stop_watcher()
+        self._types_seen |= self.index.types_seen
+        self._last_total = self._journal_totals = None  # the new index counts from 0: not frames gone
         self.index = self._new_index()
         self.prices = PriceSampler(self.registry)
         self.table.reset()
@@ -285,7 +289,12 @@ class TailApp(App):
                               else "no frame selected")
 
     def _slow_tick(self, sample: bool = True) -> None:
-        if self.live_stats and sample:
+        if self.live_stats and sample and not self.caught_up:
+            # reading what was there already (at start, or again after a filter change) is not arrival
+            self._last_total = self._journal_totals = None
+            self.fps = 0.0
+            self._journal_rates = []
+        elif self.live_stats and sample:
             now = time.monotonic()
             total = self.index.total
             if self._last_total is not None:
@@ -304,7 +313,10 @@ class TailApp(App):
         except NoMatches:
             return  # shutting down
         sparks.update_fps(list(self._rates), self.fps)
-        sparks.update_prices(self.prices.snapshot())
+        prices = self.prices.snapshot()
+        if self.filter.symbols:  # the sparklines show what the table shows
+            prices = {k: v for k, v in prices.items() if k in self.filter.symbols}
+        sparks.update_prices(prices)
         self._renew_reader()
         self._poll_writer()
         self._poll_readers()
@@ -437,7 +449,7 @@ class TailApp(App):
         if self.readers:
             t.append("\nreaders ")
             for r in self.readers:
-                t.append(f" {r.entry.name} ", "bold")
+                t.append(f" {r.entry.shown} ", "bold")
                 if r.entry.state == "alive":
                     t.append(f"lag {r.frames:,} frames {format_lag(int(r.seconds * 1e9))} ")
                 else:
@@ -551,7 +563,14 @@ class TailApp(App):
         self._tick()
 
     def action_cycle_type(self) -> None:
-        ids = [mt.id for mt in self.registry.types()]
+        """All types -> each type the journal holds (registry order, then unknown ids) -> all types."""
+        seen = self._types_seen | self.index.types_seen
+        known = [mt.id for mt in self.registry.types()]
+        ids = [i for i in known if i in seen] + sorted(seen - set(known))
+        if not ids:
+            self.say("no frames yet: no type to show")
+            self._tick()
+            return
         cur = self.filter.types
         if not cur or len(cur) != 1 or cur[0] not in ids:
             nxt = [ids[0]] if not cur else None
@@ -632,10 +651,18 @@ class TailApp(App):
             self.say(f"no frame at or after {format_time(t, self.tz)} yet")
             return
         self.table.select(row)
-        self.say(f"at {format_time(t, self.tz)}")
+        if first is not None and t < first:
+            self.say(f"{format_time(t, self.tz)} is before the recording (first frame {format_time(first, self.tz)}):"
+                     " at the first row")
+        else:
+            self.say(f"at {format_time(t, self.tz)}")
 
     def action_search(self, direction: int) -> None:
-        """Next (1) or previous (-1) row whose text contains the search, wrapping around; SEARCH_LIMIT rows a press."""
+        """Next (1) or previous (-1) row whose text contains the search, wrapping around.
+
+        The rows are read in a worker thread with a reader of its own, so the screen stays live however
+        many rows it reads; a new search (or n/N) cancels the one in progress.
+        """
         needle = self._search.lower()
         if not needle:
             self.say("no search yet: / to search")
@@ -648,37 +675,54 @@ class TailApp(App):
             return
         count = table.count
         origin = table.cursor if table.cursor >= 0 else (count - 1 if direction > 0 else 0)
-        examined = 0
-        chunk = 1024
-        row = origin + direction
-        wrapped = not 0 <= row < count
-        row %= count
-        while examined < min(count, SEARCH_LIMIT):
-            n = min(chunk, count - examined)
-            if direction > 0:
-                lo, hi = row, min(row + n, count)
-            else:
-                lo, hi = max(0, row - n + 1), row + 1
-            frames = self._fetch(lo, hi)
-            names = self._journal_names(lo, lo + len(frames)) if self.merged else []
-            order = range(len(frames)) if direction > 0 else range(len(frames) - 1, -1, -1)
-            for i in order:
-                cells = frame_cells(frames[i], self.tz) + names[i : i + 1]
-                if needle in " ".join(str(c) for c in cells).lower():
-                    table.select(lo + i)
-                    self.say(f"found {self._search!r}" + (" (wrapped around)" if wrapped else ""))
-                    self._tick()
+        self.say(f"searching {self._search!r}…")
+        self._tick()
+        self.run_worker(functools.partial(self._search_rows_in_worker, self.index, self._search, direction, origin,
+                                          count), thread=True, exclusive=True, group="search")
+
+    def _search_rows_in_worker(self, index, text: str, direction: int, origin: int, count: int) -> None:
+        worker = get_current_worker()
+        needle = text.lower()
+        reader = self._open_reader()
+        try:
+            examined, chunk = 0, 1024
+            row = origin + direction
+            wrapped = not 0 <= row < count
+            row %= count
+            while examined < count:
+                if worker.is_cancelled:
                     return
-            examined += hi - lo
-            nxt = hi if direction > 0 else lo - 1
-            if not 0 <= nxt < count:
-                wrapped = True
-            row = nxt % count
-        if examined >= count:
-            self.say(f"{self._search!r} not found in {count:,} rows")
+                n = min(chunk, count - examined)
+                lo, hi = (row, min(row + n, count)) if direction > 0 else (max(0, row - n + 1), row + 1)
+                try:
+                    frames = index.frames(reader, lo, hi)
+                except (KftoolsError, ValueError, IndexError, OSError):
+                    frames = []  # a page vanished under us: nothing to match there
+                names = ([index.journals[j].short for j in index.journal_of(lo, lo + len(frames))]
+                         if isinstance(index, MergedIndex) else [])
+                order = range(len(frames)) if direction > 0 else range(len(frames) - 1, -1, -1)
+                for i in order:
+                    cells = frame_cells(frames[i], self.tz) + names[i : i + 1]
+                    if needle in " ".join(str(c) for c in cells).lower():
+                        self.call_from_thread(self._search_done, index, text, lo + i, wrapped)
+                        return
+                examined += hi - lo
+                nxt = hi if direction > 0 else lo - 1
+                if not 0 <= nxt < count:
+                    wrapped = True
+                row = nxt % count
+            self.call_from_thread(self._search_done, index, text, None, wrapped, count)
+        finally:
+            reader.close()
+
+    def _search_done(self, index, text: str, row: int | None, wrapped: bool, count: int = 0) -> None:
+        if index is not self.index:
+            return  # a new filter replaced the rows meanwhile
+        if row is None:
+            self.say(f"{text!r} not found in {count:,} rows")
         else:
-            table.select(row - direction)
-            self.say(f"{self._search!r} not in the next {examined:,} rows (n to go on)")
+            self.table.select(row)
+            self.say(f"found {text!r}" + (" (wrapped around)" if wrapped else ""))
         self._tick()
 
 

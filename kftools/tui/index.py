@@ -80,6 +80,7 @@ class JournalIndex:
         self.total = 0  # every frame seen, filtered or not
         self.count = 0  # matching frames: the rows
         self.newest_time: int | None = None  # gen_time of the newest frame seen
+        self.types_seen: set[int] = set()  # message types of every frame seen (the `t` key cycles through them)
 
     # -- worker side -----------------------------------------------------------
     def add(self, batch: FrameBatch) -> np.ndarray | None:
@@ -88,6 +89,7 @@ class JournalIndex:
             return None
         mask = self.filter.mask(batch)
         offs = batch.offsets if mask is None else batch.offsets[mask]
+        seen = np.unique(batch.headers["msg_type"]).tolist()
         times = batch.headers["gen_time"]
         pi = batch.page_index
         with self.lock:
@@ -110,6 +112,7 @@ class JournalIndex:
             self.total += len(batch)
             self.count += len(offs)
             self.newest_time = int(times[-1])
+            self.types_seen.update(seen)
         return mask
 
     def _remember(self, page: int, offsets: np.ndarray) -> None:

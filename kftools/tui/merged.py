@@ -120,6 +120,7 @@ class MergedIndex:
         self.count = 0
         self.newest_time: int | None = None
         self.first_time: int | None = None  # gen_time of the first row
+        self.types_seen: set[int] = set()  # message types of every frame seen (the `t` key cycles through them)
 
     def set_journals(self, names: Sequence[str]) -> None:
         """Name the journals (in the merged reader's order) before the first :meth:`add`."""
@@ -144,7 +145,9 @@ class MergedIndex:
         if mask is not None:
             journal, page, offset = journal[mask], page[mask], offset[mask]
         times = batch.headers["gen_time"]
+        seen = np.unique(batch.headers["msg_type"]).tolist()
         with self.lock:
+            self.types_seen.update(seen)
             self._journal.extend(journal)
             self._page.extend(page)
             self._offset.extend(offset)

@@ -39,7 +39,7 @@ class Column:
 #: display order; "more" (every other field) takes what width is left
 COLUMNS = [
     Column("time", "left", 0), Column("type", "left", 1), Column("symbol", "left", 2), Column("side", "left", 5),
-    Column("price", "right", 3), Column("size", "right", 4), Column("bid", "right", 6), Column("ask", "right", 6),
+    Column("price", "right", 3), Column("size", "right", 4), Column("bid", "right", 3.5), Column("ask", "right", 3.5),
     Column("id", "right", 7), Column("src>dst", "right", 8), Column("more", "left", 9),
 ]
 #: several journals: which one each row comes from, right after the time
@@ -120,6 +120,17 @@ def fit_columns(widths: list[int], available: int, gap: int = 2, columns: list[C
         worst = max(columns[i].priority for i in shown)
         shown = [i for i in shown if columns[i].priority != worst]
     return shown
+
+
+def fit_layout(widths: list[int], available: int, columns: list[Column] = COLUMNS) -> tuple[list[int], int]:
+    """(columns shown, gap): two cells between columns, or one when only that keeps bid and ask (at 80
+    columns their exact prices, often long, fit only so)."""
+    wide = fit_columns(widths, available, 2, columns)
+    quotes = {i for i, c in enumerate(columns) if c.title in ("bid", "ask")}
+    if quotes <= set(wide):
+        return wide, 2
+    tight = fit_columns(widths, available, 1, columns)
+    return (tight, 1) if quotes <= set(tight) else (wide, 2)
 
 
 class FrameTable(Widget, can_focus=True):
@@ -274,11 +285,11 @@ class FrameTable(Widget, can_focus=True):
         for cells in rows:
             for i, c in enumerate(cells):
                 self.widths[i] = max(self.widths[i], len(c))
-        shown = fit_columns(self.widths, self.size.width, columns=columns)
+        shown, gap = fit_layout(self.widths, self.size.width, columns)
         self.hidden = [c.title for i, c in enumerate(columns) if i not in shown and any(len(r[i]) for r in rows)]
         more_shown = any(columns[i].title == "more" for i in shown)
-        table = Table(box=None, expand=more_shown, padding=(0, 1), header_style="bold", show_edge=False,
-                      pad_edge=False)
+        table = Table(box=None, expand=more_shown, padding=(0, 1) if gap == 2 else (0, 0, 0, 1), header_style="bold",
+                      show_edge=False, pad_edge=False)
         for i in shown:
             col = columns[i]
             more = col.title == "more"
@@ -380,6 +391,9 @@ class SparkPanel(Widget):
         self._fps_spark.data = list(series)
 
     def update_prices(self, prices: dict[str, tuple[list[float], float]]) -> None:
+        for sym in [s for s in self._symbols if s not in prices]:  # filtered out (or not sampled again yet)
+            for w in self._symbols.pop(sym):
+                w.remove()
         for sym in sorted(prices)[: self.MAX_SYMBOLS]:
             series, last = prices[sym]
             if sym not in self._symbols:

@@ -16,7 +16,7 @@ import kftools
 
 HOLDER = r"""
 import sys, kftools
-w = kftools.Writer(sys.argv[1], page_size=4096)
+w = kftools.Writer(sys.argv[1], page_size=4096, append=True)
 for i in range(100):
     w.write_ticker("SEQ", float(i))
 print("ready", flush=True)
@@ -49,7 +49,7 @@ def test_second_python_writer_refused_then_allowed(tmp_path, ending):
         else:
             holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=30)
-    with kftools.Writer(path) as w:
+    with kftools.Writer(path, append=True) as w:
         w.write_ticker("SEQ", 100.0)
     frames = [int(f.last_price) for f in kftools.Reader(path)]
     assert frames == list(range(101))
@@ -78,7 +78,7 @@ def test_many_writers_racing_for_one_journal(tmp_path):
     code = (
         "import sys, kftools\n"
         "try:\n"
-        "    w = kftools.Writer(sys.argv[1], page_size=4096)\n"
+        "    w = kftools.Writer(sys.argv[1], page_size=4096, append=True)\n"
         "except kftools.JournalLocked:\n"
         "    sys.exit(4)\n"
         "for i in range(2000):\n"

@@ -20,7 +20,7 @@ def writer(path: str, page_size: int) -> None:
     except kftools.NotAJournal:
         pass
     try:
-        w = kftools.Writer(path, page_size=page_size)
+        w = kftools.Writer(path, page_size=page_size, append=True)
     except kftools.KftoolsError as e:
         print(f"writer: {e}", file=sys.stderr, flush=True)
         os._exit(3)
