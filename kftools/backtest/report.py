@@ -1,51 +1,425 @@
-"""The backtest summary as terminal lines (numbers exact: floats as their shortest round-tripping text)."""
+"""How a backtest reads: the terminal summary (rounded for reading) and report.html (Plotly, in the browser).
+
+Everything here is a function of a result folder (orders/fills/equity Parquet and summary.json), never of the
+engine, so a report can be drawn again from the files. summary.json keeps the exact numbers; what is shown
+here is rounded. report.html is self-contained: plotly.js is inlined (or, for the many runs of a sweep, read
+from the sweep folder's own copy), so it opens in any browser with no network.
+"""
 
 from __future__ import annotations
 
+import html
+import json
+import math
+import os
+from typing import Any
 
-def _num(v) -> str:
-    if v is None:
+import numpy as np
+
+#: bar lengths the statistics may use (seconds), the longest giving at least MIN_BARS bars is chosen
+BAR_CHOICES = ((86_400, "1 day"), (3_600, "1 hour"), (900, "15 min"), (300, "5 min"), (60, "1 min"), (10, "10 s"),
+               (1, "1 s"))
+MIN_BARS = 30
+#: annualisation: a trading year of 252 days of 6.5 hours (equities); a daily bar counts as 252 a year
+YEAR_DAYS = 252
+DAY_SECONDS = 6.5 * 3600
+ANNUALISATION = "annualised over 252 trading days of 6.5 h"
+SCREEN_POINTS = 2_000  # points per line drawn: about a screen's width in pixels, min and max kept per pixel
+
+
+# -- rounding for reading --------------------------------------------------------------------------------
+def money(v: float | None, unit: str = "") -> str:
+    """``-132.80809999998954`` -> ``-132.81`` (thousands separated)."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
-    if isinstance(v, float):
-        return repr(0.0 if v == 0 else v)
-    return f"{v:,}"
+    s = f"{v:,.2f}"
+    s = "0.00" if s == "-0.00" else s
+    return f"{s} {unit}".rstrip()
 
 
-def _ns(v: int) -> str:
-    if v % 1_000_000 == 0:
-        return f"{v // 1_000_000} ms"
-    if v % 1_000 == 0:
-        return f"{v // 1_000} µs"
-    return f"{v} ns"
+def price(v: float | None) -> str:
+    """A price: as many decimals as it has, up to 6 (``100.015``, ``99.5``)."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    s = f"{v:,.6f}".rstrip("0").rstrip(".")
+    return "0" if s in ("-0", "") else s
+
+
+def qty(v: float | None) -> str:
+    if v is None or not math.isfinite(v):
+        return "-"
+    return f"{int(v):,}" if float(v).is_integer() else price(v)
+
+
+def pct(v: float | None) -> str:
+    """``0.9737820919894765`` -> ``97.4%``."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    return f"{v * 100:.1f}%"
+
+
+def ratio(v: float | None) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.2f}"
+
+
+def duration(ns: int) -> str:
+    """``1_000_000`` -> ``1 ms``, ``200_000`` -> ``200 µs``, ``1_500_000`` -> ``1.5 ms``."""
+    if ns == 0:
+        return "0"
+    for unit, size in (("s", 10**9), ("ms", 10**6), ("µs", 10**3)):
+        if abs(ns) >= size:
+            return f"{ns / size:.3f}".rstrip("0").rstrip(".") + f" {unit}"
+    return f"{ns} ns"
+
+
+def _fees_text(fees: dict) -> str:
+    return (f"maker {price(fees['maker_bps'])} bp, taker {price(fees['taker_bps'])} bp, "
+            f"{money(fees['per_order'])} per order")
 
 
 def summary_lines(d: dict) -> list[str]:
-    """The backtest part of ``kftools replay --strategy``'s report."""
+    """The backtest part of ``kftools replay --strategy``'s report, rounded for reading (summary.json is exact)."""
     fees = d["fees_schedule"]
     by = d["orders_by_status"]
+    unit = currency(d)
     lines = [
-        f"backtest       {d['strategy']}: fill model {d['fill_model']}, latency {_ns(d['latency_ns'])} in / "
-        f"{_ns(d['response_latency_ns'])} back, fees maker {_num(fees['maker_bps'])} bp, taker "
-        f"{_num(fees['taker_bps'])} bp, {_num(fees['per_order'])} per order" + (", volume-capped" if d["cap_volume"] else ""),
+        f"backtest       {d['strategy']}: fill model {d['fill_model']}, latency {duration(d['latency_ns'])} in / "
+        f"{duration(d['response_latency_ns'])} back, fees {_fees_text(fees)}"
+        + (", volume-capped" if d["cap_volume"] else ""),
         f"orders         {d['orders']:,} ({by['filled']:,} filled, {by['partially_filled']:,} partly, "
         f"{by['canceled']:,} canceled, {by['rejected']:,} rejected, {by['accepted'] + by['pending']:,} open)",
         f"fills          {d['fills']:,} ({d['maker_fills']:,} maker, {d['taker_fills']:,} taker"
         + (f", {d['no_quote_fills']:,} at the last price: no quotes" if d["no_quote_fills"] else "")
-        + f"), fill ratio {_num(d['fill_ratio'])}",
-        f"traded         volume {_num(d['traded_volume'])}, turnover {_num(d['turnover'])}",
-        f"P&L            net {_num(d['net_pnl'])} = realised {_num(d['realized_pnl'])} + unrealised "
-        f"{_num(d['unrealized_pnl'])} - fees {_num(d['fees'])}",
-        f"risk           max drawdown {_num(d['max_drawdown'])}, Sharpe-like {_num(d['sharpe'])} ({d['sharpe_period']})",
+        + f"), fill ratio {pct(d['fill_ratio'])}",
+        f"traded         volume {qty(d['traded_volume'])}, turnover {money(d['turnover'], unit)}",
+        f"P&L            net {money(d['net_pnl'])} = realised {money(d['realized_pnl'])} + unrealised "
+        f"{money(d['unrealized_pnl'])} - fees {money(d['fees'])} ({unit})",
+        f"risk           max drawdown {money(d['max_drawdown'], unit)}, Sharpe {ratio(d['sharpe'])} "
+        f"({d['sharpe_period']})",
     ]
     if d["positions"]:
-        lines.append(f"{'symbol':<14} {'position':>12} {'avg price':>20} {'realised':>20} {'unrealised':>20} "
+        lines.append(f"{'symbol':<14} {'position':>12} {'avg price':>14} {'realised':>14} {'unrealised':>14} "
                      f"{'fills':>6} {'volume':>10}")
         for s, p in d["positions"].items():
-            lines.append(f"{s:<14} {_num(p['quantity']):>12} {_num(p['avg_price']):>20} {_num(p['realized_pnl']):>20} "
-                         f"{_num(p['unrealized_pnl']):>20} {p['fills']:>6,} {_num(p['volume']):>10}")
+            lines.append(f"{s:<14} {qty(p['quantity']):>12} {price(p['avg_price']):>14} "
+                         f"{money(p['realized_pnl']):>14} {money(p['unrealized_pnl']):>14} {p['fills']:>6,} "
+                         f"{qty(p['volume']):>10}")
     if d.get("strategy_summary") is not None:
         lines.append(f"strategy says  {d['strategy_summary']}")
     if d.get("results"):
         lines.append(f"results        {d['results']}/ ({', '.join(d.get('result_files') or ())})")
     return lines
 
+
+def currency(summary: dict) -> str:
+    """The account currency when the summary names one, else "quote units" (prices' own unit)."""
+    return str(summary.get("currency") or "quote units")
+
+
+def strategy_name(summary: dict) -> str:
+    """The strategy's name as a person reads it: a class and file name, never a directory path."""
+    name = str(summary.get("strategy") or "strategy")
+    path, _, cls = name.rpartition(":") if ":" in os.path.basename(name) else (name, "", "")
+    if os.sep in path or path.endswith(".py"):
+        base = os.path.basename(path)
+        return f"{cls} ({base})" if cls else base
+    return name
+
+
+# -- statistics ------------------------------------------------------------------------------------------
+def bar_statistics(times_ns: np.ndarray, equity: np.ndarray, start_cash: float = 0.0) -> dict:
+    """Return volatility and Sharpe of an equity curve on a stated bar length, annualised (stated).
+
+    The bar is the longest of BAR_CHOICES that gives at least MIN_BARS bars over the span; a span too short
+    for MIN_BARS one-second bars gets no Sharpe (None) rather than a number from milliseconds of noise. The
+    per-bar changes are of P&L in the account's units when it starts with no cash, else returns (fractions)."""
+    out: dict[str, Any] = {"bar": None, "bars": 0, "volatility": None, "sharpe": None, "returns": "pnl",
+                           "annualisation": ANNUALISATION}
+    if len(times_ns) < 2:
+        return out
+    span_s = (int(times_ns[-1]) - int(times_ns[0])) / 1e9
+    for secs, label in BAR_CHOICES:
+        if span_s / secs >= MIN_BARS:
+            break
+    else:
+        out["bar"] = f"span {span_s:.3g} s: under {MIN_BARS} bars of 1 s"
+        return out
+    step = int(secs * 1e9)
+    edges = np.arange(int(times_ns[0]) - int(times_ns[0]) % step + step, int(times_ns[-1]) + 1, step, dtype=np.int64)
+    idx = np.searchsorted(times_ns, edges, side="right") - 1  # the equity at each bar's end
+    vals = np.concatenate([[equity[0]], equity[idx]])
+    if start_cash > 0:
+        r = np.diff(vals) / vals[:-1]
+        out["returns"] = "returns"
+    else:
+        r = np.diff(vals)
+    per_year = YEAR_DAYS * max(1.0, DAY_SECONDS / secs) if secs < 86_400 else YEAR_DAYS
+    sd = float(r.std(ddof=1)) if len(r) > 1 else 0.0
+    out.update(bar=label, bars=int(len(r)), volatility=sd * math.sqrt(per_year) if len(r) > 1 else None)
+    if sd > 0:
+        out["sharpe"] = float(r.mean() / sd * math.sqrt(per_year))
+    return out
+
+
+def sharpe_period(st: dict) -> str:
+    """How a Sharpe was computed, in words (summary.json's ``sharpe_period``)."""
+    if not st["bars"]:
+        return f"none: {st['bar'] or 'too few samples'}"
+    return f"{st['bars']} bars of {st['bar']}, {ANNUALISATION}"
+
+
+def run_statistics(folder: str) -> dict:
+    """The report's statistics of a result folder (exact floats; the report rounds them)."""
+    import pyarrow.parquet as pq
+
+    with open(os.path.join(folder, "summary.json")) as fh:
+        s = json.load(fh)
+    eq = pq.read_table(os.path.join(folder, "equity.parquet"), columns=["gen_time", "equity"])
+    t = eq.column("gen_time").cast("int64").to_numpy()
+    e = eq.column("equity").to_numpy()
+    st = bar_statistics(t, e, s.get("start_cash", 0.0))
+    fills = s.get("fills") or 0
+    st["maker_share"] = s["maker_fills"] / fills if fills else None
+    st["taker_share"] = s["taker_fills"] / fills if fills else None
+    return st
+
+
+# -- screen-sized lines ----------------------------------------------------------------------------------
+def downsample(t: np.ndarray, y: np.ndarray, points: int = SCREEN_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most about ``points`` points: per time bucket its first, min, max and last (the line looks the same)."""
+    n = len(t)
+    if n <= points:
+        return t, y
+    buckets = max(1, points // 4)
+    b = ((t - t[0]) * (buckets / max(1, int(t[-1] - t[0]) + 1))).astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+    ends = np.r_[starts[1:], n] - 1
+    keep = [starts, ends]
+    mins = np.minimum.reduceat(y, starts)
+    maxs = np.maximum.reduceat(y, starts)
+    # first index of the min and max in each bucket
+    for target in (mins, maxs):
+        hit = np.flatnonzero(y == np.repeat(target, np.diff(np.r_[starts, n])))
+        first = np.unique(np.searchsorted(starts, hit, side="right") - 1, return_index=True)[1]
+        keep.append(hit[first])
+    k = np.unique(np.concatenate(keep))
+    return t[k], y[k]
+
+
+def market_prices(recordings: list[str], symbols: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each symbol's mid (or last price where a side is missing) from the recordings' tickers and trades."""
+    from ..journal import Reader
+    from ..journal.format import MsgType
+
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {s: [] for s in symbols}
+    want = {s.encode() for s in symbols}
+    for path in recordings:
+        with Reader(path) as r:
+            for b in r.batches(types=[int(MsgType.TICKER), int(MsgType.TRADE)]):
+                mt = b.headers["msg_type"]
+                for m in (int(MsgType.TICKER), int(MsgType.TRADE)):
+                    mask = mt == m
+                    if not mask.any():
+                        continue
+                    p = b.payload(m, mask)
+                    tt = b.headers["gen_time"][mask].astype(np.int64)
+                    if m == int(MsgType.TICKER):
+                        bid, ask = p["bid_price"], p["ask_price"]
+                        px = np.where((bid > 0) & (ask > 0), (bid + ask) / 2, p["last_price"])
+                    else:
+                        px = p["price"]
+                    sy = p["symbol"]
+                    for s in set(sy.tolist()) & want:
+                        sel = sy == s
+                        parts[s.decode()].append((tt[sel], px[sel].astype(np.float64)))
+    out = {}
+    for s, chunks in parts.items():
+        if chunks:
+            t = np.concatenate([c[0] for c in chunks])
+            y = np.concatenate([c[1] for c in chunks])
+            o = np.argsort(t, kind="stable")
+            out[s] = (t[o], y[o])
+    return out
+
+
+# -- report.html of a backtest ---------------------------------------------------------------------------
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1d2430;background:#fff}
+h1{font-size:20px;margin:0 0 4px} .sub{color:#5a6473;font-size:13px;margin:0 0 16px}
+table{border-collapse:collapse;font-size:13px} td,th{padding:4px 10px;border-bottom:1px solid #e3e7ee}
+th{text-align:left;background:#f4f6f9;position:sticky;top:0} td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+.grid{display:flex;gap:28px;align-items:flex-start;flex-wrap:wrap} .note{color:#5a6473;font-size:12px;max-width:70em}
+th.sortable{cursor:pointer} th.sortable:after{content:" \\2195";color:#9aa3b0} .neg{color:#b3261e} .pos{color:#1a7f37}
+"""
+
+
+def _js_tag(plotlyjs: str) -> str:
+    if plotlyjs == "inline":
+        from plotly.offline import get_plotlyjs
+
+        return f"<script>{get_plotlyjs()}</script>"
+    return f'<script src="{html.escape(plotlyjs)}"></script>'
+
+
+def _fig_html(fig, div_id: str) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                       config={"displaylogo": False, "responsive": True})
+
+
+def _page(title: str, sub: str, body: str, plotlyjs: str) -> str:
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{_CSS}</style>{_js_tag(plotlyjs)}</head><body>\n<h1>{html.escape(title)}</h1>"
+            f'<p class="sub">{sub}</p>\n{body}\n</body></html>\n')
+
+
+def _table(rows: list[tuple[str, str]], table_id: str) -> str:
+    cells = "".join(f"<tr><td>{html.escape(k)}</td><td class=n>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f'<table id="{table_id}"><tbody>{cells}</tbody></table>'
+
+
+def statistics_rows(s: dict, st: dict) -> list[tuple[str, str]]:
+    """The statistics table of a backtest: (label, rounded value)."""
+    unit = currency(s)
+    vol_unit = "" if st["returns"] == "returns" else f" {unit}"
+    vol = st["volatility"]
+    return [
+        ("Net P&L", money(s["net_pnl"], unit)),
+        ("Realised P&L", money(s["realized_pnl"], unit)),
+        ("Unrealised P&L", money(s["unrealized_pnl"], unit)),
+        ("Fees", money(s["fees"], unit)),
+        ("Max drawdown", money(s["max_drawdown"], unit)),
+        ("Turnover", money(s["turnover"], unit)),
+        ("Traded volume", qty(s["traded_volume"])),
+        ("Orders", f"{s['orders']:,}"),
+        ("Fills", f"{s['fills']:,}"),
+        ("Fill ratio (filled / ordered quantity)", pct(s["fill_ratio"])),
+        ("Maker share of fills", pct(st["maker_share"])),
+        ("Taker share of fills", pct(st["taker_share"])),
+        (f"Volatility of {'returns' if st['returns'] == 'returns' else 'P&L'} ({ANNUALISATION})",
+         "-" if vol is None else (pct(vol) if st["returns"] == "returns" else money(vol, vol_unit.strip()))),
+        ("Sharpe ratio (same bars, annualised)", ratio(st["sharpe"])),
+        ("Bar length of the two above", st["bar"] if st["bars"] else f"none ({st['bar'] or 'too few samples'})"),
+        ("Bars", f"{st['bars']:,}"),
+        ("Start cash", money(s.get("start_cash", 0.0), unit)),
+        ("Frames replayed", f"{s['frames']:,}"),
+    ]
+
+
+def _utc(ns: np.ndarray) -> np.ndarray:
+    return ns.astype("datetime64[ns]")
+
+
+def write_report(folder: str, recordings: list[str] | None = None, plotlyjs: str = "inline") -> str:
+    """Write ``folder/report.html`` for the result folder ``folder``; returns its path.
+
+    ``recordings``: the recording(s) the backtest replayed, for the price panel (without them, the fill
+    prices stand in for the market's). ``plotlyjs``: ``"inline"`` (self-contained), or a relative URL of a
+    local copy of plotly.js (a sweep's runs share one).
+    """
+    import plotly.graph_objects as go
+    import pyarrow.parquet as pq
+    from plotly.subplots import make_subplots
+
+    with open(os.path.join(folder, "summary.json")) as fh:
+        s = json.load(fh)
+    st = run_statistics(folder)
+    unit = currency(s)
+    eq = pq.read_table(os.path.join(folder, "equity.parquet"))
+    fills = pq.read_table(os.path.join(folder, "fills.parquet"))
+    t = eq.column("gen_time").cast("int64").to_numpy()
+    pnl = eq.column("pnl").to_numpy()
+    dd = eq.column("drawdown").to_numpy()
+    symbols = sorted(c[len("position."):] for c in eq.column_names if c.startswith("position."))
+    ft = fills.column("gen_time").cast("int64").to_numpy()
+    fsym = np.asarray(fills.column("symbol").cast("string").to_pylist(), dtype=object)
+    fpx = fills.column("price").to_numpy()
+    fq = fills.column("quantity").to_numpy()
+    fside = fills.column("side").to_numpy()
+    fliq = np.asarray(fills.column("liquidity").cast("string").to_pylist(), dtype=object)
+    prices = market_prices(recordings, symbols) if recordings else {}
+
+    fig = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.035,
+                        row_heights=[0.34, 0.14, 0.32, 0.20],
+                        subplot_titles=(f"P&L net of fees ({unit})", f"Drawdown ({unit})",
+                                        "Price and fills (choose the symbol above)", "Position (the chosen symbol)"))
+    tx, px_ = downsample(t, pnl)
+    fig.add_trace(go.Scattergl(x=_utc(tx), y=px_, mode="lines", name="P&L", line={"color": "#1f5fa8", "width": 1.6},
+                               hovertemplate="%{x}<br>P&L %{y:,.2f} " + unit + "<extra></extra>"), row=1, col=1)
+    tx, dx = downsample(t, -dd)
+    fig.add_trace(go.Scattergl(x=_utc(tx), y=dx, mode="lines", fill="tozeroy", name="drawdown",
+                               line={"color": "#c0392b", "width": 1},
+                               hovertemplate="%{x}<br>drawdown %{y:,.2f} " + unit + "<extra></extra>"), row=2, col=1)
+    price_traces: dict[str, list[int]] = {}
+    for k, sym in enumerate(symbols):
+        idx = price_traces.setdefault(sym, [])
+        visible = k == 0
+        if sym in prices:
+            mt, my = downsample(*prices[sym])
+            idx.append(len(fig.data))
+            fig.add_trace(go.Scattergl(x=_utc(mt), y=my, mode="lines", name=f"{sym} mid", visible=visible,
+                                       line={"color": "#6b7280", "width": 1}, legendgroup="price",
+                                       hovertemplate="%{x}<br>" + sym + " %{y}<extra></extra>"), row=3, col=1)
+        sel = fsym == sym
+        for side, name, color, marker in ((0, "buy", "#1a7f37", "triangle-up"), (1, "sell", "#b3261e", "triangle-down")):
+            m = sel & (fside == side)
+            idx.append(len(fig.data))
+            fig.add_trace(go.Scattergl(
+                x=_utc(ft[m]), y=fpx[m], mode="markers", name=f"{sym} {name} fills", visible=visible,
+                marker={"symbol": marker, "size": 6, "color": color, "opacity": 0.55}, legendgroup="price",
+                customdata=np.stack([fq[m], fliq[m]], axis=-1) if m.any() else None,
+                hovertemplate="%{x}<br>" + name + " %{customdata[0]} @ %{y} (%{customdata[1]})<extra></extra>"),
+                row=3, col=1)
+    for k, sym in enumerate(symbols):
+        pos = eq.column(f"position.{sym}").to_numpy()
+        change = np.r_[True, pos[1:] != pos[:-1]] | np.r_[pos[1:] != pos[:-1], True]  # corners of the steps
+        price_traces[sym].append(len(fig.data))
+        fig.add_trace(go.Scattergl(x=_utc(t[change]), y=pos[change], mode="lines", line_shape="hv",
+                                   name=f"{sym} position", visible=k == 0, line={"width": 1.3, "color": "#7b3fa0"},
+                                   hovertemplate="%{x}<br>" + sym + " position %{y}<extra></extra>"), row=4, col=1)
+    n_fixed = 2
+    if len(symbols) > 1:
+        buttons = []
+        all_price = {i for v in price_traces.values() for i in v}
+        for sym in symbols:
+            vis = [True if i < n_fixed or i not in all_price else i in price_traces[sym] for i in range(len(fig.data))]
+            buttons.append({"label": sym, "method": "restyle", "args": [{"visible": vis}]})
+        fig.update_layout(updatemenus=[{"buttons": buttons, "type": "buttons", "direction": "right", "x": 0,
+                                        "xanchor": "left", "y": 0.5, "yanchor": "bottom", "showactive": True,
+                                        "pad": {"t": 2, "b": 2}}])
+    fig.update_layout(height=980, margin={"l": 70, "r": 180, "t": 40, "b": 50}, hovermode="closest",
+                      legend={"x": 1.01, "xanchor": "left", "y": 1, "font": {"size": 11}}, template="plotly_white")
+    fig.update_yaxes(title_text=unit, row=1, col=1)
+    fig.update_yaxes(title_text=unit, row=2, col=1)
+    fig.update_yaxes(title_text="price", row=3, col=1)
+    fig.update_yaxes(title_text="quantity", row=4, col=1)
+    fig.update_xaxes(title_text="time (UTC, recording clock)", row=4, col=1)
+    # per-symbol P&L, realised and unrealised
+    pos_d = s.get("positions") or {}
+    sy = list(pos_d)
+    fig2 = go.Figure()
+    fig2.add_trace(go.Bar(y=sy, x=[pos_d[k]["realized_pnl"] for k in sy], name="realised", orientation="h",
+                          marker_color="#1f5fa8", hovertemplate="%{y} realised %{x:,.2f}<extra></extra>"))
+    fig2.add_trace(go.Bar(y=sy, x=[pos_d[k]["unrealized_pnl"] for k in sy], name="unrealised", orientation="h",
+                          marker_color="#8fb3de", hovertemplate="%{y} unrealised %{x:,.2f}<extra></extra>"))
+    fig2.update_layout(barmode="relative", height=120 + 36 * max(1, len(sy)), template="plotly_white",
+                       title=f"P&L per symbol before fees ({unit})", margin={"l": 70, "r": 20, "t": 50, "b": 40},
+                       legend={"orientation": "h", "y": -0.25})
+    name = strategy_name(s)
+    t0 = s.get("start_time_ns")
+    t1 = s.get("end_time_ns")
+    span = (f"{np.datetime64(int(t0), 'ns').astype('datetime64[ms]')} to "
+            f"{np.datetime64(int(t1), 'ns').astype('datetime64[ms]')} UTC" if t0 is not None and t1 is not None else "")
+    sub = html.escape(f"{span} · fill model {s['fill_model']} · latency {duration(s['latency_ns'])} in / "
+                      f"{duration(s['response_latency_ns'])} back · fees {_fees_text(s['fees_schedule'])}")
+    note = ("Numbers are rounded for reading; summary.json holds them exact. Lines are drawn at screen "
+            "resolution (each pixel keeps its minimum and maximum); every fill is a marker: zoom to tell them apart."
+            + ("" if prices else " The recording was not given: the price panel shows the fill prices only."))
+    body = (f'<div class="grid"><div>{_table(statistics_rows(s, st), "stats")}</div>'
+            f'<div style="flex:1;min-width:380px">{_fig_html(fig2, "per-symbol")}</div></div>'
+            f'<p class="note">{html.escape(note)}</p>{_fig_html(fig, "panels")}')
+    path = os.path.join(folder, "report.html")
+    tmp = path + f".{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(_page(f"Backtest: {name}", sub, body, plotlyjs))
+    os.replace(tmp, path)
+    return path
