@@ -35,6 +35,7 @@ from .journal import (
     verify,
 )
 from .journal.format import FillFlag, Liquidity, OrderStatus, RejectReason
+from . import sweep  # kftools.sweep(...) runs a sweep: the package is callable (kftools/sweep/__init__.py)
 
 __version__ = "0.1.0"
 __all__ = [
@@ -42,5 +43,5 @@ __all__ = [
     "MergedReader", "MsgType", "NotAJournal", "OrderType", "OutputError", "Reader", "SchemaError", "Side",
     "StrategyError", "TypeRegistry", "UnknownType", "UnreadablePage", "UnsupportedVersion", "UsageError", "WaitPolicy", "Writer",
     "load_registry", "open_many", "recover", "register_type", "verify",
-    "FillFlag", "Liquidity", "OrderStatus", "RejectReason",
+    "FillFlag", "Liquidity", "OrderStatus", "RejectReason", "sweep",
 ]

@@ -83,13 +83,10 @@ def draw_folder(folder: str, path: str | None = None, recordings: list[str] | No
                 a.step(ft[sel], fpx[sel], where="post", color="#6b7280", lw=0.8, label=f"{top} fill price")
         # fills per bar: buys up, sells down (a count stays readable where markers would bury the price)
         edges = np.linspace(t[0].astype(np.int64), t[-1].astype(np.int64), 121)
-        width = (edges[1] - edges[0]) * 0.9
-        mid = (edges[:-1] + edges[1:]) / 2
         bx = axes[3]
         for side, sign, color, lab in ((0, 1, "#1a7f37", "buy fills"), (1, -1, "#b3261e", "sell fills")):
             c, _ = np.histogram(ft[sel & (fside == side)].astype(np.int64), edges)
-            bx.bar(mid.astype(np.int64).astype("datetime64[ns]"), sign * c, width=np.timedelta64(int(width), "ns"),
-                   color=color, label=lab)
+            bx.stairs(sign * c, edges.astype(np.int64).astype("datetime64[ns]"), fill=True, color=color, label=lab)
         bx.axhline(0, color="#888", lw=0.6)
         bx.set_ylabel("fills", fontsize=8)
         bx.tick_params(axis="y", labelsize=7)

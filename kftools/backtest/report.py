@@ -423,3 +423,146 @@ def write_report(folder: str, recordings: list[str] | None = None, plotlyjs: str
         fh.write(_page(f"Backtest: {name}", sub, body, plotlyjs))
     os.replace(tmp, path)
     return path
+
+
+# -- report.html of a sweep ------------------------------------------------------------------------------
+#: statistics the sweep's heatmap can show: (column, label, how to print)
+SWEEP_STATS = (("net_pnl", "net P&L", money), ("sharpe", "Sharpe (annualised)", ratio),
+               ("max_drawdown", "max drawdown", money), ("fill_ratio", "fill ratio", pct),
+               ("maker_share", "maker share", pct), ("turnover", "turnover", money), ("fills", "fills", qty))
+
+_SORT_JS = """
+document.querySelectorAll('table.sortable').forEach(function(t){
+  t.querySelectorAll('th').forEach(function(th, i){
+    th.classList.add('sortable');
+    th.addEventListener('click', function(){
+      var body = t.tBodies[0], rows = Array.from(body.rows);
+      var asc = th.dataset.dir !== 'asc'; th.dataset.dir = asc ? 'asc' : 'desc';
+      rows.sort(function(a, b){
+        var x = a.cells[i].dataset.v, y = b.cells[i].dataset.v;
+        var nx = parseFloat(x), ny = parseFloat(y);
+        var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : String(x).localeCompare(String(y));
+        return asc ? c : -c;
+      });
+      rows.forEach(function(r){ body.appendChild(r); });
+    });
+  });
+});
+"""
+
+
+def _cell(v: Any, text: str, cls: str = "n") -> str:
+    sort = "" if v is None else (repr(float(v)) if isinstance(v, int | float) and not isinstance(v, bool) else str(v))
+    return f'<td class="{cls}" data-v="{html.escape(sort)}">{text}</td>'
+
+
+def _param_text(v: Any) -> str:
+    return price(v) if isinstance(v, float) else str(v)
+
+
+def write_sweep_report(out: str, runs, params: list[str], title: str = "Sweep", plotlyjs: str = "inline") -> str:
+    """Write ``out/report.html`` for a sweep: a sortable table of its runs and heatmaps of a chosen statistic
+    over two parameters, one per fill model and latency. ``runs`` is runs.parquet's table."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows = runs.to_pylist()
+    ok = [r for r in rows if r.get("error") is None]
+    unit = "quote units"
+    pcols = [f"param.{p}" for p in params]
+    head = ["run", "recording", "fill model", "latency", *params, f"net P&L ({unit})", "realised", "fees",
+            "max drawdown", "Sharpe", "fill ratio", "maker share", "fills", "turnover", "error"]
+    body = []
+    for r in rows:
+        link = f'<a href="{html.escape(r["folder"])}/report.html">{r["run"]}</a>' if r.get("folder") else r["run"]
+        cells = [_cell(r["run"], link, "t"), _cell(os.path.basename(r["recording"]),
+                                                    html.escape(os.path.basename(r["recording"])), "t"),
+                 _cell(r["fill_model"], r["fill_model"], "t"), _cell(r["latency_ns"], duration(r["latency_ns"]))]
+        cells += [_cell(r[c], html.escape(_param_text(r[c]))) for c in pcols]
+        cells += [_cell(r.get("net_pnl"), money(r.get("net_pnl"))), _cell(r.get("realized_pnl"), money(r.get("realized_pnl"))),
+                  _cell(r.get("fees"), money(r.get("fees"))), _cell(r.get("max_drawdown"), money(r.get("max_drawdown"))),
+                  _cell(r.get("sharpe"), ratio(r.get("sharpe"))), _cell(r.get("fill_ratio"), pct(r.get("fill_ratio"))),
+                  _cell(r.get("maker_share"), pct(r.get("maker_share"))), _cell(r.get("fills"), qty(r.get("fills"))),
+                  _cell(r.get("turnover"), money(r.get("turnover"))),
+                  _cell(r.get("error") or "", html.escape(r.get("error") or ""), "t")]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    ths = "".join(f'<th class="{"t" if k < 3 else "n"}">{html.escape(h)}</th>' for k, h in enumerate(head))
+    table = f'<table id="runs" class="sortable"><thead><tr>{ths}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+    # heatmaps: x, y = the first two parameters (else what varies), one panel per fill model and latency
+    axes_cols = pcols[:2]
+    if len(axes_cols) < 2:
+        recs = sorted({r["recording"] for r in ok})
+        axes_cols = axes_cols + (["recording"] if len(recs) > 1 or not axes_cols else [])
+    panels = sorted({(r["fill_model"], r["latency_ns"]) for r in ok})
+    heat_html = "<p class=note>No finished run to draw.</p>"
+    if ok and panels:
+        ncols = min(3, len(panels))
+        nrows = -(-len(panels) // ncols)
+        fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=[f"{m}, latency {duration(lat)}" for m, lat in panels],
+                            horizontal_spacing=0.08, vertical_spacing=0.16)
+
+        def label(col: str, v: Any) -> str:
+            return os.path.basename(v) if col == "recording" else _param_text(v)
+
+        xcol = axes_cols[0] if axes_cols else None
+        ycol = axes_cols[1] if len(axes_cols) > 1 else None
+        xs = sorted({r[xcol] for r in ok}, key=_order) if xcol else ["all"]
+        ys = sorted({r[ycol] for r in ok}, key=_order) if ycol else ["all"]
+        zs: dict[str, list] = {}
+        for col, _, _ in SWEEP_STATS:
+            zs[col] = []
+            for m, lat in panels:
+                grid = []
+                for yv in ys:
+                    line = []
+                    for xv in xs:
+                        vals = [r[col] for r in ok if r["fill_model"] == m and r["latency_ns"] == lat
+                                and (xcol is None or r[xcol] == xv) and (ycol is None or r[ycol] == yv)
+                                and r[col] is not None]
+                        line.append(float(np.mean(vals)) if vals else None)
+                    grid.append(line)
+                zs[col].append(grid)
+        first = SWEEP_STATS[0][0]
+        for k, _ in enumerate(panels):
+            fig.add_trace(go.Heatmap(
+                z=zs[first][k], x=[label(xcol, v) if xcol else v for v in xs],
+                y=[label(ycol, v) if ycol else v for v in ys], coloraxis="coloraxis",
+                texttemplate="%{z:,.2f}", hovertemplate=(f"{xcol or ''} %{{x}}<br>{ycol or ''} %{{y}}<br>"
+                                                         "%{z:,.4g}<extra></extra>")),
+                row=k // ncols + 1, col=k % ncols + 1)
+        # signed statistics are centred on 0; a drawdown is better small (its scale reversed)
+        buttons = [{"label": lab, "method": "update",
+                    "args": [{"z": zs[col]}, {"coloraxis.colorbar.title.text": lab,
+                                              "coloraxis.cmid": 0 if col in ("net_pnl", "sharpe") else None,
+                                              "coloraxis.reversescale": col == "max_drawdown"}]}
+                   for col, lab, _ in SWEEP_STATS]
+        fig.update_layout(
+            height=160 + 300 * nrows, template="plotly_white", margin={"l": 80, "r": 40, "t": 90, "b": 60},
+            coloraxis={"colorscale": "RdYlGn", "cmid": 0, "colorbar": {"title": {"text": SWEEP_STATS[0][1]}}},
+            updatemenus=[{"buttons": buttons, "type": "buttons", "direction": "right", "x": 0, "xanchor": "left",
+                          "y": 1.0 + 60 / (160 + 300 * nrows), "yanchor": "bottom", "showactive": True}])
+        fig.update_xaxes(title_text=(xcol or "").removeprefix("param."), type="category")
+        fig.update_yaxes(title_text=(ycol or "").removeprefix("param."), type="category")
+        heat_html = _fig_html(fig, "heatmap")
+    agg = ("each cell the mean over " + ", ".join(
+        [c.removeprefix("param.") for c in pcols[2:]] + (["recordings"] if "recording" not in axes_cols
+                                                          and len({r["recording"] for r in ok}) > 1 else []))
+           if len(pcols) > 2 or ("recording" not in axes_cols and len({r["recording"] for r in ok}) > 1)
+           else "one run per cell")
+    sub = html.escape(f"{len(rows):,} runs ({len(ok):,} finished) · parameters {', '.join(params) or 'none'} · "
+                      f"P&L in {unit} · Sharpe on each run's stated bars, {ANNUALISATION}")
+    body_html = (f"<h2>Statistic over two parameters</h2><p class=note>Choose the statistic with the buttons; "
+                 f"{html.escape(agg)}. Hover a cell for its exact value.</p>{heat_html}"
+                 f"<h2>Runs</h2><p class=note>Click a column's title to sort; a run's id opens its own report.</p>"
+                 f"{table}<script>{_SORT_JS}</script>")
+    path = os.path.join(out, "report.html")
+    tmp = path + f".{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(_page(title, sub, body_html, plotlyjs))
+    os.replace(tmp, path)
+    return path
+
+
+def _order(v: Any) -> tuple:
+    return (0, v, "") if isinstance(v, int | float) and not isinstance(v, bool) else (1, 0, str(v))

@@ -80,6 +80,7 @@ def sweep(
     cap_volume: bool = False,
     scheduler: str | None = None,
     workers: int | None = None,
+    chart: bool = True,
     force: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> SweepResult:
@@ -88,6 +89,7 @@ def sweep(
     ``grid``: ``{"name": [values]}`` (or ``["name=v1,v2", ...]``), passed to the strategy class as keyword
     arguments; ``fill_models`` and ``latencies`` sweep the simulated exchange. Runs go to ``workers`` local
     processes (default one per core), or to the Dask cluster at ``scheduler`` (``tcp://host:8786``).
+    ``chart``: each run also draws chart.png (its report.html is always written).
     """
     from ..backtest.options import parse_latency
 
@@ -117,7 +119,7 @@ def sweep(
 
     parse_fees(fees)
     jobs = [Job(r, source, os.path.basename(path), cls_name or cls.__name__, resp_ns, fees, float(cash),
-                cap_volume, plotlyjs=f"../../{PLOTLY_JS}") for r in runs]
+                cap_volume, plotlyjs=f"../../{PLOTLY_JS}", chart=chart) for r in runs]
     spec_doc = {
         "strategy": {"file": os.path.basename(path), "class": cls.__name__,
                      "sha256": hashlib.sha256(source.encode()).hexdigest()},
@@ -170,7 +172,7 @@ def sweep(
     _atomic_parquet(table, os.path.join(out, "runs.parquet"))
     from ..backtest.report import write_sweep_report
 
-    report = write_sweep_report(out, table, list(g))
+    report = write_sweep_report(out, table, list(g), title=f"Sweep: {cls.__name__} ({os.path.basename(path)})")
     return SweepResult(out, table, len(todo) - len(failed), skipped, failed, report)
 
 

@@ -22,7 +22,7 @@ def run_local(jobs: list[Job], finished: Callable[[RunResult], None], workers: i
         return
     # forkserver: workers start from a clean process that imported kftools once (no threads forked)
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["kftools.sweep.runner", "kftools.replay", "kftools.backtest.report"])
+    ctx.set_forkserver_preload(["kftools.sweep.warm"])
     pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx)
     pending: set[Future] = set()
     try:

@@ -30,6 +30,7 @@ class Job:
     cash: float = 0.0
     cap_volume: bool = False
     plotlyjs: str = "inline"  # how each run's report.html gets plotly.js (see kftools.backtest.report)
+    chart: bool = True  # also chart.png (report.html is always written)
 
 
 @dataclass(slots=True)
@@ -79,7 +80,7 @@ def backtest_folder(job: Job, recording: str, scratch: str) -> tuple[dict, str]:
                                job.cap_volume, job.cash)
     folder = os.path.join(scratch, "result")
     rep = Replay(recording, os.path.join(scratch, "out.dat"), speed=None, strategy=strategy, exchange=exchange,
-                 results=folder, chart=True, force=True)
+                 results=folder, chart=False, force=True)
     st = rep.run()
     if st.damage is not None:
         raise KftoolsError(f"{recording}: {st.damage}")
@@ -93,6 +94,7 @@ def run_job(job: Job) -> RunResult:
     """Run one backtest; a KftoolsError (bad parameter, strategy bug) becomes the result's error, not a raise."""
     import json
 
+    from ..backtest.chart import draw_folder
     from ..backtest.report import write_report
 
     run_id = job.spec.run_id
@@ -103,6 +105,8 @@ def run_job(job: Job) -> RunResult:
         with open(os.path.join(folder, "summary.json"), "w") as fh:
             json.dump(summary, fh, indent=2, sort_keys=True)
             fh.write("\n")
+        if job.chart:
+            draw_folder(folder, recordings=[recording])
         write_report(folder, recordings=[recording], plotlyjs=job.plotlyjs)
         files = {}
         for name in sorted(os.listdir(folder)):
