@@ -343,10 +343,10 @@ def write_report(folder: str, recordings: list[str] | None = None, plotlyjs: str
                         subplot_titles=(f"P&L net of fees ({unit})", f"Drawdown ({unit})",
                                         "Price and fills (choose the symbol above)", "Position (the chosen symbol)"))
     tx, px_ = downsample(t, pnl)
-    fig.add_trace(go.Scattergl(x=_utc(tx), y=px_, mode="lines", name="P&L", line={"color": "#1f5fa8", "width": 1.6},
+    fig.add_trace(go.Scatter(x=_utc(tx), y=px_, mode="lines", name="P&L", line={"color": "#1f5fa8", "width": 1.6},
                                hovertemplate="%{x}<br>P&L %{y:,.2f} " + unit + "<extra></extra>"), row=1, col=1)
     tx, dx = downsample(t, -dd)
-    fig.add_trace(go.Scattergl(x=_utc(tx), y=dx, mode="lines", fill="tozeroy", name="drawdown",
+    fig.add_trace(go.Scatter(x=_utc(tx), y=dx, mode="lines", fill="tozeroy", name="drawdown",
                                line={"color": "#c0392b", "width": 1},
                                hovertemplate="%{x}<br>drawdown %{y:,.2f} " + unit + "<extra></extra>"), row=2, col=1)
     price_traces: dict[str, list[int]] = {}
@@ -356,14 +356,14 @@ def write_report(folder: str, recordings: list[str] | None = None, plotlyjs: str
         if sym in prices:
             mt, my = downsample(*prices[sym])
             idx.append(len(fig.data))
-            fig.add_trace(go.Scattergl(x=_utc(mt), y=my, mode="lines", name=f"{sym} mid", visible=visible,
+            fig.add_trace(go.Scatter(x=_utc(mt), y=my, mode="lines", name=f"{sym} mid", visible=visible,
                                        line={"color": "#6b7280", "width": 1}, legendgroup="price",
                                        hovertemplate="%{x}<br>" + sym + " %{y}<extra></extra>"), row=3, col=1)
         sel = fsym == sym
         for side, name, color, marker in ((0, "buy", "#1a7f37", "triangle-up"), (1, "sell", "#b3261e", "triangle-down")):
             m = sel & (fside == side)
             idx.append(len(fig.data))
-            fig.add_trace(go.Scattergl(
+            fig.add_trace(go.Scatter(
                 x=_utc(ft[m]), y=fpx[m], mode="markers", name=f"{sym} {name} fills", visible=visible,
                 marker={"symbol": marker, "size": 6, "color": color, "opacity": 0.55}, legendgroup="price",
                 customdata=np.stack([fq[m], fliq[m]], axis=-1) if m.any() else None,
@@ -373,7 +373,7 @@ def write_report(folder: str, recordings: list[str] | None = None, plotlyjs: str
         pos = eq.column(f"position.{sym}").to_numpy()
         change = np.r_[True, pos[1:] != pos[:-1]] | np.r_[pos[1:] != pos[:-1], True]  # corners of the steps
         price_traces[sym].append(len(fig.data))
-        fig.add_trace(go.Scattergl(x=_utc(t[change]), y=pos[change], mode="lines", line_shape="hv",
+        fig.add_trace(go.Scatter(x=_utc(t[change]), y=pos[change], mode="lines", line_shape="hv",
                                    name=f"{sym} position", visible=k == 0, line={"width": 1.3, "color": "#7b3fa0"},
                                    hovertemplate="%{x}<br>" + sym + " position %{y}<extra></extra>"), row=4, col=1)
     n_fixed = 2
@@ -412,7 +412,7 @@ def write_report(folder: str, recordings: list[str] | None = None, plotlyjs: str
     sub = html.escape(f"{span} · fill model {s['fill_model']} · latency {duration(s['latency_ns'])} in / "
                       f"{duration(s['response_latency_ns'])} back · fees {_fees_text(s['fees_schedule'])}")
     note = ("Numbers are rounded for reading; summary.json holds them exact. Lines are drawn at screen "
-            "resolution (each pixel keeps its minimum and maximum); every fill is a marker: zoom to tell them apart."
+            "resolution (each pixel keeps its minimum and maximum); every fill is a marker: zoom to tell them apart. Plain SVG, no WebGL: any browser draws it."
             + ("" if prices else " The recording was not given: the price panel shows the fill prices only."))
     body = (f'<div class="grid"><div>{_table(statistics_rows(s, st), "stats")}</div>'
             f'<div style="flex:1;min-width:380px">{_fig_html(fig2, "per-symbol")}</div></div>'

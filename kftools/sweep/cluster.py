@@ -27,7 +27,7 @@ def run_on_dask(scheduler: str, jobs: list[Job], finished: Callable[[RunResult],
     try:
         futures = [client.submit(run_job, j, key=f"kftools-run-{j.spec.run_id}", pure=False, retries=2)
                    for j in jobs]
-        for fut in as_completed(futures):
+        for fut in as_completed(futures, loop=client.loop):
             finished(fut.result())
     finally:
         if futures:
