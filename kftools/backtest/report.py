@@ -261,9 +261,9 @@ def _js_tag(plotlyjs: str) -> str:
     return f'<script src="{html.escape(plotlyjs)}"></script>'
 
 
-def _fig_html(fig, div_id: str) -> str:
+def _fig_html(fig, div_id: str, modebar: bool = True) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                       config={"displaylogo": False, "responsive": True})
+                       config={"displaylogo": False, "responsive": True, "displayModeBar": modebar})
 
 
 def _page(title: str, sub: str, body: str, plotlyjs: str) -> str:
@@ -415,7 +415,7 @@ def write_report(folder: str, recordings: list[str] | None = None, plotlyjs: str
             "resolution (each pixel keeps its minimum and maximum); every fill is a marker: zoom to tell them apart. Plain SVG, no WebGL: any browser draws it."
             + ("" if prices else " The recording was not given: the price panel shows the fill prices only."))
     body = (f'<div class="grid"><div>{_table(statistics_rows(s, st), "stats")}</div>'
-            f'<div style="flex:1;min-width:380px">{_fig_html(fig2, "per-symbol")}</div></div>'
+            f'<div style="flex:1;min-width:380px">{_fig_html(fig2, "per-symbol", modebar=False)}</div></div>'
             f'<p class="note">{html.escape(note)}</p>{_fig_html(fig, "panels")}')
     path = os.path.join(folder, "report.html")
     tmp = path + f".{os.getpid()}.tmp"
