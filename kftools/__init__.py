@@ -1,5 +1,6 @@
 """kftools: tools for the memory-mapped journals low-latency trading engines write."""
 
+from . import sweep  # kftools.sweep(...) runs a sweep: the package is callable (kftools/sweep/__init__.py)
 from .errors import (
     CorruptJournal,
     FrameTooLarge,
@@ -35,7 +36,6 @@ from .journal import (
     verify,
 )
 from .journal.format import FillFlag, Liquidity, OrderStatus, RejectReason
-from . import sweep  # kftools.sweep(...) runs a sweep: the package is callable (kftools/sweep/__init__.py)
 
 __version__ = "0.1.0"
 __all__ = [

@@ -138,7 +138,7 @@ def bar_statistics(times_ns: np.ndarray, equity: np.ndarray, start_cash: float =
     if len(times_ns) < 2:
         return out
     span_s = (int(times_ns[-1]) - int(times_ns[0])) / 1e9
-    for secs, label in BAR_CHOICES:
+    for secs, label in BAR_CHOICES:  # noqa: B007 - the loop picks (secs, label)
         if span_s / secs >= MIN_BARS:
             break
     else:

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from ..errors import OutputError, UsageError
 from .grid import RunSpec, expand, parse_grid, read_grid_file
-from .runner import Job, RunResult, run_job
+from .runner import Job, RunResult
 
 MANIFEST = "_kftools_sweep.json"
 MANIFEST_FORMAT = 1
@@ -223,7 +223,10 @@ def _open_folder(out: str, spec: dict, force: bool) -> dict:
         if force:
             for name in (RUNS_DIR, "runs.parquet", "report.html", PLOTLY_JS, MANIFEST):
                 p = os.path.join(out, name)
-                shutil.rmtree(p) if os.path.isdir(p) else (os.path.exists(p) and os.unlink(p))
+                if os.path.isdir(p):
+                    shutil.rmtree(p)
+                elif os.path.exists(p):
+                    os.unlink(p)
         elif json.loads(json.dumps(manifest.get("sweep"))) != json.loads(json.dumps(spec)):
             diff = _diff(manifest.get("sweep") or {}, spec)
             raise UsageError(f"{out}: holds a different sweep ({diff}); use another folder, or --force to start over")
