@@ -1,7 +1,7 @@
 """Runs of a sweep on a Dask distributed cluster (``kftools sweep --scheduler tcp://host:8786``).
 
 Each run is one task (its key names the run). The recordings are read where the workers are: a path they all
-reach, or an ``s3://`` dataset a worker imports once into its local cache. Results come back to this process.
+reach. Results come back to this process and are written here.
 A worker that dies mid-run loses only that run: the scheduler gives its task to another worker.
 """
 

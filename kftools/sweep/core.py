@@ -177,15 +177,15 @@ def sweep(
 
 
 def _recordings(paths: list) -> list[str]:
-    """Each recording as an absolute path (a folder: the journals in it), or an ``s3://`` dataset as given."""
+    """Each recording as an absolute path (a folder: the journals in it)."""
     from ..errors import NotAJournal
     from ..journal.merge import expand_journals
 
     out: list[str] = []
     for p in map(os.fspath, paths):
         if "://" in p:
-            out.append(p)
-            continue
+            raise UsageError(f"{p}: recordings in object storage are not supported yet; copy the journal to a path "
+                             "every worker reads")
         for j in expand_journals([p]):
             if not os.path.exists(j):
                 raise NotAJournal(f"{j}: no such recording")

@@ -100,7 +100,7 @@ def run_job(job: Job) -> RunResult:
     run_id = job.spec.run_id
     scratch = tempfile.mkdtemp(prefix=f"kftools-run-{run_id}-")
     try:
-        recording = local_recording(job.spec.recording)
+        recording = job.spec.recording  # a path every worker reads (a shared one on a cluster)
         summary, folder = backtest_folder(job, recording, scratch)
         with open(os.path.join(folder, "summary.json"), "w") as fh:
             json.dump(summary, fh, indent=2, sort_keys=True)
@@ -117,12 +117,3 @@ def run_job(job: Job) -> RunResult:
         return RunResult(run_id, None, error=str(e))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def local_recording(recording: str) -> str:
-    """The path this machine reads ``recording`` from (a local or shared path as it is)."""
-    if "://" in recording:
-        from .remote import cached_recording
-
-        return cached_recording(recording)
-    return recording
