@@ -5,9 +5,12 @@ best bid and one sell order at the best ask, ``size`` each, and moves them
 when the quote moves (cancel, then a new order once the cancel is confirmed).
 It stops quoting the side that would take its inventory past ``max_position``.
 
-Its orders never cross the spread: every fill is a maker fill, and when and
-how much fills is exactly what the fill model decides. Run it with
-``--fill-model touch``, ``through`` and ``queue`` on the same recording to see
+Its orders join the quote it saw and are meant to rest: with latency 0 every
+fill is a maker fill, and when and how much fills is exactly what the fill
+model decides. With latency the quote may have moved by the time an order
+arrives, and an order that then reaches the other side takes (a taker fill,
+as on a real exchange). Run it with ``--fill-model touch``, ``through`` and
+``queue`` and several ``--latency`` values on the same recording to see
 how much the answer depends on that assumption (docs/backtest.md).
 """
 
@@ -15,8 +18,9 @@ from kftools import OrderStatus, Side
 
 
 class Maker:
-    size = 5.0
-    max_position = 20.0
+    def __init__(self, size: float = 5.0, max_position: float = 20.0):
+        self.size = float(size)  # kftools backtest ... --param size=2
+        self.max_position = float(max_position)
 
     def on_start(self, ctx):
         self.resting = {}  # (symbol, side) -> order id of our working order

@@ -37,11 +37,22 @@ from .journal import (
 )
 from .journal.format import FillFlag, Liquidity, OrderStatus, RejectReason
 
+
+def __getattr__(name: str):
+    # kftools.backtest(recording, strategy, ...) is the backtest package itself (callable), imported on first
+    # use: reading journals needs none of its modules
+    if name == "backtest":
+        import importlib
+
+        return importlib.import_module(".backtest", __name__)
+    raise AttributeError(f"module 'kftools' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 __all__ = [
     "CorruptJournal", "Damage", "Frame", "FrameBatch", "FrameTooLarge", "JournalChanged", "JournalLocked", "KftoolsError", "MergedBatch",
     "MergedReader", "MsgType", "NotAJournal", "OrderType", "OutputError", "Reader", "SchemaError", "Side",
     "StrategyError", "TypeRegistry", "UnknownType", "UnreadablePage", "UnsupportedVersion", "UsageError", "WaitPolicy", "Writer",
     "load_registry", "open_many", "recover", "register_type", "verify",
-    "FillFlag", "Liquidity", "OrderStatus", "RejectReason", "sweep",
+    "FillFlag", "Liquidity", "OrderStatus", "RejectReason", "backtest", "sweep",
 ]

@@ -125,6 +125,7 @@ EXAMPLES = {
               "runtime/ s3://bucket/kf)",
     "import": "kftools import feed.parquet copy.dat",
     "replay": "kftools replay feed.dat --speed 10 -o fast.dat   (backtest: --max --strategy s.py --fill-model queue)",
+    "backtest": "kftools backtest rec.dat --strategy examples/strategy_maker.py --param size=2 --fill-model queue --latency 200us",
     "tail": "kftools tail feed.dat -s AAPL,MSFT --tz local   (several: kftools tail md.dat orders.dat)",
     "bench export": "kftools bench export --frames 1000000",
     "bench replay": "kftools bench replay --json",
@@ -762,6 +763,74 @@ def bench_sweep_cmd(
     from .bench.sweep import run
 
     report(run(frames=frames, runs=runs, dask=dask), json_out)
+
+
+@command(name="backtest")
+def backtest_cmd(
+    journals: JournalsArg,
+    strategy: Annotated[str, typer.Option(
+        "--strategy",
+        help="The strategy, path.py[:Class]. This executes arbitrary Python code with your permissions: only pass "
+             "files you trust.")],
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", metavar="NAME=VALUE",
+        help="A keyword argument of the strategy class's constructor (repeatable); numbers and true/false are "
+             "converted, anything else is text.")] = None,
+    fill_model: Annotated[str, typer.Option("--fill-model", help="When resting limit orders fill: touch, through, queue or prob[:n].")] = "touch",
+    latency: Annotated[str, typer.Option("--latency", help="Strategy-to-exchange latency (0, 500ns, 200us, 1ms), recording time.")] = "0",
+    response_latency: Annotated[str, typer.Option("--response-latency", help="Exchange-to-strategy latency of updates and fills.")] = "0",
+    fees: Annotated[str | None, typer.Option("--fees", help="maker=<bp>,taker=<bp>,order=<cash per order>, e.g. maker=-0.2bp,taker=2bp.")] = None,
+    cap_volume: Annotated[bool, typer.Option("--cap-volume", help="Top of book: cap fills by each print's volume.")] = False,
+    cash: Annotated[float, typer.Option("--cash", help="Starting cash.")] = 0.0,
+    results: Annotated[Path | None, typer.Option("--results", help="Result folder (default <stem>.backtest/ beside the recording).")] = None,
+    chart: Annotated[bool, typer.Option("--chart/--no-chart", help="Draw chart.png in the result folder.")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace an earlier result folder.")] = False,
+    type_: TypeOpt = None,
+    symbol: SymbolOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Backtest a strategy on a recording through the simulated exchange (what replay --max --strategy decides,
+    without writing an output journal) and write the result folder."""
+    from .backtest.report import summary_lines as backtest_lines
+    from .backtest.run import backtest
+    from .backtest.session import default_results
+
+    folder = str(results) if results is not None else default_results(str(journals[0]))
+    res = backtest([str(j) for j in journals], strategy, params=parse_params(param), fill_model=fill_model,
+                   latency=latency, response_latency=response_latency, fees=fees, cash=cash, cap_volume=cap_volume,
+                   results=folder, chart=chart, force=force, types=type_, symbols=symbol, start=start, end=end)
+    if json_out:
+        typer.echo(json.dumps(res.to_dict()))
+    else:
+        for line in backtest_lines(res.to_dict()):
+            typer.echo(line)
+
+
+def parse_params(items: list[str] | None) -> dict:
+    """``--param name=value`` pairs: integers, floats and true/false converted, anything else kept as text."""
+    out: dict = {}
+    for item in items or ():
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key.isidentifier():
+            raise UsageError(f"--param {item!r}: give NAME=VALUE, NAME a Python identifier")
+        if key in out:
+            raise UsageError(f"--param {key}: given twice")
+        value: object = text
+        low = text.strip().lower()
+        if low in ("true", "false"):
+            value = low == "true"
+        else:
+            for conv in (int, float):
+                try:
+                    value = conv(text)
+                    break
+                except ValueError:
+                    continue
+        out[key] = value
+    return out
 
 
 @command(bench_app, name="replay")

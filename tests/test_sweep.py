@@ -67,22 +67,20 @@ def test_sweep_writes_one_row_and_one_result_folder_per_run(local, rec):
     assert "best           net " in r.stdout
 
 
-def test_a_run_is_the_backtest_replay_runs(local, rec, tmp_path):
-    """The sweep's run (spread 0.02, queue) has the numbers of the same backtest run by Replay directly."""
-    from kftools.backtest.options import exchange_config
-    from kftools.replay import Replay, load_strategy
-
+def test_a_run_is_the_backtest_kftools_backtest_runs(local, rec, tmp_path):
+    """The sweep's run (spread 0.02, queue) has the summary of ``kftools backtest`` with the same options."""
     out, _ = local
     row = next(x for x in runs(out).to_pylist() if x["fill_model"] == "queue" and x["param.spread"] == 0.02)
-    strategy = type(load_strategy(STRATEGY))(spread=0.02)
-    st = Replay(rec, str(tmp_path / "o.dat"), speed=None, strategy=strategy, exchange=exchange_config("queue"),
-                results=str(tmp_path / "res"), chart=False).run()
-    want = st.backtest.summary
+    r = run_cli("backtest", rec, "--strategy", STRATEGY, "--param", "spread=0.02", "--fill-model", "queue",
+                "--results", tmp_path / "res", "--no-chart", "--json")
+    assert r.returncode == 0, r.stderr
+    want = json.loads(r.stdout)
     with open(os.path.join(out, row["folder"], "summary.json")) as fh:
         got = json.load(fh)
-    for key in ("net_pnl", "fills", "orders", "max_drawdown", "positions", "fill_ratio", "turnover"):
-        assert got[key] == want[key], key
-    assert got["strategy"] == "Maker (sweep_maker.py)"
+    for key in ("results", "result_files"):
+        want.pop(key)
+    assert got == want
+    assert row["net_pnl"] == want["net_pnl"] and row["fills"] == want["fills"]
 
 
 def test_interrupted_sweep_resumes_with_the_runs_not_finished(rec, local, tmp_path):
@@ -140,13 +138,22 @@ def test_bad_grid_is_one_line_and_writes_nothing(rec, tmp_path, args, message):
     assert not out.exists()
 
 
-def test_a_strategy_parameter_it_does_not_take_fails_the_run_not_the_sweep(rec, tmp_path):
-    res = kftools.sweep(rec, STRATEGY, str(tmp_path / "out"), grid={"spread": [0.01], "colour": ["red"]}, workers=1,
-                        chart=False)
-    assert len(res.failed) == 1
-    (err,) = res.failed.values()
-    assert "Maker(spread=0.01, colour='red') failed" in err and "colour" in err
-    assert runs(res.out).column("error").to_pylist() == [err]
+def test_a_parameter_the_strategy_does_not_take_stops_the_sweep_before_it_starts(rec, tmp_path):
+    out = tmp_path / "out"
+    r = run_cli("sweep", rec, "--strategy", STRATEGY, "--grid", "colour=red", "-o", out)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "does not take these parameters" in r.stderr and "colour" in r.stderr
+    assert not out.exists()
+
+
+def test_a_run_whose_strategy_raises_fails_alone(rec, tmp_path):
+    res = kftools.sweep(rec, STRATEGY, str(tmp_path / "out"), grid={"spread": [0.01, -1.0]}, workers=1, chart=False)
+    assert list(res.failed.values()) == [res.runs.column("error")[1].as_py()]
+    assert "spread must be positive, not -1.0" in res.runs.column("error")[1].as_py()
+    assert res.runs.column("error")[0].as_py() is None and res.ran == 2
+    r = run_cli("sweep", rec, "--strategy", STRATEGY, "--grid", "spread=0.01,-1", "--no-chart", "-o", res.out)
+    assert r.returncode == 1 and "1 run(s) failed (re-run to retry them)" in r.stderr
+    assert "1 run now, 1 finished earlier, 1 failed" in r.stdout  # the failed run is tried again
 
 
 # -- a real Dask cluster on 127.0.0.1 --------------------------------------------------------------------

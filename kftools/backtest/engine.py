@@ -1,18 +1,24 @@
-"""The in-process backtest: drives the simulated exchange over the replayed batches and calls the strategy.
+"""The in-process backtest: one time-ordered stream of events through the simulated exchange and the strategy.
 
-The replay calls :meth:`Backtest.frames` after each chunk it emits. When no
-order is working, no answer is on its way, the strategy holds nothing and has
-no per-frame callback, a chunk costs a few numpy operations (the books learn
-the last quote of each symbol); otherwise a Python loop visits its frames, and
-the strategy is called only for the frame types it has callbacks for.
+The replay calls :meth:`Backtest.frames` after each chunk it emits (or
+:func:`kftools.backtest` drives it directly, without an output journal).
+Market frames come in recording order; requests (new, cancel, modify), answers
+and timers wait in one queue ordered by time. The rule for equal times, one for
+everything (hftbacktest's): **market data first**. So before a market frame at
+time ``t``, every queued event with a time before ``t`` happens, in time order
+(at equal times: arrivals at the exchange, then answers reaching the strategy,
+then timers, each in the order made); events at exactly ``t`` wait until the
+market frames at ``t`` have been handled.
 
-Everything runs on the recording's clock (the frames' original ``gen_time``):
-``--max`` and a paced run make the same decisions, byte for byte.
+When no order is working, nothing is queued, the strategy holds nothing and has
+no callback for the chunk's frames, a chunk costs a few numpy operations (the
+books learn the last quote of each symbol).
 """
 
 from __future__ import annotations
 
 import collections
+import heapq
 import inspect
 import math
 import os
@@ -23,15 +29,34 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import StrategyError, UsageError
-from ..journal.format import FILL, ORDER_UPDATE, TICKER, TRADE, MsgType, OrderStatus, OrderType, Side
+from ..journal.format import DEPTH, FILL, ORDER_UPDATE, TICKER, TRADE, MsgType, OrderStatus, OrderType, Side
 from ..journal.merge import MergedBatch
 from ..journal.reader import Frame, FrameBatch
 from ..journal.writer import Writer
-from .exchange import FILL_FIELDS, NAN, UPDATE_FIELDS, Account, Book, ExchangeConfig, SimExchange, SimOrder
+from .exchange import (
+    FILL_FIELDS,
+    NAN,
+    UNKNOWN_SIDE,
+    UPDATE_FIELDS,
+    Account,
+    Book,
+    ExchangeConfig,
+    Fill,
+    OrderUpdate,
+    SimExchange,
+    SimOrder,
+    status_name,
+)
 
 _TICK = int(MsgType.TICKER)
 _TRADE = int(MsgType.TRADE)
 _ORDER = int(MsgType.ORDER)
+_DEPTH = int(MsgType.DEPTH)
+_MARKET_TYPES = (_TICK, _TRADE, _DEPTH)
+_ORDER_TYPES = frozenset(int(t) for t in OrderType)
+
+# kinds of queued events, in their order at equal times
+ARRIVE, DELIVER, TIMER = 0, 1, 2
 
 
 def _fields(frame, n: int) -> dict:
@@ -76,43 +101,17 @@ def _market_frame(layout, msg_type: int, doc: str) -> Any:
 FRAME_FIELDS = ("gen_time", "trigger_time", "source", "dest")
 TickerFrame = _market_frame(TICKER, _TICK, "A replayed Ticker as strategies see it (decoded once per batch).")
 TradeFrame = _market_frame(TRADE, _TRADE, "A replayed Trade (a market print) as strategies see it.")
+DepthFrame = _market_frame(DEPTH, _DEPTH, "A replayed Depth snapshot (lists of 10 prices and sizes a side).")
+
+CALLBACKS = {_TICK: "on_ticker", _ORDER: "on_order", _TRADE: "on_trade", _DEPTH: "on_depth"}
 
 
-class OrderUpdate(NamedTuple):
-    """What ``on_order_update`` receives: ``time`` is the simulated exchange time, ``status`` an OrderStatus."""
+class Timer(NamedTuple):
+    """What ``on_timer`` receives: the timer's id, when it was due (recording time) and the data given."""
 
+    timer_id: int
     time: int
-    order_id: int
-    symbol: str
-    status: int
-    reject_reason: int
-    side: int
-    order_type: int
-    price: float
-    quantity: float
-    filled_quantity: float
-    remaining_quantity: float
-    avg_price: float
-
-
-class Fill(NamedTuple):
-    """What ``on_fill`` receives: ``time`` is the simulated fill time, ``liquidity`` a Liquidity."""
-
-    time: int
-    fill_id: int
-    order_id: int
-    symbol: str
-    side: int
-    liquidity: int
-    price: float
-    quantity: float
-    fee: float
-    flags: int
-
-
-assert OrderUpdate._fields == UPDATE_FIELDS and Fill._fields == FILL_FIELDS
-
-CALLBACKS = {_TICK: "on_ticker", _ORDER: "on_order", _TRADE: "on_trade"}
+    data: Any
 
 
 class OrderView:
@@ -130,7 +129,7 @@ class OrderView:
         self.quantity = quantity
         self.filled_quantity = 0.0
         self.avg_price = 0.0
-        self.status = "pending"  # pending, accepted, partially_filled, filled, canceled, rejected
+        self.status = "pending"  # pending, accepted, partially_filled, modified, filled, canceled, rejected, expired
 
     @property
     def remaining_quantity(self) -> float:
@@ -138,21 +137,54 @@ class OrderView:
 
     @property
     def is_open(self) -> bool:
-        return self.status in ("pending", "accepted", "partially_filled")
+        return self.status in _OPEN_NAMES
+
+    def learn(self, u: OrderUpdate) -> None:
+        """An answer about this order reached the strategy."""
+        if u.status in _UNCHANGED:
+            return
+        self.status = _STATUS_NAMES[u.status]
+        self.filled_quantity = u.filled_quantity
+        self.avg_price = u.avg_price
+        if u.status == _MODIFIED:
+            self.price, self.quantity = u.price, u.quantity
 
     def __repr__(self) -> str:
         side = "buy" if self.side == Side.BUY else "sell"
         return f"<OrderView {self.order_id} {self.symbol} {side} {self.quantity!r} @ {self.price!r} {self.status}>"
 
 
+_OPEN_NAMES = frozenset(("pending", "accepted", "partially_filled", "modified"))
+_STATUS_NAMES = {int(s): status_name(int(s)) for s in OrderStatus}
+_UNCHANGED = frozenset((int(OrderStatus.CANCEL_REJECTED), int(OrderStatus.MODIFY_REJECTED)))
+_MODIFIED = int(OrderStatus.MODIFIED)
+
+
+def _check_order(symbol, side, order_type, price, quantity, books) -> str:
+    """What is wrong with an order as a strategy sends it ('' if nothing)."""
+    if side not in (Side.BUY, Side.SELL):
+        return f"side must be Side.BUY or Side.SELL, not {side!r}"
+    if order_type not in _ORDER_TYPES:
+        return f"order_type must be an OrderType (LIMIT, MARKET, LIMIT_IOC, LIMIT_FOK, POST_ONLY), not {order_type!r}"
+    if not isinstance(quantity, int | float) or isinstance(quantity, bool) or not (0 < quantity < math.inf):
+        return f"quantity must be a positive number, not {quantity!r}"
+    if order_type != OrderType.MARKET and (
+            not isinstance(price, int | float) or isinstance(price, bool) or not (0 < price < math.inf)):
+        return f"a limit order needs a positive price, not {price!r}"
+    if not isinstance(symbol, str) or symbol not in books:
+        return f"unknown symbol {symbol!r} (no market data for it in the recording so far)"
+    return ""
+
+
 class BacktestContext:
     """What a backtest strategy's callbacks receive as ``ctx``.
 
-    Orders: ``send_order`` (limit or market), ``cancel``, ``open_orders``, ``orders``.
-    The account as the strategy knows it (fills delivered after the response
-    latency): ``position``, ``avg_price``, ``cash``, ``realized_pnl``,
-    ``unrealized_pnl``, ``pnl``, ``fees``. ``now()`` is the simulated time
-    (the recording's clock), ``frame`` the frame being handled.
+    Orders: ``send_order`` (limit, market, IOC, FOK, post-only), ``cancel``,
+    ``modify``, ``open_orders``, ``orders``. Timers: ``schedule``. The account
+    as the strategy knows it (fills delivered after the response latency):
+    ``position``, ``avg_price``, ``cash``, ``realized_pnl``, ``unrealized_pnl``,
+    ``pnl``, ``fees``. ``now()`` is the simulated time (the recording's clock),
+    ``frame`` the frame being handled.
     """
 
     def __init__(self, engine: Backtest, orders: Writer | None):
@@ -164,11 +196,12 @@ class BacktestContext:
         self.orders: dict[int, OrderView] = {}
         self.account = Account(engine.exchange.config.cash)
         self._qty = self.account.qty
+        self._timers = 0
         self.summary: dict | None = None
 
     # -- time and market -------------------------------------------------------------------
     def now(self) -> int:
-        """Simulated time, ns: the recording time of the frame being handled."""
+        """Simulated time, ns: the recording time of the event being handled."""
         return self._engine.time
 
     def quote(self, symbol: str) -> tuple[float, float, float]:
@@ -176,31 +209,27 @@ class BacktestContext:
         b = self._engine.exchange.books.get(symbol)
         return (NAN, NAN, NAN) if b is None else (b.bid, b.ask, b.last)
 
+    def depth(self, symbol: str) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+        """(bids, asks) of ``symbol`` as of now: (price, size) pairs, best first ([] without depth data)."""
+        b = self._engine.exchange.books.get(symbol)
+        if b is None or b.bids is None:
+            return [], []
+        return sorted(b.bids.items(), reverse=True), sorted((b.asks or {}).items())
+
     # -- orders -------------------------------------------------------------------------------
     def send_order(
         self, symbol: str, side: int, price: float = 0.0, quantity: float = 0.0, *, order_type: int = OrderType.LIMIT,
         client_order_id: str = "",
     ) -> int:
-        """Send a limit (or ``order_type=MARKET``) order; returns its order_id (1, 2, ...).
+        """Send an order; returns its order_id (1, 2, ...). It reaches the exchange ``--latency`` after now.
 
-        It reaches the exchange ``--latency`` after the frame being handled.
+        ``order_type``: LIMIT (good till canceled), MARKET, LIMIT_IOC, LIMIT_FOK or POST_ONLY.
         """
         eng = self._engine
-        if side not in (Side.BUY, Side.SELL):
-            raise UsageError(f"send_order: side must be Side.BUY or Side.SELL, not {side!r}")
-        if order_type not in (OrderType.LIMIT, OrderType.MARKET):
-            raise UsageError(f"send_order: order_type must be OrderType.LIMIT or MARKET, not {order_type!r}")
-        try:
-            quantity = float(quantity)
-            price = float(price)
-        except (TypeError, ValueError):
-            raise UsageError(f"send_order: price and quantity must be numbers, not {price!r} and {quantity!r}") from None
-        if not (quantity > 0 and math.isfinite(quantity)):
-            raise UsageError(f"send_order: quantity must be a positive number, not {quantity!r}")
-        if order_type == OrderType.LIMIT and not (price > 0 and math.isfinite(price)):
-            raise UsageError(f"send_order: a limit order needs a positive price, not {price!r}")
-        if not isinstance(symbol, str) or symbol not in eng.exchange.books:
-            raise UsageError(f"send_order: unknown symbol {symbol!r} (no market data for it in the recording so far)")
+        problem = _check_order(symbol, side, order_type, price, quantity, eng.exchange.books)
+        if problem:
+            raise UsageError(f"send_order: {problem}")
+        quantity, price = float(quantity), float(price)
         if order_type == OrderType.MARKET:
             price = 0.0
         self.orders_sent += 1
@@ -210,25 +239,63 @@ class BacktestContext:
         if self._orders is not None:
             self._orders.write_order(symbol, oid, int(side), int(order_type), price, quantity, 0.0, coid,
                                      trigger_time=t)
-        o = SimOrder(oid, symbol, int(side), int(order_type), price, quantity, t, t + eng.exchange.latency, eng.seq,
-                     coid)
-        eng.exchange.submit(o)
+        o = SimOrder(oid, symbol, int(side), int(order_type), price, quantity, t, t + eng.exchange.latency, coid)
+        eng.submit(o)
         self.orders[oid] = OrderView(oid, symbol, int(side), int(order_type), price, quantity)
         return oid
 
     def cancel(self, order_id: int) -> None:
         """Ask the exchange to cancel ``order_id``; the answer comes as an order update."""
-        if order_id not in self.orders:
-            raise UsageError(f"cancel: unknown order id {order_id!r} (this strategy sent orders 1..{self.orders_sent})")
+        v = self._view(order_id, "cancel")
         eng = self._engine
-        v = self.orders[order_id]
         if self._orders is not None:
             self._orders.write(int(MsgType.CANCEL_REQUEST), symbol=v.symbol, order_id=order_id, trigger_time=eng.time)
-        eng.exchange.cancel(order_id, eng.time, eng.seq)
+        eng.request_cancel(order_id, eng.time)
+
+    def modify(self, order_id: int, price: float | None = None, quantity: float | None = None) -> None:
+        """Ask the exchange to change a resting order's limit ``price`` and/or total ``quantity``; a new price or
+        a larger quantity loses its place in the queue. The answer comes as an update (MODIFIED or
+        MODIFY_REJECTED)."""
+        v = self._view(order_id, "modify")
+        price = v.price if price is None else price
+        quantity = v.quantity if quantity is None else quantity
+        if not isinstance(quantity, int | float) or isinstance(quantity, bool) or not (0 < quantity < math.inf):
+            raise UsageError(f"modify: quantity must be a positive number, not {quantity!r}")
+        if not isinstance(price, int | float) or isinstance(price, bool) or not (0 < price < math.inf):
+            raise UsageError(f"modify: price must be a positive number, not {price!r}")
+        eng = self._engine
+        if self._orders is not None:
+            self._orders.write(int(MsgType.MODIFY_REQUEST), symbol=v.symbol, order_id=order_id, price=float(price),
+                               quantity=float(quantity), trigger_time=eng.time)
+        eng.request_modify(order_id, float(price), float(quantity), eng.time)
+
+    def _view(self, order_id: int, what: str) -> OrderView:
+        v = self.orders.get(order_id)
+        if v is None:
+            raise UsageError(f"{what}: unknown order id {order_id!r} (this strategy sent orders 1..{self.orders_sent})")
+        return v
 
     def open_orders(self, symbol: str | None = None) -> list[OrderView]:
-        """Orders not known (to the strategy) to be filled, canceled or rejected."""
+        """Orders not known (to the strategy) to be filled, canceled, rejected or expired."""
         return [v for v in self.orders.values() if v.is_open and (symbol is None or v.symbol == symbol)]
+
+    # -- timers -------------------------------------------------------------------------------
+    def schedule(self, at: int | None = None, *, after: int | None = None, data: Any = None) -> int:
+        """Call the strategy's ``on_timer(ctx, timer)`` at recording time ``at`` (ns) or ``after`` ns from now;
+        returns the timer's id. A timer due before now fires at once (after the event being handled); one due
+        after the last frame of the recording never fires."""
+        eng = self._engine
+        if (at is None) == (after is None):
+            raise UsageError("schedule: give either at= (recording time, ns) or after= (ns from now)")
+        when = at if at is not None else after
+        if not isinstance(when, int) or isinstance(when, bool):
+            raise UsageError(f"schedule: {'at' if at is not None else 'after'} must be an integer of ns, not {when!r}")
+        due = max(int(at), eng.time) if at is not None else eng.time + max(0, int(when))
+        self._timers += 1
+        if self._orders is not None:
+            self._orders.write(int(MsgType.TIMER), timer_id=self._timers, at=due, trigger_time=eng.time)
+        eng.schedule_timer(self._timers, due, data)
+        return self._timers
 
     # -- account ------------------------------------------------------------------------------
     def position(self, symbol: str) -> float:
@@ -294,8 +361,8 @@ class _Symbols(dict):
 
 
 class Backtest:
-    """The replay's dispatcher when a strategy runs: market frames to the exchange and the strategy,
-    orders to the exchange, answers back to the strategy (and into the output journal)."""
+    """The event loop of one backtest: market frames to the exchange and the strategy, requests to the
+    exchange at their arrival, answers to the strategy after the response latency, timers when due."""
 
     def __init__(self, strategy: object, config: ExchangeConfig, *, orders: Writer | None = None,
                  output: Writer | None = None, clock=None, bar_ns: int = 1_000_000_000):
@@ -306,22 +373,55 @@ class Backtest:
         self.output = output
         self.clock = clock
         self.time = 0
-        self.seq = 0
+        self.market_time: int | None = None  # time of the last market frame
+        self.queue: list[tuple] = []  # (time, kind, n, payload): the events still to come
+        self._n = 0
         self.bar_ns = max(1, int(bar_ns))
         self._next_bar = _NEVER_SAMPLED
         self._cache: _Columns | None = None
         self.equity: list[tuple] = []  # (time, equity, cash, realized, unrealized, fees, {symbol: qty}, is_bar)
         self.first_time: int | None = None
         self.frames_seen = 0
+        self.timers_fired = 0
+        self.timers_dropped = 0
         self._symbols = _Symbols()
         self._cb: dict[int, Callable | None] = {}
         self._on_frame = getattr(strategy, "on_frame", None)
         self._on_update = getattr(strategy, "on_order_update", None)
         self._on_fill = getattr(strategy, "on_fill", None)
-        self._market_cb = any(getattr(strategy, n, None) for n in ("on_ticker", "on_trade", "on_order", "on_frame"))
+        self._on_timer = getattr(strategy, "on_timer", None)
+        self._market_cb = any(getattr(strategy, n, None) for n in (*CALLBACKS.values(), "on_frame"))
         self._written = (0, 0)  # updates, fills already written to the output journal
-        #: called with ("update"|"fill", row) for each answer as it reaches the strategy (the gateway publishes it)
+        #: called with ("update"|"fill"|"timer", record) as each reaches the strategy (the gateway publishes it)
         self.sink: Callable[[str, tuple], None] | None = None
+
+    # -- requests (the context and the gateway) ------------------------------------------------------
+    def _push(self, t: int, kind: int, payload) -> None:
+        self._n += 1
+        heapq.heappush(self.queue, (t, kind, self._n, payload))
+
+    def submit(self, o: SimOrder) -> None:
+        """A new order, sent at ``o.sent_time``: it arrives at ``o.arrival_time``."""
+        self.exchange.sent(o)
+        self._push(o.arrival_time, ARRIVE, ("new", o))
+
+    def request_cancel(self, order_id: int, sent: int) -> None:
+        arrival = sent + self.exchange.latency
+        self.exchange.cancels.append((sent, arrival, order_id))
+        self._push(arrival, ARRIVE, ("cancel", order_id))
+
+    def request_modify(self, order_id: int, price: float, quantity: float, sent: int) -> None:
+        arrival = sent + self.exchange.latency
+        self.exchange.modifies.append((sent, arrival, order_id))
+        self._push(arrival, ARRIVE, ("modify", order_id, price, quantity))
+
+    def schedule_timer(self, timer_id: int, due: int, data: Any = None) -> None:
+        self._push(due, TIMER, Timer(timer_id, due, data))
+
+    @property
+    def busy(self) -> bool:
+        """Anything a market frame could change or that waits for its time: queued events, working orders."""
+        return bool(self.queue) or self.exchange.working
 
     # -- strategy calls ------------------------------------------------------------------------
     def call(self, name: str) -> None:
@@ -352,55 +452,114 @@ class Backtest:
             self._cb[mt] = fn
         return fn  # type: ignore[return-value]
 
+    # -- the queue ---------------------------------------------------------------------------------
+    def _run_until(self, t: int | None, timers_until: int | None = None) -> None:
+        """Every queued event before ``t`` (all of them if None), in order; timers after ``timers_until`` are
+        dropped (the recording ended before them)."""
+        q = self.queue
+        ex = self.exchange
+        pop = heapq.heappop
+        while q and (t is None or q[0][0] < t):
+            when, kind, _n, p = pop(q)
+            if when > self.time:
+                self.time = when
+            if kind == ARRIVE:
+                what = p[0]
+                if what == "new":
+                    ex.arrive_order(when, p[1])
+                elif what == "cancel":
+                    ex.arrive_cancel(when, p[1])
+                else:
+                    ex.arrive_modify(when, p[1], p[2], p[3])
+                if ex.fills and ex.fills[-1].time == when:
+                    self._sample(when)
+                self._post()
+            elif kind == DELIVER:
+                self._deliver(p)
+            elif timers_until is not None and when > timers_until:
+                self.timers_dropped += 1
+            else:
+                self.timers_fired += 1
+                if self.sink is not None:
+                    self.sink("timer", p)
+                if self._on_timer is not None:
+                    self._guard(self._on_timer, self.ctx, p)
+
+    def _post(self) -> None:
+        """Answers the exchange just made: queued to reach the strategy after the response latency."""
+        box = self.exchange.outbox
+        if not box:
+            return
+        rl = self.exchange.response_latency
+        for a in box:
+            self._push(a.time + rl, DELIVER, a)
+        box.clear()
+
+    def _deliver(self, a: OrderUpdate | Fill) -> None:
+        ctx = self.ctx
+        if self.sink is not None:
+            self.sink("fill" if type(a) is Fill else "update", a)
+        if type(a) is Fill:
+            ctx.account.apply(a.symbol, a.side, a.price, a.quantity, a.fee)
+            if self._on_fill is not None:
+                self._guard(self._on_fill, ctx, a)
+        else:
+            v = ctx.orders.get(a.order_id)
+            if v is not None:
+                v.learn(a)
+            if self._on_update is not None:
+                self._guard(self._on_update, ctx, a)
+
     # -- the loop ---------------------------------------------------------------------------------
     def frames(self, batch: FrameBatch | MergedBatch, i: int, j: int, wall: int) -> None:
         """Frames ``i..j-1`` of ``batch`` were just emitted (at wall-clock ``wall``)."""
         c = self._columns(batch)
         ex = self.exchange
-        if not self._market_cb and not ex.busy and not self._holding():
+        if not self._market_cb and not self.queue and not ex.working and not self._holding():
             self._skip(c, i, j)
             return
         c.lists()
-        mts, gens, syms, last, bid, ask, vol, src, dst = c.mt, c.gen, c.sym, c.last, c.bid, c.ask, c.vol, c.src, c.dst
-        books, working, aggressive, last_size = ex.books, ex.open, ex.aggressive, ex._last_size
-        fills, outbox, pending = ex.fills, ex.outbox, ex.pending
+        mts, gens, syms, last, bid, ask, vol, side = c.mt, c.gen, c.sym, c.last, c.bid, c.ask, c.vol, c.side
+        src, dst = c.src, c.dst
+        books, resting, aggressive, q = ex.books, ex.resting, ex.aggressive, self.queue
         cb, ctx, new = self._cb, self.ctx, tuple.__new__
         try:
             for k in range(i, j):
-                self.seq = seq = self.seq + 1
                 t = gens[k]
-                if t > self.time:
-                    self.time = t
-                t = self.time  # out-of-order gen_times never move the simulated clock back
+                if t < self.time:
+                    t = self.time  # out-of-order gen_times never move the simulated clock back
+                if q and q[0][0] < t:
+                    self._run_until(t)
+                self.time = self.market_time = t
                 if t >= self._next_bar:
                     self._bar(t)
                 mt = mts[k]
                 if mt == _TICK or mt == _TRADE:
                     s = syms[k]
-                    if (pending and pending[0][0] <= t) or s in working or s in aggressive:
-                        nf = len(fills)
-                        ex.on_market(seq, t, s, last[k], bid[k], ask[k], vol[k])
-                        if len(fills) != nf:
+                    if s in resting or s in aggressive:
+                        nf = len(ex.fills)
+                        if mt == _TICK:
+                            ex.on_ticker(t, s, last[k], bid[k], ask[k], vol[k])
+                        else:
+                            ex.on_trade(t, s, last[k], vol[k], side[k])
+                        if len(ex.fills) != nf:
                             self._sample(t)
-                    else:  # nothing of ours can trade here: only the book learns (as on_market would)
+                        self._post()
+                    else:  # nothing of ours can trade here: only the book learns (as the exchange would)
                         b = books.get(s)
                         if b is None:
                             b = books[s] = Book()
-                        px = last[k]
-                        if bid[k] == bid[k]:
-                            b.bid = bid[k]
-                            b.ask = ask[k]
-                        if px > 0:
-                            b.last = px
-                            if vol[k] > 0:
-                                last_size[s] = vol[k]
-                elif pending:
-                    nf = len(fills)
-                    ex.on_time(seq, t)
-                    if len(fills) != nf:
+                        if mt == _TICK:
+                            b.quote(bid[k], ask[k])
+                        b.print_(last[k], vol[k])
+                elif mt == _DEPTH:
+                    bids, asks = c.depth_levels(k)
+                    s = syms[k]
+                    nf = len(ex.fills)
+                    ex.on_depth(t, s, bids, asks)
+                    if len(ex.fills) != nf:
                         self._sample(t)
-                if outbox:
-                    self._deliver(t)
+                    self._post()
                 fn: Any = cb.get(mt, _UNSET)
                 if fn is _UNSET:
                     fn = self._callback(mt)
@@ -429,8 +588,8 @@ class Backtest:
         return any(self.exchange.account.qty.values())
 
     def _skip(self, c: _Columns, i: int, j: int) -> None:
-        """No order, no position, no callback: the books learn the latest quotes and trades, bars pass."""
-        self.seq += j - i
+        """No order, nothing queued, no position, no callback: the books learn the latest quotes, prints and
+        depth, bars pass."""
         self.frames_seen += j - i
         if j <= i:
             return
@@ -440,24 +599,37 @@ class Backtest:
             bars = np.unique(times[times >= self._next_bar] // self.bar_ns)
             for b in bars.tolist():
                 self._bar(b * self.bar_ns)
-        self.time = int(times[-1])
+        self.time = self.market_time = int(times[-1])
         ex = self.exchange
-        for kind in ("quote", "trade"):
-            sel = c.tick_a[i:j] if kind == "quote" else c.traded_a[i:j]
+        for kind in ("quote", "trade", "depth"):
+            sel = c.tick_a[i:j] if kind == "quote" else c.traded_a[i:j] if kind == "trade" else c.depth_a[i:j]
             idx = np.flatnonzero(sel)
             if not len(idx):
                 continue
             for k in _last_per_symbol(c.sym_a[i:j][idx]).tolist():
                 k = i + int(idx[k])
-                s = self._symbols[bytes(c.sym_a[k])]
-                b = ex.books.get(s)
-                if b is None:
-                    b = ex.books[s] = Book()
+                b = ex.book(self._symbols[bytes(c.sym_a[k])])
                 if kind == "quote":
-                    b.bid, b.ask = float(c.bid_a[k]), float(c.ask_a[k])
+                    b.quote(float(c.bid_a[k]), float(c.ask_a[k]))
+                elif kind == "trade":
+                    b.print_(float(c.last_a[k]), float(c.vol_a[k]))
                 else:
-                    b.last = float(c.last_a[k])
-                    ex._last_size[s] = float(c.vol_a[k])
+                    bids, asks = c.depth_levels(k)
+                    b.bids, b.asks = bids, asks
+                    b.bid = max(bids) if bids else NAN
+                    b.ask = min(asks) if asks else NAN
+        if c.depth_a[i:j].any() and c.tick_a[i:j].any():
+            self._settle_mixed(c, i, j)
+
+    def _settle_mixed(self, c: _Columns, i: int, j: int) -> None:
+        """Tickers and Depth of one symbol in one chunk: the best quote is whichever came last."""
+        ex = self.exchange
+        sel = np.flatnonzero(c.tick_a[i:j] | c.depth_a[i:j])
+        for k in _last_per_symbol(c.sym_a[i:j][sel]).tolist():
+            k = i + int(sel[k])
+            b = ex.book(self._symbols[bytes(c.sym_a[k])])
+            if c.tick_a[k]:
+                b.quote(float(c.bid_a[k]), float(c.ask_a[k]))
 
     def _columns(self, batch: FrameBatch | MergedBatch) -> _Columns:
         c = self._cache
@@ -470,43 +642,15 @@ class Backtest:
         if mt == _TICK:
             return TickerFrame(c.sym[k], c.last[k], c.bid[k], c.ask[k], c.vol[k], wall, c.gen[k], src, dst)
         if mt == _TRADE:
-            p, tid, oid, side = c.trade_rows()
+            p, tid, oid = c.trade_rows()
             q = p[k]
-            return TradeFrame(c.sym[k], tid[q], oid[q], side[q], 0, c.last[k], c.vol[k], wall, c.gen[k], src, dst)
+            return TradeFrame(c.sym[k], tid[q], oid[q], c.side[k], 0, c.last[k], c.vol[k], wall, c.gen[k], src, dst)
+        if mt == _DEPTH:
+            return DepthFrame(c.sym[k], *c.depth_row(k), wall, c.gen[k], src, dst)
         page = batch.page if isinstance(batch, FrameBatch) else batch.row_pages()[k]  # merged: each row's own page
         return Frame(page, (int(batch.offsets[k]), int(batch.headers["length"][k]), mt, wall, c.gen[k], src, dst))
 
-    # -- answers --------------------------------------------------------------------------------
-    def _deliver(self, t: int | None) -> None:
-        """Hand the strategy the answers whose response latency has passed by ``t`` (all if None)."""
-        box = self.exchange.outbox
-        n = 0
-        while n < len(box) and (t is None or box[n][0] <= t):
-            n += 1
-        if not n:
-            return
-        due = box[:n]
-        del box[:n]
-        ctx = self.ctx
-        sink = self.sink
-        for _when, kind, row in due:
-            if sink is not None:
-                sink(kind, row)
-            if kind == "fill":
-                f = Fill(*row)
-                ctx.account.apply(f.symbol, f.side, f.price, f.quantity, f.fee)
-                if self._on_fill is not None:
-                    self._guard(self._on_fill, ctx, f)
-            else:
-                u = OrderUpdate(*row)
-                v = ctx.orders.get(u.order_id)
-                if v is not None and u.status != OrderStatus.CANCEL_REJECTED:
-                    v.status = OrderStatus(u.status).name.lower()
-                    v.filled_quantity = u.filled_quantity
-                    v.avg_price = u.avg_price
-                if self._on_update is not None:
-                    self._guard(self._on_update, ctx, u)
-
+    # -- answers into the output ------------------------------------------------------------------------
     def _write_answers(self, wall: int) -> None:
         ex = self.exchange
         nu, nf = self._written
@@ -530,8 +674,10 @@ class Backtest:
                             dict(acc.qty), bar))
 
     def finish(self) -> None:
-        """End of the recording: answers still on their way reach the strategy; a last equity sample."""
-        self._deliver(None)
+        """End of the recording: every event at or before the last frame's time; requests still in flight
+        are handled against the last book and their answers reach the strategy; later timers never fire."""
+        end = self.market_time if self.market_time is not None else self.time
+        self._run_until(None, timers_until=end)
         if self.output is not None:
             self._write_answers(self.clock.wall() if self.clock is not None else 0)
         self._sample(self.time, True)
@@ -585,11 +731,14 @@ class _Columns:
         bid = np.full(n, np.nan)
         ask = np.full(n, np.nan)
         vol = np.full(n, np.nan)
+        side = np.full(n, UNKNOWN_SIDE, np.int64)
         tick = mt == _TICK
         trade = mt == _TRADE
+        depth = mt == _DEPTH
         # (no mask argument: a merged batch of several journals takes none, and the type is the mask)
         self.tp = batch.payload(_TICK) if tick.any() else None
         self.rp = batch.payload(_TRADE) if trade.any() else None
+        self.dp = batch.payload(_DEPTH) if depth.any() else None
         if self.tp is not None:
             last[tick] = self.tp["last_price"]
             bid[tick] = self.tp["bid_price"]
@@ -598,12 +747,15 @@ class _Columns:
         if self.rp is not None:
             last[trade] = self.rp["price"]
             vol[trade] = self.rp["volume"]
+            side[trade] = self.rp["side"]
         self.trade_a = trade
         self.tick_a = tick
+        self.depth_a = depth
+        self.depth_pos = np.cumsum(depth) - 1 if self.dp is not None else None
         self.traded_a = (tick | trade) & (last > 0) & (vol > 0)
         self.gen_a = h["gen_time"]
         self.sym_a = batch.symbols()
-        self.last_a, self.bid_a, self.ask_a, self.vol_a = last, bid, ask, vol
+        self.last_a, self.bid_a, self.ask_a, self.vol_a, self.side_a = last, bid, ask, vol, side
         self._symbols = symbols
         self._lists = False
         self._trade_rows: tuple | None = None
@@ -617,18 +769,33 @@ class _Columns:
             self.sym = [symbols[b] for b in self.sym_a.tolist()]
             self.last, self.bid, self.ask = self.last_a.tolist(), self.bid_a.tolist(), self.ask_a.tolist()
             self.vol = self.vol_a.tolist()
+            self.side = self.side_a.tolist()
             h = self.batch.headers
             self.src, self.dst = h["source"].tolist(), h["dest"].tolist()
             self._lists = True
         return self
 
+    def depth_row(self, k: int) -> tuple[list, list, list, list]:
+        """Frame ``k``'s Depth payload: bid prices, bid sizes, ask prices, ask sizes (10 each)."""
+        assert self.dp is not None and self.depth_pos is not None
+        r = self.dp[int(self.depth_pos[k])]
+        return (r["bid_price"].tolist(), r["bid_volume"].tolist(), r["ask_price"].tolist(), r["ask_volume"].tolist())
+
+    def depth_levels(self, k: int) -> tuple[dict[float, float], dict[float, float]]:
+        """Frame ``k``'s Depth as price -> size per side (levels without a price or a size left out)."""
+        bp, bv, ap, av = self.depth_row(k)
+        inf = math.inf
+        bids = {p: v for p, v in zip(bp, bv, strict=True) if 0 < p < inf and 0 < v < inf}
+        asks = {p: v for p, v in zip(ap, av, strict=True) if 0 < p < inf and 0 < v < inf}
+        return bids, asks
+
     def trade_rows(self) -> tuple:
-        """(position among the trades by frame, trade_id, order_id, side) for building Trade frames."""
+        """(position among the trades by frame, trade_id, order_id) for building Trade frames."""
         if self._trade_rows is None:
             rp = self.rp
             assert rp is not None
             self._trade_rows = ((np.cumsum(self.trade_a) - 1).tolist(), rp["trade_id"].tolist(),
-                                rp["order_id"].tolist(), rp["side"].tolist())
+                                rp["order_id"].tolist())
         return self._trade_rows
 
 

@@ -1,32 +1,85 @@
-"""The simulated exchange: order requests in, order updates and fills out, on the recording's clock.
+"""The simulated exchange: order requests in, order updates and fills out, at the time each event happens.
 
-No UI, no I/O. The backtest engine (``engine.py``) feeds it market events in
-recording order and requests as the strategy makes them; everything it decides
-is recorded (``orders``, ``updates``, ``fills``) for the result folder.
+No UI, no I/O, no clock of its own. The backtest engine (``engine.py``) calls
+it in one time order (docs/backtest.md, "The clock"): market events as the
+recording has them (``on_ticker``, ``on_trade``, ``on_depth``), and requests
+when they *arrive* (``arrive``), each against the book in force at that time.
+Every decision is recorded (``orders``, ``updates``, ``fills``) for the result
+folder, and every answer is put in ``outbox`` for the engine to deliver after
+the response latency.
 
-Event order at a market frame *m* (time ``t``), the rules docs/backtest.md states:
-
-1. the frame's market data updates the symbol's book (bid, ask, last);
-2. requests that have arrived (sent at an earlier frame, ``sent + latency <= t``)
-   are handled in the order sent: cancels cancel, new orders are accepted (or
-   rejected) and a marketable one fills at once as taker at the opposite quote
-   (never at the last price unless the recording has no quotes: flagged);
-3. orders that were resting before this frame are matched against its event
-   under the fill model (maker fills at the limit price).
-
-So an order can never fill against the frame that triggered it, nor against any
-frame before its arrival; a cancel that arrived beats a trade at the same frame.
+What fills a resting order is a :class:`FillModel` chosen once: ``touch``,
+``through``, ``queue`` (hftbacktest's risk-averse queue) or ``prob[:n]``
+(hftbacktest's power probability queue). Queues are measured from displayed
+sizes where the recording has depth (Depth frames), and estimated from the
+last print's size where it has only top of book (Ticker frames).
 """
 
 from __future__ import annotations
 
-import bisect
+import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..journal.format import FILL, ORDER_UPDATE, FillFlag, Liquidity, OrderStatus, OrderType, RejectReason, Side
 
-FILL_MODELS = ("touch", "through", "queue")
 NAN = float("nan")
+_INF = float("inf")
+BUY, SELL = int(Side.BUY), int(Side.SELL)
+UNKNOWN_SIDE = -1  # a print whose aggressor the recording does not say (a Ticker's last trade)
+_LIMIT, _MARKET, _IOC, _FOK, _POST = (int(OrderType.LIMIT), int(OrderType.MARKET), int(OrderType.LIMIT_IOC),
+                                      int(OrderType.LIMIT_FOK), int(OrderType.POST_ONLY))
+_PENDING = -1  # an order sent and not arrived yet
+_OPEN = frozenset((_PENDING, int(OrderStatus.ACCEPTED), int(OrderStatus.PARTIALLY_FILLED),
+                   int(OrderStatus.MODIFIED)))
+_DONE = frozenset((int(OrderStatus.FILLED), int(OrderStatus.CANCELED), int(OrderStatus.REJECTED),
+                   int(OrderStatus.EXPIRED)))
+
+
+# -- the records an exchange produces (named; still tuples, so a row packs and compares cheaply) ------------------
+class OrderUpdate(NamedTuple):
+    """An answer about one order: ``time`` is the simulated exchange time, ``status`` an OrderStatus."""
+
+    time: int
+    order_id: int
+    symbol: str
+    status: int
+    reject_reason: int
+    side: int
+    order_type: int
+    price: float
+    quantity: float
+    filled_quantity: float
+    remaining_quantity: float
+    avg_price: float
+
+
+class Fill(NamedTuple):
+    """One execution: ``time`` is the simulated fill time, ``liquidity`` a Liquidity."""
+
+    time: int
+    fill_id: int
+    order_id: int
+    symbol: str
+    side: int
+    liquidity: int
+    price: float
+    quantity: float
+    fee: float
+    flags: int
+
+
+# The rows' fields: the simulated time, the ids and symbol, then the layout's other fields in its order
+# (declared once, in journal/format.py; a Fill's reserved field is not part of the row).
+UPDATE_FIELDS = ("time", "order_id", "symbol", *(n for n in ORDER_UPDATE.names if n not in ("symbol", "order_id")))
+FILL_FIELDS = ("time", "fill_id", "order_id", "symbol",
+               *(n for n in FILL.names if n not in ("symbol", "fill_id", "order_id", "reserved")))
+assert OrderUpdate._fields == UPDATE_FIELDS and Fill._fields == FILL_FIELDS
+
+
+def status_name(status: int) -> str:
+    """``accepted``, ``filled``, ... (``pending`` before the order arrived)."""
+    return "pending" if status == _PENDING else OrderStatus(status).name.lower()
 
 
 @dataclass(frozen=True)
@@ -41,6 +94,128 @@ class Fees:
         return {"maker_bps": self.maker_bps, "taker_bps": self.taker_bps, "per_order": self.per_order}
 
 
+# -- fill models ---------------------------------------------------------------------------------------------
+class FillModel:
+    """What fills a resting order when a print happens at its limit price (``at_limit``), and how its queue
+    position starts and moves. Prints through the limit, and the opposite quote reaching the limit, fill every
+    model's orders entirely (docs/backtest.md)."""
+
+    name = ""
+
+    def new_order(self, o: SimOrder, book: Book) -> None:
+        """Set ``o.queue``: the displayed size ahead of a new resting order."""
+        o.queue = 0.0
+
+    def at_limit(self, o: SimOrder, volume: float) -> float:
+        """A print of ``volume`` at ``o``'s limit on the side that fills it: the quantity it may fill."""
+        raise NotImplementedError
+
+    def depth(self, o: SimOrder, prev_qty: float, new_qty: float) -> None:
+        """The displayed size at ``o``'s price and side changed from ``prev_qty`` to ``new_qty``."""
+
+
+class Touch(FillModel):
+    """A print at the limit fills up to its volume: as if first in the queue (the most optimistic)."""
+
+    name = "touch"
+
+    def at_limit(self, o, volume):
+        return volume
+
+
+class Through(FillModel):
+    """A print at the limit never fills: only the market trading through the price proves a fill."""
+
+    name = "through"
+
+    def at_limit(self, o, volume):
+        return 0.0
+
+
+class RiskAverseQueue(FillModel):
+    """hftbacktest's RiskAdverseQueueModel: the queue ahead is the displayed size when the order joins, less
+    every print at the price; a smaller displayed size shortens it, a larger one never moves it back. Without
+    depth, the size ahead is estimated: 0 when the order sets a new best price, else the last print's size."""
+
+    name = "queue"
+
+    def new_order(self, o, book):
+        levels = book.bids if o.side == BUY else book.asks
+        if levels is not None:
+            o.queue = levels.get(o.price, 0.0)
+            return
+        same = book.bid if o.side == BUY else book.ask
+        improves = not same > 0 or (o.price > same if o.side == BUY else o.price < same)
+        o.queue = 0.0 if improves else book.last_size
+
+    def at_limit(self, o, volume):
+        o.queue -= volume
+        if o.queue < 0.0:
+            q = -o.queue
+            o.queue = 0.0
+            return q
+        return 0.0
+
+    def depth(self, o, prev_qty, new_qty):
+        if new_qty < o.queue:
+            o.queue = new_qty
+
+
+class ProbQueue(RiskAverseQueue):
+    """hftbacktest's ProbQueueModel with a power function: a decrease of the displayed size is taken from the
+    front of the queue with probability ``back**n / (back**n + front**n)`` (prints already counted are not
+    counted twice)."""
+
+    def __init__(self, n: float = 3.0):
+        self.n = n
+        self.name = f"prob:{n:g}"
+
+    def at_limit(self, o, volume):
+        o.cum_trade += volume
+        return super().at_limit(o, volume)
+
+    def depth(self, o, prev_qty, new_qty):
+        chg = prev_qty - new_qty - o.cum_trade
+        o.cum_trade = 0.0
+        if chg < 0.0:  # the size grew: those behind us joined
+            if new_qty < o.queue:
+                o.queue = new_qty
+            return
+        front = o.queue
+        back = prev_qty - front
+        fb, ff = back ** self.n, front ** self.n
+        prob = fb / (fb + ff) if fb + ff > 0 else 1.0
+        if not math.isfinite(prob):
+            prob = 1.0
+        est = front - (1.0 - prob) * chg + min(back - prob * chg, 0.0)
+        o.queue = min(est, new_qty)
+
+
+def fill_model(name: str) -> FillModel:
+    """``touch``, ``through``, ``queue`` or ``prob[:n]`` (n the power, 3 by default)."""
+    key = name.strip().lower()
+    if key == "touch":
+        return Touch()
+    if key == "through":
+        return Through()
+    if key == "queue":
+        return RiskAverseQueue()
+    if key == "prob" or key.startswith("prob:"):
+        n = 3.0
+        if ":" in key:
+            try:
+                n = float(key.partition(":")[2])
+            except ValueError:
+                n = NAN
+        if not (math.isfinite(n) and n > 0):
+            raise ValueError(f"fill model {name!r}: prob:N takes a positive power N (prob:3)")
+        return ProbQueue(n)
+    raise ValueError(f"fill model {name!r}: choose one of {', '.join(FILL_MODELS)}")
+
+
+FILL_MODELS = ("touch", "through", "queue", "prob[:n]")
+
+
 @dataclass(frozen=True)
 class ExchangeConfig:
     """How the simulated exchange fills: model, latencies (ns of recording time), fees, volume cap."""
@@ -49,20 +224,20 @@ class ExchangeConfig:
     latency_ns: int = 0  # strategy -> exchange
     response_latency_ns: int = 0  # exchange -> strategy
     fees: Fees = field(default_factory=Fees)
-    cap_volume: bool = False  # taker and quote-crossing fills capped by the event's volume
+    cap_volume: bool = False  # top of book: taker fills capped by the last print's size
     cash: float = 0.0  # starting cash
 
 
 class SimOrder:
-    """One order as the exchange (or the strategy's view of it) knows it."""
+    """One order as the exchange knows it."""
 
     __slots__ = (
         "order_id", "symbol", "side", "order_type", "price", "quantity", "filled", "notional", "status",
-        "reject_reason", "sent_time", "arrival_time", "sent_seq", "queue_ahead", "client_order_id", "fee",
-        "accepted_seq", "aggressive",
+        "reject_reason", "sent_time", "arrival_time", "queue", "cum_trade", "client_order_id", "fee", "priority",
+        "aggressive",
     )
 
-    def __init__(self, order_id, symbol, side, order_type, price, quantity, sent_time, arrival_time, sent_seq,
+    def __init__(self, order_id, symbol, side, order_type, price, quantity, sent_time, arrival_time,
                  client_order_id=""):
         self.order_id = order_id
         self.symbol = symbol
@@ -72,21 +247,20 @@ class SimOrder:
         self.quantity = quantity
         self.filled = 0.0
         self.notional = 0.0
-        self.status = -1  # not arrived yet
+        self.status = _PENDING
         self.reject_reason = 0
         self.sent_time = sent_time
         self.arrival_time = arrival_time
-        self.sent_seq = sent_seq
-        self.queue_ahead = 0.0
+        self.queue = 0.0  # displayed size ahead of it at its price
+        self.cum_trade = 0.0  # prints at its price since the last size change (ProbQueue)
         self.client_order_id = client_order_id
         self.fee = 0.0
-        self.accepted_seq = -1
-        self.aggressive = False  # a market order's remainder (volume cap): takes at each event
+        self.priority = 0  # time priority among our orders: set when it (re)joins the book
+        self.aggressive = False  # a market order's remainder under --cap-volume: takes at each print
 
     @property
     def remaining(self) -> float:
-        return 0.0 if self.status in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED) \
-            else self.quantity - self.filled
+        return 0.0 if self.status in _DONE else self.quantity - self.filled
 
     @property
     def avg_price(self) -> float:
@@ -94,14 +268,14 @@ class SimOrder:
 
     @property
     def is_open(self) -> bool:
-        return self.status in (-1, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
+        return self.status in _OPEN
 
     @property
     def status_name(self) -> str:
-        return "pending" if self.status == -1 else OrderStatus(self.status).name.lower()
+        return status_name(self.status)
 
     def __repr__(self) -> str:
-        side = "buy" if self.side == Side.BUY else "sell"
+        side = "buy" if self.side == BUY else "sell"
         return (f"<Order {self.order_id} {self.symbol} {side} {self.quantity!r} @ {self.price!r} "
                 f"{self.status_name} filled {self.filled!r}>")
 
@@ -120,7 +294,7 @@ class Account:
         self.turnover: dict[str, float] = {}  # notional traded
 
     def apply(self, symbol: str, side: int, price: float, qty: float, fee: float) -> None:
-        d = 1.0 if side == Side.BUY else -1.0
+        d = 1.0 if side == BUY else -1.0
         self.cash -= d * qty * price + fee
         self.fees += fee
         self.volume[symbol] = self.volume.get(symbol, 0.0) + qty
@@ -164,15 +338,24 @@ class Account:
         return total
 
 
-class Book:
-    """What the exchange knows of one symbol's market: the last quote and the last trade."""
+def _price(x: float) -> bool:
+    """A usable quote or print price: positive and finite (NaN, inf and 0 are not prices)."""
+    return 0.0 < x < _INF
 
-    __slots__ = ("bid", "ask", "last")
+
+class Book:
+    """What the exchange knows of one symbol's market: the best quote, the last print, and the displayed
+    sizes per price when the recording has depth (``bids``/``asks``: price -> size, else None)."""
+
+    __slots__ = ("bid", "ask", "last", "last_size", "bids", "asks")
 
     def __init__(self):
         self.bid = NAN
         self.ask = NAN
         self.last = NAN
+        self.last_size = 0.0
+        self.bids: dict[float, float] | None = None
+        self.asks: dict[float, float] | None = None
 
     @property
     def mark(self) -> float:
@@ -181,231 +364,314 @@ class Book:
             return (self.bid + self.ask) / 2
         return self.last
 
+    def quote(self, bid: float, ask: float) -> None:
+        """A top-of-book quote; a side that is not a price (NaN, inf, 0) keeps what the book had."""
+        if _price(bid):
+            self.bid = bid
+        if _price(ask):
+            self.ask = ask
+
+    def print_(self, price: float, volume: float) -> bool:
+        """A print; False when it is not one (no price or no volume)."""
+        if _price(price) and 0.0 < volume < _INF:
+            self.last = price
+            self.last_size = volume
+            return True
+        return False
+
 
 class SimExchange:
-    """Orders, matching and accounting; the engine drives it frame by frame (see the module doc)."""
+    """Orders, matching and accounting (see the module doc); the engine calls it in time order."""
 
     def __init__(self, config: ExchangeConfig):
-        if config.fill_model not in FILL_MODELS:
-            raise ValueError(f"fill model {config.fill_model!r}: choose one of {', '.join(FILL_MODELS)}")
+        try:
+            self.model = fill_model(config.fill_model)
+        except ValueError as e:
+            raise ValueError(str(e)) from None
         self.config = config
-        self.model = config.fill_model
         self.latency = config.latency_ns
         self.response_latency = config.response_latency_ns
         self.fees = config.fees
         self.cap = config.cap_volume
         self.books: dict[str, Book] = {}
         self.orders: dict[int, SimOrder] = {}
-        self.open: dict[str, list[SimOrder]] = {}  # resting orders by symbol
+        self.resting: dict[str, list[SimOrder]] = {}  # by symbol, in priority order of arrival
         self.aggressive: dict[str, list[SimOrder]] = {}
-        self.pending: list[tuple[int, int, int, str, int]] = []  # (arrival, sent_seq, n, kind, order_id)
-        self._n = 0
         self.account = Account(config.cash)
-        # records for the result folder, rows of plain values
-        self.updates: list[tuple] = []  # (time, order_id, symbol, status, reason, filled, remaining, avg_price)
-        self.fills: list[tuple] = []  # (time, fill_id, order_id, symbol, side, liquidity, price, qty, fee, flags)
-        self.cancels: list[tuple] = []  # (sent_time, arrival_time, order_id)
-        self.outbox: list[tuple] = []  # (deliver_time, kind, payload) for the strategy, in time order
+        # records for the result folder
+        self.updates: list[OrderUpdate] = []
+        self.fills: list[Fill] = []
+        self.cancels: list[tuple[int, int, int]] = []  # (sent_time, arrival_time, order_id)
+        self.modifies: list[tuple[int, int, int]] = []
+        self.outbox: list[OrderUpdate | Fill] = []  # answers not yet handed to the engine, in time order
         self.no_quote_fills = 0
-        self._last_size: dict[str, float] = {}  # last traded size per symbol (the queue model's estimate)
+        self._priority = 0
 
-    # -- requests ------------------------------------------------------------------------------
-    def submit(self, order: SimOrder) -> None:
-        """Take a new order sent at ``order.sent_time`` during frame ``order.sent_seq``."""
-        self.orders[order.order_id] = order
-        self._queue(order.arrival_time, order.sent_seq, "new", order.order_id)
-
-    def cancel(self, order_id: int, sent_time: int, sent_seq: int) -> None:
-        arrival = sent_time + self.latency
-        self.cancels.append((sent_time, arrival, order_id))
-        self._queue(arrival, sent_seq, "cancel", order_id)
-
-    def _queue(self, arrival: int, seq: int, kind: str, order_id: int) -> None:
-        self._n += 1
-        bisect.insort(self.pending, (arrival, seq, self._n, kind, order_id))
+    def book(self, symbol: str) -> Book:
+        b = self.books.get(symbol)
+        if b is None:
+            b = self.books[symbol] = Book()
+        return b
 
     @property
-    def busy(self) -> bool:
-        """Anything that a market frame could change: pending requests, working orders, undelivered answers."""
-        return bool(self.pending or self.open or self.aggressive or self.outbox)
+    def working(self) -> bool:
+        """Any order in the market (resting, or a market order's remainder taking at each print)."""
+        return bool(self.resting or self.aggressive)
 
-    # -- market frames -----------------------------------------------------------------------
-    def on_market(self, seq: int, t: int, symbol: str, last: float, bid: float, ask: float, vol: float) -> None:
-        """One market event: a Ticker (``bid``/``ask`` set) or a Trade (``bid``/``ask`` NaN)."""
-        book = self.books.get(symbol)
-        if book is None:
-            book = self.books[symbol] = Book()
-        if bid == bid:
-            book.bid = bid
-            book.ask = ask
-        if last == last and last > 0:
-            book.last = last
-        # the event's traded volume: what our fills may use of it, across all our orders (never twice)
-        budget = vol if (vol == vol and vol > 0 and last == last and last > 0) else 0.0
-        if self.pending and self.pending[0][0] <= t:
-            budget = self.arrivals(seq, t, symbol, budget)
-        if symbol in self.aggressive:
-            budget = self._take_aggressive(t, symbol, book, budget)
-        resting = self.open.get(symbol)
-        if resting:
-            self._match(t, symbol, book, resting, seq, last, bid, ask, budget)
-        if vol == vol and vol > 0 and last == last and last > 0:
-            self._last_size[symbol] = vol
+    # -- requests, at their arrival -----------------------------------------------------------------
+    def sent(self, order: SimOrder) -> None:
+        """Record an order as sent (it arrives later, through :meth:`arrive_order`)."""
+        self.orders[order.order_id] = order
 
-    def on_time(self, seq: int, t: int) -> None:
-        """A frame that is not market data still moves time: requests that arrived are handled."""
-        if self.pending and self.pending[0][0] <= t:
-            self.arrivals(seq, t, "", 0.0)
-
-    def arrivals(self, seq: int, t: int, symbol: str, budget: float) -> float:
-        """Handle the requests that reached the exchange by ``t``; returns what is left of ``budget``."""
-        p = self.pending
-        k = 0
-        keep = []
-        while k < len(p) and p[k][0] <= t:
-            item = p[k]
-            k += 1
-            if item[1] >= seq:  # sent while handling this very frame: it cannot act on it
-                keep.append(item)
-                continue
-            _arr, _seq, _n, kind, oid = item
-            if kind == "cancel":
-                self._do_cancel(t, oid)
-            else:
-                o = self.orders[oid]
-                if o.symbol == symbol:
-                    budget = self._accept(seq, t, o, budget)
-                else:
-                    self._accept(seq, t, o, 0.0)  # another symbol's frame: no volume of its own
-        del p[:k]
-        for item in keep:
-            bisect.insort(p, item)
-        return budget
-
-    def _do_cancel(self, t: int, oid: int) -> None:
-        o = self.orders.get(oid)
-        if o is None:
-            self._update(t, oid, "", OrderStatus.CANCEL_REJECTED, RejectReason.UNKNOWN_ORDER, None)
-            return
-        if o.status == -1 or not o.is_open:
-            # not arrived yet (a cancel cannot overtake its order), or already filled/canceled/rejected
-            reason = RejectReason.TOO_LATE if o.status != -1 else RejectReason.UNKNOWN_ORDER
-            self._update(t, oid, o.symbol, OrderStatus.CANCEL_REJECTED, reason, o)
-            return
-        self._close(o, OrderStatus.CANCELED)
-        self._update(t, oid, o.symbol, OrderStatus.CANCELED, RejectReason.NONE, o)
-
-    def _close(self, o: SimOrder, status: int) -> None:
-        o.status = status
-        for book in (self.open, self.aggressive):
-            lst = book.get(o.symbol)
-            if lst and o in lst:
-                lst.remove(o)
-                if not lst:
-                    del book[o.symbol]
-
-    def _reject(self, t: int, o: SimOrder, reason: int) -> None:
-        o.status = OrderStatus.REJECTED
-        o.reject_reason = reason
-        self._update(t, o.order_id, o.symbol, OrderStatus.REJECTED, reason, o)
-
-    def _accept(self, seq: int, t: int, o: SimOrder, budget: float) -> float:
+    def arrive_order(self, t: int, o: SimOrder) -> None:
+        """A new order reaches the exchange at ``t``."""
         book = self.books.get(o.symbol)
         if book is None:
             self._reject(t, o, RejectReason.UNKNOWN_SYMBOL)
-            return budget
-        o.status = OrderStatus.ACCEPTED
-        o.accepted_seq = seq
-        self._update(t, o.order_id, o.symbol, OrderStatus.ACCEPTED, RejectReason.NONE, o)
-        buy = o.side == Side.BUY
+            return
+        if not math.isfinite(o.quantity * (o.price or 1.0)):
+            self._reject(t, o, RejectReason.NOT_FINITE)
+            return
+        buy = o.side == BUY
+        ot = o.order_type
         opp = book.ask if buy else book.bid
-        flags = 0
-        if not opp > 0:
-            opp = book.last
-            flags = FillFlag.NO_QUOTE
-        if o.order_type == OrderType.MARKET:
-            if not opp > 0:
-                self._close(o, OrderStatus.REJECTED)
-                o.reject_reason = RejectReason.NO_MARKET
-                self._update(t, o.order_id, o.symbol, OrderStatus.REJECTED, RejectReason.NO_MARKET, o)
-                return budget
+        levels = book.asks if buy else book.bids
+        if ot == _MARKET:
             marketable = True
+            if not _price(opp) and not _price(book.last):
+                self._reject(t, o, RejectReason.NO_MARKET)
+                return
         else:
-            marketable = opp > 0 and (opp <= o.price if buy else opp >= o.price)
+            marketable = _price(opp) and (opp <= o.price if buy else opp >= o.price)
+        if marketable and ot == _POST:
+            self._reject(t, o, RejectReason.POST_ONLY_WOULD_TAKE)
+            return
+        o.status = int(OrderStatus.ACCEPTED)
+        self._update(t, o, OrderStatus.ACCEPTED)
         if marketable:
-            q = min(o.quantity - o.filled, budget) if self.cap else o.quantity - o.filled
-            if q > 0:
-                self._fill(t, o, opp, q, Liquidity.TAKER, flags)
-                if self.cap:
+            if levels is not None and levels and _price(opp):
+                self._take_levels(t, o, levels)
+            else:
+                self._take_top(t, o, book, opp)
+            if not o.is_open:
+                return
+            if ot in (_MARKET, _IOC, _FOK):
+                if ot == _MARKET and self.cap and levels is None:
+                    o.aggressive = True  # the volume cap left a rest: it takes at each print
+                    self.aggressive.setdefault(o.symbol, []).append(o)
+                    return
+                self._close(t, o, OrderStatus.EXPIRED)
+                return
+        elif ot in (_MARKET, _IOC, _FOK):
+            self._close(t, o, OrderStatus.EXPIRED)
+            return
+        self._rest(o, book)
+
+    def _take_top(self, t: int, o: SimOrder, book: Book, opp: float) -> None:
+        """A marketable order against top of book (no sizes): all of it at the opposite quote, or (with the
+        volume cap) up to the last print's size; the last print's price when there is no quote."""
+        flags = 0
+        if not _price(opp):
+            opp = book.last
+            flags = int(FillFlag.NO_QUOTE)
+        q = o.quantity - o.filled
+        if self.cap:
+            q = min(q, book.last_size)
+        if o.order_type == _FOK and q < o.quantity - o.filled:
+            return  # cannot fill entirely: it expires
+        if q > 0:
+            self._fill(t, o, opp, q, Liquidity.TAKER, flags)
+
+    def _take_levels(self, t: int, o: SimOrder, levels: dict[float, float]) -> None:
+        """A marketable order against depth: level by level from the best, each up to its displayed size,
+        never past the limit (a market order: every level the book shows)."""
+        buy = o.side == BUY
+        prices = sorted(levels) if buy else sorted(levels, reverse=True)
+        lim = o.price if o.order_type != _MARKET else (_INF if buy else -_INF)
+        usable = [(p, levels[p]) for p in prices if levels[p] > 0 and (p <= lim if buy else p >= lim)]
+        want = o.quantity - o.filled
+        if o.order_type == _FOK and sum(v for _p, v in usable) < want * (1 - 1e-12):
+            return
+        for p, v in usable:
+            q = min(v, o.quantity - o.filled)
+            if q <= 0:
+                break
+            self._fill(t, o, p, q, Liquidity.TAKER, 0)
+            if not o.is_open:
+                break
+
+    def _rest(self, o: SimOrder, book: Book) -> None:
+        self._priority += 1
+        o.priority = self._priority
+        o.cum_trade = 0.0
+        self.model.new_order(o, book)
+        self.resting.setdefault(o.symbol, []).append(o)
+
+    def arrive_cancel(self, t: int, order_id: int) -> None:
+        o = self.orders.get(order_id)
+        if o is None or o.status == _PENDING:
+            # never sent, or not arrived yet (a cancel cannot overtake its order)
+            self._answer_reject(t, order_id, o, OrderStatus.CANCEL_REJECTED, RejectReason.UNKNOWN_ORDER)
+            return
+        if not o.is_open:
+            self._answer_reject(t, order_id, o, OrderStatus.CANCEL_REJECTED, RejectReason.TOO_LATE)
+            return
+        self._close(t, o, OrderStatus.CANCELED)
+
+    def arrive_modify(self, t: int, order_id: int, price: float, quantity: float) -> None:
+        """Change a resting order: a new price or a larger quantity re-enters it at the back of the queue (and
+        may take, as a new order would); a smaller quantity keeps its place."""
+        o = self.orders.get(order_id)
+        rej = OrderStatus.MODIFY_REJECTED
+        if o is None or o.status == _PENDING:
+            self._answer_reject(t, order_id, o, rej, RejectReason.UNKNOWN_ORDER)
+            return
+        if not o.is_open or o.aggressive:
+            self._answer_reject(t, order_id, o, rej, RejectReason.TOO_LATE)
+            return
+        if not (quantity > o.filled and quantity < _INF):
+            self._answer_reject(t, order_id, o, rej, RejectReason.BAD_QUANTITY)
+            return
+        if not _price(price):
+            self._answer_reject(t, order_id, o, rej, RejectReason.BAD_PRICE)
+            return
+        book = self.books[o.symbol]
+        buy = o.side == BUY
+        opp = book.ask if buy else book.bid
+        marketable = _price(opp) and (opp <= price if buy else opp >= price)
+        if marketable and o.order_type == _POST:
+            self._answer_reject(t, order_id, o, rej, RejectReason.POST_ONLY_WOULD_TAKE)
+            return
+        requeue = price != o.price or quantity > o.quantity
+        o.price = price
+        o.quantity = quantity
+        o.status = int(OrderStatus.MODIFIED)
+        self._update(t, o, OrderStatus.MODIFIED)
+        if not requeue:
+            return
+        self._unrest(o)
+        if marketable:
+            levels = book.asks if buy else book.bids
+            if levels is not None and levels:
+                self._take_levels(t, o, levels)
+            else:
+                self._take_top(t, o, book, opp)
+            if not o.is_open:
+                return
+        self._rest(o, book)
+
+    # -- market events ---------------------------------------------------------------------------------
+    def on_ticker(self, t: int, symbol: str, last: float, bid: float, ask: float, volume: float) -> None:
+        """A Ticker: a top-of-book quote, and a print of ``volume`` at ``last`` whose aggressor is not known."""
+        book = self.book(symbol)
+        pb, pa = book.bid, book.ask
+        book.quote(bid, ask)
+        printed = book.print_(last, volume)
+        # with the volume cap, what fills at this event comes out of its print's volume, once
+        budget = (volume if printed else 0.0) if self.cap else _INF
+        if symbol in self.resting and (book.bid != pb or book.ask != pa):
+            budget = self._crossed(t, symbol, book, budget)
+        if printed:
+            if symbol in self.aggressive:
+                self._take_aggressive(t, symbol, book)
+            if symbol in self.resting:
+                self._print(t, symbol, last, volume, UNKNOWN_SIDE, budget)
+
+    def on_trade(self, t: int, symbol: str, price: float, volume: float, aggressor: int) -> None:
+        """A Trade print: ``aggressor`` is the side that took (BUY fills our sells), or UNKNOWN_SIDE."""
+        book = self.book(symbol)
+        if not book.print_(price, volume):
+            return
+        if symbol in self.aggressive:
+            self._take_aggressive(t, symbol, book)
+        if symbol in self.resting:
+            self._print(t, symbol, price, volume, aggressor)
+
+    def on_depth(self, t: int, symbol: str, bids: dict[float, float], asks: dict[float, float]) -> None:
+        """A Depth snapshot (price -> size per side; absent levels left out)."""
+        book = self.book(symbol)
+        prev_b, prev_a = book.bids, book.asks
+        book.bids, book.asks = bids, asks
+        pb, pa = book.bid, book.ask
+        book.bid = max(bids) if bids else NAN
+        book.ask = min(asks) if asks else NAN
+        rest = self.resting.get(symbol)
+        if not rest:
+            return
+        for o in rest:
+            levels, prev = (bids, prev_b) if o.side == BUY else (asks, prev_a)
+            before = prev.get(o.price, 0.0) if prev is not None else 0.0
+            now = levels.get(o.price, 0.0)
+            if now != before:
+                self.model.depth(o, before, now)
+        if book.bid != pb or book.ask != pa:
+            self._crossed(t, symbol, book)
+
+    # -- matching ---------------------------------------------------------------------------------------
+    def _crossed(self, t: int, symbol: str, book: Book, budget: float = _INF) -> float:
+        """The opposite quote reached a resting order's limit: it fills entirely (with the volume cap: up to
+        ``budget``), as maker at its limit (the market shows someone willing at that price, and no one of the
+        recording was there before us). Returns what is left of ``budget``."""
+        ask, bid = book.ask, book.bid
+        for o in self._by_priority(symbol):
+            if not o.is_open:
+                continue
+            if (o.side == BUY and _price(ask) and ask <= o.price) or (o.side == SELL and _price(bid) and bid >= o.price):
+                q = min(o.quantity - o.filled, budget)
+                if q > 0:
                     budget -= q
-            if o.is_open and o.order_type == OrderType.MARKET:
-                o.aggressive = True
-                self.aggressive.setdefault(o.symbol, []).append(o)
-                return budget
-        if o.is_open:
-            o.queue_ahead = self._queue_estimate(o, book)
-            self.open.setdefault(o.symbol, []).append(o)
+                    self._fill(t, o, o.price, q, Liquidity.MAKER, 0)
         return budget
 
-    def _queue_estimate(self, o: SimOrder, book: Book) -> float:
-        """Volume ahead of a new resting order: none when it improves the quote, else the last traded size."""
-        if self.model != "queue":
-            return 0.0
-        same = book.bid if o.side == Side.BUY else book.ask
-        if same > 0 and (o.price > same if o.side == Side.BUY else o.price < same):
-            return 0.0  # a new best price: nobody stands there
-        return self._last_size.get(o.symbol, 0.0)
+    def _print(self, t: int, symbol: str, price: float, volume: float, aggressor: int, budget: float = _INF) -> None:
+        """A print: orders it traded through fill entirely (with the volume cap: up to ``budget``); orders at
+        its price take what the model gives, from a volume that no two of our orders share."""
+        budget = min(budget, volume) if self.cap else budget
+        at_budget = min(volume, budget)
+        model = self.model
+        for o in self._by_priority(symbol):
+            if not o.is_open:
+                continue
+            if o.side == BUY:
+                if aggressor == BUY:
+                    continue  # a buyer took: our bids were not hit
+                through, at = price < o.price, price == o.price
+            else:
+                if aggressor == SELL:
+                    continue
+                through, at = price > o.price, price == o.price
+            if through:
+                q = min(o.quantity - o.filled, budget)
+                if q > 0:
+                    budget -= q
+                    self._fill(t, o, o.price, q, Liquidity.MAKER, 0)
+            elif at:
+                q = min(model.at_limit(o, volume), o.quantity - o.filled, at_budget, budget)
+                if q > 0:
+                    at_budget -= q
+                    budget -= q
+                    self._fill(t, o, o.price, q, Liquidity.MAKER, 0)
 
-    def _take_aggressive(self, t: int, symbol: str, book: Book, budget: float) -> float:
+    def _take_aggressive(self, t: int, symbol: str, book: Book) -> None:
+        budget = book.last_size
         for o in list(self.aggressive.get(symbol, ())):
-            buy = o.side == Side.BUY
+            buy = o.side == BUY
             opp, flags = (book.ask if buy else book.bid), 0
-            if not opp > 0:
-                opp, flags = book.last, FillFlag.NO_QUOTE
+            if not _price(opp):
+                opp, flags = book.last, int(FillFlag.NO_QUOTE)
             q = min(o.quantity - o.filled, budget)
-            if q > 0 and opp > 0:
+            if q > 0 and _price(opp):
                 self._fill(t, o, opp, q, Liquidity.TAKER, flags)
                 budget -= q
-        return budget
 
-    def _match(self, t, symbol, book, resting, seq, last, bid, ask, budget) -> None:
-        model = self.model
-        traded = last == last and last > 0 and budget > 0
-        quoted = bid == bid
-        # price priority, then time: best limits first (buys high, sells low)
-        order = sorted(resting, key=lambda o: (-o.price if o.side == Side.BUY else o.price, o.order_id)) \
-            if len(resting) > 1 else list(resting)
-        for o in order:
-            if o.accepted_seq >= seq:
-                continue  # accepted at this frame: this frame's event came before it
-            buy = o.side == Side.BUY
-            L = o.price
-            rem = o.quantity - o.filled
-            q = 0.0
-            if quoted:
-                opp = ask if buy else bid
-                if opp > 0 and ((opp < L) if buy else (opp > L)) or (model == "touch" and opp > 0 and opp == L):
-                    # the quote crossed (or, touch, reached) the limit: no size in the data, so all of it,
-                    # or with the volume cap what is left of the event's volume
-                    q = min(rem, budget) if self.cap else rem
-                    if self.cap:
-                        budget -= q
-            if q == 0.0 and traded:
-                through = last < L if buy else last > L
-                at = last == L
-                if through or (model == "touch" and at):
-                    q = min(rem, budget)
-                    if model == "queue":
-                        o.queue_ahead = 0.0
-                elif model == "queue" and at:
-                    before = o.queue_ahead
-                    o.queue_ahead = max(0.0, before - budget)
-                    q = min(rem, max(0.0, budget - before))
-                budget -= q
-            if q > 0:
-                self._fill(t, o, L, q, Liquidity.MAKER, 0)
+    def _by_priority(self, symbol: str) -> list[SimOrder]:
+        """Our resting orders of ``symbol``: best price first (buys high, sells low), then time."""
+        rest = self.resting.get(symbol, ())
+        if len(rest) < 2:
+            return list(rest)
+        return sorted(rest, key=lambda o: (-o.price if o.side == BUY else o.price, o.priority))
 
-    # -- fills and updates ---------------------------------------------------------------------
+    # -- answers ------------------------------------------------------------------------------------------
     def _fill(self, t: int, o: SimOrder, price: float, q: float, liquidity: int, flags: int) -> None:
         rate = self.fees.maker_bps if liquidity == Liquidity.MAKER else self.fees.taker_bps
         fee = q * price * rate / 1e4
@@ -414,33 +680,48 @@ class SimExchange:
         o.filled += q
         o.notional += q * price
         o.fee += fee
-        if o.quantity - o.filled <= 1e-9 * o.quantity:
-            o.filled = o.quantity
-            self._close(o, OrderStatus.FILLED)
-            status = OrderStatus.FILLED
-        else:
-            o.status = status = OrderStatus.PARTIALLY_FILLED
         if flags:
             self.no_quote_fills += 1
-        fill_id = len(self.fills) + 1
-        row = (t, fill_id, o.order_id, o.symbol, o.side, liquidity, price, q, fee, flags)
-        self.fills.append(row)
+        f = Fill(t, len(self.fills) + 1, o.order_id, o.symbol, o.side, int(liquidity), price, q, fee, flags)
+        self.fills.append(f)
         self.account.apply(o.symbol, o.side, price, q, fee)
-        self.outbox.append((t + self.response_latency, "fill", row))
-        self._update(t, o.order_id, o.symbol, status, RejectReason.NONE, o)
-
-    def _update(self, t, oid, symbol, status, reason, o: SimOrder | None) -> None:
-        if o is None:
-            row = (t, oid, symbol, int(status), int(reason), 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        self.outbox.append(f)
+        if o.quantity - o.filled <= 1e-9 * o.quantity:
+            o.filled = o.quantity
+            self._close(t, o, OrderStatus.FILLED)
         else:
-            row = (t, oid, symbol, int(status), int(reason), int(o.side), int(o.order_type), o.price, o.quantity,
-                   o.filled, o.remaining, o.avg_price)
-        self.updates.append(row)
-        self.outbox.append((t + self.response_latency, "update", row))
+            o.status = int(OrderStatus.PARTIALLY_FILLED)
+            self._update(t, o, OrderStatus.PARTIALLY_FILLED)
 
+    def _unrest(self, o: SimOrder) -> None:
+        for where in (self.resting, self.aggressive):
+            lst = where.get(o.symbol)
+            if lst and o in lst:
+                lst.remove(o)
+                if not lst:
+                    del where[o.symbol]
 
-# The rows of ``updates`` and ``fills``: the simulated time, the ids and symbol, then the layout's other fields
-# in its order (declared once, in journal/format.py; a Fill's reserved field is not part of the row).
-UPDATE_FIELDS = ("time", "order_id", "symbol", *(n for n in ORDER_UPDATE.names if n not in ("symbol", "order_id")))
-FILL_FIELDS = ("time", "fill_id", "order_id", "symbol",
-               *(n for n in FILL.names if n not in ("symbol", "fill_id", "order_id", "reserved")))
+    def _close(self, t: int, o: SimOrder, status: int) -> None:
+        o.status = int(status)
+        self._unrest(o)
+        self._update(t, o, status)
+
+    def _reject(self, t: int, o: SimOrder, reason: int) -> None:
+        o.status = int(OrderStatus.REJECTED)
+        o.reject_reason = int(reason)
+        self._update(t, o, OrderStatus.REJECTED, reason)
+
+    def _answer_reject(self, t: int, oid: int, o: SimOrder | None, status: int, reason: int) -> None:
+        """A cancel or modify refused; the order (if any) is unchanged."""
+        if o is None:
+            u = OrderUpdate(t, oid, "", int(status), int(reason), 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
+            self.updates.append(u)
+            self.outbox.append(u)
+        else:
+            self._update(t, o, status, reason)
+
+    def _update(self, t: int, o: SimOrder, status: int, reason: int = 0) -> None:
+        u = OrderUpdate(t, o.order_id, o.symbol, int(status), int(reason), o.side, o.order_type, o.price,
+                        o.quantity, o.filled, o.remaining, o.avg_price)
+        self.updates.append(u)
+        self.outbox.append(u)

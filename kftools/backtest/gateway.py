@@ -27,7 +27,6 @@ Two clocks (docs/backtest.md states what each guarantees):
 from __future__ import annotations
 
 import bisect
-import math
 import struct
 import time
 from collections import deque
@@ -36,15 +35,16 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import NotAJournal, StrategyError
-from ..journal.format import FRAME_HEADER, FRAME_HEADER_SIZE, MsgType, OrderType, Side
+from ..journal.format import FRAME_HEADER, FRAME_HEADER_SIZE, MsgType, OrderType
 from ..journal.layout import BYTE_ORDER
 from ..journal.page import NotYetWritten
 from ..journal.reader import FrameBatch, Reader
 from ..journal.writer import Writer
-from .engine import Backtest, pack_fill, pack_update
+from .engine import Backtest, _check_order, pack_fill, pack_update
 from .exchange import SimOrder
 
 _ORDER, _CANCEL, _ACK = int(MsgType.ORDER), int(MsgType.CANCEL_REQUEST), int(MsgType.ACK)
+_MODIFY, _TIMER = int(MsgType.MODIFY_REQUEST), int(MsgType.TIMER)
 _GEN_OFF = FRAME_HEADER.offset("gen_time")
 _I64 = struct.Struct(BYTE_ORDER + FRAME_HEADER.field("gen_time").struct_code)
 FREE_CHUNK = 1024  # free-running: frames handled between two looks at the order journals
@@ -138,7 +138,7 @@ class Gateway:
         self.failed = False
         self._answers: list[tuple[str, tuple]] = []
         self._started = False
-        engine.sink = lambda kind, row: self._answers.append((kind, row))
+        engine.sink = lambda kind, row: kind == "timer" or self._answers.append((kind, row))
         self._checked = time.monotonic_ns()
         engine.output = None  # answers are published when they reach the strategy, not when decided
 
@@ -191,8 +191,7 @@ class Gateway:
                 if not self._wait(times[k - i]):
                     return k - i
                 continue
-            ex = eng.exchange
-            if not ex.busy:
+            if not eng.busy:
                 # nothing of ours in the market and no answer on its way: these frames cannot cause one
                 eng.frames(batch, k, r, self.wall())
                 self._write(data, starts, k, r, times[k - i])
@@ -235,8 +234,10 @@ class Gateway:
             else:
                 w.write(int(MsgType.ORDER_UPDATE), pack_update(row), gen_time=wall, trigger_time=row[0],
                         dest=self.dest.get(row[1], 0))
-        # (lockstep: they are acknowledged together with the frame written next, whose unit covers them)
         self.written += len(self._answers)
+        if self.lockstep:
+            # a strategy may answer an answer: its requests can arrive from this time plus the latency on
+            self.units.append((self.written, min(row[0] for _kind, row in self._answers)))
         self._answers.clear()
 
     # -- requests ---------------------------------------------------------------------------------
@@ -265,6 +266,8 @@ class Gateway:
         orders = iter(b.payload(_ORDER).tolist()) if _ORDER in kinds else iter(())
         cancels = iter(b.payload(_CANCEL).tolist()) if _CANCEL in kinds else iter(())
         acks = iter(b.payload(_ACK).tolist()) if _ACK in kinds else iter(())
+        modifies = iter(b.payload(_MODIFY).tolist()) if _MODIFY in kinds else iter(())
+        timers = iter(b.payload(_TIMER).tolist()) if _TIMER in kinds else iter(())
         for k, mt in enumerate(kinds):
             jn.frames += 1
             if mt == _ACK:
@@ -272,21 +275,32 @@ class Gateway:
                 jn.acked = max(jn.acked, int(n))
                 self._prune()
                 continue
-            if mt != _ORDER and mt != _CANCEL:
+            if mt == _TIMER:
+                # the strategy fires its own timers; the exchange keeps count of them as an in-process run does
+                tid, at = next(timers)
+                eng.schedule_timer(tid, at)
+                continue
+            if mt not in (_ORDER, _CANCEL, _MODIFY):
                 continue  # anything else a strategy journals is its own business
             where = f"{jn.path}: frame {jn.frames} (page {b.page.index} offset {offsets[k]})"
-            # sent while handling frames the strategy had not acknowledged: at their recording time at most
-            lo = self._time_after(jn.acked) if self.lockstep else eng.time
-            sent = min(max(trig[k], lo), eng.time) if self.lockstep else eng.time
-            if mt == _CANCEL:
-                sym, oid = next(cancels)
+            # lockstep: when the strategy says it sent it (never later than now: a request cannot come from
+            # the future); free-running: now
+            sent = min(trig[k], eng.time) if self.lockstep else eng.time
+            if mt == _CANCEL or mt == _MODIFY:
+                row = next(cancels) if mt == _CANCEL else next(modifies)
+                oid = row[1]
                 if oid not in jn.orders:
-                    raise StrategyError(f"{where}: cancel of order {oid}, which this journal never sent")
-                ex.cancel(oid, sent, eng.seq)
+                    what = "cancel" if mt == _CANCEL else "modify"
+                    raise StrategyError(f"{where}: {what} of order {oid}, which this journal never sent")
+                if mt == _CANCEL:
+                    eng.request_cancel(oid, sent)
+                else:
+                    eng.request_modify(oid, row[2], row[3], sent)
                 continue
             sym, oid, side, otype, price, qty, _filled, coid = next(orders)
             symbol = _text(sym)
-            problem = _bad_order(symbol, oid, side, otype, price, qty, ex.books, self.dest)
+            problem = ("order id already used" if oid in self.dest
+                       else _check_order(symbol, side, otype, price, qty, ex.books))
             if problem:
                 raise StrategyError(f"{where}: order {oid}: {problem}")
             if otype == OrderType.MARKET:
@@ -294,7 +308,8 @@ class Gateway:
             jn.orders.add(oid)
             self.dest[oid] = src[k]
             eng.ctx.orders_sent += 1
-            ex.submit(SimOrder(oid, symbol, side, otype, price, qty, sent, sent + ex.latency, eng.seq, _text(coid)))
+            eng.submit(SimOrder(oid, symbol, side, otype, price, qty, sent, max(sent + ex.latency, eng.time),
+                                _text(coid)))
 
     def _time_after(self, acked: int) -> int:
         """Recording time of the first output frame after ``acked`` (the oldest a new request can come from)."""
@@ -370,21 +385,3 @@ class _Backoff:
         self.n += 1
         if self.n > 200:
             time.sleep(min(1e-3, 1e-5 * (1 << min(self.n - 200, 7))))
-
-
-def _bad_order(symbol: str, oid: int, side: int, otype: int, price: float, qty: float, books, used) -> str:
-    """What is wrong with an order as sent ('' if nothing): what an in-process send_order refuses."""
-    if side not in (Side.BUY, Side.SELL):
-        return f"side must be 0 (buy) or 1 (sell), not {side}"
-    if otype not in (OrderType.LIMIT, OrderType.MARKET):
-        return f"order_type must be 0 (limit) or 1 (market), not {otype}"
-    if not (qty > 0 and math.isfinite(qty)):
-        return f"quantity must be a positive number, not {qty!r}"
-    if otype == OrderType.LIMIT and not (price > 0 and math.isfinite(price)):
-        return f"a limit order needs a positive price, not {price!r}"
-    if symbol not in books:
-        return f"unknown symbol {symbol!r} (no market data for it in the recording so far)"
-    if oid in used:
-        return "order id already used"
-    return ""
-

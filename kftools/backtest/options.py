@@ -6,7 +6,8 @@ import math
 import re
 
 from ..errors import UsageError
-from .exchange import FILL_MODELS, ExchangeConfig, Fees
+from .exchange import ExchangeConfig, Fees
+from .exchange import fill_model as parse_fill_model
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ns|us|µs|ms|s)?\s*$")
@@ -58,8 +59,10 @@ def exchange_config(
 ) -> ExchangeConfig:
     """An :class:`ExchangeConfig` from the command line's option values (checked: UsageError when wrong)."""
     model = fill_model.strip().lower()
-    if model not in FILL_MODELS:
-        raise UsageError(f"--fill-model {fill_model!r}: choose one of {', '.join(FILL_MODELS)}")
+    try:
+        parse_fill_model(model)
+    except ValueError as e:
+        raise UsageError(f"--fill-model: {e}") from None
     if not math.isfinite(cash):
         raise UsageError(f"--cash {cash!r}: must be a finite number")
     return ExchangeConfig(

@@ -11,17 +11,18 @@ market callback, as in-process: in lockstep the two runs decide the same.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import KftoolsError, StrategyError
-from ..journal.format import FILL, FRAME_HEADER_SIZE, ORDER_UPDATE, MsgType, OrderStatus, PageFlag
+from ..journal.format import FILL, FRAME_HEADER_SIZE, ORDER_UPDATE, MsgType, PageFlag
 from ..journal.reader import Reader
 from ..journal.writer import Writer
 from ..outputs import check_output, remove_journal
-from .engine import CALLBACKS, BacktestContext, Fill, OrderUpdate, TickerFrame, TradeFrame, strategy_file, where
-from .exchange import Book, ExchangeConfig
+from .engine import CALLBACKS, BacktestContext, TickerFrame, Timer, TradeFrame, strategy_file, where
+from .exchange import Book, ExchangeConfig, Fill, OrderUpdate
 
 _TICK, _TRADE = int(MsgType.TICKER), int(MsgType.TRADE)
 _UPDATE, _FILL, _ACK = int(MsgType.ORDER_UPDATE), int(MsgType.FILL), int(MsgType.ACK)
@@ -38,23 +39,30 @@ class _Market:
         self.books: dict[str, Book] = {}
         self.config = ExchangeConfig(cash=cash)
 
-    def submit(self, order) -> None:
-        """The order is in the journal: the replay's exchange decides."""
-
-    def cancel(self, order_id: int, sent_time: int, sent_seq: int) -> None:
-        """The cancel is in the journal: the replay's exchange decides."""
-
 
 class _Host:
-    """The engine a :class:`BacktestContext` expects: the recording's clock and the market seen so far."""
+    """The engine a :class:`BacktestContext` expects: the recording's clock, the market seen so far, and the
+    strategy's own timers (requests are in the order journal already: the replay's exchange decides)."""
 
     def __init__(self, cash: float):
         self.time = 0
-        self.seq = 0
         self.exchange = _Market(cash)
+        self.timers: list[tuple[int, int, Any]] = []  # (due, timer_id, data)
 
     def marks(self) -> dict[str, float]:
         return {s: b.mark for s, b in self.exchange.books.items()}
+
+    def submit(self, order) -> None:
+        """The order is in the journal."""
+
+    def request_cancel(self, order_id: int, sent: int) -> None:
+        """The cancel is in the journal."""
+
+    def request_modify(self, order_id: int, price: float, quantity: float, sent: int) -> None:
+        """The modify is in the journal."""
+
+    def schedule_timer(self, timer_id: int, due: int, data: Any = None) -> None:
+        heapq.heappush(self.timers, (due, timer_id, data))
 
 
 def run_strategy(
@@ -89,6 +97,7 @@ class _Session:
         self.path = path
         self.stop = stop
         self.pending: list[tuple[str, Any]] = []
+        self.market_time = 0
         self.end = (reader.first_page, reader.page(reader.first_page).frame_start)
         self.checked = time.monotonic()
         self.cb: dict[int, Callable | None] = {}
@@ -139,7 +148,7 @@ class _Session:
             consumed += n
         if self.reader.damage is not None:
             raise KftoolsError(f"replay output {self.reader.damage}")
-        self.deliver()
+        self.advance(None, timers_until=self.market_time)
         self.call("on_stop")
         if consumed > acked:
             writer.write(_ACK, frames=consumed)
@@ -163,9 +172,12 @@ class _Session:
                 if dst[k] == me:
                     self.pending.append(_answer(mt, row, trig[k]))
                 continue
-            host.seq += 1
-            if trig[k] > host.time:
-                host.time = trig[k]
+            t = trig[k]
+            if (self.pending or host.timers) and t > host.time:
+                self.advance(t)
+            if t > host.time:
+                host.time = t
+            self.market_time = host.time
             f: Any
             if mt == _TICK:
                 row = next(ticks)
@@ -188,8 +200,6 @@ class _Session:
                 if frames is None:
                     frames = b.frames()
                 f = frames[k]
-            if self.pending:
-                self.deliver()
             fn = self.cb.get(mt, _UNSET)
             if fn is _UNSET:
                 fn = self.cb[mt] = (getattr(self.strategy, CALLBACKS.get(mt, ""), None)
@@ -198,9 +208,29 @@ class _Session:
                 ctx.frame = f
                 self.guard(fn, f)
 
-    def deliver(self) -> None:
-        """Answers read since the last frame reach the strategy (as in-process: before the frame's callback)."""
+    def advance(self, t: int | None, timers_until: int | None = None) -> None:
+        """Answers read so far and the strategy's timers due before ``t`` (all if None; timers after
+        ``timers_until`` never fire), in time order, answers before timers at equal times: as in-process."""
+        host = self.host
+        timers = host.timers
         due, self.pending = self.pending, []
+        k = 0
+        while k < len(due) or (timers and (t is None or timers[0][0] < t)):
+            if timers and (t is None or timers[0][0] < t) and (k == len(due) or timers[0][0] < due[k][1].time):
+                at, tid, data = heapq.heappop(timers)
+                if timers_until is not None and at > timers_until:
+                    continue
+                host.time = max(host.time, at)
+                on_timer = getattr(self.strategy, "on_timer", None)
+                if on_timer is not None:
+                    self.guard(on_timer, Timer(tid, at, data))
+                continue
+            host.time = max(host.time, due[k][1].time)
+            self.deliver([due[k]])
+            k += 1
+
+    def deliver(self, due: list) -> None:
+        """Answers reach the strategy."""
         ctx = self.ctx
         for kind, a in due:
             if kind == "fill":
@@ -209,10 +239,8 @@ class _Session:
                     self.guard(self._on_fill, a)
             else:
                 v = ctx.orders.get(a.order_id)
-                if v is not None and a.status != OrderStatus.CANCEL_REJECTED:
-                    v.status = OrderStatus(a.status).name.lower()
-                    v.filled_quantity = a.filled_quantity
-                    v.avg_price = a.avg_price
+                if v is not None:
+                    v.learn(a)
                 if self._on_update is not None:
                     self.guard(self._on_update, a)
 

@@ -64,7 +64,8 @@ def summarize(bt: Backtest, strategy_name: str = "") -> dict:
         }
     realized = sum(acc.realized.values())
     unrealized = acc.unrealized(marks)
-    status_count = {name: 0 for name in ("filled", "partially_filled", "canceled", "rejected", "accepted", "pending")}
+    status_count = {name: 0 for name in ("filled", "partially_filled", "canceled", "rejected", "expired", "accepted",
+                                         "modified", "pending")}
     for o in orders:
         status_count[o.status_name] += 1
     d: dict[str, Any] = {
@@ -81,6 +82,9 @@ def summarize(bt: Backtest, strategy_name: str = "") -> dict:
         "orders": len(orders),
         "orders_by_status": status_count,
         "cancels": len(ex.cancels),
+        "modifies": len(ex.modifies),
+        "timers_fired": bt.timers_fired,
+        "timers_not_fired": bt.timers_dropped,
         "fills": len(ex.fills),
         "maker_fills": sum(1 for f in ex.fills if f[5] == Liquidity.MAKER),
         "taker_fills": sum(1 for f in ex.fills if f[5] == Liquidity.TAKER),

@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from ..journal.writer import Writer
 from .engine import Backtest
 from .exchange import ExchangeConfig
 from .gateway import Gateway, check_order_journal
-from .results import check_results_dir, summarize, write_results
-
-BARS = 200  # equity samples (and Sharpe periods) over the recording's span
-
-
-@dataclass
-class BacktestResult:
-    """What a finished backtest reports: its summary and where its files are."""
-
-    summary: dict
-    results: str | None
-    files: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        d = dict(self.summary)
-        d["results"] = self.results
-        d["result_files"] = self.files
-        return d
+from .results import check_results_dir, summarize, tables, write_results
+from .run import BacktestResult, _display_name, bar_ns
 
 
 class BacktestSession:
@@ -44,7 +27,7 @@ class BacktestSession:
         self.write = write
         self.chart = chart
         self.force = replay.force
-        self.strategy_name = strategy_name or (
+        self.strategy_name = _display_name(strategy_name) if strategy_name else (
             type(replay.strategy).__name__ if replay.strategy is not None
             else "order journal " + ", ".join(self.order_journals))
         if write:
@@ -68,7 +51,7 @@ class BacktestSession:
         summary = summarize(self.engine, self.strategy_name)
         files = write_results(self.engine, self.results, summary, force=self.force, chart=self.chart) \
             if self.write else []
-        self.result = BacktestResult(summary, self.results if self.write else None, files)
+        self.result = BacktestResult(summary, self.results if self.write else None, files, tables(self.engine))
         return self.result
 
 
@@ -81,14 +64,10 @@ def default_results(out: str) -> str:
 
 
 def _bar_ns(replay) -> int:
-    """Bar width: the selection's recording span in ``BARS`` parts, rounded to a readable size."""
+    """Bar width over the selection's recording span (as :func:`kftools.backtest` computes it)."""
     r = replay.reader
     f = replay.selection.filters()
     first = next(iter(r.batches(batch_size=1, until=replay.end_position, **f)), None)
     last = r.last(1, until=replay.end_position, **f)
-    if first is None or not last or not len(first):
-        return 1_000_000_000
-    span = max(1, last[0].gen_time - int(first.headers["gen_time"][0]))
-    raw = span / BARS
-    nice = [m * 10**e for e in range(3, 13) for m in (1, 2, 5)]
-    return min((c for c in nice if c >= raw), default=10**12)
+    t0 = int(first.headers["gen_time"][0]) if first is not None and len(first) else None
+    return bar_ns(t0, last[0].gen_time if last else None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import importlib.util
+import inspect
 import os
 import struct
 import threading
@@ -195,8 +196,9 @@ class Controller:
 
 
 # -- strategies ---------------------------------------------------------------------------
-def load_strategy(spec: str):
-    """Instantiate ``path.py[:Class]``; without a class name, the module's one strategy class."""
+def load_strategy(spec: str, params: dict | None = None):
+    """Instantiate ``path.py[:Class]`` with ``params`` as keyword arguments; without a class name, the module's
+    one strategy class."""
     path, _, cls_name = spec.partition(":") if not os.path.exists(spec) else (spec, "", "")
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such strategy file")
@@ -220,10 +222,22 @@ def load_strategy(spec: str):
             names = ", ".join(c.__name__ for c in found) or "none"
             raise UsageError(f"{path}: name the strategy class as {path}:Class (strategy classes found: {names})")
         cls = found[0]
+    return make_strategy(cls, params, path)
+
+
+def make_strategy(cls: type, params: dict | None, path: str = ""):
+    """``cls(**params)``; a parameter the class does not take, or a constructor that raises, is one line."""
+    where_ = path or cls.__name__
     try:
-        return cls()
+        inspect.signature(cls).bind(**(params or {}))
+    except TypeError as e:
+        raise UsageError(f"{where_}: {cls.__name__} does not take these parameters ({e})") from None
+    except ValueError:
+        pass  # no signature to check (a builtin): let the call say
+    try:
+        return cls(**(params or {}))
     except Exception as e:  # noqa: BLE001
-        raise StrategyError(f"{path}: {cls.__name__}() failed: {_where(e)}") from None
+        raise StrategyError(f"{where_}: {cls.__name__}() failed: {_where(e)}") from None
 
 
 def _where(e: BaseException) -> str:

@@ -59,7 +59,7 @@ class SweepResult:
 
     out: str
     runs: pa.Table
-    ran: int
+    ran: int  # runs tried now (the failed ones included)
     skipped: int
     failed: dict[str, str] = field(default_factory=dict)
     report: str | None = None
@@ -111,17 +111,17 @@ def sweep(
         raise UsageError(f"{path}: no such strategy file")
     with open(path) as fh:
         source = fh.read()
-    from .runner import strategy_class
+    from .runner import check_strategy
 
-    cls = strategy_class(path, cls_name)  # load once here: a broken file fails before any run starts
+    cls_name = check_strategy(path, cls_name, runs[0].param_dict if runs else {})
     resp_ns = parse_latency(response_latency, "--response-latency")
     from ..backtest.options import parse_fees
 
     parse_fees(fees)
-    jobs = [Job(r, source, os.path.basename(path), cls_name or cls.__name__, resp_ns, fees, float(cash),
+    jobs = [Job(r, source, os.path.basename(path), cls_name, resp_ns, fees, float(cash),
                 cap_volume, plotlyjs=f"../../{PLOTLY_JS}", chart=chart) for r in runs]
     spec_doc = {
-        "strategy": {"file": os.path.basename(path), "class": cls.__name__,
+        "strategy": {"file": os.path.basename(path), "class": cls_name,
                      "sha256": hashlib.sha256(source.encode()).hexdigest()},
         "recordings": recs, "grid": g, "fill_models": sorted({r.fill_model for r in runs}),
         "latencies_ns": sorted({r.latency_ns for r in runs}),
@@ -172,8 +172,8 @@ def sweep(
     _atomic_parquet(table, os.path.join(out, "runs.parquet"))
     from ..backtest.report import write_sweep_report
 
-    report = write_sweep_report(out, table, list(g), title=f"Sweep: {cls.__name__} ({os.path.basename(path)})")
-    return SweepResult(out, table, len(todo) - len(failed), skipped, failed, report)
+    report = write_sweep_report(out, table, list(g), title=f"Sweep: {cls_name} ({os.path.basename(path)})")
+    return SweepResult(out, table, len(todo), skipped, failed, report)
 
 
 def _recordings(paths: list) -> list[str]:

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import KftoolsError, StrategyError
+from ..errors import KftoolsError
 from .grid import RunSpec
 
 
@@ -43,57 +43,30 @@ class RunResult:
     error: str | None = None
 
 
-def strategy_class(path: str, class_name: str = "") -> type:
-    """The strategy class in ``path`` (the named one, or the file's one strategy class)."""
-    from ..replay import load_strategy
+def check_strategy(path: str, class_name: str, params: dict[str, Any]) -> str:
+    """Load ``path[:class_name]`` and build it with ``params`` once, here (a broken file or a parameter the
+    class does not take fails before any run starts); returns the class's name."""
+    from ..replay.core import load_strategy
 
-    spec = f"{path}:{class_name}" if class_name else path
-    inst = load_strategy(spec)  # finds and checks the class the way replay --strategy does
-    return type(inst)
-
-
-def make_strategy(cls: type, params: dict[str, Any], file: str) -> object:
-    """An instance of ``cls`` with ``params`` as keyword arguments to its constructor."""
-    try:
-        return cls(**params)
-    except TypeError as e:
-        raise StrategyError(f"{file}: {cls.__name__}({_kw(params)}) failed: {e}") from None
-    except Exception as e:  # noqa: BLE001 - user code: one line that says where
-        raise StrategyError(f"{file}: {cls.__name__}({_kw(params)}) failed: {type(e).__name__}: {e}") from None
-
-
-def _kw(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in params.items())
+    return type(load_strategy(f"{path}:{class_name}" if class_name else path, params or None)).__name__
 
 
 def backtest_folder(job: Job, recording: str, scratch: str) -> tuple[dict, str]:
-    """Backtest ``job`` on ``recording``; returns (summary, result folder) inside ``scratch``."""
-    from ..backtest.options import exchange_config
-    from ..replay import Replay
+    """``kftools.backtest`` of ``job`` on ``recording``; returns (summary, result folder) inside ``scratch``."""
+    from ..backtest.run import backtest
 
-    src = os.path.join(scratch, job.strategy_file)
+    src = os.path.join(scratch, job.strategy_file)  # the same base name: the same strategy name in the summary
     with open(src, "w") as fh:
         fh.write(job.strategy_source)
-    cls = strategy_class(src, job.strategy_class)
-    strategy = make_strategy(cls, job.spec.param_dict, job.strategy_file)
-    exchange = exchange_config(job.spec.fill_model, job.spec.latency_ns, job.response_latency_ns, job.fees,
-                               job.cap_volume, job.cash)
     folder = os.path.join(scratch, "result")
-    rep = Replay(recording, os.path.join(scratch, "out.dat"), speed=None, strategy=strategy, exchange=exchange,
-                 results=folder, chart=False, force=True)
-    st = rep.run()
-    if st.damage is not None:
-        raise KftoolsError(f"{recording}: {st.damage}")
-    assert st.backtest is not None
-    summary = dict(st.backtest.summary)
-    summary["strategy"] = f"{cls.__name__} ({job.strategy_file})"
-    return summary, folder
+    res = backtest(recording, f"{src}:{job.strategy_class}", params=job.spec.param_dict or None,
+                   fill_model=job.spec.fill_model, latency=job.spec.latency_ns, response_latency=job.response_latency_ns,
+                   fees=job.fees, cash=job.cash, cap_volume=job.cap_volume, results=folder, chart=False)
+    return res.summary, folder
 
 
 def run_job(job: Job) -> RunResult:
     """Run one backtest; a KftoolsError (bad parameter, strategy bug) becomes the result's error, not a raise."""
-    import json
-
     from ..backtest.chart import draw_folder
     from ..backtest.report import write_report
 
@@ -102,9 +75,6 @@ def run_job(job: Job) -> RunResult:
     try:
         recording = job.spec.recording  # a path every worker reads (a shared one on a cluster)
         summary, folder = backtest_folder(job, recording, scratch)
-        with open(os.path.join(folder, "summary.json"), "w") as fh:
-            json.dump(summary, fh, indent=2, sort_keys=True)
-            fh.write("\n")
         if job.chart:
             draw_folder(folder, recordings=[recording])
         write_report(folder, recordings=[recording], plotlyjs=job.plotlyjs)

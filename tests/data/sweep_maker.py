@@ -12,6 +12,8 @@ from kftools import Side
 
 class Maker:
     def __init__(self, spread=0.01, size=1.0, limit=5.0):
+        if spread <= 0:
+            raise ValueError(f"spread must be positive, not {spread}")
         self.spread = spread
         self.size = size
         self.limit = limit
