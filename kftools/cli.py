@@ -709,7 +709,9 @@ def replay_cmd(
 
 @command(name="sweep")
 def sweep_cmd(
-    journals: JournalsArg,
+    journals: Annotated[list[str], typer.Argument(
+        help="Recordings: journals (path of the first page) or folders of journals, each backtested on its own.",
+        show_default=False)],
     strategy: Annotated[str, typer.Option(
         "--strategy", help="path.py[:Class]; each run builds it with the grid's values as keyword arguments. This "
                            "executes arbitrary Python code with your permissions: only pass files you trust.")],

@@ -231,3 +231,17 @@ def test_a_worker_killed_mid_sweep_costs_only_its_run(cluster, rec, local, tmp_p
     assert killed and killed[0][1], "a worker holding a run was killed"
     assert not res.failed and res.ran == 4
     same_results(local[0], res.out)
+
+
+def test_a_grid_file_is_the_same_sweep_as_the_options(rec, local, tmp_path):
+    grid = tmp_path / "sweep.toml"
+    grid.write_text('fill_model = ["touch", "queue"]\n[grid]\nspread = [0.01, 0.02]\n')
+    r = run_cli("sweep", rec, "--strategy", STRATEGY, "--grid-file", grid, "--no-chart", "-o", local[0])
+    assert r.returncode == 0, r.stderr
+    assert "0 run now, 4 finished earlier, 0 failed" in r.stdout  # the manifest says: the same sweep, all done
+
+
+def test_object_storage_recordings_are_refused_in_one_line(tmp_path):
+    r = run_cli("sweep", "s3://bucket/kf", "--strategy", STRATEGY, "-o", tmp_path / "out")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not supported yet" in r.stderr
+    assert not (tmp_path / "out").exists()

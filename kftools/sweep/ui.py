@@ -10,11 +10,13 @@ from ..backtest.report import duration, money
 from .core import Progress, SweepResult
 
 
-def describe(row: dict | None) -> str:
-    """A run in one phrase: its parameters, fill model, latency and net P&L."""
+def describe(row: dict | None, short: bool = False) -> str:
+    """A run in one phrase: its parameters, fill model, latency and net P&L (``short``: for the progress line)."""
     if row is None:
         return "-"
     params = ", ".join(f"{k[len('param.'):]}={v!r}" for k, v in row.items() if k.startswith("param."))
+    if short:
+        return f"{money(row.get('net_pnl'))} ({params + ', ' if params else ''}{row['fill_model']}, {duration(row['latency_ns'])})"
     return (f"net {money(row.get('net_pnl'))} ({params + ', ' if params else ''}{row['fill_model']}, "
             f"latency {duration(row['latency_ns'])}, run {row['run']})")
 
@@ -29,13 +31,13 @@ def progress_bar(quiet: bool = False) -> Iterator[Callable[[Progress], None] | N
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.progress import Progress as Bar
 
-    columns = [TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("ETA"), TimeRemainingColumn(), TextColumn("best {task.fields[best]}")]
+    columns = [TextColumn("[bold]sweep"), BarColumn(bar_width=16), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn(), TextColumn("best net {task.fields[best]}")]
     with Bar(*columns, console=Console(stderr=True)) as bar:
         task = bar.add_task("sweep", total=None, best="-")
 
         def on_progress(p: Progress) -> None:
-            bar.update(task, total=p.total, completed=p.done, best=describe(p.best))
+            bar.update(task, total=p.total, completed=p.done, best=describe(p.best, short=True))
 
         yield on_progress
 
