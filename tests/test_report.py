@@ -104,13 +104,14 @@ def chromium():
 
 
 def browse(chromium, page: str, *extra: str) -> subprocess.CompletedProcess:
+    """Open ``page`` (a file, optionally with a #fragment) in headless Chromium with no network."""
     with tempfile.TemporaryDirectory(prefix="kftools-chromium-") as profile:
         return subprocess.run(
             [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={profile}", "--host-resolver-rules=MAP * ~NOTFOUND",  # no network at all
              "--enable-logging=stderr", "--v=0", "--hide-scrollbars", f"--window-size={WINDOW[0]},{WINDOW[1]}",
-             *extra, "file://" + os.path.abspath(page)],
+             *extra, "file://" + os.path.abspath(page.split("#")[0]) + ("#" + page.split("#")[1] if "#" in page else "")],
             capture_output=True, text=True, timeout=120)
 
 
@@ -170,6 +171,12 @@ def test_sweep_report_in_chromium(chromium, rec, tmp_path):
     for run in res.runs.column("run").to_pylist():
         assert f'href="runs/{run}/report.html"' in body
     assert 'id="heatmap"' in dom and "spread" in dom and "size" in dom
+    # sorted in the browser by its own script: net P&L, descending
+    r = browse(chromium, res.report + "#sort=net_pnl-", "--dump-dom")
+    assert console(r) == []
+    order = re.findall(r'href="runs/(\w+)/report.html"', r.stdout)
+    pnl = dict(zip(res.runs.column("run").to_pylist(), res.runs.column("net_pnl").to_pylist(), strict=True))
+    assert order == sorted(pnl, key=lambda k: -pnl[k]) and len(order) == 4
     # a run's own report opens too (plotly.js from the sweep's copy, no network)
     run_page = os.path.join(res.out, "runs", res.runs.column("run")[0].as_py(), "report.html")
     r = browse(chromium, run_page, "--dump-dom")

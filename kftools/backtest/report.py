@@ -431,7 +431,7 @@ SWEEP_STATS = (("net_pnl", "net P&L", money), ("sharpe", "Sharpe (annualised)", 
                ("max_drawdown", "max drawdown", money), ("fill_ratio", "fill ratio", pct),
                ("maker_share", "maker share", pct), ("turnover", "turnover", money), ("fills", "fills", qty))
 
-_SORT_JS = """
+_SORT_JS = r"""
 document.querySelectorAll('table.sortable').forEach(function(t){
   t.querySelectorAll('th').forEach(function(th, i){
     th.classList.add('sortable');
@@ -448,6 +448,12 @@ document.querySelectorAll('table.sortable').forEach(function(t){
     });
   });
 });
+// report.html#sort=net_pnl- opens sorted (a column's key; "-" descending)
+(function(){
+  var m = location.hash.match(/sort=([\w.]+)(-?)/); if (!m) return;
+  var th = document.querySelector('table.sortable th[data-key="' + m[1] + '"]'); if (!th) return;
+  th.click(); if (m[2]) th.click();
+})();
 """
 
 
@@ -472,6 +478,8 @@ def write_sweep_report(out: str, runs, params: list[str], title: str = "Sweep", 
     pcols = [f"param.{p}" for p in params]
     head = ["run", "recording", "fill model", "latency", *params, f"net P&L ({unit})", "realised", "fees",
             "max drawdown", "Sharpe", "fill ratio", "maker share", "fills", "turnover", "error"]
+    keys = ["run", "recording", "fill_model", "latency_ns", *pcols, "net_pnl", "realized_pnl", "fees",
+            "max_drawdown", "sharpe", "fill_ratio", "maker_share", "fills", "turnover", "error"]
     body = []
     for r in rows:
         link = f'<a href="{html.escape(r["folder"])}/report.html">{r["run"]}</a>' if r.get("folder") else r["run"]
@@ -486,7 +494,8 @@ def write_sweep_report(out: str, runs, params: list[str], title: str = "Sweep", 
                   _cell(r.get("turnover"), money(r.get("turnover"))),
                   _cell(r.get("error") or "", html.escape(r.get("error") or ""), "t")]
         body.append("<tr>" + "".join(cells) + "</tr>")
-    ths = "".join(f'<th class="{"t" if k < 3 else "n"}">{html.escape(h)}</th>' for k, h in enumerate(head))
+    ths = "".join(f'<th class="{"t" if k < 3 else "n"}" data-key="{html.escape(key)}">{html.escape(h)}</th>'
+                  for k, (h, key) in enumerate(zip(head, keys, strict=True)))
     table = f'<table id="runs" class="sortable"><thead><tr>{ths}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
     # heatmaps: x, y = the first two parameters (else what varies), one panel per fill model and latency
@@ -554,7 +563,8 @@ def write_sweep_report(out: str, runs, params: list[str], title: str = "Sweep", 
                       f"P&L in {unit} · Sharpe on each run's stated bars, {ANNUALISATION}")
     body_html = (f"<h2>Statistic over two parameters</h2><p class=note>Choose the statistic with the buttons; "
                  f"{html.escape(agg)}. Hover a cell for its exact value.</p>{heat_html}"
-                 f"<h2>Runs</h2><p class=note>Click a column's title to sort; a run's id opens its own report.</p>"
+                 f"<h2>Runs</h2><p class=note>Click a column's title to sort (report.html#sort=net_pnl- opens sorted); a "
+                 f"run's id opens its own report.</p>"
                  f"{table}<script>{_SORT_JS}</script>")
     path = os.path.join(out, "report.html")
     tmp = path + f".{os.getpid()}.tmp"
