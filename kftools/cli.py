@@ -757,14 +757,13 @@ def sweep_cmd(
 def bench_sweep_cmd(
     json_out: JsonOpt = False,
     frames: Annotated[int, typer.Option("--frames", help="Frames in the (bursty, simulated) recording.")] = 100_000,
-    runs: Annotated[int, typer.Option("--runs", help="Runs in the sweep.")] = 16,
     dask: Annotated[bool, typer.Option("--dask/--no-dask", help="Also measure the overhead per run on a local Dask cluster.")] = True,
 ) -> None:
-    """Sweep speed: the runs one after another, on a local process per core, and on a local Dask cluster."""
+    """Sweep speed: 16 runs one after another, on 2 local processes, and on a one-worker Dask cluster."""
     from .bench import report
     from .bench.sweep import run
 
-    report(run(frames=frames, runs=runs, dask=dask), json_out)
+    report(run(frames=frames, dask=dask), json_out)
 
 
 @command(name="backtest")
