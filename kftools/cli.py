@@ -735,6 +735,11 @@ def sweep_cmd(
     from .sweep import sweep
     from .sweep.ui import closing_lines, progress_bar
 
+    def interrupt(signum, frame):  # SIGTERM stops a sweep as Ctrl-C does: finished runs kept, exit 130
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
     with progress_bar(quiet=json_out) as on_progress:
         res = sweep([str(j) for j in journals], strategy, str(out), grid=grid or [],
                     grid_file=None if grid_file is None else str(grid_file),

@@ -12,8 +12,8 @@ from .runner import Job, RunResult, run_job
 
 def run_local(jobs: list[Job], finished: Callable[[RunResult], None], workers: int | None = None) -> None:
     """Run ``jobs`` on ``workers`` processes (default: the cores this process may use), calling ``finished``
-    in this thread as each one ends. Interrupted (KeyboardInterrupt), queued runs are dropped and the
-    processes stopped; runs that finished were already handed to ``finished``."""
+    in this thread as each one ends. Interrupted (KeyboardInterrupt), the worker processes are stopped at once
+    (their runs are lost, the next sweep does them); runs that finished were already handed to ``finished``."""
     n = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
     n = max(1, min(n, len(jobs)))
     if n == 1:  # one process: no pool to start, the same code path as a worker's
@@ -38,6 +38,11 @@ def run_local(jobs: list[Job], finished: Callable[[RunResult], None], workers: i
                 nxt = next(it, None)
                 if nxt is not None:
                     pending.add(pool.submit(run_job, nxt))
+    except BaseException:
+        # a run in flight may take long (or wait on something): stop the workers rather than wait for them
+        for p in list(getattr(pool, "_processes", {}).values()):
+            p.terminate()
+        raise
     finally:
         for f in pending:
             f.cancel()
