@@ -272,6 +272,11 @@ def _page(title: str, sub: str, body: str, plotlyjs: str) -> str:
             f'<p class="sub">{sub}</p>\n{body}\n</body></html>\n')
 
 
+def _el(tag: str, inner: str, attrs: str = "") -> str:
+    """``<tag attrs>inner</tag>``."""
+    return f"<{tag}{' ' + attrs if attrs else ''}>{inner}</{tag}>"
+
+
 def _table(rows: list[tuple[str, str]], table_id: str) -> str:
     cells = "".join(f"<tr><td>{html.escape(k)}</td><td class=n>{html.escape(v)}</td></tr>" for k, v in rows)
     return f'<table id="{table_id}"><tbody>{cells}</tbody></table>'
@@ -414,9 +419,10 @@ def write_report(folder: str, recordings: list[str] | None = None, plotlyjs: str
     note = ("Numbers are rounded for reading; summary.json holds them exact. Lines are drawn at screen "
             "resolution (each pixel keeps its minimum and maximum); every fill is a marker: zoom to tell them apart. Plain SVG, no WebGL: any browser draws it."
             + ("" if prices else " The recording was not given: the price panel shows the fill prices only."))
-    body = (f'<div class="grid"><div>{_table(statistics_rows(s, st), "stats")}</div>'
-            f'<div style="flex:1;min-width:380px">{_fig_html(fig2, "per-symbol", modebar=False)}</div></div>'
-            f'<p class="note">{html.escape(note)}</p>{_fig_html(fig, "panels")}')
+    body = (_el("div", _el("div", _table(statistics_rows(s, st), "stats"))
+                + _el("div", _fig_html(fig2, "per-symbol", modebar=False), 'style="flex:1;min-width:380px"'),
+                'class="grid"')
+            + _el("p", html.escape(note), 'class="note"') + _fig_html(fig, "panels"))
     path = os.path.join(folder, "report.html")
     tmp = path + f".{os.getpid()}.tmp"
     with open(tmp, "w") as fh:
@@ -561,11 +567,13 @@ def write_sweep_report(out: str, runs, params: list[str], title: str = "Sweep", 
            else "one run per cell")
     sub = html.escape(f"{len(rows):,} runs ({len(ok):,} finished) · parameters {', '.join(params) or 'none'} · "
                       f"P&L in {unit} · Sharpe on each run's stated bars, {ANNUALISATION}")
-    body_html = (f"<h2>Statistic over two parameters</h2><p class=note>Choose the statistic with the buttons; "
-                 f"{html.escape(agg)}. Hover a cell for its exact value.</p>{heat_html}"
-                 f"<h2>Runs</h2><p class=note>Click a column's title to sort (report.html#sort=net_pnl- opens sorted); a "
-                 f"run's id opens its own report.</p>"
-                 f"{table}<script>{_SORT_JS}</script>")
+    body_html = (_el("h2", "Statistic over two parameters")
+                 + _el("p", f"Choose the statistic with the buttons; {html.escape(agg)}. Hover a cell for its exact "
+                            "value.", 'class="note"') + heat_html
+                 + _el("h2", "Runs")
+                 + _el("p", "Click a column's title to sort (report.html#sort=net_pnl- opens sorted); a run's id opens "
+                            "its own report.", 'class="note"')
+                 + table + _el("script", _SORT_JS))
     path = os.path.join(out, "report.html")
     tmp = path + f".{os.getpid()}.tmp"
     with open(tmp, "w") as fh:
