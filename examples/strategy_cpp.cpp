@@ -163,6 +163,8 @@ int main(int argc, char** argv) {
         kftools::Writer orders(orders_path, opt);
         kftools::Reader out(output);
         MeanReversion strategy(orders, source);
+        kftools::Ack ready{0};  // ready (start-up over): a lockstep replay starts once every strategy said so
+        orders.write(kftools::kAck, &ready, sizeof ready, 0, 0);
         kftools::Frame f;
         uint64_t handled = 0, acked = 0;
         for (long idle = 0;;) {

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from enum import IntEnum
 from pathlib import Path
 from typing import Annotated
@@ -85,8 +86,10 @@ def exit_code(error: KftoolsError) -> ExitCode:
 
 
 def fail(message: str, code: ExitCode = ExitCode.FAILED) -> typer.Exit:
-    """Print one error line and return the Exit to raise."""
-    typer.echo(f"kftools: error: {message}", err=True)
+    """Print one error line (a message from a library that spans lines is folded onto one) and return the
+    Exit to raise."""
+    one_line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    typer.echo(f"kftools: error: {one_line}", err=True)
     return typer.Exit(code)
 
 
@@ -312,6 +315,38 @@ def export_progress_bar(quiet: bool = False, follow: bool = False):
         yield on_total, on_progress
 
 
+@contextlib.contextmanager
+def simulate_progress_bar(total: int | None):
+    """A progress callback for simulate that draws a rich bar on stderr once the run has taken a second;
+    None off a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = [TextColumn("[bold]simulate"), BarColumn(), TextColumn("{task.completed:,} frames"),
+               TimeRemainingColumn() if total else TimeElapsedColumn()]
+    prog = Progress(*columns, console=Console(stderr=True), transient=True)
+    t0 = time.monotonic()
+    task = None
+
+    def on_progress(frames: int, _total: int | None) -> None:
+        nonlocal task
+        if task is None:
+            if time.monotonic() - t0 < 1.0:
+                return
+            prog.start()
+            task = prog.add_task("simulate", total=total)
+        prog.update(task, completed=frames)
+
+    try:
+        yield on_progress
+    finally:
+        if task is not None:
+            prog.stop()
+
+
 # -- core commands -----------------------------------------------------------------
 def _one_file(journals: list[Path]) -> bool:
     return len(journals) == 1 and not journals[0].is_dir()
@@ -493,17 +528,23 @@ def simulate_cmd(
     page_size: Annotated[int | None, typer.Option("--page-size", help="Bytes per new page (default 128 MiB).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     append: Annotated[bool, typer.Option("--append", help="Add frames to an existing journal (its walk restarts from --seed).")] = False,
+    tick: Annotated[float, typer.Option("--tick", help="Price grid: every price is a multiple of it.")] = 0.01,
+    depth: Annotated[int, typer.Option("--depth", help="Also write Depth frames with N levels a side (0-10; 0: none).")] = 0,
 ) -> None:
-    """Write a synthetic market feed (tickers on a random walk, orders, trades) at a controlled rate.
+    """Write a simulated market (quotes on a tick grid, prints with their aggressor side, orders and their
+    fills; Depth frames with --depth) at a controlled rate, with a bursty clock.
 
-    A new journal is created; an existing one is refused unless --append is given.
+    A new journal is created; an existing one is refused unless --append is given. With --rate 0 the same
+    --seed gives the same bytes.
     """
     from .simulate import simulate
 
     if duration is None and frames is None:
         raise UsageError("give --duration or --frames")
-    res = simulate(str(journal), rate=rate, duration=duration, frames=frames, symbols=symbols, page_size=page_size,
-                   seed=seed, stop=stop_on_signals(), append=append)
+    with simulate_progress_bar(frames) as progress:
+        res = simulate(str(journal), rate=rate, duration=duration, frames=frames, symbols=symbols,
+                       page_size=page_size, seed=seed, stop=stop_on_signals(), append=append, tick=tick, depth=depth,
+                       progress=progress)
     verb = "appended" if append else "wrote"
     typer.echo(f"{verb} {res.frames:,} frames in {res.seconds:.2f}s ({res.rate:,.0f}/s) to {journal}", err=True)
 
@@ -537,7 +578,7 @@ def arrow_allocator() -> None:
 def export_cmd(
     journals: Annotated[list[Path], typer.Argument(
         help="A journal (first page); several journals or a folder of them make a dataset (or one file merged by "
-             "gen_time when OUT ends in .parquet).", show_default=False, metavar="JOURNAL...")],
+             "gen_time when OUT ends in .parquet or .pq).", show_default=False, metavar="JOURNAL...")],
     out: Annotated[str, typer.Argument(
         help="Output .parquet file (- for standard output); a folder with --split; for a dataset a folder, "
              "s3://bucket/prefix or gs://bucket/prefix.", show_default=False, metavar="PATH")],
@@ -649,6 +690,13 @@ def replay_cmd(
     wait: WaitOpt = "busy",
     name: NameOpt = None,
     schema: SchemaOpt = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", help="Output format: kftools, or a Kungfu journal a Kungfu strategy reads (kungfu-2.4, "
+                         "kungfu-2.x-57, kungfu-2.x-65, kungfu-wire-v1; needs --kf-home and --location).")] = "kftools",
+    kf_home: Annotated[Path | None, typer.Option("--kf-home", help="--format kungfu-*: the KF_HOME to write into.")] = None,
+    location: Annotated[str | None, typer.Option(
+        "--location", help="--format kungfu-*: the Kungfu location written, category/group/name/mode "
+                           "(md/sim/feed/replay).")] = None,
 ) -> None:
     """Play a recording back into an output journal as if live, paced, with an optional in-process strategy.
 
@@ -674,7 +722,7 @@ def replay_cmd(
         follow=follow, controller=ctl, strategy=strategy, orders=None if orders is None else str(orders),
         exchange=exchange, results=None if results is None else str(results), chart=chart,
         order_journals=[str(p) for p in order_journal or ()], lockstep=lockstep,
-        force=force, stop=stop, wait=wait, name=name,
+        force=force, stop=stop, wait=wait, name=name, format=fmt, kf_home=kf_home, location=location,
     )
     st = rep.stats
     if st.writer_state == "crashed":

@@ -10,9 +10,15 @@ Policy (README, "Outputs"):
 - a symbolic link is never written through nor replaced: give the real path;
 - no output may be, or later become, a page of an input journal
   (``feed.dat.1`` is page 1 of ``feed.dat``);
+- no output may be named as a later page of an existing journal (``in.dat.1``
+  beside ``in.dat`` would make ``in.dat`` read as damaged), and a new journal
+  never adopts pages left beside its name (:func:`check_journal_output`);
 - temporaries are created with ``O_EXCL|O_NOFOLLOW`` (``mkstemp``) beside the
   output, under a name that says whose they are (``.<name>.kftmp-<pid>-<random>``),
-  so a later run can remove the leftovers of a killed one and nothing else.
+  so a later run can remove the leftovers of a killed one and nothing else;
+  they are private (0600, a folder 0700) while written and get the mode a plain
+  ``open`` or ``mkdir`` would give (0666, a folder 0777, less the umask) just
+  before they are renamed into place (:func:`publish_mode`).
 """
 
 from __future__ import annotations
@@ -24,9 +30,8 @@ import stat
 import tempfile
 
 from .errors import OutputError, UsageError
-from .journal.format import page_path
-from .journal.page import ARCHIVE_SUFFIX
-from .journal.pages import journal_pages
+from .journal.format import MAGIC, PAGE_HEADER, page_path
+from .journal.pages import journal_pages, stale_pages
 
 #: ``-`` as an output means standard output, where the format can stream.
 STDOUT = "-"
@@ -65,10 +70,35 @@ def _page_of(out: str, journal: str) -> int | None:
     return None
 
 
+def _journal_paged_by(out: str) -> tuple[str, int] | None:
+    """(journal, n) when ``out`` is named as page ``n`` of an existing journal beside it (``in.dat.1``)."""
+    stem, dot, n = os.path.basename(out).rpartition(".")
+    if not (dot and stem and n.isdigit() and n[0] != "0"):
+        return None
+    first = os.path.join(os.path.dirname(out), stem)
+    try:
+        # O_NONBLOCK: a FIFO there must not block the check (it is no journal)
+        fd = os.open(first, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        head = os.pread(fd, PAGE_HEADER.size, 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(head) < PAGE_HEADER.size or PAGE_HEADER.unpack(head)["magic"] != MAGIC:
+        return None
+    return first, int(n)
+
+
 def check_output(out: str, *, force: bool = False, folder: bool = False, inputs=(), what: str = "output") -> None:
     """Raise if ``out`` cannot be written: a folder where a file is meant (or the reverse), an existing
     output without ``force``, a symlink, FIFO or device, a missing or read-only parent, or a name that is
-    or could become a page of an input journal (or whose own pages would land on an input)."""
+    or could become a page of an input journal (or whose own pages would land on an input), or of any
+    journal beside it."""
     for src in map(os.fspath, inputs):
         pages = journal_pages(src) or [src]
         hit = _page_of(out, src)
@@ -80,6 +110,10 @@ def check_output(out: str, *, force: bool = False, folder: bool = False, inputs=
         if hit is not None:
             which = src if hit == 0 else f"(or become) page {hit} of {src}"
             raise UsageError(f"{out}: the {what} would overwrite {which} (choose another output)")
+    paged = _journal_paged_by(out)
+    if paged is not None:
+        raise UsageError(f"{out}: is named as page {paged[1]} of the journal {paged[0]}, which would then read as "
+                         "damaged (choose another output)")
     try:
         st = os.lstat(out)
     except FileNotFoundError:
@@ -121,6 +155,32 @@ def check_output(out: str, *, force: bool = False, folder: bool = False, inputs=
                                   ", not a regular file; refusing to write there")
 
 
+def check_journal_output(out: str, *, force: bool = False, inputs=(), what: str = "output") -> None:
+    """:func:`check_output` for a new journal, which also never adopts later pages left beside its name (with
+    ``force`` and an existing journal there, they are that journal's: :func:`remove_journal` removes them)."""
+    check_output(out, force=force, inputs=inputs, what=what)
+    if force and os.path.lexists(out):
+        return
+    stale = stale_pages(out)
+    if stale:
+        raise OutputError(f"{out}: {stale[0]} is there, a page of another journal (left from an earlier run?); a new "
+                          "journal never adopts pages it did not write: remove it or choose another name")
+
+
+def umask() -> int:
+    """This process's umask (read without changing it, where /proc says it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # (no /proc: set and restore, as every tool must)
+    os.umask(mask)
+    return mask
+
+
 def _temporary_prefix(path: str) -> tuple[str, str]:
     d = os.path.dirname(os.path.abspath(path))
     return d, f".{os.path.basename(path)}{_TMP_TAG}{os.getpid()}-"
@@ -144,6 +204,12 @@ def create_temporary_folder(path: str) -> str:
         return tempfile.mkdtemp(prefix=prefix, suffix="", dir=d)
     except OSError as e:
         raise OutputError(f"{path}: cannot create a temporary folder in {d}: {e.strerror}") from None
+
+
+def publish_mode(temporary: str, *, folder: bool = False) -> None:
+    """Give a finished temporary (private while written) the mode ``open`` or ``mkdir`` would have given the
+    output: 0666 (a folder 0777) less the umask. Call it just before renaming the temporary into place."""
+    os.chmod(temporary, (0o777 if folder else 0o666) & ~umask(), follow_symlinks=False)
 
 
 def _alive(pid: int) -> bool:
@@ -198,17 +264,25 @@ def remove_stale_temporaries(path: str) -> list[str]:
     return removed
 
 
-def remove_journal(path: str) -> None:
-    """Delete every page of the journal at ``path`` (never through a link)."""
-    for p in journal_pages(path):
-        for f in (p, p + ARCHIVE_SUFFIX):
-            try:
-                st = os.lstat(f)
-            except FileNotFoundError:
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                raise OutputError(f"{f}: is not a regular file; refusing to delete it")
+def journal_files(path: str) -> list[str]:
+    """Every file named as part of the journal at ``path`` by the naming rules, that exists: its first page,
+    its later pages and their archives (past a gap too), ``<path>.checksums`` and ``<path>.readers``."""
+    names = [path, *stale_pages(path), path + ".checksums", path + ".readers"]
+    return [f for f in names if os.path.lexists(f)]
+
+
+def remove_journal(path: str, *, keep: int = 0) -> None:
+    """Delete every file of the journal at ``path`` (:func:`journal_files`; never through a link), or with
+    ``keep`` all but its first ``keep`` plain page files (which a caller is about to replace).
+
+    Every file is checked before any is deleted: one that is not a regular file stops it all."""
+    kept = {page_path(path, i) for i in range(keep)}
+    files = [f for f in journal_files(path) if f not in kept]
+    for f in files:
+        if not stat.S_ISREG(os.lstat(f).st_mode):
+            raise OutputError(f"{f}: is not a regular file; refusing to delete it")
+    for f in files:
+        try:
             os.unlink(f)
-    for f in (path + ".checksums", path + ".readers"):
-        if os.path.lexists(f) and stat.S_ISREG(os.lstat(f).st_mode):
-            os.unlink(f)
+        except FileNotFoundError:
+            pass

@@ -245,6 +245,7 @@ def test_a_bad_request_stops_the_replay_naming_the_journal(recording, tmp_path, 
     orders = tmp_path / "s.orders.dat"
     out = tmp_path / "out.dat"
     with Writer(str(orders), page_size=1 << 16) as w:
+        w.write(int(MsgType.ACK), frames=0)  # ready
         rep = start_replay(recording, tmp_path, [orders])
         try:
             deadline = time.monotonic() + GUARD
@@ -331,3 +332,36 @@ def test_an_order_journal_exports_and_imports_losslessly(tmp_path):
     a = run_cli("cat", src, "-F", "jsonl", timeout=GUARD).stdout
     b = run_cli("cat", tmp_path / "back.dat", "-F", "jsonl", timeout=GUARD).stdout
     assert a == b and '"type":"Ack"' in a and '"frames":42' in a
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@given(latency=hs.sampled_from([0, 300_000]), response=hs.sampled_from([0, 200_000]),
+       model=hs.sampled_from(["touch", "queue"]))
+def test_lockstep_equals_in_process_with_timers_and_every_order_type(recording, tmp_path_factory, latency, response,
+                                                                     model):
+    path = os.path.join(ROOT, "tests", "strategies", "every_type.py")
+    d = tmp_path_factory.mktemp("types")
+    cfg = ExchangeConfig(fill_model=model, latency_ns=latency, response_latency_ns=response)
+    inproc = Replay(recording, str(d / "in.dat"), speed=None, strategy=load_strategy(path), exchange=cfg,
+                    chart=False).run().backtest
+    failures: list[BaseException] = []
+
+    def strategy_process():
+        try:
+            run_strategy(load_strategy(path), str(d / "out.dat"), str(d / "s.orders.dat"), response_latency=response)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            failures.append(e)
+
+    th = threading.Thread(target=strategy_process)
+    th.start()
+    try:
+        remote = Replay(recording, str(d / "out.dat"), speed=None, order_journals=[str(d / "s.orders.dat")],
+                        exchange=cfg, chart=False).run().backtest
+    finally:
+        th.join(GUARD)
+    assert not failures
+    by = inproc.summary["orders_by_status"]
+    assert by["expired"] and by["canceled"] and by["rejected"] and inproc.summary["modifies"]
+    assert inproc.summary["timers_fired"]
+    assert {k: remote.summary[k] for k in NUMBERS} == {k: inproc.summary[k] for k in NUMBERS}
+    same_results(d / "in.backtest", d / "out.backtest")

@@ -7,6 +7,7 @@ session, so every hftbacktest test lives in this one file.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.importorskip("hftbacktest")
@@ -206,3 +207,34 @@ def test_fees_are_fractions_of_notional_maker_and_taker():
                                maker_fee=-0.0001, taker_fee=0.0007))
     assert fills(r, 2) == [(1500, 100.01, 1.0, False)]
     assert r["fee"] == pytest.approx(100.0 * -0.0001 + 100.01 * 0.0007)
+
+
+def test_bench_hft_maker_converts_a_journal_to_level_updates_and_prints(tmp_path):
+    import importlib.util
+    import os
+
+    import hftbacktest as h
+    from kftest import ROOT
+
+    from kftools import Writer
+
+    spec = importlib.util.spec_from_file_location("hft_maker", os.path.join(ROOT, "bench", "hft_maker.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    p = str(tmp_path / "j.dat")
+    with Writer(p, page_size=1 << 16) as w:
+        w.write_ticker("A", 100.0, 100.0, 100.01, gen_time=10)
+        w.write_trade("A", 1, 100.01, 3.0, 0, gen_time=20)
+        w.write_ticker("A", 100.01, 100.01, 100.02, gen_time=30)
+        w.write_order("A", 7, 0, 0, 100.0, 1.0, gen_time=40)
+    names, arrays, frames = mod.convert(p, displayed=2.0)
+    assert (names, frames) == (["A"], 4)
+    ev = arrays[0]
+    side = np.where(ev["ev"] & h.BUY_EVENT, "b", "s")
+    kind = np.where(ev["ev"] & 0xFF == h.TRADE_EVENT, "trade", "depth")
+    got = [(int(t), str(k), str(s), float(px), float(q)) for t, k, s, px, q in
+           zip(ev["exch_ts"], kind, side, ev["px"], ev["qty"], strict=True)]
+    assert got == [(10, "depth", "b", 100.0, 2.0), (10, "depth", "s", 100.01, 2.0),
+                   (20, "trade", "b", 100.01, 3.0),
+                   (30, "depth", "b", 100.01, 2.0), (30, "depth", "s", 100.02, 2.0),  # the new levels, then
+                   (30, "depth", "b", 100.0, 0.0), (30, "depth", "s", 100.01, 0.0)]  # the old ones cleared

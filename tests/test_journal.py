@@ -133,16 +133,16 @@ def test_scanner_implementations_agree_on_samples(sample):
 
 def test_user_type_registered_with_dtype(tmp_path):
     reg = TypeRegistry()
-    reg.register(150, "Depth", np.dtype([("symbol", "S16"), ("level", "<u4"), ("px", "<f8")]))
+    reg.register(150, "BookLevel", np.dtype([("symbol", "S16"), ("level", "<u4"), ("px", "<f8")]))
     p = str(tmp_path / "u.dat")
     with Writer(p, registry=reg, page_size=8192) as w:
-        w.write("Depth", symbol="ES", level=3, px=4321.25)
+        w.write("BookLevel", symbol="ES", level=3, px=4321.25)
         rec = np.zeros((), dtype=reg.get(150).layout.dtype)
         rec["symbol"], rec["level"], rec["px"] = b"NQ", 1, 1.5
         w.write(150, rec.tobytes())
     with Reader(p, registry=reg) as r:
         a, b = list(r)
-        assert (a.type_name, a.symbol, a.level, a.px) == ("Depth", "ES", 3, 4321.25)
+        assert (a.type_name, a.symbol, a.level, a.px) == ("BookLevel", "ES", 3, 4321.25)
         assert b.fields == {"symbol": "NQ", "level": 1, "px": 1.5}
         batch = next(r.batches())
         assert batch.payload(150)["px"].tolist() == [4321.25, 1.5]

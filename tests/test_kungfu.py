@@ -132,17 +132,22 @@ def test_find_journals_by_folder_kinds():
     assert names(os.path.join(TD, "00000000.2.journal")) == ["td/sim/acct1/live/00000000"]
 
 
-def test_later_kungfu_frame_header_is_refused_by_name(tmp_path):
+@pytest.mark.parametrize("field, value, said", [
+    ("frame_header_length", 80, "80-byte frame headers, a layout this kftools does not know"),
+    ("version", 0xA1B2C3D5, "Kungfu journal format epoch 0xa1b2c3d5 is newer than this kftools knows"),
+])
+def test_unknown_kungfu_layouts_and_epochs_are_refused_by_name(tmp_path, field, value, said):
     w = KungfuTestWriter(str(tmp_path / "j"), page_size=1 << 16)
     w.write(101, bytes(kf.QUOTE.size), 1)
     w.close()
     page = w.journal.page_path(1)
     with open(page, "r+b") as fh:
-        fh.seek(kf.PAGE_HEADER.offset("frame_header_length"))
-        fh.write(struct.pack("<I", 57))
-    r = run_cli("info", page)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1
-    assert "57-byte frame headers" in r.stderr and "Traceback" not in r.stderr
+        fh.seek(kf.PAGE_HEADER.offset(field))
+        fh.write(struct.pack("<I", value))
+    for target in (page, str(tmp_path / "j")):
+        r = run_cli("info", target)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert said in r.stderr and "Traceback" not in r.stderr
 
 
 # -- generated journals -------------------------------------------------------------------------------------------
@@ -377,19 +382,22 @@ def test_replay_into_a_kftools_journal_keeps_every_payload(tmp_path, pace):
     assert r.returncode == 0 and json.loads(r.stdout)["side"] in ("Buy", "Sell")
 
 
-def test_follow_a_growing_kungfu_journal_across_pages(tmp_path):
+@pytest.mark.parametrize("gen", kf.GENERATIONS, ids=lambda g: g.name)
+def test_follow_a_growing_kungfu_journal_across_pages(tmp_path, gen):
     import threading
 
     folder = str(tmp_path / "td" / "sim" / "a" / "journal" / "live")
-    w = KungfuTestWriter(folder, page_size=1 << 14)  # ~100 Entrusts a page
+    w = KungfuTestWriter(folder, page_size=1 << 14, generation=gen)  # ~100 Entrusts a page
     w.write(10001, b"", 1)  # the first page exists before the follower opens it
     total = 600
     go = threading.Event()
+    entrust = gen.msg_types.__members__.get("Entrust", 102)
+    size = gen.registry.get(int(entrust)).layout.size if gen.registry.get(int(entrust)) else kf.ENTRUST.size
 
     def write():
         go.wait(60)
         for i in range(total):
-            w.write(102, i.to_bytes(4, "little") + bytes(kf.ENTRUST.size - 4), 10 + i)
+            w.write(int(entrust), i.to_bytes(4, "little") + bytes(size - 4), 10 + i)
         w.close()
 
     t = threading.Thread(target=write)
@@ -467,3 +475,61 @@ def test_the_end_of_a_journal_whose_last_page_is_finished_meanwhile_is_not_damag
         monkeypatch.undo()
         assert end[0] == 2 and end[1] > r.pages.page(2).frame_start  # the frame the writer put there
     w.close()
+
+
+# -- trust pass (issue 24 items 7, 8, 11) ------------------------------------------------------------------------
+
+
+def test_a_page_end_in_the_middle_of_a_page_is_damage_not_the_end_of_the_page(kf_home):
+    """Kungfu writes PageEnd only as a page's last frame: valid frames after one are damage, reported where."""
+    folder = os.path.join(kf_home, "runtime", "td", "sim", "acct1", "journal", "live")
+    on_1 = [m for m in manifest("td-sim-acct1") if m["page"] == 1]
+    k = len(on_1) // 2
+    with open(os.path.join(folder, "00000000.1.journal"), "r+b") as fh:  # frame k becomes a PageEnd
+        fh.seek(on_1[k]["offset"] + kf.FRAME_HEADER.offset("msg_type"))
+        fh.write(struct.pack("<i", kf.MsgType.PageEnd))
+    r = run_cli("verify", folder)
+    where = f"page 1 offset {on_1[k + 1]['offset']}: a frame follows the PageEnd at offset {on_1[k]['offset']}"
+    assert r.returncode == 3 and where in r.stdout, r.stdout + r.stderr
+    with kftools.Reader(folder) as rd:
+        assert len(list(rd)) == k and where in str(rd.damage)
+    r = run_cli("cat", folder, "-F", "jsonl")
+    assert r.returncode == 3 and len(r.stdout.splitlines()) == k and where in r.stderr
+
+
+def test_symlinked_folders_under_a_kf_home_are_followed_once(kf_home, tmp_path):
+    """A category on another disk (a symlinked folder) is read; a link back up the tree is not walked twice."""
+    runtime = os.path.join(kf_home, "runtime")
+    elsewhere = str(tmp_path / "other-disk")
+    os.makedirs(elsewhere)
+    shutil.move(os.path.join(runtime, "strategy"), os.path.join(elsewhere, "strategy"))
+    os.symlink(os.path.join(elsewhere, "strategy"), os.path.join(runtime, "strategy"))
+    os.symlink("..", os.path.join(elsewhere, "strategy", "default", "loop"))  # a loop
+    os.symlink(os.path.join(runtime, "td"), os.path.join(runtime, "td-again"))  # the same folder twice
+    r = run_cli("info", kf_home, "--json")
+    assert r.returncode == 0, r.stderr
+    assert sorted(j["path"] for j in json.loads(r.stdout)["journals"]) == sorted(SAMPLES)
+    r = run_cli("verify", kf_home)
+    assert r.returncode == 0 and "strategy/default/demo/live/00000000" in r.stdout, r.stdout + r.stderr
+    out = str(tmp_path / "all.parquet")
+    r = run_cli("export", kf_home, out)
+    assert r.returncode == 0 and "5,802 rows" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("command", ["info", "verify", "cat", "export"])
+def test_a_page_file_shorter_than_its_page_size_is_read_and_reported(kf_home, tmp_path, command):
+    """A copy cut short (zeros after the frames, the file smaller than page_size) ends; no 100% CPU spin."""
+    page = os.path.join(kf_home, "runtime", "strategy", "default", "demo", "journal", "live", "00000000.1.journal")
+    last = manifest("strategy-default-demo")[-1]
+    with open(page, "rb") as fh:
+        length = struct.unpack_from("<I", fh.read(last["offset"] + 4), last["offset"])[0]
+    os.truncate(page, last["offset"] + length + 4096)
+    args = [str(tmp_path / "out.parquet")] if command == "export" else []
+    r = run_cli(command, page, *args, timeout=60)  # the timeout only fires on the old spin
+    assert r.returncode == 3, r.stdout + r.stderr
+    said = [line for line in (r.stdout + r.stderr).splitlines() if "its header says 1,048,576 (truncated?)" in line]
+    assert said and all(page in line for line in said if "kftools:" in line)
+    if command == "cat":
+        assert len(r.stdout.splitlines()) == 801
+    if command == "verify":
+        assert "801 valid frame(s)" in r.stdout

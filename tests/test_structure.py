@@ -85,6 +85,7 @@ def test_only_the_page_set_and_the_walk_touch_pages():
         # what writes or rewrites page files: the writer, recover, archive/checksums (they work on the files
         # themselves, not through the archive fallback), outputs (refuses and removes what could be a page)
         "journal/writer.py", "journal/recovery.py", "journal/archive.py", "journal/checksums.py", "outputs.py",
+        "journal/kungfu_out.py",  # writes Kungfu page files (replay --format kungfu-*)
     }
     needles = ("page_path(", "open_page(", "journal_pages(", "scan_page(", "import scan", ".madvise(",
                "FRAME_HEADER.struct.unpack", "FRAME_HEADER.unpack")

@@ -453,9 +453,19 @@ class Backtest:
         return fn  # type: ignore[return-value]
 
     # -- the queue ---------------------------------------------------------------------------------
-    def _run_until(self, t: int | None, timers_until: int | None = None) -> None:
+    def step_until(self, t: int | None) -> bool:
+        """Queued events before ``t`` (all if None) up to and including the first that reaches the strategy
+        (an answer, a timer): a strategy in another process must hear it, and be heard, before the next one.
+        False when nothing before ``t`` was left."""
+        if not self.queue or (t is not None and self.queue[0][0] >= t):
+            return False
+        end = self.market_time if self.market_time is not None else self.time
+        self._run_until(t, timers_until=end if t is None else None, step=True)
+        return True
+
+    def _run_until(self, t: int | None, timers_until: int | None = None, step: bool = False) -> None:
         """Every queued event before ``t`` (all of them if None), in order; timers after ``timers_until`` are
-        dropped (the recording ended before them)."""
+        dropped (the recording ended before them). ``step``: return after the first answer or timer."""
         q = self.queue
         ex = self.exchange
         pop = heapq.heappop
@@ -476,6 +486,8 @@ class Backtest:
                 self._post()
             elif kind == DELIVER:
                 self._deliver(p)
+                if step:
+                    return
             elif timers_until is not None and when > timers_until:
                 self.timers_dropped += 1
             else:
@@ -484,6 +496,8 @@ class Backtest:
                     self.sink("timer", p)
                 if self._on_timer is not None:
                     self._guard(self._on_timer, self.ctx, p)
+                if step:
+                    return
 
     def _post(self) -> None:
         """Answers the exchange just made: queued to reach the strategy after the response latency."""
@@ -504,6 +518,7 @@ class Backtest:
             if self._on_fill is not None:
                 self._guard(self._on_fill, ctx, a)
         else:
+            assert type(a) is OrderUpdate
             v = ctx.orders.get(a.order_id)
             if v is not None:
                 v.learn(a)
@@ -656,10 +671,10 @@ class Backtest:
         nu, nf = self._written
         w = self.output
         assert w is not None
-        for row in ex.updates[nu:]:
-            w.write(int(MsgType.ORDER_UPDATE), pack_update(row), gen_time=wall, trigger_time=row[0])
-        for row in ex.fills[nf:]:
-            w.write(int(MsgType.FILL), pack_fill(row), gen_time=wall, trigger_time=row[0])
+        for u in ex.updates[nu:]:
+            w.write(int(MsgType.ORDER_UPDATE), pack_update(u), gen_time=wall, trigger_time=u.time)
+        for f in ex.fills[nf:]:
+            w.write(int(MsgType.FILL), pack_fill(f), gen_time=wall, trigger_time=f.time)
         self._written = (len(ex.updates), len(ex.fills))
 
     # -- equity ----------------------------------------------------------------------------------
@@ -674,10 +689,18 @@ class Backtest:
                             dict(acc.qty), bar))
 
     def finish(self) -> None:
-        """End of the recording: every event at or before the last frame's time; requests still in flight
-        are handled against the last book and their answers reach the strategy; later timers never fire."""
+        """End of the recording: :meth:`drain`, then the last equity sample."""
+        self.drain()
+        self.close()
+
+    def drain(self) -> None:
+        """Every event still queued: requests in flight are handled against the last book and their answers
+        reach the strategy; timers due after the last market frame never fire."""
         end = self.market_time if self.market_time is not None else self.time
         self._run_until(None, timers_until=end)
+
+    def close(self) -> None:
+        """The answers into the output journal, and the last equity sample."""
         if self.output is not None:
             self._write_answers(self.clock.wall() if self.clock is not None else 0)
         self._sample(self.time, True)

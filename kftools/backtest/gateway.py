@@ -76,6 +76,8 @@ class OrderJournal:
         self.acked = 0  # output frames the strategy said it has handled
         self.frames = 0  # frames read from this journal
         self.orders: set[int] = set()  # order ids it sent
+        self.timers = False  # it said it sets timers
+        self.ready = False  # it acknowledged (its start-up is over)
 
     def open(self) -> bool:
         """Open the journal once it exists (False while the strategy has not created it yet)."""
@@ -130,7 +132,7 @@ class Gateway:
         self.lockstep = lockstep
         self.stopped = stopped or (lambda: False)
         self.wall = wall
-        self.latency = engine.exchange.latency
+        self.request_latency = engine.exchange.latency
         # output frames written but not acknowledged by every strategy: (count after, time of its first frame)
         self.units: deque[tuple[int, int]] = deque()
         self.written = 0  # output frames written
@@ -138,9 +140,19 @@ class Gateway:
         self.failed = False
         self._answers: list[tuple[str, tuple]] = []
         self._started = False
-        engine.sink = lambda kind, row: kind == "timer" or self._answers.append((kind, row))
+        engine.sink = self._heard
         self._checked = time.monotonic_ns()
         engine.output = None  # answers are published when they reach the strategy, not when decided
+
+    def _heard(self, kind: str, row: tuple) -> None:
+        """An answer or a timer reached a strategy: published into the output before the next market frame."""
+        self._answers.append((kind, row))
+
+    @property
+    def latency(self) -> int:
+        """How far the replay may run ahead of an unacknowledged frame: the request latency, or 0 once a
+        strategy said it sets timers (a timer may be due at once, and what its callback sends with it)."""
+        return 0 if any(j.timers for j in self.journals) else self.request_latency
 
     # -- what the replay calls ---------------------------------------------------------------
     def call(self, name: str) -> None:
@@ -162,9 +174,11 @@ class Gateway:
             if self.failed:
                 return
             self._wait_all()
-            eng.finish()
-            self._publish()
-            self._wait_all()
+            while eng.step_until(None):  # what the strategies send in reaction to the last answers counts too
+                if self._answers:
+                    self._publish()
+                    self._wait_all()
+            eng.close()
         finally:
             for j in self.journals:
                 j.close()
@@ -197,11 +211,30 @@ class Gateway:
                 self._write(data, starts, k, r, times[k - i])
                 k = r
                 continue
+            if not self._settle(times[k - i]):
+                return k - i
             eng.frames(batch, k, k + 1, self.wall())
             self._publish()
             self._write(data, starts, k, k + 1, times[k - i])
             k += 1
         return j - i
+
+    def _settle(self, t: int) -> bool:
+        """Before a market frame at ``t``: every event before it happens, and what reaches the strategies
+        then (answers, timers) is published and (lockstep) acknowledged, with the requests they cause taken
+        in: a strategy answering an answer with latency 0 is in time for this frame, as in-process. False
+        when stopped."""
+        eng = self.engine
+        while eng.step_until(t):
+            if not self._answers:
+                continue
+            self._publish()
+            if not self.lockstep:
+                continue
+            while self.units and self.units[0][1] + self.latency <= t:
+                if not self._wait(t):
+                    return False
+        return True
 
     def _allowed(self, times: list[int], rel: int, base: int) -> int:
         """End of the frames from ``base + rel`` that can be handled now: recording time before the oldest
@@ -228,7 +261,10 @@ class Gateway:
         w = self.output
         wall = self.wall()
         for kind, row in self._answers:
-            if kind == "fill":
+            if kind == "timer":
+                jn, tid = row.data
+                w.write(_TIMER, timer_id=tid, at=row.time, gen_time=wall, trigger_time=row.time, dest=jn)
+            elif kind == "fill":
                 w.write(int(MsgType.FILL), pack_fill(row), gen_time=wall, trigger_time=row[0],
                         dest=self.dest.get(row[2], 0))
             else:
@@ -237,17 +273,24 @@ class Gateway:
         self.written += len(self._answers)
         if self.lockstep:
             # a strategy may answer an answer: its requests can arrive from this time plus the latency on
-            self.units.append((self.written, min(row[0] for _kind, row in self._answers)))
+            self.units.append((self.written, min(row.time for _kind, row in self._answers)))
         self._answers.clear()
 
     # -- requests ---------------------------------------------------------------------------------
     def _start(self) -> None:
-        """Before the first frame: every strategy has created its order journal (it is up)."""
+        """Before the first frame: every strategy has created its order journal and (lockstep) said it is ready
+        with a first Ack, after its start-up: what it sent then is in."""
         self._started = True
         policy = _Backoff()
-        while not all(j.open() for j in self.journals):
+        checked = time.monotonic_ns()
+        while not all(j.open() for j in self.journals) or (self.lockstep and not all(j.ready for j in self.journals)):
             if self.stopped():
                 return
+            self._take()
+            now = time.monotonic_ns()
+            if now - checked > STATE_CHECK_NS:
+                checked = now
+                self._check_alive()
             policy.pause()
 
     def _take(self) -> None:
@@ -273,12 +316,15 @@ class Gateway:
             if mt == _ACK:
                 (n,) = next(acks)
                 jn.acked = max(jn.acked, int(n))
+                jn.ready = True
                 self._prune()
                 continue
             if mt == _TIMER:
-                # the strategy fires its own timers; the exchange keeps count of them as an in-process run does
                 tid, at = next(timers)
-                eng.schedule_timer(tid, at)
+                if tid == 0:
+                    jn.timers = True  # "I set timers" (before its first frame): the replay waits closer
+                else:  # fired by the replay's clock, published to the strategy as in-process would call it
+                    eng.schedule_timer(tid, max(at, eng.time), (src[k], tid))
                 continue
             if mt not in (_ORDER, _CANCEL, _MODIFY):
                 continue  # anything else a strategy journals is its own business

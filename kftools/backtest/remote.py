@@ -11,7 +11,6 @@ market callback, as in-process: in lockstep the two runs decide the same.
 
 from __future__ import annotations
 
-import heapq
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +25,7 @@ from .exchange import Book, ExchangeConfig, Fill, OrderUpdate
 
 _TICK, _TRADE = int(MsgType.TICKER), int(MsgType.TRADE)
 _UPDATE, _FILL, _ACK = int(MsgType.ORDER_UPDATE), int(MsgType.FILL), int(MsgType.ACK)
+_TIMER = int(MsgType.TIMER)
 _UNSET = object()
 REPLAY_CHECK_S = 0.5  # while idle: how often to ask whether the replay is still alive
 
@@ -47,7 +47,7 @@ class _Host:
     def __init__(self, cash: float):
         self.time = 0
         self.exchange = _Market(cash)
-        self.timers: list[tuple[int, int, Any]] = []  # (due, timer_id, data)
+        self.timers: dict[int, Any] = {}  # timer_id -> data, until the replay says it fired
 
     def marks(self) -> dict[str, float]:
         return {s: b.mark for s, b in self.exchange.books.items()}
@@ -62,32 +62,38 @@ class _Host:
         """The modify is in the journal."""
 
     def schedule_timer(self, timer_id: int, due: int, data: Any = None) -> None:
-        heapq.heappush(self.timers, (due, timer_id, data))
+        """The timer is in the journal; the replay fires it (a Timer frame addressed to us)."""
+        self.timers[timer_id] = data
 
 
 def run_strategy(
     strategy: object, output: str, orders: str, *, source: int = 0, cash: float = 0.0, wait: str = "backoff",
-    force: bool = False, stop: Callable[[], bool] | None = None, path: str = "",
+    force: bool = False, stop: Callable[[], bool] | None = None, path: str = "", response_latency: int = 0,
 ) -> BacktestContext:
     """Follow the replay writing ``output``; write ``strategy``'s orders into ``orders``; returns the context
-    when the replay has closed its output (the strategy's ``on_stop`` has run)."""
+    when the replay has closed its output (the strategy's ``on_stop`` has run). ``response_latency`` (ns) is
+    the replay's ``--response-latency``: answers reach the strategy (``ctx.now()``) that long after the
+    exchange time their frames carry."""
     check_output(orders, force=force, inputs=[output], what="order journal")
     if force:
         remove_journal(orders)
     host = _Host(cash)
     # the journal first: a replay waiting for its strategies knows this one is up
     with Writer(orders, page_size=1 << 20, source=source) as writer:
+        if getattr(strategy, "on_timer", None) is not None:
+            writer.write(_TIMER, timer_id=0, at=0)  # "I set timers": the replay runs no further ahead than a timer
         reader = Reader.wait_open(output, stop=stop)
         if reader is None:
             raise KftoolsError(f"{output}: stopped before the replay created it")
         ctx = BacktestContext(host, writer)  # type: ignore[arg-type]
-        _Session(strategy, ctx, host, reader, writer, source, path or strategy_file(strategy), stop).run(wait)
+        _Session(strategy, ctx, host, reader, writer, source, path or strategy_file(strategy), stop,
+                 response_latency).run(wait)
     return ctx
 
 
 class _Session:
     def __init__(self, strategy, ctx: BacktestContext, host: _Host, reader: Reader, writer: Writer, source: int,
-                 path: str, stop):
+                 path: str, stop, response_latency: int = 0):
         self.strategy = strategy
         self.ctx = ctx
         self.host = host
@@ -96,8 +102,7 @@ class _Session:
         self.source = source
         self.path = path
         self.stop = stop
-        self.pending: list[tuple[str, Any]] = []
-        self.market_time = 0
+        self.response_latency = response_latency
         self.end = (reader.first_page, reader.page(reader.first_page).frame_start)
         self.checked = time.monotonic()
         self.cb: dict[int, Callable | None] = {}
@@ -136,6 +141,7 @@ class _Session:
         writer = self.writer
         consumed = acked = 0
         self.call("on_start")
+        writer.write(_ACK, frames=0)  # ready: what on_start sent is in the journal
         for b in self.reader.follow_batches(wait=wait, stop=self.finished, batch_size=4096):
             n = len(b)
             if not n:  # caught up: say how far we are, so a lockstep replay can go on
@@ -148,7 +154,6 @@ class _Session:
             consumed += n
         if self.reader.damage is not None:
             raise KftoolsError(f"replay output {self.reader.damage}")
-        self.advance(None, timers_until=self.market_time)
         self.call("on_stop")
         if consumed > acked:
             writer.write(_ACK, frames=consumed)
@@ -164,20 +169,20 @@ class _Session:
         trades = iter(b.payload(_TRADE).tolist()) if _TRADE in present else iter(())
         updates = iter(b.payload(_UPDATE).tolist()) if _UPDATE in present else iter(())
         fills = iter(b.payload(_FILL).tolist()) if _FILL in present else iter(())
+        timers = iter(b.payload(_TIMER).tolist()) if _TIMER in present else iter(())
         frames = None
         host, ctx, books, me = self.host, self.ctx, self.host.exchange.books, self.source
         for k, mt in enumerate(mts):
-            if mt == _UPDATE or mt == _FILL:
-                row = next(updates) if mt == _UPDATE else next(fills)
+            if mt == _UPDATE or mt == _FILL or mt == _TIMER:
+                # answers and timers reach the strategy as soon as read: a lockstep replay waits for what it
+                # sends in reaction before the market frame that follows
+                row = next(updates) if mt == _UPDATE else next(fills) if mt == _FILL else next(timers)
                 if dst[k] == me:
-                    self.pending.append(_answer(mt, row, trig[k]))
+                    self.heard(mt, row, trig[k])
                 continue
             t = trig[k]
-            if (self.pending or host.timers) and t > host.time:
-                self.advance(t)
             if t > host.time:
                 host.time = t
-            self.market_time = host.time
             f: Any
             if mt == _TICK:
                 row = next(ticks)
@@ -208,26 +213,19 @@ class _Session:
                 ctx.frame = f
                 self.guard(fn, f)
 
-    def advance(self, t: int | None, timers_until: int | None = None) -> None:
-        """Answers read so far and the strategy's timers due before ``t`` (all if None; timers after
-        ``timers_until`` never fire), in time order, answers before timers at equal times: as in-process."""
+    def heard(self, mt: int, row: tuple, t: int) -> None:
+        """An answer (exchange time ``t``) or a timer (due at ``t``) addressed to this strategy."""
         host = self.host
-        timers = host.timers
-        due, self.pending = self.pending, []
-        k = 0
-        while k < len(due) or (timers and (t is None or timers[0][0] < t)):
-            if timers and (t is None or timers[0][0] < t) and (k == len(due) or timers[0][0] < due[k][1].time):
-                at, tid, data = heapq.heappop(timers)
-                if timers_until is not None and at > timers_until:
-                    continue
-                host.time = max(host.time, at)
-                on_timer = getattr(self.strategy, "on_timer", None)
-                if on_timer is not None:
-                    self.guard(on_timer, Timer(tid, at, data))
-                continue
-            host.time = max(host.time, due[k][1].time)
-            self.deliver([due[k]])
-            k += 1
+        if mt == _TIMER:
+            tid, at = row
+            host.time = max(host.time, at)
+            on_timer = getattr(self.strategy, "on_timer", None)
+            data = host.timers.pop(tid, None)
+            if on_timer is not None:
+                self.guard(on_timer, Timer(tid, at, data))
+            return
+        host.time = max(host.time, t + self.response_latency)
+        self.deliver([_answer(mt, row, t)])
 
     def deliver(self, due: list) -> None:
         """Answers reach the strategy."""

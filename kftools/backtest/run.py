@@ -123,8 +123,8 @@ def backtest(
     try:
         sel = Selection.parse(reader, reader.registry, types, symbols, start, end)
         filters = sel.filters()
-        until = reader.end_position()
-        first = next(iter(reader.batches(batch_size=1, until=until, **filters)), None)
+        until: Any = reader.end_position()
+        first: Any = next(iter(reader.batches(batch_size=1, until=until, **filters)), None)
         last = reader.last(1, until=until, **filters)
         t0 = int(first.headers["gen_time"][0]) if first is not None and len(first) else None
         engine = Backtest(strat, config, bar_ns=bar_ns(t0, last[0].gen_time if last else None))

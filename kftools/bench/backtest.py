@@ -7,6 +7,10 @@ frames, gaps drawn from bursts and lulls), replayed in the same run:
 - a backtest with a strategy that does nothing (no per-frame callback);
 - a backtest with a strategy whose ``on_ticker`` only returns (a Python call per ticker);
 - a backtest with ``examples/strategy_example.py`` (orders, cancels, fills);
+- on a second recording, ``kftools simulate``'s market (prints, orders, a tick grid): a backtest with
+  ``examples/strategy_maker.py`` (an order or a cancel on about a third of the frames) and the same logic
+  in hftbacktest 2.4.4 (``bench/hft_maker.py``, numba, compile not timed) when it is installed, and the
+  ratio of their frames/s;
 - the same strategy out of process (``replay --order-journal``, lockstep), on
   the first ``gateway_frames`` frames: in a Python process
   (``examples/strategy_process.py``) at latency 0 and 200 µs, and compiled from
@@ -58,6 +62,14 @@ def record(path: str, frames: int, seed: int = 7) -> None:
                 wt(SYMBOLS[i], p, round(p - 0.01, 2), round(p + 0.01, 2), vols[k], gen_time=times[k])
 
 
+def record_market(path: str, frames: int, seed: int = 7) -> None:
+    """``kftools simulate``'s market (five symbols on a tick grid, a bursty clock, prints, orders and their
+    fills): the maker example sends an order or a cancel on about a third of its frames."""
+    from kftools.simulate import simulate
+
+    simulate(path, rate=0, frames=frames, seed=seed, page_size=max(1 << 20, frames * 100 + 4096))
+
+
 class DoNothing:
     """No per-frame callback: the simulator runs, the strategy is never called per frame."""
 
@@ -79,6 +91,7 @@ def run(frames: int = 1_000_000, repeat: int = 3, gateway_frames: int = 20_000, 
     from kftools.replay import Replay, load_strategy
 
     example = os.path.join(ROOT, "examples", "strategy_example.py")
+    maker = os.path.join(ROOT, "examples", "strategy_maker.py")
     d = scratch_dir()
     src = os.path.join(d, "rec.dat")
     out = os.path.join(d, "out.dat")
@@ -101,6 +114,8 @@ def run(frames: int = 1_000_000, repeat: int = 3, gateway_frames: int = 20_000, 
                     res["backtest.example.orders"] = st.backtest.summary["orders"]
                     res["backtest.example.fills"] = st.backtest.summary["fills"]
             res[f"backtest.{name}.frames_per_s"] = round(statistics.median(rates))
+        if os.path.exists(maker):
+            res.update(_maker(d, frames, repeat, maker))
         base = res["backtest.replay_max.frames_per_s"]
         for name, _m in plans[1:]:
             res[f"backtest.{name}.vs_replay_max"] = round(res[f"backtest.{name}.frames_per_s"] / base, 3)
@@ -117,6 +132,49 @@ def run(frames: int = 1_000_000, repeat: int = 3, gateway_frames: int = 20_000, 
     finally:
         shutil.rmtree(d, ignore_errors=True)
     return res
+
+
+def _maker(d: str, frames: int, repeat: int, maker: str) -> dict:
+    """The maker example (kftools, touch fills) and the same logic in hftbacktest, on one simulated market."""
+    from kftools.replay import Replay, load_strategy
+
+    src, out = os.path.join(d, "market.dat"), os.path.join(d, "market-out.dat")
+    record_market(src, frames)
+    res: dict = {"backtest.market.recording_frames": frames}
+    rates = []
+    for _ in range(repeat):
+        rep = Replay(src, out, speed=None, strategy=load_strategy(maker), force=True, chart=False,
+                     page_size=frames * 130 + (1 << 20))
+        t0 = time.perf_counter()
+        st = rep.run()
+        rates.append(st.frames / (time.perf_counter() - t0))
+        if st.backtest is not None:
+            for k in ("orders", "cancels", "fills"):
+                res[f"backtest.maker.{k}"] = st.backtest.summary[k]
+    res["backtest.maker.frames_per_s"] = round(statistics.median(rates))
+    hft = _hftbacktest_maker(src)
+    if hft:
+        res.update(hft)
+        res["backtest.hftbacktest_maker.vs_maker"] = round(
+            res["backtest.hftbacktest_maker.frames_per_s"] / res["backtest.maker.frames_per_s"], 2)
+    return res
+
+
+def _hftbacktest_maker(src: str) -> dict:
+    """The maker example as an hftbacktest numba strategy (bench/hft_maker.py) on the same recording, when
+    hftbacktest is installed (the ``test`` extra); its numba compile is not timed."""
+    import importlib.util
+
+    path = os.path.join(ROOT, "bench", "hft_maker.py")
+    if importlib.util.find_spec("hftbacktest") is None or not os.path.exists(path):
+        return {}
+    spec = importlib.util.spec_from_file_location("hft_maker", path)
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    r = mod.run(src)
+    return {"backtest.hftbacktest_maker.frames_per_s": round(r["frames"] / r["seconds"]),
+            "backtest.hftbacktest_maker.orders": r["orders"], "backtest.hftbacktest_maker.cancels": r["cancels"],
+            "backtest.hftbacktest_maker.fills": r["fills"]}
 
 
 def _gateway(d: str, frames: int, example: str) -> dict:

@@ -23,7 +23,7 @@ from ..journal.merge import journals_in
 from ..journal.registry import DEFAULT_REGISTRY, TypeRegistry
 from .columns import EXPORT_FORMAT, META_KEY, Columns, schema_table
 from .dataset import MANIFEST, export_dataset, is_remote
-from .files import export_journal, export_journals
+from .files import PARQUET_SUFFIXES, export_journal, export_journals
 from .importer import ImportResult, import_parquet
 from .stream import COMPRESSIONS, DEFAULT_ROW_GROUP, TIMESTAMPS, ExportOptions, ExportResult, Progress
 
@@ -53,7 +53,8 @@ def export(
     Several journals, or a folder of them, export to a hive-partitioned dataset
     (``date=/type=``, incremental: see :mod:`.dataset`) in a folder, ``s3://`` or
     ``gs://``; or, when ``out`` ends in ``.parquet`` (or is ``-``), to one file
-    merged by ``gen_time`` with a ``journal`` column. ``timestamps`` (see
+    merged by ``gen_time`` with a ``journal`` column (a file's name must end in
+    ``.parquet`` or ``.pq``). ``timestamps`` (see
     :data:`TIMESTAMPS`): "us" by default for a dataset (what Spark reads, exact
     times in ``*_ns`` columns), "ns" for a file.
     ``follow`` keeps exporting new frames until ``stop`` fires; otherwise the
@@ -78,7 +79,7 @@ def export(
             raise UsageError("--follow takes one journal and a local file")
         if split:
             raise UsageError("--split is for one journal (a dataset is already split by type)")
-        if out == "-" or (out.endswith(".parquet") and not is_remote(out)):
+        if out == "-" or (out.lower().endswith(PARQUET_SUFFIXES) and not is_remote(out)):
             return export_journals(sources, out, opts, registry=registry)
         return export_dataset(sources, out, opts, registry=registry)
     return export_journal(sources[0], out, opts, registry=registry, split=split, follow=follow, stop=stop, name=name)

@@ -70,14 +70,24 @@ class _Col:
     labels: type[enum.IntEnum] | None = None  # names the values: stored as names (buy, sell), as everywhere
 
 
+def _member(key, k: int) -> int | None:
+    """The type id of a column member key if it is one of the k-th registry's types, else None."""
+    if isinstance(key, tuple):
+        return key[1] if key[0] == k else None
+    return key if k == 0 else None
+
+
 class Columns:
     """The Arrow schema for a registry's types, and the conversion of frame batches to it."""
 
     def __init__(self, registry: TypeRegistry, types: Iterable[MessageType] | None = None, journal: bool = False,
-                 *, timestamps: str = "ns", type_column: bool = True):
+                 *, timestamps: str = "ns", type_column: bool = True, more: Iterable[TypeRegistry] = ()):
         """``journal``: add the ``journal`` column; ``type_column=False``: leave out ``type`` (a dataset's
-        ``type=`` folders hold it); ``timestamps``: one of :data:`TIMESTAMPS`."""
+        ``type=`` folders hold it); ``timestamps``: one of :data:`TIMESTAMPS`. ``more``: the registries of other
+        journals in the same file (Kungfu generations number their types differently): their types' fields
+        are columns too, a column member keyed ``(k, id)`` for the k-th registry (``id`` alone for the first)."""
         self.registry = registry
+        self.registries = [registry, *(r for r in dict.fromkeys(more) if r is not registry)]
         self.types = list(types) if types is not None else registry.types()
         self.journal = journal
         self.timestamps = timestamps
@@ -97,15 +107,16 @@ class Columns:
         self._header_names = [n for n, _ in header]
         taken = {n for n, _ in header} | {"payload"}
         cols: dict[str, _Col] = {}
-        for mt in self.types:
+        typed: list[tuple[int | tuple[int, int], MessageType]] = [(mt.id, mt) for mt in self.types]
+        typed += [((k, mt.id), mt) for k, reg in enumerate(self.registries[1:], 1) for mt in reg.types()]
+        for key, mt in typed:
             for f in mt.layout.fields:
                 kind = "text" if f.is_text else "label" if f.labels is not None else f.kind
-                name = f.name
-                c = cols.get(name)
-                if name in taken or (c is not None and c.kind != kind):
-                    # same name, different meaning: keep both, qualified by the type
-                    name = f"{mt.name}.{f.name}"
+                # same name, different meaning: keep both, qualified by the type (and by the registry)
+                for name in (f.name, f"{mt.name}.{f.name}", f"{mt.name}.{f.name}.{key[0] if isinstance(key, tuple) else 0}"):
                     c = cols.get(name)
+                    if name not in taken and (c is None or c.kind == kind):
+                        break
                 if c is None:
                     if f.labels is not None:  # side, order_type: their names, as in every output
                         arrow = _DICT_STR
@@ -116,7 +127,7 @@ class Columns:
                     else:
                         arrow = _SCALAR_ARROW[f.kind]
                     c = cols[name] = _Col(name, kind, arrow, labels=f.labels)
-                c.members[mt.id] = f.name
+                c.members[key] = f.name
                 if f.is_text:
                     c.width = max(c.width, f.size)
         self.fields = list(cols.values())
@@ -130,15 +141,15 @@ class Columns:
             + [pa.field("payload", pa.binary())]
         )
 
-    def _type_names(self, present: np.ndarray, inverse: np.ndarray) -> pa.Array:
+    def _type_names(self, present: np.ndarray, inverse: np.ndarray, k: int = 0) -> pa.Array:
         # a stable dictionary (every type seen so far), so row groups share it
         index, values = self._memo.setdefault("type", ({}, []))
         lut = np.empty(len(present), dtype=np.int32)
         for i, t in enumerate(present.tolist()):
-            j = index.get(t)
+            j = index.get((k, t))
             if j is None:
-                j = index[t] = len(values)
-                values.append(self.registry.name(t))
+                j = index[(k, t)] = len(values)
+                values.append(self.registries[k].name(t))
             lut[i] = j
         return pa.DictionaryArray.from_arrays(from_numpy(lut[inverse]), self._dict_values("type", values))
 
@@ -150,7 +161,8 @@ class Columns:
                 {"id": mt.id, "name": mt.name, "fields": [[f.name, f.kind] for f in mt.layout.fields]}
                 for mt in self.registry.types()
             ],
-            "columns": {c.name: {str(t): f for t, f in c.members.items()} for c in self.fields},
+            "columns": {c.name: {str(t): f for t, f in c.members.items() if not isinstance(t, tuple)}
+                        for c in self.fields},
         }
         doc.update(extra or {})
         return {META_KEY: json.dumps(doc).encode(), b"pandas": _pandas_metadata(self.schema)}
@@ -185,8 +197,10 @@ class Columns:
         else:
             present, inverse = np.unique(ids, return_inverse=True)
         arrays = self._times(np.ascontiguousarray(h["gen_time"]), np.ascontiguousarray(h["trigger_time"]))
+        # the registry of the batch's journal (a Kungfu generation's), k-th of this file's
+        k = next((i for i, r in enumerate(self.registries) if r is batch.page.registry), 0)
         if "type" in self._header_names:
-            arrays.append(self._type_names(present, inverse))
+            arrays.append(self._type_names(present, inverse, k))
         arrays += [
             from_numpy(ids),
             from_numpy(h["source"]),
@@ -201,10 +215,11 @@ class Columns:
         need_raw = np.zeros(n, dtype=bool)
         # per type present: the mask of its rows and its typed payloads
         typed: dict[int, tuple[np.ndarray | None, np.ndarray]] = {}
-        mine = {mt.id for mt in self.types}
-        for k, t in enumerate(present.tolist()):
-            mt = self.registry.get(t)
-            mask = None if len(present) == 1 else inverse == k
+        reg = self.registries[k]
+        mine = {mt.id for mt in self.types} if k == 0 else {mt.id for mt in reg.types()}
+        for i, t in enumerate(present.tolist()):
+            mt = reg.get(t)
+            mask = None if len(present) == 1 else inverse == i
             if mt is None or t not in mine:
                 need_raw[slice(None) if mask is None else mask] = True
                 continue
@@ -221,12 +236,12 @@ class Columns:
                 bad = nz[ends[1:]] - nz[ends[:-1] + size] > 0
                 need_raw[np.flatnonzero(m2)[bad]] = True
         for c in self.fields:
-            arrays.append(self._field(c, typed, n, need_raw))
+            arrays.append(self._field(c, typed, n, need_raw, k))
         arrays.append(_raw_column(batch, need_raw, lengths) if need_raw.any() else self._nulls(n, pa.binary()))
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
-    def _field(self, c: _Col, typed: dict, n: int, need_raw: np.ndarray) -> pa.Array:
-        hits = [(typed[t], fname) for t, fname in c.members.items() if t in typed]
+    def _field(self, c: _Col, typed: dict, n: int, need_raw: np.ndarray, k: int = 0) -> pa.Array:
+        hits = [(typed[t], fname) for key, fname in c.members.items() if (t := _member(key, k)) in typed]
         if not hits:
             return self._nulls(n, c.arrow)
         if c.kind == "label":

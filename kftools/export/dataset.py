@@ -8,28 +8,35 @@ touches; nothing is rewritten. A run writes its files in a private temporary fol
 local one for object storage) and moves each into the dataset only once every file is complete, then replaces
 the manifest. An interrupted run leaves nothing visible, except when interrupted while moving: then the next
 run first removes the files the manifest does not list, so no frame is ever counted twice.
+
+A run on a local dataset holds a lock (``flock`` on ``OUT/_kftools_export.lock``): a second export into it at
+the same time is refused. Each journal's entry in the manifest records a CRC-32 of the bytes just before where
+its export stopped: a journal cut below that point since (``recover --in-place``) and written again is refused,
+never resumed past frames that were never exported. ``--force`` replaces only a dataset of files kftools wrote.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
-import shutil
 import stat
 import tempfile
 import time
+import zlib
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 
-from ..errors import NotAJournal, OutputError, UsageError
+from ..errors import JournalLocked, KftoolsError, NotAJournal, OutputError, UsageError
 from ..journal.merge import expand_journals
 from ..journal.reader import FrameBatch, Reader
 from ..journal.registry import TypeRegistry
-from ..outputs import check_output, create_temporary_folder
+from ..outputs import check_output, create_temporary_folder, publish_mode
 from .columns import Columns
+from .files import check_parquet_name
 from .sink import ParquetSink, RowGroupWriter
 from .stream import (
     READ_BATCH,
@@ -45,10 +52,17 @@ from .stream import (
 _DAY_NS = 86_400 * 10**9
 MANIFEST = "_kftools_export.json"
 MANIFEST_FORMAT = 1
+#: held (``flock``) by the run exporting into a local dataset; readers skip ``_`` names, as the manifest's
+LOCK = "_kftools_export.lock"
+#: bytes before the position a journal's export stopped at whose CRC-32 the manifest records
+TAIL_BYTES = 4096
 #: how long an object-storage call to Google Cloud Storage is retried before it is an error (seconds)
 GCS_RETRY_S = 60
-#: the files of ours in a dataset (what an interrupted run may leave, what ``--force`` removes)
-_PART = re.compile(r"^date=[0-9-]+/type=[^/]+/part-[^/]+\.parquet$")
+#: the files of ours in a dataset (what an interrupted run may leave, what ``--force`` removes): a run's name
+#: is its UTC start and process id, which no other tool's part files carry
+_PART = re.compile(r"^date=[0-9-]+/type=[^/]+/part-[0-9]{8}T[0-9]{6}Z-[0-9]+\.parquet$")
+#: the folders of a local dataset
+_FOLDER = re.compile(r"^date=[0-9-]+(/type=[^/]+)?$")
 
 
 def is_remote(out: str) -> bool:
@@ -118,6 +132,13 @@ class _Target:
         out = []
         for d, _dirs, names in os.walk(self.root):
             out += [os.path.relpath(os.path.join(d, n), self.root).replace(os.sep, "/") for n in names]
+        return sorted(rel for rel in out if rel != LOCK)
+
+    def folders(self) -> list[str]:
+        """Paths (relative, with /) of the folders in a local dataset."""
+        out = []
+        for d, dirs, _names in os.walk(self.root):
+            out += [os.path.relpath(os.path.join(d, n), self.root).replace(os.sep, "/") for n in dirs]
         return sorted(out)
 
     def read_manifest(self) -> dict | None:
@@ -178,6 +199,89 @@ class _Target:
             os.replace(tmp, self._join(MANIFEST))
 
 
+def _lock(out: str) -> int:
+    """Hold ``out`` (a local dataset) for this run; the kernel lets go when the process ends, however it ends."""
+    try:
+        fd = os.open(os.path.join(out, LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot open {LOCK} ({_first_line(e)})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise JournalLocked(f"{out}: another kftools export is writing this dataset; run again once it has "
+                            "finished") from None
+    return fd
+
+
+def _refuse_inputs_inside(out: str, journals: list[str]) -> None:
+    """A local dataset is never made in a folder that holds an input journal: replacing it would delete it."""
+    root = os.path.realpath(out)
+    for j in journals:
+        real = os.path.realpath(j)
+        if os.path.commonpath([root, real]) == root:
+            raise UsageError(f"{out}: holds the input journal {j}; export to another folder")
+
+
+def _refuse_foreign(target: _Target, existing: list[str]) -> None:
+    """``--force`` replaces a dataset only if every file in it is one kftools wrote (by name: the manifest, the
+    lock, a run's part files): what kftools cannot prove it wrote is never deleted."""
+    out = target.out
+    foreign = [rel for rel in existing if rel != MANIFEST and not _PART.match(rel)]
+    if not target.remote:
+        foreign += [rel + "/" for rel in target.folders() if not _FOLDER.match(rel)]
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise OutputError(f"{out}: holds {foreign[0]}{more}, which kftools did not write; refusing to replace it "
+                          "(remove what is not a kftools dataset, or export to another folder)")
+
+
+def _tail(r: Reader, position) -> dict | None:
+    """The CRC-32 of up to TAIL_BYTES committed bytes just before ``position`` (in its page, or the page before
+    when it is a page's start): what proves, next run, that the journal still holds there what was exported."""
+    page, end = int(position[0]), int(position[1])
+    try:
+        p = r.page(page)
+        if end <= p.frame_start and page > r.page_indices()[0]:
+            page -= 1
+            p = r.page(page)
+            end = p.cursor
+        size = max(0, min(TAIL_BYTES, end - p.frame_start))
+        if not size or end > len(p.mm):
+            return None
+        with memoryview(p.mm)[end - size:end] as window:
+            crc = zlib.crc32(window)
+    except (KftoolsError, OSError):
+        return None
+    return {"page": page, "end": end, "size": size, "crc32": crc}
+
+
+def _check_resume(r: Reader, out: str, st: dict) -> None:
+    """Refuse to resume a journal at the position recorded in the manifest unless it still holds, up to there,
+    the frames exported: a journal cut below it (``recover --in-place``) and written again would otherwise have
+    the frames written over that range skipped."""
+    position = tuple(st["position"])
+    end = tuple(r.end_position())
+    where = f"page {position[0]} offset {position[1]}"
+    if end < position:
+        raise UsageError(f"{r.path}: ends at page {end[0]} offset {end[1]}, before {where} where its export to {out} "
+                         "stopped (cut since?); export to a new dataset, or --force to replace it")
+    tail = st.get("tail")
+    if tail is None:
+        return
+    try:
+        p = r.page(tail["page"])
+        ok = p.cursor >= tail["end"] and tail["end"] <= len(p.mm)
+        if ok:
+            with memoryview(p.mm)[tail["end"] - tail["size"]:tail["end"]] as window:
+                ok = zlib.crc32(window) == tail["crc32"]
+    except (KftoolsError, OSError):
+        ok = False
+    if not ok:
+        raise UsageError(f"{r.path}: the frames before {where}, where its export to {out} stopped, are not the ones "
+                         "exported (cut and written again since?); export to a new dataset, or --force to replace it")
+
+
 def _first_frame(reader: Reader) -> str | None:
     """The first frame's header (hex): tells whether a journal is the one exported before under its name."""
     for b in reader.batches(1):
@@ -221,20 +325,34 @@ def export_dataset(sources: str | list[str], out: str, opts: ExportOptions, *, r
     "us" unless ``opts`` says otherwise (Spark needs "us"). ``opts.force``
     replaces the dataset instead of adding to it.
     """
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    paths = expand_journals(sources)  # a missing journal is the error to show, before any network call
+    lock = None
+    if not is_remote(out):
+        check_parquet_name(out, folder=True, journal=" ".join(sources))
+        _refuse_inputs_inside(out, paths)
+        if os.path.isfile(os.path.join(out, MANIFEST)) and not os.path.islink(out):
+            lock = _lock(out)  # a kftools dataset (a new one appears whole, with one rename)
+    try:
+        return _export_dataset(sources, paths, out, opts, registry)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _export_dataset(sources: list[str], paths: list[str], out: str, opts: ExportOptions,
+                    registry: TypeRegistry) -> ExportResult:
     from ..selection import Selection
 
     types, symbols, start, end, force = opts.types, opts.symbols, opts.start, opts.end, opts.force
     timestamps = opts.timestamps or "us"
-    sources = [sources] if isinstance(sources, str) else list(sources)
-    paths = expand_journals(sources)  # a missing journal is the error to show, before any network call
     target = _Target(out)
     manifest = None if force else target.read_manifest()
     existing = target.files()
     selection = json.loads(json.dumps({"types": types, "symbols": symbols, "start": start, "end": end,
                                        "timestamps": timestamps}))
     if force:
-        if target.remote and any(rel != MANIFEST and not _PART.match(rel) for rel in existing):
-            raise OutputError(f"{out}: holds files kftools did not write; refusing to replace it")
+        _refuse_foreign(target, existing)
     elif manifest is None and existing:
         raise OutputError(f"{out}: is not empty and not a kftools dataset (use --force to replace it)")
     elif manifest is not None and manifest.get("selection") != selection:
@@ -269,17 +387,20 @@ def export_dataset(sources: str | list[str], out: str, opts: ExportOptions, *, r
             if st is not None and st.get("first") is not None and st["first"] != _first_frame(r):
                 raise UsageError(f"{r.path}: is not the journal exported to {out} before under this name (its first "
                                  "frame differs); export to a new dataset, or --force to replace it")
+            if st is not None and st.get("first") is not None:
+                _check_resume(r, out, st)
             starts.append(tuple(st["position"]) if st is not None and st.get("first") is not None else None)
         sels = [Selection.parse(r, registry, types, symbols, start, end) for r in readers]
         ends = [r.end_position() for r in readers]
         if opts.total:
             opts.total(sum(journal_bytes(r, u) - (journal_bytes(r, b) if b else 0)
                       for r, b, u in zip(readers, starts, ends, strict=True)))
-        cols = Columns(registry, None, journal=True, timestamps=timestamps, type_column=False)
+        cols = Columns(registry, None, journal=True, timestamps=timestamps, type_column=False,
+                       more=[r.registry for r in readers])
         res = ExportResult(out, journals=[r.path for r in readers], skipped=skipped)
         run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
         scratch = tempfile.mkdtemp(prefix="kftools-export-") if target.remote else create_temporary_folder(out)
-        sinks: dict[int, tuple[str, ParquetSink]] = {}
+        sinks: dict[tuple[int, int], tuple[str, ParquetSink]] = {}
         writer = RowGroupWriter()  # one for every file: one row group written at a time
         rows_before = 0
         try:
@@ -288,15 +409,18 @@ def export_dataset(sources: str | list[str], out: str, opts: ExportOptions, *, r
                 def consume(b: FrameBatch, jname=name) -> None:
                     days = b.headers["gen_time"] // _DAY_NS
                     key = days.astype(np.int64) * 2**32 + b.headers["msg_type"].astype(np.int64)
+                    # journals of Kungfu generations that number their types differently: a sink per registry too
+                    gen = cols.registries.index(b.page.registry) if b.page.registry in cols.registries else 0
                     for k in np.unique(key).tolist():
-                        entry = sinks.get(k)
+                        entry = sinks.get((gen, k))
                         if entry is None:
                             day, t = divmod(k, 2**32)
                             date = np.datetime64(day, "D").astype(str)
-                            rel = f"date={date}/type={file_name(registry.name(t))}/part-{run}.parquet"
+                            stem = f"{run}-{gen}" if gen else run  # the same type name from two generations: two files
+                            rel = f"date={date}/type={file_name(cols.registries[gen].name(t))}/part-{stem}.parquet"
                             local = os.path.join(scratch, *rel.split("/"))
                             os.makedirs(os.path.dirname(local), exist_ok=True)
-                            entry = sinks[k] = (rel, ParquetSink(local, cols, opts.compression, opts.row_group_size,
+                            entry = sinks[(gen, k)] = (rel, ParquetSink(local, cols, opts.compression, opts.row_group_size,
                                                                  {"source": None}, writer=writer))
                         part = b if len(key) and (key == k).all() else b.select(key == k)
                         entry[1].add(cols.convert(part, jname))
@@ -316,7 +440,7 @@ def export_dataset(sources: str | list[str], out: str, opts: ExportOptions, *, r
                 elif crashed(r):
                     res.crashed.append(r.path)
                 prev = done.get(name, {})
-                done[name] = {"first": _first_frame(r), "position": list(position),
+                done[name] = {"first": _first_frame(r), "position": list(position), "tail": _tail(r, position),
                               "frames": prev.get("frames", 0) + sub.rows}
             for _rel, s in sinks.values():
                 s.close()
@@ -337,6 +461,24 @@ def export_dataset(sources: str | list[str], out: str, opts: ExportOptions, *, r
             r.close()
 
 
+def _clear(out: str, ours: list[str]) -> None:
+    """Empty a local dataset being replaced: its files (each proven ours before), its lock, then its folders,
+    deepest first; a folder something else appeared in meanwhile stays, and the rename over it fails."""
+    for rel in [*ours, LOCK]:
+        try:
+            os.unlink(os.path.join(out, *rel.split("/")))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise OutputError(f"{out}: cannot remove {rel} ({_first_line(e)})") from None
+    for d, _dirs, _names in sorted(os.walk(out), key=lambda w: -w[0].count(os.sep)):
+        if d != out:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
 def _commit(target: _Target, scratch: str, manifest: dict | None, existing: list[str], committed: set[str],
             new: list[str], doc: dict, force: bool) -> None:
     """Make a finished run's files part of the dataset, the manifest last."""
@@ -345,9 +487,15 @@ def _commit(target: _Target, scratch: str, manifest: dict | None, existing: list
         # a new (or replaced) local dataset appears whole, with one rename
         with open(os.path.join(scratch, MANIFEST), "w") as f:
             json.dump(doc, f, indent=1, sort_keys=True)
+        open(os.path.join(scratch, LOCK), "wb").close()  # there from the start: a later run's lock writes nothing
         if force and os.path.isdir(out) and not os.path.islink(out):
-            shutil.rmtree(out)
-        os.rename(scratch, out)
+            _clear(out, existing)
+        publish_mode(scratch, folder=True)
+        try:
+            os.rename(scratch, out)  # (over an empty folder; never over a non-empty one)
+        except OSError as e:
+            raise OutputError(f"{out}: cannot make the dataset ({_first_line(e)}): another export made it meanwhile? "
+                              "Nothing was written; run again to add to it") from None
         return
     # clear what an interrupted run left (files of ours the manifest does not list), then move the new files in
     for rel in existing:

@@ -15,7 +15,7 @@ from ..errors import UsageError
 from ..journal.format import FRAME_HEADER_SIZE, PAGE_HEADER_SIZE
 from ..journal.reader import FrameBatch, Reader
 from ..journal.registry import TypeRegistry
-from ..outputs import STDOUT, check_output, create_temporary, create_temporary_folder
+from ..outputs import STDOUT, check_output, create_temporary, create_temporary_folder, publish_mode
 from .columns import Columns, from_numpy
 from .sink import ParquetSink, RowGroupWriter
 from .stream import (
@@ -29,6 +29,25 @@ from .stream import (
     pump,
     remove_output,
 )
+
+#: the names of a Parquet file (what every engine, and ``kftools import``, takes for one)
+PARQUET_SUFFIXES = (".parquet", ".pq")
+#: names that say a text format: a folder (--split, a dataset) so named is a mistake too
+TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson")
+
+
+def check_parquet_name(out: str, *, folder: bool = False, journal: str = "JOURNAL") -> None:
+    """Refuse a Parquet output named as something else (``out.csv``): a file must end in .parquet or .pq, a
+    folder of Parquet files must not end in a text format's extension."""
+    name = os.path.basename(out.rstrip("/" + os.sep)).lower()
+    if folder and not name.endswith(TEXT_SUFFIXES):
+        return
+    if not folder and name.endswith(PARQUET_SUFFIXES):
+        return
+    ext = os.path.splitext(name)[1]
+    what = f"a {ext} name" if ext else "a name without .parquet"
+    raise UsageError(f"{out}: export writes Parquet, not into {what} (name it .parquet or .pq; for text or CSV: "
+                     f"kftools cat -F csv {journal} > {out})")
 
 
 def export_journal(journal: str, out: str, opts: ExportOptions, *, registry: TypeRegistry, split: bool = False,
@@ -49,6 +68,7 @@ def export_journal(journal: str, out: str, opts: ExportOptions, *, registry: Typ
             raise UsageError("refusing to write Parquet to a terminal: redirect or pipe standard output")
     else:
         check_output(out, force=opts.force, folder=split, inputs=[journal])
+        check_parquet_name(out, folder=split, journal=journal)
     reader = Reader(journal, registry=registry)
     registry = reader.registry  # a Kungfu journal brings its own types
     try:
@@ -98,6 +118,7 @@ def export_journals(paths: list[str], out: str, opts: ExportOptions, *, registry
     try:
         if not to_stdout:
             check_output(out, force=opts.force, inputs=[r.path for r in reader.readers])
+            check_parquet_name(out, journal=" ".join(paths))
         registry = reader.registry  # Kungfu journals bring their own types
         # a Kungfu journal by its location, ours by file name, as in a dataset
         names = [r.name if r.kungfu is not None else os.path.basename(r.path) for r in reader.readers]
@@ -106,7 +127,8 @@ def export_journals(paths: list[str], out: str, opts: ExportOptions, *, registry
             raise UsageError(f"two journals are named {dup}: the journal column could not tell them apart")
         sel = Selection.parse(reader, registry, opts.types, opts.symbols, opts.start, opts.end)
         chosen = [registry.get(t) for t in sel.types] if sel.types else None
-        cols = Columns(registry, [t for t in chosen if t] if chosen else None, journal=True, timestamps=timestamps)
+        cols = Columns(registry, [t for t in chosen if t] if chosen else None, journal=True, timestamps=timestamps,
+                       more=[] if chosen else [r.registry for r in reader.readers])
         meta = page_meta(reader.readers[0])
         meta["source"] = None  # several journals: see the journal column
         res = ExportResult(out, journals=[r.path for r in reader.readers], skipped=list(reader.skipped))
@@ -143,6 +165,7 @@ def export_journals(paths: list[str], out: str, opts: ExportOptions, *, registry
             try:
                 with os.fdopen(fd, "wb", buffering=0) as fh:
                     write(fh)
+                publish_mode(tmp)
                 os.replace(tmp, out)
             except BaseException:
                 remove_output(tmp)
@@ -180,6 +203,7 @@ def _export_to_file(out, split, opts: ExportOptions, batches, registry, chosen, 
                 with contextlib.suppress(OSError):
                     fh.close()
             res.files = 1
+        publish_mode(tmp, folder=split)
         if opts.force and split and os.path.isdir(out) and not os.path.islink(out):
             shutil.rmtree(out)
         os.replace(tmp, out) if not split else os.rename(tmp, out)

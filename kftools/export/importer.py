@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from ..errors import KftoolsError, NotAJournal, SchemaError, UnknownType, UsageError
 from ..journal.registry import TypeRegistry
-from ..outputs import check_output, create_temporary_folder, remove_journal
+from ..outputs import check_journal_output, create_temporary_folder, remove_journal
 from ..parquet_input import check_rows, check_schema, parse_metadata
 from .columns import IMPORT_FORMATS, META_KEY
 
@@ -68,7 +68,7 @@ def import_parquet(
         files = [src]
     else:
         raise NotAJournal(f"{src}: no such file")
-    check_output(out, force=force, what="imported journal")
+    check_journal_output(out, force=force, what="imported journal")
     d = os.path.dirname(os.path.abspath(out))
     opened = [_read_meta(f) for f in files]
     meta = opened[0][1]

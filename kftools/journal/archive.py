@@ -34,6 +34,7 @@ from .format import (
     ARCHIVE_HEADER,
     ARCHIVE_MAGIC,
     DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
     PAGE_HEADER,
     SEEK_ENTRY,
     SEEK_FOOTER,
@@ -135,7 +136,19 @@ def read_archive_info_bytes(data: bytes | mmap.mmap, path: str) -> ArchiveInfo:
     foot = SEEK_FOOTER.unpack(data, len(data) - SEEK_FOOTER.size)
     if foot["magic"] != ZSTD_SEEKABLE_FOOTER_MAGIC or foot["descriptor"] != 0:
         raise bad("no seek table footer at the end (truncated?)")
+    # every size is bounded by what a page can be before anything is allocated from it: one flipped bit in
+    # file_size would otherwise ask for terabytes (and every command would die of it)
+    file_size, data_size, chunk = ah["file_size"], ah["data_size"], ah["chunk_size"]
+    if not PAGE_HEADER.size <= file_size <= MAX_PAGE_SIZE:
+        raise bad(f"page size {file_size:,} is not one a page can have ({PAGE_HEADER.size} to {MAX_PAGE_SIZE:,})")
+    if data_size > file_size or ah["write_cursor"] > file_size:
+        raise bad(f"stored size {data_size:,} or write cursor {ah['write_cursor']:,} is past the page size "
+                  f"{file_size:,}")
+    if not 1 <= chunk <= MAX_PAGE_SIZE:
+        raise bad(f"chunk size {chunk:,} is not one a page can have")
     n = foot["frames"]
+    if n != -(-data_size // chunk):
+        raise bad(f"{n:,} frames of {chunk:,} bytes cannot hold the {data_size:,} bytes stored")
     table_size = n * SEEK_ENTRY.size + SEEK_FOOTER.size
     table_at = len(data) - table_size
     if table_at - hs < hs + ARCHIVE_HEADER.size:
@@ -148,10 +161,12 @@ def read_archive_info_bytes(data: bytes | mmap.mmap, path: str) -> ArchiveInfo:
     total = 0
     for i in range(n):
         e = SEEK_ENTRY.unpack(data, table_at + i * SEEK_ENTRY.size)
+        if e["decompressed_size"] != min(chunk, data_size - i * chunk):
+            raise bad(f"frame {i} holds {e['decompressed_size']:,} bytes, not a chunk's")
         frames.append((at, e["compressed_size"], e["decompressed_size"]))
         at += e["compressed_size"]
         total += e["decompressed_size"]
-    if at != table_at - hs or total != ah["data_size"] or ah["data_size"] > ah["file_size"]:
+    if at != table_at - hs or total != data_size:
         raise bad("seek table does not cover the frames")
     return ArchiveInfo(path, ah["page_index"], ah["file_size"], ah["data_size"], ah["crc32"], ah["write_cursor"],
                        ah["chunk_size"], tuple(frames), len(data))
@@ -190,7 +205,11 @@ def decompress_archive(path: str, *, check_crc: bool = False) -> tuple[mmap.mmap
     data = _map_file(path)
     try:
         info = read_archive_info_bytes(data, path)
-        mm = _page_memory(info.file_size, info.data_size)
+        try:
+            mm = _page_memory(info.file_size, info.data_size)
+        except (OSError, MemoryError) as e:
+            raise KftoolsError(f"{path}: cannot allocate the {info.file_size:,} bytes of the page "
+                               f"({getattr(e, 'strerror', None) or type(e).__name__})") from None
     except BaseException:
         if isinstance(data, mmap.mmap):
             data.close()

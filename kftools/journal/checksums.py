@@ -14,7 +14,9 @@ header, which changes then, is left out), and a later record supersedes it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import time
 
 from ..errors import KftoolsError
@@ -53,6 +55,41 @@ def read_checksums(journal: str | os.PathLike) -> dict[int, dict]:
         if rec["magic"] in (CHECKSUM_MAGIC, CHECKSUM_PREFIX_MAGIC):
             out[rec["page_index"]] = rec
     return out
+
+
+def drop_checksums(journal: str | os.PathLike, from_page: int) -> int:
+    """Forget the records of pages ``from_page`` on (cut or rewritten), keeping every other page's; returns how
+    many records were kept. The file is replaced whole (a temporary renamed over it)."""
+    from ..outputs import create_temporary
+
+    path = checksums_path(journal)
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return 0  # not ours to rewrite; verify says what it is
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return 0
+    except OSError as e:
+        raise KftoolsError(f"{path}: cannot read: {e.strerror}") from None
+    size = CHECKSUM_RECORD.size
+    kept = [data[at:at + size] for at in range(0, len(data) - size + 1, size)
+            if CHECKSUM_RECORD.unpack(data, at)["page_index"] < from_page]
+    if not kept:
+        os.unlink(path)
+        return 0
+    fd, tmp = create_temporary(path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(b"".join(kept))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return len(kept)
 
 
 def is_final(page: Page, has_successor: bool) -> bool:

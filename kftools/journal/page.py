@@ -111,6 +111,8 @@ class KungfuPage(Page):
     (the first header with length 0, or just after the PageEnd frame that seals it), found by walking
     on from where the last look ended; past the page's end when the chain breaks, so the walk meets it."""
 
+    #: its generation (each has its own subclass: the walk reads its layouts from the class)
+    generation = yijinjing.KUNGFU_2_4
     fmt = yijinjing.FORMAT
     frame_header_size = yijinjing.FRAME_HEADER.size
     frame_start = yijinjing.PAGE_HEADER.size
@@ -128,7 +130,7 @@ class KungfuPage(Page):
         self.magic = 0
         self.page_index = index
         self.writer_pid = 0
-        self.registry = yijinjing.REGISTRY
+        self.registry = self.generation.registry
         self.identity = (0, 0)
         self._end = self.frame_start
         self._sealed = self._broken = False
@@ -163,7 +165,7 @@ class KungfuPage(Page):
         return self._sealed
 
     def header(self) -> dict:
-        return yijinjing.PAGE_HEADER.unpack(self.mm, 0)
+        return self.fmt.page_header.unpack(self.mm, 0)
 
     def header_problem(self) -> str | None:
         if self.file_size < self.capacity:
@@ -171,7 +173,18 @@ class KungfuPage(Page):
         return None
 
 
-#: a Kungfu frame's msg_type (signed)
+def _kungfu_page_class(gen: yijinjing.Generation) -> type[KungfuPage]:
+    if gen is yijinjing.KUNGFU_2_4:
+        return KungfuPage
+    attrs = {"__slots__": (), "generation": gen, "fmt": gen.fmt, "frame_header_size": gen.fmt.frame_header.size,
+             "frame_start": gen.fmt.page_header.size}
+    return type(f"KungfuPage_{gen.name.replace('-', '_').replace('.', '_')}", (KungfuPage,), attrs)
+
+
+#: the page class of each Kungfu generation
+KUNGFU_PAGES = {g.name: _kungfu_page_class(g) for g in yijinjing.GENERATIONS}
+
+#: a Kungfu frame's msg_type (signed; at offset 24 in every generation)
 _I32 = struct.Struct(BYTE_ORDER + yijinjing.FRAME_HEADER.field("msg_type").struct_code)
 
 
@@ -190,6 +203,10 @@ def open_archived_page(path: str, index: int) -> ArchivedPage:
     try:
         header = PAGE_HEADER.unpack(mm, 0)
         check_header(path, header, index)
+        if header["magic"] == MAGIC and header["capacity"] != info.file_size:
+            # a page file is as long as its capacity (writers make it so): one of the two sizes is damaged
+            raise CorruptJournal(f"{info.path}: the archive says the page was {info.file_size:,} bytes, its page "
+                                 f"header says {header['capacity']:,}")
     except BaseException:
         mm.close()
         raise
@@ -241,10 +258,11 @@ def open_page(
         except OSError as e:
             raise UnreadablePage(f"{path}: cannot read: {e.strerror}") from None
         cls: type[Page] = Page
-        if yijinjing.detect(head):
-            cls = KungfuPage
-            header = yijinjing.PAGE_HEADER.unpack(head)
-            check_kungfu_header(path, header)
+        gen = yijinjing.generation_of(path, head) if yijinjing.parse_page_name(path) else None
+        if gen is not None:
+            cls = KUNGFU_PAGES[gen.name]
+            header = gen.fmt.page_header.unpack(head)
+            check_kungfu_header(path, header, gen)
         else:
             header = PAGE_HEADER.unpack(head)
             check_header(path, header, index)
@@ -265,16 +283,14 @@ def open_page(
     return page
 
 
-def check_kungfu_header(path: str, header: dict) -> None:
-    """Raise the specific error for a Kungfu page header kftools cannot read."""
-    fhl = header["frame_header_length"]
-    if fhl != yijinjing.FRAME_HEADER.size:
-        raise UnsupportedVersion(
-            f"{path}: Kungfu journal with {fhl}-byte frame headers (a later Kungfu release);"
-            f" this kftools reads Kungfu 2.4's {yijinjing.FRAME_HEADER.size}-byte layout"
-        )
-    if header["page_size"] < yijinjing.PAGE_HEADER.size + yijinjing.FRAME_HEADER.size:
+def check_kungfu_header(path: str, header: dict, gen: yijinjing.Generation = yijinjing.KUNGFU_2_4) -> None:
+    """Raise the specific error for a Kungfu page header kftools cannot read (its generation is known)."""
+    if header.get("status") == yijinjing.PageStatus.PreOpen:
+        raise NotYetWritten(f"{path}: Kungfu page made ahead of time (PreOpen), no frame written yet")
+    if header["page_size"] < gen.fmt.page_header.size + gen.fmt.frame_header.size:
         raise NotAJournal(f"{path}: Kungfu page size {header['page_size']} is smaller than its headers")
+    if header["page_size"] > 1 << 40:
+        raise NotAJournal(f"{path}: Kungfu page size {header['page_size']:,} is not a page size")
 
 
 def check_header(path: str, header: dict, index: int) -> None:

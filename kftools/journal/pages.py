@@ -54,8 +54,9 @@ class PageSet:
         self.kungfu = kungfu_journal(self.path)
         if self.kungfu is not None:
             # Kungfu's journals: the same walk over their page and frame layouts, their longfist types
-            self.fmt, self.path, self.name = yijinjing.FORMAT, self.kungfu.first_page, self.kungfu.name
-            self.registry = yijinjing.REGISTRY
+            gen = kungfu_generation(self.kungfu.first_page)
+            self.fmt, self.path, self.name = gen.fmt, self.kungfu.first_page, self.kungfu.name
+            self.registry = gen.registry
         self.first = self.fmt.first_page
         self._open: collections.OrderedDict[int, Page] = collections.OrderedDict()
         self._probe_fd = -1
@@ -161,7 +162,9 @@ class PageSet:
         when the cursor cannot be trusted, and why."""
         problem = page.header_problem()
         if problem:
-            return page.limit(), problem
+            # a Kungfu page's end is where its chain of frames ends (no cursor to distrust): a short page's
+            # zeros after its frames are the end of what was written, not bytes to walk until the page's size
+            return (page.limit() if page.fmt is KFTOOLS else page.cursor), problem
         return page.cursor, None
 
     def successor(self, page: Page) -> tuple[Page | None, str | None]:
@@ -317,12 +320,24 @@ def kungfu_journal(path: str) -> yijinjing.KungfuJournal | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        head = os.pread(fd, yijinjing.PAGE_HEADER.size, 0)
+        head = os.pread(fd, yijinjing.HEAD_SIZE, 0)
     except OSError:
         return None
     finally:
         os.close(fd)
-    return yijinjing.find_journals(path)[0] if yijinjing.detect(head) else None
+    # a Kungfu page of a generation kftools does not know is refused here, by name
+    return yijinjing.find_journals(path)[0] if yijinjing.generation_of(path, head) else None
+
+
+def kungfu_generation(first_page: str) -> yijinjing.Generation:
+    """The generation of the Kungfu journal whose first page is ``first_page`` (read from its page header; 2.4
+    while the page is not there yet). A later page of another generation is an error where the walk meets it."""
+    try:
+        with open(first_page, "rb") as fh:
+            head = fh.read(yijinjing.HEAD_SIZE)
+    except OSError:
+        return yijinjing.KUNGFU_2_4
+    return yijinjing.generation_of(first_page, head) or yijinjing.KUNGFU_2_4
 
 
 def stale_pages(first_page: str | os.PathLike, fmt: JournalFormat = KFTOOLS) -> list[str]:

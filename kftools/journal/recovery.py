@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ..errors import KftoolsError, NotAJournal, OutputError, UsageError
 from .archive import archive_path
-from .checksums import checksum_problem, checksums_path, read_checksums
+from .checksums import checksum_problem, drop_checksums, read_checksums
 from .format import FLAGS_OFFSET, MAGIC, PAGE_HEADER, PAGE_HEADER_SIZE, PID_OFFSET, PageFlag, page_path
 from .lock import try_lock
 from .page import U32, ArchivedPage, Page, open_page
@@ -133,9 +133,9 @@ def recover(
         if out is None:  # unreachable: checked above, for the type checker
             raise OutputError("give either an output path or --in-place")
         out = os.fspath(out)
-        from ..outputs import check_output, create_temporary
+        from ..outputs import check_journal_output, create_temporary, remove_journal
 
-        check_output(out, force=force, inputs=[path], what="recovered journal")
+        check_journal_output(out, force=force, inputs=[path], what="recovered journal")
         written: list[str] = []
         try:
             for i in range(keep_pages):
@@ -146,12 +146,12 @@ def recover(
                 fd, dst = create_temporary(page_path(out, i))
                 written.append(dst)
                 _write_page_prefix(src, fd, cursor, i, last=(i == last_page))
-            for i, dst in enumerate(written):
-                os.replace(dst, page_path(out, i))
-            for i in range(keep_pages, 10**9):  # stale pages of a replaced output
-                if not os.path.exists(page_path(out, i)):
-                    break
-                os.unlink(page_path(out, i))
+            if force:
+                # every other file of a replaced output (later pages, archived ones, checksums, readers): the
+                # new journal must not read on into the old one's pages, nor be checked against its checksums
+                remove_journal(out, keep=keep_pages)
+            for i in reversed(range(len(written))):  # the first page last: the journal appears whole
+                os.replace(written[i], page_path(out, i))
         except (OSError, OutputError) as e:
             for w in written:
                 if os.path.lexists(w):
@@ -244,9 +244,9 @@ def _cut_in_place(path, r, damage, keep_pages, last_end, frames, npages) -> Reco
                     shutil.move(f, f + ".damaged")  # kept aside, never deleted
                     moved = True
             dropped += moved
-        # the cut page's recorded checksum no longer holds: monitor and archive record it again
-        if os.path.exists(checksums_path(path)):
-            os.unlink(checksums_path(path))
+        # the cut page's recorded checksum no longer holds (monitor and archive record it again), and the pages
+        # moved aside are no longer this journal's; the records of the pages kept still say what they held
+        drop_checksums(path, keep_pages - 1)
     finally:
         os.close(fd)
     return RecoverResult(path, frames, keep_pages, damage, dropped)

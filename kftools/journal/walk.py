@@ -87,6 +87,7 @@ def scan_page(
         )
         if err == WRITTEN_END:
             err = 0  # a header with length 0 is where the writer is (or died): the end, not damage
+        after_end = _after_page_end(page, out[:n], nxt)
         offsets, headers, problem = foreign_headers(page, out[:n])
         if problem:
             nxt, err = int(out[len(offsets)]), 0
@@ -103,6 +104,9 @@ def scan_page(
         problem = SCAN_ERRORS[err].format(length=int.from_bytes(length, "little") if len(length) == 4 else "?")
     elif nxt > end:
         problem = "frame runs past the write cursor"
+    if problem is None and fmt is not KFTOOLS and after_end:
+        # Kungfu writes PageEnd only as a page's last frame: what follows one is damage, not the end
+        problem, bad_at = after_end, None
     if n and (large := registry.large_ids()):
         for mt in large:
             tid, size, name = mt.id, mt.layout.size, mt.name
@@ -125,6 +129,20 @@ def scan_page(
             nxt = int(offsets[keep])
             offsets, headers = offsets[:keep], headers[:keep]
     return offsets, headers, nxt, problem
+
+
+def _after_page_end(page: Page, offsets: np.ndarray, nxt: int) -> str | None:
+    """Why the bytes after a PageEnd that ends ``offsets`` are damage (a frame written there), or None."""
+    fmt = page.fmt
+    if not len(offsets) or fmt.page_end_type is None:
+        return None
+    last = int(offsets[-1])
+    if fmt.frame_header.unpack(page.mm, last)["msg_type"] != fmt.page_end_type:
+        return None
+    if nxt + 4 > len(page.mm) or not int.from_bytes(page.mm[nxt : nxt + 4], "little"):
+        return None
+    return (f"a frame follows the PageEnd at offset {last}"
+            " (a page ends at its PageEnd: the frames after it are damage)")
 
 
 def validate_page(page: Page, registry: TypeRegistry) -> Damage | None:

@@ -343,16 +343,249 @@ REGISTRY = TypeRegistry.declared(
     {int(t): (t.name, layout) for t, layout in LAYOUTS.items()}, symbol_field="instrument_id", json_text=True
 )
 
+
+# -- later generations ----------------------------------------------------------------------------------------
+# Each generation is one more declaration: its page and frame header layouts, how its page header says which it
+# is, and its longfist types. The page set and the one walk read every generation the same way.
+
+
+class FrameDataType(enum.IntEnum):
+    """``data_type`` of a later frame header: the payload is a packed struct (Raw) or JSON text (Json)."""
+
+    Raw = 0
+    Json = 1
+    Unknown = 2
+
+
+class PageStatus(enum.IntEnum):
+    """``status`` of a wire-v1 page header: a page made ahead of time (PreOpen) holds no frame yet."""
+
+    Normal = 0
+    PreOpen = 1
+
+
+_LATER_FRAME = [
+    *FRAME_HEADER.fields,
+    Field("data_type", "i8", "0 Raw (a packed struct), 1 Json (JSON text)", FrameDataType),
+    Field("initial_source", "u32", "location uid of the frame's first writer"),
+    Field("frame_uid", "u64", "the frame's key"),
+    Field("trigger_frame_uid", "u64", "frame_uid of the frame its writer was reading when it wrote this one"),
+]
+#: Later Kungfu 2.x (kungfu-systems/kungfu before its v4 line): version 4 pages, 57-byte packed frame headers.
+FRAME_HEADER_57 = Layout("KungfuFrameHeader57", _LATER_FRAME, "57-byte packed frame header of later Kungfu 2.x.")
+#: ... and 65 bytes once ``stream_id`` was added.
+FRAME_HEADER_65 = Layout(
+    "KungfuFrameHeader65", [*_LATER_FRAME, Field("stream_id", "u64")], "65-byte packed frame header of later Kungfu 2.x."
+)
+assert (FRAME_HEADER_57.size, FRAME_HEADER_65.size) == (57, 65)
+
+#: Kungfu v4 "journal wire v1": the page header's first u32 is this declared format epoch, not a version.
+WIRE_V1_EPOCH = 0xE3B24C8D
+WIRE_V1_PAGE_HEADER = Layout(
+    "KungfuWireV1PageHeader",
+    [
+        Field("version", "u32", "journal format epoch, 0xe3b24c8d (3820113037)"),
+        Field("page_header_length", "u32", "32"),
+        Field("page_size", "u64", "size of the page file in bytes"),
+        Field("frame_header_length", "u32", "72"),
+        Field("status", "i8", "0 Normal, 1 PreOpen (made ahead of time, no frame yet)", PageStatus),
+        Field("_pad0", "u8[3]", "alignment"),
+        Field("last_frame_position", "u64", "offset of the last frame written (its start)"),
+    ],
+    "32-byte naturally aligned header of a Kungfu v4 (journal wire v1) page.",
+)
+WIRE_V1_FRAME_HEADER = Layout(
+    "KungfuWireV1FrameHeader",
+    [
+        *FRAME_HEADER.fields[:4],
+        Field("msg_type", "i32", "`carrier_type` in Kungfu v4's headers"),
+        *FRAME_HEADER.fields[5:],
+        Field("data_type", "i8", "0 Raw, 1 Json", FrameDataType),
+        Field("_pad0", "u8[3]", "alignment"),
+        Field("initial_source", "u32", "location uid of the frame's first writer"),
+        Field("_pad1", "u8[4]", "alignment"),
+        Field("journal_frame_uid", "u64", "(page_id << 32) + the frame number in the page"),
+        Field("trigger_frame_uid", "u64"),
+        Field("stream_id", "u64"),
+    ],
+    "72-byte naturally aligned frame header of Kungfu v4 (journal wire v1); `length` is published last.",
+)
+assert (WIRE_V1_PAGE_HEADER.size, WIRE_V1_FRAME_HEADER.size) == (32, 72)
+assert WIRE_V1_PAGE_HEADER.offset("last_frame_position") == 24
+
+
+class LaterMsgType(enum.IntEnum):
+    """The longfist type ids of later Kungfu 2.x (kungfu-systems/kungfu ``longfist/types.h``), renumbered."""
+
+    OrderInput = 201
+    Order = 202
+    Trade = 203
+    Quote = 401
+    Entrust = 402
+    Transaction = 403
+    PageEnd = 10051
+    SessionStart = 10151
+    SessionEnd = 10152
+
+
+class WireV1MsgType(enum.IntEnum):
+    """The journal types Kungfu v4's schema core declares (trading types are not part of it)."""
+
+    PageEnd = 10051
+    Location = 10205  # a data type holding strings: JSON text
+
+
+def _i8(name: str, what: str) -> Field:
+    # later releases renumbered some enums: shown as numbers, never with 2.4's names
+    return Field(name, "i8", f"enum {what}")
+
+
+_LATER_MARKET = [
+    Field("data_time", "i64"),
+    Field("instrument_id", "char[32]"),
+    Field("exchange_id", "char[16]"),
+    _i8("instrument_type", "InstrumentType"),
+]
+_LATER_FLAGS = [Field("is_swap", "bool"), *(_i8(n, n) for n in (
+    "side", "offset", "hedge_flag", "price_type", "volume_condition", "time_condition"))]
+LATER_LAYOUTS: dict[LaterMsgType, Layout] = {
+    LaterMsgType.Quote: Layout("Quote", [
+        *_LATER_MARKET,
+        *(Field(n, "f64") for n in (
+            "pre_close_price", "pre_settlement_price", "last_price", "volume", "turnover", "pre_open_interest",
+            "open_interest", "open_price", "high_price", "low_price", "upper_limit_price", "lower_limit_price",
+            "close_price", "settlement_price", "iopv", "total_bid_volume", "total_ask_volume")),
+        Field("total_trade_num", "i64"),
+        *(Field(n, "f64[10]") for n in ("bid_price", "ask_price", "bid_volume", "ask_volume")),
+        Field("trading_phase_code", "char[8]"),
+    ], "msg_type 401."),
+    LaterMsgType.Entrust: Layout("Entrust", [
+        *_LATER_MARKET, Field("price", "f64"), Field("volume", "f64"), _i8("side", "Side"),
+        _i8("price_type", "PriceType"), *(Field(n, "i64") for n in ("main_seq", "seq", "orig_order_no", "biz_index")),
+    ], "msg_type 402."),
+    LaterMsgType.Transaction: Layout("Transaction", [
+        *_LATER_MARKET, Field("price", "f64"), Field("volume", "f64"), Field("bid_no", "i64"), Field("ask_no", "i64"),
+        _i8("exec_type", "ExecType"), _i8("side", "Side"), *(Field(n, "i64") for n in ("main_seq", "seq", "biz_index")),
+    ], "msg_type 403."),
+    LaterMsgType.OrderInput: Layout("OrderInput", [
+        Field("order_id", "u64"), Field("parent_id", "u64"), Field("instrument_id", "char[32]"),
+        Field("exchange_id", "char[16]"), Field("contract_id", "char[64]"), _i8("instrument_type", "InstrumentType"),
+        Field("limit_price", "f64"), Field("frozen_price", "f64"), Field("volume", "f64"), *_LATER_FLAGS,
+        Field("block_id", "u64"), Field("insert_time", "i64"),
+    ], "msg_type 201."),
+    LaterMsgType.Order: Layout("Order", [
+        Field("order_id", "u64"), Field("external_order_id", "char[32]"), Field("parent_id", "u64"),
+        *(Field(n, "i64") for n in ("insert_time", "update_time", "restore_time")), Field("trading_day", "char[16]"),
+        Field("instrument_id", "char[32]"), Field("exchange_id", "char[16]"), Field("contract_id", "char[64]"),
+        _i8("instrument_type", "InstrumentType"),
+        *(Field(n, "f64") for n in ("limit_price", "frozen_price", "volume", "volume_left", "tax", "commission")),
+        _i8("status", "OrderStatus"), Field("error_id", "i32"), Field("error_msg", "char[256]"), *_LATER_FLAGS,
+    ], "msg_type 202."),
+    LaterMsgType.Trade: Layout("Trade", [
+        Field("trade_id", "u64"), Field("order_id", "u64"), Field("parent_order_id", "u64"),
+        Field("external_order_id", "char[32]"), Field("external_trade_id", "char[32]"), Field("trade_time", "i64"),
+        Field("restore_time", "i64"), Field("trading_day", "char[16]"), Field("instrument_id", "char[32]"),
+        Field("exchange_id", "char[16]"), Field("contract_id", "char[64]"), _i8("instrument_type", "InstrumentType"),
+        _i8("side", "Side"), _i8("offset", "Offset"), _i8("hedge_flag", "HedgeFlag"),
+        *(Field(n, "f64") for n in ("price", "volume", "tax", "commission")),
+    ], "msg_type 203."),
+    LaterMsgType.SessionStart: MARK,
+    LaterMsgType.SessionEnd: MARK,
+}
+LATER_REGISTRY = TypeRegistry.declared(
+    {int(t): (t.name, layout) for t, layout in LATER_LAYOUTS.items()}, symbol_field="instrument_id", json_text=True
+)
+WIRE_V1_REGISTRY = TypeRegistry.declared({}, symbol_field="instrument_id", json_text=True)
+
+
+def _format(name: str, page_header: Layout, frame_header: Layout, page_end: int) -> JournalFormat:
+    return JournalFormat(name=name, page_header=page_header, frame_header=frame_header, first_page=1,
+                         length_counts_header=True, page_end_type=page_end, page_path=kungfu_page_path,
+                         page_number=kungfu_page_number)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generation of Kungfu journals: how its page header says so (``version``: 4, or a format epoch),
+    its header layouts (the walk's :class:`JournalFormat`), its longfist types, and where its facts come from."""
+
+    name: str
+    version: int
+    fmt: JournalFormat
+    registry: TypeRegistry
+    msg_types: type[enum.IntEnum]
+    source: str
+
+    @property
+    def page_end(self) -> int:
+        return int(self.fmt.page_end_type or 0)
+
+    @property
+    def session_start(self) -> int | None:
+        m = self.msg_types.__members__.get("SessionStart")
+        return int(m) if m is not None else None
+
+
+KUNGFU_2_4 = Generation("kungfu-2.4", VERSION, FORMAT, REGISTRY, MsgType,
+                        "kungfu-origin/kungfu v2.4.77: longfist/types.h, yijinjing/journal/{frame,page}.h")
+KUNGFU_2_X_57 = Generation("kungfu-2.x-57", VERSION, _format("kungfu-2.x-57", PAGE_HEADER, FRAME_HEADER_57, 10051),
+                           LATER_REGISTRY, LaterMsgType, "later Kungfu 2.x frame_header (57 bytes, packed)")
+KUNGFU_2_X_65 = Generation("kungfu-2.x-65", VERSION, _format("kungfu-2.x-65", PAGE_HEADER, FRAME_HEADER_65, 10051),
+                           LATER_REGISTRY, LaterMsgType,
+                           "kungfu-systems/kungfu longfist/core.h + types.h (65-byte packed frame header)")
+KUNGFU_WIRE_V1 = Generation(
+    "kungfu-wire-v1", WIRE_V1_EPOCH,
+    _format("kungfu-wire-v1", WIRE_V1_PAGE_HEADER, WIRE_V1_FRAME_HEADER, int(WireV1MsgType.PageEnd)),
+    WIRE_V1_REGISTRY, WireV1MsgType,
+    "kungfu-systems/kungfu libyijinjing schema/core.h, layout_fingerprint.h, tests/fixtures/journal-wire-v1.json",
+)
+#: every generation kftools reads, oldest first
+GENERATIONS = (KUNGFU_2_4, KUNGFU_2_X_57, KUNGFU_2_X_65, KUNGFU_WIRE_V1)
+BY_NAME = {g.name: g for g in GENERATIONS}
+#: the most bytes a page header of any generation needs to say which generation it is
+HEAD_SIZE = max(g.fmt.page_header.size for g in GENERATIONS)
+
+
+def generation_of(path: str, head: bytes) -> Generation | None:
+    """The generation of a Kungfu page whose first bytes are ``head``; None when it is no Kungfu page header.
+
+    Raises :class:`~kftools.errors.UnsupportedVersion` for a page that says it is Kungfu's but in an epoch or
+    layout this kftools does not know: it is refused by name, never misread with another layout.
+    """
+    from ..errors import UnsupportedVersion
+
+    if len(head) < 8:
+        return None
+    version, phl = int.from_bytes(head[:4], "little"), int.from_bytes(head[4:8], "little")
+    for g in GENERATIONS:
+        ph = g.fmt.page_header
+        if version != g.version or phl != ph.size or len(head) < ph.size:
+            continue
+        if ph.unpack(head)["frame_header_length"] == g.fmt.frame_header.size:
+            return g
+    if version == VERSION and phl == PAGE_HEADER.size and len(head) >= PAGE_HEADER.size:
+        fhl = PAGE_HEADER.unpack(head)["frame_header_length"]
+        raise UnsupportedVersion(f"{path}: Kungfu journal (version 4) with {fhl}-byte frame headers, a layout this"
+                                 " kftools does not know (it reads 36, 57 and 65)")
+    if version == WIRE_V1_EPOCH:
+        raise UnsupportedVersion(f"{path}: Kungfu journal wire v1 page with a {phl}-byte page header, a layout this"
+                                 " kftools does not know")
+    if version & 1 and version > 0xFFFF and 16 <= phl <= 4096 and phl % 4 == 0:
+        # Kungfu v4 derives each format epoch from its header layouts, with the low bit set
+        raise UnsupportedVersion(f"{path}: Kungfu journal format epoch {version:#010x} is newer than this kftools"
+                                 " knows (it reads version 4 and epoch 0xe3b24c8d, journal wire v1)")
+    return None
+
 _PAGE_NAME = re.compile(r"^([0-9a-f]{8})\.(\d+)\.journal$")
 _MODES = ("live", "data", "replay", "backtest")
 
 
 def detect(head: bytes) -> bool:
-    """True when ``head`` (a page's first bytes) is a Kungfu page header of any release."""
-    if len(head) < PAGE_HEADER.size:
+    """True when ``head`` (a page's first bytes) is a Kungfu page header of a generation kftools reads."""
+    try:
+        return generation_of("", head) is not None
+    except Exception:  # a Kungfu page of an unknown generation: not one kftools reads
         return False
-    h = PAGE_HEADER.unpack(head)
-    return h["version"] == VERSION and h["page_header_length"] == PAGE_HEADER.size
 
 
 def page_file_name(dest: int, page_id: int) -> str:
@@ -385,6 +618,8 @@ class KungfuJournal:
         parts = os.path.normpath(os.path.abspath(self.folder)).split(os.sep)
         if len(parts) >= 6 and parts[-2] == "journal":
             return "/".join([*parts[-5:-2], parts[-1]])
+        if len(parts) >= 6 and parts[-5] == "journal" and parts[-6] == "runtime":
+            return "/".join(parts[-4:])  # later 2.x releases: runtime/journal/{category}/{group}/{name}/{mode}
         return self.folder
 
     @property
@@ -417,7 +652,19 @@ def find_journals(path: str) -> list[KungfuJournal]:
     if found:
         return found
     out: list[KungfuJournal] = []
-    for root, dirs, _files in os.walk(path):
+    # symlinked folders are followed (a category on another disk is a common layout), each folder once:
+    # a link back up the tree, or a second link to the same folder, is not walked again
+    seen: set[tuple[int, int]] = set()
+    for root, dirs, _files in os.walk(path, followlinks=True):
+        try:
+            st = os.stat(root)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirs.sort()
         if os.path.basename(os.path.dirname(root)) == "journal" or os.path.basename(root) in _MODES:
             out.extend(journals_in(root))
@@ -435,3 +682,12 @@ def json_text(payload: bytes) -> str | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return text
+
+
+def layout_tables() -> str:
+    """The header tables docs/kungfu.md carries, generated from the declarations above (the 57-byte header is
+    the 65-byte one without ``stream_id``)."""
+    parts = []
+    for layout in (PAGE_HEADER, FRAME_HEADER, FRAME_HEADER_65, WIRE_V1_PAGE_HEADER, WIRE_V1_FRAME_HEADER):
+        parts.append(f"#### {layout.name} ({layout.size} bytes)\n\n{layout.doc}\n\n{layout.markdown_table()}\n")
+    return "\n".join(parts)

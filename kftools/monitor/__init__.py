@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from ..errors import UsageError
-from ..journal.pages import journals_in
+from ..journal.merge import journals_in  # Kungfu-aware: a KF_HOME is every journal under it
 from ..journal.registry import TypeRegistry
 from .alerts import AlertEvent, Alerts, Rule, load_rules, parse_rule
 from .metrics import LATENCY_BUCKETS, JournalSample, JournalWatch

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import KftoolsError
 from ..journal.checksums import record_checksums
-from ..journal.format import FRAME_HEADER_SIZE, PAGE_HEADER_SIZE
+from ..journal.format import PAGE_HEADER_SIZE
 from ..journal.positions import ReaderLag, reader_lags
 from ..journal.reader import Reader
 from ..journal.registry import TypeRegistry
@@ -102,7 +102,7 @@ class JournalWatch:
             r = self.reader
             s.readable, s.problem = True, None
             s.pages = r.page_count()
-            last = r.page(s.pages - 1) if s.pages else r.page(0)
+            last = r.page(r.first_page + max(s.pages - 1, 0))  # a Kungfu journal's pages count from 1
             s.page_fill = min(last.cursor, last.limit()) / last.capacity if last.capacity else 0.0
             s.writer_state, s.writer_pid = r.writer_state()
             s.readers = reader_lags(r, end=self.position, newest=s.newest_gen_time)
@@ -140,12 +140,15 @@ class JournalWatch:
         r = self.reader
         assert r is not None
         end = r.end_position()
+        if self.position < (r.first_page, r.fmt.frame_start):
+            self.position = (r.first_page, r.fmt.frame_start)  # a Kungfu journal: page 1, after its header
         if end <= self.position or s.damage is not None:
             return
         for b in r.batches(start=self.position, until=end, batch_size=1 << 20):
             h = b.headers
             s.frames_total += len(b)
-            s.bytes_total += int(h["length"].sum(dtype=np.int64)) + FRAME_HEADER_SIZE * len(b)
+            hsize = b.page.frame_header_size  # 32, or a Kungfu generation's frame header
+            s.bytes_total += int(h["length"].sum(dtype=np.int64)) + hsize * len(b)
             s.newest_gen_time = int(h["gen_time"][-1])
             trig = h["trigger_time"]
             has = trig != 0
@@ -157,7 +160,7 @@ class JournalWatch:
                     s.latency_buckets[i] += c
                 s.latency_sum += float(lat.sum()) / 1e9
                 s.latency_count += int(has.sum())
-            last = int(b.offsets[-1]) + FRAME_HEADER_SIZE + int(h["length"][-1])
+            last = int(b.offsets[-1]) + hsize + int(h["length"][-1])
             self.position = (b.page.index, last)
         if r.damage is not None:
             s.damage = str(r.damage)

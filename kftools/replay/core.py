@@ -34,6 +34,7 @@ from ..backtest.gateway import Gateway
 from ..backtest.session import BacktestSession
 from ..errors import OutputError, StrategyError, UsageError
 from ..journal.format import CURSOR_OFFSET, FRAME_HEADER, KFTOOLS, PAGE_HEADER
+from ..journal.kungfu_out import kungfu_output
 from ..journal.layout import BYTE_ORDER
 from ..journal.merge import MergedBatch, MergedReader, open_journals
 from ..journal.page import ArchivedPage, Page
@@ -366,10 +367,15 @@ class Replay:
         page_size: int | None = None,
         name: str | None = None,
         on_long_wait: Callable[[str], None] | None = None,
+        format: str = "kftools",
+        kf_home: str | os.PathLike | None = None,
+        location: str | None = None,
     ):
         # several journals (or a folder) replay as one timeline merged by gen_time into one output
         paths = [os.fspath(p) for p in path] if isinstance(path, list | tuple) else [os.fspath(path)]
         self.path = paths[0] if len(paths) == 1 else ", ".join(paths)
+        # --format kungfu-*: the output is a Kungfu runtime journal (its own module), else a kftools journal
+        self.kungfu_out = kungfu_output(format, kf_home, location, out, force, strategy, order_journals)
         if speed is not None and (
             isinstance(speed, bool) or not isinstance(speed, int | float) or not MIN_SPEED <= speed <= MAX_SPEED
         ):
@@ -395,15 +401,18 @@ class Replay:
         if name is not None and isinstance(reader, MergedReader):
             raise UsageError("--name publishes the position of a follower of one journal, not of several")
         self.inputs = paths if isinstance(reader, Reader) else reader.journals
-        if isinstance(reader, MergedReader) and out is None:
+        if isinstance(reader, MergedReader) and out is None and self.kungfu_out is None:
             reader.close()
             raise UsageError("replaying several journals needs -o/--out (one output for all of them)")
         self.registry = self.reader.registry
         self.selection = Selection.parse(self.reader, self.registry, types, symbols, start, end)
         # what was committed when we started (one position per journal when several)
         self.end_position: Any = self.reader.end_position()
-        self.out = os.fspath(out) if out is not None else default_output(self.path)
-        check_output(self.out, force=force, inputs=self.inputs)
+        if self.kungfu_out is not None:
+            self.out = self.kungfu_out.first_page
+        else:
+            self.out = os.fspath(out) if out is not None else default_output(self.path)
+            check_output(self.out, force=force, inputs=self.inputs)
         spec = strategy if isinstance(strategy, str) else ""
         if isinstance(strategy, str):
             strategy = load_strategy(strategy)
@@ -450,7 +459,9 @@ class Replay:
             if p is not None and self.force:
                 remove_journal(p)
         # paced: frames must go out on time, and a first store to fresh memory can take milliseconds
-        self._writer = Writer(self.out, page_size=self.page_size, pretouch=self.speed is not None)
+        self._writer = (Writer(self.out, page_size=self.page_size, pretouch=self.speed is not None)
+                        # a Kungfu journal's writer: the Python loop's calls only (write_raw_frames, close)
+                        if self.kungfu_out is None else cast(Writer, self.kungfu_out.open()))
         orders_w = Writer(self.orders, page_size=1 << 20) if self.orders else None
         ctx = dispatch = None
         if self.backtest is not None:
@@ -509,7 +520,7 @@ class Replay:
                 orders_w.close()
             removed = [p for p in (self.out, self.orders) if p is not None and os.path.exists(p)]
             for p in removed:
-                remove_journal(p)
+                remove_journal(p) if p != self.out or self.kungfu_out is None else self.kungfu_out.remove()
             raise OutputError(f"{e}; removed the incomplete {' and '.join(removed)} "
                               f"({written:,} frame(s) had been written to it)") from None
         finally:
@@ -690,7 +701,7 @@ class Replay:
 
     def _pacer(self):
         """The C pacer, unless every frame must pass through Python (strategies, an injected clock, no build)."""
-        direct = not isinstance(self._dispatch, (Gateway, Backtest))
+        direct = not isinstance(self._dispatch, (Gateway, Backtest)) and self.kungfu_out is None
         if self.speed is not None and direct and isinstance(self.clock, MonotonicClock):
             return _pacer
         return None
