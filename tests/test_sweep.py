@@ -190,17 +190,18 @@ def cluster(tmp_path_factory):
         client = Client(address, timeout="30s")
         client.wait_for_workers(2, timeout=60)
         yield {"address": address, "client": client, "workers": workers, "gate": gate}
-        client.close()
+        client.shutdown()  # the scheduler stops the workers left, then itself
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
         for p in procs:
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+                p.terminate()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
 
 
 def test_a_sweep_on_dask_equals_the_local_one(cluster, rec, local, tmp_path):
