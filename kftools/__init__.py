@@ -1,5 +1,6 @@
 """kftools: tools for the memory-mapped journals low-latency trading engines write."""
 
+from . import sweep  # kftools.sweep(...) runs a sweep: the package is callable (kftools/sweep/__init__.py)
 from .errors import (
     CorruptJournal,
     FrameTooLarge,
@@ -53,5 +54,5 @@ __all__ = [
     "MergedReader", "MsgType", "NotAJournal", "OrderType", "OutputError", "Reader", "SchemaError", "Side",
     "StrategyError", "TypeRegistry", "UnknownType", "UnreadablePage", "UnsupportedVersion", "UsageError", "WaitPolicy", "Writer",
     "load_registry", "open_many", "recover", "register_type", "verify",
-    "FillFlag", "Liquidity", "OrderStatus", "RejectReason", "backtest",
+    "FillFlag", "Liquidity", "OrderStatus", "RejectReason", "backtest", "sweep",
 ]

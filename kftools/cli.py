@@ -143,6 +143,9 @@ EXAMPLES = {
     "archive": "kftools archive runtime/ --older-than 1d",
     "unarchive": "kftools unarchive feed.dat",
     "bench archive": "kftools bench archive --json",
+    "sweep": "kftools sweep rec.dat --strategy s.py:Maker --grid spread=0.01,0.02 --grid size=1,5 --fill-model "
+             "touch,queue --latency 0,200us -o maker.sweep",
+    "bench sweep": "kftools bench sweep --json",
 }
 #: placeholders of arguments by name, and of option values by type (never Typer's {journal} or <bool>)
 _ARG_METAVARS = {"journal": "JOURNAL", "journals": "JOURNAL", "out": "PATH", "src": "PATH"}
@@ -693,7 +696,7 @@ def replay_cmd(
     cap_volume: Annotated[bool, typer.Option("--cap-volume", help="Backtest: cap taker and quote-crossing fills by each event's volume.")] = False,
     cash: Annotated[float, typer.Option("--cash", help="Backtest: starting cash.")] = 0.0,
     results: Annotated[Path | None, typer.Option("--results", help="Backtest result folder (default <stem>.backtest/ beside the output).")] = None,
-    chart: Annotated[bool, typer.Option("--chart/--no-chart", help="Backtest: draw chart.png in the result folder.")] = True,
+    chart: Annotated[bool, typer.Option("--chart/--no-chart", help="Backtest: draw chart.png and report.html in the result folder.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace existing output journals.")] = False,
     type_: TypeOpt = None,
     symbol: SymbolOpt = None,
@@ -766,6 +769,70 @@ def replay_cmd(
         raise typer.Exit(ExitCode.DAMAGED)
     if st.interrupted and not follow:
         raise typer.Exit(ExitCode.INTERRUPTED)
+
+
+@command(name="sweep")
+def sweep_cmd(
+    journals: Annotated[list[str], typer.Argument(
+        help="Recordings: journals (path of the first page) or folders of journals, each backtested on its own.",
+        show_default=False)],
+    strategy: Annotated[str, typer.Option(
+        "--strategy", help="path.py[:Class]; each run builds it with the grid's values as keyword arguments. This "
+                           "executes arbitrary Python code with your permissions: only pass files you trust.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="The sweep's results folder (re-run with the same folder: "
+                                                          "only the runs not yet finished).")],
+    grid: Annotated[list[str] | None, typer.Option("--grid", help="NAME=V1,V2,... (repeatable): a strategy parameter's values.")] = None,
+    grid_file: Annotated[Path | None, typer.Option("--grid-file", help="TOML: [grid] NAME = [values], fill_model = [...], latency = [...].")] = None,
+    fill_model: Annotated[str | None, typer.Option("--fill-model", help="Fill models to sweep, comma list (touch, through, queue).")] = None,
+    latency: Annotated[str | None, typer.Option("--latency", help="Latencies to sweep, comma list (0,200us,1ms).")] = None,
+    response_latency: Annotated[str, typer.Option("--response-latency", help="Exchange-to-strategy latency of every run.")] = "0",
+    fees: Annotated[str | None, typer.Option("--fees", help="maker=<bp>,taker=<bp>,order=<cash per order> for every run.")] = None,
+    cap_volume: Annotated[bool, typer.Option("--cap-volume", help="Cap taker and quote-crossing fills by each event's volume.")] = False,
+    cash: Annotated[float, typer.Option("--cash", help="Starting cash of every run.")] = 0.0,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Run on this Dask cluster (tcp://HOST:8786) instead of local processes.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Local processes (default one per core).")] = None,
+    chart: Annotated[bool, typer.Option("--chart/--no-chart", help="Each run also draws chart.png (report.html always).")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Start the folder's sweep over (its runs are deleted).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Backtest a strategy over every combination of parameters, fill models, latencies and recordings."""
+    from .sweep import sweep
+    from .sweep.ui import closing_lines, progress_bar
+
+    def interrupt(signum, frame):  # SIGTERM stops a sweep as Ctrl-C does: finished runs kept, exit 130
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+    with progress_bar(quiet=json_out) as on_progress:
+        res = sweep([str(j) for j in journals], strategy, str(out), grid=grid or [],
+                    grid_file=None if grid_file is None else str(grid_file),
+                    fill_models=fill_model.split(",") if fill_model else None,
+                    latencies=latency.split(",") if latency else None, response_latency=response_latency,
+                    fees=fees, cash=cash, cap_volume=cap_volume, scheduler=scheduler, workers=workers, chart=chart,
+                    force=force, on_progress=on_progress)
+    if json_out:
+        typer.echo(json.dumps({"out": res.out, "ran": res.ran, "skipped": res.skipped, "failed": res.failed,
+                               "runs": res.runs.to_pylist()}, default=str))
+    else:
+        for line in closing_lines(res):
+            typer.echo(line)
+    if res.failed:
+        first = next(iter(res.failed.items()))
+        raise fail(f"{len(res.failed):,} run(s) failed (re-run to retry them); run {first[0]}: {first[1]}")
+
+
+@command(bench_app, name="sweep")
+def bench_sweep_cmd(
+    json_out: JsonOpt = False,
+    frames: Annotated[int, typer.Option("--frames", help="Frames in the (bursty, simulated) recording.")] = 100_000,
+    dask: Annotated[bool, typer.Option("--dask/--no-dask", help="Also measure the overhead per run on a local Dask cluster.")] = True,
+) -> None:
+    """Sweep speed: 16 runs one after another, on 2 local processes, and on a one-worker Dask cluster."""
+    from .bench import report
+    from .bench.sweep import run
+
+    report(run(frames=frames, dask=dask), json_out)
 
 
 @command(name="backtest")

@@ -20,9 +20,11 @@ from ..errors import OutputError
 from ..journal.format import Liquidity, OrderStatus, RejectReason
 from .engine import Backtest
 from .exchange import FILL_FIELDS, UPDATE_FIELDS
+from .report import bar_statistics, sharpe_period
 
 #: the files a result folder holds; --force replaces a folder only if it holds nothing else
-RESULT_FILES = ("orders.parquet", "updates.parquet", "fills.parquet", "equity.parquet", "summary.json", "chart.png")
+RESULT_FILES = ("orders.parquet", "updates.parquet", "fills.parquet", "equity.parquet", "summary.json", "chart.png",
+                "report.html")
 
 _TS = pa.timestamp("ns", tz="UTC")
 _SYM = pa.dictionary(pa.int32(), pa.string())
@@ -43,7 +45,7 @@ def summarize(bt: Backtest, strategy_name: str = "") -> dict:
     filled_qty = sum(o.filled for o in orders)
     times, equity, bars = _equity_series(bt)
     dd = _drawdown(equity)
-    sharpe, nbars = _sharpe(bt)
+    stats = bar_statistics(times, equity, acc.start_cash)
     per_symbol: dict[str, dict] = {}
     fills_by_sym: dict[str, int] = {}
     for f in ex.fills:
@@ -97,8 +99,8 @@ def summarize(bt: Backtest, strategy_name: str = "") -> dict:
         "net_pnl": realized + unrealized - acc.fees,
         "cash": acc.cash,
         "max_drawdown": dd,
-        "sharpe": _fnum(sharpe),
-        "sharpe_period": f"whole backtest, from {nbars} bars of {bt.bar_ns / 1e9!r} s (not annualised)",
+        "sharpe": _fnum(stats["sharpe"]),
+        "sharpe_period": sharpe_period(stats),
         "positions": per_symbol,
         "strategy_summary": _jsonable(getattr(bt.strategy, "summary", None)),
     }
@@ -125,18 +127,6 @@ def _drawdown(equity: np.ndarray) -> float:
     if not len(equity):
         return 0.0
     return float((np.maximum.accumulate(equity) - equity).max())
-
-
-def _sharpe(bt: Backtest) -> tuple[float | None, int]:
-    """mean/std of the per-bar change in equity, times sqrt(bars): over the backtest's span, not annualised."""
-    bars = [r[1] for r in bt.equity if r[7]]
-    if len(bars) < 3:
-        return None, len(bars)
-    r = np.diff(np.asarray(bars, np.float64))
-    sd = float(r.std(ddof=1))
-    if not sd > 0:
-        return None, len(bars)
-    return float(r.mean() / sd * math.sqrt(len(r))), len(bars)
 
 
 # -- tables --------------------------------------------------------------------------------------------
@@ -232,8 +222,12 @@ def check_results_dir(path: str, force: bool) -> None:
         raise OutputError(f"{path}: folder {parent} is not writable")
 
 
-def write_results(bt: Backtest, path: str, summary: dict, *, force: bool = False, chart: bool = True) -> list[str]:
-    """Write the result folder atomically (a temporary folder renamed into place); returns the files."""
+def write_results(bt: Backtest, path: str, summary: dict, *, force: bool = False, chart: bool = True,
+                  recordings: list[str] | None = None) -> list[str]:
+    """Write the result folder atomically (a temporary folder renamed into place); returns the files.
+
+    ``chart``: also chart.png and report.html, drawn from the folder's own files (``recordings``, when given,
+    add the market's price to them)."""
     check_results_dir(path, force)
     parent = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(path))}.{os.getpid()}.tmp")
@@ -246,9 +240,11 @@ def write_results(bt: Backtest, path: str, summary: dict, *, force: bool = False
             json.dump(summary, fh, indent=2, sort_keys=True)
             fh.write("\n")
         if chart:
-            from .chart import draw
+            from .chart import draw_folder
+            from .report import write_report
 
-            draw(bt, summary, os.path.join(tmp, "chart.png"))
+            draw_folder(tmp, recordings=recordings)
+            write_report(tmp, recordings=recordings)
         if os.path.isdir(path):
             for name in os.listdir(path):  # checked above: only our own result files
                 os.unlink(os.path.join(path, name))

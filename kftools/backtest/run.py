@@ -138,5 +138,5 @@ def backtest(
     summary = summarize(engine, name)
     if params:
         summary["params"] = dict(params)
-    files = write_results(engine, out, summary, force=force, chart=chart) if out is not None else []
+    files = write_results(engine, out, summary, force=force, chart=chart, recordings=paths) if out is not None else []
     return BacktestResult(summary, out, files, tables(engine))

@@ -123,7 +123,9 @@ def run(frames: int = 1_000_000, repeat: int = 3, gateway_frames: int = 20_000, 
             folder = os.path.join(d, "chart.backtest")
             Replay(src, out, speed=None, strategy=load_strategy(example), force=True, results=folder,
                    page_size=frames * 100 + (1 << 20)).run()
-            shutil.copyfile(os.path.join(folder, "chart.png"), chart)
+            from kftools.backtest.chart import draw_folder
+
+            draw_folder(folder, chart, recordings=[src])  # with the recording: the price panel has the market
             res["backtest.chart"] = chart
         if gateway_frames and os.path.exists(example):
             res.update(_gateway(d, min(gateway_frames, frames), example))
