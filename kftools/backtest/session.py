@@ -33,6 +33,7 @@ class BacktestSession:
         if write:
             check_results_dir(self.results, self.force)
         self.bar_ns = _bar_ns(replay)
+        self.recordings = list(replay.inputs)
         self.engine: Backtest | None = None
         self.result: BacktestResult | None = None
 
@@ -49,8 +50,8 @@ class BacktestSession:
         """Summarise and write the result folder (call once the replay ended without a strategy error)."""
         assert self.engine is not None
         summary = summarize(self.engine, self.strategy_name)
-        files = write_results(self.engine, self.results, summary, force=self.force, chart=self.chart) \
-            if self.write else []
+        files = write_results(self.engine, self.results, summary, force=self.force, chart=self.chart,
+                              recordings=self.recordings) if self.write else []
         self.result = BacktestResult(summary, self.results if self.write else None, files, tables(self.engine))
         return self.result
 
