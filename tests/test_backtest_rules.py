@@ -222,3 +222,50 @@ def test_sell_side_mirror(tmp_path):
               ("x", 2, "A", 101.5, 3.0, Side.BUY)]
     _s, ex, _ = run(tmp_path, events, {0: sell(101.0, 2)})
     assert fills(ex) == [(2.0, 1, Side.SELL, Liquidity.MAKER, 101.0, 2.0)]
+
+
+def test_result_files_are_valid_json_and_huge_orders_are_rejected(tmp_path):
+    # issue 24 item 9: an ask of inf is no quote; an order whose notional is not finite is rejected
+    events = [("t", 0, "A", 100.0, 100.0, float("inf"), 0.0), ("t", 1, "A", 100.0, 100.0, 101.0, 0.0)]
+    s, ex, st = run(tmp_path, events, {0: lambda c: (buy(0, 1, order_type=OrderType.MARKET)(c),
+                                                     buy(1e300, 1e300)(c))})
+    assert statuses(s)[0] == (1, "REJECTED", "NO_MARKET")  # the inf ask is no quote, and nothing printed yet
+    assert (2, "REJECTED", "NOT_FINITE") in statuses(s)
+    text = (tmp_path / "out.backtest" / "summary.json").read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"summary.json holds {c}"))
+
+
+def test_an_interrupted_replay_marks_its_results(tmp_path):
+    # issue 24 item 10: a replay stopped early writes a result folder that says so
+    from test_backtest import record
+
+    src = record(tmp_path / "rec.dat", [("t", k, "A", 100.0, 99.0, 101.0, 1.0) for k in range(50)])
+
+    class Stopper:
+        def __init__(self):
+            self.n = 0
+
+        def on_ticker(self, ctx, f):
+            self.n += 1
+
+    strat = Stopper()
+    rep = Replay(src, str(tmp_path / "o.dat"), speed=None, strategy=strat, chart=False,
+                 stop=lambda: strat.n >= 10)
+    st = rep.run()
+    assert st.interrupted and st.backtest.summary["interrupted"] is True
+    with open(tmp_path / "o.backtest" / "summary.json") as fh:
+        assert json.load(fh)["interrupted"] is True
+    from kftools.backtest.report import summary_lines
+
+    assert summary_lines(st.backtest.to_dict())[0].startswith("INTERRUPTED")
+
+
+@pytest.mark.parametrize("value", ["1e12s", "1e400", "2e13ms", "-1ms", "nan"])
+def test_out_of_range_latencies_are_one_line_before_the_run(tmp_path, value):
+    # issue 24 item 16: refused before anything runs, one line, nothing written
+    path = tmp_path / "rec.dat"
+    with Writer(str(path)) as w:
+        w.write_ticker("A", 100.0, 99.0, 101.0, 1.0, gen_time=T0)
+    res = run_cli("backtest", str(path), "--strategy", MAKER, "--latency", value)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--latency" in res.stderr, res.stderr
+    assert not (tmp_path / "rec.backtest").exists()

@@ -31,7 +31,7 @@ T0 = 1_764_201_600 * 10**9
 def write_journal(path, n, page_size=8192, seed=0, t0=T0):
     """``n`` frames (tickers, orders, trades), gen_time ``t0`` + i µs; appends to an existing journal."""
     rng = random.Random(seed)
-    with kftools.Writer(str(path), page_size=page_size) as w:
+    with kftools.Writer(str(path), page_size=page_size, append=True) as w:
         for i in range(n):
             k, t = rng.random(), t0 + i * 1000
             if k < 0.8:

@@ -9,6 +9,7 @@ from ..errors import UsageError
 from .exchange import ExchangeConfig, Fees
 from .exchange import fill_model as parse_fill_model
 
+MAX_LATENCY_NS = 86_400 * 1_000_000_000  # a day: larger is a typo, and would overflow recording times
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ns|us|µs|ms|s)?\s*$")
 
@@ -21,9 +22,14 @@ def parse_latency(text: str | int, option: str = "--latency") -> int:
         m = _DURATION.match(str(text))
         if not m:
             raise UsageError(f"{option} {text!r}: give a duration such as 0, 500ns, 200us, 1.5ms or 1s")
-        ns = round(float(m.group(1)) * _UNITS[m.group(2) or "ns"])
+        x = float(m.group(1)) * _UNITS[m.group(2) or "ns"]
+        if not x <= MAX_LATENCY_NS:
+            raise UsageError(f"{option} {text!r}: at most {MAX_LATENCY_NS // 1_000_000_000:,} s of recording time")
+        ns = round(x)
     if ns < 0:
         raise UsageError(f"{option} {text!r}: must not be negative")
+    if ns > MAX_LATENCY_NS:
+        raise UsageError(f"{option} {text!r}: at most {MAX_LATENCY_NS // 1_000_000_000:,} s of recording time")
     return int(ns)
 
 

@@ -82,12 +82,15 @@ def summary_lines(d: dict) -> list[str]:
     fees = d["fees_schedule"]
     by = d["orders_by_status"]
     unit = currency(d)
-    lines = [
+    lines = ["INTERRUPTED    the replay was stopped early: these results cover only the frames before"] \
+        if d.get("interrupted") else []
+    lines += [
         f"backtest       {d['strategy']}: fill model {d['fill_model']}, latency {duration(d['latency_ns'])} in / "
         f"{duration(d['response_latency_ns'])} back, fees {_fees_text(fees)}"
         + (", volume-capped" if d["cap_volume"] else ""),
         f"orders         {d['orders']:,} ({by['filled']:,} filled, {by['partially_filled']:,} partly, "
-        f"{by['canceled']:,} canceled, {by['rejected']:,} rejected, {by['accepted'] + by['pending']:,} open)",
+        f"{by['canceled']:,} canceled, {by['rejected']:,} rejected, {by.get('expired', 0):,} expired, "
+        f"{by['accepted'] + by.get('modified', 0) + by['pending']:,} open)",
         f"fills          {d['fills']:,} ({d['maker_fills']:,} maker, {d['taker_fills']:,} taker"
         + (f", {d['no_quote_fills']:,} at the last price: no quotes" if d["no_quote_fills"] else "")
         + f"), fill ratio {pct(d['fill_ratio'])}",
@@ -419,7 +422,10 @@ def write_report(folder: str, recordings: list[str] | None = None, plotlyjs: str
     note = ("Numbers are rounded for reading; summary.json holds them exact. Lines are drawn at screen "
             "resolution (each pixel keeps its minimum and maximum); every fill is a marker: zoom to tell them apart. Plain SVG, no WebGL: any browser draws it."
             + ("" if prices else " The recording was not given: the price panel shows the fill prices only."))
-    body = (_el("div", _el("div", _table(statistics_rows(s, st), "stats"))
+    warning = (_el("p", html.escape("INTERRUPTED: the replay was stopped early; these results cover only the "
+                                     "frames before it stopped."), 'class="note" id="interrupted"')
+               if s.get("interrupted") else "")
+    body = warning + (_el("div", _el("div", _table(statistics_rows(s, st), "stats"))
                 + _el("div", _fig_html(fig2, "per-symbol", modebar=False), 'style="flex:1;min-width:380px"'),
                 'class="grid"')
             + _el("p", html.escape(note), 'class="note"') + _fig_html(fig, "panels"))

@@ -107,6 +107,17 @@ def summarize(bt: Backtest, strategy_name: str = "") -> dict:
     return d
 
 
+def finite(v):
+    """``v`` with every non-finite float (NaN, inf) as None: result files are always valid JSON."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: finite(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [finite(x) for x in v]
+    return v
+
+
 def _jsonable(v):
     if v is None:
         return None
@@ -237,7 +248,7 @@ def write_results(bt: Backtest, path: str, summary: dict, *, force: bool = False
         for name, table in tables(bt).items():
             pq.write_table(table, os.path.join(tmp, f"{name}.parquet"), compression="zstd")
         with open(os.path.join(tmp, "summary.json"), "w") as fh:
-            json.dump(summary, fh, indent=2, sort_keys=True)
+            json.dump(finite(summary), fh, indent=2, sort_keys=True, allow_nan=False)
             fh.write("\n")
         if chart:
             from .chart import draw_folder

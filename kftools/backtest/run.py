@@ -47,7 +47,10 @@ class BacktestResult:
         return self.tables["equity"]
 
     def to_dict(self) -> dict:
-        d = dict(self.summary)
+        """The summary, the folder and its files, as valid JSON values (non-finite numbers as None)."""
+        from .results import finite
+
+        d = finite(dict(self.summary))
         d["results"] = self.results
         d["result_files"] = self.files
         return d

@@ -46,10 +46,12 @@ class BacktestSession:
                            wall=clock.wall)
         return self.engine
 
-    def finish(self) -> BacktestResult:
-        """Summarise and write the result folder (call once the replay ended without a strategy error)."""
+    def finish(self, interrupted: bool = False) -> BacktestResult:
+        """Summarise and write the result folder (call once the replay ended without a strategy error); a
+        replay stopped early says so in the summary (``interrupted``) and the report."""
         assert self.engine is not None
         summary = summarize(self.engine, self.strategy_name)
+        summary["interrupted"] = bool(interrupted)
         files = write_results(self.engine, self.results, summary, force=self.force, chart=self.chart,
                               recordings=self.recordings) if self.write else []
         self.result = BacktestResult(summary, self.results if self.write else None, files, tables(self.engine))

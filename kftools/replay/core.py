@@ -545,7 +545,7 @@ class Replay:
                     orders_w.close()
                 self.reader.close()
         if self.backtest is not None:
-            st.backtest = self.backtest.finish()
+            st.backtest = self.backtest.finish(interrupted=st.interrupted)
         return st
 
     def _play(self, batches: Iterator[FrameBatch] | Iterator[MergedBatch], anchor: int | None, live: bool) -> int | None:
