@@ -269,3 +269,57 @@ def test_out_of_range_latencies_are_one_line_before_the_run(tmp_path, value):
     res = run_cli("backtest", str(path), "--strategy", MAKER, "--latency", value)
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--latency" in res.stderr, res.stderr
     assert not (tmp_path / "rec.backtest").exists()
+
+
+@pytest.mark.parametrize("body, says", [
+    ("raise SystemExit(0)", "SystemExit: 0"),
+    ("raise SystemExit(3)", "SystemExit: 3"),
+    ("raise KeyboardInterrupt", "KeyboardInterrupt"),
+])
+def test_a_strategy_that_exits_is_a_strategy_error_not_the_commands_exit(tmp_path, body, says):
+    # issue 24 item 14: sys.exit(0) in a strategy made replay exit 0 with no results, SystemExit(3) exit 3
+    path = tmp_path / "rec.dat"
+    with Writer(str(path)) as w:
+        for k in range(5):
+            w.write_ticker("A", 100.0, 99.0, 101.0, 1.0, gen_time=T0 + k * MS)
+    strat = tmp_path / "quits.py"
+    strat.write_text(f"class Quits:\n    def on_ticker(self, ctx, f):\n        {body}\n")
+    for args in (["backtest", str(path), "--strategy", str(strat)],
+                 ["replay", str(path), "--max", "-o", str(tmp_path / "o.dat"), "--strategy", str(strat), "--force"]):
+        res = run_cli(*args)
+        assert res.returncode == 1, (args, res.returncode, res.stderr)
+        assert res.stderr.count("\n") == 1 and "Quits.on_ticker failed" in res.stderr and says in res.stderr
+        assert not (tmp_path / "rec.backtest").exists() and not (tmp_path / "o.backtest").exists()
+
+
+def test_result_folder_problems_are_one_line(tmp_path):
+    # issue 24 item 15: a folder named like a result file inside --force's folder is refused before the run
+    path = tmp_path / "rec.dat"
+    with Writer(str(path)) as w:
+        w.write_ticker("A", 100.0, 99.0, 101.0, 1.0, gen_time=T0)
+    res_dir = tmp_path / "res"
+    (res_dir / "orders.parquet").mkdir(parents=True)
+    res = run_cli("backtest", str(path), "--strategy", MAKER, "--results", str(res_dir), "--force")
+    assert res.returncode == 2 and "not a kftools result file" in res.stderr and res.stderr.count("\n") == 1
+    assert (res_dir / "orders.parquet").is_dir()
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
+    # issue 24 item 15: the results cannot be written (a tiny tmpfs stands in for a full disk)
+    import subprocess
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (not root)")
+    try:
+        path = tmp_path / "rec.dat"
+        with Writer(str(path)) as w:
+            for k in range(3000):
+                w.write_ticker("A", 100.0 + (k % 5) * 0.01, 99.99, 100.05, 1.0, gen_time=T0 + k * 1000)
+        res = run_cli("backtest", str(path), "--strategy", MAKER, "--results", str(mnt / "res"), "--no-chart")
+        assert res.returncode != 0 and res.stderr.count("\n") == 1 and "cannot write the results" in res.stderr, \
+            res.stderr
+        assert os.listdir(mnt) == []
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)

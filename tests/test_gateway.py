@@ -146,15 +146,21 @@ def test_free_running_results_agree_with_the_output(recording, tmp_path):
        model=hs.sampled_from(["touch", "through", "queue"]), maker=hs.booleans())
 def test_lockstep_equals_in_process_for_any_latency(recording, tmp_path_factory, latency, response, model, maker):
     d = tmp_path_factory.mktemp("lockstep")
-    path = MAKER if maker else EXAMPLE
     cfg = ExchangeConfig(fill_model=model, latency_ns=latency, response_latency_ns=response)
+    lockstep_equals_in_process(recording, d, MAKER if maker else EXAMPLE, cfg)
+
+
+def lockstep_equals_in_process(recording: str, d, path: str, cfg: ExchangeConfig):
+    """Run ``path`` in-process and, in a thread, out of process in lockstep; the results must be the same byte
+    for byte. Returns the in-process result."""
     inproc = Replay(recording, str(d / "in.dat"), speed=None, strategy=load_strategy(path), exchange=cfg,
                     chart=False).run().backtest
     failures: list[BaseException] = []
 
     def strategy_process():
         try:
-            run_strategy(load_strategy(path), str(d / "out.dat"), str(d / "s.orders.dat"))
+            run_strategy(load_strategy(path), str(d / "out.dat"), str(d / "s.orders.dat"),
+                         response_latency=cfg.response_latency_ns)
         except BaseException as e:  # noqa: BLE001 - reported by the test
             failures.append(e)
 
@@ -168,6 +174,7 @@ def test_lockstep_equals_in_process_for_any_latency(recording, tmp_path_factory,
     assert not failures
     assert {k: remote.summary[k] for k in NUMBERS} == {k: inproc.summary[k] for k in NUMBERS}
     same_results(d / "in.backtest", d / "out.backtest")
+    return inproc
 
 
 # -- a strategy killed with kill -9 --------------------------------------------------------------------
@@ -229,6 +236,8 @@ def _write_requests(w: Writer, symbol: str, requests) -> None:
         if kind == "order":
             w.write_order(kw.get("symbol", symbol), kw.get("order_id", 1), 0, 0, kw.get("price", 100.0),
                           kw.get("quantity", 1.0), 0.0, "x")
+        elif kind == "ack":
+            w.write(int(MsgType.ACK), frames=kw["frames"])
         else:
             w.write(int(MsgType.CANCEL_REQUEST), symbol=symbol, order_id=kw["order_id"])
 
@@ -239,6 +248,7 @@ def _write_requests(w: Writer, symbol: str, requests) -> None:
     ([("order", {"price": float("nan")})], "order 1: a limit order needs a positive price"),
     ([("order", {}), ("order", {})], "order 1: order id already used"),
     ([("cancel", {"order_id": 9})], "cancel of order 9, which this journal never sent"),
+    ([("ack", {"frames": 1_000_000})], "acknowledges 1,000,000 output frames, only"),  # then it exits: no hang
 ])
 def test_a_bad_request_stops_the_replay_naming_the_journal(recording, tmp_path, requests, problem):
     """The test is the strategy: it answers the first frame with the requests, then acknowledges it."""
@@ -342,26 +352,7 @@ def test_lockstep_equals_in_process_with_timers_and_every_order_type(recording, 
     path = os.path.join(ROOT, "tests", "strategies", "every_type.py")
     d = tmp_path_factory.mktemp("types")
     cfg = ExchangeConfig(fill_model=model, latency_ns=latency, response_latency_ns=response)
-    inproc = Replay(recording, str(d / "in.dat"), speed=None, strategy=load_strategy(path), exchange=cfg,
-                    chart=False).run().backtest
-    failures: list[BaseException] = []
-
-    def strategy_process():
-        try:
-            run_strategy(load_strategy(path), str(d / "out.dat"), str(d / "s.orders.dat"), response_latency=response)
-        except BaseException as e:  # noqa: BLE001 - reported by the test
-            failures.append(e)
-
-    th = threading.Thread(target=strategy_process)
-    th.start()
-    try:
-        remote = Replay(recording, str(d / "out.dat"), speed=None, order_journals=[str(d / "s.orders.dat")],
-                        exchange=cfg, chart=False).run().backtest
-    finally:
-        th.join(GUARD)
-    assert not failures
+    inproc = lockstep_equals_in_process(recording, d, path, cfg)
     by = inproc.summary["orders_by_status"]
     assert by["expired"] and by["canceled"] and by["rejected"] and inproc.summary["modifies"]
     assert inproc.summary["timers_fired"]
-    assert {k: remote.summary[k] for k in NUMBERS} == {k: inproc.summary[k] for k in NUMBERS}
-    same_results(d / "in.backtest", d / "out.backtest")

@@ -7,7 +7,6 @@ panel each, and P&L per symbol. The legend sits outside the data; the title name
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -23,21 +22,12 @@ def draw_folder(folder: str, path: str | None = None, recordings: list[str] | No
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
-    import pyarrow.parquet as pq
 
-    from .report import ANNUALISATION, currency, duration, market_prices, money, ratio, run_statistics, strategy_name
+    from .report import ANNUALISATION, duration, market_prices, money, ratio, read_result, strategy_name
 
     path = path or os.path.join(folder, "chart.png")
-    with open(os.path.join(folder, "summary.json")) as fh:
-        s = json.load(fh)
-    st = run_statistics(folder)
-    unit = currency(s)
-    eq = pq.read_table(os.path.join(folder, "equity.parquet"))
-    fills = pq.read_table(os.path.join(folder, "fills.parquet"))
-    t = eq.column("gen_time").cast("int64").to_numpy().astype("datetime64[ns]")
-    pnl = eq.column("pnl").to_numpy()
-    dd = eq.column("drawdown").to_numpy()
-    symbols = sorted(c[len("position."):] for c in eq.column_names if c.startswith("position."))
+    s, st, unit, eq, fills, t_ns, pnl, dd, symbols = read_result(folder)
+    t = t_ns.astype("datetime64[ns]")
     fsym = np.asarray(fills.column("symbol").cast("string").to_pylist(), dtype=object)
     ft = fills.column("gen_time").cast("int64").to_numpy().astype("datetime64[ns]")
     fpx = fills.column("price").to_numpy()

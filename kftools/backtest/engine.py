@@ -55,6 +55,10 @@ _DEPTH = int(MsgType.DEPTH)
 _MARKET_TYPES = (_TICK, _TRADE, _DEPTH)
 _ORDER_TYPES = frozenset(int(t) for t in OrderType)
 
+#: what a strategy's code may raise that stops the backtest with one line (BaseExceptions included: sys.exit()
+#: in a strategy is a strategy's failure, not the command's exit status)
+STRATEGY_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+
 # kinds of queued events, in their order at equal times
 ARRIVE, DELIVER, TIMER = 0, 1, 2
 
@@ -432,11 +436,12 @@ class Backtest:
     def _guard(self, fn, *args) -> None:
         try:
             fn(*args)
-        except Exception as e:  # noqa: BLE001 - user code: stop the replay, say where
+        except STRATEGY_FAILURES as e:
             self._failed(e)
 
-    def _failed(self, e: Exception) -> None:
-        """An exception while the strategy ran: one StrategyError naming its callback, file and line."""
+    def _failed(self, e: BaseException) -> None:
+        """An exception while the strategy ran (sys.exit and KeyboardInterrupt from its code too: a strategy does
+        not decide the command's exit): one StrategyError naming its callback, file and line."""
         tb = traceback.extract_tb(e.__traceback__)
         mine = [fr for fr in tb if os.path.abspath(fr.filename) == os.path.abspath(self.path)]
         if not mine:
@@ -585,7 +590,7 @@ class Backtest:
                         f = self._frame(batch, c, k, mt, wall)
                     ctx.frame = f
                     fn(ctx, f)
-        except Exception as e:  # noqa: BLE001 - user code: stop the replay, say where
+        except STRATEGY_FAILURES as e:  # user code: stop the replay, say where
             self._failed(e)
         self.frames_seen += j - i
         if self.output is not None:

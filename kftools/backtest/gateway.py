@@ -315,6 +315,9 @@ class Gateway:
             jn.frames += 1
             if mt == _ACK:
                 (n,) = next(acks)
+                if n > self.written:
+                    raise StrategyError(f"{jn.path}: frame {jn.frames} (page {b.page.index} offset {offsets[k]}): "
+                                        f"acknowledges {n:,} output frames, only {self.written:,} were written")
                 jn.acked = max(jn.acked, int(n))
                 jn.ready = True
                 self._prune()

@@ -20,7 +20,7 @@ from ..journal.format import FILL, FRAME_HEADER_SIZE, ORDER_UPDATE, MsgType, Pag
 from ..journal.reader import Reader
 from ..journal.writer import Writer
 from ..outputs import check_output, remove_journal
-from .engine import CALLBACKS, BacktestContext, TickerFrame, Timer, TradeFrame, strategy_file, where
+from .engine import CALLBACKS, STRATEGY_FAILURES, BacktestContext, TickerFrame, Timer, TradeFrame, strategy_file, where
 from .exchange import Book, ExchangeConfig, Fill, OrderUpdate
 
 _TICK, _TRADE = int(MsgType.TICKER), int(MsgType.TRADE)
@@ -117,7 +117,7 @@ class _Session:
     def guard(self, fn, *args) -> None:
         try:
             fn(self.ctx, *args)
-        except Exception as e:  # noqa: BLE001 - user code: one line naming where
+        except STRATEGY_FAILURES as e:  # user code (sys.exit too): one line naming where
             raise StrategyError(f"strategy {type(self.strategy).__name__}.{fn.__name__} failed: "
                                 f"{where(e, self.path)}") from None
 

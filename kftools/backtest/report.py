@@ -317,6 +317,20 @@ def _utc(ns: np.ndarray) -> np.ndarray:
     return ns.astype("datetime64[ns]")
 
 
+
+def read_result(folder: str) -> tuple:
+    """What the chart and the report draw from a result folder: (summary, statistics, currency, equity table,
+    fills table, times as int64 ns, P&L, drawdown, symbols held at some point)."""
+    import pyarrow.parquet as pq
+
+    with open(os.path.join(folder, "summary.json")) as fh:
+        s = json.load(fh)
+    eq = pq.read_table(os.path.join(folder, "equity.parquet"))
+    fills = pq.read_table(os.path.join(folder, "fills.parquet"))
+    symbols = sorted(c[len("position."):] for c in eq.column_names if c.startswith("position."))
+    return (s, run_statistics(folder), currency(s), eq, fills, eq.column("gen_time").cast("int64").to_numpy(),
+            eq.column("pnl").to_numpy(), eq.column("drawdown").to_numpy(), symbols)
+
 def write_report(folder: str, recordings: list[str] | None = None, plotlyjs: str = "inline") -> str:
     """Write ``folder/report.html`` for the result folder ``folder``; returns its path.
 
@@ -325,19 +339,9 @@ def write_report(folder: str, recordings: list[str] | None = None, plotlyjs: str
     local copy of plotly.js (a sweep's runs share one).
     """
     import plotly.graph_objects as go
-    import pyarrow.parquet as pq
     from plotly.subplots import make_subplots
 
-    with open(os.path.join(folder, "summary.json")) as fh:
-        s = json.load(fh)
-    st = run_statistics(folder)
-    unit = currency(s)
-    eq = pq.read_table(os.path.join(folder, "equity.parquet"))
-    fills = pq.read_table(os.path.join(folder, "fills.parquet"))
-    t = eq.column("gen_time").cast("int64").to_numpy()
-    pnl = eq.column("pnl").to_numpy()
-    dd = eq.column("drawdown").to_numpy()
-    symbols = sorted(c[len("position."):] for c in eq.column_names if c.startswith("position."))
+    s, st, unit, eq, fills, t, pnl, dd, symbols = read_result(folder)
     ft = fills.column("gen_time").cast("int64").to_numpy()
     fsym = np.asarray(fills.column("symbol").cast("string").to_pylist(), dtype=object)
     fpx = fills.column("price").to_numpy()

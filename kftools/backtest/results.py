@@ -224,6 +224,8 @@ def check_results_dir(path: str, force: bool) -> None:
         if entries and not force:
             raise OutputError(f"{path}: result folder exists (use --force to replace it, or --results DIR)")
         foreign = sorted(set(entries) - set(RESULT_FILES))
+        foreign += sorted(e for e in entries if e in RESULT_FILES and (
+            os.path.islink(os.path.join(path, e)) or not os.path.isfile(os.path.join(path, e))))
         if foreign:
             raise OutputError(f"{path}: holds {foreign[0]!r}, not a kftools result file; not replacing it")
     parent = os.path.dirname(os.path.abspath(path))
@@ -243,7 +245,24 @@ def write_results(bt: Backtest, path: str, summary: dict, *, force: bool = False
     parent = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(path))}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    os.mkdir(tmp)
+    try:
+        os.mkdir(tmp)
+        _write_folder(bt, tmp, summary, chart, recordings)
+        if os.path.isdir(path):
+            for name in os.listdir(path):  # checked above: only our own result files
+                os.unlink(os.path.join(path, name))
+            os.rmdir(path)
+        os.rename(tmp, path)
+    except OSError as e:  # a full disk, a folder gone: one line, and nothing half-written left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"{path}: cannot write the results: {e.strerror or e}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sorted(os.listdir(path))
+
+
+def _write_folder(bt: Backtest, tmp: str, summary: dict, chart: bool, recordings: list[str] | None) -> None:
     try:
         for name, table in tables(bt).items():
             pq.write_table(table, os.path.join(tmp, f"{name}.parquet"), compression="zstd")
@@ -256,12 +275,5 @@ def write_results(bt: Backtest, path: str, summary: dict, *, force: bool = False
 
             draw_folder(tmp, recordings=recordings)
             write_report(tmp, recordings=recordings)
-        if os.path.isdir(path):
-            for name in os.listdir(path):  # checked above: only our own result files
-                os.unlink(os.path.join(path, name))
-            os.rmdir(path)
-        os.rename(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return sorted(os.listdir(path))
+    except pa.ArrowException as e:  # Arrow's own I/O errors (a full disk while writing Parquet)
+        raise OSError(str(e)) from None
