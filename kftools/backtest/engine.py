@@ -55,9 +55,10 @@ _DEPTH = int(MsgType.DEPTH)
 _MARKET_TYPES = (_TICK, _TRADE, _DEPTH)
 _ORDER_TYPES = frozenset(int(t) for t in OrderType)
 
-#: what a strategy's code may raise that stops the backtest with one line (BaseExceptions included: sys.exit()
-#: in a strategy is a strategy's failure, not the command's exit status)
-STRATEGY_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+#: what a strategy's code may raise that stops the backtest with one line (SystemExit included: sys.exit() in
+#: a strategy is a strategy's failure, not the command's exit status). KeyboardInterrupt is not: it is how the
+#: user's Ctrl-C reaches code that runs under no signal handler (a notebook, a sweep's worker), exit 130.
+STRATEGY_FAILURES = (Exception, SystemExit)
 
 # kinds of queued events, in their order at equal times
 ARRIVE, DELIVER, TIMER = 0, 1, 2

@@ -18,6 +18,7 @@ never resumed past frames that were never exported. ``--force`` replaces only a 
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import re
@@ -60,7 +61,8 @@ TAIL_BYTES = 4096
 GCS_RETRY_S = 60
 #: the files of ours in a dataset (what an interrupted run may leave, what ``--force`` removes): a run's name
 #: is its UTC start and process id, which no other tool's part files carry
-_PART = re.compile(r"^date=[0-9-]+/type=[^/]+/part-[0-9]{8}T[0-9]{6}Z-[0-9]+\.parquet$")
+_PART = re.compile(r"^date=[0-9-]+/type=[^/]+/part-[0-9]{8}T[0-9]{6}Z(-[0-9]+)+\.parquet$")
+_RUNS = itertools.count()
 #: the folders of a local dataset
 _FOLDER = re.compile(r"^date=[0-9-]+(/type=[^/]+)?$")
 
@@ -398,7 +400,8 @@ def _export_dataset(sources: list[str], paths: list[str], out: str, opts: Export
         cols = Columns(registry, None, journal=True, timestamps=timestamps, type_column=False,
                        more=[r.registry for r in readers])
         res = ExportResult(out, journals=[r.path for r in readers], skipped=skipped)
-        run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
+        # a run's files never take another's name: two runs of one process within a second differ by a count
+        run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}-{next(_RUNS)}"
         scratch = tempfile.mkdtemp(prefix="kftools-export-") if target.remote else create_temporary_folder(out)
         sinks: dict[tuple[int, int], tuple[str, ParquetSink]] = {}
         writer = RowGroupWriter()  # one for every file: one row group written at a time
