@@ -30,6 +30,7 @@ class CatResult:
     frames: int = 0
     damage: Damage | None = None
     unmatched: str | None = None
+    interrupted: bool = False  # a follow stopped by ``stop`` (Ctrl-C, SIGTERM)
 
 
 def cat(
@@ -116,5 +117,8 @@ def cat(
             for f in batch.frames():
                 write(line(f) + "\n")
             res.frames += len(batch)
+            if stop is not None and stop.is_set():  # Ctrl-C while printing what was there: stop now, not at the end
+                break
+        res.interrupted = stop is not None and stop.is_set()
         res.damage = res.damage or reader.damage
         return res

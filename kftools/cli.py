@@ -455,6 +455,8 @@ def _cat_done(res) -> None:
     if res.damage is not None:
         warn(f"{res.damage}; printed the valid frames before it")
         raise typer.Exit(ExitCode.DAMAGED)
+    if getattr(res, "interrupted", False):
+        raise typer.Exit(ExitCode.INTERRUPTED)  # Ctrl-C ends a follow as it ends a plain cat
 
 
 @command(name="verify")
