@@ -30,7 +30,7 @@ import stat
 import tempfile
 
 from .errors import OutputError, UsageError
-from .journal.format import MAGIC, PAGE_HEADER, page_path
+from .journal.format import MAGIC, PAGE_HEADER, TYPES_SUFFIX, page_path
 from .journal.pages import journal_pages, stale_pages
 
 #: ``-`` as an output means standard output, where the format can stream.
@@ -266,8 +266,9 @@ def remove_stale_temporaries(path: str) -> list[str]:
 
 def journal_files(path: str) -> list[str]:
     """Every file named as part of the journal at ``path`` by the naming rules, that exists: its first page,
-    its later pages and their archives (past a gap too), ``<path>.checksums`` and ``<path>.readers``."""
-    names = [path, *stale_pages(path), path + ".checksums", path + ".readers"]
+    its later pages and their archives (past a gap too), ``<path>.checksums``, ``<path>.readers`` and
+    ``<path>.types``."""
+    names = [path, *stale_pages(path), path + ".checksums", path + ".readers", path + TYPES_SUFFIX]
     return [f for f in names if os.path.lexists(f)]
 
 

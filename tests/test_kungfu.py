@@ -380,6 +380,17 @@ def test_replay_into_a_kftools_journal_keeps_every_payload(tmp_path, pace):
         assert got[1].type_name == "Quote" and got[1].instrument_id == "000001"
     r = run_cli("cat", out, "--schema", "kungfu", "--type", "Trade", "-n", "1", "-F", "jsonl")
     assert r.returncode == 0 and json.loads(r.stdout)["side"] in ("Buy", "Sell")
+    # issue 24 item 30: the output says which types it holds (<out>.types): no --schema needed to read it
+    assert json.loads((tmp_path / "td.replay.dat.types").read_text()) == {"types": "kungfu-2.4"}
+    r = run_cli("cat", out, "--type", "Quote", "-n", "1", "-F", "jsonl")
+    assert r.returncode == 0 and json.loads(r.stdout)["instrument_id"], r.stderr
+    with kftools.Reader(out) as rep:
+        assert [f.type_name for f in rep][1] == "Quote"
+    assert run_cli("replay", os.path.join(TD, "00000000.1.journal"), *pace, "-o", out, "--force").returncode == 0
+    (tmp_path / "elsewhere.dat.types").write_text('{"types": "kungfu-99"}')
+    os.link(out, tmp_path / "elsewhere.dat")
+    r = run_cli("info", tmp_path / "elsewhere.dat")
+    assert r.returncode != 0 and "kungfu-99" in r.stderr and r.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("gen", kf.GENERATIONS, ids=lambda g: g.name)

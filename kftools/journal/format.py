@@ -339,6 +339,12 @@ SEEK_FOOTER = Layout(
 )
 
 
+#: ``<journal>.types``: which message types a kftools journal holds when they are not kftools' own, as JSON
+#: ``{"types": "<Kungfu generation>"}`` (a Kungfu journal replayed into a kftools one carries Kungfu's types;
+#: readers take them from here instead of needing ``--schema kungfu``)
+TYPES_SUFFIX = ".types"
+
+
 def page_path(first_page: str | os.PathLike, index: int) -> str:
     """Path of page ``index``: the first page is the path itself, page n is ``<path>.<n>``."""
     first = os.fspath(first_page)

@@ -23,7 +23,7 @@ import sys
 from ..errors import JournalChanged, KftoolsError, NotAJournal, UnreadablePage
 from . import yijinjing
 from .archive import keep_spare
-from .format import KFTOOLS, JournalFormat, PageFlag
+from .format import KFTOOLS, TYPES_SUFFIX, JournalFormat, PageFlag
 from .lock import is_locked
 from .page import ArchivedPage, NotYetWritten, Page, check_header, open_page, page_exists
 from .registry import DEFAULT_REGISTRY, TypeRegistry
@@ -34,7 +34,7 @@ MAX_OPEN_PAGES = 32
 #: archived pages live in anonymous memory, not the page cache: keep few of them
 MAX_ARCHIVED_PAGES = 2
 #: files kftools keeps beside a journal (reader positions, sealed-page checksums, archived pages, temporaries)
-SIDECAR_SUFFIXES = (".readers", ".checksums", ".zst", ".part")
+SIDECAR_SUFFIXES = (".readers", ".checksums", ".zst", ".part", TYPES_SUFFIX)
 
 
 class PageSet:
@@ -52,6 +52,8 @@ class PageSet:
         self.fmt: JournalFormat = KFTOOLS
         self.registry = registry or DEFAULT_REGISTRY
         self.kungfu = kungfu_journal(self.path)
+        if self.kungfu is None and (registry is None or registry.defaulted):
+            self.registry = declared_types(self.path) or self.registry
         if self.kungfu is not None:
             # Kungfu's journals: the same walk over their page and frame layouts, their longfist types
             gen = kungfu_generation(self.kungfu.first_page)
@@ -301,6 +303,36 @@ class PageSet:
         if last.magic and pid:
             return "crashed", pid
         return "unknown", pid
+
+
+def declared_types(path: str) -> TypeRegistry | None:
+    """The registry ``<path>.types`` names (a Kungfu generation's types), or None when there is no such file.
+
+    Opened like a page (never through a link, never a FIFO); a file that says something else is an error."""
+    side = path + TYPES_SUFFIX
+    try:
+        fd = os.open(side, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise NotAJournal(f"{side}: cannot be read ({e.strerror}); a types file must be a regular file") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotAJournal(f"{side}: not a regular file (a types file is JSON)")
+        raw = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    import json
+
+    try:
+        name = json.loads(raw)["types"]
+    except (ValueError, KeyError, TypeError):
+        raise NotAJournal(f"{side}: not a kftools types file (JSON {{\"types\": \"kungfu-2.4\"}})") from None
+    for gen in yijinjing.GENERATIONS:
+        if gen.name == name:
+            return gen.registry
+    raise NotAJournal(f"{side}: types {name!r} are not known to this kftools "
+                      f"({', '.join(g.name for g in yijinjing.GENERATIONS)})")
 
 
 def kungfu_journal(path: str) -> yijinjing.KungfuJournal | None:

@@ -57,6 +57,8 @@ class TypeRegistry:
     def __init__(self, builtins: bool = True):
         self._by_id: dict[int, MessageType] = {}
         self._mins: np.ndarray | None = None
+        #: nothing was asked for (no schema): a journal that declares its own types (``<journal>.types``) uses those
+        self.defaulted = False
         if builtins:
             for t, layout in BUILTIN_LAYOUTS.items():
                 self._by_id[int(t)] = MessageType(int(t), layout.name, layout)
@@ -239,6 +241,7 @@ def load_registry(schema_paths=()) -> TypeRegistry:
     """The default registry plus the types of ``schema_paths`` and of ``$KFTOOLS_SCHEMA``."""
     reg = DEFAULT_REGISTRY.copy()
     env = os.environ.get("KFTOOLS_SCHEMA", "")
+    reg.defaulted = not env.strip(":") and not list(schema_paths)
     for p in [*filter(None, env.split(":")), *schema_paths]:
         if os.fspath(p) == "kungfu":
             # Kungfu's longfist types instead of kftools' own (a Kungfu journal replayed into a kftools one:

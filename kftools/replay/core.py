@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import importlib.util
 import inspect
+import json
 import os
 import struct
 import threading
@@ -462,6 +463,8 @@ class Replay:
         self._writer = (Writer(self.out, page_size=self.page_size, pretouch=self.speed is not None)
                         # a Kungfu journal's writer: the Python loop's calls only (write_raw_frames, close)
                         if self.kungfu_out is None else cast(Writer, self.kungfu_out.open()))
+        if self.kungfu_out is None:
+            write_declared_types(self.out, self.registry)
         orders_w = Writer(self.orders, page_size=1 << 20) if self.orders else None
         ctx = dispatch = None
         if self.backtest is not None:
@@ -873,6 +876,25 @@ def _worst_writer(reader: Reader | MergedReader) -> tuple[str, int]:
             if st == want:
                 return st, pid
     return states[0]
+
+
+def write_declared_types(out: str, registry: TypeRegistry) -> None:
+    """A kftools output of a Kungfu recording holds Kungfu's types: say so in ``<out>.types``, so readers decode
+    them without ``--schema kungfu`` (written atomically; nothing for kftools' own types)."""
+    from ..journal.format import TYPES_SUFFIX
+    from ..journal.yijinjing import GENERATIONS
+
+    gen = next((g for g in GENERATIONS if g.registry is registry), None)
+    if gen is None:
+        return
+    side = out + TYPES_SUFFIX
+    tmp = f"{side}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    try:
+        os.write(fd, (json.dumps({"types": gen.name}) + "\n").encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, side)
 
 
 def _summary_of(strategy: object) -> object:
