@@ -52,11 +52,13 @@ def cat(
     hold: float = DEFAULT_HOLD,
     tz: dt.tzinfo | None = None,
     name: str | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> CatResult:
     """Write the selected frames to ``out`` (text times in ``tz``, default UTC); several journals merged by time,
     each line naming its journal (``hold``: see ``MergedReader.follow_batches``).
 
-    ``name`` (following one journal) publishes the follower's position in ``<journal>.readers``.
+    ``name`` (following one journal) publishes the follower's position in ``<journal>.readers``; ``progress``
+    is called with the frames printed so far (every 65,536 frames, and after each batch when following).
     """
     if name is not None and not follow:
         raise UsageError("--name needs --follow (it publishes a follower's position)")
@@ -89,6 +91,8 @@ def cat(
             for f in frames:
                 write(line(f) + "\n")
                 res.frames += 1
+                if progress is not None and not res.frames & 0xFFFF:
+                    progress(res.frames, None)
             res.damage = reader.damage
             if res.frames == 0 and not sel.trivial and last != 0:
                 res.unmatched = sel.describe(registry, tz)
@@ -117,6 +121,8 @@ def cat(
             for f in batch.frames():
                 write(line(f) + "\n")
             res.frames += len(batch)
+            if progress is not None:
+                progress(res.frames, None)
             if stop is not None and stop.is_set():  # Ctrl-C while printing what was there: stop now, not at the end
                 break
         res.interrupted = stop is not None and stop.is_set()

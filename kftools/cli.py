@@ -330,16 +330,16 @@ def export_progress_bar(quiet: bool = False, follow: bool = False):
 
 
 @contextlib.contextmanager
-def simulate_progress_bar(total: int | None):
-    """A progress callback for simulate that draws a rich bar on stderr once the run has taken a second;
-    None off a terminal."""
-    if not sys.stderr.isatty():
+def frames_progress_bar(label: str, total: int | None, *, draw: bool = True):
+    """A progress callback ``(frames, total)`` that draws a rich bar on stderr once the run has taken a second;
+    None off a terminal (or unless ``draw``: cat draws none over its own output on the terminal)."""
+    if not (draw and sys.stderr.isatty()):
         yield None
         return
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    columns = [TextColumn("[bold]simulate"), BarColumn(), TextColumn("{task.completed:,} frames"),
+    columns = [TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.completed:,} frames"),
                TimeRemainingColumn() if total else TimeElapsedColumn()]
     prog = Progress(*columns, console=Console(stderr=True), transient=True)
     t0 = time.monotonic()
@@ -351,7 +351,7 @@ def simulate_progress_bar(total: int | None):
             if time.monotonic() - t0 < 1.0:
                 return
             prog.start()
-            task = prog.add_task("simulate", total=total)
+            task = prog.add_task(label, total=total)
         prog.update(task, completed=frames)
 
     try:
@@ -440,11 +440,13 @@ def cat_cmd(
         raise UsageError("-n must be >= 0")
     if hold < 0:
         raise UsageError("--hold must be >= 0")
-    res = cat(
-        [str(j) for j in journals], registry=registry_for(schema), fmt=fmt, types=type_, symbols=symbol, start=start,
-        end=end, last=lines, follow=follow, wait=wait, hold=hold, stop=stop, tz=resolve_tz(tz),
-        on_wait=lambda msg: warn(f"{msg}; waiting for it"), on_skip=lambda why: warn(f"skipped {why}"), name=name,
-    )
+    with frames_progress_bar("cat", None, draw=not sys.stdout.isatty()) as progress:
+        res = cat(
+            [str(j) for j in journals], registry=registry_for(schema), fmt=fmt, types=type_, symbols=symbol,
+            start=start, end=end, last=lines, follow=follow, wait=wait, hold=hold, stop=stop, tz=resolve_tz(tz),
+            on_wait=lambda msg: warn(f"{msg}; waiting for it"), on_skip=lambda why: warn(f"skipped {why}"), name=name,
+            progress=progress,
+        )
     _cat_done(res)
 
 
@@ -557,7 +559,7 @@ def simulate_cmd(
 
     if duration is None and frames is None:
         raise UsageError("give --duration or --frames")
-    with simulate_progress_bar(frames) as progress:
+    with frames_progress_bar("simulate", frames) as progress:
         res = simulate(str(journal), rate=rate, duration=duration, frames=frames, symbols=symbols,
                        page_size=page_size, seed=seed, stop=stop_on_signals(), append=append, tick=tick, depth=depth,
                        progress=progress)

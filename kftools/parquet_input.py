@@ -41,7 +41,7 @@ def parse_metadata(path: str, raw: bytes) -> dict:
     """The kftools metadata document of ``path``, checked to have the shape export writes."""
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested past the parser's depth: not ours either
         raise UsageError(f"{path}: its kftools metadata is not JSON (not a kftools export, or damaged)") from None
 
     def bad(what: str) -> UsageError:

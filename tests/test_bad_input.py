@@ -233,3 +233,35 @@ def test_the_readme_exit_code_table_is_what_commands_do(tmp_path):
         fh.seek(64)
         fh.write(bytes(32))
     assert run_cli("recover", zero, "-o", tmp_path / "r.dat").returncode == 1
+
+
+# -- issue 24 item 16: out-of-range numbers and files nested past the parsers' depth ------------------------
+@pytest.mark.parametrize("value", ["inf", "nan", "1e300", "0", "-1"])
+def test_monitor_interval_out_of_range_is_one_line(value):
+    r = run_cli("monitor", os.path.join(ROOT, "sample_journals", "multipage.dat"), "--interval", value,
+                "--listen", "")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--interval" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("what", ["schema.json", "schema.toml", "alerts.toml", "grid.toml"])
+def test_files_nested_past_the_parsers_depth_are_one_line(tmp_path, what):
+    journal = os.path.join(ROOT, "sample_journals", "multipage.dat")
+    f = tmp_path / what
+    if what.endswith(".json"):
+        f.write_text('{"types": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    else:
+        f.write_text("x = " + "[" * 200_000 + "]" * 200_000 + "\n")
+    args = {"schema.json": ["info", journal, "--schema", f], "schema.toml": ["info", journal, "--schema", f],
+            "alerts.toml": ["monitor", journal, "--once", "--config", f],
+            "grid.toml": ["sweep", journal, "--strategy", os.path.join(ROOT, "examples", "strategy_maker.py"),
+                          "--grid-file", f, "-o", tmp_path / "sw"]}[what]
+    r = run_cli(*args)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_type_too_large_for_a_frame_is_refused_by_name(tmp_path):
+    body = ", ".join(f'{{ name = "x{i}", type = "char[65536]" }}' for i in range(70_000))
+    f = tmp_path / "huge.toml"
+    f.write_text(f'[[types]]\nid = 200\nname = "Huge"\nfields = [ {body} ]\n')
+    r = run_cli("info", os.path.join(ROOT, "sample_journals", "multipage.dat"), "--schema", f)
+    assert r.returncode == 2 and "cannot fit in a frame" in r.stderr and r.stderr.count("\n") == 1, r.stderr

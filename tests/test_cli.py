@@ -367,3 +367,22 @@ def test_cat_follow_stops_at_once_on_sigint_while_it_prints_what_was_there(tmp_p
             proc.kill()
     assert proc.returncode == 130 and "Traceback" not in err
     assert len(out.splitlines()) < 290_000  # it did not print the whole journal first
+
+
+def test_cat_reports_progress_and_draws_no_bar_off_a_terminal(tmp_path):
+    """Issue 24 item 31: a long cat said nothing until it ended; the library reports progress, the CLI draws
+    it on a terminal's stderr only (never over its own output, never into a pipe)."""
+    import io
+
+    from kftools.cat import cat
+    from kftools.journal.registry import load_registry
+
+    path = tmp_path / "p.dat"
+    with Writer(path) as w:
+        for i in range(140_000):
+            w.write_ticker("F", float(i), gen_time=1_800_000_000_000_000_000 + i)
+    seen: list = []
+    res = cat([str(path)], registry=load_registry(), out=io.StringIO(), progress=lambda n, t: seen.append(n))
+    assert res.frames == 140_000 and seen == [65_536, 131_072]
+    r = run_cli("cat", path, "-n", "3")
+    assert r.returncode == 0 and r.stderr == ""

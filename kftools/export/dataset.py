@@ -157,7 +157,7 @@ class _Target:
             raise OutputError(f"{self.out}: cannot read {MANIFEST} ({_first_line(e)})") from None
         try:
             m = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise OutputError(f"{self.out}: {MANIFEST} is not JSON (not a kftools dataset, or damaged)") from None
         if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT or not isinstance(m.get("journals"), dict):
             raise OutputError(f"{self.out}: {MANIFEST} is not a kftools manifest of format {MANIFEST_FORMAT}")

@@ -326,7 +326,7 @@ def declared_types(path: str) -> TypeRegistry | None:
 
     try:
         name = json.loads(raw)["types"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise NotAJournal(f"{side}: not a kftools types file (JSON {{\"types\": \"kungfu-2.4\"}})") from None
     for gen in yijinjing.GENERATIONS:
         if gen.name == name:

@@ -26,12 +26,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import SchemaError, UnknownType
-from .format import BUILTIN_LAYOUTS
+from .format import BUILTIN_LAYOUTS, FRAME_HEADER_SIZE, MAX_PAGE_SIZE, PAGE_HEADER_SIZE
 from .layout import _SCALARS, Field, Layout, field_from_numpy
 
 #: the scanner's table of minimum payload lengths holds frame lengths
 _U32_DTYPE = Field("length", "u32").numpy_code
 
+#: the largest payload a frame can hold: a whole page of the largest size, less the headers
+MAX_PAYLOAD = MAX_PAGE_SIZE - PAGE_HEADER_SIZE - FRAME_HEADER_SIZE
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MIN_TABLE = 4096  # type ids below this are length-checked by the scanner itself
 _RESERVED_NAMES = {"type", "msg_type", "length", "gen_time", "trigger_time", "source", "dest", "page", "offset", "payload"}
@@ -110,7 +112,12 @@ class TypeRegistry:
         for other in self._by_id.values():
             if other.name.lower() == name.lower() and other.id != msg_id:
                 raise SchemaError(f"type {name!r} (id {msg_id}): the name is already used by id {other.id}")
-        layout = fields if isinstance(fields, Layout) else Layout(name, _to_fields(name, fields))
+        declared = fields.fields if isinstance(fields, Layout) else _to_fields(name, fields)
+        size = sum(f.size for f in declared)
+        if size > MAX_PAYLOAD:  # before numpy sees it: a dtype that large is not a layout (an assertion, a MemoryError)
+            raise SchemaError(f"type {name!r}: a {size:,}-byte layout cannot fit in a frame "
+                              f"(at most {MAX_PAYLOAD:,} bytes: a page holds at most {MAX_PAGE_SIZE:,})")
+        layout = fields if isinstance(fields, Layout) else Layout(name, declared)
         for fname in layout.names:
             if fname in _RESERVED_NAMES:
                 raise SchemaError(f"type {name!r}: field name {fname!r} is reserved for frame header columns")
@@ -137,6 +144,8 @@ class TypeRegistry:
             doc = json.loads(raw) if path.endswith(".json") else tomllib.loads(raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
             raise SchemaError(f"{path}: not a valid schema file: {e}") from None
+        except RecursionError:
+            raise SchemaError(f"{path}: not a valid schema file: nested too deeply") from None
         types = doc.get("types") if isinstance(doc, dict) else None
         if not isinstance(types, list) or not types:
             raise SchemaError(f"{path}: expected a non-empty [[types]] list")

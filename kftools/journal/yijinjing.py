@@ -679,7 +679,7 @@ def json_text(payload: bytes) -> str | None:
     try:
         text = body.decode("utf-8")
         json.loads(text)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return text
 

@@ -48,6 +48,9 @@ class CheckResult:
                 "firing": [e.to_dict() for e in self.firing], "trouble": self.trouble}
 
 
+MAX_INTERVAL_S = 86_400  # a day between checks at the most
+
+
 def expand_journals(paths: Iterable[str], *, allow_empty: bool = False) -> list[str]:
     """Journals named directly, and the journals inside folders (first pages only).
 
@@ -271,8 +274,9 @@ def run(
     idle_timeout: float = IDLE_TIMEOUT,
 ) -> None:
     """Check every ``interval`` seconds until ``stop``, serving metrics on ``listen`` (None: no endpoint)."""
-    if interval <= 0:
-        raise UsageError("--interval must be > 0")
+    if not 0 < interval <= MAX_INTERVAL_S:  # NaN, inf and 1e300 too: Event.wait cannot take them
+        raise UsageError(f"--interval {interval!r}: give seconds between checks, more than 0 and at most "
+                         f"{MAX_INTERVAL_S:,} (a day)")
     if idle_timeout <= 0:
         raise UsageError("--idle-timeout must be > 0")
     monitor.check()  # the endpoint never serves an empty first scrape

@@ -98,6 +98,8 @@ def load_rules(
             raise UsageError(f"{config}: cannot read: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
             raise UsageError(f"{config}: {e}") from None
+        except RecursionError:
+            raise UsageError(f"{config}: nested too deeply to be an alert configuration") from None
         default = doc.get("command", command)
         alerts = doc.get("alert", [])
         if not isinstance(alerts, list) or not all(isinstance(a, dict) and isinstance(a.get("rule"), str) for a in alerts):

@@ -216,7 +216,7 @@ def _open_folder(out: str, spec: dict, force: bool) -> dict:
         try:
             with open(mpath) as fh:
                 manifest = json.load(fh)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:
             raise OutputError(f"{mpath}: unreadable sweep manifest: {e}") from None
         if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
             raise OutputError(f"{mpath}: not a kftools sweep manifest of format {MANIFEST_FORMAT}")

@@ -77,8 +77,8 @@ def read_grid_file(path: str) -> dict[str, Any]:
             doc = tomllib.load(fh)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such grid file") from None
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise UsageError(f"{path}: not a readable TOML grid file: {e}") from None
+    except (OSError, tomllib.TOMLDecodeError, RecursionError) as e:
+        raise UsageError(f"{path}: not a readable TOML grid file: {e or 'nested too deeply'}") from None
     unknown = sorted(set(doc) - {"grid", "fill_model", "latency"})
     if unknown:
         raise UsageError(f"{path}: unknown key {unknown[0]!r} (expected [grid], fill_model, latency)")
