@@ -103,7 +103,7 @@ def test_interrupted_sweep_resumes_with_the_runs_not_finished(rec, local, tmp_pa
 
     wait_for(lambda: finished() >= 1, "the first run in the manifest")  # the spread 0.02 runs wait at the gate
     p.send_signal(sig)
-    _, err = p.communicate(timeout=30)  # well before the gate's own 60 s guard: nobody waited for the gate
+    _, err = p.communicate(timeout=100)  # well before the gate's own 600 s guard: nobody waited for the gate
     assert p.returncode == 130, err
     assert "Traceback" not in err
     done = finished()
@@ -187,8 +187,8 @@ def cluster(tmp_path_factory):
         procs += workers
         with open(sched_file) as fh:
             address = json.load(fh)["address"]
-        client = Client(address, timeout="30s")
-        client.wait_for_workers(2, timeout=60)
+        client = Client(address, timeout="120s")
+        client.wait_for_workers(2, timeout=100)  # a generous guard on a loaded machine
         yield {"address": address, "client": client, "workers": workers, "gate": gate}
         client.shutdown()  # the scheduler stops the workers left, then itself
     finally:

@@ -21,7 +21,7 @@ class Maker:
     def on_start(self, ctx):
         gate = os.environ.get("KFTOOLS_TEST_GATE")
         if gate and self.spread >= 0.02:
-            deadline = time.monotonic() + 60  # only a guard against a test that never opens the gate
+            deadline = time.monotonic() + 600  # only a guard against a test that never opens the gate
             while not os.path.exists(gate) and time.monotonic() < deadline:
                 time.sleep(0.01)
         self.quotes = 0
