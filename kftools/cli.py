@@ -806,6 +806,9 @@ def sweep_cmd(
     def interrupt(signum, frame):  # SIGTERM stops a sweep as Ctrl-C does: finished runs kept, exit 130
         raise KeyboardInterrupt
 
+    # SIGINT too, explicitly: a process started with SIGINT ignored (by a parent that ignores it, as a test
+    # runner's worker may) gets no KeyboardInterrupt from Python, and the sweep went on to its next run
+    signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
 
     with progress_bar(quiet=json_out) as on_progress:
