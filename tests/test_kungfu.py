@@ -544,3 +544,11 @@ def test_a_page_file_shorter_than_its_page_size_is_read_and_reported(kf_home, tm
         assert len(r.stdout.splitlines()) == 801
     if command == "verify":
         assert "801 valid frame(s)" in r.stdout
+
+
+def test_a_types_file_beside_a_new_output_is_never_replaced_unasked(tmp_path):
+    out = tmp_path / "o.dat"
+    (tmp_path / "o.dat.types").mkdir()  # not a file kftools wrote: nothing may replace it
+    r = run_cli("replay", os.path.join(TD, "00000000.1.journal"), "--max", "-o", out)
+    assert r.returncode == 2 and "o.dat.types" in r.stderr and r.stderr.count("\n") == 1
+    assert not out.exists() and (tmp_path / "o.dat.types").is_dir()

@@ -119,6 +119,7 @@ def console(r: subprocess.CompletedProcess) -> list[str]:
     return [ln for ln in r.stderr.splitlines() if ":CONSOLE" in ln]
 
 
+@pytest.mark.timeout(1200)  # the first may install chromium with apt-get on a fresh machine
 def test_backtest_report_in_chromium(chromium, backtest, tmp_path):
     folder, _ = backtest
     page = os.path.join(folder, "report.html")
@@ -157,6 +158,7 @@ def compare_to_reference(shot: str, reference: str, tolerance: float = 6.0) -> N
     assert diff <= tolerance, f"screenshot differs from {reference} by {diff:.2f} (tolerance {tolerance})"
 
 
+@pytest.mark.timeout(1200)  # the first may install chromium with apt-get on a fresh machine
 def test_sweep_report_in_chromium(chromium, rec, tmp_path):
     res = kftools.sweep(rec, MAKER, str(tmp_path / "sweep"), grid={"spread": [0.01, 0.02], "size": [1, 2]},
                         workers=1, chart=False)

@@ -19,6 +19,7 @@ import importlib.util
 import inspect
 import json
 import os
+import stat
 import struct
 import threading
 import time
@@ -34,7 +35,7 @@ from ..backtest.exchange import ExchangeConfig
 from ..backtest.gateway import Gateway
 from ..backtest.session import BacktestSession
 from ..errors import OutputError, StrategyError, UsageError
-from ..journal.format import CURSOR_OFFSET, FRAME_HEADER, KFTOOLS, PAGE_HEADER
+from ..journal.format import CURSOR_OFFSET, FRAME_HEADER, KFTOOLS, PAGE_HEADER, TYPES_SUFFIX
 from ..journal.kungfu_out import kungfu_output
 from ..journal.layout import BYTE_ORDER
 from ..journal.merge import MergedBatch, MergedReader, open_journals
@@ -414,6 +415,10 @@ class Replay:
         else:
             self.out = os.fspath(out) if out is not None else default_output(self.path)
             check_output(self.out, force=force, inputs=self.inputs)
+            side = self.out + TYPES_SUFFIX
+            if os.path.lexists(side) and (not force or not stat.S_ISREG(os.lstat(side).st_mode)):
+                raise OutputError(f"{side}: exists beside the output (a types file is replaced only with --force, "
+                                  "and only when it is a regular file)")
         spec = strategy if isinstance(strategy, str) else ""
         if isinstance(strategy, str):
             strategy = load_strategy(strategy)
@@ -881,7 +886,6 @@ def _worst_writer(reader: Reader | MergedReader) -> tuple[str, int]:
 def write_declared_types(out: str, registry: TypeRegistry) -> None:
     """A kftools output of a Kungfu recording holds Kungfu's types: say so in ``<out>.types``, so readers decode
     them without ``--schema kungfu`` (written atomically; nothing for kftools' own types)."""
-    from ..journal.format import TYPES_SUFFIX
     from ..journal.yijinjing import GENERATIONS
 
     gen = next((g for g in GENERATIONS if g.registry is registry), None)
