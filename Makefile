@@ -34,4 +34,4 @@ lint: venv
 	$(VENV)/bin/mypy kftools
 
 clean:
-	rm -rf $(VENV) build *.egg-info kftools/journal/*.so
+	rm -rf $(VENV) build *.egg-info kftools/*/*.so

@@ -6,8 +6,9 @@
 import sys
 import types
 
-from .engine import Backtest, BacktestContext, OrderView, Timer
+from .engine import BacktestContext, OrderView, Timer
 from .exchange import FILL_MODELS, Account, ExchangeConfig, Fees, Fill, OrderUpdate, SimExchange, SimOrder
+from .loop import Backtest
 from .options import exchange_config, parse_fees, parse_latency
 from .run import BacktestResult, backtest
 

@@ -1,6 +1,6 @@
 """The in-process backtest: one time-ordered stream of events through the simulated exchange and the strategy.
 
-The replay calls :meth:`Backtest.frames` after each chunk it emits (or
+The replay calls ``frames`` after each chunk it emits (or
 :func:`kftools.backtest` drives it directly, without an output journal).
 Market frames come in recording order; requests (new, cancel, modify), answers
 and timers wait in one queue ordered by time. The rule for equal times, one for
@@ -192,7 +192,7 @@ class BacktestContext:
     ``frame`` the frame being handled.
     """
 
-    def __init__(self, engine: Backtest, orders: Writer | None):
+    def __init__(self, engine: Any, orders: Writer | None):
         self._engine = engine
         self._orders = orders
         self.orders_path = orders.path if orders is not None else None
@@ -365,9 +365,46 @@ class _Symbols(dict):
         return s
 
 
-class Backtest:
-    """The event loop of one backtest: market frames to the exchange and the strategy, requests to the
-    exchange at their arrival, answers to the strategy after the response latency, timers when due."""
+class StrategyCalls:
+    """What both engines share: calling the strategy, and turning its exceptions into one StrategyError."""
+
+    strategy: object
+    path: str
+    ctx: Any
+    _on_frame: Callable | None
+
+    def call(self, name: str) -> None:
+        fn = getattr(self.strategy, name, None)
+        if fn is not None:
+            self._guard(fn, self.ctx)
+
+    def _guard(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except STRATEGY_FAILURES as e:
+            self._failed(e)
+
+    def _failed(self, e: BaseException) -> None:
+        """An exception while the strategy ran (sys.exit and KeyboardInterrupt from its code too: a strategy does
+        not decide the command's exit): one StrategyError naming its callback, file and line."""
+        tb = traceback.extract_tb(e.__traceback__)
+        mine = [fr for fr in tb if os.path.abspath(fr.filename) == os.path.abspath(self.path)]
+        if not mine:
+            raise e  # not raised under the strategy's code: a kftools bug, keep its traceback
+        raise StrategyError(f"strategy {type(self.strategy).__name__}.{mine[0].name} failed: "
+                            f"{where(e, self.path)}") from None
+
+    def _strategy_callback(self, mt: int) -> Callable | None:
+        """The strategy's callback for frames of ``mt`` (on_ticker, ...), else its on_frame, else None."""
+        name = CALLBACKS.get(mt)
+        return (getattr(self.strategy, name, None) if name else None) or self._on_frame
+
+
+class ReferenceBacktest(StrategyCalls):
+    """The event loop of one backtest in Python: market frames to the exchange and the strategy, requests to
+    the exchange at their arrival, answers to the strategy after the response latency, timers when due.
+
+    The C engine (``loop.py``) runs the same rules; this twin is what the tests check it against."""
 
     def __init__(self, strategy: object, config: ExchangeConfig, *, orders: Writer | None = None,
                  output: Writer | None = None, clock=None, bar_ns: int = 1_000_000_000):
@@ -428,34 +465,10 @@ class Backtest:
         """Anything a market frame could change or that waits for its time: queued events, working orders."""
         return bool(self.queue) or self.exchange.working
 
-    # -- strategy calls ------------------------------------------------------------------------
-    def call(self, name: str) -> None:
-        fn = getattr(self.strategy, name, None)
-        if fn is not None:
-            self._guard(fn, self.ctx)
-
-    def _guard(self, fn, *args) -> None:
-        try:
-            fn(*args)
-        except STRATEGY_FAILURES as e:
-            self._failed(e)
-
-    def _failed(self, e: BaseException) -> None:
-        """An exception while the strategy ran (sys.exit and KeyboardInterrupt from its code too: a strategy does
-        not decide the command's exit): one StrategyError naming its callback, file and line."""
-        tb = traceback.extract_tb(e.__traceback__)
-        mine = [fr for fr in tb if os.path.abspath(fr.filename) == os.path.abspath(self.path)]
-        if not mine:
-            raise e  # not raised under the strategy's code: a kftools bug, keep its traceback
-        raise StrategyError(f"strategy {type(self.strategy).__name__}.{mine[0].name} failed: "
-                            f"{where(e, self.path)}") from None
-
     def _callback(self, mt: int) -> Callable | None:
         fn = self._cb.get(mt, False)
         if fn is False:
-            name = CALLBACKS.get(mt)
-            fn = (getattr(self.strategy, name, None) if name else None) or self._on_frame
-            self._cb[mt] = fn
+            fn = self._cb[mt] = self._strategy_callback(mt)
         return fn  # type: ignore[return-value]
 
     # -- the queue ---------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -40,8 +41,9 @@ from ..journal.layout import BYTE_ORDER
 from ..journal.page import NotYetWritten
 from ..journal.reader import FrameBatch, Reader
 from ..journal.writer import Writer
-from .engine import Backtest, _check_order, pack_fill, pack_update
+from .engine import _check_order, pack_fill, pack_update
 from .exchange import SimOrder
+from .loop import Backtest
 
 _ORDER, _CANCEL, _ACK = int(MsgType.ORDER), int(MsgType.CANCEL_REQUEST), int(MsgType.ACK)
 _MODIFY, _TIMER = int(MsgType.MODIFY_REQUEST), int(MsgType.TIMER)
@@ -138,7 +140,7 @@ class Gateway:
         self.written = 0  # output frames written
         self.dest: dict[int, int] = {}  # order id -> the source of the journal that sent it (answers' dest)
         self.failed = False
-        self._answers: list[tuple[str, tuple]] = []
+        self._answers: list[tuple[str, Any]] = []
         self._started = False
         engine.sink = self._heard
         self._checked = time.monotonic_ns()

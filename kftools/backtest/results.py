@@ -18,8 +18,9 @@ import pyarrow.parquet as pq
 
 from ..errors import OutputError
 from ..journal.format import Liquidity, OrderStatus, RejectReason
-from .engine import Backtest
-from .exchange import FILL_FIELDS, UPDATE_FIELDS
+from .loop import AnyBacktest as Backtest
+from .loop import reference_records
+from .records import Records
 from .report import bar_statistics, sharpe_period
 
 #: the files a result folder holds; --force replaces a folder only if it holds nothing else
@@ -40,17 +41,18 @@ def summarize(bt: Backtest, strategy_name: str = "") -> dict:
     acc = ex.account
     marks = bt.marks()
     cfg = ex.config
-    orders = list(ex.orders.values())
-    ordered_qty = sum(o.quantity for o in orders)
-    filled_qty = sum(o.filled for o in orders)
-    times, equity, bars = _equity_series(bt)
+    rec = _records(bt)
+    o = rec.orders
+    ordered_qty = sum(o["quantity"].tolist())  # sum() in order, as the twin always added them
+    filled_qty = sum(o["filled"].tolist())
+    times, equity = rec.samples["time"], rec.samples["equity"]
     dd = _drawdown(equity)
     stats = bar_statistics(times, equity, acc.start_cash)
     per_symbol: dict[str, dict] = {}
     fills_by_sym: dict[str, int] = {}
-    for f in ex.fills:
-        fills_by_sym[f[3]] = fills_by_sym.get(f[3], 0) + 1
-    for s in sorted(set(acc.qty) | {o.symbol for o in orders}):
+    for s in rec.symbol_names(rec.fills["sym"]):
+        fills_by_sym[s] = fills_by_sym.get(s, 0) + 1
+    for s in sorted(set(acc.qty) | set(rec.symbol_names(o["sym"]))):
         q = acc.qty.get(s, 0.0)
         m = marks.get(s, math.nan)
         per_symbol[s] = {
@@ -67,8 +69,9 @@ def summarize(bt: Backtest, strategy_name: str = "") -> dict:
     unrealized = acc.unrealized(marks)
     status_count = {name: 0 for name in ("filled", "partially_filled", "canceled", "rejected", "expired", "accepted",
                                          "modified", "pending")}
-    for o in orders:
-        status_count[o.status_name] += 1
+    names = {-1: "pending", **{int(v): v.name.lower() for v in OrderStatus}}
+    for k, n in zip(*np.unique(o["status"], return_counts=True), strict=True):
+        status_count[names[int(k)]] += int(n)
     d: dict[str, Any] = {
         "strategy": strategy_name,
         "fill_model": cfg.fill_model,
@@ -80,15 +83,15 @@ def summarize(bt: Backtest, strategy_name: str = "") -> dict:
         "frames": bt.frames_seen,
         "start_time_ns": bt.first_time,
         "end_time_ns": bt.time,
-        "orders": len(orders),
+        "orders": len(o),
         "orders_by_status": status_count,
-        "cancels": len(ex.cancels),
-        "modifies": len(ex.modifies),
+        "cancels": len(rec.cancels),
+        "modifies": len(rec.modifies),
         "timers_fired": bt.timers_fired,
         "timers_not_fired": bt.timers_dropped,
-        "fills": len(ex.fills),
-        "maker_fills": sum(1 for f in ex.fills if f[5] == Liquidity.MAKER),
-        "taker_fills": sum(1 for f in ex.fills if f[5] == Liquidity.TAKER),
+        "fills": len(rec.fills),
+        "maker_fills": int((rec.fills["liquidity"] == Liquidity.MAKER).sum()),
+        "taker_fills": int((rec.fills["liquidity"] == Liquidity.TAKER).sum()),
         "no_quote_fills": ex.no_quote_fills,
         "fill_ratio": filled_qty / ordered_qty if ordered_qty else None,
         "traded_volume": sum(acc.volume.values()),
@@ -127,11 +130,13 @@ def _jsonable(v):
         return str(v)
 
 
-def _equity_series(bt: Backtest) -> tuple[np.ndarray, np.ndarray, list]:
-    rows = bt.equity
-    t = np.asarray([r[0] for r in rows], np.int64)
-    e = np.asarray([r[1] for r in rows], np.float64)
-    return t, e, rows
+def _records(bt: Backtest) -> Records:
+    """The backtest's records, made once (the summary and the tables both read them)."""
+    rec = getattr(bt, "_records_cache", None)
+    if rec is None:
+        rec = reference_records(bt)
+        bt._records_cache = rec  # type: ignore[union-attr]
+    return rec
 
 
 def _drawdown(equity: np.ndarray) -> float:
@@ -143,73 +148,112 @@ def _drawdown(equity: np.ndarray) -> float:
 # -- tables --------------------------------------------------------------------------------------------
 def tables(bt: Backtest) -> dict[str, pa.Table]:
     """orders, updates, fills and equity as Arrow tables, typed like ``kftools export``."""
-    ex = bt.exchange
-    orders = sorted(ex.orders.values(), key=lambda o: o.order_id)
-    t_orders = pa.table({
-        "order_id": pa.array([o.order_id for o in orders], pa.uint64()),
-        "client_order_id": pa.array([o.client_order_id for o in orders], pa.string()),
-        "symbol": pa.array([o.symbol for o in orders], pa.string()).dictionary_encode(),
-        "side": pa.array([o.side for o in orders], pa.uint32()),
-        "order_type": pa.array([o.order_type for o in orders], pa.uint32()),
-        "price": pa.array([o.price for o in orders], pa.float64()),
-        "quantity": pa.array([o.quantity for o in orders], pa.float64()),
-        "sent_time": pa.array([o.sent_time for o in orders], _TS),
-        "arrival_time": pa.array([o.arrival_time for o in orders], _TS),
-        "status": pa.array([o.status_name for o in orders], pa.string()).dictionary_encode(),
-        "reject_reason": pa.array([o.reject_reason for o in orders], pa.uint32()),
-        "filled_quantity": pa.array([o.filled for o in orders], pa.float64()),
-        "avg_price": pa.array([o.avg_price for o in orders], pa.float64()),
-        "fee": pa.array([o.fee for o in orders], pa.float64()),
-    })
-    u = list(zip(*ex.updates, strict=True)) or [()] * len(UPDATE_FIELDS)
-    status_names = {int(v): v.name.lower() for v in OrderStatus}
+    cached = getattr(bt, "_tables_cache", None)
+    if cached is not None:
+        return cached
+    rec = _records(bt)
+    start_cash = bt.exchange.account.start_cash
+    order_ix = np.argsort(rec.orders["order_id"], kind="stable")
+    o = rec.orders[order_ix]
+    status_names = {-1: "pending", **{int(v): v.name.lower() for v in OrderStatus}}
     reason_names = {int(v): v.name.lower() for v in RejectReason}
+    filled = o["filled"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        avg = np.where(filled != 0, o["notional"] / np.where(filled != 0, filled, 1.0), 0.0)
+    t_orders = pa.table({
+        "order_id": pa.array(o["order_id"].astype(np.uint64), pa.uint64()),
+        "client_order_id": pa.array([rec.client_order_ids[k] for k in order_ix.tolist()], pa.string()),
+        "symbol": _symbols(rec, o["sym"]),
+        "side": pa.array(o["side"].astype(np.uint32), pa.uint32()),
+        "order_type": pa.array(o["order_type"].astype(np.uint32), pa.uint32()),
+        "price": pa.array(o["price"], pa.float64()),
+        "quantity": pa.array(o["quantity"], pa.float64()),
+        "sent_time": pa.array(o["sent_time"], _TS),
+        "arrival_time": pa.array(o["arrival_time"], _TS),
+        "status": _labels(o["status"], status_names),
+        "reject_reason": pa.array(o["reject_reason"].astype(np.uint32), pa.uint32()),
+        "filled_quantity": pa.array(filled, pa.float64()),
+        "avg_price": pa.array(avg, pa.float64()),
+        "fee": pa.array(o["fee"], pa.float64()),
+    })
+    u = rec.updates
     t_updates = pa.table({
-        "gen_time": pa.array(u[0], _TS),
-        "order_id": pa.array(u[1], pa.uint64()),
-        "symbol": pa.array(u[2], pa.string()).dictionary_encode(),
-        "status": pa.array(u[3], pa.uint32()),
-        "status_name": pa.array([status_names[x] for x in u[3]], pa.string()).dictionary_encode(),
-        "reject_reason": pa.array(u[4], pa.uint32()),
-        "reject_reason_name": pa.array([reason_names[x] for x in u[4]], pa.string()).dictionary_encode(),
-        "side": pa.array(u[5], pa.uint32()),
-        "order_type": pa.array(u[6], pa.uint32()),
-        "price": pa.array(u[7], pa.float64()),
-        "quantity": pa.array(u[8], pa.float64()),
-        "filled_quantity": pa.array(u[9], pa.float64()),
-        "remaining_quantity": pa.array(u[10], pa.float64()),
-        "avg_price": pa.array(u[11], pa.float64()),
+        "gen_time": pa.array(u["time"], _TS),
+        "order_id": pa.array(u["order_id"].astype(np.uint64), pa.uint64()),
+        "symbol": _symbols(rec, u["sym"]),
+        "status": pa.array(u["status"].astype(np.uint32), pa.uint32()),
+        "status_name": _labels(u["status"], status_names),
+        "reject_reason": pa.array(u["reject_reason"].astype(np.uint32), pa.uint32()),
+        "reject_reason_name": _labels(u["reject_reason"], reason_names),
+        "side": pa.array(u["side"].astype(np.uint32), pa.uint32()),
+        "order_type": pa.array(u["order_type"].astype(np.uint32), pa.uint32()),
+        "price": pa.array(u["price"], pa.float64()),
+        "quantity": pa.array(u["quantity"], pa.float64()),
+        "filled_quantity": pa.array(u["filled_quantity"], pa.float64()),
+        "remaining_quantity": pa.array(u["remaining_quantity"], pa.float64()),
+        "avg_price": pa.array(u["avg_price"], pa.float64()),
     })
-    f = list(zip(*ex.fills, strict=True)) or [()] * len(FILL_FIELDS)
+    f = rec.fills
     t_fills = pa.table({
-        "gen_time": pa.array(f[0], _TS),
-        "fill_id": pa.array(f[1], pa.uint64()),
-        "order_id": pa.array(f[2], pa.uint64()),
-        "symbol": pa.array(f[3], pa.string()).dictionary_encode(),
-        "side": pa.array(f[4], pa.uint32()),
-        "liquidity": pa.array(["maker" if x == Liquidity.MAKER else "taker" for x in f[5]], pa.string()).dictionary_encode(),
-        "price": pa.array(f[6], pa.float64()),
-        "quantity": pa.array(f[7], pa.float64()),
-        "fee": pa.array(f[8], pa.float64()),
-        "flags": pa.array(f[9], pa.uint32()),
+        "gen_time": pa.array(f["time"], _TS),
+        "fill_id": pa.array(f["fill_id"].astype(np.uint64), pa.uint64()),
+        "order_id": pa.array(f["order_id"].astype(np.uint64), pa.uint64()),
+        "symbol": _symbols(rec, f["sym"]),
+        "side": pa.array(f["side"].astype(np.uint32), pa.uint32()),
+        "liquidity": _labels(f["liquidity"], {int(Liquidity.MAKER): "maker", int(Liquidity.TAKER): "taker"}),
+        "price": pa.array(f["price"], pa.float64()),
+        "quantity": pa.array(f["quantity"], pa.float64()),
+        "fee": pa.array(f["fee"], pa.float64()),
+        "flags": pa.array(f["flags"].astype(np.uint32), pa.uint32()),
     })
-    rows = bt.equity
-    eq = np.asarray([r[1] for r in rows], np.float64)
+    sm = rec.samples
+    eq = sm["equity"]
     cols: dict[str, pa.Array] = {
-        "gen_time": pa.array([r[0] for r in rows], _TS),
+        "gen_time": pa.array(sm["time"], _TS),
         "equity": pa.array(eq, pa.float64()),
-        "pnl": pa.array(eq - ex.account.start_cash, pa.float64()),
+        "pnl": pa.array(eq - start_cash, pa.float64()),
         "drawdown": pa.array(np.maximum.accumulate(eq) - eq if len(eq) else eq, pa.float64()),
-        "cash": pa.array([r[2] for r in rows], pa.float64()),
-        "realized_pnl": pa.array([r[3] for r in rows], pa.float64()),
-        "unrealized_pnl": pa.array([r[4] for r in rows], pa.float64()),
-        "fees": pa.array([r[5] for r in rows], pa.float64()),
-        "bar": pa.array([bool(r[7]) for r in rows], pa.bool_()),
+        "cash": pa.array(sm["cash"], pa.float64()),
+        "realized_pnl": pa.array(sm["realized"], pa.float64()),
+        "unrealized_pnl": pa.array(sm["unrealized"], pa.float64()),
+        "fees": pa.array(sm["fees"], pa.float64()),
+        "bar": pa.array(sm["bar"] != 0, pa.bool_()),
     }
-    symbols = sorted({s for r in rows for s in r[6]})
-    for s in symbols:
-        cols[f"position.{s}"] = pa.array([r[6].get(s, 0.0) for r in rows], pa.float64())
-    return {"orders": t_orders, "updates": t_updates, "fills": t_fills, "equity": pa.table(cols)}
+    # a sample's positions: every symbol traded by then (0 when flat), in rows pos_start .. pos_start + npos
+    row = np.repeat(np.arange(len(sm)), sm["npos"])
+    pos = rec.positions
+    for k in sorted(set(pos["sym"].tolist()), key=lambda k: rec.symbols[k]):
+        col = np.zeros(len(sm))
+        sel = pos["sym"] == k
+        col[row[sel]] = pos["qty"][sel]
+        cols[f"position.{rec.symbols[k]}"] = pa.array(col, pa.float64())
+    out = {"orders": t_orders, "updates": t_updates, "fills": t_fills, "equity": pa.table(cols)}
+    bt._tables_cache = out  # type: ignore[union-attr]
+    return out
+
+
+def _symbols(rec: Records, sym: np.ndarray) -> pa.Array:
+    """A symbol index column (-1: no symbol) as dictionary strings."""
+    return _dictionary(np.where(sym < 0, len(rec.symbols), sym), [*rec.symbols, ""])
+
+
+def _labels(values: np.ndarray, names: dict[int, str]) -> pa.Array:
+    """A number column as its names, dictionary strings."""
+    keys = sorted(names)
+    return _dictionary(np.searchsorted(keys, values), [names[k] for k in keys])
+
+
+def _dictionary(codes: np.ndarray, names: list[str]) -> pa.Array:
+    """``names[codes]`` dictionary-encoded as ``dictionary_encode`` would: the values present, in the order
+    they first appear."""
+    if not len(codes):
+        return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.string()))
+    used, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(used), np.int32)
+    rank[order] = np.arange(len(used), dtype=np.int32)
+    return pa.DictionaryArray.from_arrays(pa.array(rank[inverse.reshape(-1)]),
+                                          pa.array([names[k] for k in used[order].tolist()], pa.string()))
 
 
 # -- the folder ------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pyarrow as pa
 from ..errors import UsageError
 from ..journal.merge import open_journals
 from ..selection import Selection
-from .engine import Backtest
+from .loop import Backtest
 from .options import exchange_config
 from .results import check_results_dir, summarize, tables, write_results
 

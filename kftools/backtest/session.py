@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 from ..journal.writer import Writer
-from .engine import Backtest
 from .exchange import ExchangeConfig
 from .gateway import Gateway, check_order_journal
+from .loop import Backtest
 from .results import check_results_dir, summarize, tables, write_results
 from .run import BacktestResult, _display_name, bar_ns
 

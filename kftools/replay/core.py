@@ -30,9 +30,9 @@ from typing import Any, cast
 
 import numpy as np
 
-from ..backtest.engine import Backtest
 from ..backtest.exchange import ExchangeConfig
 from ..backtest.gateway import Gateway
+from ..backtest.loop import Backtest
 from ..backtest.session import BacktestSession
 from ..errors import OutputError, StrategyError, UsageError
 from ..journal.format import CURSOR_OFFSET, FRAME_HEADER, KFTOOLS, PAGE_HEADER, TYPES_SUFFIX
