@@ -26,6 +26,7 @@ enum { A_NEW = 0, A_CANCEL = 1, A_MODIFY = 2 };
 enum { D_UPDATE = 0, D_FILL = 1 };
 enum { M_TOUCH = 0, M_THROUGH = 1, M_QUEUE = 2, M_PROB = 3 };
 #define MAXLV 16
+#define KEYW 64 /* the widest symbol field held (Kungfu instrument_id: 32) */
 #define NCB 64
 #define NEVER_SAMPLED (-(((int64_t)1) << 62))
 
@@ -105,7 +106,7 @@ typedef struct {
     int64_t bar_ns; int depth_levels;
     /* symbols: 16-byte keys -> index (open addressing), names, books, per-symbol order lists */
     Py_ssize_t nsym, symcap; PyObject **names; Book *books; IVec *resting, *aggr;
-    unsigned char (*keys)[16]; int32_t *key_sym; Py_ssize_t htcap; /* key_sym -1: empty */
+    unsigned char (*keys)[KEYW]; int32_t *key_sym; Py_ssize_t htcap; /* key_sym -1: empty */
     PyObject *by_name; /* str -> int */
     IVec book_order;
     /* orders */
@@ -127,10 +128,14 @@ typedef struct {
 } Core;
 
 /* ---------------------------------------------------------------------------------------------- symbols */
-static uint64_t hash16(const unsigned char *k) {
-    uint64_t a, b; memcpy(&a, k, 8); memcpy(&b, k + 8, 8);
-    uint64_t h = a ^ (b * 0x9E3779B97F4A7C15ULL);
-    h ^= h >> 29; h *= 0xBF58476D1CE4E5B9ULL; h ^= h >> 32;
+static uint64_t hash_key(const unsigned char *k) {
+    uint64_t h = 0;
+    for (int i = 0; i < KEYW; i += 8) {
+        uint64_t w;
+        memcpy(&w, k + i, 8);
+        h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
+        h ^= h >> 29;
+    }
     return h;
 }
 
@@ -179,31 +184,33 @@ static int32_t add_symbol(Core *c, PyObject *name) {
 
 static int ht_rehash(Core *c) {
     Py_ssize_t n = c->htcap ? c->htcap * 2 : 64;
-    unsigned char (*keys)[16] = PyMem_Malloc(n * 16);
+    unsigned char (*keys)[KEYW] = PyMem_Malloc(n * KEYW);
     int32_t *ks = PyMem_Malloc(n * sizeof(int32_t));
     if (!keys || !ks) { PyMem_Free(keys); PyMem_Free(ks); PyErr_NoMemory(); return -1; }
     for (Py_ssize_t i = 0; i < n; i++) ks[i] = -1;
     for (Py_ssize_t i = 0; i < c->htcap; i++) {
         if (c->key_sym[i] < 0) continue;
-        Py_ssize_t h = (Py_ssize_t)(hash16(c->keys[i]) & (uint64_t)(n - 1));
+        Py_ssize_t h = (Py_ssize_t)(hash_key(c->keys[i]) & (uint64_t)(n - 1));
         while (ks[h] >= 0) h = (h + 1) & (n - 1);
-        memcpy(keys[h], c->keys[i], 16); ks[h] = c->key_sym[i];
+        memcpy(keys[h], c->keys[i], KEYW); ks[h] = c->key_sym[i];
     }
     PyMem_Free(c->keys); PyMem_Free(c->key_sym);
     c->keys = keys; c->key_sym = ks; c->htcap = n;
     return 0;
 }
 
-/* the symbol of a frame's 16 NUL-padded bytes (as the twin's _Symbols: up to the first NUL, UTF-8, replace) */
-static int32_t sym_of_key(Core *c, const unsigned char *k) {
+/* the symbol of a frame's ``w`` NUL-padded bytes (as the twin's _Symbols: up to the first NUL, UTF-8, replace) */
+static int32_t sym_of_key(Core *c, const unsigned char *raw, Py_ssize_t w) {
+    unsigned char k[KEYW] = {0};
+    memcpy(k, raw, (size_t)w);  /* held zero-padded: one symbol has one key whatever its field's width */
     Py_ssize_t mask = c->htcap - 1;
-    Py_ssize_t h = (Py_ssize_t)(hash16(k) & (uint64_t)mask);
+    Py_ssize_t h = (Py_ssize_t)(hash_key(k) & (uint64_t)mask);
     while (c->key_sym[h] >= 0) {
-        if (memcmp(c->keys[h], k, 16) == 0) return c->key_sym[h];
+        if (memcmp(c->keys[h], k, KEYW) == 0) return c->key_sym[h];
         h = (h + 1) & mask;
     }
     size_t len = 0;
-    while (len < 16 && k[len]) len++;
+    while (len < (size_t)w && k[len]) len++;
     PyObject *name = PyUnicode_DecodeUTF8((const char *)k, (Py_ssize_t)len, "replace");
     if (!name) return -1;
     int32_t s;
@@ -216,10 +223,10 @@ static int32_t sym_of_key(Core *c, const unsigned char *k) {
     if ((c->nsym + 1) * 2 > c->htcap) {  /* keep the table at most half full */
         if (ht_rehash(c)) return -1;
         mask = c->htcap - 1;
-        h = (Py_ssize_t)(hash16(k) & (uint64_t)mask);
+        h = (Py_ssize_t)(hash_key(k) & (uint64_t)mask);
         while (c->key_sym[h] >= 0) h = (h + 1) & mask;
     }
-    memcpy(c->keys[h], k, 16); c->key_sym[h] = s;
+    memcpy(c->keys[h], k, KEYW); c->key_sym[h] = s;
     return s;
 }
 
@@ -497,13 +504,12 @@ static void model_depth(Core *c, Order *o, double prev_qty, double new_qty) {
     double chg = prev_qty - new_qty - o->cum_trade;
     o->cum_trade = 0.0;
     if (chg < 0.0) { if (new_qty < o->queue) o->queue = new_qty; return; }
-    double front = o->queue, back = prev_qty - front;
+    double front = o->queue, back = prev_qty - front;  /* as hftbacktest: NaN and inf as f64 gives them */
     double fb = pow(back, c->prob_n), ff = pow(front, c->prob_n);
-    double prob = fb + ff > 0 ? fb / (fb + ff) : 1.0;
-    if (!isfinite(prob)) prob = 1.0;
-    double m = back - prob * chg;
-    double est = front - (1.0 - prob) * chg + (m < 0.0 ? m : 0.0);
-    o->queue = est < new_qty ? est : new_qty;
+    double prob = fb / (fb + ff);
+    if (isinf(prob)) prob = 1.0;
+    double est = front - (1.0 - prob) * chg + fmin(back - prob * chg, 0.0);
+    o->queue = fmin(est, new_qty);
 }
 
 static int rest(Core *c, Order *o, Book *b) {
@@ -875,20 +881,20 @@ static int getbuf(PyObject *o, Buf *b, Py_ssize_t item, Py_ssize_t n, const char
 static void relbuf(Buf *b) { if (b->ok) PyBuffer_Release(&b->b); b->ok = 0; }
 
 static PyObject *Core_frames(Core *c, PyObject *args) {
-    PyObject *o_mt, *o_gen, *o_sym, *o_last, *o_bid, *o_ask, *o_vol, *o_side, *o_src, *o_dst, *o_dpos, *o_depth,
+    PyObject *o_mt, *o_role, *o_gen, *o_sym, *o_last, *o_bid, *o_ask, *o_vol, *o_side, *o_src, *o_dst, *o_dpos, *o_depth,
         *builder;
     Py_ssize_t i, j, n;
     long long wall;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOnnnLO", &o_mt, &o_gen, &o_sym, &o_last, &o_bid, &o_ask, &o_vol, &o_side,
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOOnnnLO", &o_mt, &o_role, &o_gen, &o_sym, &o_last, &o_bid, &o_ask, &o_vol, &o_side,
                           &o_src, &o_dst, &o_dpos, &o_depth, &n, &i, &j, &wall, &builder))
         return NULL;
-    Buf bmt, bgen, bsym, blast, bbid, bask, bvol, bside, bsrc, bdst, bdpos, bdepth;
-    Buf *all[] = {&bmt, &bgen, &bsym, &blast, &bbid, &bask, &bvol, &bside, &bsrc, &bdst, &bdpos, &bdepth};
-    for (int k = 0; k < 12; k++) all[k]->ok = 0;
+    Buf bmt, brole, bgen, bsym, blast, bbid, bask, bvol, bside, bsrc, bdst, bdpos, bdepth;
+    Buf *all[] = {&bmt, &brole, &bgen, &bsym, &blast, &bbid, &bask, &bvol, &bside, &bsrc, &bdst, &bdpos, &bdepth};
+    for (int k = 0; k < 13; k++) all[k]->ok = 0;
     PyObject *ret = NULL;
     if (i < 0 || j > n || i > j) { PyErr_SetString(PyExc_ValueError, "frames: bad range"); return NULL; }
-    if (getbuf(o_mt, &bmt, 4, n, "msg_type") || getbuf(o_gen, &bgen, 8, n, "gen_time") ||
-        getbuf(o_sym, &bsym, 16, n, "symbol") || getbuf(o_last, &blast, 8, n, "last") ||
+    if (getbuf(o_mt, &bmt, 4, n, "msg_type") || getbuf(o_role, &brole, 4, n, "role") ||
+        getbuf(o_gen, &bgen, 8, n, "gen_time") || getbuf(o_sym, &bsym, 1, n, "symbol") || getbuf(o_last, &blast, 8, n, "last") ||
         getbuf(o_bid, &bbid, 8, n, "bid") || getbuf(o_ask, &bask, 8, n, "ask") || getbuf(o_vol, &bvol, 8, n, "vol") ||
         getbuf(o_side, &bside, 8, n, "side") || getbuf(o_src, &bsrc, 4, n, "source") ||
         getbuf(o_dst, &bdst, 4, n, "dest") || getbuf(o_dpos, &bdpos, 8, n, "depth_pos") ||
@@ -896,6 +902,12 @@ static PyObject *Core_frames(Core *c, PyObject *args) {
         goto done;
     {
         const uint32_t *mts = bmt.b.buf;
+        const int32_t *roles = brole.b.buf;
+        Py_ssize_t symw = n ? bsym.b.len / n : 1;
+        if (symw < 1 || symw > KEYW || symw * n != bsym.b.len) {
+            PyErr_Format(PyExc_ValueError, "frames: symbols of %zd bytes (at most %d)", symw, KEYW);
+            goto done;
+        }
         const int64_t *gens = bgen.b.buf;
         const unsigned char *syms = bsym.b.buf;
         const double *last = blast.b.buf, *bid = bbid.b.buf, *ask = bask.b.buf, *vol = bvol.b.buf;
@@ -914,24 +926,24 @@ static PyObject *Core_frames(Core *c, PyObject *args) {
             c->has_market_time = 1;
             if (t >= c->next_bar && do_bar(c, t)) { Py_DECREF(wall_o); goto done; }
             uint32_t mt = mts[k];
-            int32_t s = -1;
-            if (mt == MT_TICK || mt == MT_TRADE || mt == MT_DEPTH) {
-                s = sym_of_key(c, syms + 16 * k);
+            int32_t role = roles[k], s = -1;  /* role: what the exchange reads (market.py), mt: the callback */
+            if (role == MT_TICK || role == MT_TRADE || role == MT_DEPTH || mt == MT_TICK) {
+                s = sym_of_key(c, syms + symw * k, symw);
                 if (s < 0) { Py_DECREF(wall_o); goto done; }
             }
-            if (mt == MT_TICK || mt == MT_TRADE) {
+            if (role == MT_TICK || role == MT_TRADE) {
                 if (c->resting[s].n || c->aggr[s].n) {
                     Py_ssize_t nf = c->fills.n;
-                    int rc = mt == MT_TICK ? on_ticker(c, t, s, last[k], bid[k], ask[k], vol[k])
+                    int rc = role == MT_TICK ? on_ticker(c, t, s, last[k], bid[k], ask[k], vol[k])
                                            : on_trade(c, t, s, last[k], vol[k], (int)side[k]);
                     if (rc || (c->fills.n != nf && sample(c, t, 0))) { Py_DECREF(wall_o); goto done; }
                 } else {
                     Book *b = book_of(c, s);
                     if (!b) { Py_DECREF(wall_o); goto done; }
-                    if (mt == MT_TICK) book_quote(b, bid[k], ask[k]);
+                    if (role == MT_TICK) book_quote(b, bid[k], ask[k]);
                     book_print(b, last[k], vol[k]);
                 }
-            } else if (mt == MT_DEPTH) {
+            } else if (role == MT_DEPTH) {
                 if (!depth || !dpos) { PyErr_SetString(PyExc_ValueError, "frames: depth rows missing"); Py_DECREF(wall_o); goto done; }
                 const double *row = depth + dpos[k] * drow;
                 Py_ssize_t nf = c->fills.n;
@@ -969,7 +981,7 @@ static PyObject *Core_frames(Core *c, PyObject *args) {
         Py_INCREF(ret);
     }
 done:
-    for (int k = 0; k < 12; k++) relbuf(all[k]);
+    for (int k = 0; k < 13; k++) relbuf(all[k]);
     return ret;
 }
 

@@ -36,7 +36,6 @@ from ..journal.writer import Writer
 from .exchange import (
     FILL_FIELDS,
     NAN,
-    UNKNOWN_SIDE,
     UPDATE_FIELDS,
     Account,
     Book,
@@ -47,12 +46,12 @@ from .exchange import (
     SimOrder,
     status_name,
 )
+from .market import BOOK_ROLE, PRINT_ROLE, QUOTE_ROLE, market_columns
 
 _TICK = int(MsgType.TICKER)
 _TRADE = int(MsgType.TRADE)
 _ORDER = int(MsgType.ORDER)
 _DEPTH = int(MsgType.DEPTH)
-_MARKET_TYPES = (_TICK, _TRADE, _DEPTH)
 _ORDER_TYPES = frozenset(int(t) for t in OrderType)
 
 #: what a strategy's code may raise that stops the backtest with one line (SystemExit included: sys.exit() in
@@ -554,7 +553,7 @@ class ReferenceBacktest(StrategyCalls):
             return
         c.lists()
         mts, gens, syms, last, bid, ask, vol, side = c.mt, c.gen, c.sym, c.last, c.bid, c.ask, c.vol, c.side
-        src, dst = c.src, c.dst
+        src, dst, roles = c.src, c.dst, c.role
         books, resting, aggressive, q = ex.books, ex.resting, ex.aggressive, self.queue
         cb, ctx, new = self._cb, self.ctx, tuple.__new__
         try:
@@ -567,12 +566,12 @@ class ReferenceBacktest(StrategyCalls):
                 self.time = self.market_time = t
                 if t >= self._next_bar:
                     self._bar(t)
-                mt = mts[k]
-                if mt == _TICK or mt == _TRADE:
+                mt, role = mts[k], roles[k]
+                if role == _TICK or role == _TRADE:
                     s = syms[k]
                     if s in resting or s in aggressive:
                         nf = len(ex.fills)
-                        if mt == _TICK:
+                        if role == _TICK:
                             ex.on_ticker(t, s, last[k], bid[k], ask[k], vol[k])
                         else:
                             ex.on_trade(t, s, last[k], vol[k], side[k])
@@ -583,10 +582,10 @@ class ReferenceBacktest(StrategyCalls):
                         b = books.get(s)
                         if b is None:
                             b = books[s] = Book()
-                        if mt == _TICK:
+                        if role == _TICK:
                             b.quote(bid[k], ask[k])
                         b.print_(last[k], vol[k])
-                elif mt == _DEPTH:
+                elif role == _DEPTH:
                     bids, asks = c.depth_levels(k)
                     s = syms[k]
                     nf = len(ex.fills)
@@ -763,42 +762,22 @@ def _last_per_symbol(syms: np.ndarray) -> np.ndarray:
 
 
 class _Columns:
-    """One batch decoded once: header and market columns as lists (the loop) and arrays (the skip)."""
+    """One batch decoded once: header and market columns (``market.py``: each frame's role by its layout) as
+    lists (the loop) and arrays (the skip and the C engine)."""
 
     def __init__(self, batch: FrameBatch | MergedBatch, symbols: _Symbols):
         self.batch = batch
         h = batch.headers
-        mt = h["msg_type"]
-        n = len(batch)
-        last = np.full(n, np.nan)
-        bid = np.full(n, np.nan)
-        ask = np.full(n, np.nan)
-        vol = np.full(n, np.nan)
-        side = np.full(n, UNKNOWN_SIDE, np.int64)
-        tick = mt == _TICK
-        trade = mt == _TRADE
-        depth = mt == _DEPTH
-        # (no mask argument: a merged batch of several journals takes none, and the type is the mask)
-        self.tp = batch.payload(_TICK) if tick.any() else None
-        self.rp = batch.payload(_TRADE) if trade.any() else None
-        self.dp = batch.payload(_DEPTH) if depth.any() else None
-        if self.tp is not None:
-            last[tick] = self.tp["last_price"]
-            bid[tick] = self.tp["bid_price"]
-            ask[tick] = self.tp["ask_price"]
-            vol[tick] = self.tp["volume"]
-        if self.rp is not None:
-            last[trade] = self.rp["price"]
-            vol[trade] = self.rp["volume"]
-            side[trade] = self.rp["side"]
-        self.trade_a = trade
-        self.tick_a = tick
-        self.depth_a = depth
-        self.depth_pos = np.cumsum(depth) - 1 if self.dp is not None else None
-        self.traded_a = (tick | trade) & (last > 0) & (vol > 0)
+        m = market_columns(batch)
+        self.role_a = m.role
+        self.tick_a = m.role == QUOTE_ROLE
+        self.depth_a = m.role == BOOK_ROLE
+        self.books, self.depth_pos = m.books, m.book_pos
+        self.traded_a = (self.tick_a | (m.role == PRINT_ROLE)) & (m.last > 0) & (m.vol > 0)
+        self.trade_a = h["msg_type"] == _TRADE  # kftools Trade frames (TradeFrame's extra fields)
         self.gen_a = h["gen_time"]
         self.sym_a = batch.symbols()
-        self.last_a, self.bid_a, self.ask_a, self.vol_a, self.side_a = last, bid, ask, vol, side
+        self.last_a, self.bid_a, self.ask_a, self.vol_a, self.side_a = m.last, m.bid, m.ask, m.vol, m.side
         self._symbols = symbols
         self._lists = False
         self._trade_rows: tuple | None = None
@@ -807,6 +786,7 @@ class _Columns:
         """Python lists of the columns, for the per-frame loop (the skip path needs none)."""
         if not self._lists:
             self.mt = self.batch.headers["msg_type"].tolist()
+            self.role = self.role_a.tolist()
             self.gen = self.gen_a.tolist()
             symbols = self._symbols
             self.sym = [symbols[b] for b in self.sym_a.tolist()]
@@ -820,9 +800,8 @@ class _Columns:
 
     def depth_row(self, k: int) -> tuple[list, list, list, list]:
         """Frame ``k``'s Depth payload: bid prices, bid sizes, ask prices, ask sizes (10 each)."""
-        assert self.dp is not None and self.depth_pos is not None
-        r = self.dp[int(self.depth_pos[k])]
-        return (r["bid_price"].tolist(), r["bid_volume"].tolist(), r["ask_price"].tolist(), r["ask_volume"].tolist())
+        bp, bv, ap, av = self.books[int(self.depth_pos[k])].tolist()
+        return bp, bv, ap, av
 
     def depth_levels(self, k: int) -> tuple[dict[float, float], dict[float, float]]:
         """Frame ``k``'s Depth as price -> size per side (levels without a price or a size left out)."""
@@ -835,8 +814,7 @@ class _Columns:
     def trade_rows(self) -> tuple:
         """(position among the trades by frame, trade_id, order_id) for building Trade frames."""
         if self._trade_rows is None:
-            rp = self.rp
-            assert rp is not None
+            rp = self.batch.payload(_TRADE)
             self._trade_rows = ((np.cumsum(self.trade_a) - 1).tolist(), rp["trade_id"].tolist(),
                                 rp["order_id"].tolist())
         return self._trade_rows

@@ -185,14 +185,42 @@ class ProbQueue(RiskAverseQueue):
             if new_qty < o.queue:
                 o.queue = new_qty
             return
+        # as hftbacktest computes it in f64 (a queue ahead below 0 is a fill not yet counted): a power of a
+        # negative number is NaN, 0/0 is NaN, x/0 is infinite and counts as 1, and min() passes over NaN
         front = o.queue
         back = prev_qty - front
-        fb, ff = back ** self.n, front ** self.n
-        prob = fb / (fb + ff) if fb + ff > 0 else 1.0
-        if not math.isfinite(prob):
+        fb, ff = _pow(back, self.n), _pow(front, self.n)
+        prob = _div(fb, fb + ff)
+        if math.isinf(prob):
             prob = 1.0
-        est = front - (1.0 - prob) * chg + min(back - prob * chg, 0.0)
-        o.queue = min(est, new_qty)
+        est = front - (1.0 - prob) * chg + _fmin(back - prob * chg, 0.0)
+        o.queue = _fmin(est, new_qty)
+
+
+def _pow(x: float, n: float) -> float:
+    """C's pow(): NaN for a negative base and a fractional power, inf on overflow (Python raises)."""
+    try:
+        return math.pow(x, n)
+    except ValueError:
+        return NAN
+    except OverflowError:
+        return _INF
+
+
+def _div(a: float, b: float) -> float:
+    """IEEE division: x/0 is signed infinity, 0/0 and NaN/x are NaN (Python raises on 0)."""
+    if b == 0.0:
+        return NAN if a == 0.0 or a != a else math.copysign(_INF, a) * math.copysign(1.0, b)
+    return a / b
+
+
+def _fmin(a: float, b: float) -> float:
+    """C's fmin() (and Rust's f64::min): the smaller, passing over a NaN."""
+    if a != a:
+        return b
+    if b != b:
+        return a
+    return a if a < b else b
 
 
 def fill_model(name: str) -> FillModel:

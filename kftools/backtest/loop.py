@@ -335,7 +335,7 @@ class CoreBacktest(StrategyCalls):
         """Frames ``i..j-1`` of ``batch`` were just emitted (at wall-clock ``wall``)."""
         cols = self._columns(batch)
         try:
-            self.core.frames(*cols[:12], len(batch), i, j, wall, self._builder(batch, wall))
+            self.core.frames(*cols[:13], len(batch), i, j, wall, self._builder(batch, wall))
         except STRATEGY_FAILURES as e:
             self._failed(e)
         if self.output is not None:
@@ -345,7 +345,7 @@ class CoreBacktest(StrategyCalls):
         """Builds a frame other than a Ticker for a callback (the twin's code: such callbacks are rarer)."""
         cols = self._cache
         assert cols is not None
-        c: _Columns = cols[12]
+        c: _Columns = cols[13]
 
         def build(k: int, mt: int):
             c.lists()
@@ -354,26 +354,27 @@ class CoreBacktest(StrategyCalls):
         return build
 
     def _columns(self, batch: FrameBatch | MergedBatch) -> tuple:
-        if self._cache is not None and self._cache[13] is batch:
+        """The batch as the C loop reads it: (msg_type, role, gen_time, symbol bytes, last, bid, ask, volume,
+        side, source, dest, book row per frame, books, the twin's columns, the batch)."""
+        if self._cache is not None and self._cache[14] is batch:
             return self._cache
         c = _Columns(batch, self._symbols)
         h = batch.headers
         n = len(batch)
         sym = np.ascontiguousarray(c.sym_a)
-        if sym.dtype.itemsize != 16:
-            sym = sym.astype("S16")
-        depth = dpos = None
-        if c.dp is not None:
-            dp = c.dp
-            depth = np.ascontiguousarray(np.concatenate(
-                [dp["bid_price"], dp["bid_volume"], dp["ask_price"], dp["ask_volume"]], axis=1), np.float64)
+        width = sym.dtype.itemsize if n else 16
+        books = dpos = None
+        if c.depth_a.any():
+            books = np.ascontiguousarray(c.books.reshape(len(c.books), -1), np.float64)
             dpos = np.ascontiguousarray(c.depth_pos, np.int64)
-        cols = (np.ascontiguousarray(h["msg_type"], np.uint32), np.ascontiguousarray(h["gen_time"], np.int64),
-                sym.view(np.uint8).reshape(n, 16) if n else np.zeros((0, 16), np.uint8),
-                np.ascontiguousarray(c.last_a, np.float64), np.ascontiguousarray(c.bid_a, np.float64),
-                np.ascontiguousarray(c.ask_a, np.float64), np.ascontiguousarray(c.vol_a, np.float64),
+        f64 = np.float64
+        cols = (np.ascontiguousarray(h["msg_type"], np.uint32), np.ascontiguousarray(c.role_a, np.int32),
+                np.ascontiguousarray(h["gen_time"], np.int64),
+                sym.view(np.uint8).reshape(n, width) if n else np.zeros((0, 16), np.uint8),
+                np.ascontiguousarray(c.last_a, f64), np.ascontiguousarray(c.bid_a, f64),
+                np.ascontiguousarray(c.ask_a, f64), np.ascontiguousarray(c.vol_a, f64),
                 np.ascontiguousarray(c.side_a, np.int64), np.ascontiguousarray(h["source"], np.uint32),
-                np.ascontiguousarray(h["dest"], np.uint32), dpos, depth, c, batch)
+                np.ascontiguousarray(h["dest"], np.uint32), dpos, books, c, batch)
         self._cache = cols
         return cols
 

@@ -161,63 +161,63 @@ def tables(bt: Backtest) -> dict[str, pa.Table]:
     with np.errstate(invalid="ignore", divide="ignore"):
         avg = np.where(filled != 0, o["notional"] / np.where(filled != 0, filled, 1.0), 0.0)
     t_orders = pa.table({
-        "order_id": pa.array(o["order_id"].astype(np.uint64), pa.uint64()),
-        "client_order_id": pa.array([rec.client_order_ids[k] for k in order_ix.tolist()], pa.string()),
+        "order_id": _num(o["order_id"], np.uint64),
+        "client_order_id": _strings([rec.client_order_ids[k] for k in order_ix.tolist()]),
         "symbol": _symbols(rec, o["sym"]),
-        "side": pa.array(o["side"].astype(np.uint32), pa.uint32()),
-        "order_type": pa.array(o["order_type"].astype(np.uint32), pa.uint32()),
-        "price": pa.array(o["price"], pa.float64()),
-        "quantity": pa.array(o["quantity"], pa.float64()),
-        "sent_time": pa.array(o["sent_time"], _TS),
-        "arrival_time": pa.array(o["arrival_time"], _TS),
+        "side": _num(o["side"], np.uint32),
+        "order_type": _num(o["order_type"], np.uint32),
+        "price": _num(o["price"], np.float64),
+        "quantity": _num(o["quantity"], np.float64),
+        "sent_time": _times(o["sent_time"]),
+        "arrival_time": _times(o["arrival_time"]),
         "status": _labels(o["status"], status_names),
-        "reject_reason": pa.array(o["reject_reason"].astype(np.uint32), pa.uint32()),
-        "filled_quantity": pa.array(filled, pa.float64()),
-        "avg_price": pa.array(avg, pa.float64()),
-        "fee": pa.array(o["fee"], pa.float64()),
+        "reject_reason": _num(o["reject_reason"], np.uint32),
+        "filled_quantity": _num(filled, np.float64),
+        "avg_price": _num(avg, np.float64),
+        "fee": _num(o["fee"], np.float64),
     })
     u = rec.updates
     t_updates = pa.table({
-        "gen_time": pa.array(u["time"], _TS),
-        "order_id": pa.array(u["order_id"].astype(np.uint64), pa.uint64()),
+        "gen_time": _times(u["time"]),
+        "order_id": _num(u["order_id"], np.uint64),
         "symbol": _symbols(rec, u["sym"]),
-        "status": pa.array(u["status"].astype(np.uint32), pa.uint32()),
+        "status": _num(u["status"], np.uint32),
         "status_name": _labels(u["status"], status_names),
-        "reject_reason": pa.array(u["reject_reason"].astype(np.uint32), pa.uint32()),
+        "reject_reason": _num(u["reject_reason"], np.uint32),
         "reject_reason_name": _labels(u["reject_reason"], reason_names),
-        "side": pa.array(u["side"].astype(np.uint32), pa.uint32()),
-        "order_type": pa.array(u["order_type"].astype(np.uint32), pa.uint32()),
-        "price": pa.array(u["price"], pa.float64()),
-        "quantity": pa.array(u["quantity"], pa.float64()),
-        "filled_quantity": pa.array(u["filled_quantity"], pa.float64()),
-        "remaining_quantity": pa.array(u["remaining_quantity"], pa.float64()),
-        "avg_price": pa.array(u["avg_price"], pa.float64()),
+        "side": _num(u["side"], np.uint32),
+        "order_type": _num(u["order_type"], np.uint32),
+        "price": _num(u["price"], np.float64),
+        "quantity": _num(u["quantity"], np.float64),
+        "filled_quantity": _num(u["filled_quantity"], np.float64),
+        "remaining_quantity": _num(u["remaining_quantity"], np.float64),
+        "avg_price": _num(u["avg_price"], np.float64),
     })
     f = rec.fills
     t_fills = pa.table({
-        "gen_time": pa.array(f["time"], _TS),
-        "fill_id": pa.array(f["fill_id"].astype(np.uint64), pa.uint64()),
-        "order_id": pa.array(f["order_id"].astype(np.uint64), pa.uint64()),
+        "gen_time": _times(f["time"]),
+        "fill_id": _num(f["fill_id"], np.uint64),
+        "order_id": _num(f["order_id"], np.uint64),
         "symbol": _symbols(rec, f["sym"]),
-        "side": pa.array(f["side"].astype(np.uint32), pa.uint32()),
+        "side": _num(f["side"], np.uint32),
         "liquidity": _labels(f["liquidity"], {int(Liquidity.MAKER): "maker", int(Liquidity.TAKER): "taker"}),
-        "price": pa.array(f["price"], pa.float64()),
-        "quantity": pa.array(f["quantity"], pa.float64()),
-        "fee": pa.array(f["fee"], pa.float64()),
-        "flags": pa.array(f["flags"].astype(np.uint32), pa.uint32()),
+        "price": _num(f["price"], np.float64),
+        "quantity": _num(f["quantity"], np.float64),
+        "fee": _num(f["fee"], np.float64),
+        "flags": _num(f["flags"], np.uint32),
     })
     sm = rec.samples
     eq = sm["equity"]
     cols: dict[str, pa.Array] = {
-        "gen_time": pa.array(sm["time"], _TS),
-        "equity": pa.array(eq, pa.float64()),
-        "pnl": pa.array(eq - start_cash, pa.float64()),
-        "drawdown": pa.array(np.maximum.accumulate(eq) - eq if len(eq) else eq, pa.float64()),
-        "cash": pa.array(sm["cash"], pa.float64()),
-        "realized_pnl": pa.array(sm["realized"], pa.float64()),
-        "unrealized_pnl": pa.array(sm["unrealized"], pa.float64()),
-        "fees": pa.array(sm["fees"], pa.float64()),
-        "bar": pa.array(sm["bar"] != 0, pa.bool_()),
+        "gen_time": _times(sm["time"]),
+        "equity": _num(eq, np.float64),
+        "pnl": _num(eq - start_cash, np.float64),
+        "drawdown": _num(np.maximum.accumulate(eq) - eq if len(eq) else eq, np.float64),
+        "cash": _num(sm["cash"], np.float64),
+        "realized_pnl": _num(sm["realized"], np.float64),
+        "unrealized_pnl": _num(sm["unrealized"], np.float64),
+        "fees": _num(sm["fees"], np.float64),
+        "bar": _bools(sm["bar"] != 0),
     }
     # a sample's positions: every symbol traded by then (0 when flat), in rows pos_start .. pos_start + npos
     row = np.repeat(np.arange(len(sm)), sm["npos"])
@@ -226,10 +226,37 @@ def tables(bt: Backtest) -> dict[str, pa.Table]:
         col = np.zeros(len(sm))
         sel = pos["sym"] == k
         col[row[sel]] = pos["qty"][sel]
-        cols[f"position.{rec.symbols[k]}"] = pa.array(col, pa.float64())
+        cols[f"position.{rec.symbols[k]}"] = _num(col, np.float64)
     out = {"orders": t_orders, "updates": t_updates, "fills": t_fills, "equity": pa.table(cols)}
     bt._tables_cache = out  # type: ignore[union-attr]
     return out
+
+
+# Columns are made from buffers: pyarrow's pa.array() imports pandas on its first call (a second of start-up).
+_ARROW = {np.dtype(np.uint64): pa.uint64(), np.dtype(np.uint32): pa.uint32(), np.dtype(np.int32): pa.int32(),
+          np.dtype(np.int64): pa.int64(), np.dtype(np.float64): pa.float64()}
+
+
+def _num(values: np.ndarray, dtype) -> pa.Array:
+    """A numeric column."""
+    a = np.ascontiguousarray(values, dtype)
+    return pa.Array.from_buffers(_ARROW[a.dtype], len(a), [None, pa.py_buffer(a)])
+
+
+def _bools(values: np.ndarray) -> pa.Array:
+    return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(np.packbits(values, bitorder="little"))])
+
+
+def _strings(values: list[str]) -> pa.Array:
+    data = [v.encode() for v in values]
+    offsets = np.zeros(len(data) + 1, np.int32)
+    np.cumsum([len(b) for b in data], out=offsets[1:])
+    return pa.Array.from_buffers(pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+
+
+def _times(ns: np.ndarray) -> pa.Array:
+    """ns since the epoch as UTC timestamps."""
+    return _num(ns, np.int64).view(_TS)
 
 
 def _symbols(rec: Records, sym: np.ndarray) -> pa.Array:
@@ -246,14 +273,16 @@ def _labels(values: np.ndarray, names: dict[int, str]) -> pa.Array:
 def _dictionary(codes: np.ndarray, names: list[str]) -> pa.Array:
     """``names[codes]`` dictionary-encoded as ``dictionary_encode`` would: the values present, in the order
     they first appear."""
+    codes = np.asarray(codes, np.int64)
     if not len(codes):
-        return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.string()))
-    used, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty(len(used), np.int32)
-    rank[order] = np.arange(len(used), dtype=np.int32)
-    return pa.DictionaryArray.from_arrays(pa.array(rank[inverse.reshape(-1)]),
-                                          pa.array([names[k] for k in used[order].tolist()], pa.string()))
+        return pa.DictionaryArray.from_arrays(_num(codes, np.int32), _strings([]))
+    used = np.flatnonzero(np.bincount(codes, minlength=len(names)))
+    first = np.array([int(np.argmax(codes == k)) for k in used.tolist()]) if len(used) <= 32 else \
+        np.unique(codes, return_index=True)[1]
+    order = used[np.argsort(first, kind="stable")]
+    rank = np.zeros(len(names), np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    return pa.DictionaryArray.from_arrays(_num(rank[codes], np.int32), _strings([names[k] for k in order.tolist()]))
 
 
 # -- the folder ------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -114,6 +115,10 @@ def run(frames: int = 1_000_000, repeat: int = 3, gateway_frames: int = 20_000, 
                     res["backtest.example.orders"] = st.backtest.summary["orders"]
                     res["backtest.example.fills"] = st.backtest.summary["fills"]
             res[f"backtest.{name}.frames_per_s"] = round(statistics.median(rates))
+        import kftools
+
+        rates = [frames / _timed(lambda: kftools.backtest(src, DoNothing, chart=False))[0] for _ in range(repeat)]
+        res["backtest.api_do_nothing.frames_per_s"] = round(statistics.median(rates))
         if os.path.exists(maker):
             res.update(_maker(d, frames, repeat, maker))
         base = res["backtest.replay_max.frames_per_s"]
@@ -134,33 +139,49 @@ def run(frames: int = 1_000_000, repeat: int = 3, gateway_frames: int = 20_000, 
     return res
 
 
+def _timed(fn) -> tuple[float, float, Any]:
+    """(wall seconds, CPU seconds of this process, result) of ``fn()``."""
+    w, c = time.perf_counter(), time.process_time()
+    r = fn()
+    return time.perf_counter() - w, time.process_time() - c, r
+
+
 def _maker(d: str, frames: int, repeat: int, maker: str) -> dict:
-    """The maker example (kftools, touch fills) and the same logic in hftbacktest, on one simulated market."""
+    """The maker example (kftools.backtest(), touch fills: what ``kftools backtest`` runs) and the same logic in
+    hftbacktest, alternately on one simulated market; the same example through ``replay --max --strategy``."""
+    import kftools
     from kftools.replay import Replay, load_strategy
 
     src, out = os.path.join(d, "market.dat"), os.path.join(d, "market-out.dat")
     record_market(src, frames)
     res: dict = {"backtest.market.recording_frames": frames}
+    hft = _hftbacktest_maker(src, repeat)
+    rates, cpu_rates = [], []
+    for _ in range(repeat):
+        wall, cpu, r = _timed(lambda: kftools.backtest(src, maker + ":Maker", chart=False))
+        rates.append(frames / wall)
+        cpu_rates.append(frames / cpu)
+        for k in ("orders", "cancels", "fills"):
+            res[f"backtest.maker.{k}"] = r.summary[k]
+    res["backtest.maker.frames_per_s"] = round(statistics.median(rates))
+    res["backtest.maker.frames_per_cpu_s"] = round(statistics.median(cpu_rates))
+    if hft:
+        res.update(hft)
+        res["backtest.maker.vs_hftbacktest"] = round(
+            res["backtest.maker.frames_per_s"] / res["backtest.hftbacktest_maker.frames_per_s"], 3)
+        res["backtest.maker.vs_hftbacktest_cpu"] = round(
+            res["backtest.maker.frames_per_cpu_s"] / res["backtest.hftbacktest_maker.frames_per_cpu_s"], 3)
     rates = []
     for _ in range(repeat):
         rep = Replay(src, out, speed=None, strategy=load_strategy(maker), force=True, chart=False,
                      page_size=frames * 130 + (1 << 20))
-        t0 = time.perf_counter()
-        st = rep.run()
-        rates.append(st.frames / (time.perf_counter() - t0))
-        if st.backtest is not None:
-            for k in ("orders", "cancels", "fills"):
-                res[f"backtest.maker.{k}"] = st.backtest.summary[k]
-    res["backtest.maker.frames_per_s"] = round(statistics.median(rates))
-    hft = _hftbacktest_maker(src)
-    if hft:
-        res.update(hft)
-        res["backtest.hftbacktest_maker.vs_maker"] = round(
-            res["backtest.hftbacktest_maker.frames_per_s"] / res["backtest.maker.frames_per_s"], 2)
+        wall, _cpu, st = _timed(rep.run)
+        rates.append(st.frames / wall)
+    res["backtest.maker_replay.frames_per_s"] = round(statistics.median(rates))
     return res
 
 
-def _hftbacktest_maker(src: str) -> dict:
+def _hftbacktest_maker(src: str, repeat: int = 1) -> dict:
     """The maker example as an hftbacktest numba strategy (bench/hft_maker.py) on the same recording, when
     hftbacktest is installed (the ``test`` extra); its numba compile is not timed."""
     import importlib.util
@@ -171,8 +192,9 @@ def _hftbacktest_maker(src: str) -> dict:
     spec = importlib.util.spec_from_file_location("hft_maker", path)
     mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    r = mod.run(src)
+    r = mod.run(src, repeat=repeat)
     return {"backtest.hftbacktest_maker.frames_per_s": round(r["frames"] / r["seconds"]),
+            "backtest.hftbacktest_maker.frames_per_cpu_s": round(r["frames"] / r["cpu_seconds"]),
             "backtest.hftbacktest_maker.orders": r["orders"], "backtest.hftbacktest_maker.cancels": r["cancels"],
             "backtest.hftbacktest_maker.fills": r["fills"]}
 
