@@ -38,7 +38,7 @@ import numpy as np
 from ..errors import NotAJournal, StrategyError
 from ..journal.format import FRAME_HEADER, FRAME_HEADER_SIZE, MsgType, OrderType
 from ..journal.layout import BYTE_ORDER
-from ..journal.page import NotYetWritten
+from ..journal.page import NotYetWritten, Page
 from ..journal.reader import FrameBatch, Reader
 from ..journal.writer import Writer
 from .engine import _check_order, pack_fill, pack_update
@@ -80,6 +80,7 @@ class OrderJournal:
         self.orders: set[int] = set()  # order ids it sent
         self.timers = False  # it said it sets timers
         self.ready = False  # it acknowledged (its start-up is over)
+        self._page: Page | None = None  # the page ``pos`` is on
 
     def open(self) -> bool:
         """Open the journal once it exists (False while the strategy has not created it yet)."""
@@ -99,8 +100,10 @@ class OrderJournal:
             return []
         r, pos = self.reader, self.pos
         assert r is not None and pos is not None
-        page = r.page(pos[0])
-        if page.cursor <= pos[1] and not page.sealed:
+        page = self._page
+        if page is None or page.index != pos[0]:
+            page = self._page = r.page(pos[0])
+        if page.cursor <= pos[1] and not page.sealed:  # the lockstep's hot loop: two loads, no batch
             return []
         out = []
         for b in r.batches(start=pos):
@@ -380,10 +383,12 @@ class Gateway:
         """Until the next frame may go (True) or the replay is stopped (False); raises if a strategy died."""
         policy = _Backoff()
         checked = time.monotonic_ns()
+        latency = self.latency
         while True:
             self._take()
-            if not self.units or self.units[0][1] + self.latency > next_time:
+            if not self.units or self.units[0][1] + latency > next_time:
                 return True
+            latency = self.latency  # a strategy may have said it sets timers
             if self.stopped():
                 return False
             now = time.monotonic_ns()

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 #: the page header's u32 fields (write_cursor, flags), read live from a mapping
 U32: struct.Struct = struct.Struct(BYTE_ORDER + PAGE_HEADER.field("write_cursor").struct_code)
+_SEALED = int(PageFlag.SEALED)
 ARCHIVE_SUFFIX = ".zst"  # an archived page: <page>.zst (see archive.py)
 
 
@@ -76,7 +77,7 @@ class Page:
 
     @property
     def sealed(self) -> bool:
-        return bool(U32.unpack_from(self.mm, FLAGS_OFFSET)[0] & PageFlag.SEALED)
+        return bool(U32.unpack_from(self.mm, FLAGS_OFFSET)[0] & _SEALED)  # an int: followers ask it in their loop
 
     def header(self) -> dict:
         return PAGE_HEADER.unpack(self.mm, 0)
