@@ -11,22 +11,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-UPDATE_DTYPE = np.dtype([
-    ("time", "<i8"), ("order_id", "<i8"), ("sym", "<i4"), ("status", "<i4"), ("reject_reason", "<i4"),
-    ("side", "<i4"), ("order_type", "<i4"), ("_pad", "<i4"), ("price", "<f8"), ("quantity", "<f8"),
-    ("filled_quantity", "<f8"), ("remaining_quantity", "<f8"), ("avg_price", "<f8")])
-FILL_DTYPE = np.dtype([
-    ("time", "<i8"), ("fill_id", "<i8"), ("order_id", "<i8"), ("sym", "<i4"), ("side", "<i4"),
-    ("liquidity", "<i4"), ("flags", "<i4"), ("price", "<f8"), ("quantity", "<f8"), ("fee", "<f8")])
-SAMPLE_DTYPE = np.dtype([
-    ("time", "<i8"), ("equity", "<f8"), ("cash", "<f8"), ("realized", "<f8"), ("unrealized", "<f8"),
-    ("fees", "<f8"), ("pos_start", "<i8"), ("npos", "<i4"), ("bar", "<i4")])
-POSITION_DTYPE = np.dtype([("sym", "<i4"), ("_pad", "<i4"), ("qty", "<f8")])
-REQUEST_DTYPE = np.dtype([("sent", "<i8"), ("arrival", "<i8"), ("order_id", "<i8")])
-ORDER_DTYPE = np.dtype([
-    ("order_id", "<i8"), ("sent_time", "<i8"), ("arrival_time", "<i8"), ("sym", "<i4"), ("side", "<i4"),
-    ("order_type", "<i4"), ("status", "<i4"), ("reject_reason", "<i4"), ("_pad", "<i4"), ("price", "<f8"),
-    ("quantity", "<f8"), ("filled", "<f8"), ("notional", "<f8"), ("fee", "<f8")])
+from ..journal.layout import Field, Layout
+
+def _layout(name: str, fields: str) -> np.dtype:
+    """A record layout from ``"name:kind ..."`` (kinds as journal/layout.py declares them; no padding)."""
+    return Layout(name, [Field(*f.split(":")) for f in fields.split()]).dtype
+
+
+# the C engine's records (_core.c: Update, Fill, Sample, Pos, Req, OrderRec), field for field; the sizes are
+# checked against the build at import (loop.py), "_pad" keeps each 8-byte field on an 8-byte boundary
+UPDATE_DTYPE = _layout("Update", "time:i64 order_id:i64 sym:i32 status:i32 reject_reason:i32 side:i32 "
+                                 "order_type:i32 _pad:i32 price:f64 quantity:f64 filled_quantity:f64 "
+                                 "remaining_quantity:f64 avg_price:f64")
+FILL_DTYPE = _layout("Fill", "time:i64 fill_id:i64 order_id:i64 sym:i32 side:i32 liquidity:i32 flags:i32 "
+                             "price:f64 quantity:f64 fee:f64")
+SAMPLE_DTYPE = _layout("Sample", "time:i64 equity:f64 cash:f64 realized:f64 unrealized:f64 fees:f64 "
+                                 "pos_start:i64 npos:i32 bar:i32")
+POSITION_DTYPE = _layout("Pos", "sym:i32 _pad:i32 qty:f64")
+REQUEST_DTYPE = _layout("Req", "sent:i64 arrival:i64 order_id:i64")
+ORDER_DTYPE = _layout("OrderRec", "order_id:i64 sent_time:i64 arrival_time:i64 sym:i32 side:i32 order_type:i32 "
+                                  "status:i32 reject_reason:i32 _pad:i32 price:f64 quantity:f64 filled:f64 "
+                                  "notional:f64 fee:f64")
 DTYPES = {"updates": UPDATE_DTYPE, "fills": FILL_DTYPE, "samples": SAMPLE_DTYPE, "positions": POSITION_DTYPE,
           "cancels": REQUEST_DTYPE, "modifies": REQUEST_DTYPE, "orders": ORDER_DTYPE}
 #: the C build's record sizes, by the names its constants() uses
