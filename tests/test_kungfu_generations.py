@@ -225,3 +225,24 @@ def test_the_later_runtime_layout_is_named_by_location_too(tmp_path):
     shutil.copytree(os.path.join(GEN_HOME, "runtime", folder), dst)
     r = run_cli("info", str(tmp_path / "kf_home"), "--json")
     assert r.returncode == 0 and [j["path"] for j in json.loads(r.stdout)["journals"]] == ["td/sim/acct2/live/00000000"]
+
+
+def test_a_type_name_is_resolved_in_each_journal_s_own_generation(all_home, tmp_path):
+    """``--type Trade`` over 2.4 and later journals: 204 in the first, 203 in the others (not the first journal's
+    number everywhere, which selected the 2.4 journals' Orders)."""
+    import pyarrow.dataset as ds
+
+    want = {"td/sim/acct1/live/00000000": 204, "strategy/default/demo/live/00000000": 204,
+            "md/sim/feed/live/00000000": 203, "td/sim/acct2/live/00000000": 203}
+    r = run_cli("cat", all_home, "-F", "jsonl", "--type", "Trade")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert {(x["journal"], x["type"], x["msg_type"]) for x in rows} == {(j, "Trade", t) for j, t in want.items()}
+    r = run_cli("export", all_home, str(tmp_path / "ds"), "--type", "trade")
+    assert r.returncode == 0, r.stderr
+    got = ds.dataset(str(tmp_path / "ds"), partitioning="hive").to_table().select(["journal", "type", "msg_type"])
+    assert {(x["journal"], x["type"], x["msg_type"]) for x in got.to_pylist()} == {
+        (j, "Trade", t) for j, t in want.items()}
+    assert got.num_rows == len(rows)
+    r = run_cli("cat", all_home, "--type", "Nope")
+    assert r.returncode == 2 and "unknown message type 'Nope'" in r.stderr
