@@ -246,3 +246,50 @@ def test_a_type_name_is_resolved_in_each_journal_s_own_generation(all_home, tmp_
     assert got.num_rows == len(rows)
     r = run_cli("cat", all_home, "--type", "Nope")
     assert r.returncode == 2 and "unknown message type 'Nope'" in r.stderr
+
+
+# -- a wire-v1 page made ahead of time (PreOpen) -----------------------------------------------------------------
+
+
+def test_a_follower_stays_on_the_page_being_written_while_the_next_is_made_ahead(tmp_path):
+    """Kungfu v4 makes its next page ahead of time (status PreOpen): ``tail --plain`` reads the frames still written
+    to the current page (it waited on the made page and showed none of them), then follows into the next page once
+    the writer begins it; ``info``, ``verify`` and ``monitor`` count the made page as no page yet."""
+    import subprocess
+    import threading
+
+    from kftest import KFTOOLS, wait_for
+
+    folder = str(tmp_path / "strategy" / "default" / "ahead" / "journal" / "live")
+    w = KungfuTestWriter(folder, page_size=8 << 10, generation=kf.KUNGFU_WIRE_V1)
+    t = 1_700_000_000_000_000_000
+    for i in range(3):
+        w.write(777, b"%08d" % i, t + i)
+    w.preopen()
+    lines: list[str] = []
+    proc = subprocess.Popen([*KFTOOLS, "tail", "--plain", "-n", "100", folder], stdout=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
+    try:
+        wait_for(lambda: len(lines) >= 3, "the first 3 frames")
+        for i in range(3, 6):
+            w.write(777, b"%08d" % i, t + i)
+        wait_for(lambda: len(lines) >= 6, "3 more frames on page 1 while page 2 is made ahead")
+        for r in (run_cli("info", folder, "--json"), run_cli("verify", folder, "--json")):
+            assert r.returncode == 0, r.stderr
+        assert json.loads(run_cli("info", folder, "--json").stdout)["journals"][0]["pages"] == 1
+        r = run_cli("verify", folder)
+        assert r.returncode == 0 and "clean" in r.stdout, r.stdout + r.stderr
+        r = run_cli("monitor", folder, "--once")
+        assert r.returncode == 0, r.stdout + r.stderr
+        n = 6
+        while w.page_id == 1:  # into the made page
+            w.write(777, b"%08d" % n, t + n)
+            n += 1
+        wait_for(lambda: len(lines) >= n, f"all {n} frames, across the page the writer made ahead")
+        assert json.loads(run_cli("info", folder, "--json").stdout)["journals"][0]["pages"] == 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        w.close()
+    assert len(lines) == n
