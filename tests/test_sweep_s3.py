@@ -109,6 +109,47 @@ def test_a_dataset_of_two_journals_is_one_recording_their_merged_timeline(s3, tm
         1_900, want["net_pnl"], want["fills"])
 
 
+def test_two_workers_that_need_a_dataset_at_once_import_it_once(s3, tmp_path, monkeypatch):
+    """Two processes ask for the same dataset while the test holds its key's lock: both wait on it (seen in
+    /proc/locks); let go, one imports and the other takes its copy (without the lock the second one's rename
+    onto the first's copy fails)."""
+    import fcntl
+    import subprocess
+    import sys
+
+    from kftest import wait_for
+
+    from kftools.sweep.datasets import dataset_key
+
+    env, recs = s3
+    for k, v in {**env, "KFTOOLS_CACHE": str(tmp_path / "cache")}.items():
+        monkeypatch.setenv(k, v)
+    key = dataset_key("s3://bucket/rec")
+    os.makedirs(tmp_path / "cache")
+    fd = os.open(tmp_path / "cache" / f"{key}.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    code = f"from kftools.sweep.datasets import local_recordings; print(local_recordings('s3://bucket/rec', {key!r}))"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    inode = os.fstat(fd).st_ino
+
+    def waiting() -> int:
+        with open("/proc/locks") as fh:
+            return sum(1 for line in fh if "->" in line and line.split()[-3].endswith(f":{inode}"))
+
+    try:
+        wait_for(lambda: waiting() == 2 or any(p.poll() is not None for p in procs), "both processes at the lock")
+        assert waiting() == 2 and not os.path.exists(tmp_path / "cache" / key)
+    finally:
+        os.close(fd)
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    want = [str(tmp_path / "cache" / key / "a.dat")]
+    assert [json.loads(o.replace("'", '"')) for o, _ in outs] == [want, want]
+    assert sorted(os.listdir(tmp_path / "cache")) == [key, f"{key}.lock"]
+    assert frames(want[0]) == frames(os.path.join(recs, "a.dat"))
+
+
 def test_a_sweep_over_what_is_no_dataset_is_one_line_and_writes_nothing(s3, tmp_path):
     env, _ = s3
     r = run_cli("sweep", "s3://bucket/nothing", "--strategy", STRATEGY, *GRID, "-o", tmp_path / "out", env=env)
