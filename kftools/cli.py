@@ -642,18 +642,22 @@ def export_cmd(
 
 @command(name="import")
 def import_cmd(
-    src: Annotated[Path, typer.Argument(help="A kftools Parquet export (or a --split folder).", show_default=False,
-                                        metavar="PARQUET")],
+    src: Annotated[str, typer.Argument(help="A kftools Parquet export, a --split folder, or a dataset (a folder, "
+                                       "s3://bucket/prefix or gs://bucket/prefix).", show_default=False,
+                                       metavar="PARQUET")],
     out: Annotated[Path, typer.Argument(help="The new journal (first page path).", show_default=False,
                                         metavar="JOURNAL")],
     page_size: Annotated[int | None, typer.Option("--page-size", help="Bytes per page (default: the exported one).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing journal.")] = False,
+    journal: Annotated[str | None, typer.Option("--journal", help="The journal to rebuild from a dataset that holds "
+                                                                  "several (its journal column).")] = None,
     schema: SchemaOpt = None,
 ) -> None:
     """Rebuild a journal from a Parquet export, frames byte-identical to the original."""
     from .export import import_parquet
 
-    res = import_parquet(str(src), str(out), registry=registry_for(schema), page_size=page_size, force=force)
+    res = import_parquet(src, str(out), registry=registry_for(schema), page_size=page_size, force=force,
+                         journal=journal)
     typer.echo(f"wrote {res.frames:,} frames in {res.pages} page(s) to {res.out}", err=True)
 
 

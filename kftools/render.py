@@ -46,11 +46,22 @@ def record(frame: Frame) -> dict:
     return d
 
 
+def json_payload(frame: Frame) -> str | None:
+    """The payload as JSON text when the frame's journal writes JSON (Kungfu's JSON frames), else None."""
+    if not frame.page.registry.json_text or frame.page.registry.get(frame.msg_type) is not None:
+        return None
+    from .journal.yijinjing import json_text
+
+    return json_text(frame.payload)
+
+
 def text_line(frame: Frame, tz: dt.tzinfo | None = None, journal: bool = False) -> str:
     """One human-readable line: time (UTC unless ``tz``), (``journal``,) type, source>dest, fields."""
     name = frame.type_name
     if frame.fields:
         body = " ".join(f"{k}={exact(v)}" for k, v in labelled_fields(frame).items() if k != "reserved")
+    elif (text := json_payload(frame)) is not None:
+        body = text
     else:
         payload = frame.payload
         body = f"payload={payload[:32].hex()}{'…' if len(payload) > 32 else ''} ({len(payload)} bytes)"

@@ -6,6 +6,7 @@ once tests/ has more than one of them.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -51,3 +52,35 @@ def wait_for(cond, what: str, timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def moto_s3(bucket: str = "bucket"):
+    """moto's S3 server on 127.0.0.1 (stopped after) with ``bucket``; yields the environment a user would set."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"AWS_ACCESS_KEY_ID": "kftools-test-key", "AWS_SECRET_ACCESS_KEY": "kftools-test-secret-value",
+           "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    try:
+        def accepting() -> bool:
+            assert proc.poll() is None, "moto server exited"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(accepting, "moto's S3 server to accept connections")
+        from pyarrow import fs
+
+        fs.S3FileSystem(access_key=env["AWS_ACCESS_KEY_ID"], secret_key=env["AWS_SECRET_ACCESS_KEY"], region="us-east-1",
+                        endpoint_override=f"127.0.0.1:{port}", scheme="http", allow_bucket_creation=True).create_dir(bucket)
+        yield env
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -52,9 +52,19 @@ class KungfuTestWriter:
                     page_size=self.page_size, frame_header_length=self.hdr.size,
                     last_frame_position=last_frame_position)
 
+    def preopen(self) -> None:
+        """Make the next page ahead of time, as Kungfu v4 does: its header says PreOpen and no frame is in it."""
+        assert self.gen is kf.KUNGFU_WIRE_V1
+        with open(self.journal.page_path(self.page_id + 1), "xb") as fh:
+            fh.write(pack(self.page_layout, version=self.gen.version, page_header_length=self.page_layout.size,
+                          page_size=self.page_size, frame_header_length=self.hdr.size,
+                          status=int(kf.PageStatus.PreOpen)))
+            fh.truncate(self.page_size)
+
     def _open_page(self, page_id: int) -> None:
         path = self.journal.page_path(page_id)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        made = os.path.exists(path) and self.gen is kf.KUNGFU_WIRE_V1  # made ahead of time: the writer takes it
+        fd = os.open(path, os.O_RDWR if made else os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         os.ftruncate(fd, self.page_size)
         mm = mmap.mmap(fd, self.page_size)
         mm[: self.page_layout.size] = self._page_header(0)

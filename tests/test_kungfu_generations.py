@@ -225,3 +225,114 @@ def test_the_later_runtime_layout_is_named_by_location_too(tmp_path):
     shutil.copytree(os.path.join(GEN_HOME, "runtime", folder), dst)
     r = run_cli("info", str(tmp_path / "kf_home"), "--json")
     assert r.returncode == 0 and [j["path"] for j in json.loads(r.stdout)["journals"]] == ["td/sim/acct2/live/00000000"]
+
+
+def test_a_type_name_is_resolved_in_each_journal_s_own_generation(all_home, tmp_path):
+    """``--type Trade`` over 2.4 and later journals: 204 in the first, 203 in the others (not the first journal's
+    number everywhere, which selected the 2.4 journals' Orders)."""
+    import pyarrow.dataset as ds
+
+    want = {"td/sim/acct1/live/00000000": 204, "strategy/default/demo/live/00000000": 204,
+            "md/sim/feed/live/00000000": 203, "td/sim/acct2/live/00000000": 203}
+    r = run_cli("cat", all_home, "-F", "jsonl", "--type", "Trade")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert {(x["journal"], x["type"], x["msg_type"]) for x in rows} == {(j, "Trade", t) for j, t in want.items()}
+    r = run_cli("export", all_home, str(tmp_path / "ds"), "--type", "trade")
+    assert r.returncode == 0, r.stderr
+    got = ds.dataset(str(tmp_path / "ds"), partitioning="hive").to_table().select(["journal", "type", "msg_type"])
+    assert {(x["journal"], x["type"], x["msg_type"]) for x in got.to_pylist()} == {
+        (j, "Trade", t) for j, t in want.items()}
+    assert got.num_rows == len(rows)
+    r = run_cli("cat", all_home, "--type", "Nope")
+    assert r.returncode == 2 and "unknown message type 'Nope'" in r.stderr
+
+
+# -- a wire-v1 page made ahead of time (PreOpen) -----------------------------------------------------------------
+
+
+def test_a_follower_stays_on_the_page_being_written_while_the_next_is_made_ahead(tmp_path):
+    """Kungfu v4 makes its next page ahead of time (status PreOpen): ``tail --plain`` reads the frames still written
+    to the current page (it waited on the made page and showed none of them), then follows into the next page once
+    the writer begins it; ``info``, ``verify`` and ``monitor`` count the made page as no page yet."""
+    import subprocess
+    import threading
+
+    from kftest import KFTOOLS, wait_for
+
+    folder = str(tmp_path / "strategy" / "default" / "ahead" / "journal" / "live")
+    w = KungfuTestWriter(folder, page_size=8 << 10, generation=kf.KUNGFU_WIRE_V1)
+    t = 1_700_000_000_000_000_000
+    for i in range(3):
+        w.write(777, b"%08d" % i, t + i)
+    w.preopen()
+    lines: list[str] = []
+    proc = subprocess.Popen([*KFTOOLS, "tail", "--plain", "-n", "100", folder], stdout=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
+    try:
+        wait_for(lambda: len(lines) >= 3, "the first 3 frames")
+        for i in range(3, 13):  # a frame at a time: the follower is caught up (and waited on page 2) before each
+            w.write(777, b"%08d" % i, t + i)
+            wait_for(lambda i=i: len(lines) > i, f"frame {i} on page 1 while page 2 is made ahead")
+        for r in (run_cli("info", folder, "--json"), run_cli("verify", folder, "--json")):
+            assert r.returncode == 0, r.stderr
+        assert json.loads(run_cli("info", folder, "--json").stdout)["journals"][0]["pages"] == 1
+        r = run_cli("verify", folder)
+        assert r.returncode == 0 and "clean" in r.stdout, r.stdout + r.stderr
+        r = run_cli("monitor", folder, "--once")
+        assert r.returncode == 0, r.stdout + r.stderr
+        n = 13
+        while w.page_id == 1:  # into the made page
+            w.write(777, b"%08d" % n, t + n)
+            n += 1
+        wait_for(lambda: len(lines) >= n, f"all {n} frames, across the page the writer made ahead")
+        assert json.loads(run_cli("info", folder, "--json").stdout)["journals"][0]["pages"] == 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        w.close()
+    assert len(lines) == n
+
+
+def test_reader_follow_batches_reads_the_current_page_while_the_next_is_made_ahead(tmp_path):
+    """The library follower (``Reader.follow_batches``) waited on the made-ahead page and read none of the frames
+    written to the current page meanwhile (3 of 103 frames, measured before the fix)."""
+    import threading
+
+    from kftest import wait_for
+
+    w = KungfuTestWriter(str(tmp_path / "live"), page_size=8 << 10, generation=kf.KUNGFU_WIRE_V1)
+    t = 1_700_000_000_000_000_000
+    w.write(777, b"%08d" % 0, t)
+    w.preopen()
+    got: list[int] = []
+    caught_up = threading.Event()
+    stop = threading.Event()
+
+    def follow() -> None:
+        with kftools.Reader(str(tmp_path / "live")) as r:
+            for b in r.follow_batches("beginning", stop=stop):
+                got.extend(b.headers["gen_time"].tolist())
+                if not len(b):
+                    caught_up.set()
+
+    th = threading.Thread(target=follow)
+    th.start()
+    try:
+        n = 1
+        for _ in range(10):  # a frame at a time, each after the follower caught up
+            wait_for(caught_up.is_set, "the follower to catch up", timeout=20)
+            caught_up.clear()
+            w.write(777, b"%08d" % n, t + n)
+            n += 1
+            wait_for(lambda n=n: len(got) == n, f"frame {n - 1} on page 1", timeout=20)
+        while w.page_id == 1:
+            w.write(777, b"%08d" % n, t + n)
+            n += 1
+        wait_for(lambda n=n: len(got) == n, f"all {n} frames across the made-ahead page", timeout=20)
+    finally:
+        stop.set()
+        th.join(timeout=30)
+        w.close()
+    assert got == [t + i for i in range(n)]

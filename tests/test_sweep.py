@@ -245,7 +245,8 @@ def test_a_grid_file_is_the_same_sweep_as_the_options(rec, local, tmp_path):
     assert "0 run now, 4 finished earlier, 0 failed" in r.stdout  # the manifest says: the same sweep, all done
 
 
-def test_object_storage_recordings_are_refused_in_one_line(tmp_path):
-    r = run_cli("sweep", "s3://bucket/kf", "--strategy", STRATEGY, "-o", tmp_path / "out")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not supported yet" in r.stderr
+def test_a_recording_in_unknown_storage_is_refused_in_one_line(tmp_path):
+    """s3:// and gs:// datasets are recordings (tests/test_sweep_s3.py); another scheme is no place kftools reads."""
+    r = run_cli("sweep", "ftp://bucket/kf", "--strategy", STRATEGY, "-o", tmp_path / "out")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "ftp://bucket/kf: unknown location" in r.stderr
     assert not (tmp_path / "out").exists()

@@ -344,6 +344,7 @@ def export_dataset(sources: str | list[str], out: str, opts: ExportOptions, *, r
 
 def _export_dataset(sources: list[str], paths: list[str], out: str, opts: ExportOptions,
                     registry: TypeRegistry) -> ExportResult:
+    from ..journal.filter import journal_types
     from ..selection import Selection
 
     types, symbols, start, end, force = opts.types, opts.symbols, opts.start, opts.end, opts.force
@@ -392,7 +393,9 @@ def _export_dataset(sources: list[str], paths: list[str], out: str, opts: Export
             if st is not None and st.get("first") is not None:
                 _check_resume(r, out, st)
             starts.append(tuple(st["position"]) if st is not None and st.get("first") is not None else None)
-        sels = [Selection.parse(r, registry, types, symbols, start, end) for r in readers]
+        sels = [Selection.parse(r, registry, None, symbols, start, end) for r in readers]
+        # a type name in each journal's own generation (Kungfu's are numbered differently)
+        per = journal_types([r.registry for r in readers], types or None)
         ends = [r.end_position() for r in readers]
         if opts.total:
             opts.total(sum(journal_bytes(r, u) - (journal_bytes(r, b) if b else 0)
@@ -407,7 +410,8 @@ def _export_dataset(sources: list[str], paths: list[str], out: str, opts: Export
         writer = RowGroupWriter()  # one for every file: one row group written at a time
         rows_before = 0
         try:
-            for r, name, sel, begin, until in zip(readers, names, sels, starts, ends, strict=True):
+            for i, (r, name, sel, begin, until) in enumerate(zip(readers, names, sels, starts, ends, strict=True)):
+                filters = sel.filters() if per is None else dict(sel.filters(), types=per[i])
 
                 def consume(b: FrameBatch, jname=name) -> None:
                     days = b.headers["gen_time"] // _DAY_NS
@@ -433,7 +437,7 @@ def _export_dataset(sources: list[str], paths: list[str], out: str, opts: Export
                         opts.progress(base + rows, nbytes)
 
                 sub = ExportResult(out)
-                pump(r.batches(READ_BATCH, start=begin, until=until, **sel.filters()), consume, None, sub, prog)
+                pump(r.batches(READ_BATCH, start=begin, until=until, **filters), consume, None, sub, prog)
                 res.rows += sub.rows
                 rows_before = res.rows
                 position = until

@@ -127,8 +127,9 @@ def export_journals(paths: list[str], out: str, opts: ExportOptions, *, registry
             raise UsageError(f"two journals are named {dup}: the journal column could not tell them apart")
         sel = Selection.parse(reader, registry, opts.types, opts.symbols, opts.start, opts.end)
         chosen = [registry.get(t) for t in sel.types] if sel.types else None
+        several = len({id(r.registry) for r in reader.readers}) > 1  # Kungfu generations: each its own types
         cols = Columns(registry, [t for t in chosen if t] if chosen else None, journal=True, timestamps=timestamps,
-                       more=[] if chosen else [r.registry for r in reader.readers])
+                       more=[r.registry for r in reader.readers] if several or not chosen else [])
         meta = page_meta(reader.readers[0])
         meta["source"] = None  # several journals: see the journal column
         res = ExportResult(out, journals=[r.path for r in reader.readers], skipped=list(reader.skipped))

@@ -36,9 +36,9 @@ def _registry_from(meta: dict, registry: TypeRegistry | None) -> TypeRegistry:
     return reg
 
 
-def _read_meta(path: str) -> tuple[pq.ParquetFile, dict]:
+def _read_meta(path: str, filesystem=None) -> tuple[pq.ParquetFile, dict]:
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path if filesystem is None else filesystem.open_input_file(path))
     except (OSError, pa.ArrowException) as e:
         raise NotAJournal(f"{path}: not a Parquet file ({e})") from None
     raw = (pf.schema_arrow.metadata or {}).get(META_KEY)
@@ -49,10 +49,47 @@ def _read_meta(path: str) -> tuple[pq.ParquetFile, dict]:
     return pf, meta
 
 
+def _source_files(src: str, journal: str | None) -> tuple[list[str], object, str | None]:
+    """``(files, filesystem, journal)``: the Parquet files ``src`` names (a file, a ``--split`` folder, or a
+    dataset ``kftools export`` wrote: a folder or ``s3://``/``gs://`` prefix with ``date=/type=`` partitions and
+    its manifest, whose committed files are read), the pyarrow filesystem they are in (None: local), and the
+    journal whose rows to take from a dataset (None: every row)."""
+    from .dataset import MANIFEST, _Target, is_remote
+
+    remote = is_remote(src)
+    if remote or os.path.isfile(os.path.join(src, MANIFEST)):
+        target = _Target(src)
+        manifest = target.read_manifest()
+        if manifest is None:
+            raise NotAJournal(f"{src}: no kftools dataset here (no {MANIFEST})")
+        names = sorted(manifest["journals"])
+        if journal is None and len(names) > 1:
+            raise UsageError(f"{src}: the dataset holds {len(names)} journals ({', '.join(names)}); choose one "
+                             "with --journal NAME")
+        if journal is not None and journal not in names:
+            raise UsageError(f"{src}: the dataset holds no journal {journal!r} (it holds {', '.join(names)})")
+        files = [target._join(rel) for rel in manifest.get("files", []) if rel.endswith(".parquet")]
+        if not files:
+            raise NotAJournal(f"{src}: the dataset holds no frame (its manifest lists no file)")
+        return files, target.fs, journal if journal is not None else names[0]
+    if journal is not None:
+        raise UsageError(f"{src}: --journal chooses a journal of a dataset; this is no kftools dataset")
+    if os.path.isdir(src):
+        files = sorted(os.path.join(src, f) for f in os.listdir(src) if f.endswith(".parquet"))
+        if not files:
+            raise NotAJournal(f"{src}: no .parquet file in this folder")
+        return files, None, None
+    if os.path.exists(src):
+        return [src], None, None
+    raise NotAJournal(f"{src}: no such file")
+
+
 def import_parquet(
     src: str, out: str, *, registry: TypeRegistry | None = None, page_size: int | None = None, force: bool = False,
+    journal: str | None = None,
 ) -> ImportResult:
-    """Rebuild a journal from a kftools export (a file, or a ``--split`` folder).
+    """Rebuild a journal from a kftools export (a file, a ``--split`` folder, or a dataset exported to a folder or
+    to ``s3://``/``gs://``: ``journal`` names the one to rebuild when it holds several).
 
     Frames are rebuilt byte-identical (headers, payloads and padding) in the
     order of their original (page, offset); pages get the exported capacity.
@@ -60,17 +97,10 @@ def import_parquet(
     from ..journal.writer import Writer
 
     src, out = os.fspath(src), os.fspath(out)
-    if os.path.isdir(src):
-        files = sorted(os.path.join(src, f) for f in os.listdir(src) if f.endswith(".parquet"))
-        if not files:
-            raise NotAJournal(f"{src}: no .parquet file in this folder")
-    elif os.path.exists(src):
-        files = [src]
-    else:
-        raise NotAJournal(f"{src}: no such file")
+    files, filesystem, journal = _source_files(src, journal)
     check_journal_output(out, force=force, what="imported journal")
     d = os.path.dirname(os.path.abspath(out))
-    opened = [_read_meta(f) for f in files]
+    opened = [_read_meta(f, filesystem) for f in files]
     meta = opened[0][1]
     if meta.get("format") not in IMPORT_FORMATS:
         raise UsageError(f"{files[0]}: export format {meta.get('format')} is not one this kftools reads "
@@ -85,13 +115,17 @@ def import_parquet(
     res = ImportResult(out)
     try:
         with Writer(tmp, page_size=cap, registry=reg) as w, _as_bad_input(src):
-            if len(opened) == 1:
+            if len(opened) == 1 and journal is None:
                 for rb in opened[0][0].iter_batches(batch_size=IMPORT_BATCH):
                     check_rows(src, rb, res.frames, opened[0][1])
                     res.frames += _write_rows(w, rb, reg, opened[0][1])
             else:
-                # a --split folder: merge the files back in journal order
+                # a --split folder, or a dataset's files: merge them back in journal order
                 t = pa.concat_tables([pf.read() for pf, _ in opened], promote_options="default")
+                if journal is not None:  # a dataset holds the rows of every journal exported into it
+                    import pyarrow.compute as pc
+
+                    t = t.filter(pc.equal(t.column("journal").cast(pa.string()), journal))
                 t = t.sort_by([("page", "ascending"), ("offset", "ascending")])
                 merged = dict(meta, columns={})
                 for _pf, m in opened:

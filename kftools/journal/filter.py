@@ -9,11 +9,11 @@ filter with it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UnknownType, UsageError
 from ..timeparse import TIME_OF_DAY, parse_time
 from .frames import FrameBatch
 from .registry import TypeRegistry
@@ -21,7 +21,8 @@ from .registry import TypeRegistry
 
 class FrameFilter:
     """Keep frames whose gen_time is in ``[start_time, end_time]``, whose type id is in ``types`` and whose
-    symbol field is in ``symbols`` (None: no condition)."""
+    symbol field is in ``symbols`` (None: no condition; ``types=()`` keeps no frame: a journal whose generation
+    has none of the types asked for, see :func:`journal_types`)."""
 
     __slots__ = ("start_time", "end_time", "types", "symbols", "trivial", "_types", "_symbols")
 
@@ -32,9 +33,9 @@ class FrameFilter:
         self.start_time = start_time
         self.end_time = end_time
         #: the type ids and symbols kept, sorted (None: any)
-        self.types: list[int] | None = sorted(set(int(t) for t in types)) if types else None
+        self.types: list[int] | None = sorted(set(int(t) for t in types)) if types or types == () else None
         self.symbols: list | None = sorted(set(symbols), key=_as_bytes) if symbols else None
-        self._types = np.array(self.types, dtype=np.uint32) if self.types else None
+        self._types = np.array(self.types, dtype=np.uint32) if self.types is not None else None
         self._symbols = np.array([_as_bytes(s) for s in self.symbols]) if self.symbols else None
         self.trivial = start_time is None and end_time is None and self.types is None and self.symbols is None
 
@@ -60,6 +61,39 @@ class FrameFilter:
         return b if keep is None or keep.all() else b.select(keep)
 
 
+def journal_types(registries: Sequence[TypeRegistry], types) -> list[tuple[int, ...]] | None:
+    """``types`` (names or ids, comma lists, as :func:`frame_filter` takes them) resolved in each journal's own
+    registry, for journals read together: Kungfu generations number their types differently, so ``Trade`` is
+    204 in a Kungfu 2.4 journal and 203 in a later one. An id is the same id in every journal; a name one
+    journal's generation does not know selects nothing of that journal (``()``); a name no journal knows is the
+    error :meth:`TypeRegistry.resolve` raises for the first. None: no type condition."""
+    if types is None:
+        return None
+    if isinstance(types, str | int):
+        types = [types]
+    parts: list[str | int] = []
+    for t in types:
+        if isinstance(t, bool) or not isinstance(t, str | int | np.integer):
+            raise UsageError(f"types: {t!r} is not a type name or id")
+        if isinstance(t, str):
+            parts.extend(p.strip() for p in t.split(",") if p.strip())
+        else:
+            parts.append(int(t))
+    if not parts:
+        return None
+    per: list[list[int]] = [[] for _ in registries]
+    for part in parts:
+        errors: list[UnknownType] = []
+        for ids, reg in zip(per, registries, strict=True):
+            try:
+                ids.append(reg.resolve(part))
+            except UnknownType as e:
+                errors.append(e)
+        if len(errors) == len(registries):
+            raise errors[0]
+    return [tuple(ids) for ids in per]
+
+
 def _as_bytes(symbol: str | bytes) -> bytes:
     return symbol.encode() if isinstance(symbol, str) else symbol
 
@@ -73,7 +107,9 @@ def frame_filter(
     list), ``symbols`` a list or a comma list, times as ns since the epoch or text (ISO-8601 in ``tz``,
     ``+10s`` after the first frame, ``-5s`` before the last, ``13:03:05`` on the first frame's day; the journal's
     first and last gen_time come from ``first_time`` / ``last_time``, asked only when a time needs them).
-    Raises UsageError / UnknownType on what it cannot take."""
+    Raises UsageError / UnknownType on what it cannot take; ``types=()`` keeps no frame (as
+    :func:`journal_types` says of a journal that knows none of the types asked for)."""
+    nothing = isinstance(types, tuple) and not types
     if isinstance(types, str | int):
         types = [types]
     tids: list[int] | None = None
@@ -97,7 +133,7 @@ def frame_filter(
             syms.extend(p.strip() if isinstance(p, str) else p for p in parts if p.strip())
     times = _JournalTimes(first_time, last_time)
     return FrameFilter(filter_time("start_time", start_time, times, tz), filter_time("end_time", end_time, times, tz),
-                       tids, syms)
+                       () if nothing else tids, syms)
 
 
 class _JournalTimes:
@@ -131,4 +167,4 @@ def filter_time(name: str, value, times: _JournalTimes | None = None, tz: dt.tzi
     return int(value)
 
 
-__all__ = ["FrameFilter", "filter_time", "frame_filter"]
+__all__ = ["FrameFilter", "filter_time", "frame_filter", "journal_types"]

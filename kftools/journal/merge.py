@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import NotAJournal, UsageError
 from . import yijinjing
-from .filter import FrameFilter
+from .filter import FrameFilter, journal_types
 from .format import FRAME_HEADER_SIZE, KFTOOLS, PageFlag
 from .frames import HEADER_DTYPE, INDEX_DTYPE, Frame, FrameBatch, frames_of
 from .framestream import stream as _frame_stream
@@ -393,6 +393,14 @@ class MergedReader(BatchQueries):
             self.damage = reader.damage
         return self.damage is not None
 
+    def _per_journal(self, filt: FrameFilter, types) -> list[FrameFilter]:
+        """``filt`` (its times and symbols) for each journal, with ``types`` resolved in that journal's own
+        registry (Kungfu generations number their types differently; see :func:`~.filter.journal_types`)."""
+        per = journal_types([r.registry for r in self.readers], types)
+        if per is None:
+            return [filt] * len(self.readers)
+        return [FrameFilter(filt.start_time, filt.end_time, ids, filt.symbols) for ids in per]
+
     # -- snapshot --------------------------------------------------------------
     def batches(self, batch_size: int = DEFAULT_BATCH, *, until: Sequence[Position] | None = None,
                 start_time: int | None = None, end_time: int | None = None,
@@ -404,7 +412,7 @@ class MergedReader(BatchQueries):
         ``damage`` says where the first damaged journal stopped.
         """
         self.damage = None
-        filt = self._filter(start_time, end_time, types, symbols)
+        filts = self._per_journal(self._filter(start_time, end_time, None, symbols), types)
         ends = list(until) if until is not None else [None] * len(self.readers)
         streams = [r.batches(batch_size, until=e) for r, e in zip(self.readers, ends, strict=True)]
         bufs = [_Buffer() for _ in streams]
@@ -417,7 +425,7 @@ class MergedReader(BatchQueries):
                         live[i] = False
                         self._note(self.readers[i])
                     else:
-                        bufs[i].add(b, filt)
+                        bufs[i].add(b, filts[i])
             if not any(b.count for b in bufs):
                 if not any(live):
                     return
@@ -486,10 +494,11 @@ class MergedReader(BatchQueries):
         """
         if start_time is None and not isinstance(start, bool) and (
                 isinstance(start, int) or (isinstance(start, str) and start not in ("beginning", "end"))):
-            filt = self._follow_filter(start, start, end_time, types, symbols)
+            filt = self._follow_filter(start, start, end_time, None, symbols)
             start = "beginning"  # a time: frames before it are filtered out
         else:
-            filt = self._filter(start_time, end_time, types, symbols)
+            filt = self._filter(start_time, end_time, None, symbols)
+        filts = self._per_journal(filt, types)
         policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
         if start == "end":
             positions = self.end_position()
@@ -499,7 +508,7 @@ class MergedReader(BatchQueries):
             positions = [tuple(p) for p in start]  # type: ignore[misc]
         else:
             raise UsageError(f"bad follow start {start!r}: beginning, end, a time in ns or one (page, offset) per journal")
-        return self._follow(positions, filt, policy, stop, idle_timeout, batch_size, hold)
+        return self._follow(positions, filts, policy, stop, idle_timeout, batch_size, hold)
 
     def _poll(self, i: int, pos: Position, batch_size: int) -> tuple[list[FrameBatch], Position]:
         """New frames of journal ``i`` since ``pos`` (unfiltered), and the position after them."""
@@ -517,7 +526,7 @@ class MergedReader(BatchQueries):
         except Exception:  # noqa: BLE001 - a page not there yet is not closed
             return False
 
-    def _follow(self, positions, filt, policy, stop, idle_timeout, batch_size, hold) -> Iterator[MergedBatch]:
+    def _follow(self, positions, filts, policy, stop, idle_timeout, batch_size, hold) -> Iterator[MergedBatch]:
         n = len(self.readers)
         bufs = [_Buffer() for _ in range(n)]
         now = time.monotonic()
@@ -542,7 +551,7 @@ class MergedReader(BatchQueries):
                     news = True
                     last_news[i] = time.monotonic()
                     for b in got:
-                        bufs[i].add(b, filt)
+                        bufs[i].add(b, filts[i])
                 if self.readers[i].damage is not None:
                     self._note(self.readers[i])
                     dropped.add(i)  # it can deliver nothing more: it holds nobody back

@@ -60,6 +60,10 @@ class PageSet:
             self.fmt, self.path, self.name = gen.fmt, self.kungfu.first_page, self.kungfu.name
             self.registry = gen.registry
         self.first = self.fmt.first_page
+        #: Kungfu v4 makes a page ahead of time (wire v1, status PreOpen): until its writer begins it, it is not
+        #: a page of the journal yet; the pages seen begun (the status is read again only for those not)
+        self._made_ahead = self.fmt is yijinjing.KUNGFU_WIRE_V1.fmt
+        self._begun: set[int] = set()
         self._open: collections.OrderedDict[int, Page] = collections.OrderedDict()
         self._probe_fd = -1
 
@@ -69,8 +73,17 @@ class PageSet:
         return self.fmt.page_path(self.path, index)
 
     def exists(self, index: int) -> bool:
-        """Page ``index``'s file (or its archive) is there."""
-        return page_exists(self.path_of(index))
+        """Page ``index``'s file (or its archive) is there, and its writer has begun it: a Kungfu wire-v1 page
+        made ahead of time (PreOpen) is not there yet for walks, followers and page counts alike."""
+        path = self.path_of(index)
+        if not page_exists(path):
+            return False
+        if not self._made_ahead or index in self._begun:
+            return True
+        if yijinjing.made_ahead(path):
+            return False
+        self._begun.add(index)
+        return True
 
     def indices(self) -> range:
         """Indices of the consecutive page files present, in order (at least the first)."""

@@ -576,6 +576,18 @@ def generation_of(path: str, head: bytes) -> Generation | None:
                                  " knows (it reads version 4 and epoch 0xe3b24c8d, journal wire v1)")
     return None
 
+def made_ahead(path: str) -> bool:
+    """Whether the wire-v1 page file ``path`` was made ahead of time and not begun yet (``status`` PreOpen);
+    False for a file that cannot be read (opening it says why)."""
+    size = WIRE_V1_PAGE_HEADER.size
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(size)
+    except OSError:
+        return False
+    return len(head) == size and WIRE_V1_PAGE_HEADER.unpack(head)["status"] == PageStatus.PreOpen
+
+
 _PAGE_NAME = re.compile(r"^([0-9a-f]{8})\.(\d+)\.journal$")
 _MODES = ("live", "data", "replay", "backtest")
 

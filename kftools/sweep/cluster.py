@@ -1,7 +1,8 @@
 """Runs of a sweep on a Dask distributed cluster (``kftools sweep --scheduler tcp://host:8786``).
 
 Each run is one task (its key names the run). The recordings are read where the workers are: a path they all
-reach. Results come back to this process and are written here.
+reach, or a dataset in object storage each worker host imports once (:mod:`.datasets`). Results come back to this
+process and are written here.
 A worker that dies mid-run loses only that run: the scheduler gives its task to another worker.
 """
 

@@ -118,12 +118,16 @@ def sweep(
     from ..backtest.options import parse_fees
 
     parse_fees(fees)
+    from .datasets import dataset_key, is_dataset
+
+    keys = {r: dataset_key(r) for r in recs if is_dataset(r)}  # what each dataset is now (its manifest)
     jobs = [Job(r, source, os.path.basename(path), cls_name, resp_ns, fees, float(cash),
-                cap_volume, plotlyjs=f"../../{PLOTLY_JS}", chart=chart) for r in runs]
+                cap_volume, plotlyjs=f"../../{PLOTLY_JS}", chart=chart, dataset_key=keys.get(r.recording))
+            for r in runs]
     spec_doc = {
         "strategy": {"file": os.path.basename(path), "class": cls_name,
                      "sha256": hashlib.sha256(source.encode()).hexdigest()},
-        "recordings": recs, "grid": g, "fill_models": sorted({r.fill_model for r in runs}),
+        "recordings": recs, **({"datasets": keys} if keys else {}), "grid": g, "fill_models": sorted({r.fill_model for r in runs}),
         "latencies_ns": sorted({r.latency_ns for r in runs}),
         "response_latency_ns": resp_ns, "fees": fees, "cash": float(cash), "cap_volume": cap_volume,
     }
@@ -177,15 +181,17 @@ def sweep(
 
 
 def _recordings(paths: list) -> list[str]:
-    """Each recording as an absolute path (a folder: the journals in it)."""
+    """Each recording as an absolute path (a folder: the journals in it), or a dataset's URI (``s3://...``: each
+    worker imports it once, see :mod:`.datasets`)."""
     from ..errors import NotAJournal
     from ..journal.merge import expand_journals
+    from .datasets import is_dataset
 
     out: list[str] = []
     for p in map(os.fspath, paths):
-        if "://" in p:
-            raise UsageError(f"{p}: recordings in object storage are not supported yet; copy the journal to a path "
-                             "every worker reads")
+        if is_dataset(p):
+            out.append(p.rstrip("/"))
+            continue
         for j in expand_journals([p]):
             if not os.path.exists(j):
                 raise NotAJournal(f"{j}: no such recording")

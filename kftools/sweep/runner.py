@@ -31,6 +31,7 @@ class Job:
     cap_volume: bool = False
     plotlyjs: str = "inline"  # how each run's report.html gets plotly.js (see kftools.backtest.report)
     chart: bool = True  # also chart.png (report.html is always written)
+    dataset_key: str | None = None  # the recording is a dataset in object storage, as it was when the sweep began
 
 
 @dataclass(slots=True)
@@ -51,8 +52,8 @@ def check_strategy(path: str, class_name: str, params: dict[str, Any]) -> str:
     return type(load_strategy(f"{path}:{class_name}" if class_name else path, params or None)).__name__
 
 
-def backtest_folder(job: Job, recording: str, scratch: str) -> tuple[dict, str]:
-    """``kftools.backtest`` of ``job`` on ``recording``; returns (summary, result folder) inside ``scratch``."""
+def backtest_folder(job: Job, recording: str | list[str], scratch: str) -> tuple[dict, str]:
+    """``kftools.backtest`` of ``job`` on ``recording`` (several journals: their merged timeline); returns (summary, result folder) inside ``scratch``."""
     from ..backtest.run import backtest
 
     src = os.path.join(scratch, job.strategy_file)  # the same base name: the same strategy name in the summary
@@ -73,11 +74,15 @@ def run_job(job: Job) -> RunResult:
     run_id = job.spec.run_id
     scratch = tempfile.mkdtemp(prefix=f"kftools-run-{run_id}-")
     try:
-        recording = job.spec.recording  # a path every worker reads (a shared one on a cluster)
-        summary, folder = backtest_folder(job, recording, scratch)
+        recordings = [job.spec.recording]  # a path every worker reads (a shared one on a cluster)
+        if job.dataset_key is not None:  # or a dataset in object storage: its journals, this host's copy of them
+            from .datasets import local_recordings
+
+            recordings = local_recordings(job.spec.recording, job.dataset_key)
+        summary, folder = backtest_folder(job, recordings[0] if len(recordings) == 1 else recordings, scratch)
         if job.chart:
-            draw_folder(folder, recordings=[recording])
-        write_report(folder, recordings=[recording], plotlyjs=job.plotlyjs)
+            draw_folder(folder, recordings=recordings)
+        write_report(folder, recordings=recordings, plotlyjs=job.plotlyjs)
         files = {}
         for name in sorted(os.listdir(folder)):
             with open(os.path.join(folder, name), "rb") as fh:

@@ -18,7 +18,7 @@ from textual.widgets import Sparkline, Static
 
 from ..journal.format import FRAME_HEADER, Side
 from ..journal.reader import Frame
-from ..render import exact, labelled_fields
+from ..render import exact, json_payload, labelled_fields
 from ..timeparse import format_clock, format_optional_time
 
 _PRICE = ("price", "last_price", "limit_price")
@@ -87,6 +87,8 @@ def frame_cells(frame: Frame, tz: dt.tzinfo | None = None) -> list[Text | str]:
     used = set(keys) | {"side", symbol, "reserved"}
     if f:
         more = " ".join(f"{k}={_num(v)}" for k, v in labelled_fields(frame).items() if k not in used)
+    elif (text := json_payload(frame)) is not None:  # Kungfu's JSON frames
+        more = text
     else:
         payload = frame.payload
         more = f"payload {payload[:16].hex()}{'…' if len(payload) > 16 else ''} ({len(payload)} B)"
