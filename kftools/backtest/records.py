@@ -13,6 +13,7 @@ import numpy as np
 
 from ..journal.layout import Field, Layout
 
+
 def _layout(name: str, fields: str) -> np.dtype:
     """A record layout from ``"name:kind ..."`` (kinds as journal/layout.py declares them; no padding)."""
     return Layout(name, [Field(*f.split(":")) for f in fields.split()]).dtype
