@@ -1044,11 +1044,11 @@ def archive_cmd(
 ) -> None:
     """Compress sealed pages (not the first, not the writer's) into seekable zstd; every command still reads them."""
     from .journal.archive import archive
-    from .monitor import expand_journals
+    from .journal.resolve import journal_paths
     from .timeparse import parse_duration
 
     age = None if older_than is None else parse_duration(older_than) / 1e9
-    res = archive(expand_journals(map(str, journals)), older_than=age, level=level)
+    res = archive(journal_paths(map(str, journals)), older_than=age, level=level)
     _archive_report(res, "archived", json_out)
 
 
@@ -1056,9 +1056,9 @@ def archive_cmd(
 def unarchive_cmd(journals: EachJournalArg, json_out: JsonOpt = False) -> None:
     """Restore archived pages byte-identical to the originals."""
     from .journal.archive import unarchive
-    from .monitor import expand_journals
+    from .journal.resolve import journal_paths
 
-    _archive_report(unarchive(expand_journals(map(str, journals))), "restored", json_out)
+    _archive_report(unarchive(journal_paths(map(str, journals))), "restored", json_out)
 
 
 def _archive_report(res, verb: str, json_out: bool) -> None:

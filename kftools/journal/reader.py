@@ -85,8 +85,8 @@ class Reader(BatchQueries):
     valid data ended if the journal is damaged (iteration stops there).
     """
 
-    def __init__(self, path: str | os.PathLike, *, registry: TypeRegistry | None = None):
-        self.pages = PageSet(path, registry=registry)
+    def __init__(self, path: str | os.PathLike, *, registry: TypeRegistry | None = None, name: str | None = None):
+        self.pages = PageSet(path, registry=registry, name=name)
         self.path = self.pages.path
         #: how commands show the journal: its path, or a Kungfu journal's location and dest
         self.name = self.pages.name
@@ -101,7 +101,7 @@ class Reader(BatchQueries):
     def wait_open(
         cls, path: str | os.PathLike, *, registry: TypeRegistry | None = None,
         stop: Callable[[], bool] | threading.Event | None = None, poll: float = 0.05,
-        on_wait: Callable[[str], None] | None = None,
+        on_wait: Callable[[str], None] | None = None, name: str | None = None,
     ) -> Reader | None:
         """Open ``path``, waiting while it does not exist or its header is unwritten (as ``tail -F``).
 
@@ -110,7 +110,7 @@ class Reader(BatchQueries):
         told = False
         while True:
             try:
-                return cls(path, registry=registry)
+                return cls(path, registry=registry, name=name)
             except NotYetWritten as e:
                 if on_wait and not told:
                     on_wait(str(e))

@@ -179,14 +179,14 @@ def sweep(
 def _recordings(paths: list) -> list[str]:
     """Each recording as an absolute path (a folder: the journals in it)."""
     from ..errors import NotAJournal
-    from ..journal.merge import expand_journals
+    from ..journal.resolve import journal_paths
 
     out: list[str] = []
     for p in map(os.fspath, paths):
         if "://" in p:
             raise UsageError(f"{p}: recordings in object storage are not supported yet; copy the journal to a path "
                              "every worker reads")
-        for j in expand_journals([p]):
+        for j in journal_paths([p]):
             if not os.path.exists(j):
                 raise NotAJournal(f"{j}: no such recording")
             out.append(os.path.abspath(j))
