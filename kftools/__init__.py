@@ -36,6 +36,17 @@ from .journal import (
     verify,
 )
 from .journal.format import FillFlag, Liquidity, OrderStatus, RejectReason
+from .journal.reader import use_table_builder
+
+
+def _table(reader, **filters):
+    # Reader.to_arrow: the export's column builder, imported (with pyarrow) only when a table is asked for
+    from .export.tables import reader_table
+
+    return reader_table(reader, **filters)
+
+
+use_table_builder(_table)
 
 
 def __getattr__(name: str):

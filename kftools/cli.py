@@ -27,6 +27,7 @@ from .errors import (
     JournalChanged,
     JournalLocked,
     KftoolsError,
+    MissingExtra,
     NotAJournal,
     OutputError,
     SchemaError,
@@ -74,6 +75,7 @@ EXIT_CODES: dict[type[KftoolsError], ExitCode] = {
     JournalLocked: ExitCode.LOCKED,
     FrameTooLarge: ExitCode.FAILED,
     StrategyError: ExitCode.FAILED,
+    MissingExtra: ExitCode.FAILED,  # an optional package the command needs is not installed: the line names the extra
 }
 
 

@@ -548,6 +548,14 @@ class MergedReader(BatchQueries):
         for r in self.readers:
             r.close()
 
+    def _readers(self) -> list[Reader]:
+        return self.readers
+
+    def __repr__(self) -> str:
+        states = collections.Counter(s for s, _pid in self.writer_state())
+        return (f"<kftools.MergedReader of {len(self.readers)} journals ({', '.join(self.journals)}): "
+                f"{self.page_count()} page(s), writers {', '.join(f'{n} {s}' for s, n in states.items())}>")
+
     def __enter__(self) -> MergedReader:
         return self
 
