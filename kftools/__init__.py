@@ -7,6 +7,7 @@ from .errors import (
     JournalChanged,
     JournalLocked,
     KftoolsError,
+    MissingExtra,
     NotAJournal,
     OutputError,
     SchemaError,
@@ -61,7 +62,7 @@ def __getattr__(name: str):
 
 __version__ = "0.1.0"
 __all__ = [
-    "CorruptJournal", "Damage", "Frame", "FrameBatch", "FrameTooLarge", "JournalChanged", "JournalLocked", "KftoolsError", "MergedBatch",
+    "CorruptJournal", "Damage", "Frame", "FrameBatch", "FrameTooLarge", "JournalChanged", "JournalLocked", "KftoolsError", "MergedBatch", "MissingExtra",
     "MergedReader", "MsgType", "NotAJournal", "OrderType", "OutputError", "Reader", "SchemaError", "Side",
     "StrategyError", "TypeRegistry", "UnknownType", "UnreadablePage", "UnsupportedVersion", "UsageError", "WaitPolicy", "Writer",
     "load_registry", "open_many", "recover", "register_type", "verify",

@@ -20,7 +20,7 @@ import os
 import stat
 import sys
 
-from ..errors import JournalChanged, KftoolsError, NotAJournal, UnreadablePage
+from ..errors import JournalChanged, KftoolsError, MissingExtra, NotAJournal, UnreadablePage
 from . import yijinjing
 from .archive import keep_spare
 from .format import KFTOOLS, TYPES_SUFFIX, JournalFormat, PageFlag
@@ -196,7 +196,7 @@ class PageSet:
             return None, None
         try:
             return self.page(index + 1), None
-        except UnreadablePage:
+        except (UnreadablePage, MissingExtra):  # about the file or this install, never damage
             raise  # an error about the file, not damage: nothing may be cut because of it
         except NotYetWritten as e:
             # an unwritten page after a sealed one, or before a later page, lost its bytes (power loss)
@@ -216,13 +216,13 @@ class PageSet:
         last = self.indices()[-1]
         try:
             p = self.page(last)
-        except UnreadablePage:
+        except (UnreadablePage, MissingExtra):  # about the file or this install, never damage
             raise
         except KftoolsError as e:
             if last > self.first and (self.page(last - 1).sealed or not isinstance(e, NotYetWritten)):
                 try:  # looked again: its writer may have finished it, then sealed the one before, meanwhile
                     p = self.page(last)
-                except UnreadablePage:
+                except (UnreadablePage, MissingExtra):  # about the file or this install, never damage
                     raise
                 except KftoolsError:
                     # a sealed page's successor is bad, not in the making: end there so a walk reports it

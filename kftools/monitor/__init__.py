@@ -15,11 +15,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import Collector
+from ..errors import UsageError, needs_extra
 
-from ..errors import UsageError
+try:  # kftools[monitor]: the reading commands never import this package
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+    from prometheus_client.registry import Collector
+except ImportError:
+    raise needs_extra("kftools monitor", "monitor") from None
 from ..journal.registry import TypeRegistry
 from ..journal.resolve import journal_paths
 from .alerts import AlertEvent, Alerts, Rule, load_rules, parse_rule
