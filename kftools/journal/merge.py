@@ -30,7 +30,7 @@ from .page import Page
 from .pages import Position
 from .reader import BatchQueries, Reader
 from .registry import TypeRegistry
-from .resolve import names_one, resolve_journals
+from .resolve import JournalRef, resolve_journals
 from .scan import gather_var
 from .walk import DEFAULT_BATCH, Damage, WaitPolicy, stopped
 
@@ -297,13 +297,15 @@ class MergedReader(BatchQueries):
     """
 
     def __init__(self, paths: Iterable[str | os.PathLike], *, registry: TypeRegistry | None = None,
-                 readers: list[Reader] | None = None):
+                 readers: list[Reader] | None = None, refs: list[JournalRef] | None = None):
+        """``refs``: what :func:`~kftools.journal.resolve.resolve_journals` found ``paths`` name, if the caller
+        asked already (folders are then not listed twice)."""
         paths = list(paths)
         self.skipped: list[str] = []
         self.readers = readers if readers is not None else []
         try:
             if readers is None:
-                for ref in resolve_journals(paths):
+                for ref in refs if refs is not None else resolve_journals(paths):
                     try:
                         self.readers.append(Reader(ref.path, registry=registry, name=ref.label))
                     except NotAJournal as e:
@@ -323,12 +325,13 @@ class MergedReader(BatchQueries):
     @classmethod
     def wait_open(cls, paths: Iterable[str | os.PathLike], *, registry: TypeRegistry | None = None,
                   stop: Callable[[], bool] | threading.Event | None = None,
-                  on_wait: Callable[[str], None] | None = None) -> MergedReader | None:
+                  on_wait: Callable[[str], None] | None = None,
+                  refs: list[JournalRef] | None = None) -> MergedReader | None:
         """Open every journal, waiting for those that do not exist yet; None if ``stop`` fires first."""
         readers: list[Reader] = []
         skipped = []
         paths = list(paths)
-        for ref in resolve_journals(paths):
+        for ref in refs if refs is not None else resolve_journals(paths):
             if ref.in_folder:
                 try:  # a folder's journals are there already; what is not a journal is left out
                     readers.append(Reader(ref.path, registry=registry, name=ref.label))
@@ -571,13 +574,19 @@ def open_journals(paths: Sequence[str | os.PathLike], *, registry: TypeRegistry 
 
     With ``wait``, journals that do not exist yet are waited for (None if ``stop`` fires first).
     """
-    if len(paths) == 1 and names_one(paths[0]):
+    if len(paths) == 1 and not os.path.isdir(paths[0]):  # as given: it may not exist yet
         if wait:
             return Reader.wait_open(paths[0], registry=registry, stop=stop, on_wait=on_wait)
         return Reader(paths[0], registry=registry)
+    refs = resolve_journals(paths)  # folders listed once, for the choice and the opening
+    if len(paths) == 1 and len(refs) == 1 and not refs[0].in_folder:  # a folder holding one Kungfu journal
+        one = refs[0]
+        if wait:
+            return Reader.wait_open(one.path, registry=registry, stop=stop, on_wait=on_wait, name=one.label)
+        return Reader(one.path, registry=registry, name=one.label)
     if wait:
-        return MergedReader.wait_open(paths, registry=registry, stop=stop, on_wait=on_wait)
-    return MergedReader(paths, registry=registry)
+        return MergedReader.wait_open(paths, registry=registry, stop=stop, on_wait=on_wait, refs=refs)
+    return MergedReader(paths, registry=registry, refs=refs)
 
 
 def open_many(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,
