@@ -2,19 +2,29 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+DEPS := pyproject.toml setup.py $(wildcard kftools/*/*.c)
+# everything the tests and the linters use (make venv, test, lint, ...); a full install also stands for the core's
 STAMP := $(VENV)/.installed
+# the core alone: what the demo runs (simulate and tail), nothing more
+CORE_STAMP := $(VENV)/.installed-core
 
 .PHONY: venv demo test bench torture samples lint clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py $(wildcard kftools/*/*.c)
+$(STAMP): $(DEPS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
-	touch $(STAMP)
+	$(PY) -m pip install -q -e '.[test,lint]'
+	touch $(STAMP) $(CORE_STAMP)
 
-demo: venv
+$(CORE_STAMP): $(DEPS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $(CORE_STAMP)
+
+demo: $(CORE_STAMP)
 	$(PY) -m kftools.demo
 
 test: venv

@@ -7,6 +7,7 @@ from .errors import (
     JournalChanged,
     JournalLocked,
     KftoolsError,
+    MissingExtra,
     NotAJournal,
     OutputError,
     SchemaError,
@@ -36,6 +37,17 @@ from .journal import (
     verify,
 )
 from .journal.format import FillFlag, Liquidity, OrderStatus, RejectReason
+from .journal.reader import use_table_builder
+
+
+def _table(reader, **filters):
+    # Reader.to_arrow: the export's column builder, imported (with pyarrow) only when a table is asked for
+    from .export.tables import reader_table
+
+    return reader_table(reader, **filters)
+
+
+use_table_builder(_table)
 
 
 def __getattr__(name: str):
@@ -50,7 +62,7 @@ def __getattr__(name: str):
 
 __version__ = "0.1.0"
 __all__ = [
-    "CorruptJournal", "Damage", "Frame", "FrameBatch", "FrameTooLarge", "JournalChanged", "JournalLocked", "KftoolsError", "MergedBatch",
+    "CorruptJournal", "Damage", "Frame", "FrameBatch", "FrameTooLarge", "JournalChanged", "JournalLocked", "KftoolsError", "MergedBatch", "MissingExtra",
     "MergedReader", "MsgType", "NotAJournal", "OrderType", "OutputError", "Reader", "SchemaError", "Side",
     "StrategyError", "TypeRegistry", "UnknownType", "UnreadablePage", "UnsupportedVersion", "UsageError", "WaitPolicy", "Writer",
     "load_registry", "open_many", "recover", "register_type", "verify",

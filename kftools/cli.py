@@ -27,6 +27,7 @@ from .errors import (
     JournalChanged,
     JournalLocked,
     KftoolsError,
+    MissingExtra,
     NotAJournal,
     OutputError,
     SchemaError,
@@ -36,6 +37,7 @@ from .errors import (
     UnsupportedVersion,
     UsageError,
 )
+from .extras import require
 
 app = typer.Typer(
     name="kftools",
@@ -74,6 +76,7 @@ EXIT_CODES: dict[type[KftoolsError], ExitCode] = {
     JournalLocked: ExitCode.LOCKED,
     FrameTooLarge: ExitCode.FAILED,
     StrategyError: ExitCode.FAILED,
+    MissingExtra: ExitCode.FAILED,  # an optional package the command needs is not installed: the line names the extra
 }
 
 
@@ -727,6 +730,8 @@ def replay_cmd(
     Several journals (or a folder) play as one timeline merged by gen_time into the one output (-o needed).
     """
     stop = stop_on_signals()  # before the imports: a signal during them still stops cleanly
+    if (strategy or order_journal) and chart:
+        require("backtest", "kftools replay --strategy")  # its chart.png and report.html
     from .backtest.options import exchange_config
     from .backtest.report import summary_lines as backtest_lines
     from .replay import Controller, Replay
@@ -804,6 +809,9 @@ def sweep_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Backtest a strategy over every combination of parameters, fill models, latencies and recordings."""
+    require("backtest", "kftools sweep")  # every run's report.html
+    if scheduler:
+        require("cluster", "kftools sweep --scheduler")
     from .sweep import sweep
     from .sweep.ui import closing_lines, progress_bar
 
@@ -874,6 +882,8 @@ def backtest_cmd(
 ) -> None:
     """Backtest a strategy on a recording through the simulated exchange (what replay --max --strategy decides,
     without writing an output journal) and write the result folder."""
+    if chart:
+        require("backtest", "kftools backtest")  # chart.png and report.html (--no-chart: neither)
     from .backtest.report import summary_lines as backtest_lines
     from .backtest.run import backtest
     from .backtest.session import default_results
@@ -1015,6 +1025,7 @@ def monitor_cmd(
 
     Folders are listed again at every check: journals created in them later are monitored too.
     """
+    require("monitor", "kftools monitor")
     from .monitor import Monitor, load_rules, run
 
     rules = load_rules(alert, alert_command, None if config is None else str(config), defaults=not no_defaults)
@@ -1047,22 +1058,24 @@ def archive_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Compress sealed pages (not the first, not the writer's) into seekable zstd; every command still reads them."""
+    require("archive", "kftools archive")
     from .journal.archive import archive
-    from .monitor import expand_journals
+    from .journal.resolve import journal_paths
     from .timeparse import parse_duration
 
     age = None if older_than is None else parse_duration(older_than) / 1e9
-    res = archive(expand_journals(map(str, journals)), older_than=age, level=level)
+    res = archive(journal_paths(map(str, journals)), older_than=age, level=level)
     _archive_report(res, "archived", json_out)
 
 
 @command(name="unarchive")
 def unarchive_cmd(journals: EachJournalArg, json_out: JsonOpt = False) -> None:
     """Restore archived pages byte-identical to the originals."""
+    require("archive", "kftools unarchive")
     from .journal.archive import unarchive
-    from .monitor import expand_journals
+    from .journal.resolve import journal_paths
 
-    _archive_report(unarchive(expand_journals(map(str, journals))), "restored", json_out)
+    _archive_report(unarchive(journal_paths(map(str, journals))), "restored", json_out)
 
 
 def _archive_report(res, verb: str, json_out: bool) -> None:

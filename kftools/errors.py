@@ -59,3 +59,16 @@ class OutputError(KftoolsError):
 
 class StrategyError(KftoolsError):
     """A replay strategy failed to load or raised in a callback."""
+
+
+class MissingExtra(KftoolsError):
+    """A command or call needs an optional package that is not installed (``pip install 'kftools[EXTRA]'``)."""
+
+    def __init__(self, message: str, extra: str | None = None):
+        super().__init__(message)
+        self.extra = extra
+
+
+def needs_extra(what: str, extra: str) -> MissingExtra:
+    """The error for ``what`` (``kftools backtest``) run without the ``extra`` installed."""
+    return MissingExtra(f"{what} needs the '{extra}' extra: pip install 'kftools[{extra}]'", extra)

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from .errors import KftoolsError
 from .info import JournalInfo, journal_info
-from .journal.merge import expand_journals
 from .journal.recovery import VerifyReport, verify
 from .journal.registry import TypeRegistry
+from .journal.resolve import resolve_journals
 from .timeparse import format_time
 
 
@@ -141,10 +141,11 @@ def summarize(kind: str, paths: Sequence[str | os.PathLike], registry: TypeRegis
     """``info`` or ``verify`` of every journal in ``paths`` (folders expanded), read-only."""
     run = journal_info if kind == "info" else verify
     out = Summary(kind)
-    for p in expand_journals(paths):
+    for ref in resolve_journals(paths):
         try:
-            report = run(p, registry)
-            out.rows.append(Row(report.path, report=report))  # a Kungfu journal by its location
+            report = run(ref.path, registry)
+            report.path = ref.label  # a Kungfu journal by its location (and the folders that tell two apart)
+            out.rows.append(Row(ref.label, report=report))
         except KftoolsError as e:
-            out.rows.append(Row(p, error=e))
+            out.rows.append(Row(ref.label, error=e))
     return out

@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from kftest import KFTOOLS, ROOT, run_cli
 
 from kftools import Reader, Writer
-from kftools.export import MANIFEST, export, import_parquet, journals_in
+from kftools.export import MANIFEST, export, import_parquet
 from kftools.journal.registry import DEFAULT_REGISTRY
+from kftools.journal.resolve import journal_paths
 
 T0 = 1_764_201_600 * 10**9 + 123_456_789  # 2025-11-27T00:00:00.123456789Z: ns a microsecond column cannot hold
 SYMS = ["AAPL", "MSFT", "NVDA"]
@@ -47,7 +48,7 @@ def truth(folder):
     """Frames, and per symbol (ticker count, volume sum), read from the journals themselves."""
     want: dict = {}
     n = 0
-    for path in journals_in(str(folder)):
+    for path in journal_paths([str(folder)]):
         with Reader(path) as rd:
             for f in rd:
                 n += 1

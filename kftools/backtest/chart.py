@@ -11,12 +11,15 @@ import os
 
 import numpy as np
 
+from ..extras import require
+
 MAX_MARKERS = 150  # more fills than this are drawn as counts per bar: markers would bury the line
 MAX_POSITION_PANELS = 6
 
 
 def draw_folder(folder: str, path: str | None = None, recordings: list[str] | None = None) -> str:
     """Write ``chart.png`` (or ``path``) for the result folder ``folder``; returns the path."""
+    require("backtest", "a backtest chart")
     import matplotlib
 
     matplotlib.use("Agg")

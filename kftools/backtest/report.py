@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..extras import require
+
 #: bar lengths the statistics may use (seconds), the longest giving at least MIN_BARS bars is chosen
 BAR_CHOICES = ((86_400, "1 day"), (3_600, "1 hour"), (900, "15 min"), (300, "5 min"), (60, "1 min"), (10, "10 s"),
                (1, "1 s"))
@@ -258,6 +260,7 @@ th.sortable{cursor:pointer} th.sortable:after{content:" \\2195";color:#9aa3b0} .
 
 def _js_tag(plotlyjs: str) -> str:
     if plotlyjs == "inline":
+        require("backtest", "a backtest report")
         from plotly.offline import get_plotlyjs
 
         return f"<script>{get_plotlyjs()}</script>"
@@ -338,6 +341,7 @@ def write_report(folder: str, recordings: list[str] | None = None, plotlyjs: str
     prices stand in for the market's). ``plotlyjs``: ``"inline"`` (self-contained), or a relative URL of a
     local copy of plotly.js (a sweep's runs share one).
     """
+    require("backtest", "a backtest report")
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -485,6 +489,7 @@ def _param_text(v: Any) -> str:
 def write_sweep_report(out: str, runs, params: list[str], title: str = "Sweep", plotlyjs: str = "inline") -> str:
     """Write ``out/report.html`` for a sweep: a sortable table of its runs and heatmaps of a chosen statistic
     over two parameters, one per fill model and latency. ``runs`` is runs.parquet's table."""
+    require("backtest", "a backtest report")
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 

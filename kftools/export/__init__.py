@@ -18,9 +18,8 @@ import os
 from collections.abc import Callable
 
 from ..errors import UsageError
-from ..journal import yijinjing
-from ..journal.merge import journals_in
 from ..journal.registry import DEFAULT_REGISTRY, TypeRegistry
+from ..journal.resolve import names_one
 from .columns import EXPORT_FORMAT, META_KEY, Columns, schema_table
 from .dataset import MANIFEST, export_dataset, is_remote
 from .files import PARQUET_SUFFIXES, export_journal, export_journals
@@ -72,8 +71,8 @@ def export(
         raise UsageError("--name needs --follow (it publishes a follower's position)")
     if not sources:
         raise UsageError("no journal given")
-    # a folder holding exactly one Kungfu journal is that journal
-    one = len(sources) == 1 and not (os.path.isdir(sources[0]) and len(yijinjing.find_journals(sources[0])) != 1)
+    # a folder holding one Kungfu journal is that journal (see kftools.journal.resolve)
+    one = len(sources) == 1 and names_one(sources[0])
     if not one or is_remote(out):
         if follow:
             raise UsageError("--follow takes one journal and a local file")
@@ -88,5 +87,5 @@ def export(
 __all__ = [
     "COMPRESSIONS", "DEFAULT_ROW_GROUP", "EXPORT_FORMAT", "MANIFEST", "META_KEY", "TIMESTAMPS", "Columns",
     "ExportOptions", "ExportResult", "ImportResult", "Progress", "export", "export_dataset", "export_journal", "export_journals",
-    "import_parquet", "journals_in", "schema_table",
+    "import_parquet", "schema_table",
 ]

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import JournalLocked, KftoolsError, NotAJournal, OutputError, UsageError
-from ..journal.merge import expand_journals
 from ..journal.reader import FrameBatch, Reader
 from ..journal.registry import TypeRegistry
+from ..journal.resolve import JournalRef, resolve_journals
 from ..outputs import check_output, create_temporary_folder, publish_mode
 from .columns import Columns
 from .files import check_parquet_name
@@ -328,7 +328,8 @@ def export_dataset(sources: str | list[str], out: str, opts: ExportOptions, *, r
     replaces the dataset instead of adding to it.
     """
     sources = [sources] if isinstance(sources, str) else list(sources)
-    paths = expand_journals(sources)  # a missing journal is the error to show, before any network call
+    refs = resolve_journals(sources)  # a missing journal is the error to show, before any network call
+    paths = [r.path for r in refs]
     lock = None
     if not is_remote(out):
         check_parquet_name(out, folder=True, journal=" ".join(sources))
@@ -336,13 +337,13 @@ def export_dataset(sources: str | list[str], out: str, opts: ExportOptions, *, r
         if os.path.isfile(os.path.join(out, MANIFEST)) and not os.path.islink(out):
             lock = _lock(out)  # a kftools dataset (a new one appears whole, with one rename)
     try:
-        return _export_dataset(sources, paths, out, opts, registry)
+        return _export_dataset(sources, refs, out, opts, registry)
     finally:
         if lock is not None:
             os.close(lock)
 
 
-def _export_dataset(sources: list[str], paths: list[str], out: str, opts: ExportOptions,
+def _export_dataset(sources: list[str], refs: list[JournalRef], out: str, opts: ExportOptions,
                     registry: TypeRegistry) -> ExportResult:
     from ..journal.filter import journal_types
     from ..selection import Selection
@@ -363,15 +364,14 @@ def _export_dataset(sources: list[str], paths: list[str], out: str, opts: Export
                          "export to a new dataset, or --force to replace it")
     if not target.remote:
         _check_local(out, force, fresh=manifest is None)
-    in_folder = {p for s in sources if os.path.isdir(s) for p in expand_journals([s])}
     readers: list[Reader] = []
     skipped: list[str] = []
     try:
-        for p in paths:
+        for ref in refs:
             try:
-                readers.append(Reader(p, registry=registry))
+                readers.append(Reader(ref.path, registry=registry, name=ref.label))
             except NotAJournal as e:
-                if p not in in_folder:
+                if not ref.in_folder:
                     raise
                 skipped.append(str(e))  # a schema file or a note beside the journals
         if not readers:

@@ -16,7 +16,7 @@ from ..journal.format import FRAME_HEADER_SIZE, PAGE_HEADER_SIZE
 from ..journal.reader import FrameBatch, Reader
 from ..journal.registry import TypeRegistry
 from ..outputs import STDOUT, check_output, create_temporary, create_temporary_folder, publish_mode
-from .columns import Columns, from_numpy
+from .columns import Columns
 from .sink import ParquetSink, RowGroupWriter
 from .stream import (
     READ_BATCH,
@@ -29,6 +29,7 @@ from .stream import (
     pump,
     remove_output,
 )
+from .tables import journal_names, merged_record_batches
 
 #: the names of a Parquet file (what every engine, and ``kftools import``, takes for one)
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -120,8 +121,7 @@ def export_journals(paths: list[str], out: str, opts: ExportOptions, *, registry
             check_output(out, force=opts.force, inputs=[r.path for r in reader.readers])
             check_parquet_name(out, journal=" ".join(paths))
         registry = reader.registry  # Kungfu journals bring their own types
-        # a Kungfu journal by its location, ours by file name, as in a dataset
-        names = [r.name if r.kungfu is not None else os.path.basename(r.path) for r in reader.readers]
+        names = journal_names(reader)  # a Kungfu journal by its label, ours by file name, as in a dataset
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup is not None:
             raise UsageError(f"two journals are named {dup}: the journal column could not tell them apart")
@@ -138,12 +138,7 @@ def export_journals(paths: list[str], out: str, opts: ExportOptions, *, registry
             opts.total(sum(journal_bytes(r, u) for r, u in zip(reader.readers, until, strict=True)))
 
         def rows(b) -> Iterator[pa.RecordBatch]:
-            parts = [cols.convert(p, names[j]) for j, p in zip(b.part_journal, b.parts, strict=True)]
-            if len(parts) == 1 and b.order is None:
-                yield parts[0]
-                return
-            t = pa.Table.from_batches(parts, schema=cols.schema)
-            yield from (t if b.order is None else t.take(from_numpy(b.order))).to_batches()
+            return merged_record_batches(cols, names, b)
 
         def write(fh) -> None:
             sink = ParquetSink(fh, cols, opts.compression, opts.row_group_size, meta, name=out)

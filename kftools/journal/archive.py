@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import CorruptJournal, JournalLocked, KftoolsError, NotAJournal, UsageError
+from ..errors import CorruptJournal, JournalLocked, KftoolsError, NotAJournal, UsageError, needs_extra
 from .format import (
     ARCHIVE_HEADER,
     ARCHIVE_MAGIC,
@@ -50,6 +50,15 @@ DEFAULT_CHUNK = 1 << 20
 DEFAULT_LEVEL = 3
 _CRC_STEP = 64 << 20
 
+
+def _zstandard():
+    """The zstandard module: only archiving and reading archived pages need it (``kftools[archive]``), so it is
+    imported where they start, never at a command's start."""
+    try:
+        import zstandard
+    except ImportError:
+        raise needs_extra("archiving pages and reading archived ones", "archive") from None
+    return zstandard
 
 def archive_path(page_file: str) -> str:
     return page_file + ARCHIVE_SUFFIX
@@ -100,7 +109,7 @@ def write_archive(page_mm, page_index: int, out_fd: int, *, level: int = DEFAULT
     ah = ARCHIVE_HEADER.struct.pack(ARCHIVE_MAGIC, 1, page_index, chunk_size, file_size, data_size, crc,
                                     header["write_cursor"], b"")
     out = [SKIPPABLE_HEADER.struct.pack(ZSTD_SKIPPABLE_MAGIC, len(ah)), ah]
-    import zstandard  # only archiving and reading archived pages need it: keep it off every command's start
+    zstandard = _zstandard()
 
     cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
     entries = []
@@ -202,6 +211,7 @@ def read_archive_info(path: str) -> ArchiveInfo:
 
 def decompress_archive(path: str, *, check_crc: bool = False) -> tuple[mmap.mmap, ArchiveInfo]:
     """The original page in anonymous memory (zeros after ``data_size``, as in the sparse page file)."""
+    _zstandard()  # said before any view of the page exists (a missing extra is one line, nothing held)
     data = _map_file(path)
     try:
         info = read_archive_info_bytes(data, path)
@@ -295,7 +305,7 @@ def _decompress_into(job: tuple[memoryview, memoryview, str]) -> str | None:
     Problems are returned, not raised: a traceback would keep the decoder, and
     with it the views of the page, alive after the call.
     """
-    import zstandard  # only archiving and reading archived pages need it: keep it off every command's start
+    import zstandard  # decompress_archive checked it is there (kftools[archive])
 
     src, dst, where = job
     try:

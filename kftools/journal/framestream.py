@@ -64,8 +64,11 @@ class FrameMethods:
 
     @property
     def journal(self) -> str:
-        """The journal this frame is in: the path of its first page, as the reader was given it."""
+        """The journal this frame is in: its reader's name for it (the path of its first page as the reader was
+        given it, a Kungfu journal's location and dest, or the label the resolver gave it)."""
         p = self.page
+        if p.journal is not None:
+            return p.journal
         if p.fmt is not KFTOOLS:
             return yijinjing.find_journals(p.path)[0].name  # a Kungfu journal: its location and dest
         return p.path if p.index == 0 else p.path[: -len(str(p.index)) - 1]

@@ -21,7 +21,6 @@ from typing import Literal
 import numpy as np
 
 from ..errors import NotAJournal, UsageError
-from . import yijinjing
 from .filter import FrameFilter, journal_types
 from .format import FRAME_HEADER_SIZE, KFTOOLS, PageFlag
 from .frames import HEADER_DTYPE, INDEX_DTYPE, Frame, FrameBatch, frames_of
@@ -29,9 +28,9 @@ from .framestream import stream as _frame_stream
 from .layout import Field
 from .page import Page
 from .pages import Position
-from .pages import journals_in as kftools_journals_in
 from .reader import BatchQueries, Reader
 from .registry import TypeRegistry
+from .resolve import JournalRef, resolve_journals
 from .scan import gather_var
 from .walk import DEFAULT_BATCH, Damage, WaitPolicy, stopped
 
@@ -45,42 +44,6 @@ _NO_KEY = np.iinfo(np.int64).min
 MERGED_INDEX_DTYPE = np.dtype([("journal", Field("journal", "u16").numpy_code), *[(n, INDEX_DTYPE[n]) for n in INDEX_DTYPE.names or ()]])
 #: how long a merged follower waits for a silent journal before releasing frames without it (seconds)
 DEFAULT_HOLD = 0.05
-
-
-def journals_in(folder: str) -> list[str]:
-    """First pages of the journals in ``folder``, by name (not ``<path>.<n>`` later pages, not hidden files, not the
-    files kftools keeps beside a journal);
-    in a Kungfu ``KF_HOME``, ``runtime`` or ``journal/{mode}`` folder, the first page of every journal under it."""
-    kungfu = yijinjing.find_journals(folder)
-    if kungfu:
-        return [j.first_page for j in kungfu]
-    return kftools_journals_in(folder)
-
-
-def expand_journals(paths: Iterable[str | os.PathLike]) -> list[str]:
-    """Each path as given; a folder becomes the journals in it. A journal named twice is an error."""
-    return [p for p, _ in _expand(paths)]
-
-
-def _expand(paths: Iterable[str | os.PathLike]) -> list[tuple[str, bool]]:
-    """(path, found in a folder) for each journal."""
-    out: list[tuple[str, bool]] = []
-    seen: dict[str, str] = {}
-    for p in paths:
-        p = os.fspath(p)
-        folder = os.path.isdir(p)
-        found = journals_in(p) if folder else [p]
-        if not found:
-            raise NotAJournal(f"{p}: no journal in this folder")
-        for j in found:
-            real = os.path.realpath(j)
-            if real in seen:
-                raise UsageError(f"{j}: given twice (also as {seen[real]})")
-            seen[real] = j
-            out.append((j, folder))
-    if not out:
-        raise UsageError("no journal given")
-    return out
 
 
 class MergedBatch:
@@ -334,17 +297,19 @@ class MergedReader(BatchQueries):
     """
 
     def __init__(self, paths: Iterable[str | os.PathLike], *, registry: TypeRegistry | None = None,
-                 readers: list[Reader] | None = None):
+                 readers: list[Reader] | None = None, refs: list[JournalRef] | None = None):
+        """``refs``: what :func:`~kftools.journal.resolve.resolve_journals` found ``paths`` name, if the caller
+        asked already (folders are then not listed twice)."""
         paths = list(paths)
         self.skipped: list[str] = []
         self.readers = readers if readers is not None else []
         try:
             if readers is None:
-                for p, in_folder in _expand(paths):
+                for ref in refs if refs is not None else resolve_journals(paths):
                     try:
-                        self.readers.append(Reader(p, registry=registry))
+                        self.readers.append(Reader(ref.path, registry=registry, name=ref.label))
                     except NotAJournal as e:
-                        if not in_folder:
+                        if not ref.in_folder:
                             raise
                         self.skipped.append(str(e))
         except BaseException:
@@ -360,19 +325,20 @@ class MergedReader(BatchQueries):
     @classmethod
     def wait_open(cls, paths: Iterable[str | os.PathLike], *, registry: TypeRegistry | None = None,
                   stop: Callable[[], bool] | threading.Event | None = None,
-                  on_wait: Callable[[str], None] | None = None) -> MergedReader | None:
+                  on_wait: Callable[[str], None] | None = None,
+                  refs: list[JournalRef] | None = None) -> MergedReader | None:
         """Open every journal, waiting for those that do not exist yet; None if ``stop`` fires first."""
         readers: list[Reader] = []
         skipped = []
         paths = list(paths)
-        for p, in_folder in _expand(paths):
-            if in_folder:
+        for ref in refs if refs is not None else resolve_journals(paths):
+            if ref.in_folder:
                 try:  # a folder's journals are there already; what is not a journal is left out
-                    readers.append(Reader(p, registry=registry))
+                    readers.append(Reader(ref.path, registry=registry, name=ref.label))
                 except NotAJournal as e:
                     skipped.append(str(e))
                 continue
-            r = Reader.wait_open(p, registry=registry, stop=stop, on_wait=on_wait)
+            r = Reader.wait_open(ref.path, registry=registry, stop=stop, on_wait=on_wait, name=ref.label)
             if r is None:
                 for x in readers:
                     x.close()
@@ -594,6 +560,14 @@ class MergedReader(BatchQueries):
         for r in self.readers:
             r.close()
 
+    def _readers(self) -> list[Reader]:
+        return self.readers
+
+    def __repr__(self) -> str:
+        states = collections.Counter(s for s, _pid in self.writer_state())
+        return (f"<kftools.MergedReader of {len(self.readers)} journals ({', '.join(self.journals)}): "
+                f"{self.page_count()} page(s), writers {', '.join(f'{n} {s}' for s, n in states.items())}>")
+
     def __enter__(self) -> MergedReader:
         return self
 
@@ -604,17 +578,24 @@ class MergedReader(BatchQueries):
 def open_journals(paths: Sequence[str | os.PathLike], *, registry: TypeRegistry | None = None, wait: bool = False,
                   stop: Callable[[], bool] | threading.Event | None = None,
                   on_wait: Callable[[str], None] | None = None) -> Reader | MergedReader | None:
-    """A :class:`Reader` for one journal file, a :class:`MergedReader` for several or a folder.
+    """A :class:`Reader` for one journal (a file, or a folder holding one Kungfu journal: see
+    :mod:`~kftools.journal.resolve`), a :class:`MergedReader` for several or a folder.
 
     With ``wait``, journals that do not exist yet are waited for (None if ``stop`` fires first).
     """
-    if len(paths) == 1 and not os.path.isdir(paths[0]):
+    if len(paths) == 1 and not os.path.isdir(paths[0]):  # as given: it may not exist yet
         if wait:
             return Reader.wait_open(paths[0], registry=registry, stop=stop, on_wait=on_wait)
         return Reader(paths[0], registry=registry)
+    refs = resolve_journals(paths)  # folders listed once, for the choice and the opening
+    if len(paths) == 1 and len(refs) == 1 and not refs[0].in_folder:  # a folder holding one Kungfu journal
+        one = refs[0]
+        if wait:
+            return Reader.wait_open(one.path, registry=registry, stop=stop, on_wait=on_wait, name=one.label)
+        return Reader(one.path, registry=registry, name=one.label)
     if wait:
-        return MergedReader.wait_open(paths, registry=registry, stop=stop, on_wait=on_wait)
-    return MergedReader(paths, registry=registry)
+        return MergedReader.wait_open(paths, registry=registry, stop=stop, on_wait=on_wait, refs=refs)
+    return MergedReader(paths, registry=registry, refs=refs)
 
 
 def open_many(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,

@@ -50,7 +50,7 @@ class Page:
 
     __slots__ = (
         "path", "index", "mm", "fd", "file_size", "capacity", "version", "magic", "page_index", "writer_pid", "registry",
-        "identity",
+        "identity", "journal",
     )
 
     def __init__(self, path: str, index: int, mm: mmap.mmap, fd: int, file_size: int, header: dict):
@@ -66,6 +66,7 @@ class Page:
         self.writer_pid = header["writer_pid"]
         self.registry: TypeRegistry = DEFAULT_REGISTRY  # the reader that opens it sets its own
         self.identity: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the file mapped; (0, 0): not a file
+        self.journal: str | None = None  # the name of the journal it is a page of (its reader sets it)
 
     @property
     def cursor(self) -> int:
@@ -133,6 +134,7 @@ class KungfuPage(Page):
         self.writer_pid = 0
         self.registry = self.generation.registry
         self.identity = (0, 0)
+        self.journal = None
         self._end = self.frame_start
         self._sealed = self._broken = False
         self._scratch = np.empty(4096, dtype=np.int64)

@@ -20,12 +20,12 @@ import os
 import stat
 import sys
 
-from ..errors import JournalChanged, KftoolsError, NotAJournal, UnreadablePage
+from ..errors import JournalChanged, KftoolsError, MissingExtra, NotAJournal, UnreadablePage
 from . import yijinjing
 from .archive import keep_spare
 from .format import KFTOOLS, TYPES_SUFFIX, JournalFormat, PageFlag
 from .lock import is_locked
-from .page import ArchivedPage, NotYetWritten, Page, check_header, open_page, page_exists
+from .page import ArchivedPage, NotYetWritten, Page, open_page, page_exists
 from .registry import DEFAULT_REGISTRY, TypeRegistry
 
 Position = tuple[int, int]  # (page index, offset in page)
@@ -45,7 +45,7 @@ class PageSet:
     page's path, ``name`` how commands show the journal, ``fmt`` its format.
     """
 
-    def __init__(self, path: str | os.PathLike, *, registry: TypeRegistry | None = None):
+    def __init__(self, path: str | os.PathLike, *, registry: TypeRegistry | None = None, name: str | None = None):
         self.path = os.fspath(path)
         #: how commands show the journal: its path, or a Kungfu journal's location and dest
         self.name = self.path
@@ -59,6 +59,8 @@ class PageSet:
             gen = kungfu_generation(self.kungfu.first_page)
             self.fmt, self.path, self.name = gen.fmt, self.kungfu.first_page, self.kungfu.name
             self.registry = gen.registry
+        if name is not None:  # the label the resolver gave it (distinct among the journals opened together)
+            self.name = name
         self.first = self.fmt.first_page
         #: Kungfu v4 makes a page ahead of time (wire v1, status PreOpen): until its writer begins it, it is not
         #: a page of the journal yet; the pages seen begun (the status is read again only for those not)
@@ -128,6 +130,7 @@ class PageSet:
             self._drop(i)
         p = open_page(self.path_of(index), index, fmt=self.fmt)
         p.registry = self.registry
+        p.journal = self.name
         self._open[index] = p
         if len(self._open) > MAX_OPEN_PAGES:
             self._drop(next(iter(self._open)))
@@ -206,7 +209,7 @@ class PageSet:
             return None, None
         try:
             return self.page(index + 1), None
-        except UnreadablePage:
+        except (UnreadablePage, MissingExtra):  # about the file or this install, never damage
             raise  # an error about the file, not damage: nothing may be cut because of it
         except NotYetWritten as e:
             # an unwritten page after a sealed one, or before a later page, lost its bytes (power loss)
@@ -226,13 +229,13 @@ class PageSet:
         last = self.indices()[-1]
         try:
             p = self.page(last)
-        except UnreadablePage:
+        except (UnreadablePage, MissingExtra):  # about the file or this install, never damage
             raise
         except KftoolsError as e:
             if last > self.first and (self.page(last - 1).sealed or not isinstance(e, NotYetWritten)):
                 try:  # looked again: its writer may have finished it, then sealed the one before, meanwhile
                     p = self.page(last)
-                except UnreadablePage:
+                except (UnreadablePage, MissingExtra):  # about the file or this install, never damage
                     raise
                 except KftoolsError:
                     # a sealed page's successor is bad, not in the making: end there so a walk reports it
@@ -412,40 +415,5 @@ def journal_pages(first_page: str | os.PathLike, fmt: JournalFormat = KFTOOLS) -
     return pages
 
 
-def journals_in(folder: str) -> list[str]:
-    """First pages of the journals in ``folder``, by name: not ``<path>.<n>`` later pages, not hidden files,
-    not the files kftools keeps beside a journal, and not files that are plainly something else (notes, exports):
-    a ``*.dat`` file is a journal by name (a damaged one is reported, not skipped), any other only if it starts
-    with a journal's magic."""
-    out = []
-    for name in sorted(os.listdir(folder)):
-        p = os.path.join(folder, name)
-        stem, _, ext = name.rpartition(".")
-        if name.startswith(".") or not os.path.isfile(p) or (ext.isdigit() and stem) or name.endswith(SIDECAR_SUFFIXES):
-            continue
-        if name.endswith(".dat") or _has_page_header(p):
-            out.append(p)
-    return out
-
-
-def _has_page_header(path: str) -> bool:
-    """Whether ``path`` starts with a first page's header kftools would read (or one being written)."""
-    size = KFTOOLS.page_header.size
-    try:
-        with open(path, "rb") as fh:  # a regular file (checked): opening it cannot block
-            head = fh.read(size)
-    except OSError:
-        return True  # unreadable: the command says why
-    if len(head) < size:
-        return False
-    try:
-        check_header(path, KFTOOLS.page_header.unpack(head), 0)
-    except NotYetWritten:
-        return True  # a journal being created
-    except KftoolsError:
-        return False
-    return True
-
-
-__all__ = ["MAX_OPEN_PAGES", "SIDECAR_SUFFIXES", "PageSet", "Position", "journal_pages", "journals_in",
+__all__ = ["MAX_OPEN_PAGES", "SIDECAR_SUFFIXES", "PageSet", "Position", "journal_pages",
            "kungfu_journal", "stale_pages"]

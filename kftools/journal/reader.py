@@ -12,10 +12,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import MissingExtra, UsageError
 from .filter import FrameFilter, frame_filter
 from .format import FRAME_HEADER, JournalFormat
 from .frames import HEADER_DTYPE, INDEX_DTYPE, FrameBatch, frame_at, frames_of
@@ -26,12 +27,94 @@ from .positions import PositionSlot
 from .registry import TypeRegistry
 from .walk import DEFAULT_BATCH, Damage, WaitPolicy, Walk, frames_of_batches, scan_page, stopped
 
+#: builds an Arrow table of a reader's frames as the Parquet export writes them; the export plugs it in
+#: (``kftools/__init__.py``: the core does not import the export, nor pyarrow before it is asked for)
+_table_builder: Callable[..., Any] | None = None
+
+
+def use_table_builder(build: Callable[..., Any]) -> None:
+    """Set what :meth:`BatchQueries.to_arrow` calls (``build(reader, **filters)``)."""
+    global _table_builder
+    _table_builder = build
+
+
+def _iso(ns: int | None) -> str:
+    return "-" if ns is None else f"{np.datetime64(int(ns), 'ns')}Z"
+
 
 class BatchQueries:
     """What a reader answers from its ``batches()`` alone (``Reader`` and ``MergedReader``)."""
 
     registry: TypeRegistry
     batches: Callable[..., Iterator]  # each reader's own, with its filters
+    _readers: Callable[[], list[Reader]]  # the journals it reads (itself, or a merged reader's)
+
+    # -- data frames -------------------------------------------------------------
+    def to_arrow(self, *, types=None, symbols=None, start_time=None, end_time=None, timestamps: str = "ns") -> Any:
+        """The frames committed now that match the filters (as :meth:`batches` takes them) as a ``pyarrow.Table``,
+        rendered exactly as ``kftools export`` writes them to Parquet (enum names, unset times null; several
+        journals: a ``journal`` column). ``timestamps``: "ns" or "us" (then exact ``*_ns`` columns too)."""
+        if _table_builder is None:  # pragma: no cover - kftools/__init__.py sets it
+            raise UsageError("to_arrow needs kftools.export (import kftools)")
+        return _table_builder(self, types=types, symbols=symbols, start_time=start_time, end_time=end_time,
+                              timestamps=timestamps)
+
+    def to_pandas(self, **filters) -> Any:
+        """:meth:`to_arrow` as a ``pandas.DataFrame`` (needs pandas)."""
+        try:
+            import pandas  # noqa: F401  # said by name when missing, not deep inside pyarrow
+        except ImportError:
+            raise MissingExtra("to_pandas needs pandas: pip install pandas") from None
+        return self.to_arrow(**filters).to_pandas()
+
+    def to_polars(self, **filters) -> Any:
+        """:meth:`to_arrow` as a ``polars.DataFrame`` (needs polars)."""
+        try:
+            import polars
+        except ImportError:
+            raise MissingExtra("to_polars needs polars: pip install polars") from None
+        import pyarrow as pa
+
+        table = self.to_arrow(**filters)
+        for i, f in enumerate(table.schema):
+            if pa.types.is_fixed_size_list(f.type):
+                # a slice of a fixed-size list keeps its parent's values, which Arrow allows and polars refuses
+                # ("validity mask length must be equal..."): those columns as compact copies
+                chunks = [c.take(np.arange(len(c))) for c in table.column(i).chunks]
+                table = table.set_column(i, f, pa.chunked_array(chunks, f.type))
+        return polars.from_arrow(table)
+
+    def _rows(self) -> list[dict]:
+        """Per journal: name, format, pages, frames, first and last gen_time, writer state and pid."""
+        out = []
+        for r in self._readers():
+            state, pid = r.writer_state()
+            out.append({"journal": r.name, "format": r.fmt.name, "pages": r.page_count(), "frames": r.count(),
+                        "first": r.first_time(), "last": r.last_time(), "writer": state, "pid": pid,
+                        "damage": r.damage})
+        return out
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: a row per journal (pages, frames, time range, writer state) and, merged, a total."""
+        import html
+
+        rows = self._rows()
+        head = ["journal", "format", "pages", "frames", "first gen_time", "last gen_time", "writer"]
+        body = [[r["journal"], r["format"], f"{r['pages']:,}", f"{r['frames']:,}", _iso(r["first"]), _iso(r["last"]),
+                 r["writer"] + (f" (pid {r['pid']})" if r["pid"] else "")
+                 + (f"; damaged: {r['damage']}" if r["damage"] is not None else "")] for r in rows]
+        if len(rows) > 1:
+            firsts = [r["first"] for r in rows if r["first"] is not None]
+            lasts = [r["last"] for r in rows if r["last"] is not None]
+            body.append([f"total: {len(rows)} journals", "", f"{sum(r['pages'] for r in rows):,}",
+                         f"{sum(r['frames'] for r in rows):,}", _iso(min(firsts, default=None)),
+                         _iso(max(lasts, default=None)), ""])
+
+        def tr(cells, tag="td") -> str:
+            return "<tr>" + "".join(f"<{tag}>{html.escape(str(c))}</{tag}>" for c in cells) + "</tr>"
+
+        return (f"<table><caption>kftools.{type(self).__name__}</caption><thead>{tr(head, 'th')}</thead><tbody>"
+                + "".join(tr(b) for b in body) + "</tbody></table>")
 
     def last(self, n: int, **filters) -> list[Frame]:
         """The last ``n`` frames matching ``filters`` (as ``tail -n``), in the reader's order."""
@@ -85,8 +168,8 @@ class Reader(BatchQueries):
     valid data ended if the journal is damaged (iteration stops there).
     """
 
-    def __init__(self, path: str | os.PathLike, *, registry: TypeRegistry | None = None):
-        self.pages = PageSet(path, registry=registry)
+    def __init__(self, path: str | os.PathLike, *, registry: TypeRegistry | None = None, name: str | None = None):
+        self.pages = PageSet(path, registry=registry, name=name)
         self.path = self.pages.path
         #: how commands show the journal: its path, or a Kungfu journal's location and dest
         self.name = self.pages.name
@@ -101,7 +184,7 @@ class Reader(BatchQueries):
     def wait_open(
         cls, path: str | os.PathLike, *, registry: TypeRegistry | None = None,
         stop: Callable[[], bool] | threading.Event | None = None, poll: float = 0.05,
-        on_wait: Callable[[str], None] | None = None,
+        on_wait: Callable[[str], None] | None = None, name: str | None = None,
     ) -> Reader | None:
         """Open ``path``, waiting while it does not exist or its header is unwritten (as ``tail -F``).
 
@@ -110,7 +193,7 @@ class Reader(BatchQueries):
         told = False
         while True:
             try:
-                return cls(path, registry=registry)
+                return cls(path, registry=registry, name=name)
             except NotYetWritten as e:
                 if on_wait and not told:
                     on_wait(str(e))
@@ -283,6 +366,14 @@ class Reader(BatchQueries):
     def close(self) -> None:
         # drop our references only: frames still held keep their page mapped (and valid)
         self.pages.close()
+
+    def _readers(self) -> list[Reader]:
+        return [self]
+
+    def __repr__(self) -> str:
+        state, pid = self.writer_state()
+        return (f"<kftools.Reader {self.name!r} ({self.fmt.name}): {self.page_count()} page(s), writer {state}"
+                + (f" pid {pid}" if pid else "") + ">")
 
     def __enter__(self) -> Reader:
         return self

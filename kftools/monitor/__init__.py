@@ -15,13 +15,16 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import Collector
+from ..errors import UsageError, needs_extra
 
-from ..errors import UsageError
-from ..journal.merge import journals_in  # Kungfu-aware: a KF_HOME is every journal under it
+try:  # kftools[monitor]: the reading commands never import this package
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+    from prometheus_client.registry import Collector
+except ImportError:
+    raise needs_extra("kftools monitor", "monitor") from None
 from ..journal.registry import TypeRegistry
+from ..journal.resolve import journal_paths
 from .alerts import AlertEvent, Alerts, Rule, load_rules, parse_rule
 from .metrics import LATENCY_BUCKETS, JournalSample, JournalWatch, MonitorTrouble
 
@@ -51,23 +54,6 @@ class CheckResult:
 MAX_INTERVAL_S = 86_400  # a day between checks at the most
 
 
-def expand_journals(paths: Iterable[str], *, allow_empty: bool = False) -> list[str]:
-    """Journals named directly, and the journals inside folders (first pages only).
-
-    A folder without journals is a :class:`UsageError` unless ``allow_empty`` (the monitor's rescans)."""
-    out: list[str] = []
-    for p in paths:
-        p = os.fspath(p)
-        if os.path.isdir(p):
-            found = journals_in(p)
-            if not found and not allow_empty:
-                raise UsageError(f"{p}: no journals in this folder")
-            out.extend(found)
-        else:
-            out.append(p)
-    return list(dict.fromkeys(out))
-
-
 class Monitor:
     """Check journals, compute metrics and evaluate alert rules.
 
@@ -94,7 +80,7 @@ class Monitor:
         self.checksums = checksums
         self.on_trouble = on_trouble
         self.watches: dict[str, JournalWatch] = {}
-        self._rescan(expand_journals(self.sources))
+        self._rescan(journal_paths(self.sources))
         self.on_event = on_event  # told after the check is served: a scrape after the line sees what it says
         self.alerts = Alerts(rules, None, run_commands)
         self.last: CheckResult | None = None
@@ -117,7 +103,7 @@ class Monitor:
         with self._lock:
             trouble = []
             try:
-                self._rescan(expand_journals(self.sources, allow_empty=True))
+                self._rescan(journal_paths(self.sources, allow_empty=True))
             except OSError as e:  # a folder unreadable for a moment: keep the journals known
                 trouble.append(f"cannot list journals: {e}")
             samples = []

@@ -402,7 +402,8 @@ class Replay:
         self.reader: Reader | MergedReader = reader
         if name is not None and isinstance(reader, MergedReader):
             raise UsageError("--name publishes the position of a follower of one journal, not of several")
-        self.inputs = paths if isinstance(reader, Reader) else reader.journals
+        # what a reader opens again (first pages: a Kungfu journal's label is no path)
+        self.inputs = paths if isinstance(reader, Reader) else [r.path for r in reader.readers]
         if isinstance(reader, MergedReader) and out is None and self.kungfu_out is None:
             reader.close()
             raise UsageError("replaying several journals needs -o/--out (one output for all of them)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import UsageError
+from ..errors import UsageError, needs_extra
 from .runner import Job, RunResult, run_job
 
 
@@ -19,7 +19,7 @@ def run_on_dask(scheduler: str, jobs: list[Job], finished: Callable[[RunResult],
     try:
         from distributed import Client, as_completed
     except ImportError:
-        raise UsageError("--scheduler needs Dask distributed: pip install 'kftools[cluster]'") from None
+        raise needs_extra("kftools sweep --scheduler", "cluster") from None
     try:
         client = Client(scheduler, timeout="20s", set_as_default=False)
     except (OSError, TimeoutError) as e:

@@ -184,7 +184,7 @@ def _recordings(paths: list) -> list[str]:
     """Each recording as an absolute path (a folder: the journals in it), or a dataset's URI (``s3://...``: each
     worker imports it once, see :mod:`.datasets`)."""
     from ..errors import NotAJournal
-    from ..journal.merge import expand_journals
+    from ..journal.resolve import journal_paths
     from .datasets import is_dataset
 
     out: list[str] = []
@@ -192,7 +192,7 @@ def _recordings(paths: list) -> list[str]:
         if is_dataset(p):
             out.append(p.rstrip("/"))
             continue
-        for j in expand_journals([p]):
+        for j in journal_paths([p]):
             if not os.path.exists(j):
                 raise NotAJournal(f"{j}: no such recording")
             out.append(os.path.abspath(j))

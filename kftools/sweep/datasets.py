@@ -70,9 +70,9 @@ def local_recordings(uri: str, key: str) -> list[str]:
                 _import(uri, key, root, final)
         finally:
             os.close(fd)
-    from ..journal.merge import expand_journals
+    from ..journal.resolve import journal_paths
 
-    return expand_journals([final])
+    return journal_paths([final])
 
 
 def _import(uri: str, key: str, root: str, final: str) -> None:

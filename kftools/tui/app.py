@@ -19,10 +19,11 @@ from textual.widgets import Footer, Input
 from textual.worker import get_current_worker
 
 from ..errors import KftoolsError
-from ..journal.merge import DEFAULT_HOLD, MergedReader, expand_journals
+from ..journal.merge import DEFAULT_HOLD, MergedReader
 from ..journal.positions import ReaderLag, reader_lags
 from ..journal.reader import Frame, Reader
 from ..journal.registry import TypeRegistry
+from ..journal.resolve import names_one, resolve_journals
 from ..timeparse import format_time, parse_time
 from .index import JournalIndex, RowFilter
 from .merged import MergedIndex, MergedWatcher
@@ -108,9 +109,8 @@ class TailApp(App):
         paths = [os.fspath(path)] if isinstance(path, str | os.PathLike) else [os.fspath(p) for p in path]
         if len(paths) == 1 and os.path.isdir(paths[0]):
             with contextlib.suppress(KftoolsError):
-                found = expand_journals(paths)
-                if len(found) == 1:  # a folder of one journal (a Kungfu journal's folder): the one-journal view
-                    paths = found
+                if names_one(paths[0]):  # a folder holding one Kungfu journal: the one-journal view
+                    paths = [resolve_journals(paths)[0].path]
         self.paths = paths
         #: several journals (or a folder of them): the merged view
         self.merged = len(paths) != 1 or os.path.isdir(paths[0])

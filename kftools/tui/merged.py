@@ -19,10 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import NotAJournal
-from ..journal.merge import DEFAULT_HOLD, MergedBatch, MergedReader, expand_journals
+from ..journal.merge import DEFAULT_HOLD, MergedBatch, MergedReader
 from ..journal.page import NotYetWritten
 from ..journal.reader import Frame, Position, Reader, WaitPolicy, frames_of
 from ..journal.registry import TypeRegistry
+from ..journal.resolve import resolve_journals
 from .index import RowFilter
 from .watcher import _NAP, _SAMPLE_ALL, _SMALL_BATCH, SPARK_POINTS, PriceSampler, _release
 
@@ -359,7 +360,7 @@ def probe_many(paths: Sequence[str], registry: TypeRegistry) -> None:
     otherwise wait for a typo forever, showing nothing); one that exists but is
     not written yet is waited for.
     """
-    expand_journals(paths)  # an empty folder, a journal named twice
+    resolve_journals(paths)  # an empty folder, a journal named twice
     for p in paths:
         if not os.path.lexists(p):
             raise NotAJournal(f"{p}: no such journal")
