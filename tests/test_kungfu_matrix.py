@@ -59,7 +59,7 @@ def test_cat_text_jsonl_and_csv(sample):
     rows = [json.loads(x) for x in cli("cat", path, "-F", "jsonl").splitlines()]
     assert [(x["msg_type"], x["gen_time"]) for x in rows] == frames
     text = cli("cat", path).splitlines()
-    assert len(text) == len(frames) and all(name in line for line in text)
+    assert len(text) == len(frames)  # a folder holding one Kungfu journal is that journal: no label column
     if gen == "kungfu-wire-v1":  # JSON frames as JSON text, in every format
         assert all("payload=" not in line and line.endswith("}") for line in text)
         assert all(json.loads(x["text"])["seq"] >= 0 for x in rows)
