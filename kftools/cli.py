@@ -278,7 +278,7 @@ def reader_line(lag) -> str:
 
 
 def registry_for(schema: list[Path] | None):
-    from .journal.registry import load_registry
+    from .journal.schemas import load_registry
 
     return load_registry(schema or ())
 

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from ..errors import UsageError
-from ..timeparse import TIME_OF_DAY, parse_time
 from .frames import FrameBatch
 from .registry import TypeRegistry
+from .times import TIME_OF_DAY, parse_time
 
 
 class FrameFilter:

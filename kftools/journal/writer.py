@@ -42,7 +42,9 @@ from .format import (
     OrderType,
     PageFlag,
     Side,
+    checksums_path,
     page_path,
+    tmp_page_path,
 )
 from .layout import BYTE_ORDER
 from .lock import try_lock
@@ -54,8 +56,6 @@ from .walk import Damage, Walk
 
 
 def _forget_checksums(path: str) -> None:
-    from .checksums import checksums_path
-
     try:
         os.unlink(checksums_path(path))
     except FileNotFoundError:
@@ -80,7 +80,7 @@ def _remove_own_next_page(path: str, index: int) -> None:
     it must be a regular file whose header is unwritten (all zero) or names this page
     index. Anything else (a note, a link, another journal's page) is left alone.
     """
-    tmp = page_path(path, index) + ".tmp"
+    tmp = tmp_page_path(page_path(path, index))
     try:
         st = os.lstat(tmp)
     except OSError:
@@ -244,7 +244,7 @@ class Writer:
             )
         nxt = self._index + 1
         final = page_path(self.path, nxt)
-        tmp = final + ".tmp"
+        tmp = tmp_page_path(final)
         _remove_own_next_page(self.path, nxt)
         try:
             # never through a link, never over a file that is not provably ours
