@@ -89,7 +89,7 @@ def import_parquet(
     try:
         with Writer(tmp, page_size=cap, registry=reg) as w, _as_bad_input(src):
             if len(opened) == 1:
-                for rb in opened[0][0].iter_batches(batch_size=IMPORT_BATCH):
+                for rb in opened[0][0].iter_batches(batch_size=IMPORT_BATCH, columns=_columns_read(opened[0])):
                     check_rows(src, rb, res.frames, opened[0][1])
                     res.frames += _write_rows(w, rb, reg, opened[0][1])
             else:
@@ -112,6 +112,16 @@ def import_parquet(
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return res
+
+
+def _columns_read(opened: tuple[pq.ParquetFile, dict]) -> list[str]:
+    """The columns a frame is rebuilt from: not ``type`` (the name beside the number), ``page``, ``offset``."""
+    fields = opened[1].get("columns", {})
+    return [n for n in opened[0].schema_arrow.names if n not in SHOWN_ONLY or n in fields]
+
+
+#: columns an export writes for readers only: the type's name, where the frame was
+SHOWN_ONLY = frozenset({"type", "page", "offset"})
 
 
 @contextlib.contextmanager
