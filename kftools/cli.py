@@ -146,6 +146,7 @@ EXAMPLES = {
     "archive": "kftools archive runtime/ --older-than 1d",
     "unarchive": "kftools unarchive feed.dat",
     "bench archive": "kftools bench archive --json",
+    "bench import": "kftools bench import --frames 500000",
     "sweep": "kftools sweep rec.dat --strategy s.py:Maker --grid spread=0.01,0.02 --grid size=1,5 --fill-model "
              "touch,queue --latency 0,200us -o maker.sweep",
     "bench sweep": "kftools bench sweep --json",
@@ -281,7 +282,7 @@ def reader_line(lag) -> str:
 
 
 def registry_for(schema: list[Path] | None):
-    from .journal.registry import load_registry
+    from .journal.schemas import load_registry
 
     return load_registry(schema or ())
 
@@ -1117,6 +1118,18 @@ def bench_archive_cmd(
     from .bench.archive import run
 
     report(run(frames=frames, level=level), json_out)
+
+
+@command(bench_app, name="import")
+def bench_import_cmd(
+    json_out: JsonOpt = False,
+    frames: Annotated[int, typer.Option("--frames", help="Frames of the simulated feed.")] = 500_000,
+) -> None:
+    """`kftools import` against `kftools export` of the same journal, in pairs in the same run."""
+    from .bench import report
+    from .bench.importer import run
+
+    report(run(frames=frames), json_out)
 
 
 @command(bench_app, name="throughput")

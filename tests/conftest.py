@@ -21,6 +21,6 @@ def clean_sample(request, tmp_path) -> str:
 
 @pytest.fixture
 def schema_registry():
-    from kftools.journal.registry import load_registry
+    from kftools.journal.schemas import load_registry
 
     return load_registry([SCHEMA])

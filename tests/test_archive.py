@@ -354,7 +354,7 @@ def test_what_a_reader_holds_of_an_archived_page_stays_true_while_later_pages_re
     in this reader and the next one."""
     import shutil
 
-    from kftools.journal import archive as archive_module
+    from kftools.journal import codec as archive_module
 
     tmp = tmp_path_factory.mktemp("reuse")
     plain, packed = str(tmp / "plain.dat"), str(tmp / "packed" / "plain.dat")
@@ -415,7 +415,7 @@ def test_releasing_an_archived_pages_memory_keeps_its_frames(tmp_path):
 def test_a_process_keeps_at_most_its_cap_of_archived_page_memory(tmp_path, monkeypatch):
     """Spare memory outlives the readers (the next one reuses it); a long-lived process keeps no more than the cap,
     and pages larger than it are never kept."""
-    from kftools.journal import archive as archive_module
+    from kftools.journal import codec as archive_module
 
     path = str(tmp_path / "j.dat")
     write_journal(path, 700, page_size=4096)

@@ -375,7 +375,7 @@ def test_cat_reports_progress_and_draws_no_bar_off_a_terminal(tmp_path):
     import io
 
     from kftools.cat import cat
-    from kftools.journal.registry import load_registry
+    from kftools.journal.schemas import load_registry
 
     path = tmp_path / "p.dat"
     with Writer(path) as w:

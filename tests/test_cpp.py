@@ -313,9 +313,9 @@ def test_kill9_leaves_clean_journal_and_restart_resumes(cpp_bin, tmp_path):
         total = rep.frames
         assert_cli_verify_clean(path)
 
-    # a page a killed writer was still preparing (killed between open and rename)
-    stale = Path(page_path(path, len(page_headers(path)))+ ".tmp")
-    stale.write_bytes(b"\xff" * 100)
+    # a page a killed writer was still preparing (killed between open and writing its header)
+    stale = Path(page_path(path, len(page_headers(path))) + ".tmp")
+    stale.write_bytes(bytes(4096))
     # the restarted writer appends after the last committed frame: no gap, no duplicate
     res = run(cpp_bin / "kfwrite", path, "--frames", 500, "--start", total, "--page-size", 4096)
     assert not stale.exists()

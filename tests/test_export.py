@@ -22,7 +22,7 @@ from kftools.errors import KftoolsError, UnknownType
 from kftools.export import export, import_parquet, schema_table
 from kftools.journal.format import MsgType
 from kftools.journal.reader import Reader
-from kftools.journal.registry import load_registry
+from kftools.journal.schemas import load_registry
 from kftools.journal.writer import Writer
 
 DAY = 86_400 * 10**9

@@ -9,7 +9,8 @@ import pytest
 
 from kftools.errors import SchemaError, UnknownType
 from kftools.journal import format as fmt
-from kftools.journal.registry import TypeRegistry, load_registry
+from kftools.journal.registry import TypeRegistry
+from kftools.journal.schemas import load_registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -12,7 +12,7 @@ import pytest
 from kftest import ROOT, SAMPLES, SCHEMA
 
 from kftools import Reader, verify
-from kftools.journal.registry import load_registry
+from kftools.journal.schemas import load_registry
 
 GOLDEN = os.path.join(ROOT, "tests", "golden")
 

@@ -367,7 +367,7 @@ def test_a_kf_home_is_every_journal_merged_by_gen_time():
 
 @pytest.mark.parametrize("pace", [["--max"], ["--speed", "1000000"]])  # paced: the C pacer, frames re-headed
 def test_replay_into_a_kftools_journal_keeps_every_payload(tmp_path, pace):
-    from kftools.journal.registry import load_registry
+    from kftools.journal.schemas import load_registry
 
     out = tmp_path / "td.replay.dat"
     r = run_cli("replay", os.path.join(TD, "00000000.1.journal"), *pace, "-o", out)

@@ -20,12 +20,15 @@ def _module_name(path: pathlib.Path) -> str:
     return ".".join(parts)
 
 
-def _top_level_imports(path: pathlib.Path, name: str) -> set[str]:
-    """kftools modules imported when ``path`` is imported (module level only, not inside functions)."""
+def _imports(path: pathlib.Path, name: str) -> set[str]:
+    """kftools modules ``path`` imports anywhere: at module level, inside functions, under TYPE_CHECKING.
+
+    An import deferred into a function is still a dependency; a circle hidden that way is a circle.
+    """
     tree = ast.parse(path.read_text())
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out = set()
-    for node in tree.body:
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.startswith("kftools")}
         elif isinstance(node, ast.ImportFrom):
@@ -42,26 +45,48 @@ def _top_level_imports(path: pathlib.Path, name: str) -> set[str]:
     return out
 
 
-def test_no_import_cycles():
-    modules = {_module_name(p): p for p in PKG.rglob("*.py")}
-    graph = {m: {d for d in _top_level_imports(p, m) if d in modules and d != m} for m, p in modules.items()}
+MODULES = {_module_name(p): p for p in PKG.rglob("*.py")}
+
+
+def _graph() -> dict[str, set[str]]:
+    graph = {m: {d for d in _imports(p, m) if d in MODULES and d != m} for m, p in MODULES.items()}
     # a package importing its own submodules, and a module its parent packages, is how packages work
     for m in graph:
         graph[m] = {d for d in graph[m] if not d.startswith(m + ".") and not m.startswith(d + ".")}
+    return graph
+
+
+def test_no_import_cycles():
+    """Counting imports inside functions and under TYPE_CHECKING: journal/archive <-> checksums <-> page <-> pages
+    and registry <-> yijinjing were circles hidden that way."""
+    graph = _graph()
     state: dict[str, int] = {}  # 1 on the stack, 2 done
+    cycles = []
 
     def visit(m: str, path: list[str]) -> None:
         state[m] = 1
         for d in sorted(graph[m]):
             if state.get(d) == 1:
-                raise AssertionError("import cycle: " + " -> ".join([*path[path.index(d):], d]))
-            if d not in state:
+                cycles.append(" -> ".join([*path[path.index(d):], d]))
+            elif d not in state:
                 visit(d, [*path, d])
         state[m] = 2
 
     for m in sorted(graph):
         if m not in state:
             visit(m, [m])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_the_journal_core_imports_nothing_outside_itself_but_errors():
+    """kftools/journal is the core every command builds on: it may use kftools.errors, nothing else of kftools."""
+    found = []
+    for m, p in MODULES.items():
+        if m.startswith("kftools.journal"):
+            found += [f"{m} imports {d}" for d in sorted(_imports(p, m))
+                      if d == "kftools" or (d in MODULES and not d.startswith("kftools.journal")
+                                            and d != "kftools.errors")]
+    assert not found, found
 
 
 def test_the_writer_does_not_import_the_reader_side():
@@ -82,9 +107,10 @@ def test_only_the_page_set_and_the_walk_touch_pages():
         # the core: one page file, a journal's pages, the one walk, the scanner and frame stream, the formats
         "journal/page.py", "journal/pages.py", "journal/walk.py", "journal/scan.py", "journal/framestream.py",
         "journal/format.py", "journal/yijinjing.py",
-        # what writes or rewrites page files: the writer, recover, archive/checksums (they work on the files
+        # what writes or rewrites page files: the writer, recover, archive/codec/checksums (they work on the files
         # themselves, not through the archive fallback), outputs (refuses and removes what could be a page)
-        "journal/writer.py", "journal/recovery.py", "journal/archive.py", "journal/checksums.py", "outputs.py",
+        "journal/writer.py", "journal/recovery.py", "journal/archive.py", "journal/codec.py", "journal/checksums.py",
+        "journal/outputs.py",
         "journal/kungfu_out.py",  # writes Kungfu page files (replay --format kungfu-*)
     }
     needles = ("page_path(", "open_page(", "journal_pages(", "scan_page(", "import scan", ".madvise(",
@@ -110,3 +136,52 @@ def test_no_hand_written_byte_order():
             if any(f'{q}<{c}' in line for q in "\"'" for c in "iIqQhHbBdfu"):
                 found.append(f"{rel}:{n}: {line.strip()}")
     assert not found, found
+
+
+#: the suffixes and tags that name a journal's files: format.py declares them, nothing else spells them
+FILE_NAME_PARTS = (".zst", ".checksums", ".readers", ".part", ".types", ".kftmp-")
+
+
+def _strings(tree: ast.AST):
+    """String constants that are not docstrings (f-string parts included), with their line."""
+    docs = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docs.add(id(first.value))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            yield node.lineno, node.value
+
+
+def test_file_names_are_declared_once_in_the_format():
+    """Page names, archives, checksums, reader positions, types files and temporaries: format.py's rules, used
+    everywhere else by name (``.zst`` was a literal in five places)."""
+    found = []
+    for p in PKG.rglob("*.py"):
+        rel = p.relative_to(PKG).as_posix()
+        if rel == "journal/format.py":
+            continue
+        for line, text in _strings(ast.parse(p.read_text())):
+            hits = [part for part in FILE_NAME_PARTS if part in text]
+            if rel.startswith("journal/") and text.endswith(".tmp"):
+                hits.append(".tmp")
+            found += [f"{rel}:{line}: {text!r}" for _ in hits[:1]]
+    assert not found, found
+
+
+def test_the_cpp_header_declares_the_same_file_names():
+    """journal.hpp's file-name constants are format.py's FILE_NAMES, and it spells none of them elsewhere."""
+    import re
+
+    from kftools.journal.format import FILE_NAMES
+
+    hpp = (pathlib.Path(ROOT) / "cpp" / "include" / "kftools" / "journal.hpp").read_text()
+    declared = dict(re.findall(r'inline constexpr char k(\w+)Suffix\[\] = "([^"]*)";', hpp))
+    assert declared == FILE_NAMES
+    literals = re.findall(r'"([^"\\]*(?:\\.[^"\\]*)*)"', hpp)
+    spelled = [s for s in literals if any(s.endswith(v) or s == v for v in FILE_NAMES.values())]
+    assert sorted(spelled) == sorted(FILE_NAMES.values())  # each once: in its declaration
+    # page n > 0 is `<first>.<n>`, in both
+    assert 'return index == 0 ? first : first + "." + std::to_string(index);' in hpp

@@ -27,12 +27,14 @@ inline uint64_t num(int argc, char** argv, const char* name, uint64_t def) {
     return v ? std::strtoull(v, nullptr, 0) : def;
 }
 
-// Exit codes follow kftools.errors: 2 not a journal, 3 corrupt, 4 locked.
+// Exit codes follow kftools' EXIT_CODES: 2 bad input (not a journal, a bad argument, an unwritable path),
+// 3 corrupt, 4 locked.
 inline int report(const char* tool, const std::exception& e) {
     std::fprintf(stderr, "%s: %s\n", tool, e.what());
     if (dynamic_cast<const kftools::JournalLocked*>(&e)) return 4;
     if (dynamic_cast<const kftools::CorruptJournal*>(&e)) return 3;
     if (dynamic_cast<const kftools::NotAJournal*>(&e)) return 2;
+    if (dynamic_cast<const kftools::UsageError*>(&e) || dynamic_cast<const kftools::OutputError*>(&e)) return 2;
     return 1;
 }
 

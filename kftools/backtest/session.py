@@ -8,8 +8,8 @@ from ..journal.writer import Writer
 from .exchange import ExchangeConfig
 from .gateway import Gateway, check_order_journal
 from .loop import Backtest
+from .outcome import BacktestResult, _display_name, bar_ns
 from .results import check_results_dir, summarize, tables, write_results
-from .run import BacktestResult, _display_name, bar_ns
 
 
 class BacktestSession:

@@ -4,7 +4,8 @@ from .format import DEFAULT_PAGE_SIZE, MsgType, OrderType, Side, page_path
 from .merge import MergedBatch, MergedReader, open_many
 from .reader import Damage, Frame, FrameBatch, Reader, WaitPolicy
 from .recovery import RecoverResult, VerifyReport, recover, verify
-from .registry import DEFAULT_REGISTRY, MessageType, TypeRegistry, load_registry, register_type
+from .registry import DEFAULT_REGISTRY, MessageType, TypeRegistry, register_type
+from .schemas import load_registry
 from .writer import Writer
 
 __all__ = [

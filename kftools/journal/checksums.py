@@ -20,7 +20,7 @@ import stat
 import time
 
 from ..errors import KftoolsError
-from .archive import crc32_of
+from .codec import crc32_of
 from .format import (
     CHECKSUM_MAGIC,
     CHECKSUM_PREFIX_MAGIC,
@@ -29,15 +29,13 @@ from .format import (
     MAGIC,
     PAGE_HEADER_SIZE,
     PageFlag,
+    checksums_path,
     page_path,
 )
+from .outputs import create_temporary
 from .page import ArchivedPage, Page, open_page
 from .pages import journal_pages
 from .positions import open_side_file
-
-
-def checksums_path(journal: str | os.PathLike) -> str:
-    return os.fspath(journal) + ".checksums"
 
 
 def read_checksums(journal: str | os.PathLike) -> dict[int, dict]:
@@ -63,8 +61,6 @@ def read_checksums(journal: str | os.PathLike) -> dict[int, dict]:
 def drop_checksums(journal: str | os.PathLike, from_page: int) -> int:
     """Forget the records of pages ``from_page`` on (cut or rewritten), keeping every other page's; returns how
     many records were kept. The file is replaced whole (a temporary renamed over it)."""
-    from ..outputs import create_temporary
-
     path = checksums_path(journal)
     try:
         if not stat.S_ISREG(os.lstat(path).st_mode):

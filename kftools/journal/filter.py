@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from ..errors import UnknownType, UsageError
-from ..timeparse import TIME_OF_DAY, parse_time
 from .frames import FrameBatch
 from .registry import TypeRegistry
+from .times import TIME_OF_DAY, parse_time
 
 
 class FrameFilter:

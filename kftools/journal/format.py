@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -339,16 +340,62 @@ SEEK_FOOTER = Layout(
 )
 
 
+# -- file names ---------------------------------------------------------------------------------------------
+# Every rule naming the files of a journal lives here: Python uses these, and the C++ header's constants
+# (cpp/include/kftools/journal.hpp, "file names") are checked against FILE_NAMES by tests/test_structure.py.
+
 #: ``<journal>.types``: which message types a kftools journal holds when they are not kftools' own, as JSON
 #: ``{"types": "<Kungfu generation>"}`` (a Kungfu journal replayed into a kftools one carries Kungfu's types;
 #: readers take them from here instead of needing ``--schema kungfu``)
 TYPES_SUFFIX = ".types"
+#: ``<page>.tmp``: a page a writer is making (created O_EXCL|O_NOFOLLOW, renamed into place when whole); a
+#: writer removes one only when it is provably that page of its own journal
+TMP_SUFFIX = ".tmp"
+#: ``<page>.zst``: a sealed page ``kftools archive`` compressed (zstd seekable format, see codec.py)
+ARCHIVE_SUFFIX = ".zst"
+#: ``<file>.part``: what archive and unarchive are writing (never ``.tmp``, which writers clean up as theirs)
+PART_SUFFIX = ".part"
+#: ``<journal>.checksums``: CRC-32 records of sealed pages (CHECKSUM_RECORD)
+CHECKSUMS_SUFFIX = ".checksums"
+#: ``<journal>.readers``: named followers' positions (READERS_HEADER, READER_SLOT)
+READERS_SUFFIX = ".readers"
+#: ``.<name>.kftmp-<pid>-<random>``: a temporary a command builds output ``<name>`` in (outputs.py); the pid
+#: says whose it is, so a later run removes a killed one's and nothing else
+TMP_TAG = ".kftmp-"
+TMP_NAME = re.compile(r"^\..+\.kftmp-(\d+)-[A-Za-z0-9_]+$")
+#: files kftools keeps beside a journal (reader positions, sealed-page checksums, archived pages, temporaries)
+SIDECAR_SUFFIXES = (READERS_SUFFIX, CHECKSUMS_SUFFIX, ARCHIVE_SUFFIX, PART_SUFFIX, TYPES_SUFFIX)
+#: the suffixes the C++ header declares too (its names: kTmpSuffix, kArchiveSuffix, ...)
+FILE_NAMES = {"Tmp": TMP_SUFFIX, "Archive": ARCHIVE_SUFFIX, "Checksums": CHECKSUMS_SUFFIX, "Readers": READERS_SUFFIX}
 
 
 def page_path(first_page: str | os.PathLike, index: int) -> str:
     """Path of page ``index``: the first page is the path itself, page n is ``<path>.<n>``."""
     first = os.fspath(first_page)
     return first if index == 0 else f"{first}.{index}"
+
+
+def tmp_page_path(page_file: str) -> str:
+    """Where a writer makes a page before renaming it to ``page_file``."""
+    return page_file + TMP_SUFFIX
+
+
+def pid_tmp_path(path: str) -> str:
+    """A temporary this process builds ``path`` in before renaming it into place: ``<path>.<pid>.tmp``."""
+    return f"{path}.{os.getpid()}{TMP_SUFFIX}"
+
+
+def archive_path(page_file: str | os.PathLike) -> str:
+    """The archive that stands for ``page_file`` once ``kftools archive`` compressed it."""
+    return os.fspath(page_file) + ARCHIVE_SUFFIX
+
+
+def checksums_path(journal: str | os.PathLike) -> str:
+    return os.fspath(journal) + CHECKSUMS_SUFFIX
+
+
+def readers_path(journal: str | os.PathLike) -> str:
+    return os.fspath(journal) + READERS_SUFFIX
 
 
 def page_number(first_page: str, name: str) -> int | None:

@@ -22,18 +22,18 @@ from .format import (
     VERSION,
     JournalFormat,
     PageFlag,
+    archive_path,
 )
 from .layout import BYTE_ORDER
 from .registry import DEFAULT_REGISTRY, TypeRegistry
 from .scan import OK, WRITTEN_END, scan
 
 if TYPE_CHECKING:
-    from .archive import ArchiveInfo
+    from .codec import ArchiveInfo
 
 #: the page header's u32 fields (write_cursor, flags), read live from a mapping
 U32: struct.Struct = struct.Struct(BYTE_ORDER + PAGE_HEADER.field("write_cursor").struct_code)
 _SEALED = int(PageFlag.SEALED)
-ARCHIVE_SUFFIX = ".zst"  # an archived page: <page>.zst (see archive.py)
 
 
 class NotYetWritten(NotAJournal):
@@ -200,7 +200,7 @@ class ArchivedPage(Page):
 
 def open_archived_page(path: str, index: int) -> ArchivedPage:
     """Page ``index`` from ``<path>.zst`` (raises FileNotFoundError when there is no archive either)."""
-    from .archive import archive_path, decompress_archive
+    from .codec import decompress_archive  # zstandard, loaded only where an archived page is read
 
     mm, info = decompress_archive(archive_path(path))
     try:
@@ -220,7 +220,7 @@ def open_archived_page(path: str, index: int) -> ArchivedPage:
 
 def page_exists(path: str) -> bool:
     """The page file, or its archive, is there."""
-    return os.path.exists(path) or os.path.exists(path + ARCHIVE_SUFFIX)
+    return os.path.exists(path) or os.path.exists(archive_path(path))
 
 
 def open_page(

@@ -22,8 +22,8 @@ import sys
 
 from ..errors import JournalChanged, KftoolsError, MissingExtra, NotAJournal, UnreadablePage
 from . import yijinjing
-from .archive import keep_spare
-from .format import KFTOOLS, TYPES_SUFFIX, JournalFormat, PageFlag
+from .codec import keep_spare
+from .format import ARCHIVE_SUFFIX, KFTOOLS, SIDECAR_SUFFIXES, TYPES_SUFFIX, JournalFormat, PageFlag
 from .lock import is_locked
 from .page import ArchivedPage, NotYetWritten, Page, open_page, page_exists
 from .registry import DEFAULT_REGISTRY, TypeRegistry
@@ -33,8 +33,6 @@ Position = tuple[int, int]  # (page index, offset in page)
 MAX_OPEN_PAGES = 32
 #: archived pages live in anonymous memory, not the page cache: keep few of them
 MAX_ARCHIVED_PAGES = 2
-#: files kftools keeps beside a journal (reader positions, sealed-page checksums, archived pages, temporaries)
-SIDECAR_SUFFIXES = (".readers", ".checksums", ".zst", ".part", TYPES_SUFFIX)
 
 
 class PageSet:
@@ -111,7 +109,7 @@ class PageSet:
             return None
         best = None
         for name in names:
-            n = self.fmt.page_number(self.path, name.removesuffix(".zst"))
+            n = self.fmt.page_number(self.path, name.removesuffix(ARCHIVE_SUFFIX))
             if n is not None and n > index and (best is None or n < best):
                 best = n
         return best
@@ -398,7 +396,7 @@ def stale_pages(first_page: str | os.PathLike, fmt: JournalFormat = KFTOOLS) -> 
         return []
     found = []
     for name in names:
-        n = fmt.page_number(first, name.removesuffix(".zst"))
+        n = fmt.page_number(first, name.removesuffix(ARCHIVE_SUFFIX))
         if n is not None and n > fmt.first_page:
             found.append((n, os.path.join(os.path.dirname(first), name)))
     return [p for _n, p in sorted(found)]

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import KftoolsError, UnreadablePage, UsageError
-from .format import PAGE_HEADER_SIZE, READER_SLOT, READERS_HEADER, READERS_MAGIC
+from .format import PAGE_HEADER_SIZE, READER_SLOT, READERS_HEADER, READERS_MAGIC, pid_tmp_path, readers_path
 from .frames import frame_at
 
 SLOT_COUNT = 64
@@ -32,7 +32,7 @@ FREE, CLAIMED, RELEASED = 0, 1, 2
 
 def positions_path(journal: str | os.PathLike) -> str:
     """The reader-positions file of a journal (given its first page)."""
-    return os.fspath(journal) + ".readers"
+    return readers_path(journal)
 
 
 def open_side_file(path: str, flags: int, what: str, mode: int = 0o644) -> int:
@@ -154,7 +154,7 @@ class _File:
         self.fd = fd
 
     def _create(self, flags: int) -> int:
-        tmp = f"{self.path}.{os.getpid()}.tmp"
+        tmp = pid_tmp_path(self.path)
         try:
             fd = os.open(tmp, flags | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as e:

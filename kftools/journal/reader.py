@@ -144,7 +144,7 @@ class BatchQueries:
             return self._filter(start_time, end_time, types, symbols)
         except UsageError as e:
             if isinstance(start, str) and start is start_time and str(e).startswith("bad time"):
-                from ..timeparse import TIME_FORMS
+                from .times import TIME_FORMS
 
                 raise UsageError(f"bad follow start {start!r}: 'beginning', 'end', (page, offset) or a time "
                                  f"({TIME_FORMS})") from None

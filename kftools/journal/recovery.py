@@ -7,10 +7,10 @@ import shutil
 from dataclasses import dataclass, field
 
 from ..errors import KftoolsError, NotAJournal, OutputError, UsageError
-from .archive import archive_path
 from .checksums import checksum_problem, drop_checksums, read_checksums
-from .format import FLAGS_OFFSET, MAGIC, PAGE_HEADER, PAGE_HEADER_SIZE, PID_OFFSET, PageFlag, page_path
+from .format import FLAGS_OFFSET, MAGIC, PAGE_HEADER, PAGE_HEADER_SIZE, PID_OFFSET, PageFlag, archive_path, page_path
 from .lock import try_lock
+from .outputs import check_journal_output, create_temporary, remove_journal
 from .page import U32, ArchivedPage, Page, open_page
 from .reader import Reader
 from .registry import TypeRegistry
@@ -133,8 +133,6 @@ def recover(
         if out is None:  # unreachable: checked above, for the type checker
             raise OutputError("give either an output path or --in-place")
         out = os.fspath(out)
-        from ..outputs import check_journal_output, create_temporary, remove_journal
-
         check_journal_output(out, force=force, inputs=[path], what="recovered journal")
         written: list[str] = []
         try:

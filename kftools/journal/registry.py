@@ -244,23 +244,3 @@ DEFAULT_REGISTRY = TypeRegistry()
 def register_type(msg_id: int, name: str, fields) -> MessageType:
     """Register a user message type in the process-wide registry."""
     return DEFAULT_REGISTRY.register(msg_id, name, fields)
-
-
-def load_registry(schema_paths=()) -> TypeRegistry:
-    """The default registry plus the types of ``schema_paths`` and of ``$KFTOOLS_SCHEMA``."""
-    reg = DEFAULT_REGISTRY.copy()
-    env = os.environ.get("KFTOOLS_SCHEMA", "")
-    reg.defaulted = not env.strip(":") and not list(schema_paths)
-    for p in [*filter(None, env.split(":")), *schema_paths]:
-        if os.fspath(p) == "kungfu":
-            # Kungfu's longfist types instead of kftools' own (a Kungfu journal replayed into a kftools one:
-            # its Order and Trade are Kungfu's), plus the user types of the other schemas
-            from .yijinjing import REGISTRY as KUNGFU
-
-            user = [mt for mt in reg.types() if mt.id not in BUILTIN_LAYOUTS]
-            reg = KUNGFU.copy()
-            for mt in user:
-                reg._by_id.setdefault(mt.id, mt)
-            continue
-        reg.load_schema(p)
-    return reg

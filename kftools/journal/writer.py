@@ -11,7 +11,15 @@ import time
 
 import numpy as np
 
-from ..errors import CorruptJournal, FrameTooLarge, JournalLocked, OutputError, UnknownType, UsageError
+from ..errors import (
+    CorruptJournal,
+    FrameTooLarge,
+    JournalLocked,
+    NotAJournal,
+    OutputError,
+    UnknownType,
+    UsageError,
+)
 from .format import (
     CURSOR_OFFSET,
     DEFAULT_PAGE_SIZE,
@@ -34,7 +42,9 @@ from .format import (
     OrderType,
     PageFlag,
     Side,
+    checksums_path,
     page_path,
+    tmp_page_path,
 )
 from .layout import BYTE_ORDER
 from .lock import try_lock
@@ -46,8 +56,6 @@ from .walk import Damage, Walk
 
 
 def _forget_checksums(path: str) -> None:
-    from .checksums import checksums_path
-
     try:
         os.unlink(checksums_path(path))
     except FileNotFoundError:
@@ -72,7 +80,7 @@ def _remove_own_next_page(path: str, index: int) -> None:
     it must be a regular file whose header is unwritten (all zero) or names this page
     index. Anything else (a note, a link, another journal's page) is left alone.
     """
-    tmp = page_path(path, index) + ".tmp"
+    tmp = tmp_page_path(page_path(path, index))
     try:
         st = os.lstat(tmp)
     except OSError:
@@ -145,7 +153,10 @@ class Writer:
         if created:
             _refuse_stale_pages(self.path)
         # O_NONBLOCK: a FIFO at the path must not block the open; it is refused below
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o644)
+        except OSError as e:  # a directory, a permission
+            raise OutputError(f"{self.path}: cannot open for writing: {e.strerror}") from None
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise OutputError(f"{self.path}: not a regular file (a FIFO, device or socket is never a journal)")
@@ -233,7 +244,7 @@ class Writer:
             )
         nxt = self._index + 1
         final = page_path(self.path, nxt)
-        tmp = final + ".tmp"
+        tmp = tmp_page_path(final)
         _remove_own_next_page(self.path, nxt)
         try:
             # never through a link, never over a file that is not provably ours
@@ -601,6 +612,8 @@ def _header_unfinished(fd: int, path: str) -> bool:
     to a power loss): rewriting it would hide them.
     """
     head = os.pread(fd, PAGE_HEADER_SIZE + FRAME_HEADER_SIZE, 0)
+    if len(head) < PAGE_HEADER_SIZE:
+        raise NotAJournal(f"{path}: {len(head)} bytes, too small for a {PAGE_HEADER_SIZE}-byte page header")
     if head[:PAGE_HEADER_SIZE] != bytes(PAGE_HEADER_SIZE) and PAGE_HEADER.unpack(head)["version"] != 0:
         return False
     if head[PAGE_HEADER_SIZE:].strip(b"\0") or os.path.exists(page_path(path, 1)):

@@ -37,6 +37,14 @@ inline constexpr uint32_t kFrameHeaderSize = 32;
 inline constexpr uint32_t kDefaultPageSize = 128u * 1024 * 1024;
 inline constexpr uint32_t kMinPageSize = 4096;
 
+// ---- file names (format.py's FILE_NAMES; tests/test_structure.py fails on drift) ----
+// Page n > 0 of journal P is `P.<n>` (decimal, no leading zero); a page being made is `<page>.tmp`;
+// `kftools archive` replaces a sealed page by `<page>.zst`; beside P sit `P.checksums` and `P.readers`.
+inline constexpr char kTmpSuffix[] = ".tmp";
+inline constexpr char kArchiveSuffix[] = ".zst";
+inline constexpr char kChecksumsSuffix[] = ".checksums";
+inline constexpr char kReadersSuffix[] = ".readers";
+
 enum PageFlag : uint32_t { kSealed = 1, kClosed = 2 };
 enum MsgType : uint32_t {
     kTicker = 1, kOrder = 2, kTrade = 3,
@@ -194,6 +202,12 @@ struct JournalLocked : Error {
 struct FrameTooLarge : Error {
     using Error::Error;
 };
+struct UsageError : Error {  // a bad argument: nothing was written
+    using Error::Error;
+};
+struct OutputError : Error {  // a path that cannot be written as asked (not a regular file, a stale page)
+    using Error::Error;
+};
 struct ArchivedPage : NotAJournal {  // a page `kftools archive` compressed (<page>.zst)
     using NotAJournal::NotAJournal;
 };
@@ -266,7 +280,7 @@ inline bool exists(const std::string& p) {
 // resuming writer lands on the true last page, never behind an archived one.
 inline uint32_t last_page_index(const std::string& path) {
     uint32_t i = 0;
-    while (exists(page_path(path, i + 1)) || exists(page_path(path, i + 1) + ".zst")) ++i;
+    while (exists(page_path(path, i + 1)) || exists(page_path(path, i + 1) + kArchiveSuffix)) ++i;
     return i;
 }
 
@@ -386,7 +400,12 @@ class Writer {
     // Append one frame; gen_time 0 means now. Returns the frame's gen_time.
     int64_t write(uint32_t msg_type, const void* payload, uint32_t len, int64_t gen_time, int64_t trigger_time,
                   uint32_t source, uint32_t dest) {
-        if (msg_type == 0) throw Error("msg_type 0 is never valid (it marks damage)");
+        if (!page_.base) throw UsageError(path_ + ": write after close(): the writer is closed");
+        if (msg_type == 0) throw UsageError("msg_type 0 is never valid (it marks damage)");
+        // readers would call such a frame damage (and this writer would refuse to reopen): never write one
+        if (len < min_payload(msg_type))
+            throw UsageError("a " + std::to_string(len) + "-byte payload of msg_type " + std::to_string(msg_type) +
+                             " is shorter than its layout (" + std::to_string(min_payload(msg_type)) + " bytes)");
         uint32_t n = padded(len);
         uint64_t total = uint64_t(kFrameHeaderSize) + n;
         if (pos_ + total > cap_) roll(total);
@@ -487,7 +506,7 @@ class Writer {
         if (!detail::exists(path_)) refuse_stale_pages();  // before creating anything
         // O_NONBLOCK: a FIFO at the path must not block the open
         int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
-        if (fd < 0) throw NotAJournal(detail::sys_error(path_));
+        if (fd < 0) throw OutputError(detail::sys_error(path_ + ": cannot open for writing"));
         bool locked = false;
         for (int i = 0; i < 5 && !(locked = detail::try_lock(fd)); ++i) ::usleep(10000);
         if (!locked) {
@@ -506,12 +525,13 @@ class Writer {
             // no frame was ever committed, so (re)initializing loses nothing
             bool fresh = std::memcmp(&h, &zero, sizeof h) == 0 ||
                          (h.version == 0 && h.magic == kMagic && h.write_cursor == kPageHeaderSize);
-            if (!S_ISREG(st.st_mode)) throw NotAJournal(path_ + ": not a regular file; a journal page must be one");
+            if (!S_ISREG(st.st_mode))
+                throw OutputError(path_ + ": not a regular file (a FIFO, device or socket is never a journal)");
             if (st.st_size == 0 || (got && fresh)) {
                 refuse_stale_pages();
                 init_page(fd, opt_.page_size ? opt_.page_size : kDefaultPageSize, 0, path_);
             }
-            remove_stale_tmp();
+            remove_own_next_page(detail::last_page_index(path_) + 1);  // a page a killed writer was making
             verify_before_last();
             adopt(open_last());
         } catch (...) {
@@ -520,26 +540,35 @@ class Writer {
         }
     }
 
-    // A killed writer may leave `<path>.<n>.tmp`, a page it was still preparing.
-    void remove_stale_tmp() {
-        auto slash = path_.rfind('/');
-        std::string dir = slash == std::string::npos ? "." : path_.substr(0, slash + 1);
-        std::string base = slash == std::string::npos ? path_ : path_.substr(slash + 1);
-        DIR* d = ::opendir(dir.c_str());
-        if (!d) return;
-        while (dirent* e = ::readdir(d)) {
-            std::string name = e->d_name;
-            if (name.size() > base.size() + 5 && name.compare(0, base.size() + 1, base + ".") == 0 &&
-                name.compare(name.size() - 4, 4, ".tmp") == 0)
-                ::unlink((dir == "." && slash == std::string::npos ? name : dir + name).c_str());
+    // Delete `<page index>.tmp` only if it is provably a page of this journal a killed writer left
+    // (as the Python Writer): the lock is held, so no live writer of this journal is making it; it must
+    // be a regular file of this user whose header is unwritten (all zero) or names this page index.
+    // Anything else (a note, a link, another journal's page) is left alone.
+    void remove_own_next_page(uint32_t index) const {
+        std::string tmp = page_path(path_, index) + kTmpSuffix;
+        struct stat st;
+        if (::lstat(tmp.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::getuid()) return;
+        int fd = ::open(tmp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) return;
+        uint8_t head[kPageHeaderSize];
+        ssize_t got = ::pread(fd, head, sizeof head, 0);
+        ::close(fd);
+        if (got < 0) return;
+        bool zero = true;
+        for (ssize_t i = 0; i < got; ++i) zero = zero && head[i] == 0;
+        bool ours = zero;
+        if (!zero && got == ssize_t(kPageHeaderSize)) {
+            PageHeader h;
+            std::memcpy(&h, head, sizeof h);
+            ours = h.magic == kMagic && h.page_index == index;
         }
-        ::closedir(d);
+        if (ours) ::unlink(tmp.c_str());
     }
 
     // A new journal never inherits pages it did not write.
     void refuse_stale_pages() const {
         if (uint32_t stale = later_page(0))
-            throw Error(path_ + ": " + page_path(path_, stale) + " exists but " + path_ +
+            throw OutputError(path_ + ": " + page_path(path_, stale) + " exists but " + path_ +
                         " is a new journal: it is a page of another journal; remove it before writing here");
     }
 
@@ -555,6 +584,9 @@ class Writer {
             std::string name = e->d_name;
             if (name.size() <= base.size() + 1 || name.compare(0, base.size() + 1, base + ".") != 0) continue;
             std::string tail = name.substr(base.size() + 1);
+            constexpr size_t zst = sizeof kArchiveSuffix - 1;
+            if (tail.size() > zst && tail.compare(tail.size() - zst, zst, kArchiveSuffix) == 0)
+                tail.resize(tail.size() - zst);  // an archived page counts as the page
             if (tail.empty() || tail.size() > 9 || tail[0] == '0' ||
                 tail.find_first_not_of("0123456789") != std::string::npos)
                 continue;
@@ -665,9 +697,11 @@ class Writer {
             throw FrameTooLarge(path_ + ": a " + std::to_string(total) + "-byte frame does not fit in a " +
                                 std::to_string(page_size_) + "-byte page");
         uint32_t next = page_.index + 1;
-        std::string final_path = page_path(path_, next), tmp = final_path + ".tmp";
-        int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0) throw Error(detail::sys_error(tmp));
+        std::string final_path = page_path(path_, next), tmp = final_path + kTmpSuffix;
+        remove_own_next_page(next);
+        // never through a link, never over a file that is not provably ours
+        int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0) throw OutputError(detail::sys_error(tmp + ": cannot create the next page"));
         detail::Mapping m;
         try {
             init_page(fd, page_size_, next, tmp);
@@ -790,8 +824,8 @@ class Reader {
         int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
             // `kftools archive` compressed this page: zstd is not a dependency of this header, so say so
-            if (errno == ENOENT && detail::exists(p + ".zst"))
-                throw ArchivedPage(p + ".zst: page " + std::to_string(index) +
+            if (errno == ENOENT && detail::exists(p + kArchiveSuffix))
+                throw ArchivedPage(p + kArchiveSuffix + ": page " + std::to_string(index) +
                                    " is archived; the C++ reader reads plain pages (`kftools unarchive " + path_ +
                                    "` restores them; kftools' Python reader reads archived pages as they are)");
             if (errno == ENOENT) return false;
