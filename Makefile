@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py $(wildcard kftools/*/*.c)
+$(STAMP): pyproject.toml setup.py $(wildcard kftools/*.c kftools/*/*.c)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -34,4 +34,4 @@ lint: venv
 	$(VENV)/bin/mypy kftools
 
 clean:
-	rm -rf $(VENV) build *.egg-info kftools/journal/*.so
+	rm -rf $(VENV) build *.egg-info kftools/*.so kftools/journal/*.so

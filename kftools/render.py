@@ -70,7 +70,10 @@ def label_array(labels: type[enum.IntEnum], values) -> pa.DictionaryArray:
 
 
 def exact(v) -> str:
-    """A value as text; a float as the shortest text that round-trips (``98765.43``, not ``98765.4``)."""
+    """A value as text; a float as the shortest text that round-trips (``98765.43``, not ``98765.4``); an unset
+    time (None) as ``unset``."""
+    if v is None:
+        return "unset"
     return repr(v) if isinstance(v, float) else str(v)
 
 
