@@ -17,7 +17,7 @@
 enum { STYLE_TEXT = 0, STYLE_JSON = 1, STYLE_CSV = 2 };
 enum {
     OP_NONE = 0, OP_BOOL, OP_I8, OP_U8, OP_U16, OP_U32, OP_U64, OP_I32, OP_I64, OP_F32, OP_F64,
-    OP_TEXT, OP_TIME, OP_OPTTIME, OP_JOURNAL,
+    OP_TEXT, OP_TIME, OP_OPTTIME, OP_JOURNAL, OP_TYPENAME, OP_HEX,
 };
 #define HEADER_SIZE 32 /* the kftools frame header, as the headers array holds it (linefmt checks) */
 #define DENSE 4096     /* message type ids below this are looked up in a table */
@@ -35,9 +35,12 @@ typedef struct {
     Py_ssize_t min_payload; /* the payload bytes the ops read */
 } Program;
 
+static Program FALLBACK; /* a registered type no program covers: the per-frame rule renders it */
+
 typedef struct {
     PyObject_HEAD
     int style;
+    Program *unknown; /* types the registry does not know (payload as hex), or NULL */
     Program *dense[DENSE];
     PyObject *sparse; /* dict id -> capsule index into progs */
     Program *progs;
@@ -45,8 +48,9 @@ typedef struct {
     PyObject *keep; /* the program tuples, which own the prefixes and labels */
 } Formatter;
 
-/* ---- a growable output buffer ---- */
+/* ---- a growable output buffer: a bytes object, resized in place, handed out without a copy ---- */
 typedef struct {
+    PyObject *obj;
     char *p;
     size_t n, cap;
 } Buf;
@@ -55,22 +59,39 @@ static int buf_grow(Buf *b, size_t more) {
     if (b->n + more <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 1 << 16;
     while (cap < b->n + more) cap *= 2;
-    char *p = PyMem_Realloc(b->p, cap);
-    if (!p) {
-        PyErr_NoMemory();
+    if (!b->obj) {
+        b->obj = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
+        if (!b->obj) return -1;
+    } else if (_PyBytes_Resize(&b->obj, (Py_ssize_t)cap) < 0) {
         return -1;
     }
-    b->p = p;
+    b->p = PyBytes_AS_STRING(b->obj);
     b->cap = cap;
     return 0;
 }
 
 static inline int put(Buf *b, const char *s, size_t n) {
     if (buf_grow(b, n) < 0) return -1;
-    memcpy(b->p + b->n, s, n);
+    char *o = b->p + b->n;
+    if (n <= 16) {
+        for (size_t i = 0; i < n; i++) o[i] = s[i];
+    } else {
+        memcpy(o, s, n);
+    }
     b->n += n;
     return 0;
 }
+
+/* the bytes written (the buffer is consumed) */
+static PyObject *buf_finish(Buf *b) {
+    if (!b->obj) return PyBytes_FromStringAndSize("", 0);
+    if (_PyBytes_Resize(&b->obj, (Py_ssize_t)b->n) < 0) return NULL;
+    PyObject *r = b->obj;
+    b->obj = NULL;
+    return r;
+}
+
+static void buf_free(Buf *b) { Py_CLEAR(b->obj); }
 
 static inline char *room(Buf *b, size_t n) {
     if (buf_grow(b, n) < 0) return NULL;
@@ -341,6 +362,15 @@ static int elem_size(int code) {
 }
 
 /* 0 done, 1 fall back for this frame, -1 error */
+static int put_hex(Buf *b, const unsigned char *p, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    char *o = room(b, 2 * n);
+    if (!o) return -1;
+    for (size_t i = 0; i < n; i++) o[2 * i] = hex[p[i] >> 4], o[2 * i + 1] = hex[p[i] & 15];
+    b->n += 2 * n;
+    return 0;
+}
+
 static int run_op(Buf *b, const Op *op, const unsigned char *hdr, const unsigned char *pay, int style,
                   const char *journal, Py_ssize_t journal_len) {
     if (op->prefix_len && put(b, op->prefix, (size_t)op->prefix_len) < 0) return -1;
@@ -348,6 +378,34 @@ static int run_op(Buf *b, const Op *op, const unsigned char *hdr, const unsigned
     switch (op->code) {
         case OP_NONE: return 0;
         case OP_JOURNAL: return put(b, journal, (size_t)journal_len);
+        case OP_TYPENAME: { /* an unregistered type's name, type<N> (a text line pads it to 7) */
+            uint32_t t;
+            memcpy(&t, hdr + 4, 4);
+            char *o = room(b, 24);
+            if (!o) return -1;
+            size_t n = 0;
+            if (style == STYLE_JSON) o[n++] = '"';
+            memcpy(o + n, "type", 4), n += 4;
+            n += fmt_u64(o + n, t);
+            if (style == STYLE_JSON) o[n++] = '"';
+            while (style == STYLE_TEXT && n < 7) o[n++] = ' ';
+            b->n += n;
+            return 0;
+        }
+        case OP_HEX: { /* the payload as hex; a text line shows 32 bytes, then how many there are */
+            uint32_t len;
+            memcpy(&len, hdr, 4);
+            if (style == STYLE_TEXT) {
+                if (put_hex(b, pay, len < 32 ? len : 32) < 0) return -1;
+                if (len > 32 && put(b, "\xe2\x80\xa6", 3) < 0) return -1; /* U+2026 */
+                char t[40];
+                int k = snprintf(t, sizeof t, " (%u bytes)", len);
+                return put(b, t, (size_t)k);
+            }
+            if (style == STYLE_JSON && put(b, "\"", 1) < 0) return -1;
+            if (put_hex(b, pay, len) < 0) return -1;
+            return style == STYLE_JSON ? put(b, "\"", 1) : 0;
+        }
         case OP_TEXT: return put_text(b, p, op->size, style);
         case OP_TIME: {
             int64_t v;
@@ -391,6 +449,7 @@ static void free_programs(Formatter *self) {
         self->progs = NULL;
     }
     memset(self->dense, 0, sizeof self->dense);
+    self->unknown = NULL;
 }
 
 static void Formatter_dealloc(Formatter *self) {
@@ -428,8 +487,21 @@ static int Formatter_init(Formatter *self, PyObject *args, PyObject *kw) {
     while (PyDict_Next(programs, &pos, &key, &val)) {
         long id = PyLong_AsLong(key);
         if (id == -1 && PyErr_Occurred()) return -1;
+        if (val == Py_None) { /* registered, rendered by the per-frame rule */
+            if (id >= 0 && id < DENSE) {
+                self->dense[id] = &FALLBACK;
+            } else {
+                PyObject *idx = PyLong_FromLong(-1);
+                if (!idx || PyDict_SetItem(self->sparse, key, idx) < 0) {
+                    Py_XDECREF(idx);
+                    return -1;
+                }
+                Py_DECREF(idx);
+            }
+            continue;
+        }
         if (!PyTuple_Check(val)) {
-            PyErr_SetString(PyExc_TypeError, "a program is a tuple of ops");
+            PyErr_SetString(PyExc_TypeError, "a program is a tuple of ops or None");
             return -1;
         }
         if (PyList_Append(self->keep, val) < 0) return -1;
@@ -448,9 +520,8 @@ static int Formatter_init(Formatter *self, PyObject *args, PyObject *kw) {
                                   &op->is_array, &op->size, &labels))
                 return -1;
             int hend = op->offset + (op->code == OP_TIME || op->code == OP_OPTTIME ? 8 : elem_size(op->code));
-            if (op->code < OP_NONE || op->code > OP_JOURNAL || op->offset < 0 || op->count < 1 || op->size < 0 ||
-                (op->src == 0 && (op->code == OP_TEXT || op->is_array || hend > HEADER_SIZE) && op->code != OP_NONE &&
-                 op->code != OP_JOURNAL)) {
+            if (op->code < OP_NONE || op->code > OP_HEX || op->offset < 0 || op->count < 1 || op->size < 0 ||
+                (op->src == 0 && (op->code == OP_TEXT || op->is_array || hend > HEADER_SIZE) && op->code < OP_JOURNAL)) {
                 PyErr_SetString(PyExc_ValueError, "bad op");
                 return -1;
             }
@@ -470,12 +541,14 @@ static int Formatter_init(Formatter *self, PyObject *args, PyObject *kw) {
             }
             op->prefix = PyBytes_AS_STRING(prefix);
             op->prefix_len = PyBytes_GET_SIZE(prefix);
-            if (op->src == 1 && op->code != OP_NONE && op->code != OP_JOURNAL) {
+            if (op->src == 1 && op->code != OP_NONE && op->code < OP_JOURNAL) {
                 Py_ssize_t end = op->offset + (Py_ssize_t)(op->code == OP_TEXT ? op->size : elem_size(op->code) * op->count);
                 if (end > pr->min_payload) pr->min_payload = end;
             }
         }
-        if (id >= 0 && id < DENSE) {
+        if (id == -1) {
+            self->unknown = pr;
+        } else if (id >= 0 && id < DENSE) {
             self->dense[id] = pr;
         } else {
             PyObject *idx = PyLong_FromSsize_t(k);
@@ -516,6 +589,7 @@ static PyObject *Formatter_run(Formatter *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "run: offsets and headers disagree");
         goto done;
     }
+    if (n && buf_grow(&b, (size_t)n * 160) < 0) goto done; /* a typical line; grown when longer */
     const int64_t *off = offs.buf;
     const unsigned char *hd = hdrs.buf, *base = mm.buf;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -531,11 +605,18 @@ static PyObject *Formatter_run(Formatter *self, PyObject *args) {
             if (!key) goto done;
             PyObject *idx = PyDict_GetItemWithError(self->sparse, key);
             Py_DECREF(key);
-            if (idx) pr = &self->progs[PyLong_AsSsize_t(idx)];
-            else if (PyErr_Occurred()) goto done;
+            if (idx) {
+                Py_ssize_t k = PyLong_AsSsize_t(idx);
+                pr = k < 0 ? &FALLBACK : &self->progs[k];
+            } else if (PyErr_Occurred()) {
+                goto done;
+            }
         }
+        if (!pr) pr = self->unknown;
+        if (pr == &FALLBACK) pr = NULL;
         int64_t at = off[i];
-        if (pr && (at < 0 || at + hsize + pr->min_payload > mm.len || (Py_ssize_t)length < pr->min_payload)) pr = NULL;
+        Py_ssize_t need = pr == self->unknown && pr ? (Py_ssize_t)length : pr ? pr->min_payload : 0;
+        if (pr && (at < 0 || at + hsize + need > mm.len || (Py_ssize_t)length < need)) pr = NULL;
         if (pr) {
             size_t mark = b.n;
             const unsigned char *pay = base + at + hsize;
@@ -551,9 +632,9 @@ static PyObject *Formatter_run(Formatter *self, PyObject *args) {
         }
         if (fallback_line(&b, fallback, i) < 0 || put(&b, "\n", 1) < 0) goto done;
     }
-    result = PyBytes_FromStringAndSize(b.p ? b.p : "", (Py_ssize_t)b.n);
+    result = buf_finish(&b);
 done:
-    PyMem_Free(b.p);
+    buf_free(&b);
     PyBuffer_Release(&mm);
     PyBuffer_Release(&offs);
     PyBuffer_Release(&hdrs);
@@ -569,11 +650,11 @@ static PyObject *format_double(PyObject *mod, PyObject *args) {
     if (!PyArg_ParseTuple(args, "d|i", &x, &style)) return NULL;
     Buf b = {0};
     if (put_double(&b, x, style) < 0) {
-        PyMem_Free(b.p);
+        buf_free(&b);
         return NULL;
     }
     PyObject *r = PyUnicode_DecodeASCII(b.p, (Py_ssize_t)b.n, "strict");
-    PyMem_Free(b.p);
+    buf_free(&b);
     return r;
 }
 

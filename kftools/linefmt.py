@@ -28,7 +28,7 @@ import numpy as np
 
 from .journal.format import FRAME_HEADER, FRAME_HEADER_SIZE
 from .journal.frames import HEADER_DTYPE, frames_of
-from .journal.layout import Field, display_name
+from .journal.layout import Field, Layout, display_name
 from .journal.registry import TypeRegistry
 from .render import CsvWriter, json_line, text_line
 
@@ -40,7 +40,9 @@ except ImportError:  # pragma: no cover - the extension is optional
 STYLES = {"text": 0, "jsonl": 1, "csv": 2}
 TEXT, JSON, CSV = 0, 1, 2
 (OP_NONE, OP_BOOL, OP_I8, OP_U8, OP_U16, OP_U32, OP_U64, OP_I32, OP_I64, OP_F32, OP_F64, OP_TEXT, OP_TIME, OP_OPTTIME,
- OP_JOURNAL) = range(15)
+ OP_JOURNAL, OP_TYPENAME, OP_HEX) = range(17)
+#: the key of the program for types the registry does not know
+UNKNOWN = -1
 _SCALAR_OPS = {"bool": OP_BOOL, "i8": OP_I8, "u8": OP_U8, "u16": OP_U16, "u32": OP_U32, "u64": OP_U64, "i32": OP_I32,
                "i64": OP_I64, "f32": OP_F32, "f64": OP_F64}
 _STRUCT = {OP_BOOL: "?", OP_I8: "b", OP_U8: "B", OP_U16: "H", OP_U32: "I", OP_U64: "Q", OP_I32: "i", OP_I64: "q",
@@ -91,11 +93,19 @@ def _field_op(prefix: str, f: Field, offset: int, style: int) -> Op | None:
 
 def compile_program(style: int, registry: TypeRegistry, msg_type: int, *, journal: bool,
                     columns: list[str] | None = None) -> tuple[Op, ...] | None:
-    """The line program of ``msg_type`` in ``style`` (CSV: in ``columns``' order), or None."""
-    mt = registry.get(msg_type)
-    if mt is None or not mt.layout.fields:
-        return None
-    layout = mt.layout
+    """The line program of ``msg_type`` in ``style`` (CSV: in ``columns``' order), or None. ``UNKNOWN``: the
+    program of every type the registry does not know (the payload as hex)."""
+    if msg_type == UNKNOWN:
+        if registry.json_text:  # a Kungfu journal's unknown frames may be JSON text: the per-frame rule
+            return None
+        layout = Layout("unknown", [])
+        name = None
+    else:
+        mt = registry.get(msg_type)
+        if mt is None or not mt.layout.fields:
+            return None
+        layout = mt.layout
+        name = mt.name
     if any(n in _HEADER_KEYS for n in layout.names):
         return None
     ops: list[Op] = []
@@ -108,18 +118,25 @@ def compile_program(style: int, registry: TypeRegistry, msg_type: int, *, journa
 
     if style == TEXT:
         body = [f for f in layout.fields if f.name != "reserved"]
-        if not body:
+        if not body and name is not None:
             return None
         emit(*_hop("gen_time", OP_TIME))
         pending = " "
         if journal:
             emit(OP_JOURNAL, 0, 0)
             pending = " "
-        pending += f"{mt.name:<7} "
+        if name is None:
+            emit(OP_TYPENAME, 0, 0)
+            pending = " "
+        else:
+            pending += f"{name:<7} "
         emit(*_hop("source", OP_U32))
         pending = ">"
         emit(*_hop("dest", OP_U32))
         pending = " "
+        if name is None:
+            pending += "payload="
+            emit(OP_HEX, 1, 0)
         for k, f in enumerate(body):
             op = _field_op(f"{pending}{'' if k == 0 else ' '}{f.name}=", f, layout.offset(f.name), style)
             if op is None:
@@ -132,7 +149,14 @@ def compile_program(style: int, registry: TypeRegistry, msg_type: int, *, journa
             pending += '"journal":'
             emit(OP_JOURNAL, 0, 0)
             pending = ","
-        pending += f'"type":{json.dumps(mt.name)},"msg_type":{msg_type},"gen_time":'
+        if name is None:
+            pending += '"type":'
+            emit(OP_TYPENAME, 0, 0)
+            pending = ',"msg_type":'
+            emit(*_hop("msg_type", OP_U32))
+            pending = ',"gen_time":'
+        else:
+            pending += f'"type":{json.dumps(name)},"msg_type":{msg_type},"gen_time":'
         emit(*_hop("gen_time", OP_I64))
         pending = ',"trigger_time":'
         emit(*_hop("trigger_time", OP_OPTTIME))
@@ -140,6 +164,9 @@ def compile_program(style: int, registry: TypeRegistry, msg_type: int, *, journa
         emit(*_hop("source", OP_U32))
         pending = ',"dest":'
         emit(*_hop("dest", OP_U32))
+        if name is None:
+            pending += ',"payload":'
+            emit(OP_HEX, 1, 0)
         for f in layout.fields:
             op = _field_op(f",{json.dumps(f.name)}:", f, layout.offset(f.name), style)
             if op is None:
@@ -155,9 +182,17 @@ def compile_program(style: int, registry: TypeRegistry, msg_type: int, *, journa
             if c == "journal" and journal:
                 emit(OP_JOURNAL, 0, 0)
             elif c == "type":
-                pending += csv_quote(mt.name)
+                if name is None:
+                    emit(OP_TYPENAME, 0, 0)
+                else:
+                    pending += csv_quote(name)
             elif c == "msg_type":
-                pending += str(msg_type)
+                if name is None:
+                    emit(*_hop("msg_type", OP_U32))
+                else:
+                    pending += str(msg_type)
+            elif c == "payload" and name is None:
+                emit(OP_HEX, 1, 0)
             elif c in header:
                 emit(*_hop(c, header[c]))
             elif c in layout.names:
@@ -172,13 +207,15 @@ def compile_program(style: int, registry: TypeRegistry, msg_type: int, *, journa
 
 
 def compile_programs(style: int, registry: TypeRegistry, *, journal: bool,
-                     columns: list[str] | None = None) -> dict[int, tuple[Op, ...]]:
-    """The line programs of every type of ``registry`` that one covers."""
-    out = {}
+                     columns: list[str] | None = None) -> dict[int, tuple[Op, ...] | None]:
+    """The line program of every type of ``registry`` (None: the per-frame rule renders it) and, under
+    ``UNKNOWN``, of the types it does not know."""
+    out: dict[int, tuple[Op, ...] | None] = {}
     for mt in registry.types():
-        prog = compile_program(style, registry, mt.id, journal=journal, columns=columns)
-        if prog is not None:
-            out[mt.id] = prog
+        out[mt.id] = compile_program(style, registry, mt.id, journal=journal, columns=columns)
+    unknown = compile_program(style, registry, UNKNOWN, journal=journal, columns=columns)
+    if unknown is not None:
+        out[UNKNOWN] = unknown
     return out
 
 
@@ -236,6 +273,15 @@ class PyFormatter:
             return out
         if code == OP_JOURNAL:
             return out + journal.decode()
+        if code == OP_TYPENAME:
+            name = f"type{struct.unpack_from('<I', hdr, 4)[0]}"
+            return out + (json.dumps(name) if style == JSON else f"{name:<7}" if style == TEXT else name)
+        if code == OP_HEX:
+            length = struct.unpack_from("<I", hdr, 0)[0]
+            data = bytes(mm[pay : pay + length])
+            if style == TEXT:
+                return out + f"{data[:32].hex()}{'…' if length > 32 else ''} ({length} bytes)"
+            return out + (f'"{data.hex()}"' if style == JSON else data.hex())
         at = pay + offset if src else offset
         buf = mm if src else hdr
         if code == OP_TEXT:
@@ -271,7 +317,7 @@ class PyFormatter:
         for i, at in enumerate(offs):
             hdr = hdrs[32 * i : 32 * i + 32]
             length, msg_type = struct.unpack_from("<II", hdr)
-            prog = self.programs.get(msg_type)
+            prog = self.programs[msg_type] if msg_type in self.programs else self.programs.get(UNKNOWN)
             line = None
             if prog is not None:
                 pay = at + header_size
