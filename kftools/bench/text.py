@@ -2,7 +2,8 @@
 writing the same rows, and ``cat -f`` keeping up with a live writer.
 
 Each ``cat`` runs as a user runs it (the CLI's ``main`` in a fresh process whose standard output is /dev/null),
-timed from after its imports; ``wall`` figures include the interpreter's start and the imports.
+timed from after its imports; ``wall`` figures include the interpreter's start and the imports; ``cpu`` figures divide by the CPU time the
+process used (what a shared, loaded machine does not change much).
 pyarrow's ``write_csv`` gets the same rows as an in-memory table (the export's columns, dictionaries decoded,
 built before the clock starts) and writes them to /dev/null in this process.
 """
@@ -16,24 +17,25 @@ import subprocess
 import sys
 import time
 
-from . import median_of, scratch_dir
+from . import scratch_dir
 
 _CHILD = """
 import json, sys, time
-t0 = time.perf_counter()
 from kftools.cli import main
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
+code = 0
 try:
     main(sys.argv[1:])
 except SystemExit as e:
     code = e.code
 sys.stdout.flush()
-print(json.dumps({"seconds": time.perf_counter() - t, "code": code}), file=sys.stderr)
+print(json.dumps({"seconds": time.perf_counter() - t, "cpu": time.process_time() - c, "code": code}),
+      file=sys.stderr)
 """
 
 
-def cat_in_child(journal: str, fmt: str) -> tuple[float, float]:
-    """(seconds after imports, wall seconds) of ``kftools cat JOURNAL -F FMT > /dev/null``."""
+def cat_in_child(journal: str, fmt: str) -> tuple[float, float, float]:
+    """(seconds after imports, CPU seconds after imports, wall seconds) of ``kftools cat JOURNAL -F FMT > /dev/null``."""
     with open(os.devnull, "wb") as null:
         t = time.perf_counter()
         p = subprocess.run([sys.executable, "-c", _CHILD, "cat", journal, "-F", fmt], stdout=null,
@@ -42,7 +44,7 @@ def cat_in_child(journal: str, fmt: str) -> tuple[float, float]:
     got = json.loads(p.stderr.decode().strip().splitlines()[-1])
     if got["code"] not in (0, None):
         raise RuntimeError(f"kftools cat -F {fmt} failed: {p.stderr.decode()[-500:]}")
-    return got["seconds"], wall
+    return got["seconds"], got["cpu"], wall
 
 
 def arrow_rows(journal: str):
@@ -126,19 +128,21 @@ def run(frames: int = 1_000_000, repeat: int = 3, follow_frames: int = 0, follow
         simulate(path, rate=0, frames=frames, seed=1)
         for fmt in ("text", "jsonl", "csv"):
             runs = [cat_in_child(path, fmt) for _ in range(repeat)]
-            secs = sorted(r[0] for r in runs)[len(runs) // 2]
-            wall = sorted(r[1] for r in runs)[len(runs) // 2]
+            secs, cpu, wall = (sorted(r[k] for r in runs)[len(runs) // 2] for k in range(3))
             res[f"text.{fmt}.lines_per_s"] = round(frames / secs)
+            res[f"text.{fmt}.cpu_lines_per_s"] = round(frames / cpu)
             res[f"text.{fmt}.wall_lines_per_s"] = round(frames / wall)
         table = arrow_rows(path)
 
-        def arrow() -> float:
-            t = time.perf_counter()
+        def arrow() -> tuple[float, float]:
+            t, c = time.perf_counter(), time.process_time()
             pacsv.write_csv(table, os.devnull)
-            return time.perf_counter() - t
+            return time.perf_counter() - t, time.process_time() - c
 
-        secs = median_of(arrow, repeat)
+        runs = [arrow() for _ in range(repeat)]
+        secs, cpu = (sorted(r[k] for r in runs)[len(runs) // 2] for k in range(2))
         res["text.pyarrow_write_csv.rows_per_s"] = round(table.num_rows / secs)
+        res["text.pyarrow_write_csv.cpu_rows_per_s"] = round(table.num_rows / cpu)
         for fmt in ("text", "jsonl", "csv"):
             res[f"text.{fmt}.vs_pyarrow"] = round(res[f"text.{fmt}.lines_per_s"] / res["text.pyarrow_write_csv.rows_per_s"], 2)
         if follow_frames:
