@@ -28,7 +28,7 @@ import numpy as np
 
 from .journal.format import FRAME_HEADER, FRAME_HEADER_SIZE
 from .journal.frames import HEADER_DTYPE, frames_of
-from .journal.layout import Field, Layout, display_name
+from .journal.layout import BYTE_ORDER, Field, Layout, display_name
 from .journal.registry import TypeRegistry
 from .render import CsvWriter, json_line, text_line
 
@@ -265,7 +265,7 @@ class PyFormatter:
         self.style = style
         self.programs = dict(programs)
 
-    def _op(self, op: Op, hdr: bytes, mm, pay: int, journal: bytes) -> str | None:
+    def _op(self, op: Op, hdr: bytes, length: int, msg_type: int, mm, pay: int, journal: bytes) -> str | None:
         prefix, code, src, offset, count, is_array, size, labels = op
         style = self.style
         out = prefix.decode()
@@ -274,10 +274,9 @@ class PyFormatter:
         if code == OP_JOURNAL:
             return out + journal.decode()
         if code == OP_TYPENAME:
-            name = f"type{struct.unpack_from('<I', hdr, 4)[0]}"
+            name = f"type{msg_type}"
             return out + (json.dumps(name) if style == JSON else f"{name:<7}" if style == TEXT else name)
         if code == OP_HEX:
-            length = struct.unpack_from("<I", hdr, 0)[0]
             data = bytes(mm[pay : pay + length])
             if style == TEXT:
                 return out + f"{data[:32].hex()}{'…' if length > 32 else ''} ({length} bytes)"
@@ -287,7 +286,7 @@ class PyFormatter:
         if code == OP_TEXT:
             return out + _text(bytes(buf[at : at + size]), style)
         if code in (OP_TIME, OP_OPTTIME):
-            v = struct.unpack_from("<q", buf, at)[0]
+            v = struct.unpack_from(BYTE_ORDER + _STRUCT[OP_I64], buf, at)[0]
             if code == OP_TIME:
                 t = _time(v)
                 return None if t is None else out + t
@@ -296,11 +295,11 @@ class PyFormatter:
             return out + str(v)
         fmt = _STRUCT[code]
         if not is_array:
-            v = struct.unpack_from("<" + fmt, buf, at)[0]
+            v = struct.unpack_from(BYTE_ORDER + fmt, buf, at)[0]
             if labels is not None and 0 <= v < len(labels) and labels[v] is not None:
                 return out + labels[v].decode()
             return out + _scalar(v, code, style)
-        vals = struct.unpack_from(f"<{count}{fmt}", buf, at)
+        vals = struct.unpack_from(f"{BYTE_ORDER}{count}{fmt}", buf, at)
         inner = JSON if style == JSON else TEXT
         text = ("," if style == JSON else ", ").join(_scalar(v, code, inner) for v in vals)
         text = f"[{text}]"
@@ -311,17 +310,20 @@ class PyFormatter:
     def run(self, mm, header_size: int, offsets, headers, journal: bytes, fallback: Callable[[int], bytes]) -> bytes:
         offs = np.asarray(offsets, dtype=np.int64).tolist()
         hdrs = bytes(headers)
-        if len(hdrs) != 32 * len(offs):
+        if len(hdrs) != HEADER_DTYPE.itemsize * len(offs):
             raise ValueError("run: offsets and headers disagree")
+        table = np.frombuffer(hdrs, HEADER_DTYPE)
+        lengths, types = table["length"].tolist(), table["msg_type"].tolist()
+        size = HEADER_DTYPE.itemsize
         lines = []
         for i, at in enumerate(offs):
-            hdr = hdrs[32 * i : 32 * i + 32]
-            length, msg_type = struct.unpack_from("<II", hdr)
+            hdr = hdrs[size * i : size * (i + 1)]
+            msg_type = types[i]
             prog = self.programs[msg_type] if msg_type in self.programs else self.programs.get(UNKNOWN)
             line = None
             if prog is not None:
                 pay = at + header_size
-                parts = [self._op(op, hdr, mm, pay, journal) for op in prog]
+                parts = [self._op(op, hdr, lengths[i], msg_type, mm, pay, journal) for op in prog]
                 if all(p is not None for p in parts):
                     line = "".join(parts).encode()  # type: ignore[arg-type]
             lines.append(line if line is not None else fallback(i))
