@@ -161,12 +161,38 @@ static void put_label(std::string& out, const char* key, uint32_t v, const char*
 }
 static const char* const kSideNames[] = {"buy", "sell"};
 static const char* const kOrderTypeNames[] = {"limit", "market", "limit_ioc", "limit_fok", "post_only"};
+static const char* const kStatusNames[] = {"accepted", "partially_filled", "filled", "canceled", "rejected",
+                                           "cancel_rejected", "expired", "modified", "modify_rejected"};
+static const char* const kRejectNames[] = {"none", "bad_quantity", "bad_price", "unknown_symbol", "unknown_order",
+                                           "too_late", "no_market", "duplicate_id", "post_only_would_take",
+                                           "not_finite"};
+static const char* const kLiquidityNames[] = {"maker", "taker"};
+
+static void put_i64(std::string& out, const char* key, int64_t v) {
+    out += ",\"";
+    out += key;
+    out += "\":";
+    out += std::to_string(v);
+}
+
+template <size_t N>
+static void put_nums(std::string& out, const char* key, const double (&v)[N]) {
+    out += ",\"";
+    out += key;
+    out += "\":[";
+    for (size_t i = 0; i < N; ++i) {
+        if (i) out += ',';
+        put_double(out, v[i]);
+    }
+    out += ']';
+}
 
 
 static std::string to_json(const Frame& f) {
     const FrameHeader& h = *f.header;
-    static const char* const names[] = {"", "Ticker", "Order", "Trade"};
-    std::string type = h.msg_type <= 3 ? names[h.msg_type] : "type" + std::to_string(h.msg_type);
+    static const char* const names[] = {"", "Ticker", "Order", "Trade", "CancelRequest", "OrderUpdate", "Fill", "Ack",
+                                        "ModifyRequest", "Depth", "Timer"};
+    std::string type = h.msg_type <= kTimer ? names[h.msg_type] : "type" + std::to_string(h.msg_type);
     char b[256];
     std::snprintf(b, sizeof b,
                   "{\"page\":%u,\"offset\":%u,\"length\":%u,\"type\":\"%s\",\"msg_type\":%u,\"gen_time\":%" PRId64
@@ -203,6 +229,51 @@ static std::string to_json(const Frame& f) {
             put_int(out, "trade_id", t.trade_id), put_int(out, "order_id", t.order_id);
             put_label(out, "side", t.side, kSideNames), put_int(out, "reserved", t.reserved);
             put_num(out, "price", t.price), put_num(out, "volume", t.volume);
+            break;
+        }
+        case kCancelRequest: {
+            const CancelRequest& c = f.as<CancelRequest>();
+            put_text(out, "symbol", c.symbol), put_int(out, "order_id", c.order_id);
+            break;
+        }
+        case kOrderUpdate: {
+            const OrderUpdate& u = f.as<OrderUpdate>();
+            put_text(out, "symbol", u.symbol), put_int(out, "order_id", u.order_id);
+            put_label(out, "status", u.status, kStatusNames), put_label(out, "reject_reason", u.reject_reason, kRejectNames);
+            put_label(out, "side", u.side, kSideNames), put_label(out, "order_type", u.order_type, kOrderTypeNames);
+            put_num(out, "price", u.price), put_num(out, "quantity", u.quantity);
+            put_num(out, "filled_quantity", u.filled_quantity), put_num(out, "remaining_quantity", u.remaining_quantity);
+            put_num(out, "avg_price", u.avg_price);
+            break;
+        }
+        case kFill: {
+            const Fill& x = f.as<Fill>();
+            put_text(out, "symbol", x.symbol), put_int(out, "fill_id", x.fill_id), put_int(out, "order_id", x.order_id);
+            put_label(out, "side", x.side, kSideNames), put_label(out, "liquidity", x.liquidity, kLiquidityNames);
+            put_num(out, "price", x.price), put_num(out, "quantity", x.quantity), put_num(out, "fee", x.fee);
+            put_int(out, "flags", x.flags), put_int(out, "reserved", x.reserved);
+            break;
+        }
+        case kAck: {
+            put_int(out, "frames", f.as<Ack>().frames);
+            break;
+        }
+        case kModifyRequest: {
+            const ModifyRequest& m = f.as<ModifyRequest>();
+            put_text(out, "symbol", m.symbol), put_int(out, "order_id", m.order_id);
+            put_num(out, "price", m.price), put_num(out, "quantity", m.quantity);
+            break;
+        }
+        case kDepth: {
+            const Depth& d = f.as<Depth>();
+            put_text(out, "symbol", d.symbol);
+            put_nums(out, "bid_price", d.bid_price), put_nums(out, "bid_volume", d.bid_volume);
+            put_nums(out, "ask_price", d.ask_price), put_nums(out, "ask_volume", d.ask_volume);
+            break;
+        }
+        case kTimer: {
+            const Timer& t = f.as<Timer>();
+            put_int(out, "timer_id", t.timer_id), put_i64(out, "at", t.at);
             break;
         }
         default: {
