@@ -143,8 +143,8 @@ def run(frames: int = 1_000_000, repeat: int = 3, follow_frames: int = 0, follow
             pacsv.write_csv(table, os.devnull)
             return time.perf_counter() - t, time.process_time() - c
 
-        runs = [arrow() for _ in range(repeat)]
-        secs, cpu = (sorted(r[k] for r in runs)[len(runs) // 2] for k in range(2))
+        timed = [arrow() for _ in range(repeat)]
+        secs, cpu = (sorted(r[k] for r in timed)[len(timed) // 2] for k in range(2))
         res["text.pyarrow_write_csv.rows_per_s"] = round(table.num_rows / secs)
         res["text.pyarrow_write_csv.cpu_rows_per_s"] = round(table.num_rows / cpu)
         for fmt in ("text", "jsonl", "csv"):

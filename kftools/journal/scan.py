@@ -28,7 +28,7 @@ class ScanError(Labelled):
 
 
 OK, HEADER_PAST_END, PAYLOAD_PAST_END, ZERO_TYPE, SHORT_PAYLOAD, WRITTEN_END, SHORT_LENGTH = tuple(ScanError)
-SCAN_ERRORS = {
+SCAN_ERRORS: dict[int, str] = {
     HEADER_PAST_END: "frame header runs past the write cursor",
     PAYLOAD_PAST_END: "frame length {length} runs past the write cursor",
     ZERO_TYPE: "msg_type 0 (zeroed or garbage bytes)",
