@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEPS := pyproject.toml setup.py $(wildcard kftools/*/*.c)
+DEPS := pyproject.toml setup.py $(wildcard kftools/*.c kftools/*/*.c)
 # everything the tests and the linters use (make venv, test, lint, ...); a full install also stands for the core's
 STAMP := $(VENV)/.installed
 # the core alone: what the demo runs (simulate and tail), nothing more
@@ -44,4 +44,4 @@ lint: venv
 	$(VENV)/bin/mypy kftools
 
 clean:
-	rm -rf $(VENV) build *.egg-info kftools/*/*.so
+	rm -rf $(VENV) build *.egg-info kftools/*.so kftools/*/*.so

@@ -23,6 +23,7 @@ setup(
         Extension("kftools.journal._framestream", ["kftools/journal/_framestream.c"], extra_compile_args=["-O2"]),
         Extension("kftools.journal._merge", ["kftools/journal/_merge.c"], extra_compile_args=["-O2"]),
         Extension("kftools.journal._pretouch", ["kftools/journal/_pretouch.c"], extra_compile_args=["-O2"]),
+        Extension("kftools._format", ["kftools/_format.c"], extra_compile_args=["-O2"]),
         Extension("kftools.replay._pacer", ["kftools/replay/_pacer.c"], extra_compile_args=["-O2"]),
         Extension("kftools.backtest._core", ["kftools/backtest/_core.c"], extra_compile_args=["-O2"]),
     ],

@@ -18,6 +18,7 @@ from .journal.merge import DEFAULT_HOLD, MergedReader, open_journals
 from .journal.positions import check_reader_name
 from .journal.reader import Damage, Frame
 from .journal.registry import TypeRegistry
+from .linefmt import LineRenderer
 from .render import CsvWriter, csv_columns, json_line, text_line
 from .selection import Selection
 
@@ -79,20 +80,29 @@ def cat(
         registry = reader.registry  # a Kungfu journal brings its own types
         sel = Selection.parse(reader, registry, types, symbols, start, end, tz=tz)
         line: Callable[[Frame], str]
+        columns = None
         if fmt == "jsonl":
             line = functools.partial(json_line, journal=many)
         elif fmt == "csv":
-            line = CsvWriter(out, csv_columns(registry, sel.types, journal=many), journal=many).line
+            columns = csv_columns(registry, sel.types, journal=many)
+            line = CsvWriter(out, columns, journal=many).line
         else:
             line = functools.partial(text_line, tz=tz, journal=many)
+        # whole batches rendered at once (C when built): the same bytes as ``line`` gives frame by frame
+        render = LineRenderer(fmt, journal=many, columns=columns, tz=tz).batch
+        emit = _byte_writer(out)
         write = out.write
         if not follow:
-            frames = reader.last(last, **sel.filters()) if last is not None else reader.frames(**sel.filters())
-            for f in frames:
-                write(line(f) + "\n")
-                res.frames += 1
-                if progress is not None and not res.frames & 0xFFFF:
-                    progress(res.frames, None)
+            if last is not None:
+                for f in reader.last(last, **sel.filters()):
+                    write(line(f) + "\n")
+                    res.frames += 1
+            else:
+                for batch in reader.batches(**sel.filters()):
+                    emit(render(batch))
+                    before, res.frames = res.frames, res.frames + len(batch)
+                    if progress is not None and before >> 16 != res.frames >> 16:
+                        progress(res.frames, None)
             res.damage = reader.damage
             if res.frames == 0 and not sel.trivial and last != 0:
                 res.unmatched = sel.describe(registry, tz)
@@ -118,8 +128,7 @@ def cat(
             if not len(batch):
                 out.flush()  # caught up: show what we have
                 continue
-            for f in batch.frames():
-                write(line(f) + "\n")
+            emit(render(batch))
             res.frames += len(batch)
             if progress is not None:
                 progress(res.frames, None)
@@ -128,3 +137,18 @@ def cat(
         res.interrupted = stop is not None and stop.is_set()
         res.damage = res.damage or reader.damage
         return res
+
+
+def _byte_writer(out) -> Callable[[bytes], None]:
+    """Write UTF-8 lines to ``out``: to its byte buffer when it is a UTF-8 text stream (flushing the text
+    layer first, so nothing written through it comes later), else decoded."""
+    buffer = getattr(out, "buffer", None)
+    encoding = (getattr(out, "encoding", None) or "").lower().replace("-", "")
+    if buffer is None or encoding != "utf8":
+        return lambda data: out.write(data.decode("utf-8"))
+
+    def emit(data: bytes) -> None:
+        out.flush()
+        buffer.write(data)
+
+    return emit

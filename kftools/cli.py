@@ -134,6 +134,7 @@ EXAMPLES = {
     "backtest": "kftools backtest rec.dat --strategy examples/strategy_maker.py --param size=2 --fill-model queue --latency 200us",
     "tail": "kftools tail feed.dat -s AAPL,MSFT --tz local   (several: kftools tail md.dat orders.dat)",
     "bench export": "kftools bench export --frames 1000000",
+    "bench text": "kftools bench text --frames 1000000 --follow 2000000",
     "bench replay": "kftools bench replay --json",
     "bench backtest": "kftools bench backtest --json",
     "bench latency": "kftools bench latency --cpp",
@@ -663,6 +664,20 @@ def import_cmd(
     res = import_parquet(src, str(out), registry=registry_for(schema), page_size=page_size, force=force,
                          journal=journal)
     typer.echo(f"wrote {res.frames:,} frames in {res.pages} page(s) to {res.out}", err=True)
+
+
+@command(bench_app, name="text")
+def bench_text_cmd(
+    json_out: JsonOpt = False,
+    frames: Annotated[int, typer.Option("--frames", help="Frames in the journal cat prints.")] = 1_000_000,
+    follow: Annotated[int, typer.Option("--follow", help="Also follow a C++ writer of N frames with cat -f (0: no).")] = 0,
+    rate: Annotated[float, typer.Option("--rate", help="The followed writer's frames per second.")] = 1e6,
+) -> None:
+    """cat -F text|jsonl|csv lines/s to /dev/null against pyarrow's write_csv of the same rows."""
+    from .bench import report
+    from .bench.text import run
+
+    report(run(frames=frames, follow_frames=follow, follow_rate=rate), json_out)
 
 
 @command(bench_app, name="export")

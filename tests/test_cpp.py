@@ -38,6 +38,7 @@ from kftools.journal.format import (
     PageFlag,
     page_path,
 )
+from kftools.render import json_line
 
 ROOT = Path(__file__).resolve().parents[1]
 CPP = ROOT / "cpp"
@@ -220,8 +221,15 @@ def write_python_frames(w: kftools.Writer, start: int, n: int, pace_every: int =
             time.sleep(0.0005)
 
 
+def python_lines(path) -> list[str]:
+    """What kfread prints: page, offset, length, then the line ``kftools cat -F jsonl`` prints."""
+    with kftools.Reader(path) as r:
+        return [f'{{"page":{f.page_index},"offset":{f.offset},"length":{f.length},' + json_line(f)[1:]
+                for f in r]
+
+
 def python_json(path) -> list[dict]:
-    return [dict(f.to_dict(), page=f.page_index, offset=f.offset, length=f.length) for f in kftools.Reader(path)]
+    return [json.loads(line) for line in python_lines(path)]
 
 
 def cpp_json(stdout: str) -> list[dict]:
@@ -238,6 +246,38 @@ def test_cpp_reads_what_python_wrote(cpp_bin, tmp_path):
     assert len(got) == len(want)
     for g, p in zip(got, want, strict=True):
         assert g == p  # every field, including floats at full precision and unknown payload bytes
+
+
+def test_kfread_prints_what_cat_jsonl_prints(cpp_bin, tmp_path):
+    """One rendering rule: kfread's lines are `kftools cat -F jsonl`'s, byte for byte, for every built-in type
+    (names for every labelled field, null for an unset trigger_time, Python's shortest floats, \\u-escaped
+    text)."""
+    path = tmp_path / "odd.journal"
+    floats = [100.8162, 0.1 + 0.2, -0.0, 0.0, float("nan"), float("inf"), -float("inf"), 1e16, 1e15, 123456.0,
+              1e-4, 1e-5, 5e-324, 1.7976931348623157e308, 2.5e-300, 1 / 3, 1e22, 12345678901234567890.0]
+    texts = [b"plain", b'q"uo\\te', b"\x01\n\t\x7f", "é€😀".encode(), b"bad\xff\xe2\x82x", b"\xf0\x9f\x98"]
+    with kftools.Writer(path) as w:
+        for k, x in enumerate(floats):
+            w.write_ticker(texts[k % len(texts)].decode("utf-8", "replace")[:5], x, -x, x / 7, x * 3,
+                           trigger_time=k % 2)
+        for k in range(12):
+            w.write(2, ORDER.struct.pack(texts[k % len(texts)], k, k % 3, k % 7, floats[k], 1.0, 0.0,
+                                         texts[(k + 1) % len(texts)]), trigger_time=-k)
+            w.write(3, TRADE.struct.pack(texts[k % len(texts)], k, k, k % 3, 0, floats[-k], 2.0))
+            sym = texts[k % len(texts)]
+            w.write(4, CANCEL_REQUEST.struct.pack(sym, k))
+            w.write(5, ORDER_UPDATE.struct.pack(sym, k, k % 10, k % 11, k % 3, k % 6, floats[k], 1.0, 0.5, 0.5,
+                                                floats[-k]), trigger_time=k % 2)
+            w.write(6, FILL.struct.pack(sym, k, k, k % 2, k % 3, floats[k], 1.5, -0.0, 1, 0))
+            w.write(7, ACK.struct.pack(2**64 - 1 - k))
+            w.write(8, MODIFY_REQUEST.struct.pack(sym, k, floats[k], 2.5))
+            w.write(9, DEPTH.struct.pack(sym, *(floats[(k + i) % len(floats)] for i in range(40))))
+            w.write(10, TIMER.struct.pack(k, -(k * 10**17)))
+    out = run(cpp_bin / "kfread", path).stdout
+    assert out.splitlines() == python_lines(path)
+    assert '"side":"sell"' in out and '"side":2' in out and '"order_type":"post_only"' in out
+    assert '"status":"modify_rejected"' in out and '"status":9' in out and '"liquidity":"taker"' in out
+    assert '"trigger_time":null' in out and "100.8162," in out and "100.81619999999999" not in out
 
 
 def test_cpp_follows_python_writer_across_pages(cpp_bin, tmp_path):

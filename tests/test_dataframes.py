@@ -12,7 +12,7 @@ import pytest
 from kftest import ROOT, SAMPLES_DIR, run_cli
 
 import kftools
-from kftools.journal.registry import load_registry
+from kftools.journal.schemas import load_registry
 
 CLEAN = os.path.join(SAMPLES_DIR, "clean.dat")
 ENGINE = os.path.join(SAMPLES_DIR, "engine.dat")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from ..journal.layout import scalar_dtype
+from ..journal.layout import display_name, scalar_dtype
 from ..journal.reader import FrameBatch
 from ..journal.registry import MessageType, TypeRegistry
 
@@ -319,7 +319,7 @@ class Columns:
         if not texts:  # the names first, in value order: dictionary index == value for every named value
             for member in sorted(c.labels, key=int):
                 index[int(member)] = len(texts)
-                texts.append(member.name.lower())
+                texts.append(display_name(member))
         present = np.unique(values[valid]).tolist()
         for v in present:
             if v not in index:
@@ -474,7 +474,7 @@ def schema_table(registry: TypeRegistry | None = None) -> str:
             if c.kind == "text":
                 doc += " (NUL padding stripped)"
             if c.labels is not None:
-                names = ", ".join(m.name.lower() for m in sorted(c.labels, key=int))
+                names = ", ".join(display_name(m) for m in sorted(c.labels, key=int))
                 doc += f" as names ({names}; a value without a name as its number)"
         typ = f"dictionary<int32, {f.type.value_type}>" if pa.types.is_dictionary(f.type) else str(f.type)
         rows.append(f"| `{f.name}` | {typ} | {doc} |")

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .layout import Field, Layout
+from .layout import Field, Labelled, Layout
 
 VERSION = 1
 #: "KFJ1" little-endian. Zero is allowed: engines that know only the four
@@ -53,7 +53,8 @@ FRAME_HEADER = Layout(
         Field("length", "u32", "bytes of payload after this header"),
         Field("msg_type", "u32", "message type id (0 is never valid)"),
         Field("gen_time", "i64", "wall-clock ns since the Unix epoch when the frame was written (`gen_time_ns`)"),
-        Field("trigger_time", "i64", "ns; the time of the event that caused this frame (replay: the original gen_time)"),
+        Field("trigger_time", "i64", "ns; the time of the event that caused this frame (replay: the original gen_time); "
+              "0 when unset", zero_is_unset=True),
         Field("source", "u32", "id of the producer"),
         Field("dest", "u32", "id of the intended consumer, 0 for everyone"),
     ],
@@ -81,12 +82,12 @@ class MsgType(enum.IntEnum):
     TIMER = 10
 
 
-class Side(enum.IntEnum):
+class Side(Labelled):
     BUY = 0
     SELL = 1
 
 
-class OrderType(enum.IntEnum):
+class OrderType(Labelled):
     """An order's type and time in force, one number (the Order layout has one field for both)."""
 
     LIMIT = 0  # good till canceled: fills what it can on arrival, rests the rest
@@ -96,7 +97,7 @@ class OrderType(enum.IntEnum):
     POST_ONLY = 4  # rests at its limit; rejected (POST_ONLY_WOULD_TAKE) if it would take on arrival
 
 
-class OrderStatus(enum.IntEnum):
+class OrderStatus(Labelled):
     """``status`` of an OrderUpdate."""
 
     ACCEPTED = 0  # arrived at the exchange and working (resting, or about to fill)
@@ -110,7 +111,7 @@ class OrderStatus(enum.IntEnum):
     MODIFY_REJECTED = 8  # a modify failed (``reject_reason`` says why); the order itself is unchanged
 
 
-class RejectReason(enum.IntEnum):
+class RejectReason(Labelled):
     """``reject_reason`` of an OrderUpdate (0 unless the status is REJECTED or CANCEL_REJECTED)."""
 
     NONE = 0
@@ -125,7 +126,7 @@ class RejectReason(enum.IntEnum):
     NOT_FINITE = 9  # the order's notional (price x quantity) is not a finite number
 
 
-class Liquidity(enum.IntEnum):
+class Liquidity(Labelled):
     """``liquidity`` of a Fill: who the order was in the trade."""
 
     MAKER = 0  # a resting limit order that the market came to
@@ -191,11 +192,12 @@ ORDER_UPDATE = Layout(
         Field("order_id", "u64"),
         Field("status", "u32", "0 accepted, 1 partially filled, 2 filled, 3 canceled, 4 rejected, "
               "5 cancel rejected (the order is unchanged), 6 expired (IOC/FOK/market rest), 7 modified, "
-              "8 modify rejected (the order is unchanged)"),
+              "8 modify rejected (the order is unchanged)", OrderStatus),
         Field("reject_reason", "u32", "0 none, 1 bad quantity, 2 bad price, 3 unknown symbol, 4 unknown order, "
-              "5 too late, 6 no market, 7 duplicate order id, 8 post-only would take, 9 notional not finite"),
-        Field("side", "u32", "0 buy, 1 sell"),
-        Field("order_type", "u32", "0 limit, 1 market, 2 limit IOC, 3 limit FOK, 4 post-only"),
+              "5 too late, 6 no market, 7 duplicate order id, 8 post-only would take, 9 notional not finite",
+              RejectReason),
+        Field("side", "u32", "0 buy, 1 sell", Side),
+        Field("order_type", "u32", "0 limit, 1 market, 2 limit IOC, 3 limit FOK, 4 post-only", OrderType),
         Field("price", "f64", "the limit price (0 for market orders)"),
         Field("quantity", "f64", "the order's quantity"),
         Field("filled_quantity", "f64", "filled so far"),
@@ -210,8 +212,8 @@ FILL = Layout(
         Field("symbol", "char[16]", "NUL-padded"),
         Field("fill_id", "u64", "1, 2, ... per backtest"),
         Field("order_id", "u64"),
-        Field("side", "u32", "0 buy, 1 sell"),
-        Field("liquidity", "u32", "0 maker (rested, the market came to it), 1 taker (crossed on arrival)"),
+        Field("side", "u32", "0 buy, 1 sell", Side),
+        Field("liquidity", "u32", "0 maker (rested, the market came to it), 1 taker (crossed on arrival)", Liquidity),
         Field("price", "f64"),
         Field("quantity", "f64"),
         Field("fee", "f64", "in cash units, positive is paid"),

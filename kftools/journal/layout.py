@@ -39,6 +39,33 @@ def scalar_dtype(kind: str) -> np.dtype:
 _ARRAY = re.compile(r"(\w+)\[(\d+)\]")
 
 
+def display_name(member: enum.IntEnum) -> str:
+    """How every output names an enum value: an all-caps name lower-cased (``PARTIALLY_FILLED`` as
+    ``partially_filled``), a name in another journal family's own spelling (Kungfu's ``PartialFilledActive``)
+    as it is."""
+    name = member.name
+    return name.lower() if name.isupper() else name
+
+
+class Labelled(enum.IntEnum):
+    """An IntEnum a layout field declares as its ``labels``: its display names are what outputs show."""
+
+    @property
+    def label(self) -> str:
+        """The display name (``Side.SELL.label == "sell"``)."""
+        return display_name(self)
+
+    @classmethod
+    def from_label(cls, shown: str | int) -> Labelled:
+        """A display name (any case) or a number -> the member."""
+        if isinstance(shown, str):
+            for member in cls:
+                if member.name.lower() == shown.lower():
+                    return member
+            return cls(int(shown))
+        return cls(shown)
+
+
 @dataclass(frozen=True)
 class Field:
     """One field: ``kind`` is a scalar kind (``u32``, ``f64``...), ``char[N]`` (text) or an array
@@ -49,6 +76,8 @@ class Field:
     doc: str = ""
     #: an IntEnum whose member names label the values (``side``: buy/sell) in text, JSON, CSV and Parquet
     labels: type[enum.IntEnum] | None = None
+    #: a time (ns) where 0 means "not set": JSON null, an empty CSV cell, a Parquet null, ``unset`` in the tail
+    zero_is_unset: bool = False
 
     @property
     def is_text(self) -> bool:
@@ -60,10 +89,9 @@ class Field:
         else the value itself."""
         if self.labels is not None:
             try:
-                name = self.labels(value).name
+                return display_name(self.labels(value))
             except ValueError:
                 return value
-            return name.lower() if name.isupper() else name
         return value
 
     def unlabel(self, shown):
@@ -149,6 +177,8 @@ class Layout:
         self.names = tuple(f.name for f in self.fields)
         self.text_fields = frozenset(f.name for f in self.fields if f.is_text)
         self.labelled = {f.name: f for f in self.fields if f.labels is not None}
+        #: times whose 0 means "not set"
+        self.unset_times = tuple(f.name for f in self.fields if f.zero_is_unset)
         # arrays need more than a zip of the struct's values
         self._plain = not any(f.is_array for f in self.fields)
         self._offsets = {}

@@ -11,11 +11,24 @@ import struct
 import numpy as np
 
 from .format import FRAME_HEADER
-from .layout import BYTE_ORDER
+from .layout import BYTE_ORDER, Labelled
 
-#: ``scan`` error codes
-OK, HEADER_PAST_END, PAYLOAD_PAST_END, ZERO_TYPE, SHORT_PAYLOAD, WRITTEN_END, SHORT_LENGTH = 0, 1, 2, 3, 4, 5, 6
-SCAN_ERRORS = {
+
+class ScanError(Labelled):
+    """Why ``scan`` stopped (its third value; the C scanner returns the same numbers); ``SCAN_ERRORS`` says
+    the damage ones in words."""
+
+    OK = 0
+    HEADER_PAST_END = 1
+    PAYLOAD_PAST_END = 2
+    ZERO_TYPE = 3
+    SHORT_PAYLOAD = 4
+    WRITTEN_END = 5  # Kungfu: a zero length, the end of what is written
+    SHORT_LENGTH = 6
+
+
+OK, HEADER_PAST_END, PAYLOAD_PAST_END, ZERO_TYPE, SHORT_PAYLOAD, WRITTEN_END, SHORT_LENGTH = tuple(ScanError)
+SCAN_ERRORS: dict[int, str] = {
     HEADER_PAST_END: "frame header runs past the write cursor",
     PAYLOAD_PAST_END: "frame length {length} runs past the write cursor",
     ZERO_TYPE: "msg_type 0 (zeroed or garbage bytes)",
