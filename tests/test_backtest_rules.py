@@ -91,7 +91,8 @@ def test_modify_keeps_or_loses_the_queue(tmp_path):
     # a larger quantity re-queues behind the 5 shown at 1 ms: the same print of 6 still reaches it, 1 of it
     assert [(r["quantity"]) for r in lose.fills.to_pylist()] == [1.0]
     upd = lose.updates.to_pylist()
-    assert [u["status"] for u in upd][:2] == [OrderStatus.ACCEPTED, OrderStatus.MODIFIED]
+    assert [(u["status"], u["side"], u["order_type"]) for u in upd][:2] == [("accepted", "buy", "limit"),
+                                                                             ("modified", "buy", "limit")]
 
 
 def test_queue_models_on_depth_match_hand_computation(tmp_path):

@@ -26,7 +26,7 @@ def draw_folder(folder: str, path: str | None = None, recordings: list[str] | No
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    from .report import ANNUALISATION, duration, market_prices, money, ratio, read_result, strategy_name
+    from .report import ANNUALISATION, duration, fill_sides, market_prices, money, ratio, read_result, strategy_name
 
     path = path or os.path.join(folder, "chart.png")
     s, st, unit, eq, fills, t_ns, pnl, dd, symbols = read_result(folder)
@@ -34,7 +34,7 @@ def draw_folder(folder: str, path: str | None = None, recordings: list[str] | No
     fsym = np.asarray(fills.column("symbol").cast("string").to_pylist(), dtype=object)
     ft = fills.column("gen_time").cast("int64").to_numpy().astype("datetime64[ns]")
     fpx = fills.column("price").to_numpy()
-    fside = fills.column("side").to_numpy()
+    fside = fill_sides(fills)
     vol = {sym: float(np.sum(fsym == sym)) for sym in symbols}
     shown = sorted(symbols, key=lambda x: (-vol[x], x))[:MAX_POSITION_PANELS]
     top = shown[0] if shown else None

@@ -334,6 +334,14 @@ def read_result(folder: str) -> tuple:
     return (s, run_statistics(folder), currency(s), eq, fills, eq.column("gen_time").cast("int64").to_numpy(),
             eq.column("pnl").to_numpy(), eq.column("drawdown").to_numpy(), symbols)
 
+def fill_sides(fills) -> np.ndarray:
+    """0 (buy) or 1 (sell) per fill: the table names the side (``buy``, ``sell``)."""
+    col = fills.column("side")
+    if str(col.type).startswith(("uint", "int")):  # a result folder an older kftools wrote
+        return col.to_numpy()
+    return (np.asarray(col.cast("string").to_pylist(), dtype=object) == "sell").astype(np.int64)
+
+
 def write_report(folder: str, recordings: list[str] | None = None, plotlyjs: str = "inline") -> str:
     """Write ``folder/report.html`` for the result folder ``folder``; returns its path.
 
@@ -350,7 +358,7 @@ def write_report(folder: str, recordings: list[str] | None = None, plotlyjs: str
     fsym = np.asarray(fills.column("symbol").cast("string").to_pylist(), dtype=object)
     fpx = fills.column("price").to_numpy()
     fq = fills.column("quantity").to_numpy()
-    fside = fills.column("side").to_numpy()
+    fside = fill_sides(fills)
     fliq = np.asarray(fills.column("liquidity").cast("string").to_pylist(), dtype=object)
     prices = market_prices(recordings, symbols) if recordings else {}
 

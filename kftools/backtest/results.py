@@ -6,6 +6,7 @@ on the wall clock: the same inputs give the same files, byte for byte.
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import os
@@ -17,7 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import OutputError
-from ..journal.format import Liquidity, OrderStatus, RejectReason
+from ..journal.format import Liquidity, OrderStatus, OrderType, RejectReason, Side
+from ..journal.layout import display_name
 from .loop import AnyBacktest as Backtest
 from .loop import reference_records
 from .records import Records
@@ -28,6 +30,7 @@ RESULT_FILES = ("orders.parquet", "updates.parquet", "fills.parquet", "equity.pa
                 "report.html")
 
 _TS = pa.timestamp("ns", tz="UTC")
+PENDING = {-1: "pending"}  # an order's status before it reached the exchange (no OrderStatus: never sent as one)
 _SYM = pa.dictionary(pa.int32(), pa.string())
 
 
@@ -69,7 +72,7 @@ def summarize(bt: Backtest, strategy_name: str = "") -> dict:
     unrealized = acc.unrealized(marks)
     status_count = {name: 0 for name in ("filled", "partially_filled", "canceled", "rejected", "expired", "accepted",
                                          "modified", "pending")}
-    names = {-1: "pending", **{int(v): v.name.lower() for v in OrderStatus}}
+    names = {int(v): display_name(v) for v in OrderStatus} | PENDING
     for k, n in zip(*np.unique(o["status"], return_counts=True), strict=True):
         status_count[names[int(k)]] += int(n)
     d: dict[str, Any] = {
@@ -155,8 +158,6 @@ def tables(bt: Backtest) -> dict[str, pa.Table]:
     start_cash = bt.exchange.account.start_cash
     order_ix = np.argsort(rec.orders["order_id"], kind="stable")
     o = rec.orders[order_ix]
-    status_names = {-1: "pending", **{int(v): v.name.lower() for v in OrderStatus}}
-    reason_names = {int(v): v.name.lower() for v in RejectReason}
     filled = o["filled"]
     with np.errstate(invalid="ignore", divide="ignore"):
         avg = np.where(filled != 0, o["notional"] / np.where(filled != 0, filled, 1.0), 0.0)
@@ -164,14 +165,14 @@ def tables(bt: Backtest) -> dict[str, pa.Table]:
         "order_id": _num(o["order_id"], np.uint64),
         "client_order_id": _strings([rec.client_order_ids[k] for k in order_ix.tolist()]),
         "symbol": _symbols(rec, o["sym"]),
-        "side": _num(o["side"], np.uint32),
-        "order_type": _num(o["order_type"], np.uint32),
+        "side": _labels(o["side"], Side),
+        "order_type": _labels(o["order_type"], OrderType),
         "price": _num(o["price"], np.float64),
         "quantity": _num(o["quantity"], np.float64),
         "sent_time": _times(o["sent_time"]),
         "arrival_time": _times(o["arrival_time"]),
-        "status": _labels(o["status"], status_names),
-        "reject_reason": _num(o["reject_reason"], np.uint32),
+        "status": _labels(o["status"], OrderStatus, PENDING),
+        "reject_reason": _labels(o["reject_reason"], RejectReason),
         "filled_quantity": _num(filled, np.float64),
         "avg_price": _num(avg, np.float64),
         "fee": _num(o["fee"], np.float64),
@@ -181,12 +182,10 @@ def tables(bt: Backtest) -> dict[str, pa.Table]:
         "gen_time": _times(u["time"]),
         "order_id": _num(u["order_id"], np.uint64),
         "symbol": _symbols(rec, u["sym"]),
-        "status": _num(u["status"], np.uint32),
-        "status_name": _labels(u["status"], status_names),
-        "reject_reason": _num(u["reject_reason"], np.uint32),
-        "reject_reason_name": _labels(u["reject_reason"], reason_names),
-        "side": _num(u["side"], np.uint32),
-        "order_type": _num(u["order_type"], np.uint32),
+        "status": _labels(u["status"], OrderStatus),
+        "reject_reason": _labels(u["reject_reason"], RejectReason),
+        "side": _labels(u["side"], Side),
+        "order_type": _labels(u["order_type"], OrderType),
         "price": _num(u["price"], np.float64),
         "quantity": _num(u["quantity"], np.float64),
         "filled_quantity": _num(u["filled_quantity"], np.float64),
@@ -199,8 +198,8 @@ def tables(bt: Backtest) -> dict[str, pa.Table]:
         "fill_id": _num(f["fill_id"], np.uint64),
         "order_id": _num(f["order_id"], np.uint64),
         "symbol": _symbols(rec, f["sym"]),
-        "side": _num(f["side"], np.uint32),
-        "liquidity": _labels(f["liquidity"], {int(Liquidity.MAKER): "maker", int(Liquidity.TAKER): "taker"}),
+        "side": _labels(f["side"], Side),
+        "liquidity": _labels(f["liquidity"], Liquidity),
         "price": _num(f["price"], np.float64),
         "quantity": _num(f["quantity"], np.float64),
         "fee": _num(f["fee"], np.float64),
@@ -264,10 +263,15 @@ def _symbols(rec: Records, sym: np.ndarray) -> pa.Array:
     return _dictionary(np.where(sym < 0, len(rec.symbols), sym), [*rec.symbols, ""])
 
 
-def _labels(values: np.ndarray, names: dict[int, str]) -> pa.Array:
-    """A number column as its names, dictionary strings."""
+def _labels(values: np.ndarray, labels: type[enum.IntEnum], extra: dict[int, str] | None = None) -> pa.Array:
+    """An enum column as every output shows it (``display_name``, the layout declaration's rule): dictionary
+    strings, the names in value order, then a value without a name as its number (as the export writes them)."""
+    names = {int(m): display_name(m) for m in labels} | (extra or {})
+    for v in np.unique(values).tolist():
+        names.setdefault(int(v), str(v))
     keys = sorted(names)
-    return _dictionary(np.searchsorted(keys, values), [names[k] for k in keys])
+    codes = np.searchsorted(keys, values).astype(np.int32)
+    return pa.DictionaryArray.from_arrays(_num(codes, np.int32), _strings([names[k] for k in keys]))
 
 
 def _dictionary(codes: np.ndarray, names: list[str]) -> pa.Array:
