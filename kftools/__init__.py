@@ -17,6 +17,8 @@ from .errors import (
     UsageError,
 )
 from .journal import (
+    BackoffWait,
+    BusyWait,
     Damage,
     Frame,
     FrameBatch,
@@ -24,8 +26,10 @@ from .journal import (
     MergedReader,
     MsgType,
     OrderType,
+    ParkWait,
     Reader,
     Side,
+    SleepWait,
     TypeRegistry,
     WaitPolicy,
     Writer,
@@ -55,4 +59,5 @@ __all__ = [
     "StrategyError", "TypeRegistry", "UnknownType", "UnreadablePage", "UnsupportedVersion", "UsageError", "WaitPolicy", "Writer",
     "load_registry", "open_many", "recover", "register_type", "verify",
     "FillFlag", "Liquidity", "OrderStatus", "RejectReason", "backtest", "sweep",
+    "BackoffWait", "BusyWait", "ParkWait", "SleepWait",
 ]

@@ -245,7 +245,7 @@ EndOpt = Annotated[str | None, typer.Option("--end", metavar="TIME",
 TzOpt = Annotated[str, typer.Option("--tz", metavar="ZONE",
                                     help="Show and read times in this zone: UTC, local or a name like Europe/Paris.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-WaitOpt = Annotated[str, typer.Option("--wait", help="How a follower waits: busy, backoff or sleep.")]
+WaitOpt = Annotated[str, typer.Option("--wait", help="How a follower waits: busy, backoff, sleep or park (spin briefly, then sleep until the writer wakes it: for shared hosts).")]
 DEFAULT_HOLD = 0.05  # kftools.journal.merge.DEFAULT_HOLD, without importing numpy for --help
 HoldOpt = Annotated[
     float,
