@@ -24,6 +24,7 @@ torture: venv
 	$(PY) -m pytest -p no:cacheprovider -m slow tests/reliability
 
 bench: venv
+	$(PY) -m pip install -q -e '.[test,bench]'  # iceoryx2, compared in the shared-host latency figures
 	$(VENV)/bin/kftools bench all --out bench/results.json
 
 samples: venv

@@ -133,7 +133,7 @@ EXAMPLES = {
     "bench export": "kftools bench export --frames 1000000",
     "bench replay": "kftools bench replay --json",
     "bench backtest": "kftools bench backtest --json",
-    "bench latency": "kftools bench latency --cpp",
+    "bench latency": "kftools bench latency --cpp --contended",
     "bench throughput": "kftools bench throughput --frames 500000",
     "bench merge": "kftools bench merge --json",
     "bench kungfu": "kftools bench kungfu --frames 1000000 --json",
@@ -1076,6 +1076,9 @@ def bench_latency_cmd(
     json_out: JsonOpt = False,
     samples: Annotated[int, typer.Option("--samples", help="Frames timed per transport.")] = 100_000,
     cpp: Annotated[bool, typer.Option("--cpp", help="Also C++ writer to Python and C++ followers.")] = False,
+    contended: Annotated[bool, typer.Option(
+        "--contended", help="Also followers on a shared host: busy and park followers, Pipe and iceoryx2, idle and "
+                            "with a third process spinning (shared.* figures).")] = False,
 ) -> None:
     """Cross-process latency: Python writer to a busy-polling Python follower (unnamed and --name), against multiprocessing.Pipe."""
     from .bench import report
@@ -1086,6 +1089,10 @@ def bench_latency_cmd(
         from .bench.cpp import run as run_cpp
 
         results.update(run_cpp())
+    if contended:
+        from .bench.shared_host import run as run_shared
+
+        results.update(run_shared(samples=min(samples, 20_000)))
     report(results, json_out)
 
 

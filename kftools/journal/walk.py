@@ -540,11 +540,11 @@ class _LiveRefill:
             walk._note_damage(page, off, _frame_problem(length, mt, room, walk.registry))
             return False
         # idle: the stream made policy.stream_spins loads (and parked, with a parking policy)
-        nxt = rules.idle(page, off, self.policy.stream_spins, waited=bool(self.policy.park_ns))
-        if nxt is False:
+        went = rules.idle(page, off, self.policy.stream_spins, waited=bool(self.policy.park_ns))
+        if went is False:
             return False
-        if nxt is not True:
-            self.attach(stream, nxt, nxt.frame_start)
+        if went is not True:
+            self.attach(stream, went, went.frame_start)
         return True
 
 
