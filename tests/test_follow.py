@@ -230,3 +230,25 @@ def test_parked_follower_never_parks_on_a_sealed_page(tmp_path, batches):
     assert got == list(range(n))
     assert kftools.Reader(path).page_count() > 5
     assert took < LONG_PARK, f"{took:.2f} s: the follower parked on a sealed page"
+
+
+def test_cat_follow_wait_park_prints_each_frame_as_the_writer_commits_it(tmp_path):
+    """`kftools cat -f --wait park`: the CLI's parked follower prints each frame once it is written
+    (the writer waits for each line before the next frame: the event, not a sleep), and stops on SIGINT."""
+    from kftest import KFTOOLS, ROOT
+
+    path = tmp_path / "j.dat"
+    with Writer(path, page_size=4096) as w:
+        w.write_ticker("SEQ", 0.0)
+        proc = subprocess.Popen([*KFTOOLS, "cat", "-f", "--wait", "park", "-F", "jsonl", str(path)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            for i in range(1, 80):  # two pages
+                assert f'"last_price":{i - 1}' in proc.stdout.readline().replace(" ", "").replace(".0", "")
+                w.write_ticker("SEQ", float(i))
+            assert '"last_price":79' in proc.stdout.readline().replace(" ", "").replace(".0", "")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert kftools.Reader(path).page_count() > 1

@@ -2,14 +2,16 @@
  * (cpp/include/kftools/journal.hpp has the C++ twin, journal/writer.py the Python one).
  *
  * kf_load_cursor   acquire: frame bytes are read only after the cursor that covers them.
- * kf_publish_cursor  the writer's commit: a seq_cst store (the load of `waiters` after it cannot pass it),
- *                  then a futex wake of the cursor when a follower is parked on it.
+ * kf_publish_cursor  the writer's commit: a release store, then a futex wake of the cursor when the
+ *                  header's `waiters` says a follower is parked on it (a plain load: one load per commit).
  * kf_park          a follower's wait: add itself to `waiters`, re-read the cursor and the page's flags, and
  *                  futex-wait while the cursor still holds `seen` and the page is not sealed (bounded by a
- *                  timeout), then leave `waiters`. Either the follower re-reads the new cursor (or the seal)
- *                  or the writer's load sees it in `waiters` and wakes it. A seal republishes the same
- *                  cursor value, so a wake that lands between the flags check and the wait is lost: that
- *                  follower waits out its timeout once (a commit changes the value: never lost).
+ *                  timeout), then leave `waiters`. The kernel waits only while the cursor still holds `seen`,
+ *                  so a commit that lands before the wait ends it at once; one that lands after is woken
+ *                  when the writer's load of `waiters` sees the follower. x86 lets that load pass the
+ *                  cursor store before it (a fence there would cost every commit ~30%), so a store still
+ *                  in flight while the follower enters the wait, or a seal (it republishes the same
+ *                  value), can leave one follower to its timeout: bounded, and rare.
  *
  * The futex is shared (not FUTEX_PRIVATE): the key is the file and offset, so a follower's mapping and
  * the writer's meet. Offsets come from format.py's layout (CURSOR_OFFSET, WAITERS_OFFSET), passed in. */
@@ -33,17 +35,15 @@ static inline uint32_t kf_load_cursor(const unsigned char *base, Py_ssize_t curs
     return __atomic_load_n((const uint32_t *)(base + cursor_off), __ATOMIC_ACQUIRE);
 }
 
-/* waiters_off < 0: the page has no waiter count to read (a plain release store) */
+/* waiters_off < 0: the page has no waiter count to read (the store only) */
 static inline void kf_publish_cursor(unsigned char *base, Py_ssize_t cursor_off, Py_ssize_t waiters_off, uint32_t v) {
     uint32_t *cur = (uint32_t *)(base + cursor_off);
-    if (waiters_off < 0) {
-        __atomic_store_n(cur, v, __ATOMIC_RELEASE);
-        return;
-    }
-    __atomic_store_n(cur, v, __ATOMIC_SEQ_CST);
+    __atomic_store_n(cur, v, __ATOMIC_RELEASE);
 #ifdef KF_HAVE_FUTEX
-    if (__atomic_load_n((const uint32_t *)(base + waiters_off), __ATOMIC_RELAXED))
+    if (waiters_off >= 0 && __atomic_load_n((const uint32_t *)(base + waiters_off), __ATOMIC_RELAXED))
         syscall(SYS_futex, cur, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+#else
+    (void)waiters_off;
 #endif
 }
 

@@ -260,11 +260,10 @@ constexpr size_t kPidOff = offsetof(PageHeader, writer_pid);
 constexpr size_t kFlagsOff = offsetof(PageHeader, flags);
 constexpr size_t kWaitersOff = offsetof(PageHeader, waiters);
 
-// Publish a page's write cursor (kftools/journal/cursor.h is the C twin). The store is seq_cst so the
-// load of `waiters` after it cannot pass it: a follower that parks adds itself to `waiters` and then
-// re-reads the cursor, so either it sees the new cursor or this load sees it and wakes it.
+// Publish a page's write cursor (kftools/journal/cursor.h is the C twin, and says why the store is a
+// release store, not seq_cst): then wake the followers parked on it, if the header counts any.
 inline void publish_cursor(uint8_t* base, uint32_t end) {
-    __atomic_store_n(u32_at(base, kCursorOff), end, __ATOMIC_SEQ_CST);
+    __atomic_store_n(u32_at(base, kCursorOff), end, __ATOMIC_RELEASE);
     if (__atomic_load_n(u32_at(base, kWaitersOff), __ATOMIC_RELAXED))
         ::syscall(SYS_futex, u32_at(base, kCursorOff), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
