@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEPS := pyproject.toml setup.py $(wildcard kftools/*.c kftools/*/*.c)
+DEPS := pyproject.toml setup.py $(wildcard kftools/*.c kftools/*/*.c kftools/*/*.h)
 # everything the tests and the linters use (make venv, test, lint, ...); a full install also stands for the core's
 STAMP := $(VENV)/.installed
 # the core alone: what the demo runs (simulate and tail), nothing more
@@ -34,6 +34,7 @@ torture: venv
 	$(PY) -m pytest -p no:cacheprovider -m slow tests/reliability
 
 bench: venv
+	$(PY) -m pip install -q -e '.[test,bench]'  # iceoryx2, compared in the shared-host latency figures
 	$(VENV)/bin/kftools bench all --out bench/results.json
 
 samples: venv

@@ -18,6 +18,8 @@ from .errors import (
     UsageError,
 )
 from .journal import (
+    BackoffWait,
+    BusyWait,
     Damage,
     Frame,
     FrameBatch,
@@ -25,8 +27,10 @@ from .journal import (
     MergedReader,
     MsgType,
     OrderType,
+    ParkWait,
     Reader,
     Side,
+    SleepWait,
     TypeRegistry,
     WaitPolicy,
     Writer,
@@ -67,4 +71,5 @@ __all__ = [
     "StrategyError", "TypeRegistry", "UnknownType", "UnreadablePage", "UnsupportedVersion", "UsageError", "WaitPolicy", "Writer",
     "load_registry", "open_many", "recover", "register_type", "verify",
     "FillFlag", "Liquidity", "OrderStatus", "RejectReason", "backtest", "sweep",
+    "BackoffWait", "BusyWait", "ParkWait", "SleepWait",
 ]

@@ -137,7 +137,7 @@ EXAMPLES = {
     "bench text": "kftools bench text --frames 1000000 --follow 2000000",
     "bench replay": "kftools bench replay --json",
     "bench backtest": "kftools bench backtest --json",
-    "bench latency": "kftools bench latency --cpp",
+    "bench latency": "kftools bench latency --cpp --contended",
     "bench throughput": "kftools bench throughput --frames 500000",
     "bench merge": "kftools bench merge --json",
     "bench kungfu": "kftools bench kungfu --frames 1000000 --json",
@@ -250,7 +250,7 @@ EndOpt = Annotated[str | None, typer.Option("--end", metavar="TIME",
 TzOpt = Annotated[str, typer.Option("--tz", metavar="ZONE",
                                     help="Show and read times in this zone: UTC, local or a name like Europe/Paris.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-WaitOpt = Annotated[str, typer.Option("--wait", help="How a follower waits: busy, backoff or sleep.")]
+WaitOpt = Annotated[str, typer.Option("--wait", help="How a follower waits: busy, backoff, sleep or park (spin briefly, then sleep until the writer wakes it: for shared hosts).")]
 DEFAULT_HOLD = 0.05  # kftools.journal.merge.DEFAULT_HOLD, without importing numpy for --help
 HoldOpt = Annotated[
     float,
@@ -1109,6 +1109,9 @@ def bench_latency_cmd(
     json_out: JsonOpt = False,
     samples: Annotated[int, typer.Option("--samples", help="Frames timed per transport.")] = 100_000,
     cpp: Annotated[bool, typer.Option("--cpp", help="Also C++ writer to Python and C++ followers.")] = False,
+    contended: Annotated[bool, typer.Option(
+        "--contended", help="Also followers on a shared host: busy and park followers, Pipe and iceoryx2, idle and "
+                            "with a third process spinning (shared.* figures).")] = False,
 ) -> None:
     """Cross-process latency: Python writer to a busy-polling Python follower (unnamed and --name), against multiprocessing.Pipe."""
     from .bench import report
@@ -1119,6 +1122,10 @@ def bench_latency_cmd(
         from .bench.cpp import run as run_cpp
 
         results.update(run_cpp())
+    if contended:
+        from .bench.shared_host import run as run_shared
+
+        results.update(run_shared(samples=min(samples, 20_000)))
     report(results, json_out)
 
 

@@ -190,6 +190,34 @@ def test_python_follows_cpp_writer_across_pages(cpp_bin, tmp_path):
     check_sequence(list(kftools.Reader(path)), 0, pad_to=64)
 
 
+def test_cpp_writer_wakes_a_parked_python_follower(cpp_bin, tmp_path):
+    """The C++ Writer publishes the cursor as the Python one does: a Python follower parked on it (a park
+    lasts 2 s unless a writer wakes it) sees each frame within milliseconds, across page seals too."""
+    if not kftools.journal.framestream.NATIVE:
+        pytest.skip("parking needs the C extension")
+    path = tmp_path / "live.journal"
+    n, long_park = 120, 2.0
+    proc = subprocess.Popen([str(cpp_bin / "kfwrite"), str(path), "--frames", str(n), "--page-size", "4096",
+                             "--rate", "250"], stderr=subprocess.PIPE, text=True)
+    try:
+        reader = kftools.Reader.wait_open(path, stop=lambda: proc.poll() not in (None, 0))
+        assert reader is not None, proc.stderr.read()
+        frames, delays = [], []
+        for f in reader.follow(wait=kftools.ParkWait(spins=64, timeout=long_park), idle_timeout=60):
+            delays.append((time.time_ns() - f.gen_time) / 1e9)
+            frames.append(f)
+            if len(frames) == n:
+                break
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+    check_sequence(frames, 0)
+    assert len({f.page_index for f in frames}) >= 3  # parked across page seals
+    delays.sort()
+    assert delays[n // 2] < long_park / 10, delays[n // 2]
+
+
 @pytest.mark.parametrize("pad_to", [0, 128])
 def test_python_reads_cpp_padding(cpp_bin, tmp_path, pad_to):
     path = tmp_path / "pad.journal"

@@ -43,7 +43,7 @@ def seqs(frames):
     return [int(f.last_price) for f in frames]
 
 
-@pytest.mark.parametrize("wait", ["busy", "backoff", "sleep"])
+@pytest.mark.parametrize("wait", ["busy", "backoff", "sleep", "park"])
 def test_follower_sees_every_frame_across_pages(tmp_path, wait):
     path = tmp_path / "j.dat"
     n = 3000
@@ -148,3 +148,107 @@ def kill_and_check(tmp_path, kills, seed):
 def test_kill_minus_9_loses_nothing_committed(tmp_path):
     frames = kill_and_check(tmp_path, kills=12, seed=1)
     assert frames > 0
+
+
+# -- parked followers (a shared host): the writer wakes them --------------------------------------------
+#: a park that nobody ends lasts this long; a woken follower sees a frame within milliseconds
+LONG_PARK = 2.0
+
+
+def _follow_parked(path, n, batches=False):
+    """Follow ``n`` frames with a ParkWait whose parks last LONG_PARK unless a writer wakes them;
+    each frame's delay from its gen_time, in seconds, and the sequence numbers."""
+    r = Reader.wait_open(path, poll=0.001)
+    policy = kftools.ParkWait(spins=64, timeout=LONG_PARK)
+    delays, got = [], []
+    if batches:
+        frames = (f for b in r.follow_batches("beginning", policy, idle_timeout=60) for f in b.frames())
+    else:
+        frames = r.follow("beginning", policy, idle_timeout=60)
+    for f in frames:
+        delays.append((time.time_ns() - f.gen_time) / 1e9)
+        got.append(int(f.last_price))
+        if len(got) == n:
+            break
+    assert r.damage is None
+    r.close()
+    return sorted(delays), got
+
+
+@pytest.mark.parametrize("batches", [False, True], ids=["frames", "batches"])
+def test_parked_follower_is_woken_by_the_writer_and_at_rollover(tmp_path, batches):
+    """A follower parked on the cursor is woken by each commit and by each page seal: a frame every 5 ms
+    over several pages reaches it in well under a park (without the wake, half the frames wait ~1 s)."""
+    if not kftools.journal.framestream.NATIVE:
+        pytest.skip("parking needs the C extension (the Python twin parks timed only)")
+    path = tmp_path / "j.dat"
+    n = 100
+    proc = start_writer(path, n, page=4096, gap=0.004)
+    try:
+        assert proc.stdout.readline().startswith("ready")
+        delays, got = _follow_parked(path, n, batches)
+    finally:
+        proc.wait(timeout=60)
+    assert got == list(range(n))
+    assert kftools.Reader(path).page_count() >= 3  # it crossed pages while parked
+    assert delays[len(delays) // 2] < LONG_PARK / 10, delays[len(delays) // 2]
+
+
+def test_page_checksum_ignores_a_parked_followers_count(tmp_path):
+    """The header's waiters count changes while followers park: a sealed page's checksum taken then
+    still matches once they have gone (KFC1 reads the count as 0)."""
+    from kftools.journal.checksums import record_checksums
+    from kftools.journal.format import WAITERS_OFFSET
+
+    path = tmp_path / "j.dat"
+    with Writer(path, page_size=4096) as w:
+        for i in range(200):
+            w.write_ticker("SEQ", float(i))
+    with open(path, "r+b") as fh:  # page 0 is sealed: a follower parked there while checksums are taken
+        fh.seek(WAITERS_OFFSET)
+        fh.write((1).to_bytes(4, "little"))
+    assert record_checksums(path) > 0
+    with open(path, "r+b") as fh:  # ... and has left
+        fh.seek(WAITERS_OFFSET)
+        fh.write(bytes(4))
+    rep = kftools.verify(path)
+    assert rep.clean, rep.damage
+
+
+@pytest.mark.parametrize("batches", [False, True], ids=["frames", "batches"])
+def test_parked_follower_never_parks_on_a_sealed_page(tmp_path, batches):
+    """Catching up through sealed pages costs no park: nothing will be committed there (a follower
+    parked on each would wait out its timeout per page)."""
+    path = tmp_path / "j.dat"
+    n = 300
+    with Writer(path, page_size=4096) as w:  # open and idle: nobody wakes the follower
+        for i in range(n):
+            w.write_ticker("SEQ", float(i), padding=i % 40)
+        t0 = time.monotonic()
+        delays, got = _follow_parked(path, n, batches)
+        took = time.monotonic() - t0
+    assert got == list(range(n))
+    assert kftools.Reader(path).page_count() > 5
+    assert took < LONG_PARK, f"{took:.2f} s: the follower parked on a sealed page"
+
+
+def test_cat_follow_wait_park_prints_each_frame_as_the_writer_commits_it(tmp_path):
+    """`kftools cat -f --wait park`: the CLI's parked follower prints each frame once it is written
+    (the writer waits for each line before the next frame: the event, not a sleep), and stops on SIGINT."""
+    from kftest import KFTOOLS, ROOT
+
+    path = tmp_path / "j.dat"
+    with Writer(path, page_size=4096) as w:
+        w.write_ticker("SEQ", 0.0)
+        proc = subprocess.Popen([*KFTOOLS, "cat", "-f", "--wait", "park", "-F", "jsonl", str(path)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            for i in range(1, 80):  # two pages
+                assert f'"last_price":{i - 1}' in proc.stdout.readline().replace(" ", "").replace(".0", "")
+                w.write_ticker("SEQ", float(i))
+            assert '"last_price":79' in proc.stdout.readline().replace(" ", "").replace(".0", "")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert kftools.Reader(path).page_count() > 1

@@ -337,7 +337,7 @@ def test_first_page_whose_creator_died_before_the_version_is_waited_for_then_rei
 
     p = tmp_path / "j.dat"
     # what a writer killed between the header write and the version write leaves
-    p.write_bytes(PAGE_HEADER.struct.pack(64, 0, 8192, 0, MAGIC, 0, 4_000_000, 0, b"") + bytes(8192 - 64))
+    p.write_bytes(PAGE_HEADER.struct.pack(64, 0, 8192, 0, MAGIC, 0, 4_000_000, 0, 0, b"") + bytes(8192 - 64))
     with pytest.raises(kftools.NotAJournal, match="not written yet"):
         Reader(p)
     with Writer(p) as w:

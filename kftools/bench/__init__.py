@@ -57,11 +57,12 @@ def run_all(quick: bool = False, progress=None) -> dict:
     """Run every benchmark, in one process tree, one after the other (they share the 2 cores badly)."""
     import shutil
 
-    from . import archive, backtest, cpp, export, importer, latency, merge, replay, text, throughput
+    from . import archive, backtest, cpp, export, importer, latency, merge, replay, shared_host, text, throughput
 
     plan = [
         ("throughput", lambda: throughput.run(frames=500_000 if quick else 2_000_000)),
         ("latency", lambda: latency.run(samples=20_000 if quick else 100_000)),
+        ("shared host", lambda: shared_host.run(samples=5_000 if quick else 20_000)),
         ("export", lambda: export.run(frames=1_000_000 if quick else 10_000_000)),
         ("import", lambda: importer.run(frames=200_000 if quick else 500_000)),
         ("text", lambda: text.run(frames=500_000 if quick else 1_000_000, follow_frames=0 if quick else 2_000_000)),

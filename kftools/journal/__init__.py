@@ -6,10 +6,11 @@ from .reader import Damage, Frame, FrameBatch, Reader, WaitPolicy
 from .recovery import RecoverResult, VerifyReport, recover, verify
 from .registry import DEFAULT_REGISTRY, MessageType, TypeRegistry, register_type
 from .schemas import load_registry
+from .wait import BackoffWait, BusyWait, ParkWait, SleepWait
 from .writer import Writer
 
 __all__ = [
-    "DEFAULT_PAGE_SIZE", "DEFAULT_REGISTRY", "Damage", "Frame", "FrameBatch", "MergedBatch", "MergedReader", "MessageType", "MsgType", "OrderType",
+    "BackoffWait", "BusyWait", "DEFAULT_PAGE_SIZE", "DEFAULT_REGISTRY", "Damage", "Frame", "FrameBatch", "MergedBatch", "MergedReader", "MessageType", "MsgType", "OrderType",
     "Reader", "RecoverResult", "Side", "TypeRegistry", "VerifyReport", "WaitPolicy", "Writer", "load_registry",
-    "open_many", "page_path", "recover", "register_type", "verify",
+    "ParkWait", "SleepWait", "open_many", "page_path", "recover", "register_type", "verify",
 ]

@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cursor.h"
+
 /* status codes, mirrored in framestream.py */
 enum {
     ST_OK = 0,           /* iterating */
@@ -136,8 +138,15 @@ typedef struct {
     PyObject *large; /* dict {type id: minimum length} for ids past mins, or NULL */
     Py_ssize_t cursor_offset, off, cur, seen, limit, live_max;
     long spins;
+    /* parking (a follower on a shared host): after `spins` loads find nothing, futex-wait on the cursor up to
+     * park_ns (0: never park), counted in the header's waiters field (waiters_offset in `hdr`, a writable
+     * mapping of the page's header; without one the wait is timed only) */
+    long long park_ns;
+    Py_buffer hdr;
+    Py_ssize_t waiters_offset, flags_offset; /* flags_offset: never park on a page with a bit of sealed_mask set */
+    unsigned int sealed_mask;
     int status, done, in_refill;
-    /* a named follower's position cell (8 bytes in <journal>.readers): page << 32 | offset of the last frame
+    /* a named follower's position cell (8 bytes in <journal>.readers): kf_pack_position of the last frame
      * handed out, stored when the next one is asked for (the caller has consumed it by then) */
     Py_buffer cell;
     int has_cell, has_pending;
@@ -207,6 +216,7 @@ static uint64_t page_index_of(PyObject *page) {
 }
 
 static void release_live(StreamObject *s) {
+    if (s->hdr.obj) PyBuffer_Release(&s->hdr);
     if (s->page) {
         PyBuffer_Release(&s->buf);
         if (s->mins.obj) PyBuffer_Release(&s->mins);
@@ -310,29 +320,49 @@ static PyObject *stream_feed(PyObject *op, PyObject *args) {
 }
 
 static PyObject *stream_attach(PyObject *op, PyObject *args, PyObject *kw) {
-    /* attach(page, buf, offset, limit, min_lengths, large, spins, live_max, cursor_offset) */
+    /* attach(page, buf, offset, limit, min_lengths, large, spins, live_max, cursor_offset, *, park_ns=0,
+     *        header=None, waiters_offset=-1, flags_offset=-1, sealed_mask=0) */
     StreamObject *s = (StreamObject *)op;
-    PyObject *page, *bufobj, *minsobj, *large;
-    Py_ssize_t off, limit, live_max, cursor_offset;
+    PyObject *page, *bufobj, *minsobj, *large, *hdrobj = Py_None;
+    Py_ssize_t off, limit, live_max, cursor_offset, waiters_offset = -1, flags_offset = -1;
+    unsigned int sealed_mask = 0;
     long spins;
+    long long park_ns = 0;
     static char *names[] = {"page", "buf", "offset", "limit", "min_lengths", "large", "spins", "live_max",
-                            "cursor_offset", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOnnOOlnn:attach", names, &page, &bufobj, &off, &limit, &minsobj,
-                                     &large, &spins, &live_max, &cursor_offset))
+                            "cursor_offset", "park_ns", "header", "waiters_offset", "flags_offset", "sealed_mask",
+                            NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOnnOOlnn|$LOnnI:attach", names, &page, &bufobj, &off, &limit,
+                                     &minsobj, &large, &spins, &live_max, &cursor_offset, &park_ns, &hdrobj,
+                                     &waiters_offset, &flags_offset, &sealed_mask))
         return NULL;
-    Py_buffer b, m = {0};
+    Py_buffer b, m = {0}, h = {0};
     if (PyObject_GetBuffer(bufobj, &b, PyBUF_SIMPLE) < 0) return NULL;
     if (PyObject_GetBuffer(minsobj, &m, PyBUF_SIMPLE) < 0) {
         PyBuffer_Release(&b);
         return NULL;
     }
-    if (cursor_offset < 0 || cursor_offset + 4 > b.len || cursor_offset % 4 || off < 0) {
+    if (hdrobj != Py_None && PyObject_GetBuffer(hdrobj, &h, PyBUF_WRITABLE) < 0) {
         PyBuffer_Release(&b);
         PyBuffer_Release(&m);
-        PyErr_SetString(PyExc_ValueError, "attach: bad cursor offset or start offset");
+        return NULL;
+    }
+    if (cursor_offset < 0 || cursor_offset + 4 > b.len || cursor_offset % 4 || off < 0 || park_ns < 0 ||
+        flags_offset < -1 || (flags_offset >= 0 && (flags_offset % 4 || flags_offset + 4 > b.len ||
+                                                     (h.obj && flags_offset + 4 > h.len))) ||
+        (h.obj && (cursor_offset + 4 > h.len || waiters_offset < 0 || waiters_offset + 4 > h.len ||
+                   waiters_offset % 4 || ((uintptr_t)h.buf & 3)))) {
+        PyBuffer_Release(&b);
+        PyBuffer_Release(&m);
+        if (h.obj) PyBuffer_Release(&h);
+        PyErr_SetString(PyExc_ValueError, "attach: bad cursor offset, start offset, park_ns or header");
         return NULL;
     }
     release_live(s);
+    s->hdr = h;
+    s->waiters_offset = h.obj ? waiters_offset : -1;
+    s->flags_offset = flags_offset;
+    s->sealed_mask = sealed_mask;
+    s->park_ns = park_ns;
     s->live_index = s->has_cell ? page_index_of(page) : 0;
     Py_INCREF(page);
     s->page = page;
@@ -392,8 +422,21 @@ static PyObject *stream_publish(PyObject *op, PyObject *cellobj) {
 }
 
 static inline uint32_t load_cursor(const StreamObject *s) {
-    /* acquire: frame bytes are read only after the cursor that covers them (FORMAT.md) */
-    return __atomic_load_n((const uint32_t *)((const char *)s->buf.buf + s->cursor_offset), __ATOMIC_ACQUIRE);
+    return kf_load_cursor((const unsigned char *)s->buf.buf, s->cursor_offset);
+}
+
+/* nothing after `spins` loads: park on the cursor (the GIL released) up to park_ns; the cursor then */
+static Py_ssize_t park(StreamObject *s, Py_ssize_t seen) {
+    unsigned char *hdr = s->hdr.obj ? (unsigned char *)s->hdr.buf : (unsigned char *)s->buf.buf;
+    Py_ssize_t waiters = s->hdr.obj ? s->waiters_offset : -1;
+    long long ns = s->park_ns;
+    uint32_t c;
+    s->in_refill = 1; /* the state is this wait's until it returns */
+    Py_BEGIN_ALLOW_THREADS
+    c = kf_park(hdr, s->cursor_offset, waiters, s->flags_offset, s->sealed_mask, (uint32_t)seen, ns);
+    Py_END_ALLOW_THREADS
+    s->in_refill = 0;
+    return (Py_ssize_t)c;
 }
 
 /* 0: a valid frame at off; else a status */
@@ -439,7 +482,7 @@ static PyObject *stream_next(PyObject *op) {
             const int64_t *offs = (const int64_t *)s->q_offs.buf;
             Py_ssize_t off = (Py_ssize_t)offs[s->q_i++];
             if (s->has_cell) {
-                s->pending = s->q_index << 32 | (uint64_t)off;
+                s->pending = kf_pack_position(s->q_index, (uint64_t)off);
                 s->has_pending = 1;
             }
             return make_frame(s, s->q_page, (const unsigned char *)s->q_buf.buf, off);
@@ -454,7 +497,7 @@ static PyObject *stream_next(PyObject *op) {
                     PyObject *f = make_frame(s, s->page, b, s->off);
                     if (f != NULL) {
                         if (s->has_cell) {
-                            s->pending = s->live_index << 32 | (uint64_t)s->off;
+                            s->pending = kf_pack_position(s->live_index, (uint64_t)s->off);
                             s->has_pending = 1;
                         }
                         s->off += s->h.size + (Py_ssize_t)((FrameObject *)f)->length;
@@ -465,6 +508,7 @@ static PyObject *stream_next(PyObject *op) {
             } else {
                 Py_ssize_t c = load_cursor(s);
                 for (long n = s->spins; c <= s->off && --n > 0;) c = load_cursor(s);
+                if (c <= s->off && s->park_ns) c = park(s, c);
                 s->seen = c;
                 if (c <= s->off) {
                     s->status = ST_IDLE;
@@ -547,7 +591,7 @@ static PyMethodDef stream_methods[] = {
     {"detach", stream_detach, METH_NOARGS, "Stop following the live page."},
     {"close", stream_close, METH_NOARGS, "End the iteration, release every buffer and call refill.on_close()."},
     {"publish", stream_publish, METH_O,
-     "publish(cell): store page << 32 | offset of each consumed frame into this 8-byte buffer."},
+     "publish(cell): store kf_pack_position(page, offset) of each consumed frame into this 8-byte buffer."},
     {NULL},
 };
 
@@ -569,15 +613,132 @@ static PyTypeObject StreamType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ------------------------------------------------------------------- Cursor */
+
+/* Cursor(mapping, cursor_offset, waiters_offset): a writer's handle on its page's write cursor, publishing
+ * through kf_publish_cursor (the same store and wake as the replay pacer and the C++ writer) */
+typedef struct {
+    PyObject_HEAD
+    Py_buffer buf;
+    Py_ssize_t cursor_off, waiters_off;
+} CursorObject;
+
+static int cursor_init(PyObject *op, PyObject *args, PyObject *kw) {
+    CursorObject *c = (CursorObject *)op;
+    PyObject *mapping;
+    Py_ssize_t coff, woff;
+    static char *names[] = {"mapping", "cursor_offset", "waiters_offset", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Onn:Cursor", names, &mapping, &coff, &woff)) return -1;
+    Py_buffer b;
+    if (PyObject_GetBuffer(mapping, &b, PyBUF_WRITABLE) < 0) return -1;
+    if (coff < 0 || coff % 4 || coff + 4 > b.len || woff < -1 || (woff >= 0 && (woff % 4 || woff + 4 > b.len)) ||
+        ((uintptr_t)b.buf & 3)) {
+        PyBuffer_Release(&b);
+        PyErr_SetString(PyExc_ValueError, "Cursor: offsets outside the mapping or unaligned");
+        return -1;
+    }
+    if (c->buf.obj) PyBuffer_Release(&c->buf);
+    c->buf = b;
+    c->cursor_off = coff;
+    c->waiters_off = woff;
+    return 0;
+}
+
+static void cursor_dealloc(PyObject *op) {
+    CursorObject *c = (CursorObject *)op;
+    if (c->buf.obj) PyBuffer_Release(&c->buf);
+    Py_TYPE(op)->tp_free(op);
+}
+
+static PyObject *cursor_publish(PyObject *op, PyObject *v) {
+    CursorObject *c = (CursorObject *)op;
+    unsigned long pos = PyLong_AsUnsignedLong(v);
+    if (pos == (unsigned long)-1 && PyErr_Occurred()) return NULL;
+    if (!c->buf.obj || pos > 0xFFFFFFFFul) {
+        PyErr_SetString(PyExc_ValueError, c->buf.obj ? "publish: cursor past 2**32" : "publish: released");
+        return NULL;
+    }
+    kf_publish_cursor((unsigned char *)c->buf.buf, c->cursor_off, c->waiters_off, (uint32_t)pos);
+    Py_RETURN_NONE;
+}
+
+static PyObject *cursor_load(PyObject *op, PyObject *unused) {
+    CursorObject *c = (CursorObject *)op;
+    if (!c->buf.obj) {
+        PyErr_SetString(PyExc_ValueError, "load: released");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLong(kf_load_cursor((const unsigned char *)c->buf.buf, c->cursor_off));
+}
+
+static PyObject *cursor_release(PyObject *op, PyObject *unused) {
+    CursorObject *c = (CursorObject *)op;
+    if (c->buf.obj) PyBuffer_Release(&c->buf);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef cursor_methods[] = {
+    {"publish", cursor_publish, METH_O, "publish(pos): store the cursor (after the frame's bytes); wake parked followers."},
+    {"load", cursor_load, METH_NOARGS, "The cursor (an acquire load)."},
+    {"release", cursor_release, METH_NOARGS, "Let go of the mapping."},
+    {NULL},
+};
+
+static PyTypeObject CursorType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "kftools.journal._framestream.Cursor",
+    .tp_basicsize = sizeof(CursorObject),
+    .tp_dealloc = cursor_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Cursor(mapping, cursor_offset, waiters_offset): publish_cursor / load_cursor on a page's header.",
+    .tp_methods = cursor_methods,
+    .tp_init = cursor_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static PyObject *module_park(PyObject *self, PyObject *args) {
+    /* park(header, cursor_offset, waiters_offset, flags_offset, sealed_mask, seen, timeout_ns) -> cursor:
+     * kf_park, the GIL released */
+    PyObject *hdrobj;
+    Py_ssize_t coff, woff, foff;
+    unsigned int mask;
+    unsigned long seen;
+    long long ns;
+    if (!PyArg_ParseTuple(args, "OnnnIkL:park", &hdrobj, &coff, &woff, &foff, &mask, &seen, &ns)) return NULL;
+    Py_buffer h;
+    if (PyObject_GetBuffer(hdrobj, &h, woff >= 0 ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0) return NULL;
+    if (coff < 0 || coff % 4 || coff + 4 > h.len || woff < -1 || (woff >= 0 && (woff % 4 || woff + 4 > h.len)) ||
+        foff < -1 || (foff >= 0 && (foff % 4 || foff + 4 > h.len)) || ns < 0 || ((uintptr_t)h.buf & 3)) {
+        PyBuffer_Release(&h);
+        PyErr_SetString(PyExc_ValueError, "park: offsets outside the header or unaligned");
+        return NULL;
+    }
+    uint32_t c;
+    Py_BEGIN_ALLOW_THREADS
+    c = kf_park((unsigned char *)h.buf, coff, woff, foff, mask, (uint32_t)seen, ns);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&h);
+    return PyLong_FromUnsignedLong(c);
+}
+
+static PyMethodDef module_methods[] = {
+    {"park", module_park, METH_VARARGS,
+     "park(header, cursor_offset, waiters_offset, flags_offset, sealed_mask, seen, timeout_ns) -> cursor: wait "
+     "while the cursor is `seen` and the page is not sealed."},
+    {NULL},
+};
+
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_framestream", "Frames and the per-frame reading loop in C.",
-                                    -1, NULL};
+                                    -1, module_methods};
 
 PyMODINIT_FUNC PyInit__framestream(void) {
-    if (PyType_Ready(&FrameBaseType) < 0 || PyType_Ready(&StreamType) < 0) return NULL;
+    if (PyType_Ready(&FrameBaseType) < 0 || PyType_Ready(&StreamType) < 0 || PyType_Ready(&CursorType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     if (PyModule_AddObjectRef(m, "FrameBase", (PyObject *)&FrameBaseType) < 0 ||
-        PyModule_AddObjectRef(m, "FrameStream", (PyObject *)&StreamType) < 0) {
+        PyModule_AddObjectRef(m, "FrameStream", (PyObject *)&StreamType) < 0 ||
+        PyModule_AddObjectRef(m, "Cursor", (PyObject *)&CursorType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

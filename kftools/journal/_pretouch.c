@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cursor.h"
+
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
 #endif
@@ -115,7 +117,7 @@ static void *run(void *arg) {
     Py_ssize_t seen_at = -1;
     while (!should_stop(p, wait)) {
         Py_ssize_t cursor = p->cursor_off < 0 ? p->end
-                          : __atomic_load_n((uint32_t *)(p->base + p->cursor_off), __ATOMIC_ACQUIRE);
+                          : kf_load_cursor(p->base, p->cursor_off);
         Py_ssize_t at = p->write && p->cursor_off >= 0 ? cursor : __atomic_load_n(&p->position, __ATOMIC_RELAXED);
         Py_ssize_t target = (at + p->ahead + SMALL_PAGE - 1) / SMALL_PAGE * SMALL_PAGE;
         if (target > p->end) target = p->end;

@@ -18,6 +18,7 @@ import contextlib
 import os
 import stat
 import time
+import zlib
 
 from ..errors import KftoolsError
 from .codec import crc32_of
@@ -25,9 +26,9 @@ from .format import (
     CHECKSUM_MAGIC,
     CHECKSUM_PREFIX_MAGIC,
     CHECKSUM_RECORD,
-    KFTOOLS,
     MAGIC,
     PAGE_HEADER_SIZE,
+    WAITERS_OFFSET,
     PageFlag,
     checksums_path,
     page_path,
@@ -36,6 +37,19 @@ from .outputs import create_temporary
 from .page import ArchivedPage, Page, open_page
 from .pages import journal_pages
 from .positions import open_side_file
+
+_WAITERS_END = WAITERS_OFFSET + 4
+
+
+def page_crc(mm, size: int) -> int:
+    """CRC-32 of a page's bytes [0, size) (KFC1) with the header's ``waiters`` read as 0: a follower parked on
+    the page while its checksum is taken changes that count, never the page (journals from before the field
+    had zero there, so their records still match)."""
+    if size < _WAITERS_END:
+        return crc32_of(mm, size)
+    crc = zlib.crc32(bytes(4), crc32_of(mm, WAITERS_OFFSET))
+    with memoryview(mm) as mv, mv[_WAITERS_END:size] as rest:
+        return zlib.crc32(rest, crc)
 
 
 def read_checksums(journal: str | os.PathLike) -> dict[int, dict]:
@@ -118,7 +132,7 @@ def record_checksums(journal: str | os.PathLike) -> int:
             if not is_final(page, True) or page.header_problem():
                 continue
             cursor = page.cursor
-            crc = crc32_of(page.mm, cursor)
+            crc = page_crc(page.mm, cursor)
             new.append(CHECKSUM_RECORD.struct.pack(CHECKSUM_MAGIC, i, cursor, crc, page.file_size, time.time_ns()))
         finally:
             page.close()
@@ -141,7 +155,7 @@ def _prefix_record(journal: str, index: int, known: dict | None) -> bytes | None
         return None
     pages = PageSet(journal)
     try:
-        if pages.fmt is not KFTOOLS or pages.writer_state()[0] == "alive":
+        if not pages.fmt.native or pages.writer_state()[0] == "alive":
             return None
         page = open_page(path, index)
     except (KftoolsError, OSError):
@@ -185,7 +199,7 @@ def checksum_problem(page: Page, known: dict[int, dict]) -> str | None:
     if page.cursor != rec["write_cursor"]:
         return (f"write cursor {page.cursor} differs from {rec['write_cursor']} recorded when the page was sealed; "
                 "bytes changed since")
-    crc = crc32_of(page.mm, min(rec["write_cursor"], len(page.mm)))
+    crc = page_crc(page.mm, min(rec["write_cursor"], len(page.mm)))
     if crc != rec["crc32"]:
         return f"checksum mismatch: bytes changed since the page was sealed (CRC-32 {crc:#010x}, recorded {rec['crc32']:#010x})"
     return None

@@ -40,7 +40,9 @@ PAGE_HEADER = Layout(
         Field("page_index", "u32", "0 for the first page, n for `<path>.<n>`; 0 when magic is 0"),
         Field("writer_pid", "u32", "pid of the last writer that opened the page; 0 if unknown"),
         Field("flags", "u32", "bit 0 SEALED (continued in the next page), bit 1 CLOSED (writer exited cleanly)"),
-        Field("reserved", "char[32]", "zero"),
+        Field("waiters", "u32", "followers parked on `write_cursor` (a futex wait): a writer that publishes the "
+              "cursor wakes them when this is not 0; 0 when no follower parks"),
+        Field("reserved", "char[28]", "zero"),
     ],
     "64-byte header at offset 0 of every page file.",
 )
@@ -65,6 +67,7 @@ assert FRAME_HEADER_SIZE == 32
 CURSOR_OFFSET = PAGE_HEADER.offset("write_cursor")
 FLAGS_OFFSET = PAGE_HEADER.offset("flags")
 PID_OFFSET = PAGE_HEADER.offset("writer_pid")
+WAITERS_OFFSET = PAGE_HEADER.offset("waiters")
 
 
 class MsgType(enum.IntEnum):
@@ -313,6 +316,17 @@ CHECKSUM_RECORD = Layout(
 )
 CHECKSUM_MAGIC = 0x3143464B
 CHECKSUM_PREFIX_MAGIC = 0x3150464B
+def pack_position(page: int, offset: int) -> int:
+    """A frame's position as one u64 (READER_SLOT's ``position``): ``page << 32 | offset``
+    (``cursor.h``'s ``kf_pack_position`` is the C twin)."""
+    return page << 32 | offset
+
+
+def unpack_position(value: int) -> tuple[int, int] | None:
+    """(page, offset of the last consumed frame), or None before the first frame."""
+    return None if value == 0 else (value >> 32, value & 0xFFFF_FFFF)
+
+
 #: "KFZ1": the kftools header of an archived page ``<page>.zst``
 ARCHIVE_MAGIC = 0x315A464B
 ARCHIVE_HEADER = Layout(
@@ -433,6 +447,9 @@ class JournalFormat:
     page_end_type: int | None = None
     page_path: Callable[[str, int], str] = page_path
     page_number: Callable[[str, str], int | None] = page_number
+    #: kftools' own layout: a write cursor that writers publish (followers spin or park on it) and frames
+    #: whose length counts the payload only, which the C paths (scanner, frame stream, merge) read as is
+    native: bool = False
 
     @property
     def frame_header_size(self) -> int:
@@ -449,7 +466,7 @@ class JournalFormat:
 
 
 #: kftools' own journals.
-KFTOOLS = JournalFormat("kftools", PAGE_HEADER, FRAME_HEADER)
+KFTOOLS = JournalFormat("kftools", PAGE_HEADER, FRAME_HEADER, native=True)
 
 
 def format_tables() -> str:

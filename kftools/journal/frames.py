@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import KftoolsError
-from .format import FRAME_HEADER, FRAME_HEADER_SIZE, KFTOOLS
+from .format import FRAME_HEADER, FRAME_HEADER_SIZE
 from .framestream import Frame, frames_at, frames_from_headers
 from .layout import Field
 from .page import Page
@@ -71,7 +71,7 @@ class FrameBatch:
         """A writable copy of the whole frames (header and payload) concatenated, and their
         start offsets in it plus the end. Frames of another format (Kungfu's) come re-headed
         in kftools' layout, payload bytes unchanged: what a kftools journal of them holds."""
-        if self.page.fmt is not KFTOOLS:
+        if not self.page.fmt.native:
             return self._as_kftools_frames()
         lens = self.headers["length"].astype(np.int64) + self.page.frame_header_size
         offs = self.offsets
@@ -121,7 +121,7 @@ class FrameBatch:
         return out
 
     def frames(self) -> list[Frame]:
-        if self.page.fmt is not KFTOOLS:
+        if not self.page.fmt.native:
             return frames_from_headers(self.page, self.offsets, self.headers)  # headers as kftools lays them out
         return frames_at(self.page, self.offsets)
 
@@ -146,7 +146,7 @@ def frame_at(page: Page, offset: int) -> Frame:
 
 def frames_of(page: Page, offsets: np.ndarray) -> list[Frame]:
     """The frames at these (validated) offsets of ``page``, in any format."""
-    if page.fmt is KFTOOLS:
+    if page.fmt.native:
         return frames_at(page, offsets)
     offsets, headers, _problem = foreign_headers(page, np.ascontiguousarray(offsets, dtype=np.int64))
     return frames_from_headers(page, offsets, headers)

@@ -15,13 +15,14 @@ its pure-Python twin; the tests run both (``IMPLEMENTATIONS``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import yijinjing
-from .format import FRAME_HEADER, KFTOOLS
+from .format import FRAME_HEADER, pack_position
 from .yijinjing import json_text
 
 # why refill was called (the C stream uses the same numbers)
@@ -69,7 +70,7 @@ class FrameMethods:
         p = self.page
         if p.journal is not None:
             return p.journal
-        if p.fmt is not KFTOOLS:
+        if not p.fmt.native:
             return yijinjing.find_journals(p.path)[0].name  # a Kungfu journal: its location and dest
         return p.path if p.index == 0 else p.path[: -len(str(p.index)) - 1]
 
@@ -189,9 +190,10 @@ class PyFrameStream:
         self._q_page, self._q_buf, self._queue, self._qi = page, buf, offs, 0
 
     def attach(self, page, buf, offset: int, limit: int, min_lengths, large, spins: int, live_max: int,
-               cursor_offset: int) -> None:
-        if cursor_offset < 0 or cursor_offset + 4 > len(buf) or cursor_offset % 4 or offset < 0:
-            raise ValueError("attach: bad cursor offset or start offset")
+               cursor_offset: int, *, park_ns: int = 0, header=None, waiters_offset: int = -1,
+               flags_offset: int = -1, sealed_mask: int = 0) -> None:
+        if cursor_offset < 0 or cursor_offset + 4 > len(buf) or cursor_offset % 4 or offset < 0 or park_ns < 0:
+            raise ValueError("attach: bad cursor offset, start offset, park_ns or header")
         self.page, self._buf = page, buf
         mins = np.asarray(min_lengths).view(_LENGTH_DTYPE) if len(min_lengths) else np.zeros(0, _LENGTH_DTYPE)
         self._mins = mins.tolist()
@@ -201,6 +203,8 @@ class PyFrameStream:
         self._spins = max(1, spins)
         self._live_max = live_max
         self._cursor_at = cursor_offset
+        self._park_s = park_ns / 1e9  # no futex here: a parked wait is a timed sleep (no writer wakes it)
+        self._sealed_at, self._sealed_mask = flags_offset, sealed_mask
         self.status = STATUS_OK
 
     def detach(self) -> None:
@@ -219,7 +223,7 @@ class PyFrameStream:
             on_close()
 
     def publish(self, cell) -> None:
-        """Store ``page << 32 | offset`` of each consumed frame (when the next is asked for) into ``cell``."""
+        """Store ``pack_position(page, offset)`` of each consumed frame (when the next is asked for) into ``cell``."""
         view = memoryview(cell)
         if view.nbytes != 8 or view.readonly:
             view.release()
@@ -248,6 +252,10 @@ class PyFrameStream:
         at = self._cursor_at
         return int.from_bytes(self._buf[at : at + 4], "little")
 
+    def _sealed(self) -> bool:
+        at = self._sealed_at
+        return at >= 0 and bool(int.from_bytes(self._buf[at : at + 4], "little") & self._sealed_mask)
+
     def _bad_frame(self) -> bool:
         room = self._cur - self._off
         if room < self._size:
@@ -272,7 +280,7 @@ class PyFrameStream:
                 off = self._queue[self._qi]
                 self._qi += 1
                 if self._cell is not None:
-                    self._pending = self._q_page.index << 32 | off
+                    self._pending = pack_position(self._q_page.index, off)
                 return self._make(self._q_page, (off, *_HEADER_FROM(self._q_buf, off)))
             self._queue, self._qi, self._q_page, self._q_buf = [], 0, None, None
             if self.page is not None:
@@ -282,7 +290,7 @@ class PyFrameStream:
                         h = _HEADER_FROM(self._buf, off)
                         self._off += self._size + h[0]
                         if self._cell is not None:
-                            self._pending = self.page.index << 32 | off
+                            self._pending = pack_position(self.page.index, off)
                         return self._make(self.page, (off, *h))
                     self.status = STATUS_BAD_FRAME
                 else:
@@ -291,6 +299,9 @@ class PyFrameStream:
                     while c <= self._off and n > 1:
                         c = self._load_cursor()
                         n -= 1
+                    if c <= self._off and self._park_s and not self._sealed():
+                        time.sleep(self._park_s)
+                        c = self._load_cursor()
                     self.cursor = c
                     if c <= self._off:
                         self.status = STATUS_IDLE

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import NotAJournal, UsageError
 from .filter import FrameFilter, journal_types
-from .format import FRAME_HEADER_SIZE, KFTOOLS, PageFlag
+from .format import FRAME_HEADER_SIZE, PageFlag
 from .frames import HEADER_DTYPE, INDEX_DTYPE, Frame, FrameBatch, frames_of
 from .framestream import stream as _frame_stream
 from .layout import Field
@@ -32,7 +32,7 @@ from .reader import BatchQueries, Reader
 from .registry import TypeRegistry
 from .resolve import JournalRef, resolve_journals
 from .scan import gather_var
-from .walk import DEFAULT_BATCH, Damage, WaitPolicy, stopped
+from .walk import DEFAULT_BATCH, Damage, WaitPolicy, stopped, wait_policy
 
 try:
     from . import _merge as _merge_c  # type: ignore[attr-defined]  # the C extension setup.py builds; no stub
@@ -114,7 +114,7 @@ class MergedBatch:
 
     def iter_frames(self) -> Iterator[Frame]:
         """The frames in merged order, made as they are asked for."""
-        return _stream(self.runs(), foreign=any(p.page.fmt is not KFTOOLS for p in self.parts))
+        return _stream(self.runs(), foreign=any(not p.page.fmt.native for p in self.parts))
 
     def runs(self) -> Iterator[tuple[Page, np.ndarray]]:
         """(page, offsets) of each run of consecutive merged frames from one page."""
@@ -147,7 +147,7 @@ class MergedBatch:
         i = 0
         for page, offsets in self.runs():
             k = len(offsets)
-            if page.fmt is KFTOOLS:
+            if page.fmt.native:
                 gather_var(page.mm, np.ascontiguousarray(offsets), lens[i : i + k], 0, data[starts[i] : starts[i + k]])
             else:  # a Kungfu journal's frames, re-headed in kftools' layout
                 data[starts[i] : starts[i + k]] = FrameBatch(page, offsets, self.headers[i : i + k]).raw_frames()[0]
@@ -408,7 +408,7 @@ class MergedReader(BatchQueries):
     def frames(self, **filters) -> Iterator[Frame]:
         """Every committed frame of every journal in merged order, filtered as in :meth:`batches`."""
         return _stream((run for b in self.batches(**filters) for run in b.runs()),
-                       foreign=any(r.fmt is not KFTOOLS for r in self.readers))
+                       foreign=any(not r.fmt.native for r in self.readers))
 
     def read_batch(self, **filters) -> np.ndarray:
         """Every committed frame header in merged order as one structured array (``journal``, ``page``, ``offset``...)."""
@@ -465,7 +465,7 @@ class MergedReader(BatchQueries):
         else:
             filt = self._filter(start_time, end_time, None, symbols)
         filts = self._per_journal(filt, types)
-        policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
+        policy = wait_policy(wait)
         if start == "end":
             positions = self.end_position()
         elif start == "beginning" or isinstance(start, int):
@@ -548,7 +548,7 @@ class MergedReader(BatchQueries):
                 if len(out):
                     yield out
                 return
-            policy.pause()
+            policy.idle(0)
 
     def writer_state(self) -> list[tuple[str, int]]:
         return [r.writer_state() for r in self.readers]

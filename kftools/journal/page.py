@@ -20,6 +20,7 @@ from .format import (
     PAGE_HEADER,
     PAGE_HEADER_SIZE,
     VERSION,
+    WAITERS_OFFSET,
     JournalFormat,
     PageFlag,
     archive_path,
@@ -34,6 +35,67 @@ if TYPE_CHECKING:
 #: the page header's u32 fields (write_cursor, flags), read live from a mapping
 U32: struct.Struct = struct.Struct(BYTE_ORDER + PAGE_HEADER.field("write_cursor").struct_code)
 _SEALED = int(PageFlag.SEALED)
+
+
+def load_cursor(mm) -> int:
+    """A page's write cursor, read live from its mapping (x86-64 and aarch64 loads of an aligned u32 are
+    single-copy atomic; the frame bytes are read after it)."""
+    return U32.unpack_from(mm, CURSOR_OFFSET)[0]
+
+
+class _PyCursor:
+    """publish_cursor without the C extension: one 4-byte store through a view (no futex wake: a follower
+    parked on the page waits out its park timeout)."""
+
+    def __init__(self, mm) -> None:
+        # struct.pack_into zero-fills its target before writing it: the cursor would read 0 for an instant
+        # on every commit. A view's item store is one aligned 4-byte store (native order: the format is
+        # little-endian, as are x86-64 and aarch64 Linux).
+        self._view = memoryview(mm)[CURSOR_OFFSET : CURSOR_OFFSET + 4].cast("I")
+
+    def publish(self, pos: int) -> None:
+        self._view[0] = pos
+
+    def load(self) -> int:
+        return self._view[0]
+
+    def release(self) -> None:
+        self._view.release()
+
+
+try:
+    from ._framestream import Cursor as _CCursor  # type: ignore[attr-defined]  # built by setup.py; no stub
+except ImportError:  # pragma: no cover - the extension is built by pip install
+    _CCursor = None
+
+
+def cursor_publisher(mm) -> _PyCursor:
+    """A writer's handle on its page's write cursor: ``publish(pos)`` is publish_cursor (one store after
+    the frame's bytes, then a futex wake when the header's ``waiters`` says followers are parked: C's
+    ``cursor.h``), ``load()`` load_cursor, ``release()`` lets go of the mapping."""
+    if _CCursor is not None:
+        return _CCursor(mm, CURSOR_OFFSET, WAITERS_OFFSET)
+    return _PyCursor(mm)
+
+
+def park_header(page: Page) -> mmap.mmap | None:
+    """A writable mapping of ``page``'s header, where a parking follower counts itself in ``waiters`` so the
+    writer wakes it; None when the follower may not write to the page file (it then parks timed only)."""
+    if not page.fmt.native or page.identity == (0, 0):
+        return None
+    try:
+        fd = os.open(page.path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != page.identity or st.st_size < PAGE_HEADER_SIZE:
+            return None  # not the file that was mapped (replaced meanwhile)
+        return mmap.mmap(fd, PAGE_HEADER_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 class NotYetWritten(NotAJournal):
@@ -70,7 +132,7 @@ class Page:
 
     @property
     def cursor(self) -> int:
-        return U32.unpack_from(self.mm, CURSOR_OFFSET)[0]
+        return load_cursor(self.mm)
 
     @property
     def flags(self) -> PageFlag:

@@ -180,7 +180,7 @@ class PageSet:
         if problem:
             # a Kungfu page's end is where its chain of frames ends (no cursor to distrust): a short page's
             # zeros after its frames are the end of what was written, not bytes to walk until the page's size
-            return (page.limit() if page.fmt is KFTOOLS else page.cursor), problem
+            return (page.limit() if page.fmt.native else page.cursor), problem
         return page.cursor, None
 
     def successor(self, page: Page) -> tuple[Page | None, str | None]:

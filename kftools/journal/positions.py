@@ -19,7 +19,16 @@ import time
 from dataclasses import dataclass
 
 from ..errors import KftoolsError, UnreadablePage, UsageError
-from .format import PAGE_HEADER_SIZE, READER_SLOT, READERS_HEADER, READERS_MAGIC, pid_tmp_path, readers_path
+from .format import (
+    PAGE_HEADER_SIZE,
+    READER_SLOT,
+    READERS_HEADER,
+    READERS_MAGIC,
+    pack_position,
+    pid_tmp_path,
+    readers_path,
+    unpack_position,
+)
 from .frames import frame_at
 
 SLOT_COUNT = 64
@@ -71,15 +80,6 @@ def check_reader_name(name: str) -> bytes:
     if not name or len(raw) > MAX_NAME or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
         raise UsageError(f"reader name {name!r} must be 1 to {MAX_NAME} bytes of UTF-8 without control characters")
     return raw
-
-
-def pack_position(page: int, offset: int) -> int:
-    return page << 32 | offset
-
-
-def unpack_position(value: int) -> tuple[int, int] | None:
-    """(page, offset of the last consumed frame), or None before the first frame."""
-    return None if value == 0 else (value >> 32, value & 0xFFFF_FFFF)
 
 
 def process_start_ticks(pid: int) -> int:
@@ -214,7 +214,7 @@ class PositionSlot:
     """A claimed name. ``store(page, offset)`` publishes the last consumed frame: one 8-byte store.
 
     ``cell`` is the raw 8-byte cell (a ``memoryview`` of one ``Q``) for loops that store
-    ``cell[0] = page << 32 | offset`` themselves.
+    ``cell[0] = pack_position(page, offset)`` themselves (the frame stream, in C: ``kf_pack_position``).
     """
 
     def __init__(self, journal: str, name: str):
@@ -248,7 +248,7 @@ class PositionSlot:
         return i
 
     def store(self, page: int, offset: int) -> None:
-        self.cell[0] = page << 32 | offset
+        self.cell[0] = pack_position(page, offset)
 
     def release(self) -> None:
         """Mark the name released (the position stays, for info and the monitor)."""

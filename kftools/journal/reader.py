@@ -25,7 +25,7 @@ from .page import NotYetWritten, Page
 from .pages import PageSet, Position
 from .positions import PositionSlot
 from .registry import TypeRegistry
-from .walk import DEFAULT_BATCH, Damage, WaitPolicy, Walk, frames_of_batches, scan_page, stopped
+from .walk import DEFAULT_BATCH, Damage, WaitPolicy, Walk, frames_of_batches, scan_page, stopped, wait_policy
 
 #: builds an Arrow table of a reader's frames as the Parquet export writes them; the export plugs it in
 #: (``kftools/__init__.py``: the core does not import the export, nor pyarrow before it is asked for)
@@ -306,7 +306,7 @@ class Reader(BatchQueries):
         filt = self._follow_filter(start, time_start, None, types, symbols)
         if time_start is not None:
             start = "beginning"  # the filter skips the frames before the time
-        policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
+        policy = wait_policy(wait)
         position = self._start_position(start)  # fixed now, not at the generator's first step
         slot = None if name is None else self._claim(name, position)
         return self.walk(filt).follow_frames(position, policy, stop, idle_timeout, slot)
@@ -348,7 +348,7 @@ class Reader(BatchQueries):
                                    types, symbols)
         if start_is_time:
             start = filt.start_time if filt.start_time is not None else "beginning"
-        policy = wait if isinstance(wait, WaitPolicy) else WaitPolicy(wait)
+        policy = wait_policy(wait)
         position = self._start_position(start)
         slot = None if name is None else self._claim(name, position)
         return self.walk(filt).follow_batches(position, policy, stop, idle_timeout, batch_size, slot)

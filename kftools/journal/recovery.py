@@ -205,7 +205,7 @@ def _write_page_prefix(src: Page, fd: int, cursor: int, index: int, last: bool) 
         header = PAGE_HEADER.unpack(src.mm, 0)
         header.update(
             write_cursor=cursor, magic=MAGIC, page_index=index, writer_pid=0,
-            flags=int(PageFlag.CLOSED if last else PageFlag.SEALED), reserved=b"",
+            flags=int(PageFlag.CLOSED if last else PageFlag.SEALED), waiters=0, reserved=b"",
             capacity=min(src.capacity, src.file_size),  # never past the bytes that exist
         )
         fh.write(PAGE_HEADER.struct.pack(*(header[n] if n != "reserved" else b"" for n in PAGE_HEADER.names)))

@@ -20,13 +20,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UsageError
 from . import framestream
 from .filter import FrameFilter
-from .format import CURSOR_OFFSET, FRAME_HEADER, FRAME_HEADER_SIZE, KFTOOLS, JournalFormat
+from .format import (
+    CURSOR_OFFSET,
+    FLAGS_OFFSET,
+    FRAME_HEADER,
+    FRAME_HEADER_SIZE,
+    KFTOOLS,
+    WAITERS_OFFSET,
+    JournalFormat,
+    PageFlag,
+)
 from .frames import HEADER_DTYPE, FrameBatch, empty_batch, foreign_headers
 from .framestream import STATUS_BACKLOG, STATUS_BAD_CURSOR, STATUS_BAD_FRAME, Frame
-from .page import NotYetWritten, Page
+from .page import NotYetWritten, Page, park_header
 from .pages import PageSet, Position
 from .positions import PositionSlot
 from .registry import TypeRegistry
@@ -40,6 +48,12 @@ from .scan import (
     gather,
     scan,
 )
+from .wait import BUSY_SPINS, BackoffWait, BusyWait, ParkWait, SleepWait, WaitPolicy, wait_policy
+
+try:
+    from ._framestream import park as _park  # type: ignore[attr-defined]  # built by setup.py; no stub
+except ImportError:  # pragma: no cover - the extension is built by pip install
+    _park = None
 
 DEFAULT_BATCH = 65536
 Stop = Callable[[], bool] | threading.Event | None
@@ -75,7 +89,7 @@ def scan_page(
     out = np.empty(max_frames, dtype=np.int64)
     fmt, hdr = page.fmt, page.frame_header_size
     problem = None
-    if fmt is KFTOOLS:
+    if fmt.native:
         n, nxt, err = scan(page.mm, start, end, out, registry.min_lengths())
         offsets = out[:n]
         headers = np.empty(n, dtype=HEADER_DTYPE)
@@ -104,7 +118,7 @@ def scan_page(
         problem = SCAN_ERRORS[err].format(length=int.from_bytes(length, "little") if len(length) == 4 else "?")
     elif nxt > end:
         problem = "frame runs past the write cursor"
-    if problem is None and fmt is not KFTOOLS and after_end:
+    if problem is None and not fmt.native and after_end:
         # Kungfu writes PageEnd only as a page's last frame: what follows one is damage, not the end
         problem, bad_at = after_end, None
     if n and (large := registry.large_ids()):
@@ -160,40 +174,6 @@ def validate_page(page: Page, registry: TypeRegistry) -> Damage | None:
     if problem:
         return Damage(page.path, page.index, off, problem)
     return None
-
-
-class WaitPolicy:
-    """How a follower waits for the next frame: ``busy`` spins (lowest latency),
-    ``backoff`` spins then sleeps progressively longer (low CPU), ``sleep`` polls
-    every ``interval`` seconds."""
-
-    def __init__(self, mode: str = "backoff", *, spins: int = 20000, interval: float = 0.001, max_sleep: float = 0.002):
-        if mode not in ("busy", "backoff", "sleep"):
-            raise UsageError(f"unknown wait policy {mode!r} (busy, backoff, sleep)")
-        self.mode = mode
-        self.spins = spins
-        self.interval = interval
-        self.max_sleep = max_sleep
-        self._idle = 0
-        self._sleep = 10e-6
-
-    def reset(self) -> None:
-        self._idle = 0
-        self._sleep = 10e-6
-
-    def pause(self) -> bool:
-        """Wait once; True if this wait slept (a good moment for slower checks)."""
-        self._idle += 1
-        if self.mode == "busy":
-            return False
-        if self.mode == "sleep":
-            time.sleep(self.interval)
-            return True
-        if self._idle < self.spins:
-            return False
-        time.sleep(self._sleep)
-        self._sleep = min(self._sleep * 2, self.max_sleep)
-        return True
 
 
 def stopped(stop: Stop) -> bool:
@@ -292,10 +272,14 @@ class Walk:
         return frames_of_batches(self.batches(start, until), self.pages.fmt)
 
     # -- following -------------------------------------------------------------------
-    def wait_page(self, index: int, stop: Stop = None, prev: Page | None = None) -> Page | None:
+    def wait_page(self, index: int, stop: Stop = None, prev: Page | None = None,
+                  policy: WaitPolicy | None = None) -> Page | None:
         """Page ``index`` once it can be opened; after ``prev``, by the rollover rule (None if ``stop``
-        fires first, or the journal is damaged after ``prev``: the damage is noted)."""
+        fires first, or the journal is damaged after ``prev``: the damage is noted). Between two looks
+        it waits by ``policy`` (default: polls every millisecond)."""
         pages = self.pages
+        policy = policy or SleepWait(0.001)
+        policy.reset()
         while True:
             if prev is not None:
                 page, problem = pages.successor(prev)
@@ -311,7 +295,7 @@ class Walk:
                     pass
             if stopped(stop):
                 return None
-            time.sleep(0.001)
+            policy.idle(0)
 
     def follow_batches(self, position: Position, policy: WaitPolicy, stop: Stop = None,
                        idle_timeout: float | None = None, batch_size: int = DEFAULT_BATCH,
@@ -328,15 +312,13 @@ class Walk:
                 slot.release()
 
     def _follow_page_batches(self, position, policy, stop, idle_timeout, batch_size, slot) -> Iterator[FrameBatch]:
-        index, off = position
-        filt, pages = self.filter, self.pages
-        self._begin()
-        page = self.wait_page(index, stop)
+        off = position[1]
+        rules = _FollowRules(self, position[0], policy, stop, idle_timeout)
+        page = rules.first_page()
         if page is None:
             return
-        idle_since = time.monotonic()
+        filt = self.filter
         caught_up = False
-        idle = 0
         while True:
             cur = page.cursor
             if cur > off:
@@ -348,32 +330,22 @@ class Walk:
                 if len(batch):
                     yield batch
                 if slot is not None and len(offsets):
-                    slot.store(index, int(offsets[-1]))  # the whole batch was consumed
+                    slot.store(rules.index, int(offsets[-1]))  # the whole batch was consumed
                 if problem:
                     self._note_damage(page, off, problem)
                     return
-                policy.reset()
-                idle_since = time.monotonic()
+                rules.progressed()
                 caught_up = False
                 continue
             if not caught_up:
                 caught_up = True
                 yield empty_batch(page)
-            if stopped(stop):
+            parked = rules.park(page, cur)
+            nxt = rules.idle(page, off, 1, parked)
+            if nxt is False:
                 return
-            if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
-                return
-            if page.sealed or pages.exists(index + 1):
-                if page.cursor > off:
-                    continue
-                nxt = self.wait_page(index + 1, stop, prev=page)
-                if nxt is None:
-                    return
-                index, off, page = index + 1, nxt.frame_start, nxt
-                continue
-            idle += 1
-            if policy.pause() or not idle & 1023:
-                pages.check_unchanged(page)
+            if nxt is not True:
+                page, off = nxt, nxt.frame_start
 
     def follow_frames(self, position: Position, policy: WaitPolicy, stop: Stop = None,
                       idle_timeout: float | None = None, slot: PositionSlot | None = None) -> Iterator[Frame]:
@@ -386,7 +358,7 @@ class Walk:
         store when the next frame is asked for, no wrapper per frame), and the
         name is released when the stream ends, is closed or is dropped.
         """
-        if self.pages.fmt is not KFTOOLS:
+        if not self.pages.fmt.native:
             # no write cursor to spin on: follow the chain of frames batch by batch
             return (f for b in self.follow_batches(position, policy, stop, idle_timeout, slot=slot) for f in b.frames())
         stream = framestream.stream(_LiveRefill(self, position, policy, stop, idle_timeout, slot))
@@ -397,7 +369,7 @@ class Walk:
 
 def frames_of_batches(batches: Iterator[FrameBatch], fmt: JournalFormat = KFTOOLS) -> Iterator[Frame]:
     """The frames of validated batches one by one: the per-frame consumer of a snapshot (a frame stream, in C)."""
-    if fmt is not KFTOOLS:
+    if not fmt.native:
         return (f for b in batches for f in b.frames())
 
     def refill(stream) -> bool:
@@ -409,36 +381,111 @@ def frames_of_batches(batches: Iterator[FrameBatch], fmt: JournalFormat = KFTOOL
     return framestream.stream(refill)
 
 
-#: cursor loads a busy follower makes in C between two checks of stop, idle_timeout and rollover
-BUSY_SPINS = 1 << 17
 #: a cursor that moved further than this is read by the batch scanner (the block rule), not frame by frame
 LIVE_MAX = 4096
+#: cursor loads between two of the slower checks (stop, idle timeout, the page file unchanged, rollover)
+#: when the wait policy has not slept meanwhile
+SLOW_CHECK_LOADS = 1024
+
+
+class _FollowRules:
+    """The follower rules, once, for every follower (batches, and a frame stream's refill): open the first
+    page, wait by the policy when nothing is new, make the slower checks when they are due (stop, idle
+    timeout, the page file unchanged), and roll over to the next page."""
+
+    def __init__(self, walk: Walk, index: int, policy: WaitPolicy, stop: Stop, idle_timeout: float | None):
+        self.walk = walk
+        self.index = index
+        self.policy = policy
+        self.stop = stop
+        self.idle_timeout = idle_timeout
+        self.loads = 0
+        self.idle_since = time.monotonic()
+        self._header: tuple[Page, object] | None = None  # (page, its writable header mapping) for parking
+
+    def first_page(self) -> Page | None:
+        """Page ``index`` once it exists (a new pass begins), or None when ``stop`` fires first."""
+        self.walk._begin()
+        page = self.walk.wait_page(self.index, self.stop, policy=self.policy)
+        self.idle_since = time.monotonic()
+        return page
+
+    def progressed(self) -> None:
+        """Frames arrived: the idle count, the policy and the idle timeout start again."""
+        self.loads = 0
+        self.policy.reset()
+        if self.idle_timeout is not None:
+            self.idle_since = time.monotonic()
+
+    def header(self, page: Page):
+        """A writable mapping of ``page``'s header to count a parked follower in (None: park timed only)."""
+        if self._header is None or self._header[0] is not page:
+            self._header = (page, park_header(page))
+        return self._header[1]
+
+    def park(self, page: Page, seen: int) -> bool:
+        """With a parking policy, wait on ``page``'s cursor while it is ``seen`` (True: waited)."""
+        if not self.policy.park_ns or not page.fmt.native or _park is None or page.sealed:
+            return False
+        hdr = self.header(page)
+        if hdr is None:
+            _park(page.mm, CURSOR_OFFSET, -1, FLAGS_OFFSET, PageFlag.SEALED, seen, self.policy.park_ns)
+        else:
+            _park(hdr, CURSOR_OFFSET, WAITERS_OFFSET, FLAGS_OFFSET, PageFlag.SEALED, seen, self.policy.park_ns)
+        return True
+
+    def idle(self, page: Page, off: int, loads: int, waited: bool = False) -> Page | bool:
+        """Nothing new at ``off`` after ``loads`` cursor loads: wait by the policy (unless the caller
+        ``waited`` already), then the slower checks when due. True: poll ``page`` again; a Page: the next
+        page, go on at its first frame; False: stop (``stop``, the idle timeout, or damage, noted)."""
+        self.loads += loads
+        if not (waited or self.policy.idle(0)) and self.loads < SLOW_CHECK_LOADS:
+            return True
+        self.loads = 0
+        walk = self.walk
+        if stopped(self.stop):
+            return False
+        if self.idle_timeout is not None and time.monotonic() - self.idle_since > self.idle_timeout:
+            return False
+        walk.pages.check_unchanged(page)
+        if page.sealed or walk.pages.exists(self.index + 1):
+            if page.cursor > off:
+                return True  # the last frames of this page arrived meanwhile
+            nxt = walk.wait_page(self.index + 1, self.stop, prev=page, policy=self.policy)
+            if nxt is None:
+                return False
+            self.index += 1
+            self.policy.reset()
+            return nxt
+        return True
 
 
 class _LiveRefill:
-    """What a following frame stream calls when it runs dry: start, batch scans, damage, waits, rollover."""
+    """What a following frame stream calls when it runs dry: batch scans of a backlog and damage here,
+    the rest (start, waits, slower checks, rollover) by the follower rules."""
 
     def __init__(self, walk: Walk, position: Position, policy: WaitPolicy, stop: Stop, idle_timeout: float | None,
                  slot: PositionSlot | None = None):
         self.walk = walk
         self.slot = slot  # a named follower's: released when the stream ends, is closed or is dropped
-        self.index, self.start = position
+        self.rules = _FollowRules(walk, position[0], policy, stop, idle_timeout)
+        self.start = position[1]
         self.filt = walk.filter
         self.policy = policy
-        self.stop = stop
-        self.idle_timeout = idle_timeout
-        self.busy = policy.mode == "busy"
         self.page: Page | None = None
         self.pending: tuple[Page, int, str] | None = None  # damage to note once the frames before it are out
         self.last_off = 0
-        self.idle = 0
-        self.idle_since = 0.0
 
     def attach(self, stream, page: Page, off: int) -> None:
-        reg = self.walk.registry
+        reg, policy = self.walk.registry, self.policy
         large = {mt.id: mt.layout.size for mt in reg.large_ids()}
-        stream.attach(page, page.mm, off, page.limit(), reg.min_lengths(), large,
-                      BUSY_SPINS if self.busy else 1, LIVE_MAX if self.filt.trivial else 0, CURSOR_OFFSET)
+        park = {}
+        if policy.park_ns:
+            hdr = self.rules.header(page)
+            park = {"park_ns": policy.park_ns, "header": hdr, "waiters_offset": WAITERS_OFFSET if hdr else -1,
+                    "flags_offset": FLAGS_OFFSET, "sealed_mask": int(PageFlag.SEALED)}
+        stream.attach(page, page.mm, off, page.limit(), reg.min_lengths(), large, policy.stream_spins,
+                      LIVE_MAX if self.filt.trivial else 0, CURSOR_OFFSET, **park)
         self.page = page
         self.last_off = off
 
@@ -460,25 +507,20 @@ class _LiveRefill:
         self.on_close()
 
     def _step(self, stream) -> bool:
-        walk, page = self.walk, self.page
+        walk, page, rules = self.walk, self.page, self.rules
         if self.pending:
             walk._note_damage(*self.pending)
             return False
         if page is None:  # the first call: open (or wait for) the start page
-            walk._begin()
-            page = walk.wait_page(self.index, self.stop)
+            page = rules.first_page()
             if page is None:
                 return False
             self.attach(stream, page, self.start)
-            self.idle_since = time.monotonic()
             return True
         status, off = stream.status, stream.offset
         if off != self.last_off:  # frames arrived since the last call
             self.last_off = off
-            self.idle = 0
-            self.policy.reset()
-            if self.idle_timeout is not None:
-                self.idle_since = time.monotonic()
+            rules.progressed()
         if status == STATUS_BACKLOG:
             offsets, headers, nxt, problem = scan_page(page, off, stream.cursor, walk.registry, DEFAULT_BATCH)
             batch = self.filt(FrameBatch(page, offsets, headers))
@@ -487,10 +529,7 @@ class _LiveRefill:
             if problem:
                 self.pending = (page, nxt, problem)
                 stream.detach()
-            self.idle = 0
-            self.policy.reset()
-            if self.idle_timeout is not None:
-                self.idle_since = time.monotonic()
+            rules.progressed()
             return True
         if status == STATUS_BAD_CURSOR:
             walk._note_damage(page, off, page.header_problem() or "bad cursor")
@@ -500,36 +539,24 @@ class _LiveRefill:
             length, mt = FRAME_HEADER.struct.unpack_from(page.mm, off)[:2] if room >= FRAME_HEADER_SIZE else (0, 0)
             walk._note_damage(page, off, _frame_problem(length, mt, room, walk.registry))
             return False
-        # idle: the slower checks, every BUSY_SPINS polls when busy, else after a sleep or every 1024 polls
-        if not self.busy:
-            self.idle += 1
-            if not self.policy.pause() and self.idle & 1023:
-                return True
-        if stopped(self.stop):
+        # idle: the stream made policy.stream_spins loads (and parked, with a parking policy)
+        went = rules.idle(page, off, self.policy.stream_spins, waited=bool(self.policy.park_ns))
+        if went is False:
             return False
-        if self.idle_timeout is not None and time.monotonic() - self.idle_since > self.idle_timeout:
-            return False
-        walk.pages.check_unchanged(page)
-        if page.sealed or walk.pages.exists(self.index + 1):
-            if page.cursor > off:
-                return True  # the last frames of this page arrived meanwhile
-            next_page = walk.wait_page(self.index + 1, self.stop, prev=page)
-            if next_page is None:
-                return False
-            self.index += 1
-            self.attach(stream, next_page, next_page.frame_start)
+        if went is not True:
+            self.attach(stream, went, went.frame_start)
         return True
 
 
 def _frame_problem(length: int, mt: int, room: int, registry: TypeRegistry) -> str:
-    if room < 32:
+    if room < FRAME_HEADER_SIZE:
         return SCAN_ERRORS[1]
-    if length > room - 32:
+    if length > room - FRAME_HEADER_SIZE:
         return SCAN_ERRORS[2].format(length=length)
     if mt == 0:
         return SCAN_ERRORS[3]
     return _short(registry, mt, length)
 
 
-__all__ = ["DEFAULT_BATCH", "Damage", "Walk", "WaitPolicy", "frames_of_batches", "scan_page", "stopped",
-           "validate_page"]
+__all__ = ["BUSY_SPINS", "DEFAULT_BATCH", "BackoffWait", "BusyWait", "Damage", "ParkWait", "SleepWait", "Walk",
+           "WaitPolicy", "frames_of_batches", "scan_page", "stopped", "validate_page", "wait_policy"]

@@ -48,7 +48,7 @@ from .format import (
 )
 from .layout import BYTE_ORDER
 from .lock import try_lock
-from .page import U32, NotYetWritten, open_page
+from .page import U32, NotYetWritten, cursor_publisher, open_page
 from .pages import PageSet, journal_pages, stale_pages
 from .pretouch import pretoucher
 from .registry import DEFAULT_REGISTRY, TypeRegistry
@@ -71,6 +71,7 @@ _TICKER_FRAME = _frame_struct(TICKER)
 _ORDER_FRAME = _frame_struct(ORDER)
 _TRADE_FRAME = _frame_struct(TRADE)
 _HEADER = FRAME_HEADER.struct
+_HDR = FRAME_HEADER_SIZE  # bytes of frame header in front of every payload
 
 
 def _remove_own_next_page(path: str, index: int) -> None:
@@ -201,11 +202,11 @@ class Writer:
         self._index = page.index
         self._mm = page.mm
         self._closed = False
-        # The cursor is published with one 4-byte store through this view. struct.pack_into
-        # zero-fills its target before writing it: the cursor would read 0 for an instant on
-        # every commit, and a writer killed in that instant left its page's frames unreachable.
-        # (Native order: the format is little-endian, as are x86-64 and aarch64 Linux.)
-        self._cursor = memoryview(page.mm)[CURSOR_OFFSET : CURSOR_OFFSET + 4].cast("I")
+        # The cursor is published through one handle (publish_cursor: a single 4-byte store, never
+        # struct.pack_into, which zero-fills its target first: a writer killed in that instant left its
+        # page's frames unreachable; then a wake when followers are parked on it).
+        self._cursor = cursor_publisher(page.mm)
+        self._publish = self._cursor.publish
         self._cap = page.limit()  # a truncated file holds less than its header claims
         self._pos = page.cursor
         # On ext4 the first store through the mapping that needs a new disk block
@@ -262,6 +263,7 @@ class Writer:
         os.rename(tmp, final)
         flags = U32.unpack_from(self._mm, FLAGS_OFFSET)[0]
         U32.pack_into(self._mm, FLAGS_OFFSET, flags | PageFlag.SEALED)
+        self._publish(self._pos)  # the same cursor: followers parked on this page wake and roll over
         self._let_go_of_page()
         self._adopt(open_page(final, nxt, writable=True))
 
@@ -361,7 +363,7 @@ class Writer:
             pos = self._pos
             self._mm[pos : pos + b - a] = src[a:b]
             self._pos = pos = pos + b - a
-            self._cursor[0] = pos  # commit: see _commit
+            self._publish(pos)  # commit: see _commit
             self.frames_written += k - done
             done = k
         return last - first
@@ -371,7 +373,7 @@ class Writer:
 
         With ``need``, first rolls to a new page unless that many bytes fit. The
         caller copies whole frames from the position on, publishes the cursor
-        (``CURSOR_OFFSET``, one 4-byte store after the bytes) and then calls
+        (``cursor.h``'s kf_publish_cursor: one store after the bytes, a wake when followers are parked) and then calls
         :meth:`appended`.
         """
         if self._closed:
@@ -389,7 +391,7 @@ class Writer:
         # The cursor store comes after the frame's stores. x86-64 keeps stores in
         # program order (TSO), so a reader that sees the cursor sees the frame.
         self._pos = pos
-        self._cursor[0] = pos
+        self._publish(pos)
         self.frames_written += 1
 
     def _bad_call(self, method: str, error: Exception | None) -> UsageError:
@@ -414,8 +416,8 @@ class Writer:
         """Append a Ticker (msg_type 1); returns its ``gen_time``."""
         n = TICKER.size + padding
         pos = self._pos
-        if pos + 32 + n > self._cap:
-            pos = self._room(32 + n)
+        if pos + _HDR + n > self._cap:
+            pos = self._room(_HDR + n)
         if gen_time is None:
             gen_time = time.time_ns()
         try:
@@ -427,9 +429,9 @@ class Writer:
         except (struct.error, TypeError, ValueError) as e:
             raise self._bad_call("write_ticker", e) from None
         if padding:
-            self._mm[pos + 32 + TICKER.size : pos + 32 + n] = bytes(padding)
-        self._pos = pos = pos + 32 + n
-        self._cursor[0] = pos  # commit: see _commit
+            self._mm[pos + _HDR + TICKER.size : pos + _HDR + n] = bytes(padding)
+        self._pos = pos = pos + _HDR + n
+        self._publish(pos)  # commit: see _commit
         self.frames_written += 1
         return gen_time
 
@@ -448,7 +450,7 @@ class Writer:
         n = ORDER.size + padding
         if self._closed:
             raise self._bad_call("write_order", None)
-        pos = self._room(32 + n)
+        pos = self._room(_HDR + n)
         if gen_time is None:
             gen_time = time.time_ns()
         try:
@@ -460,8 +462,8 @@ class Writer:
         except (struct.error, TypeError, ValueError) as e:
             raise self._bad_call("write_order", e) from None
         if padding:
-            self._mm[pos + 32 + ORDER.size : pos + 32 + n] = bytes(padding)
-        self._commit(pos + 32 + n)
+            self._mm[pos + _HDR + ORDER.size : pos + _HDR + n] = bytes(padding)
+        self._commit(pos + _HDR + n)
         return gen_time
 
     def write_trade(
@@ -475,7 +477,7 @@ class Writer:
         n = TRADE.size + padding
         if self._closed:
             raise self._bad_call("write_trade", None)
-        pos = self._room(32 + n)
+        pos = self._room(_HDR + n)
         if gen_time is None:
             gen_time = time.time_ns()
         try:
@@ -487,8 +489,8 @@ class Writer:
         except (struct.error, TypeError, ValueError) as e:
             raise self._bad_call("write_trade", e) from None
         if padding:
-            self._mm[pos + 32 + TRADE.size : pos + 32 + n] = bytes(padding)
-        self._commit(pos + 32 + n)
+            self._mm[pos + _HDR + TRADE.size : pos + _HDR + n] = bytes(padding)
+        self._commit(pos + _HDR + n)
         return gen_time
 
     def write_depth(
@@ -533,6 +535,7 @@ class Writer:
             return
         flags = U32.unpack_from(self._mm, FLAGS_OFFSET)[0]
         U32.pack_into(self._mm, FLAGS_OFFSET, flags | PageFlag.CLOSED)
+        self._publish(self._pos)  # the same cursor: parked followers wake and see the journal closed
         self._mm.flush()
         self._let_go_of_page()
         self._closed = True
@@ -633,7 +636,7 @@ def _init_page(fd: int, capacity: int, index: int, path: str) -> None:
         os.ftruncate(fd, capacity)
     except OSError as e:
         raise OutputError(f"{path}: cannot create a {capacity:,}-byte page: {e.strerror}") from None
-    header = PAGE_HEADER.struct.pack(PAGE_HEADER_SIZE, 0, capacity, 0, MAGIC, index, os.getpid() & 0xFFFFFFFF, 0, b"")
+    header = PAGE_HEADER.struct.pack(PAGE_HEADER_SIZE, 0, capacity, 0, MAGIC, index, os.getpid() & 0xFFFFFFFF, 0, 0, b"")
     os.pwrite(fd, header, 0)
     # version last: a reader treats a header without it as not yet written
     os.pwrite(fd, U32.pack(VERSION), PAGE_HEADER.offset("version"))

@@ -26,6 +26,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../journal/cursor.h"
+
 enum { DONE = 0, WAIT = 1, FULL = 2, SLICE = 3 };
 
 static inline int64_t clock_ns(clockid_t id) {
@@ -136,12 +138,13 @@ done:
 }
 
 /* emit(src, offsets, rel, i, n, anchor, spin_ns, slice_ns, page, pos, cap, cursor_off, hdr, len_off, gen_off,
- *      trig_off, emitted) -> (i, pos, status)
+ *      trig_off, emitted[, waiters_off]) -> (i, pos, status)
  *
  * src: frames in kftools' layout at `offsets` (int64): the source page's mapping (read, never written) or a
  * copy; rel: int64 deadline of each frame in ns after `anchor` (CLOCK_MONOTONIC), non-decreasing (schedule);
  * page: the output page's writable mapping, with room up to `cap` and the next frame going at `pos`;
- * emitted: int64, receives for each frame emitted the moment after its cursor store, minus `anchor`.
+ * emitted: int64, receives for each frame emitted the moment after its cursor store, minus `anchor`;
+ * waiters_off: the page header's waiter count (cursor.h: parked followers are woken), -1 for none.
  * Each copy's trigger_time is the source frame's gen_time, and its gen_time the wall clock when it went out.
  * Emits from frame i on while the next frame is due within spin_ns; stops with
  *   DONE  all n frames emitted;
@@ -152,11 +155,11 @@ done:
  */
 static PyObject *emit(PyObject *self, PyObject *args) {
     PyObject *src_o, *offsets_o, *rel_o, *page_o, *emitted_o;
-    Py_ssize_t i, n, pos, cap, cursor_off, hdr, len_off, gen_off, trig_off;
+    Py_ssize_t i, n, pos, cap, cursor_off, hdr, len_off, gen_off, trig_off, waiters_off = -1;
     long long anchor, spin_ns, slice_ns;
-    if (!PyArg_ParseTuple(args, "OOOnnLLLOnnnnnnnO", &src_o, &offsets_o, &rel_o, &i, &n, &anchor, &spin_ns,
+    if (!PyArg_ParseTuple(args, "OOOnnLLLOnnnnnnnO|n", &src_o, &offsets_o, &rel_o, &i, &n, &anchor, &spin_ns,
                           &slice_ns, &page_o, &pos, &cap, &cursor_off, &hdr, &len_off, &gen_off, &trig_off,
-                          &emitted_o)) {
+                          &emitted_o, &waiters_off)) {
         return NULL;
     }
     if (check_layout(hdr, len_off, gen_off, trig_off) < 0) return NULL;
@@ -172,7 +175,8 @@ static PyObject *emit(PyObject *self, PyObject *args) {
     const unsigned char *in = (const unsigned char *)src->buf;
     if (n < 0 || i < 0 || i > n || b[1].len < (Py_ssize_t)sizeof(int64_t) * n ||
         b[2].len < (Py_ssize_t)sizeof(int64_t) * n || b[4].len < (Py_ssize_t)sizeof(int64_t) * n ||
-        cap > page->len || pos < 0 || pos > cap || cursor_off < 0 || cursor_off + 4 > page->len || cursor_off % 4) {
+        cap > page->len || pos < 0 || pos > cap || cursor_off < 0 || cursor_off + 4 > page->len || cursor_off % 4 ||
+        waiters_off < -1 || (waiters_off >= 0 && (waiters_off + 4 > page->len || waiters_off % 4))) {
         PyErr_SetString(PyExc_ValueError, "emit: buffers and positions do not match");
         goto done;
     }
@@ -201,8 +205,8 @@ static PyObject *emit(PyObject *self, PyObject *args) {
             j++;
         }
         if (j > i) {
-            /* commit: readers that see the cursor see the bytes before it */
-            __atomic_store_n((uint32_t *)(out + cursor_off), (uint32_t)pos, __ATOMIC_RELEASE);
+            /* commit: readers that see the cursor see the bytes before it; parked followers wake */
+            kf_publish_cursor(out, cursor_off, waiters_off, (uint32_t)pos);
             now = clock_ns(CLOCK_MONOTONIC);
             for (Py_ssize_t k = i; k < j; k++) emitted[k] = now - anchor;
             i = j;

@@ -35,7 +35,7 @@ from ..backtest.gateway import Gateway
 from ..backtest.loop import Backtest
 from ..backtest.session import BacktestSession
 from ..errors import OutputError, StrategyError, UsageError
-from ..journal.format import CURSOR_OFFSET, FRAME_HEADER, KFTOOLS, PAGE_HEADER, TYPES_SUFFIX
+from ..journal.format import CURSOR_OFFSET, FRAME_HEADER, PAGE_HEADER, TYPES_SUFFIX, WAITERS_OFFSET
 from ..journal.kungfu_out import kungfu_output
 from ..journal.layout import BYTE_ORDER
 from ..journal.merge import MergedBatch, MergedReader, open_journals
@@ -651,7 +651,8 @@ class Replay:
                     bound = spin_ns if ahead is None or ahead.ready else min(spin_ns, ahead.cost_ns)
                     page, pos, cap = w.append_area()
                     j, pos, status = pacer.emit(data, starts, rel, i, i + 1 if step else n, anchor, bound,  # type: ignore[union-attr]
-                                                SLICE_NS, page, pos, cap, CURSOR_OFFSET, *FRAME_FIELDS, emitted)
+                                                SLICE_NS, page, pos, cap, CURSOR_OFFSET, *FRAME_FIELDS, emitted,
+                                                WAITERS_OFFSET)
                     if j > i:
                         w.appended(pos, j - i)
                         st.frames += j - i
@@ -732,7 +733,7 @@ class Replay:
             self._t0 = int(gens[0])
         pacer = self._pacer()
         if pacer is not None:
-            if isinstance(batch, FrameBatch) and batch.page.fmt is KFTOOLS:
+            if isinstance(batch, FrameBatch) and batch.page.fmt.native:
                 where: tuple[Any, np.ndarray] = (batch.page.mm, np.ascontiguousarray(batch.offsets, np.int64))
                 self._read_ahead(batch.page, int(where[1][-1]))
             else:  # several journals, or Kungfu's layout: frames copied out in kftools' layout

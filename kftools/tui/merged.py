@@ -21,9 +21,10 @@ import numpy as np
 from ..errors import NotAJournal
 from ..journal.merge import DEFAULT_HOLD, MergedBatch, MergedReader
 from ..journal.page import NotYetWritten
-from ..journal.reader import Frame, Position, Reader, WaitPolicy, frames_of
+from ..journal.reader import Frame, Position, Reader, frames_of
 from ..journal.registry import TypeRegistry
 from ..journal.resolve import resolve_journals
+from ..journal.wait import BackoffWait
 from .index import RowFilter
 from .watcher import _NAP, _SAMPLE_ALL, _SMALL_BATCH, SPARK_POINTS, PriceSampler, _release
 
@@ -300,7 +301,7 @@ class MergedWatcher(threading.Thread):
                 # each poll reads every journal's cursor: sleeping longer while nothing comes (10 µs doubling up to
                 # 10 ms, back to 10 µs at the next frame) halves the idle CPU of polling every 2 ms; a 10 Hz view
                 # does not show the difference
-                policy = WaitPolicy("backoff", spins=0, max_sleep=0.01)
+                policy = BackoffWait(spins=0, max_sleep=0.01)
                 for batch in merged.follow_batches("beginning", policy, stop=stop, hold=self.hold):
                     if merged.damage is not None and not damage_told:
                         damage_told = True  # that journal has dropped out; the others go on

@@ -16,8 +16,9 @@ import numpy as np
 from ..errors import KftoolsError
 from ..journal.format import MsgType
 from ..journal.pages import PageSet
-from ..journal.reader import Damage, FrameBatch, Reader, WaitPolicy
+from ..journal.reader import Damage, FrameBatch, Reader
 from ..journal.registry import TypeRegistry
+from ..journal.wait import SleepWait
 from .index import JournalIndex
 
 #: price series kept per symbol, and how many symbols at most
@@ -135,7 +136,7 @@ class Watcher(threading.Thread):
                 # sampling prices of a multi-GB history would cost seconds: only its last page
                 history_page = reader.end_position()[0]
                 current_page = -1
-                policy = WaitPolicy("sleep", interval=0.002)
+                policy = SleepWait(0.002)
                 for batch in reader.follow_batches("beginning", policy, stop=stop):
                     n = len(batch)
                     if not n:

@@ -122,7 +122,7 @@ def journals(draw):
         # pure noise, sometimes behind a plausible header
         body = bytearray(draw(st.binary(min_size=0, max_size=3000)))
         if draw(st.booleans()) and len(body) >= 64:
-            body[:64] = PAGE_HEADER.struct.pack(draw(U32), 0, draw(U32), 1, 0x314A464B, 0, 0, 0, b"")
+            body[:64] = PAGE_HEADER.struct.pack(draw(U32), 0, draw(U32), 1, 0x314A464B, 0, 0, 0, 0, b"")
         return None, [body]
     frames = draw(st.lists(frame_st, min_size=0 if draw(st.integers(0, 9)) == 0 else 1, max_size=120))
     page_size = draw(st.sampled_from([4096, 8192]))

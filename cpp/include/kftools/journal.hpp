@@ -18,10 +18,13 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <linux/futex.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -71,7 +74,8 @@ struct PageHeader {
     uint32_t page_index;
     uint32_t writer_pid;
     uint32_t flags;
-    char reserved[32];
+    uint32_t waiters;
+    char reserved[28];
 };  // 64 bytes, packed
 struct FrameHeader {
     uint32_t length;
@@ -163,7 +167,7 @@ static_assert(offsetof(PageHeader, write_cursor) == 0 && offsetof(PageHeader, re
 static_assert(offsetof(PageHeader, capacity) == 8 && offsetof(PageHeader, version) == 12);
 static_assert(offsetof(PageHeader, magic) == 16 && offsetof(PageHeader, page_index) == 20);
 static_assert(offsetof(PageHeader, writer_pid) == 24 && offsetof(PageHeader, flags) == 28);
-static_assert(offsetof(PageHeader, reserved) == 32);
+static_assert(offsetof(PageHeader, waiters) == 32 && offsetof(PageHeader, reserved) == 36);
 static_assert(sizeof(FrameHeader) == kFrameHeaderSize);
 static_assert(offsetof(FrameHeader, msg_type) == 4 && offsetof(FrameHeader, gen_time) == 8);
 static_assert(offsetof(FrameHeader, trigger_time) == 16 && offsetof(FrameHeader, source) == 24);
@@ -268,6 +272,16 @@ inline void store_release(uint8_t* base, size_t off, uint32_t v) { __atomic_stor
 constexpr size_t kCursorOff = offsetof(PageHeader, write_cursor);
 constexpr size_t kPidOff = offsetof(PageHeader, writer_pid);
 constexpr size_t kFlagsOff = offsetof(PageHeader, flags);
+constexpr size_t kWaitersOff = offsetof(PageHeader, waiters);
+
+// Publish a page's write cursor (kftools/journal/cursor.h is the C twin, and says why the store is a
+// release store, not seq_cst): then wake the followers parked on it, if the header counts any.
+inline void publish_cursor(uint8_t* base, uint32_t end) {
+    __atomic_store_n(u32_at(base, kCursorOff), end, __ATOMIC_RELEASE);
+    if (__atomic_load_n(u32_at(base, kWaitersOff), __ATOMIC_RELAXED))
+        ::syscall(SYS_futex, u32_at(base, kCursorOff), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+inline uint32_t load_cursor(const uint8_t* base) { return load_acquire(base, kCursorOff); }
 
 inline std::string sys_error(const std::string& what) { return what + ": " + std::strerror(errno); }
 
@@ -447,6 +461,7 @@ class Writer {
         if (page_.base) {
             uint32_t flags = detail::load_acquire(page_.base, detail::kFlagsOff);
             detail::store_release(page_.base, detail::kFlagsOff, flags | kClosed);
+            detail::publish_cursor(page_.base, uint32_t(pos_));  // parked followers wake and see CLOSED
             sync();
             page_.unmap();
         }
@@ -471,8 +486,8 @@ class Writer {
     }
 
     void commit(uint32_t end) {
-        // release: a reader that acquires the cursor sees every byte of the frame
-        detail::store_release(page_.base, detail::kCursorOff, end);
+        // release: a reader that acquires the cursor sees every byte of the frame; parked followers wake
+        detail::publish_cursor(page_.base, end);
         pos_ = end;
         ++frames_;
     }
@@ -660,7 +675,7 @@ class Writer {
 
     // Walk every committed frame of the page: never append after damage.
     static void validate(detail::Mapping& m, const std::string& p) {
-        uint32_t cur = detail::load_acquire(m.base, detail::kCursorOff);
+        uint32_t cur = detail::load_cursor(m.base);
         std::string why;
         uint32_t off = kPageHeaderSize;
         if (cur < kPageHeaderSize) why = "write cursor is below the 64-byte page header";
@@ -684,7 +699,7 @@ class Writer {
     void adopt(detail::Mapping m) {
         page_ = m;
         cap_ = m.limit;
-        pos_ = detail::load_acquire(m.base, detail::kCursorOff);
+        pos_ = detail::load_cursor(m.base);
         auto* hdr = reinterpret_cast<const PageHeader*>(m.base);
         if (!page_size_) page_size_ = opt_.page_size ? opt_.page_size : hdr->capacity;
         detail::store_release(m.base, detail::kPidOff, uint32_t(::getpid()));
@@ -719,6 +734,7 @@ class Writer {
         }
         uint32_t flags = detail::load_acquire(page_.base, detail::kFlagsOff);
         detail::store_release(page_.base, detail::kFlagsOff, flags | kSealed);
+        detail::publish_cursor(page_.base, uint32_t(pos_));  // parked followers wake and roll over
         page_.unmap();
         adopt(m);
     }
@@ -745,7 +761,7 @@ class Reader {
         for (;;) {
             if (!damage_.empty()) return false;
             if (!cur_.base && !open_page(index_, cur_)) return false;
-            uint32_t end = detail::load_acquire(cur_.base, detail::kCursorOff);
+            uint32_t end = detail::load_cursor(cur_.base);
             if (end > off_) {
                 if (end > cur_.limit) return fail("write cursor is past the page capacity or the end of the file");
                 if (const char* bad = detail::frame_problem(cur_.base, off_, end)) return fail(bad);
@@ -761,7 +777,7 @@ class Reader {
             if (!sealed && !eager && (++idle_ & 0xFFFFF) != 0) return false;
             if (!sealed && !detail::exists(page_path(path_, index_ + 1))) return false;
             // this page is final: take any frame committed before the writer moved on
-            if (detail::load_acquire(cur_.base, detail::kCursorOff) > off_) continue;
+            if (detail::load_cursor(cur_.base) > off_) continue;
             detail::Mapping next;
             if (!open_page(index_ + 1, next)) {
                 if (sealed && eager) return fail("page is sealed but the next page is missing");
@@ -797,7 +813,7 @@ class Reader {
         if (!cur_.base) return false;
         uint32_t flags = detail::load_acquire(cur_.base, detail::kFlagsOff);
         // CLOSED is set after the last commit: loaded first, the cursor read next is the final one
-        return (flags & kClosed) && !(flags & kSealed) && detail::load_acquire(cur_.base, detail::kCursorOff) == off_;
+        return (flags & kClosed) && !(flags & kSealed) && detail::load_cursor(cur_.base) == off_;
     }
 
     // Where the valid data ended and why (empty: no damage seen).
