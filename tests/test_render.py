@@ -28,7 +28,7 @@ from kftools.journal.format import (
     Side,
 )
 from kftools.journal.layout import Field, Layout, display_name
-from kftools.journal.registry import load_registry
+from kftools.journal.schemas import load_registry
 from kftools.render import CsvWriter, csv_columns, json_line, label_array, text_line
 
 IMPLS = sorted(linefmt.IMPLEMENTATIONS)

@@ -53,7 +53,7 @@ def arrow_rows(journal: str):
     import pyarrow.parquet as pq
 
     from kftools.export import export
-    from kftools.journal.registry import load_registry
+    from kftools.journal.schemas import load_registry
 
     d = scratch_dir()
     try:
