@@ -151,9 +151,10 @@ def test_a_follower_notices_the_journal_was_replaced(tmp_path):
     batches = r.follow_batches("beginning", "sleep")
     assert len(next(batches)) == 1
     p = _follow_cli(j)
-    os.unlink(j)
-    with kftools.Writer(j, page_size=4096) as w:
+    other = str(tmp_path / "other.dat")
+    with kftools.Writer(other, page_size=4096) as w:
         w.write_ticker("NEW", 2.0)
+    os.rename(other, j)  # replaced in one step: the path never goes missing between the two journals
     with pytest.raises(kftools.JournalChanged, match="replaced"):
         for _ in batches:
             pass
