@@ -389,14 +389,19 @@ def _summary(kind: str, journals: list[Path], json_out: bool, schema) -> None:
 
 
 @command(name="info")
-def info_cmd(journals: JournalsArg, json_out: JsonOpt = False, schema: SchemaOpt = None) -> None:
+def info_cmd(
+    journals: JournalsArg,
+    count: Annotated[bool, typer.Option("--count", help="Walk every frame instead of taking sealed pages from their summaries (slower on a big journal; the count verify makes).")] = False,
+    json_out: JsonOpt = False,
+    schema: SchemaOpt = None,
+) -> None:
     """Pages, fill, frames by type, time range, mean rate, writer state and health (several: a line each and a total)."""
     from .info import journal_info
 
     if not _one_file(journals):
         _summary("info", journals, json_out, schema)
     journal = journals[0]
-    info = journal_info(str(journal), registry_for(schema))
+    info = journal_info(str(journal), registry_for(schema), count=count)
     if json_out:
         typer.echo(json.dumps(info.to_dict()))
     else:

@@ -23,7 +23,7 @@ import sys
 from ..errors import JournalChanged, KftoolsError, NotAJournal, UnreadablePage
 from . import yijinjing
 from .archive import keep_spare
-from .format import KFTOOLS, TYPES_SUFFIX, JournalFormat, PageFlag
+from .format import KFTOOLS, SUMMARIES_SUFFIX, TYPES_SUFFIX, JournalFormat, PageFlag
 from .lock import is_locked
 from .page import ArchivedPage, NotYetWritten, Page, check_header, open_page, page_exists
 from .registry import DEFAULT_REGISTRY, TypeRegistry
@@ -33,8 +33,9 @@ Position = tuple[int, int]  # (page index, offset in page)
 MAX_OPEN_PAGES = 32
 #: archived pages live in anonymous memory, not the page cache: keep few of them
 MAX_ARCHIVED_PAGES = 2
-#: files kftools keeps beside a journal (reader positions, sealed-page checksums, archived pages, temporaries)
-SIDECAR_SUFFIXES = (".readers", ".checksums", ".zst", ".part", TYPES_SUFFIX)
+#: files kftools keeps beside a journal (reader positions, sealed-page checksums and summaries, archived pages,
+#: temporaries)
+SIDECAR_SUFFIXES = (".readers", ".checksums", SUMMARIES_SUFFIX, ".zst", ".part", TYPES_SUFFIX)
 
 
 class PageSet:

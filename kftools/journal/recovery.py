@@ -14,6 +14,7 @@ from .lock import try_lock
 from .page import U32, ArchivedPage, Page, open_page
 from .reader import Reader
 from .registry import TypeRegistry
+from .summaries import drop_summaries
 from .walk import Damage, scan_page, validate_page
 
 
@@ -247,6 +248,7 @@ def _cut_in_place(path, r, damage, keep_pages, last_end, frames, npages) -> Reco
         # the cut page's recorded checksum no longer holds (monitor and archive record it again), and the pages
         # moved aside are no longer this journal's; the records of the pages kept still say what they held
         drop_checksums(path, keep_pages - 1)
+        drop_summaries(path)  # the cut page's no longer holds; the others are recomputed where needed
     finally:
         os.close(fd)
     return RecoverResult(path, frames, keep_pages, damage, dropped)

@@ -7,6 +7,7 @@ import mmap
 import os
 import stat
 import struct
+import threading
 import time
 
 import numpy as np
@@ -46,12 +47,15 @@ from .walk import Damage, Walk
 
 
 def _forget_checksums(path: str) -> None:
+    """Records of an earlier journal of this name (checksums, page summaries) would not match: forget them."""
     from .checksums import checksums_path
+    from .summaries import drop_summaries
 
     try:
         os.unlink(checksums_path(path))
     except FileNotFoundError:
         pass
+    drop_summaries(path)
 
 
 def _frame_struct(payload) -> struct.Struct:
@@ -137,6 +141,7 @@ class Writer:
         self._pretoucher = None
         self._closed = True  # until _adopt maps the first page
         self.frames_written = 0
+        self._summarizers: list[threading.Thread] = []  # summaries of the pages this writer sealed
         self._open(page_size)
 
     # -- opening ---------------------------------------------------------------
@@ -253,6 +258,19 @@ class Writer:
         U32.pack_into(self._mm, FLAGS_OFFSET, flags | PageFlag.SEALED)
         self._let_go_of_page()
         self._adopt(open_page(final, nxt, writable=True))
+        self._summarize(self._index - 1)
+
+    def _summarize(self, index: int) -> None:
+        """Summarise the page just sealed off the writer's path (a thread: the scan runs without the GIL):
+        fsync, walk, append its record to ``<journal>.summaries``; close() waits for it. A writer killed first
+        leaves no record: readers recompute it, monitor or the next writer records it."""
+        from .summaries import record_sealed
+
+        self._summarizers = [t for t in self._summarizers if t.is_alive()]
+        t = threading.Thread(target=record_sealed, args=(page_path(self.path, index), index, self.registry, self.path),
+                             name=f"kftools-summary-{index}", daemon=True)
+        t.start()
+        self._summarizers.append(t)
 
     def write(
         self,
@@ -525,6 +543,9 @@ class Writer:
         self._mm.flush()
         self._let_go_of_page()
         self._closed = True
+        for t in self._summarizers:
+            t.join()
+        self._summarizers = []
         self._release_lock()
 
     def _release_lock(self) -> None:
@@ -583,12 +604,20 @@ def _refuse_stale_pages(path: str) -> None:
 
 
 def _damage(path: str, registry: TypeRegistry) -> Damage | None:
-    """Where the journal at ``path`` stops being valid (the one walk, as verify reads it), or None."""
+    """Where the journal at ``path`` stops being valid (the one walk, as verify reads it), or None.
+
+    Sealed pages whose summary still holds are not walked again (they were walked clean when sealed, and
+    their file has not changed since); the others are, and the summaries missing are recorded (we hold the
+    lock: no other writer is sealing pages)."""
+    from .summaries import Summaries
+
     pages = PageSet(path, registry=registry)
     try:
         walk = Walk(pages)
-        for _batch in walk.snapshot(batch_size=1 << 20):
-            pass
+        sums = Summaries(pages, record=True)
+        for batch in walk.snapshot(batch_size=1 << 16, skip=sums.skipper()):
+            PageSet.release(batch.page, 0, int(batch.offsets[-1]))
+        sums.save()
         return walk.damage
     finally:
         pages.close()
