@@ -467,7 +467,12 @@ def _cat_done(res) -> None:
 
 
 @command(name="verify")
-def verify_cmd(journals: JournalsArg, json_out: JsonOpt = False, schema: SchemaOpt = None) -> None:
+def verify_cmd(
+    journals: JournalsArg,
+    quick: Annotated[bool, typer.Option("--quick", help="Trust sealed pages whose summary still holds (walked clean when sealed, file unchanged since): check the rest in full.")] = False,
+    json_out: JsonOpt = False,
+    schema: SchemaOpt = None,
+) -> None:
     """Validate every page and frame; exit 0 when clean, 3 when damaged (several: a line each, the worst exit)."""
     from .journal.recovery import verify
     from .timeparse import format_time
@@ -475,7 +480,9 @@ def verify_cmd(journals: JournalsArg, json_out: JsonOpt = False, schema: SchemaO
     if not _one_file(journals):
         _summary("verify", journals, json_out, schema)
     journal = journals[0]
-    rep = verify(str(journal), registry_for(schema))
+    label = "verify --quick" if quick else "verify: every frame (--quick trusts sealed pages)"
+    with frames_progress_bar(label, None) as progress:
+        rep = verify(str(journal), registry_for(schema), quick=quick, progress=progress)
     if json_out:
         typer.echo(json.dumps(rep.to_dict()))
     else:

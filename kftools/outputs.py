@@ -266,9 +266,9 @@ def remove_stale_temporaries(path: str) -> list[str]:
 
 def journal_files(path: str) -> list[str]:
     """Every file named as part of the journal at ``path`` by the naming rules, that exists: its first page,
-    its later pages and their archives (past a gap too), ``<path>.checksums``, ``<path>.readers`` and
+    its later pages and their archives (past a gap too), ``<path>.checksums``, ``.summaries``, ``.readers`` and
     ``<path>.types``."""
-    names = [path, *stale_pages(path), path + ".checksums", path + ".readers", path + TYPES_SUFFIX]
+    names = [path, *stale_pages(path), path + ".checksums", path + ".summaries", path + ".readers", path + TYPES_SUFFIX]
     return [f for f in names if os.path.lexists(f)]
 
 

@@ -20,6 +20,7 @@ from ..journal.filter import FrameFilter
 from ..journal.format import PAGE_HEADER_SIZE
 from ..journal.frames import header_field
 from ..journal.reader import Frame, FrameBatch, Reader, frame_at
+from ..journal.summaries import PageSummary
 
 _CACHE_PAGES = 3
 
@@ -76,6 +77,7 @@ class JournalIndex:
         self.pages: list[PageEntry] = []
         self._firsts: list[int] = []
         self._live = _Growing()
+        self._live_page: int | None = None  # the page whose offsets _live holds (a summarised page has none)
         self._cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
         self.total = 0  # every frame seen, filtered or not
         self.count = 0  # matching frames: the rows
@@ -94,9 +96,10 @@ class JournalIndex:
         pi = batch.page_index
         with self.lock:
             if not self.pages or self.pages[-1].index != pi:
-                if self.pages:
+                if self.pages and self.pages[-1].index == self._live_page:
                     self._remember(self.pages[-1].index, self._live.view().copy())
                 self._live = _Growing()
+                self._live_page = pi
                 self.pages.append(PageEntry(pi, self.count))
                 self._firsts.append(self.count)
             e = self.pages[-1]
@@ -115,6 +118,26 @@ class JournalIndex:
             self.types_seen.update(seen)
         return mask
 
+    def add_summary(self, s: PageSummary) -> bool:
+        """Index a sealed page from its summary (its rows are located by a rescan when shown); False when the
+        filter needs the frames themselves (symbols)."""
+        f = self.filter
+        if f.symbols is not None or f.start_time is not None or f.end_time is not None:
+            return False
+        count = s.frames if f.types is None else sum(s.by_type.get(t, 0) for t in f.types)
+        with self.lock:
+            e = PageEntry(s.index, self.count, count, s.frames, s.cursor)
+            if count:
+                e.first_time, e.last_time = s.min_time, s.last_time
+            self.pages.append(e)
+            self._firsts.append(self.count)
+            self.total += s.frames
+            self.count += count
+            if s.frames:
+                self.newest_time = s.last_time
+            self.types_seen.update(s.by_type)
+        return True
+
     def _remember(self, page: int, offsets: np.ndarray) -> None:
         self._cache[page] = offsets
         self._cache.move_to_end(page)
@@ -130,7 +153,7 @@ class JournalIndex:
         """The matching offsets of the k-th indexed page (live buffer, cache or a rescan)."""
         with self.lock:
             e = self.pages[k]
-            if k == len(self.pages) - 1:
+            if k == len(self.pages) - 1 and e.index == self._live_page:
                 return self._live.view()[: e.count]
             cached = self._cache.get(e.index)
             if cached is not None:

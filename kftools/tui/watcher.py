@@ -136,7 +136,7 @@ class Watcher(threading.Thread):
                 history_page = reader.end_position()[0]
                 current_page = -1
                 policy = WaitPolicy("sleep", interval=0.002)
-                for batch in reader.follow_batches("beginning", policy, stop=stop):
+                for batch in reader.follow_batches(self._summarised(reader, history_page), policy, stop=stop):
                     n = len(batch)
                     if not n:
                         # follow_batches also yields an empty batch at each page's end: check the cursor
@@ -167,6 +167,35 @@ class Watcher(threading.Thread):
         except Exception as e:  # noqa: BLE001 - reported on screen, not a traceback over the TUI
             self.error = str(e)
             self.notify("error", str(e))
+
+
+    def _summarised(self, reader: Reader, history_page: int) -> tuple[int, int]:
+        """Index the sealed pages whose summary holds without walking them; where the walk starts.
+
+        Only on a big journal (a small one is walked whole, its prices sampled for the sparklines) and not its
+        last two pages (their prices are sampled); a page's rows are located by a rescan when shown."""
+        from ..journal.summaries import Summaries
+
+        sums = Summaries(reader.pages)
+        found = []
+        for i in reader.page_indices()[:-1]:  # a next page exists: the walk's rollover rule is kept
+            if i >= history_page - 1:
+                break
+            try:
+                s = sums.of(reader.page(i))
+            except KftoolsError:
+                break  # the walk reports it
+            if s is None:
+                break
+            found.append(s)
+        start = (reader.first_page, reader.fmt.frame_start)
+        if sum(s.frames for s in found) < _SAMPLE_ALL:
+            return start
+        for s in found:
+            if not self.index.add_summary(s):
+                break
+            start = (s.index + 1, reader.fmt.frame_start)
+        return start
 
 
 def _release(reader: Reader, page_index: int) -> None:
