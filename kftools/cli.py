@@ -138,6 +138,7 @@ EXAMPLES = {
     "bench merge": "kftools bench merge --json",
     "bench kungfu": "kftools bench kungfu --frames 1000000 --json",
     "bench all": "kftools bench all --quick --out results.json",
+    "bench size": "kftools bench size --sizes 10000000 --repeat 3",
     "readers": "kftools readers feed.dat --clear   # forget readers whose process is gone",
     "monitor": "kftools monitor runtime/ --alert 'lag_seconds > 1' --alert-command 'notify-send \"$KFTOOLS_ALERT_MESSAGE\"'",
     "archive": "kftools archive runtime/ --older-than 1d",
@@ -1150,6 +1151,27 @@ def bench_merge_cmd(
     from .bench.merge import run
 
     report(run(frames=frames, journals=journals, per_frame_frames=per_frame), json_out)
+
+
+@command(bench_app, name="size")
+def bench_size_cmd(
+    json_out: JsonOpt = False,
+    sizes: Annotated[str, typer.Option("--sizes", help="Comma-separated frame counts of the big journals (each skipped when there is no room).")] = "10000000,100000000",
+    repeat: Annotated[int, typer.Option("--repeat", help="Runs of each command on each journal (medians).")] = 5,
+    keep: Annotated[Path | None, typer.Option("--keep", help="Make (or reuse) the journals in this folder and keep them.")] = None,
+) -> None:
+    """cat -n 5, info, verify --quick, monitor --once, a Writer opened to append and tail's screens on a 1-frame
+    journal against big ones in the same run: time and peak RSS from outside (target: within 50 ms, under 100 MB)."""
+    from .bench import report
+    from .bench.size import run
+
+    try:
+        big = tuple(int(x) for x in sizes.split(",") if x.strip())
+    except ValueError:
+        raise UsageError(f"--sizes {sizes!r}: frame counts separated by commas") from None
+    if repeat < 1 or any(n < 2 for n in big):
+        raise UsageError("--repeat must be >= 1 and every size >= 2")
+    report(run(big, repeat=repeat, keep=None if keep is None else str(keep)), json_out)
 
 
 @command(bench_app, name="all")

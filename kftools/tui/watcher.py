@@ -172,14 +172,14 @@ class Watcher(threading.Thread):
     def _summarised(self, reader: Reader, history_page: int) -> tuple[int, int]:
         """Index the sealed pages whose summary holds without walking them; where the walk starts.
 
-        Only on a big journal (a small one is walked whole, its prices sampled for the sparklines) and not its
-        last two pages (their prices are sampled); a page's rows are located by a rescan when shown."""
+        Only on a big journal (a small one is walked whole, its prices sampled for the sparklines), and never
+        its last page (its prices are sampled); a page's rows are located by a rescan when shown."""
         from ..journal.summaries import Summaries
 
         sums = Summaries(reader.pages)
         found = []
         for i in reader.page_indices()[:-1]:  # a next page exists: the walk's rollover rule is kept
-            if i >= history_page - 1:
+            if i >= history_page:
                 break
             try:
                 s = sums.of(reader.page(i))
