@@ -82,6 +82,9 @@ def run(sizes: tuple[int, ...] = (10_000_000, 100_000_000), repeat: int = 5, kee
                 if n > 1:
                     res[f"size.simulate_{n}_s"] = round(time.perf_counter() - t, 1)
             journals[n] = path
+        for path in journals.values():
+            # journals made elsewhere (or copied) may lack summaries: a resuming writer records them, once
+            measure(_commands(path, 1)["writer_append_open"])
         runs: dict[tuple[str, int], list[tuple[float, float, int]]] = {}
         tails: dict[int, list[dict]] = {}
         for _ in range(repeat):

@@ -190,26 +190,23 @@ def append_summaries(journal: str | os.PathLike, summaries: list[PageSummary]) -
         os.close(fd)
 
 
-def record_sealed(path: str, index: int, registry: TypeRegistry, journal: str) -> bool:
-    """Summarise page ``index`` (file ``path``) of ``journal`` once its bytes are on disk; False if it could
-    not be (damaged, not sealed, unwritable folder): a reader recomputes it."""
+def summarize_sealed(path: str, index: int, registry: TypeRegistry) -> PageSummary | None:
+    """The summary of sealed page ``index`` (file ``path``) once its bytes are on disk (fsync first: a record
+    must never describe bytes a power loss can still take away); None if it cannot be had (damaged, not
+    sealed): a reader recomputes it. Reads only: the writer appends the record itself."""
     from .page import open_page
 
     try:
         page = open_page(path, index, keep_fd=True)
     except (KftoolsError, OSError):
-        return False
+        return None
     try:
         if not page.sealed:
-            return False
-        os.fsync(page.fd)  # the record must never describe bytes a power loss can still take away
-        s = summarize_page(page, registry)
-        if s is None:
-            return False
-        append_summaries(journal, [s])
-        return True
+            return None
+        os.fsync(page.fd)
+        return summarize_page(page, registry)
     except (KftoolsError, OSError):
-        return False
+        return None
     finally:
         page.close()
 
@@ -281,5 +278,5 @@ class Summaries:
             self.recomputed = []
 
 
-__all__ = ["PageSummary", "Summaries", "append_summaries", "drop_summaries", "read_summaries", "record_sealed",
-           "summarize_page", "summaries_path"]
+__all__ = ["PageSummary", "Summaries", "append_summaries", "drop_summaries", "read_summaries", "summarize_page",
+           "summarize_sealed", "summaries_path"]

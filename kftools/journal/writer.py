@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from ..errors import CorruptJournal, FrameTooLarge, JournalLocked, OutputError, UnknownType, UsageError
+from ..errors import CorruptJournal, FrameTooLarge, JournalLocked, OutputError, UnknownType, UnreadablePage, UsageError
 from .format import (
     CURSOR_OFFSET,
     DEFAULT_PAGE_SIZE,
@@ -141,7 +141,8 @@ class Writer:
         self._pretoucher = None
         self._closed = True  # until _adopt maps the first page
         self.frames_written = 0
-        self._summarizers: list[threading.Thread] = []  # summaries of the pages this writer sealed
+        # summaries of the pages this writer sealed, computed in threads, appended by this writer's own calls
+        self._summarizers: list[tuple[threading.Thread, list]] = []
         self._open(page_size)
 
     # -- opening ---------------------------------------------------------------
@@ -261,16 +262,36 @@ class Writer:
         self._summarize(self._index - 1)
 
     def _summarize(self, index: int) -> None:
-        """Summarise the page just sealed off the writer's path (a thread: the scan runs without the GIL):
-        fsync, walk, append its record to ``<journal>.summaries``; close() waits for it. A writer killed first
+        """Summarise the page just sealed off the writer's path: a thread fsyncs and walks it (the scan runs
+        without the GIL); its record is appended to ``<journal>.summaries`` by this writer's next rollover or
+        close(), so nothing beside the journal changes between the writer's calls. A writer killed first
         leaves no record: readers recompute it, monitor or the next writer records it."""
-        from .summaries import record_sealed
+        from .summaries import summarize_sealed
 
-        self._summarizers = [t for t in self._summarizers if t.is_alive()]
-        t = threading.Thread(target=record_sealed, args=(page_path(self.path, index), index, self.registry, self.path),
-                             name=f"kftools-summary-{index}", daemon=True)
+        self._append_summaries(wait=False)
+        out: list = []
+        args = (page_path(self.path, index), index, self.registry)
+        t = threading.Thread(target=lambda: out.append(summarize_sealed(*args)), name=f"kftools-summary-{index}",
+                             daemon=True)
         t.start()
-        self._summarizers.append(t)
+        self._summarizers.append((t, out))
+
+    def _append_summaries(self, wait: bool) -> None:
+        """Append the records of the summaries computed so far (all of them, waiting, with ``wait``)."""
+        from .summaries import append_summaries
+
+        done, pending = [], []
+        for t, out in self._summarizers:
+            if wait:
+                t.join()
+            (pending if t.is_alive() else done).append((t, out))
+        self._summarizers = pending
+        found = [s for _t, out in done for s in out if s is not None]
+        if found:
+            try:
+                append_summaries(self.path, found)
+            except (OSError, UnreadablePage):
+                pass  # an unwritable folder: readers recompute them
 
     def write(
         self,
@@ -543,9 +564,7 @@ class Writer:
         self._mm.flush()
         self._let_go_of_page()
         self._closed = True
-        for t in self._summarizers:
-            t.join()
-        self._summarizers = []
+        self._append_summaries(wait=True)
         self._release_lock()
 
     def _release_lock(self) -> None:

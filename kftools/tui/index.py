@@ -19,6 +19,7 @@ import numpy as np
 from ..journal.filter import FrameFilter
 from ..journal.format import PAGE_HEADER_SIZE
 from ..journal.frames import header_field
+from ..journal.pages import PageSet
 from ..journal.reader import Frame, FrameBatch, Reader, frame_at
 from ..journal.summaries import PageSummary
 
@@ -164,6 +165,7 @@ class JournalIndex:
         for b in reader.batches(start=(e.index, reader.page(e.index).frame_start), until=(e.index, end)):
             m = self.filter.mask(b)
             parts.append((b.offsets if m is None else b.offsets[m]).astype(np.uint32))
+            PageSet.release(b.page, 0, int(b.offsets[-1]))  # the rows shown are read again: keep RSS flat
         offs = np.concatenate(parts) if parts else np.empty(0, np.uint32)
         with self.lock:
             self._remember(e.index, offs)

@@ -30,6 +30,8 @@ _SMALL_BATCH = 4096
 _NAP = 0.004
 #: histories shorter than this are sampled whole for the price sparklines
 _SAMPLE_ALL = 2_000_000
+#: bytes at the end of a big journal's history sampled for the sparklines (some 25,000 frames)
+_SAMPLE_TAIL = 2 << 20
 
 
 class PriceSampler:
@@ -65,14 +67,14 @@ class PriceSampler:
         order = np.argsort(np.concatenate(rows_parts), kind="stable")  # frame order across types
         syms = np.concatenate(syms_parts)[order]
         prices = np.concatenate(price_parts)[order]
-        for s in np.unique(syms).tolist():
+        for s, mask in _by_symbol(syms):
             name = s.split(b"\0", 1)[0].decode("utf-8", "replace")
             series = self.series.get(name)
             if series is None:
                 if len(self.series) >= MAX_SYMBOLS:
                     continue
                 series = self.series[name] = collections.deque(maxlen=SPARK_POINTS)
-            p = prices[syms == s]
+            p = prices[mask]
             with self.lock:
                 if points:
                     idx = np.unique(np.linspace(0, len(p) - 1, min(points, len(p))).astype(int))
@@ -84,6 +86,18 @@ class PriceSampler:
     def snapshot(self) -> dict[str, tuple[list[float], float]]:
         with self.lock:
             return {k: (list(v), self.last[k]) for k, v in self.series.items() if v}
+
+
+def _by_symbol(syms: np.ndarray):
+    """``(symbol, mask)`` for each distinct symbol, in order: grouped by an integer key of the 16 bytes (sorting
+    integers, not byte strings), checked against the symbols themselves."""
+    if syms.dtype.itemsize == 16 and len(syms) > 256:
+        halves = np.ascontiguousarray(syms).view("<u8").reshape(-1, 2)
+        key = halves[:, 0] ^ (halves[:, 1] * np.uint64(0x9E3779B97F4A7C15))
+        _keys, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        if np.array_equal(syms[first][inverse], syms):  # no two symbols share a key
+            return [(syms[i], inverse == k) for k, i in sorted(enumerate(first.tolist()), key=lambda x: syms[x[1]])]
+    return [(s, syms == s) for s in np.unique(syms).tolist()]
 
 
 class Watcher(threading.Thread):
@@ -133,10 +147,14 @@ class Watcher(threading.Thread):
                 self.notify("opened", None)
                 last_sample = 0.0
                 # sampling prices of a multi-GB history would cost seconds: only its last page
-                history_page = reader.end_position()[0]
+                history_page, history_end = reader.end_position()
                 current_page = -1
                 policy = WaitPolicy("sleep", interval=0.002)
-                for batch in reader.follow_batches(self._summarised(reader, history_page), policy, stop=stop):
+                start = self._summarised(reader, history_page)
+                # a big journal's history (its sealed pages summarised): the sparklines keep SPARK_POINTS a symbol,
+                # so only the end of the last page is sampled
+                sample_from = (history_page, history_end - _SAMPLE_TAIL) if start[0] > reader.first_page else (0, 0)
+                for batch in reader.follow_batches(start, policy, stop=stop):
                     n = len(batch)
                     if not n:
                         # follow_batches also yields an empty batch at each page's end: check the cursor
@@ -149,9 +167,12 @@ class Watcher(threading.Thread):
                             _release(reader, current_page)
                         current_page = batch.page_index
                     self.index.add(batch)
+                    if not self.caught_up:  # the history: drop what was indexed from our resident set
+                        PageSet.release(batch.page, 0, int(batch.offsets[-1]))
                     now = time.monotonic()
                     if not self.caught_up:
-                        if batch.page_index >= history_page - 1 or self.index.total < _SAMPLE_ALL:
+                        if (batch.page_index >= history_page - 1 or self.index.total < _SAMPLE_ALL) and (
+                                (batch.page_index, int(batch.offsets[-1])) >= sample_from):
                             self.prices.add(batch, SPARK_POINTS)
                     elif now - last_sample >= self.sample_every:
                         last_sample = now
