@@ -287,7 +287,7 @@ class Writer:
             (pending if t.is_alive() else done).append((t, out))
         self._summarizers = pending
         found = [s for _t, out in done for s in out if s is not None]
-        if found:
+        if found and _room_beside(self.path, self._cap - self._pos):
             try:
                 append_summaries(self.path, found)
             except (OSError, UnreadablePage):
@@ -622,6 +622,16 @@ def _refuse_stale_pages(path: str) -> None:
         )
 
 
+def _room_beside(path: str, reserved: int) -> bool:
+    """Whether a record beside the journal leaves the ``reserved`` bytes the writer's sparse page still needs:
+    a summary must never take the block a frame store then faults on (SIGBUS on a full disk)."""
+    try:
+        vfs = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return vfs.f_bavail * vfs.f_frsize >= reserved + (1 << 20)
+
+
 def _damage(path: str, registry: TypeRegistry) -> Damage | None:
     """Where the journal at ``path`` stops being valid (the one walk, as verify reads it), or None.
 
@@ -633,7 +643,8 @@ def _damage(path: str, registry: TypeRegistry) -> Damage | None:
     pages = PageSet(path, registry=registry)
     try:
         walk = Walk(pages)
-        sums = Summaries(pages, record=True)
+        last = pages.path_of(pages.indices()[-1])
+        sums = Summaries(pages, record=_room_beside(path, os.path.getsize(last) if os.path.exists(last) else 0))
         for batch in walk.snapshot(batch_size=1 << 16, skip=sums.skipper()):
             PageSet.release(batch.page, 0, int(batch.offsets[-1]))
         sums.save()
