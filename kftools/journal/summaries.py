@@ -62,7 +62,7 @@ class PageSummary:
     ctime_ns: int = 0
 
     @property
-    def bytes(self) -> int:
+    def frame_bytes(self) -> int:
         """Frame bytes (headers and payloads): a valid page's frames end exactly at its cursor."""
         return self.cursor - KFTOOLS.frame_start
 
@@ -117,7 +117,7 @@ def summarize_page(page: Page, registry: TypeRegistry) -> PageSummary | None:
     cursor = page.cursor
     s = PageSummary(page.index, cursor, inode=ident[0], ctime_ns=ident[1])
     off = page.frame_start
-    counts = np.zeros(0, np.int64)
+    counts: np.ndarray = np.zeros(0, np.int64)
     mins: dict[int, int] = {}
     while off < cursor:
         offsets, headers, off, problem = scan_page(page, off, cursor, registry, SUMMARY_BATCH)
@@ -127,7 +127,7 @@ def summarize_page(page: Page, registry: TypeRegistry) -> PageSummary | None:
         if not n:
             continue
         types, lengths, gens = headers["msg_type"], headers["length"], headers["gen_time"]
-        c = np.bincount(types)
+        c: np.ndarray = np.bincount(types)
         if len(c) > len(counts):
             c[: len(counts)] += counts
             counts = c

@@ -280,7 +280,8 @@ class Writer:
         """Append the records of the summaries computed so far (all of them, waiting, with ``wait``)."""
         from .summaries import append_summaries
 
-        done, pending = [], []
+        done: list[tuple[threading.Thread, list]] = []
+        pending: list[tuple[threading.Thread, list]] = []
         for t, out in self._summarizers:
             if wait:
                 t.join()

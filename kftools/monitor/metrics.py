@@ -204,7 +204,7 @@ class JournalWatch:
             # a sealed page's summary: no walk (its trigger latencies are not observed: the histogram counts the
             # frames this monitor walked)
             s.frames_total += p.frames
-            s.bytes_total += p.bytes
+            s.bytes_total += p.frame_bytes
             if p.frames:
                 s.newest_gen_time = p.last_time
             self.position = (p.index, p.cursor)
