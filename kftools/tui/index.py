@@ -150,8 +150,9 @@ class JournalIndex:
     def page_count(self) -> int:
         return len(self.pages)
 
-    def _page_offsets(self, reader: Reader, k: int) -> np.ndarray:
-        """The matching offsets of the k-th indexed page (live buffer, cache or a rescan)."""
+    def _page_offsets(self, reader: Reader, k: int, need: int | None = None) -> np.ndarray:
+        """The matching offsets of the k-th indexed page (live buffer, cache or a rescan); with ``need``, at least
+        its first ``need`` (a rescan stops there: the first rows of a big page cost what they hold)."""
         with self.lock:
             e = self.pages[k]
             if k == len(self.pages) - 1 and e.index == self._live_page:
@@ -162,13 +163,21 @@ class JournalIndex:
                 return cached
             end = e.end
         parts = []
-        for b in reader.batches(start=(e.index, reader.page(e.index).frame_start), until=(e.index, end)):
+        got, whole = 0, True
+        size = 65536 if need is None else min(65536, max(4096, need))
+        for b in reader.batches(start=(e.index, reader.page(e.index).frame_start), until=(e.index, end),
+                                batch_size=size):
             m = self.filter.mask(b)
             parts.append((b.offsets if m is None else b.offsets[m]).astype(np.uint32))
             PageSet.release(b.page, 0, int(b.offsets[-1]))  # the rows shown are read again: keep RSS flat
+            got += len(parts[-1])
+            if need is not None and got >= need and got < e.count:
+                whole = False
+                break
         offs = np.concatenate(parts) if parts else np.empty(0, np.uint32)
-        with self.lock:
-            self._remember(e.index, offs)
+        if whole:
+            with self.lock:
+                self._remember(e.index, offs)
         return offs
 
     def locate(self, reader: Reader, start: int, stop: int) -> list[tuple[int, int]]:
@@ -183,8 +192,8 @@ class JournalIndex:
             k = bisect.bisect_right(firsts, row) - 1
             while k + 1 < len(firsts) and firsts[k + 1] <= row:
                 k += 1
-            offs = self._page_offsets(reader, k)
             i = row - firsts[k]
+            offs = self._page_offsets(reader, k, need=i + (stop - row))
             if i >= len(offs):  # an empty (fully filtered) page
                 k_next = k + 1
                 if k_next >= len(firsts):
