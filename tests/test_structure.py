@@ -86,6 +86,7 @@ def test_only_the_page_set_and_the_walk_touch_pages():
         # themselves, not through the archive fallback), outputs (refuses and removes what could be a page)
         "journal/writer.py", "journal/recovery.py", "journal/archive.py", "journal/checksums.py", "outputs.py",
         "journal/kungfu_out.py",  # writes Kungfu page files (replay --format kungfu-*)
+        "journal/summaries.py",  # walks a sealed page once to summarise it, checks its last frame against the record
     }
     needles = ("page_path(", "open_page(", "journal_pages(", "scan_page(", "import scan", ".madvise(",
                "FRAME_HEADER.struct.unpack", "FRAME_HEADER.unpack")

@@ -92,7 +92,7 @@ def _by_symbol(syms: np.ndarray):
     """``(symbol, mask)`` for each distinct symbol, in order: grouped by an integer key of the 16 bytes (sorting
     integers, not byte strings), checked against the symbols themselves."""
     if syms.dtype.itemsize == 16 and len(syms) > 256:
-        halves = np.ascontiguousarray(syms).view("<u8").reshape(-1, 2)
+        halves = np.ascontiguousarray(syms).view(np.uint64).reshape(-1, 2)  # a key only: any byte order
         key = halves[:, 0] ^ (halves[:, 1] * np.uint64(0x9E3779B97F4A7C15))
         _keys, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         if np.array_equal(syms[first][inverse], syms):  # no two symbols share a key
