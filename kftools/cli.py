@@ -142,6 +142,7 @@ EXAMPLES = {
     "bench merge": "kftools bench merge --json",
     "bench kungfu": "kftools bench kungfu --frames 1000000 --json",
     "bench all": "kftools bench all --quick --out results.json",
+    "bench size": "kftools bench size --sizes 10000000 --repeat 3",
     "readers": "kftools readers feed.dat --clear   # forget readers whose process is gone",
     "monitor": "kftools monitor runtime/ --alert 'lag_seconds > 1' --alert-command 'notify-send \"$KFTOOLS_ALERT_MESSAGE\"'",
     "archive": "kftools archive runtime/ --older-than 1d",
@@ -394,14 +395,19 @@ def _summary(kind: str, journals: list[Path], json_out: bool, schema) -> None:
 
 
 @command(name="info")
-def info_cmd(journals: JournalsArg, json_out: JsonOpt = False, schema: SchemaOpt = None) -> None:
+def info_cmd(
+    journals: JournalsArg,
+    count: Annotated[bool, typer.Option("--count", help="Walk every frame instead of taking sealed pages from their summaries (slower on a big journal; the count verify makes).")] = False,
+    json_out: JsonOpt = False,
+    schema: SchemaOpt = None,
+) -> None:
     """Pages, fill, frames by type, time range, mean rate, writer state and health (several: a line each and a total)."""
     from .info import journal_info
 
     if not _one_file(journals):
         _summary("info", journals, json_out, schema)
     journal = journals[0]
-    info = journal_info(str(journal), registry_for(schema))
+    info = journal_info(str(journal), registry_for(schema), count=count)
     if json_out:
         typer.echo(json.dumps(info.to_dict()))
     else:
@@ -467,7 +473,12 @@ def _cat_done(res) -> None:
 
 
 @command(name="verify")
-def verify_cmd(journals: JournalsArg, json_out: JsonOpt = False, schema: SchemaOpt = None) -> None:
+def verify_cmd(
+    journals: JournalsArg,
+    quick: Annotated[bool, typer.Option("--quick", help="Trust sealed pages whose summary still holds (walked clean when sealed, file unchanged since): check the rest in full.")] = False,
+    json_out: JsonOpt = False,
+    schema: SchemaOpt = None,
+) -> None:
     """Validate every page and frame; exit 0 when clean, 3 when damaged (several: a line each, the worst exit)."""
     from .journal.recovery import verify
     from .timeparse import format_time
@@ -475,7 +486,9 @@ def verify_cmd(journals: JournalsArg, json_out: JsonOpt = False, schema: SchemaO
     if not _one_file(journals):
         _summary("verify", journals, json_out, schema)
     journal = journals[0]
-    rep = verify(str(journal), registry_for(schema))
+    label = "verify --quick" if quick else "verify: every frame (--quick trusts sealed pages)"
+    with frames_progress_bar(label, None) as progress:
+        rep = verify(str(journal), registry_for(schema), quick=quick, progress=progress)
     if json_out:
         typer.echo(json.dumps(rep.to_dict()))
     else:
@@ -1190,6 +1203,27 @@ def bench_merge_cmd(
     from .bench.merge import run
 
     report(run(frames=frames, journals=journals, per_frame_frames=per_frame), json_out)
+
+
+@command(bench_app, name="size")
+def bench_size_cmd(
+    json_out: JsonOpt = False,
+    sizes: Annotated[str, typer.Option("--sizes", help="Comma-separated frame counts of the big journals (each skipped when there is no room).")] = "10000000,100000000",
+    repeat: Annotated[int, typer.Option("--repeat", help="Runs of each command on each journal (medians).")] = 5,
+    keep: Annotated[Path | None, typer.Option("--keep", help="Make (or reuse) the journals in this folder and keep them.")] = None,
+) -> None:
+    """cat -n 5, info, verify --quick, monitor --once, a Writer opened to append and tail's screens on a 1-frame
+    journal against big ones in the same run: time and peak RSS from outside (target: within 50 ms, under 100 MB)."""
+    from .bench import report
+    from .bench.size import run
+
+    try:
+        big = tuple(int(x) for x in sizes.split(",") if x.strip())
+    except ValueError:
+        raise UsageError(f"--sizes {sizes!r}: frame counts separated by commas") from None
+    if repeat < 1 or any(n < 2 for n in big):
+        raise UsageError("--repeat must be >= 1 and every size >= 2")
+    report(run(big, repeat=repeat, keep=None if keep is None else str(keep)), json_out)
 
 
 @command(bench_app, name="all")

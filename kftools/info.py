@@ -72,20 +72,39 @@ class JournalInfo:
         return rows
 
 
-def journal_info(path: str, registry: TypeRegistry | None = None) -> JournalInfo:
-    """Pages, fill, frames by type, time range, rate, writer state and health; read-only."""
+def journal_info(path: str, registry: TypeRegistry | None = None, *, count: bool = False) -> JournalInfo:
+    """Pages, fill, frames by type, time range, rate, writer state and health; read-only.
+
+    Sealed pages are taken from their summaries (``<journal>.summaries``, recomputed in memory where missing
+    or stale), so the cost does not grow with the journal; ``count`` walks every frame instead.
+    """
+    from .journal.pages import PageSet
+    from .journal.summaries import PageSummary, Summaries
+
     with Reader(path, registry=registry) as r:
         counts: dict[int, int] = {}
         info = JournalInfo(r.name, r.page_count())
-        for b in r.batches(batch_size=1 << 20):
+
+        def times(lo: int, hi: int) -> None:
+            info.first_gen_time = lo if info.first_gen_time is None else min(lo, info.first_gen_time)
+            info.last_gen_time = hi if info.last_gen_time is None else max(hi, info.last_gen_time)
+
+        def summarised(s: PageSummary) -> None:
+            for t, c in s.by_type.items():
+                counts[t] = counts.get(t, 0) + c
+            if s.frames:
+                times(s.min_time, s.max_time)  # type: ignore[arg-type]
+            info.frames += s.frames
+
+        skip = None if count else Summaries(r.pages).skipper(summarised)
+        for b in r.walk().batches(batch_size=1 << 16, skip=skip):
             types, n = np.unique(b.headers["msg_type"], return_counts=True)
             for t, c in zip(types.tolist(), n.tolist(), strict=False):
                 counts[t] = counts.get(t, 0) + c
             g = b.headers["gen_time"]
-            lo, hi = int(g.min()), int(g.max())
-            info.first_gen_time = lo if info.first_gen_time is None else min(lo, info.first_gen_time)
-            info.last_gen_time = hi if info.last_gen_time is None else max(hi, info.last_gen_time)
+            times(int(g.min()), int(g.max()))
             info.frames += len(b)
+            PageSet.release(b.page, 0, int(b.offsets[-1]))
         info.damage = None if r.damage is None else str(r.damage)
         info.capacity, info.used_bytes = r.pages.usage()
         info.by_type = {r.registry.name(t): c for t, c in sorted(counts.items())}

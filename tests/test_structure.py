@@ -112,6 +112,7 @@ def test_only_the_page_set_and_the_walk_touch_pages():
         "journal/writer.py", "journal/recovery.py", "journal/archive.py", "journal/codec.py", "journal/checksums.py",
         "journal/outputs.py",
         "journal/kungfu_out.py",  # writes Kungfu page files (replay --format kungfu-*)
+        "journal/summaries.py",  # walks a sealed page once to summarise it, checks its last frame against the record
     }
     needles = ("page_path(", "open_page(", "journal_pages(", "scan_page(", "import scan", ".madvise(",
                "FRAME_HEADER.struct.unpack", "FRAME_HEADER.unpack")

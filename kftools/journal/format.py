@@ -327,6 +327,42 @@ def unpack_position(value: int) -> tuple[int, int] | None:
     return None if value == 0 else (value >> 32, value & 0xFFFF_FFFF)
 
 
+#: "KFS1": a record of ``<journal>.summaries``, followed by ``type_count`` :data:`SUMMARY_TYPE` entries
+SUMMARY_MAGIC = 0x3153464B
+PAGE_SUMMARY = Layout(
+    "PageSummary",
+    [
+        Field("magic", "u32", "`0x3153464B` (\"KFS1\")"),
+        Field("page_index", "u32", "the page"),
+        Field("write_cursor", "u32", "its write cursor: the frames summarised end here"),
+        Field("type_count", "u32", "number of SummaryType entries after this record"),
+        Field("frames", "u64", "frames in the page"),
+        Field("min_gen_time", "i64", "smallest gen_time of its frames (0 when it has none)"),
+        Field("max_gen_time", "i64", "largest gen_time"),
+        Field("last_gen_time", "i64", "gen_time of its last frame"),
+        Field("last_frame", "u32", "offset of its last frame (64 when it has none)"),
+        Field("reserved", "u32", "zero"),
+        Field("inode", "u64", "the page file's inode when summarised"),
+        Field("ctime_ns", "i64", "the page file's status-change time (ns) when summarised: any later write "
+                                 "changes it, and the summary is stale"),
+        Field("recorded_time", "i64", "ns since the epoch"),
+    ],
+    "80-byte record appended to `<journal>.summaries` for each sealed page whose frames were all walked and found "
+    "valid, followed by one SummaryType per message type in the page; the last record of a page counts.",
+)
+SUMMARY_TYPE = Layout(
+    "SummaryType",
+    [
+        Field("msg_type", "u32", "a message type present in the page"),
+        Field("min_length", "u32", "the shortest payload of that type (a reader whose layout is longer rescans)"),
+        Field("frames", "u64", "frames of that type"),
+    ],
+    "16 bytes per message type, after its PageSummary, in increasing msg_type.",
+)
+#: ``<journal>.summaries``
+SUMMARIES_SUFFIX = ".summaries"
+
+
 #: "KFZ1": the kftools header of an archived page ``<page>.zst``
 ARCHIVE_MAGIC = 0x315A464B
 ARCHIVE_HEADER = Layout(
@@ -379,8 +415,9 @@ READERS_SUFFIX = ".readers"
 #: says whose it is, so a later run removes a killed one's and nothing else
 TMP_TAG = ".kftmp-"
 TMP_NAME = re.compile(r"^\..+\.kftmp-(\d+)-[A-Za-z0-9_]+$")
-#: files kftools keeps beside a journal (reader positions, sealed-page checksums, archived pages, temporaries)
-SIDECAR_SUFFIXES = (READERS_SUFFIX, CHECKSUMS_SUFFIX, ARCHIVE_SUFFIX, PART_SUFFIX, TYPES_SUFFIX)
+#: files kftools keeps beside a journal (reader positions, sealed-page checksums and summaries, archived pages,
+#: temporaries)
+SIDECAR_SUFFIXES = (READERS_SUFFIX, CHECKSUMS_SUFFIX, SUMMARIES_SUFFIX, ARCHIVE_SUFFIX, PART_SUFFIX, TYPES_SUFFIX)
 #: the suffixes the C++ header declares too (its names: kTmpSuffix, kArchiveSuffix, ...)
 FILE_NAMES = {"Tmp": TMP_SUFFIX, "Archive": ARCHIVE_SUFFIX, "Checksums": CHECKSUMS_SUFFIX, "Readers": READERS_SUFFIX}
 
@@ -486,7 +523,7 @@ def format_tables() -> str:
 def sidecar_tables() -> str:
     """The Markdown tables of FORMAT.md's "Files beside a journal" section."""
     parts = []
-    for layout in (READERS_HEADER, READER_SLOT, CHECKSUM_RECORD, ARCHIVE_HEADER):
+    for layout in (READERS_HEADER, READER_SLOT, CHECKSUM_RECORD, PAGE_SUMMARY, SUMMARY_TYPE, ARCHIVE_HEADER):
         parts.append(f"#### {layout.name} ({layout.size} bytes)\n\n{layout.doc}\n\n" + layout.markdown_table())
     return "\n\n".join(parts) + "\n"
 

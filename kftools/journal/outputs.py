@@ -29,7 +29,17 @@ import stat
 import tempfile
 
 from ..errors import OutputError, UsageError
-from .format import MAGIC, PAGE_HEADER, TMP_NAME, TMP_TAG, TYPES_SUFFIX, checksums_path, page_path, readers_path
+from .format import (
+    MAGIC,
+    PAGE_HEADER,
+    SUMMARIES_SUFFIX,
+    TMP_NAME,
+    TMP_TAG,
+    TYPES_SUFFIX,
+    checksums_path,
+    page_path,
+    readers_path,
+)
 from .pages import journal_pages, stale_pages
 
 #: ``-`` as an output means standard output, where the format can stream.
@@ -263,9 +273,10 @@ def remove_stale_temporaries(path: str) -> list[str]:
 
 def journal_files(path: str) -> list[str]:
     """Every file named as part of the journal at ``path`` by the naming rules, that exists: its first page,
-    its later pages and their archives (past a gap too), ``<path>.checksums``, ``<path>.readers`` and
+    its later pages and their archives (past a gap too), ``<path>.checksums``, ``.summaries``, ``.readers`` and
     ``<path>.types``."""
-    names = [path, *stale_pages(path), checksums_path(path), readers_path(path), path + TYPES_SUFFIX]
+    names = [path, *stale_pages(path), checksums_path(path), path + SUMMARIES_SUFFIX, readers_path(path),
+             path + TYPES_SUFFIX]
     return [f for f in names if os.path.lexists(f)]
 
 

@@ -246,6 +246,7 @@ class Reader(BatchQueries):
         end_time: int | None = None,
         types: Iterable[int] | None = None,
         symbols: Iterable[str] | None = None,
+        skip: Callable[[Page], bool] | None = None,
     ) -> Iterator[FrameBatch]:
         """Committed frames as :class:`FrameBatch` (one page each, at most ``batch_size`` frames), filtered.
 
@@ -259,7 +260,48 @@ class Reader(BatchQueries):
                 raise UsageError("give start (a time) or start_time, not both")
             start, start_time = None, start
         filt = self._filter(start_time, end_time, types, symbols)
-        yield from self.walk(filt).batches(start, until, batch_size)
+        yield from self.walk(filt).batches(start, until, batch_size, skip)
+
+    def last(self, n: int, **filters) -> list[Frame]:
+        """The last ``n`` frames matching ``filters`` (as ``tail -n``), in order.
+
+        Sealed pages whose summary holds are not walked unless their frames are among the last ``n``: the
+        cost is the last page's, not the journal's; damage is found where the full walk finds it.
+        """
+        from .summaries import Summaries
+
+        skipped: list[int] = []
+        keep: collections.deque = collections.deque()
+        held = 0
+        for b in self.batches(skip=Summaries(self.pages).skipper(lambda s: skipped.append(s.index)), **filters):
+            keep.append(b)
+            held += len(b)
+            while keep and held - len(keep[0]) >= n:
+                held -= len(keep.popleft())
+            PageSet.release(b.page, 0, int(b.offsets[-1]))  # what is kept is read again when printed
+        if held < n and skipped:
+            # nothing was dropped: every batch walked is held; the summarised pages before them fill up to n
+            damage = self.damage
+            for k in ("start", "until"):
+                filters.pop(k, None)
+            by_page: dict[int, list] = {}
+            for b in keep:
+                by_page.setdefault(b.page.index, []).append(b)
+            out: list = []
+            for i in sorted(set(by_page) | set(skipped), reverse=True):
+                if i in skipped:
+                    start = (i, self.pages.fmt.frame_start)
+                    part = list(self.batches(start=start, until=(i, self.page(i).cursor), **filters))
+                else:
+                    part = by_page[i]
+                out[:0] = part
+                held = sum(len(b) for b in out)
+                if held >= n:
+                    break
+            keep = collections.deque(out)
+            self.damage = damage
+        frames = [f for b in keep for f in b.frames()]
+        return frames[-n:] if n else []
 
     def __iter__(self) -> Iterator[Frame]:
         return self.frames()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import KftoolsError, NotAJournal, OutputError, UsageError
@@ -14,6 +15,7 @@ from .outputs import check_journal_output, create_temporary, remove_journal
 from .page import U32, ArchivedPage, Page, open_page
 from .reader import Reader
 from .registry import TypeRegistry
+from .summaries import drop_summaries
 from .walk import Damage, scan_page, validate_page
 
 
@@ -58,18 +60,41 @@ class VerifyReport:
         }
 
 
-def verify(path: str | os.PathLike, registry: TypeRegistry | None = None) -> VerifyReport:
-    """Validate every page and frame; read-only."""
+def verify(path: str | os.PathLike, registry: TypeRegistry | None = None, *, quick: bool = False,
+           progress: Callable[[int, int | None], None] | None = None) -> VerifyReport:
+    """Validate every page and frame; read-only.
+
+    ``quick``: a sealed page whose summary still holds (see :mod:`.summaries`) is trusted without walking it or
+    checking its checksum; the other pages are checked in full. ``progress`` is called with the frames walked.
+    """
+    from .pages import PageSet
+    from .summaries import PageSummary, Summaries
+
     with Reader(path, registry=registry) as r:
         rep = VerifyReport(r.name)
         counts: dict[int, int] = {}
-        for b in r.batches(batch_size=1 << 20):
-            counts[b.page.index] = counts.get(b.page.index, 0) + len(b)
-            g = b.headers["gen_time"]
-            lo, hi = int(g.min()), int(g.max())
+        trusted: set[int] = set()
+
+        def times(lo: int, hi: int) -> None:
             rep.first_time = lo if rep.first_time is None else min(rep.first_time, lo)
             rep.last_time = hi if rep.last_time is None else max(rep.last_time, hi)
+
+        def summarised(s: PageSummary) -> None:
+            trusted.add(s.index)
+            counts[s.index] = s.frames
+            rep.frames += s.frames
+            if s.frames:
+                times(s.min_time, s.max_time)  # type: ignore[arg-type]
+
+        skip = Summaries(r.pages).skipper(summarised) if quick else None
+        for b in r.batches(batch_size=1 << 16, skip=skip):
+            counts[b.page.index] = counts.get(b.page.index, 0) + len(b)
+            g = b.headers["gen_time"]
+            times(int(g.min()), int(g.max()))
             rep.frames += len(b)
+            PageSet.release(b.page, 0, int(b.offsets[-1]))
+            if progress is not None:
+                progress(rep.frames, None)
         rep.damage = r.damage
         known = read_checksums(r.path)
         for i in r.page_indices():
@@ -79,9 +104,10 @@ def verify(path: str | os.PathLike, registry: TypeRegistry | None = None) -> Ver
                 continue  # in the making, or the damage already reported
             flags = str(p.flags.name or "") + (" archived" if isinstance(p, ArchivedPage) else "")
             rep.pages.append(PageReport(i, p.path, p.capacity, p.cursor, counts.get(i, 0), flags.strip()))
-            if rep.damage is None or i < rep.damage.page:
+            if (rep.damage is None or i < rep.damage.page) and i not in trusted:
                 # damage that leaves every header plausible shows only in a sealed page's checksum
                 problem = checksum_problem(p, known)
+                PageSet.release(p)
                 if problem:
                     rep.damage = Damage(p.path, i, PAGE_HEADER_SIZE, problem)
         return rep
@@ -245,6 +271,7 @@ def _cut_in_place(path, r, damage, keep_pages, last_end, frames, npages) -> Reco
         # the cut page's recorded checksum no longer holds (monitor and archive record it again), and the pages
         # moved aside are no longer this journal's; the records of the pages kept still say what they held
         drop_checksums(path, keep_pages - 1)
+        drop_summaries(path)  # the cut page's no longer holds; the others are recomputed where needed
     finally:
         os.close(fd)
     return RecoverResult(path, frames, keep_pages, damage, dropped)

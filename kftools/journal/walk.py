@@ -218,9 +218,13 @@ class Walk:
 
     # -- a snapshot ------------------------------------------------------------------
     def snapshot(
-        self, start: Position | None = None, until: Position | None = None, batch_size: int = DEFAULT_BATCH
+        self, start: Position | None = None, until: Position | None = None, batch_size: int = DEFAULT_BATCH,
+        skip: Callable[[Page], bool] | None = None,
     ) -> Iterator[FrameBatch]:
-        """Validated, unfiltered batches from ``start`` to the current end (or ``until``); stops at damage."""
+        """Validated, unfiltered batches from ``start`` to the current end (or ``until``); stops at damage.
+
+        ``skip(page)`` True: a whole final page the caller accounts for itself (its summary): not scanned.
+        """
         pages = self.pages
         index, off = start or self.start()
         self._begin()
@@ -232,6 +236,9 @@ class Walk:
             end, header_problem = pages.page_end(page)
             if until is not None and index == until[0]:
                 end = min(end, until[1])
+            if (skip is not None and header_problem is None and off == page.frame_start and end == page.cursor
+                    and skip(page)):
+                off = end
             while off < end:
                 offsets, headers, off, problem = scan_page(page, off, end, self.registry, batch_size)
                 if len(offsets):
@@ -258,11 +265,12 @@ class Walk:
             index, off = index + 1, page.frame_start
 
     def batches(
-        self, start: Position | None = None, until: Position | None = None, batch_size: int = DEFAULT_BATCH
+        self, start: Position | None = None, until: Position | None = None, batch_size: int = DEFAULT_BATCH,
+        skip: Callable[[Page], bool] | None = None,
     ) -> Iterator[FrameBatch]:
         """The snapshot through the filter (only non-empty batches)."""
         filt = self.filter
-        for chunk in self.snapshot(start, until, batch_size):
+        for chunk in self.snapshot(start, until, batch_size, skip):
             chunk = filt(chunk)
             if len(chunk):
                 yield chunk

@@ -7,6 +7,7 @@ import mmap
 import os
 import stat
 import struct
+import threading
 import time
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..errors import (
     NotAJournal,
     OutputError,
     UnknownType,
+    UnreadablePage,
     UsageError,
 )
 from .format import (
@@ -52,14 +54,17 @@ from .page import U32, NotYetWritten, cursor_publisher, open_page
 from .pages import PageSet, journal_pages, stale_pages
 from .pretouch import pretoucher
 from .registry import DEFAULT_REGISTRY, TypeRegistry
+from .summaries import drop_summaries
 from .walk import Damage, Walk
 
 
 def _forget_checksums(path: str) -> None:
+    """Records of an earlier journal of this name (checksums, page summaries) would not match: forget them."""
     try:
         os.unlink(checksums_path(path))
     except FileNotFoundError:
         pass
+    drop_summaries(path)
 
 
 def _frame_struct(payload) -> struct.Struct:
@@ -146,6 +151,8 @@ class Writer:
         self._pretoucher = None
         self._closed = True  # until _adopt maps the first page
         self.frames_written = 0
+        # summaries of the pages this writer sealed, computed in threads, appended by this writer's own calls
+        self._summarizers: list[tuple[threading.Thread, list]] = []
         self._open(page_size)
 
     # -- opening ---------------------------------------------------------------
@@ -266,6 +273,40 @@ class Writer:
         self._publish(self._pos)  # the same cursor: followers parked on this page wake and roll over
         self._let_go_of_page()
         self._adopt(open_page(final, nxt, writable=True))
+        self._summarize(self._index - 1)
+
+    def _summarize(self, index: int) -> None:
+        """Summarise the page just sealed off the writer's path: a thread fsyncs and walks it (the scan runs
+        without the GIL); its record is appended to ``<journal>.summaries`` by this writer's next rollover or
+        close(), so nothing beside the journal changes between the writer's calls. A writer killed first
+        leaves no record: readers recompute it, monitor or the next writer records it."""
+        from .summaries import summarize_sealed
+
+        self._append_summaries(wait=False)
+        out: list = []
+        args = (page_path(self.path, index), index, self.registry)
+        t = threading.Thread(target=lambda: out.append(summarize_sealed(*args)), name=f"kftools-summary-{index}",
+                             daemon=True)
+        t.start()
+        self._summarizers.append((t, out))
+
+    def _append_summaries(self, wait: bool) -> None:
+        """Append the records of the summaries computed so far (all of them, waiting, with ``wait``)."""
+        from .summaries import append_summaries
+
+        done: list[tuple[threading.Thread, list]] = []
+        pending: list[tuple[threading.Thread, list]] = []
+        for t, out in self._summarizers:
+            if wait:
+                t.join()
+            (pending if t.is_alive() else done).append((t, out))
+        self._summarizers = pending
+        found = [s for _t, out in done for s in out if s is not None]
+        if found and _room_beside(self.path, self._cap - self._pos):
+            try:
+                append_summaries(self.path, found)
+            except (OSError, UnreadablePage):
+                pass  # an unwritable folder: readers recompute them
 
     def write(
         self,
@@ -539,6 +580,7 @@ class Writer:
         self._mm.flush()
         self._let_go_of_page()
         self._closed = True
+        self._append_summaries(wait=True)
         self._release_lock()
 
     def _release_lock(self) -> None:
@@ -596,13 +638,32 @@ def _refuse_stale_pages(path: str) -> None:
         )
 
 
+def _room_beside(path: str, reserved: int) -> bool:
+    """Whether a record beside the journal leaves the ``reserved`` bytes the writer's sparse page still needs:
+    a summary must never take the block a frame store then faults on (SIGBUS on a full disk)."""
+    try:
+        vfs = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return vfs.f_bavail * vfs.f_frsize >= reserved + (1 << 20)
+
+
 def _damage(path: str, registry: TypeRegistry) -> Damage | None:
-    """Where the journal at ``path`` stops being valid (the one walk, as verify reads it), or None."""
+    """Where the journal at ``path`` stops being valid (the one walk, as verify reads it), or None.
+
+    Sealed pages whose summary still holds are not walked again (they were walked clean when sealed, and
+    their file has not changed since); the others are, and the summaries missing are recorded (we hold the
+    lock: no other writer is sealing pages)."""
+    from .summaries import Summaries
+
     pages = PageSet(path, registry=registry)
     try:
         walk = Walk(pages)
-        for _batch in walk.snapshot(batch_size=1 << 20):
-            pass
+        last = pages.path_of(pages.indices()[-1])
+        sums = Summaries(pages, record=_room_beside(path, os.path.getsize(last) if os.path.exists(last) else 0))
+        for batch in walk.snapshot(batch_size=1 << 16, skip=sums.skipper()):
+            PageSet.release(batch.page, 0, int(batch.offsets[-1]))
+        sums.save()
         return walk.damage
     finally:
         pages.close()

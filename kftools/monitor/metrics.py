@@ -18,9 +18,11 @@ import numpy as np
 from ..errors import KftoolsError, NotAJournal
 from ..journal.checksums import record_checksums
 from ..journal.format import PAGE_HEADER_SIZE
+from ..journal.pages import PageSet
 from ..journal.positions import ReaderLag, reader_lags
 from ..journal.reader import Reader
 from ..journal.registry import TypeRegistry
+from ..journal.summaries import PageSummary, Summaries
 
 #: buckets (seconds) of the gen_time - trigger_time histogram: 1 us .. 10 s
 LATENCY_BUCKETS = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 0.1, 1.0, 10.0)
@@ -196,7 +198,19 @@ class JournalWatch:
                     pass  # frames a writer added meanwhile are counted at the next check
                 s.damage = None if r.damage is None else str(r.damage)
             return
-        for b in r.batches(start=self.position, until=end, batch_size=1 << 20):
+        sums = Summaries(r.pages, record=self.checksums)
+
+        def summarised(p: PageSummary) -> None:
+            # a sealed page's summary: no walk (its trigger latencies are not observed: the histogram counts the
+            # frames this monitor walked)
+            s.frames_total += p.frames
+            s.bytes_total += p.frame_bytes
+            if p.frames:
+                s.newest_gen_time = p.last_time
+            self.position = (p.index, p.cursor)
+
+        for b in r.batches(start=self.position, until=end, batch_size=1 << 16, skip=sums.skipper(summarised)):
+            PageSet.release(b.page, 0, int(b.offsets[-1]))
             h = b.headers
             s.frames_total += len(b)
             hsize = b.page.frame_header_size  # 32, or a Kungfu generation's frame header
@@ -214,6 +228,7 @@ class JournalWatch:
                 s.latency_count += int(has.sum())
             last = int(b.offsets[-1]) + hsize + int(h["length"][-1])
             self.position = (b.page.index, last)
+        sums.save()
         if r.damage is not None:
             s.damage = str(r.damage)
         else:

@@ -19,7 +19,9 @@ import numpy as np
 from ..journal.filter import FrameFilter
 from ..journal.format import PAGE_HEADER_SIZE
 from ..journal.frames import header_field
+from ..journal.pages import PageSet
 from ..journal.reader import Frame, FrameBatch, Reader, frame_at
+from ..journal.summaries import PageSummary
 
 _CACHE_PAGES = 3
 
@@ -76,6 +78,7 @@ class JournalIndex:
         self.pages: list[PageEntry] = []
         self._firsts: list[int] = []
         self._live = _Growing()
+        self._live_page: int | None = None  # the page whose offsets _live holds (a summarised page has none)
         self._cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
         self.total = 0  # every frame seen, filtered or not
         self.count = 0  # matching frames: the rows
@@ -94,9 +97,10 @@ class JournalIndex:
         pi = batch.page_index
         with self.lock:
             if not self.pages or self.pages[-1].index != pi:
-                if self.pages:
+                if self.pages and self.pages[-1].index == self._live_page:
                     self._remember(self.pages[-1].index, self._live.view().copy())
                 self._live = _Growing()
+                self._live_page = pi
                 self.pages.append(PageEntry(pi, self.count))
                 self._firsts.append(self.count)
             e = self.pages[-1]
@@ -115,6 +119,26 @@ class JournalIndex:
             self.types_seen.update(seen)
         return mask
 
+    def add_summary(self, s: PageSummary) -> bool:
+        """Index a sealed page from its summary (its rows are located by a rescan when shown); False when the
+        filter needs the frames themselves (symbols)."""
+        f = self.filter
+        if f.symbols is not None or f.start_time is not None or f.end_time is not None:
+            return False
+        count = s.frames if f.types is None else sum(s.by_type.get(t, 0) for t in f.types)
+        with self.lock:
+            e = PageEntry(s.index, self.count, count, s.frames, s.cursor)
+            if count:
+                e.first_time, e.last_time = s.min_time, s.last_time
+            self.pages.append(e)
+            self._firsts.append(self.count)
+            self.total += s.frames
+            self.count += count
+            if s.frames:
+                self.newest_time = s.last_time
+            self.types_seen.update(s.by_type)
+        return True
+
     def _remember(self, page: int, offsets: np.ndarray) -> None:
         self._cache[page] = offsets
         self._cache.move_to_end(page)
@@ -126,11 +150,12 @@ class JournalIndex:
     def page_count(self) -> int:
         return len(self.pages)
 
-    def _page_offsets(self, reader: Reader, k: int) -> np.ndarray:
-        """The matching offsets of the k-th indexed page (live buffer, cache or a rescan)."""
+    def _page_offsets(self, reader: Reader, k: int, need: int | None = None) -> np.ndarray:
+        """The matching offsets of the k-th indexed page (live buffer, cache or a rescan); with ``need``, at least
+        its first ``need`` (a rescan stops there: the first rows of a big page cost what they hold)."""
         with self.lock:
             e = self.pages[k]
-            if k == len(self.pages) - 1:
+            if k == len(self.pages) - 1 and e.index == self._live_page:
                 return self._live.view()[: e.count]
             cached = self._cache.get(e.index)
             if cached is not None:
@@ -138,12 +163,21 @@ class JournalIndex:
                 return cached
             end = e.end
         parts = []
-        for b in reader.batches(start=(e.index, reader.page(e.index).frame_start), until=(e.index, end)):
+        got, whole = 0, True
+        size = 65536 if need is None else min(65536, max(4096, need))
+        for b in reader.batches(start=(e.index, reader.page(e.index).frame_start), until=(e.index, end),
+                                batch_size=size):
             m = self.filter.mask(b)
             parts.append((b.offsets if m is None else b.offsets[m]).astype(np.uint32))
+            PageSet.release(b.page, 0, int(b.offsets[-1]))  # the rows shown are read again: keep RSS flat
+            got += len(parts[-1])
+            if need is not None and got >= need and got < e.count:
+                whole = False
+                break
         offs = np.concatenate(parts) if parts else np.empty(0, np.uint32)
-        with self.lock:
-            self._remember(e.index, offs)
+        if whole:
+            with self.lock:
+                self._remember(e.index, offs)
         return offs
 
     def locate(self, reader: Reader, start: int, stop: int) -> list[tuple[int, int]]:
@@ -158,8 +192,8 @@ class JournalIndex:
             k = bisect.bisect_right(firsts, row) - 1
             while k + 1 < len(firsts) and firsts[k + 1] <= row:
                 k += 1
-            offs = self._page_offsets(reader, k)
             i = row - firsts[k]
+            offs = self._page_offsets(reader, k, need=i + (stop - row))
             if i >= len(offs):  # an empty (fully filtered) page
                 k_next = k + 1
                 if k_next >= len(firsts):

@@ -31,6 +31,8 @@ _SMALL_BATCH = 4096
 _NAP = 0.004
 #: histories shorter than this are sampled whole for the price sparklines
 _SAMPLE_ALL = 2_000_000
+#: bytes at the end of a big journal's history sampled for the sparklines (some 25,000 frames)
+_SAMPLE_TAIL = 2 << 20
 
 
 class PriceSampler:
@@ -66,14 +68,14 @@ class PriceSampler:
         order = np.argsort(np.concatenate(rows_parts), kind="stable")  # frame order across types
         syms = np.concatenate(syms_parts)[order]
         prices = np.concatenate(price_parts)[order]
-        for s in np.unique(syms).tolist():
+        for s, mask in _by_symbol(syms):
             name = s.split(b"\0", 1)[0].decode("utf-8", "replace")
             series = self.series.get(name)
             if series is None:
                 if len(self.series) >= MAX_SYMBOLS:
                     continue
                 series = self.series[name] = collections.deque(maxlen=SPARK_POINTS)
-            p = prices[syms == s]
+            p = prices[mask]
             with self.lock:
                 if points:
                     idx = np.unique(np.linspace(0, len(p) - 1, min(points, len(p))).astype(int))
@@ -85,6 +87,18 @@ class PriceSampler:
     def snapshot(self) -> dict[str, tuple[list[float], float]]:
         with self.lock:
             return {k: (list(v), self.last[k]) for k, v in self.series.items() if v}
+
+
+def _by_symbol(syms: np.ndarray):
+    """``(symbol, mask)`` for each distinct symbol, in order: grouped by an integer key of the 16 bytes (sorting
+    integers, not byte strings), checked against the symbols themselves."""
+    if syms.dtype.itemsize == 16 and len(syms) > 256:
+        halves = np.ascontiguousarray(syms).view(np.uint64).reshape(-1, 2)  # a key only: any byte order
+        key = halves[:, 0] ^ (halves[:, 1] * np.uint64(0x9E3779B97F4A7C15))
+        _keys, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        if np.array_equal(syms[first][inverse], syms):  # no two symbols share a key
+            return [(syms[i], inverse == k) for k, i in sorted(enumerate(first.tolist()), key=lambda x: syms[x[1]])]
+    return [(s, syms == s) for s in np.unique(syms).tolist()]
 
 
 class Watcher(threading.Thread):
@@ -134,10 +148,14 @@ class Watcher(threading.Thread):
                 self.notify("opened", None)
                 last_sample = 0.0
                 # sampling prices of a multi-GB history would cost seconds: only its last page
-                history_page = reader.end_position()[0]
+                history_page, history_end = reader.end_position()
                 current_page = -1
                 policy = SleepWait(0.002)
-                for batch in reader.follow_batches("beginning", policy, stop=stop):
+                start = self._summarised(reader, history_page)
+                # a big journal's history (its sealed pages summarised): the sparklines keep SPARK_POINTS a symbol,
+                # so only the end of the last page is sampled
+                sample_from = (history_page, history_end - _SAMPLE_TAIL) if start[0] > reader.first_page else (0, 0)
+                for batch in reader.follow_batches(start, policy, stop=stop):
                     n = len(batch)
                     if not n:
                         # follow_batches also yields an empty batch at each page's end: check the cursor
@@ -150,9 +168,12 @@ class Watcher(threading.Thread):
                             _release(reader, current_page)
                         current_page = batch.page_index
                     self.index.add(batch)
+                    if not self.caught_up:  # the history: drop what was indexed from our resident set
+                        PageSet.release(batch.page, 0, int(batch.offsets[-1]))
                     now = time.monotonic()
                     if not self.caught_up:
-                        if batch.page_index >= history_page - 1 or self.index.total < _SAMPLE_ALL:
+                        if (batch.page_index >= history_page - 1 or self.index.total < _SAMPLE_ALL) and (
+                                (batch.page_index, int(batch.offsets[-1])) >= sample_from):
                             self.prices.add(batch, SPARK_POINTS)
                     elif now - last_sample >= self.sample_every:
                         last_sample = now
@@ -168,6 +189,35 @@ class Watcher(threading.Thread):
         except Exception as e:  # noqa: BLE001 - reported on screen, not a traceback over the TUI
             self.error = str(e)
             self.notify("error", str(e))
+
+
+    def _summarised(self, reader: Reader, history_page: int) -> tuple[int, int]:
+        """Index the sealed pages whose summary holds without walking them; where the walk starts.
+
+        Only on a big journal (a small one is walked whole, its prices sampled for the sparklines), and never
+        its last page (its prices are sampled); a page's rows are located by a rescan when shown."""
+        from ..journal.summaries import Summaries
+
+        sums = Summaries(reader.pages)
+        found = []
+        for i in reader.page_indices()[:-1]:  # a next page exists: the walk's rollover rule is kept
+            if i >= history_page:
+                break
+            try:
+                s = sums.of(reader.page(i))
+            except KftoolsError:
+                break  # the walk reports it
+            if s is None:
+                break
+            found.append(s)
+        start = (reader.first_page, reader.fmt.frame_start)
+        if sum(s.frames for s in found) < _SAMPLE_ALL:
+            return start
+        for s in found:
+            if not self.index.add_summary(s):
+                break
+            start = (s.index + 1, reader.fmt.frame_start)
+        return start
 
 
 def _release(reader: Reader, page_index: int) -> None:
