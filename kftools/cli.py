@@ -1022,17 +1022,18 @@ def tail_cmd(
                       on_wait=lambda msg: warn(f"{msg}; waiting for it"), on_skip=lambda why: warn(f"skipped {why}")))
         return
     from .selection import Selection
-    from .tui.app import TailApp, probe
+    from .tui.app import TailApp, probe, tail_types
     from .tui.merged import probe_many
 
-    sel = Selection.parse(None, registry, type_, symbol)
-    if _one_file(journals):
-        probe(str(journals[0]), registry)
-        TailApp(str(journals[0]), registry, types=sel.types, symbols=sel.symbols, refresh_hz=refresh, tz=zone).run()
-        return
+    sel = Selection.parse(None, registry, None, symbol)
     paths = [str(j) for j in journals]
+    types = tail_types(paths, registry, type_)
+    if _one_file(journals):
+        probe(paths[0], registry)
+        TailApp(paths[0], registry, types=types, symbols=sel.symbols, refresh_hz=refresh, tz=zone).run()
+        return
     probe_many(paths, registry)
-    TailApp(paths, registry, types=sel.types, symbols=sel.symbols, refresh_hz=refresh, tz=zone, hold=hold).run()
+    TailApp(paths, registry, types=types, symbols=sel.symbols, refresh_hz=refresh, tz=zone, hold=hold).run()
 
 
 # -- operations (issue 14) ---------------------------------------------------------

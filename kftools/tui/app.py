@@ -18,7 +18,7 @@ from textual.css.query import NoMatches
 from textual.widgets import Footer, Input
 from textual.worker import get_current_worker
 
-from ..errors import KftoolsError
+from ..errors import KftoolsError, UsageError
 from ..journal.merge import DEFAULT_HOLD, MergedReader
 from ..journal.positions import ReaderLag, reader_lags
 from ..journal.reader import Frame, Reader
@@ -738,6 +738,36 @@ def _wrap_phrases(t: Text, phrases: list[tuple[str, str]], width: int) -> None:
             line += 2
         t.append(text, style)
         line += len(text)
+
+
+def tail_types(paths: Sequence[str], registry: TypeRegistry, types) -> list[int] | None:
+    """``--type`` for the live view, resolved in each journal's own types (Kungfu generations number them
+    differently: ``Trade`` is 204 in a 2.4 journal, 203 in a later one). The view filters rows by one set of
+    ids, so journals that number the names differently are refused: ``tail --plain`` reads each by its own."""
+    from ..journal.filter import journal_types
+    from ..journal.merge import open_journals
+
+    if not types:
+        return None
+    try:
+        reader = open_journals(list(paths), registry=registry)
+    except KftoolsError:  # not there yet, or unreadable: the view says so itself; the names by --schema
+        reader = None
+    if reader is None:
+        per = journal_types([registry], types)
+    else:
+        try:
+            regs = [r.registry for r in reader.readers] if isinstance(reader, MergedReader) else [reader.registry]
+            per = journal_types(regs, types)
+        finally:
+            reader.close()
+    if per is None:
+        return None
+    if len(set(per)) > 1:
+        raise UsageError(f"--type {','.join(map(str, types))}: these journals number it differently (Kungfu "
+                         "generations), and the live view filters one set of ids; tail --plain reads each journal "
+                         "by its own types")
+    return list(per[0])
 
 
 def probe(path: str, registry: TypeRegistry) -> None:
