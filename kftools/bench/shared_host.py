@@ -31,7 +31,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from . import percentiles, scratch_dir
-from .latency import WARMUP, _measure, _pipe_follower, _pipe_writer, _spin_until, schedule
+from .latency import WARMUP, _journal_writer, _measure, _pipe_follower, _pipe_writer, _spin_until, schedule
 
 #: a message lost by iceoryx2 (its subscriber buffer overflowed while the follower was descheduled)
 #: is left out of the percentiles and counted
@@ -54,16 +54,6 @@ def _journal_follower(path: str, n: int, wait: str, ready, out) -> None:
         if i == n:
             break
     out.put(lat[WARMUP:].tobytes())
-
-
-def _journal_writer(path: str, due: np.ndarray) -> None:
-    from kftools.journal.writer import Writer
-
-    with Writer(path, page_size=64 << 20) as w:
-        t0 = time.perf_counter_ns()
-        for t in due.tolist():
-            _spin_until(t0 + t)
-            w.write_ticker("AAPL", 1.0, 1.0, 1.0, 1.0)
 
 
 class _Stamp(ctypes.Structure):

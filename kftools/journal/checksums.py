@@ -36,7 +36,7 @@ from .format import (
 from .outputs import create_temporary
 from .page import ArchivedPage, Page, open_page
 from .pages import journal_pages
-from .positions import open_side_file
+from .positions import open_side_file, read_side_file
 
 _WAITERS_END = WAITERS_OFFSET + 4
 
@@ -54,15 +54,7 @@ def page_crc(mm, size: int) -> int:
 
 def read_checksums(journal: str | os.PathLike) -> dict[int, dict]:
     """The last record of each page (records are appended; a later one supersedes)."""
-    try:
-        fd = open_side_file(checksums_path(journal), os.O_RDONLY, "page checksums")
-    except FileNotFoundError:
-        return {}
-    try:
-        with os.fdopen(fd, "rb") as fh:
-            data = fh.read()
-    except OSError as e:
-        raise KftoolsError(f"{checksums_path(journal)}: cannot read: {e.strerror}") from None
+    data = read_side_file(checksums_path(journal), "page checksums")
     out: dict[int, dict] = {}
     size = CHECKSUM_RECORD.size
     for at in range(0, len(data) - size + 1, size):  # a torn last record (killed mid-append) is ignored

@@ -44,6 +44,20 @@ def positions_path(journal: str | os.PathLike) -> str:
     return readers_path(journal)
 
 
+def read_side_file(path: str, what: str) -> bytes:
+    """The whole of a file kept beside a journal, opened as :func:`open_side_file` opens it (b"" when there is
+    none yet)."""
+    try:
+        fd = open_side_file(path, os.O_RDONLY, what)
+    except FileNotFoundError:
+        return b""
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read()
+    except OSError as e:
+        raise KftoolsError(f"{path}: cannot read: {e.strerror}") from None
+
+
 def open_side_file(path: str, flags: int, what: str, mode: int = 0o644) -> int:
     """Open a file kept beside a journal (``.readers``, ``.checksums``) the way pages are opened: never blocking
     on a FIFO (``O_NONBLOCK``), never through a link (``O_NOFOLLOW``), and only a regular file (``fstat``);

@@ -32,7 +32,7 @@ from .format import (
     SUMMARY_TYPE,
 )
 from .page import ArchivedPage, Page
-from .positions import open_side_file
+from .positions import open_side_file, read_side_file
 from .registry import TypeRegistry
 
 #: frames per batch when a page is summarised: small arrays, and the mapping is released behind the scan
@@ -76,15 +76,7 @@ class PageSummary:
 
 def read_summaries(journal: str | os.PathLike) -> dict[int, PageSummary]:
     """The last record of each page; a torn or foreign tail (a killed append, lost blocks) ends the reading."""
-    try:
-        fd = open_side_file(summaries_path(journal), os.O_RDONLY, "page summaries")
-    except FileNotFoundError:
-        return {}
-    try:
-        with os.fdopen(fd, "rb") as fh:
-            data = fh.read()
-    except OSError as e:
-        raise KftoolsError(f"{summaries_path(journal)}: cannot read: {e.strerror}") from None
+    data = read_side_file(summaries_path(journal), "page summaries")
     out: dict[int, PageSummary] = {}
     at, head, entry = 0, PAGE_SUMMARY.size, SUMMARY_TYPE.size
     while at + head <= len(data):
