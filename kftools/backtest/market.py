@@ -109,7 +109,8 @@ def market_columns(batch: FrameBatch | MergedBatch) -> MarketColumns:
         return _part(batch)
     parts = [_part(p) for p in batch.parts]
     if not parts:
-        return MarketColumns(*(np.empty(0, d) for d in (np.int32, float, float, float, float, np.int64, np.int64)),
+        f = np.empty(0)
+        return MarketColumns(np.empty(0, np.int32), f, f, f, f, np.empty(0, np.int64), np.empty(0, np.int64),
                              np.zeros((0, 4, DEPTH_LEVELS)))
     base = np.cumsum([0, *(len(m.books) for m in parts[:-1])])
     pos = [np.where(m.book_pos >= 0, m.book_pos + b, -1) for m, b in zip(parts, base.tolist(), strict=True)]

@@ -115,9 +115,9 @@ def run(frames: int = 1_000_000, repeat: int = 3, gateway_frames: int = 20_000, 
                     res["backtest.example.orders"] = st.backtest.summary["orders"]
                     res["backtest.example.fills"] = st.backtest.summary["fills"]
             res[f"backtest.{name}.frames_per_s"] = round(statistics.median(rates))
-        import kftools
+        from kftools.backtest import backtest as run_backtest
 
-        rates = [frames / _timed(lambda: kftools.backtest(src, DoNothing, chart=False))[0] for _ in range(repeat)]
+        rates = [frames / _timed(lambda: run_backtest(src, DoNothing, chart=False))[0] for _ in range(repeat)]
         res["backtest.api_do_nothing.frames_per_s"] = round(statistics.median(rates))
         if os.path.exists(maker):
             res.update(_maker(d, frames, repeat, maker))
@@ -149,7 +149,7 @@ def _timed(fn) -> tuple[float, float, Any]:
 def _maker(d: str, frames: int, repeat: int, maker: str) -> dict:
     """The maker example (kftools.backtest(), touch fills: what ``kftools backtest`` runs) and the same logic in
     hftbacktest, alternately on one simulated market; the same example through ``replay --max --strategy``."""
-    import kftools
+    from kftools.backtest import backtest as run_backtest
     from kftools.replay import Replay, load_strategy
 
     src, out = os.path.join(d, "market.dat"), os.path.join(d, "market-out.dat")
@@ -158,7 +158,7 @@ def _maker(d: str, frames: int, repeat: int, maker: str) -> dict:
     hft = _hftbacktest_maker(src, repeat)
     rates, cpu_rates = [], []
     for _ in range(repeat):
-        wall, cpu, r = _timed(lambda: kftools.backtest(src, maker + ":Maker", chart=False))
+        wall, cpu, r = _timed(lambda: run_backtest(src, maker + ":Maker", chart=False))
         rates.append(frames / wall)
         cpu_rates.append(frames / cpu)
         for k in ("orders", "cancels", "fills"):
