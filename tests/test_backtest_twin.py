@@ -95,7 +95,7 @@ class Random:
                     ctx.cancel(10_000)
         except UsageError as e:
             self.log.append(("usage", str(e)))
-        self.log.append((ctx.now(), ctx.position(sym), ctx.avg_price(sym), len(ctx.open_orders()),
+        self.log.append((ctx.now(), ctx.position(sym), ctx.avg_price(sym), len(ctx.open_orders()), len(ctx.orders),
                          len(ctx.open_orders(sym)), ctx.depth(sym)))
 
     def on_ticker(self, ctx, f):

@@ -111,7 +111,7 @@ typedef struct {
     IVec book_order;
     /* orders */
     Order *orders; Py_ssize_t norders, ordcap; PyObject *by_id; /* int -> index, when ids are not 1..n */
-    int64_t priority, orders_sent, timers;
+    int64_t priority, orders_sent, timers, nviews; /* nviews: orders sent through the context (ctx.orders) */
     /* queue */
     EVec heap; int64_t seq;
     /* records */
@@ -1134,6 +1134,7 @@ static PyObject *Core_send_order(Core *c, PyObject *args, PyObject *kw) {
     Order *o = new_order(c, oid, s, side, type, price, qty, t, t + c->latency, coid, 0);
     if (!o) goto out;
     o->has_view = 1;
+    c->nviews++;
     ret = PyLong_FromLongLong(oid);
 out:
     Py_DECREF(zero);
@@ -1282,7 +1283,7 @@ static PyObject *Views_getitem(Views *v, PyObject *key) {
     if (!o) { if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key); return NULL; }
     return make_view(v->core, o - v->core->orders);
 }
-static Py_ssize_t Views_len(Views *v) { return (Py_ssize_t)v->core->orders_sent; }
+static Py_ssize_t Views_len(Views *v) { return (Py_ssize_t)v->core->nviews; }
 static int Views_contains(Views *v, PyObject *key) {
     Order *o = views_find(v, key);
     return o ? 1 : (PyErr_Occurred() ? -1 : 0);

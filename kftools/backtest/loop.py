@@ -465,7 +465,7 @@ class CoreBacktest(StrategyCalls):
         self._written = (st["updates"], st["fills"])
 
 
-def reference_records(bt: Any) -> Records:
+def records_of(bt: Any) -> Records:
     """The records of either engine."""
     return bt.records() if isinstance(bt, CoreBacktest) else from_reference(bt)
 
@@ -480,4 +480,4 @@ def _choose() -> type:
 #: the engine backtests run on: C when built (KFTOOLS_BACKTEST=python: the Python twin)
 Backtest: Any = _choose()
 AnyBacktest = CoreBacktest | ReferenceBacktest
-__all__ = ["Backtest", "CoreBacktest", "ReferenceBacktest", "AnyBacktest", "CALLBACKS", "reference_records"]
+__all__ = ["Backtest", "CoreBacktest", "ReferenceBacktest", "AnyBacktest", "CALLBACKS", "records_of"]

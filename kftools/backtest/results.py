@@ -21,7 +21,7 @@ from ..errors import OutputError
 from ..journal.format import Liquidity, OrderStatus, OrderType, RejectReason, Side
 from ..journal.layout import display_name
 from .loop import AnyBacktest as Backtest
-from .loop import reference_records
+from .loop import records_of
 from .records import Records
 from .report import bar_statistics, sharpe_period
 
@@ -137,7 +137,7 @@ def _records(bt: Backtest) -> Records:
     """The backtest's records, made once (the summary and the tables both read them)."""
     rec = getattr(bt, "_records_cache", None)
     if rec is None:
-        rec = reference_records(bt)
+        rec = records_of(bt)
         bt._records_cache = rec  # type: ignore[union-attr]
     return rec
 
