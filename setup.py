@@ -27,7 +27,7 @@ setup(
         Extension("kftools.journal._pretouch", ["kftools/journal/_pretouch.c"], depends=CURSOR_H, extra_compile_args=["-O2"]),
         Extension("kftools._format", ["kftools/_format.c"], extra_compile_args=["-O2"]),
         Extension("kftools.replay._pacer", ["kftools/replay/_pacer.c"], depends=CURSOR_H, extra_compile_args=["-O2"]),
-        Extension("kftools.backtest._core", ["kftools/backtest/_core.c"], extra_compile_args=["-O2"]),
+        Extension("kftools.backtest._core", ["kftools/backtest/_core.c"], depends=CURSOR_H, extra_compile_args=["-O2"]),
     ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

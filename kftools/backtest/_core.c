@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../journal/cursor.h"
+
 /* numbers of journal/format.py's enums; engine_c.py checks them against the declaration at import */
 enum { BUY = 0, SELL = 1, UNKNOWN_SIDE = -1 };
 enum { T_LIMIT = 0, T_MARKET = 1, T_IOC = 2, T_FOK = 3, T_POST = 4 };
@@ -880,108 +882,302 @@ static int getbuf(PyObject *o, Buf *b, Py_ssize_t item, Py_ssize_t n, const char
 }
 static void relbuf(Buf *b) { if (b->ok) PyBuffer_Release(&b->b); b->ok = 0; }
 
+/* A batch's columns, as Core_frames and Core_lockstep take them (the market's roles: market.py). */
+typedef struct {
+    Buf b[13];
+    const uint32_t *mts; const int32_t *roles; const int64_t *gens; const unsigned char *syms;
+    const double *last, *bid, *ask, *vol; const int64_t *side; const uint32_t *src, *dst; const int64_t *dpos;
+    const double *depth; Py_ssize_t symw, n;
+} Cols;
+
+static void cols_release(Cols *k) { for (int q = 0; q < 13; q++) relbuf(&k->b[q]); }
+
+/* o: the 13 column objects (msg_type, role, gen_time, symbol bytes, last, bid, ask, volume, side, source, dest,
+ * depth row per frame, depth rows); 0 or -1 with an exception (the buffers released). */
+static int cols_get(Cols *k, PyObject *const *o, Py_ssize_t n) {
+    static const Py_ssize_t item[13] = {4, 4, 8, 1, 8, 8, 8, 8, 8, 4, 4, 8, 1};
+    static const char *what[13] = {"msg_type", "role", "gen_time", "symbol", "last", "bid", "ask", "vol", "side",
+                                   "source", "dest", "depth_pos", "depth"};
+    for (int q = 0; q < 13; q++) k->b[q].ok = 0;
+    for (int q = 0; q < 13; q++)
+        if (getbuf(o[q], &k->b[q], item[q], q == 12 ? 0 : n, what[q])) { cols_release(k); return -1; }
+    k->n = n;
+    k->symw = n ? k->b[3].b.len / n : 1;
+    if (k->symw < 1 || k->symw > KEYW || k->symw * n != k->b[3].b.len) {
+        PyErr_Format(PyExc_ValueError, "frames: symbols of %zd bytes (at most %d)", k->symw, KEYW);
+        cols_release(k);
+        return -1;
+    }
+    k->mts = k->b[0].b.buf; k->roles = k->b[1].b.buf; k->gens = k->b[2].b.buf; k->syms = k->b[3].b.buf;
+    k->last = k->b[4].b.buf; k->bid = k->b[5].b.buf; k->ask = k->b[6].b.buf; k->vol = k->b[7].b.buf;
+    k->side = k->b[8].b.buf; k->src = k->b[9].b.buf; k->dst = k->b[10].b.buf;
+    k->dpos = k->b[11].ok ? k->b[11].b.buf : NULL;
+    k->depth = k->b[12].ok ? k->b[12].b.buf : NULL;
+    return 0;
+}
+
+/* Frames i..j-1 reach the exchange and the callbacks (wall_o: their wall-clock time); 0 or -1. */
+static int frames_range(Core *c, const Cols *k_, Py_ssize_t i, Py_ssize_t j, PyObject *wall_o, PyObject *builder) {
+    const Cols *K = k_;
+    Py_ssize_t L = c->depth_levels, drow = 4 * L, symw = K->symw;
+    for (Py_ssize_t k = i; k < j; k++) {
+        int64_t t = K->gens[k];
+        if (t < c->time) t = c->time;
+        if (c->heap.n && c->heap.a[0].time < t && run_until(c, 1, t, 0, 0, 0) < 0) return -1;
+        c->time = c->market_time = t;
+        c->has_market_time = 1;
+        if (t >= c->next_bar && do_bar(c, t)) return -1;
+        uint32_t mt = K->mts[k];
+        int32_t role = K->roles[k], s = -1;  /* role: what the exchange reads (market.py), mt: the callback */
+        if (role == MT_TICK || role == MT_TRADE || role == MT_DEPTH || mt == MT_TICK) {
+            s = sym_of_key(c, K->syms + symw * k, symw);
+            if (s < 0) return -1;
+        }
+        if (role == MT_TICK || role == MT_TRADE) {
+            if (c->resting[s].n || c->aggr[s].n) {
+                Py_ssize_t nf = c->fills.n;
+                int rc = role == MT_TICK ? on_ticker(c, t, s, K->last[k], K->bid[k], K->ask[k], K->vol[k])
+                                       : on_trade(c, t, s, K->last[k], K->vol[k], (int)K->side[k]);
+                if (rc || (c->fills.n != nf && sample(c, t, 0))) return -1;
+            } else {
+                Book *b = book_of(c, s);
+                if (!b) return -1;
+                if (role == MT_TICK) book_quote(b, K->bid[k], K->ask[k]);
+                book_print(b, K->last[k], K->vol[k]);
+            }
+        } else if (role == MT_DEPTH) {
+            if (!K->depth || !K->dpos) { PyErr_SetString(PyExc_ValueError, "frames: depth rows missing"); return -1; }
+            const double *row = K->depth + K->dpos[k] * drow;
+            Py_ssize_t nf = c->fills.n;
+            if (on_depth(c, t, s, row, row + L, row + 2 * L, row + 3 * L) || (c->fills.n != nf && sample(c, t, 0)))
+                return -1;
+        }
+        PyObject *fn = mt < NCB ? c->cb[mt] : c->on_frame;
+        if (fn != Py_None) {
+            PyObject *f;
+            if (mt == MT_TICK) {
+                f = new_tuple(c->t_ticker, 9);
+                if (f) {
+                    PyObject *it[9] = {sym_name(c, s), f2(K->last[k]), f2(K->bid[k]), f2(K->ask[k]), f2(K->vol[k]),
+                                       (Py_INCREF(wall_o), wall_o), PyLong_FromLongLong(K->gens[k]),
+                                       PyLong_FromUnsignedLong(K->src[k]), PyLong_FromUnsignedLong(K->dst[k])};
+                    for (int q = 0; q < 9; q++) {
+                        if (!it[q]) { for (int z = q; z < 9; z++) Py_XDECREF(it[z]); Py_CLEAR(f); break; }
+                        PyTuple_SET_ITEM(f, q, it[q]);
+                    }
+                }
+            } else {
+                f = PyObject_CallFunction(builder, "nI", k, (unsigned int)mt);
+            }
+            if (!f) return -1;
+            int rc = PyObject_SetAttr(c->ctx, c->s_frame, f);
+            if (!rc) rc = call2(fn, c->ctx, f);
+            Py_DECREF(f);
+            if (rc) return -1;
+        } else if (((k - i) & 0xFFFF) == 0xFFFF && PyErr_CheckSignals()) return -1;
+    }
+    c->frames_seen += j - i;
+    return 0;
+}
+
 static PyObject *Core_frames(Core *c, PyObject *args) {
-    PyObject *o_mt, *o_role, *o_gen, *o_sym, *o_last, *o_bid, *o_ask, *o_vol, *o_side, *o_src, *o_dst, *o_dpos, *o_depth,
-        *builder;
+    PyObject *o[13], *builder;
     Py_ssize_t i, j, n;
     long long wall;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOOnnnLO", &o_mt, &o_role, &o_gen, &o_sym, &o_last, &o_bid, &o_ask, &o_vol, &o_side,
-                          &o_src, &o_dst, &o_dpos, &o_depth, &n, &i, &j, &wall, &builder))
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOOnnnLO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
+                          &o[9], &o[10], &o[11], &o[12], &n, &i, &j, &wall, &builder))
         return NULL;
-    Buf bmt, brole, bgen, bsym, blast, bbid, bask, bvol, bside, bsrc, bdst, bdpos, bdepth;
-    Buf *all[] = {&bmt, &brole, &bgen, &bsym, &blast, &bbid, &bask, &bvol, &bside, &bsrc, &bdst, &bdpos, &bdepth};
-    for (int k = 0; k < 13; k++) all[k]->ok = 0;
-    PyObject *ret = NULL;
     if (i < 0 || j > n || i > j) { PyErr_SetString(PyExc_ValueError, "frames: bad range"); return NULL; }
-    if (getbuf(o_mt, &bmt, 4, n, "msg_type") || getbuf(o_role, &brole, 4, n, "role") ||
-        getbuf(o_gen, &bgen, 8, n, "gen_time") || getbuf(o_sym, &bsym, 1, n, "symbol") || getbuf(o_last, &blast, 8, n, "last") ||
-        getbuf(o_bid, &bbid, 8, n, "bid") || getbuf(o_ask, &bask, 8, n, "ask") || getbuf(o_vol, &bvol, 8, n, "vol") ||
-        getbuf(o_side, &bside, 8, n, "side") || getbuf(o_src, &bsrc, 4, n, "source") ||
-        getbuf(o_dst, &bdst, 4, n, "dest") || getbuf(o_dpos, &bdpos, 8, n, "depth_pos") ||
-        getbuf(o_depth, &bdepth, 1, 0, "depth"))
+    Cols K;
+    if (cols_get(&K, o, n)) return NULL;
+    PyObject *wall_o = PyLong_FromLongLong(wall);
+    int rc = wall_o ? frames_range(c, &K, i, j, wall_o, builder) : -1;
+    Py_XDECREF(wall_o);
+    cols_release(&K);
+    if (rc) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------------------------------------- lockstep */
+/* The out-of-process gateway's hot loop (gateway.py's Gateway._emit for the frames nothing of Python's is needed
+ * for): each step reads the strategies' Ack frames, lets through the frames the lockstep rule allows, runs them
+ * through the exchange, copies them into the output page and publishes its cursor. It returns to Python for
+ * anything else: a request or any frame but an Ack in an order journal (or a sealed page), an event due before the
+ * next frame (answers, timers: Python publishes them), an output page without room, too long a wait, the end. */
+enum { LS_DONE, LS_REQUEST, LS_SETTLE, LS_ROOM, LS_WAIT };
+
+/* where things are, from format.py's layouts (gateway.py passes them) */
+typedef struct {
+    Py_ssize_t hdr, len_off, type_off, gen_off, cursor_off, waiters_off, flags_off, ack_value_off;
+    uint32_t ack_type, ack_size, sealed;
+} LsSpec;
+
+/* The Ack frames committed in one order journal since *pos: 0 when all were read (or none was new), 1 when
+ * something else is there (Python's poll reads and validates it; nothing of it is consumed here). */
+static int ls_acks(const LsSpec *sp, const unsigned char *mm, Py_ssize_t mlen, int64_t *pos, int64_t *acked,
+                   int64_t *nread, int64_t written) {
+    if (__atomic_load_n((const uint32_t *)(mm + sp->flags_off), __ATOMIC_ACQUIRE) & sp->sealed) return 1;
+    int64_t cur = __atomic_load_n((const uint32_t *)(mm + sp->cursor_off), __ATOMIC_ACQUIRE), off = *pos;
+    if (cur <= off) return 0;
+    if (cur > mlen) return 1;
+    while (off < cur) {
+        if (off + sp->hdr > cur) return 1;
+        uint32_t len, mt;
+        memcpy(&len, mm + off + sp->len_off, 4);
+        memcpy(&mt, mm + off + sp->type_off, 4);
+        int64_t end = off + sp->hdr + (int64_t)len;
+        if (mt != sp->ack_type || len < sp->ack_size || end > cur) return 1;
+        uint64_t v;
+        memcpy(&v, mm + off + sp->hdr + sp->ack_value_off, 8);
+        if (v > (uint64_t)written) return 1;  /* Python names the frame in its error */
+        if ((int64_t)v > *acked) *acked = (int64_t)v;
+        (*nread)++;
+        off = *pos = end;
+    }
+    return 0;
+}
+
+static int core_busy(const Core *c) {
+    if (c->heap.n) return 1;
+    for (Py_ssize_t s = 0; s < c->nsym; s++) if (c->resting[s].n || c->aggr[s].n) return 1;
+    return 0;
+}
+
+/* lockstep(cols, n, builder, times, base, data, starts, k, j, out_page, out_pos, out_cap, journal_pages, jpos,
+ *          acked, nread, units, written, latency, wall, spec, max_spins)
+ *   -> (k, out_pos, frames_out, written, units, reason)
+ * times[q - base]: recording time of frame q (never decreasing); data/starts: the batch's raw frames;
+ * journal_pages: each order journal's current page mapping; jpos/acked/nread (int64 arrays, updated in place):
+ * read offset, frames acknowledged, frames read; units: [(output frames written after it, its first frame's
+ * time)] not acknowledged by every strategy yet, oldest first. */
+static PyObject *Core_lockstep(Core *c, PyObject *args) {
+    PyObject *cols_o, *builder, *times_o, *data_o, *starts_o, *page_o, *jpages_o, *jpos_o, *acked_o, *nread_o,
+        *units_o, *wall_f, *spec_o;
+    Py_ssize_t n, base, k, j, pos, cap, max_spins;
+    long long written, latency;
+    if (!PyArg_ParseTuple(args, "O!nOOnOOnnOnnO!OOOO!LLOO!n", &PyTuple_Type, &cols_o, &n, &builder, &times_o, &base,
+                          &data_o, &starts_o, &k, &j, &page_o, &pos, &cap, &PyTuple_Type, &jpages_o, &jpos_o,
+                          &acked_o, &nread_o, &PyList_Type, &units_o, &written, &latency, &wall_f, &PyTuple_Type,
+                          &spec_o, &max_spins))
+        return NULL;
+    LsSpec sp;
+    if (!PyArg_ParseTuple(spec_o, "nnnnnnnnIII", &sp.hdr, &sp.len_off, &sp.type_off, &sp.gen_off, &sp.cursor_off,
+                          &sp.waiters_off, &sp.flags_off, &sp.ack_value_off, &sp.ack_type, &sp.ack_size, &sp.sealed))
+        return NULL;
+    if (PyTuple_GET_SIZE(cols_o) != 13) { PyErr_SetString(PyExc_ValueError, "lockstep: 13 columns"); return NULL; }
+    Py_ssize_t nj = PyTuple_GET_SIZE(jpages_o);
+    if (k < base || j > n || k > j || nj < 1 || nj > 64) {
+        PyErr_SetString(PyExc_ValueError, "lockstep: bad range");
+        return NULL;
+    }
+    Cols K;
+    if (cols_get(&K, &PyTuple_GET_ITEM(cols_o, 0), n)) return NULL;
+    Buf bt, bd, bs, bp, bjp, bak, bnr, bj[64];
+    Buf *mine[] = {&bt, &bd, &bs, &bp, &bjp, &bak, &bnr};
+    for (int q = 0; q < 7; q++) mine[q]->ok = 0;
+    for (Py_ssize_t q = 0; q < nj; q++) bj[q].ok = 0;
+    PyObject *ret = NULL, *units = NULL;
+    int64_t *ucount = NULL, *utime = NULL;
+    if (getbuf(times_o, &bt, 8, j - base, "times") || getbuf(data_o, &bd, 1, 0, "data") ||
+        getbuf(starts_o, &bs, 8, j + 1, "starts") || getbuf(jpos_o, &bjp, 8, nj, "jpos") ||
+        getbuf(acked_o, &bak, 8, nj, "acked") || getbuf(nread_o, &bnr, 8, nj, "nread"))
         goto done;
-    {
-        const uint32_t *mts = bmt.b.buf;
-        const int32_t *roles = brole.b.buf;
-        Py_ssize_t symw = n ? bsym.b.len / n : 1;
-        if (symw < 1 || symw > KEYW || symw * n != bsym.b.len) {
-            PyErr_Format(PyExc_ValueError, "frames: symbols of %zd bytes (at most %d)", symw, KEYW);
+    if (PyObject_GetBuffer(page_o, &bp.b, PyBUF_WRITABLE) < 0) goto done;
+    bp.ok = 1;
+    if (cap > bp.b.len || pos < 0 || pos > cap || sp.cursor_off + 4 > bp.b.len || sp.waiters_off + 4 > bp.b.len) {
+        PyErr_SetString(PyExc_ValueError, "lockstep: bad output page");
+        goto done;
+    }
+    for (Py_ssize_t q = 0; q < nj; q++) {
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(jpages_o, q), &bj[q].b, PyBUF_SIMPLE) < 0) goto done;
+        bj[q].ok = 1;
+        if (sp.cursor_off + 4 > bj[q].b.len || sp.flags_off + 4 > bj[q].b.len) {
+            PyErr_SetString(PyExc_ValueError, "lockstep: bad journal page");
             goto done;
         }
-        const int64_t *gens = bgen.b.buf;
-        const unsigned char *syms = bsym.b.buf;
-        const double *last = blast.b.buf, *bid = bbid.b.buf, *ask = bask.b.buf, *vol = bvol.b.buf;
-        const int64_t *side = bside.b.buf;
-        const uint32_t *src = bsrc.b.buf, *dst = bdst.b.buf;
-        const int64_t *dpos = bdpos.ok ? bdpos.b.buf : NULL;
-        const double *depth = bdepth.ok ? bdepth.b.buf : NULL;
-        Py_ssize_t L = c->depth_levels, drow = 4 * L;
-        PyObject *wall_o = PyLong_FromLongLong(wall);
-        if (!wall_o) goto done;
-        for (Py_ssize_t k = i; k < j; k++) {
-            int64_t t = gens[k];
-            if (t < c->time) t = c->time;
-            if (c->heap.n && c->heap.a[0].time < t && run_until(c, 1, t, 0, 0, 0) < 0) { Py_DECREF(wall_o); goto done; }
-            c->time = c->market_time = t;
-            c->has_market_time = 1;
-            if (t >= c->next_bar && do_bar(c, t)) { Py_DECREF(wall_o); goto done; }
-            uint32_t mt = mts[k];
-            int32_t role = roles[k], s = -1;  /* role: what the exchange reads (market.py), mt: the callback */
-            if (role == MT_TICK || role == MT_TRADE || role == MT_DEPTH || mt == MT_TICK) {
-                s = sym_of_key(c, syms + symw * k, symw);
-                if (s < 0) { Py_DECREF(wall_o); goto done; }
-            }
-            if (role == MT_TICK || role == MT_TRADE) {
-                if (c->resting[s].n || c->aggr[s].n) {
-                    Py_ssize_t nf = c->fills.n;
-                    int rc = role == MT_TICK ? on_ticker(c, t, s, last[k], bid[k], ask[k], vol[k])
-                                           : on_trade(c, t, s, last[k], vol[k], (int)side[k]);
-                    if (rc || (c->fills.n != nf && sample(c, t, 0))) { Py_DECREF(wall_o); goto done; }
-                } else {
-                    Book *b = book_of(c, s);
-                    if (!b) { Py_DECREF(wall_o); goto done; }
-                    if (role == MT_TICK) book_quote(b, bid[k], ask[k]);
-                    book_print(b, last[k], vol[k]);
-                }
-            } else if (role == MT_DEPTH) {
-                if (!depth || !dpos) { PyErr_SetString(PyExc_ValueError, "frames: depth rows missing"); Py_DECREF(wall_o); goto done; }
-                const double *row = depth + dpos[k] * drow;
-                Py_ssize_t nf = c->fills.n;
-                if (on_depth(c, t, s, row, row + L, row + 2 * L, row + 3 * L) || (c->fills.n != nf && sample(c, t, 0))) {
-                    Py_DECREF(wall_o); goto done;
-                }
-            }
-            PyObject *fn = mt < NCB ? c->cb[mt] : c->on_frame;
-            if (fn != Py_None) {
-                PyObject *f;
-                if (mt == MT_TICK) {
-                    f = new_tuple(c->t_ticker, 9);
-                    if (f) {
-                        PyObject *it[9] = {sym_name(c, s), f2(last[k]), f2(bid[k]), f2(ask[k]), f2(vol[k]),
-                                           (Py_INCREF(wall_o), wall_o), PyLong_FromLongLong(gens[k]),
-                                           PyLong_FromUnsignedLong(src[k]), PyLong_FromUnsignedLong(dst[k])};
-                        for (int q = 0; q < 9; q++) {
-                            if (!it[q]) { for (int z = q; z < 9; z++) Py_XDECREF(it[z]); Py_CLEAR(f); break; }
-                            PyTuple_SET_ITEM(f, q, it[q]);
-                        }
-                    }
-                } else {
-                    f = PyObject_CallFunction(builder, "nI", k, (unsigned int)mt);
-                }
-                if (!f) { Py_DECREF(wall_o); goto done; }
-                int rc = PyObject_SetAttr(c->ctx, c->s_frame, f);
-                if (!rc) rc = call2(fn, c->ctx, f);
-                Py_DECREF(f);
-                if (rc) { Py_DECREF(wall_o); goto done; }
-            } else if (((k - i) & 0xFFFF) == 0xFFFF && PyErr_CheckSignals()) { Py_DECREF(wall_o); goto done; }
+    }
+    {
+        const int64_t *times = bt.b.buf, *starts = bs.b.buf;
+        const unsigned char *data = bd.b.buf;
+        unsigned char *out = bp.b.buf;
+        int64_t *jpos = bjp.b.buf, *acked = bak.b.buf, *nread = bnr.b.buf;
+        if (starts[j] > bd.b.len || starts[k] < 0) { PyErr_SetString(PyExc_ValueError, "lockstep: bad starts"); goto done; }
+        Py_ssize_t nu0 = PyList_GET_SIZE(units_o), ucap = nu0 + (j - k) + 1, uh = 0, ut = 0;
+        ucount = PyMem_Malloc(ucap * sizeof(int64_t));
+        utime = PyMem_Malloc(ucap * sizeof(int64_t));
+        if (!ucount || !utime) { PyErr_NoMemory(); goto done; }
+        for (Py_ssize_t q = 0; q < nu0; q++) {
+            if (!PyArg_ParseTuple(PyList_GET_ITEM(units_o, q), "LL", (long long *)&ucount[ut], (long long *)&utime[ut]))
+                goto done;
+            ut++;
         }
-        Py_DECREF(wall_o);
-        c->frames_seen += j - i;
-        ret = Py_None;
-        Py_INCREF(ret);
+        int reason = LS_DONE;
+        Py_ssize_t spins = 0, frames_out = 0;
+        while (k < j) {
+            int64_t least = INT64_MAX;
+            for (Py_ssize_t q = 0; q < nj; q++) {
+                if (ls_acks(&sp, bj[q].b.buf, bj[q].b.len, &jpos[q], &acked[q], &nread[q], written)) {
+                    reason = LS_REQUEST;
+                    break;
+                }
+                if (acked[q] < least) least = acked[q];
+            }
+            if (reason != LS_DONE) break;
+            while (uh < ut && ucount[uh] <= least) uh++;
+            int64_t t = times[k - base];
+            Py_ssize_t r;
+            if (uh < ut) {  /* before the oldest unacknowledged frame's time plus the latency */
+                int64_t horizon = utime[uh] + latency;
+                for (r = k; r < j && times[r - base] < horizon; r++) {}
+            } else {  /* the next frame, and those a request sent at it cannot reach */
+                for (r = k + 1; r < j && times[r - base] < t + latency; r++) {}
+            }
+            if (r == k) {
+                if (++spins > max_spins) { reason = LS_WAIT; break; }
+                continue;
+            }
+            spins = 0;
+            if (core_busy(c)) {  /* one frame at a time, after what is due before it (Python settles that) */
+                if (c->heap.n && c->heap.a[0].time < t) { reason = LS_SETTLE; break; }
+                r = k + 1;
+            }
+            int64_t a = starts[k], b = starts[r];
+            if (b - a > cap - pos) { reason = LS_ROOM; break; }
+            PyObject *wall_o = PyObject_CallNoArgs(wall_f);
+            long long wall = wall_o ? PyLong_AsLongLong(wall_o) : -1;
+            if (!wall_o || (wall == -1 && PyErr_Occurred()) || frames_range(c, &K, k, r, wall_o, builder)) {
+                Py_XDECREF(wall_o);
+                goto done;
+            }
+            Py_DECREF(wall_o);
+            memcpy(out + pos, data + a, (size_t)(b - a));
+            int64_t w = wall;
+            for (Py_ssize_t q = k; q < r; q++) memcpy(out + pos + (starts[q] - a) + sp.gen_off, &w, 8);
+            pos += b - a;
+            kf_publish_cursor(out, sp.cursor_off, sp.waiters_off, (uint32_t)pos);
+            written += r - k;
+            frames_out += r - k;
+            ucount[ut] = written;
+            utime[ut] = t;
+            ut++;
+            k = r;
+        }
+        units = PyList_New(ut - uh);
+        if (!units) goto done;
+        for (Py_ssize_t q = uh; q < ut; q++) {
+            PyObject *u = Py_BuildValue("(LL)", (long long)ucount[q], (long long)utime[q]);
+            if (!u) goto done;
+            PyList_SET_ITEM(units, q - uh, u);
+        }
+        ret = Py_BuildValue("(nnnLOi)", k, pos, frames_out, written, units, reason);
     }
 done:
-    for (int k = 0; k < 13; k++) relbuf(all[k]);
+    Py_XDECREF(units);
+    PyMem_Free(ucount);
+    PyMem_Free(utime);
+    cols_release(&K);
+    for (int q = 0; q < 7; q++) relbuf(mine[q]);
+    for (Py_ssize_t q = 0; q < nj; q++) relbuf(&bj[q]);
     return ret;
 }
 
@@ -1650,6 +1846,7 @@ static void Core_dealloc(Core *c) {
 
 static PyMethodDef Core_methods[] = {
     {"frames", (PyCFunction)Core_frames, METH_VARARGS, "run frames i..j of one batch's columns"},
+    {"lockstep", (PyCFunction)Core_lockstep, METH_VARARGS, "the out-of-process gateway's hot loop (gateway.py)"},
     {"run_until", (PyCFunction)Core_run_until, METH_VARARGS, "run_until(t|None, timers_until|None, step) -> stopped at an answer"},
     {"submit", (PyCFunction)Core_submit, METH_VARARGS, NULL},
     {"request_cancel", (PyCFunction)Core_request_cancel, METH_VARARGS, NULL},

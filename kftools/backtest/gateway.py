@@ -36,7 +36,17 @@ from typing import Any
 import numpy as np
 
 from ..errors import NotAJournal, StrategyError
-from ..journal.format import FRAME_HEADER, FRAME_HEADER_SIZE, MsgType, OrderType
+from ..journal.format import (
+    ACK,
+    CURSOR_OFFSET,
+    FLAGS_OFFSET,
+    FRAME_HEADER,
+    FRAME_HEADER_SIZE,
+    WAITERS_OFFSET,
+    MsgType,
+    OrderType,
+    PageFlag,
+)
 from ..journal.layout import BYTE_ORDER
 from ..journal.page import NotYetWritten, Page
 from ..journal.reader import FrameBatch, Reader
@@ -49,6 +59,17 @@ _ORDER, _CANCEL, _ACK = int(MsgType.ORDER), int(MsgType.CANCEL_REQUEST), int(Msg
 _MODIFY, _TIMER = int(MsgType.MODIFY_REQUEST), int(MsgType.TIMER)
 _GEN_OFF = FRAME_HEADER.offset("gen_time")
 _I64 = struct.Struct(BYTE_ORDER + FRAME_HEADER.field("gen_time").struct_code)
+_LENGTH_TYPE = struct.Struct(BYTE_ORDER + FRAME_HEADER.field("length").struct_code
+                             + FRAME_HEADER.field("msg_type").struct_code)
+assert FRAME_HEADER.offset("msg_type") == FRAME_HEADER.offset("length") + 4 == 4
+_ACK_FRAMES = struct.Struct(BYTE_ORDER + ACK.field("frames").struct_code)
+_ACK_AT = FRAME_HEADER_SIZE + ACK.offset("frames")
+#: where Core_lockstep (``_core.c``) finds what it reads and writes, from the layouts
+_LOCKSTEP_SPEC = (FRAME_HEADER_SIZE, FRAME_HEADER.offset("length"), FRAME_HEADER.offset("msg_type"), _GEN_OFF,
+                  CURSOR_OFFSET, WAITERS_OFFSET, FLAGS_OFFSET, ACK.offset("frames"), _ACK, ACK.size,
+                  int(PageFlag.SEALED))
+LOCKSTEP_SPINS = 1 << 16  # the C loop's empty polls before it hands a wait to Python's back-off (and checks)
+_LS_DONE = 0
 FREE_CHUNK = 1024  # free-running: frames handled between two looks at the order journals
 STATE_CHECK_NS = 20_000_000  # while waiting: how often to ask whether a strategy is still alive (syscalls)
 
@@ -112,6 +133,46 @@ class OrderJournal:
         if r.damage is not None:
             raise StrategyError(f"order journal {r.damage}")
         return out
+
+    def acks(self, written: int) -> tuple[int, int] | None:
+        """The lockstep's hot path: (how many, the last one's count) of the Ack frames committed since the last
+        poll on the open page, (0, 0) when nothing is new; None when anything else is there (a request, a
+        sealed or new page, bytes that are not a whole Ack, an Ack of more than the ``written`` output frames:
+        :meth:`poll` reads and validates those)."""
+        page, pos = self._page, self.pos
+        if page is None or pos is None or page.index != pos[0] or page.sealed:
+            return None
+        cursor = page.cursor
+        off = pos[1]
+        if cursor <= off:
+            return 0, 0
+        mm = page.mm
+        n = last = 0
+        while off < cursor:
+            length, mt = _LENGTH_TYPE.unpack_from(mm, off)
+            end = off + FRAME_HEADER_SIZE + length
+            if mt != _ACK or length < ACK.size or end > cursor:
+                break
+            v = _ACK_FRAMES.unpack_from(mm, off + _ACK_AT)[0]
+            if v > written:
+                break
+            last = max(last, v)
+            n += 1
+            off = end
+        if off < cursor:
+            return None
+        self.pos = (pos[0], off)
+        self.frames += n
+        return n, last
+
+    def on_page(self) -> bool:
+        """The page the read position is on is open here (the C loop reads its Acks from it)."""
+        page, pos = self._page, self.pos
+        return page is not None and pos is not None and page.index == pos[0] and page.fmt.native
+
+    def page_mapping(self):
+        assert self._page is not None
+        return self._page.mm
 
     def state(self) -> tuple[str, int]:
         """(alive, exited, crashed, unknown, or missing: not created yet; the writer's pid)."""
@@ -194,9 +255,18 @@ class Gateway:
         if not self._started:
             self._start()
         gens = batch.headers["gen_time"][i:j]
-        times = np.maximum.accumulate(np.maximum(gens, eng.time)).tolist() if j > i else []
+        times_a = np.maximum.accumulate(np.maximum(gens, eng.time)) if j > i else np.zeros(0, np.int64)
+        times = times_a.tolist()
+        fast = self.lockstep and hasattr(eng, "lockstep")
+        if fast:
+            times_a = np.ascontiguousarray(times_a, np.int64)
+            starts = np.ascontiguousarray(starts, np.int64)
         k = i
         while k < j:
+            if fast and not self._answers and all(jn.on_page() for jn in self.journals):
+                k, reason = self._lockstep(data, starts, k, j, i, times_a, batch)
+                if reason == _LS_DONE:
+                    break
             self._take()
             if self.lockstep:
                 r = self._allowed(times, k - i, i)
@@ -223,6 +293,24 @@ class Gateway:
             self._write(data, starts, k, k + 1, times[k - i])
             k += 1
         return j - i
+
+    def _lockstep(self, data, starts, k: int, j: int, base: int, times, batch) -> tuple[int, int]:
+        """Frames from ``k`` through the C loop, until it needs Python (a request, an answer or timer due, a
+        full output page, a long wait): (the next frame, why it returned)."""
+        js = self.journals
+        page, pos, cap = self.output.append_area()
+        jpos = np.array([jn.pos[1] for jn in js], np.int64)  # type: ignore[index]
+        acked = np.array([jn.acked for jn in js], np.int64)
+        nread = np.array([jn.frames for jn in js], np.int64)
+        k, pos, out, self.written, units, reason = self.engine.lockstep(
+            batch, k, j, times, base, data, starts, page, pos, cap, tuple(jn.page_mapping() for jn in js), jpos,
+            acked, nread, list(self.units), self.written, self.latency, self.wall, _LOCKSTEP_SPEC, LOCKSTEP_SPINS)
+        self.output.appended(pos, out)
+        self.units = deque(units)
+        for jn, p, a, n in zip(js, jpos.tolist(), acked.tolist(), nread.tolist(), strict=True):
+            jn.pos = (jn.pos[0], p)  # type: ignore[index]
+            jn.acked, jn.frames = a, n
+        return k, reason
 
     def _settle(self, t: int) -> bool:
         """Before a market frame at ``t``: every event before it happens, and what reaches the strategies
@@ -300,8 +388,14 @@ class Gateway:
 
     def _take(self) -> None:
         for jn in self.journals:
-            for b in jn.poll():
-                self._requests(jn, b)
+            got = jn.acks(self.written)
+            if got is None:
+                for b in jn.poll():
+                    self._requests(jn, b)
+            elif got[0]:
+                jn.acked = max(jn.acked, got[1])
+                jn.ready = True
+                self._prune()
 
     def _requests(self, jn: OrderJournal, b: FrameBatch) -> None:
         eng = self.engine

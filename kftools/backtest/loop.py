@@ -341,6 +341,14 @@ class CoreBacktest(StrategyCalls):
         if self.output is not None:
             self._write_answers(wall)
 
+    def lockstep(self, batch: FrameBatch | MergedBatch, k: int, j: int, *args) -> tuple:
+        """The out-of-process gateway's hot loop over frames ``k..j-1`` of ``batch`` (``_core.c``'s
+        Core_lockstep, which names ``args``); the gateway's own columns of the batch are made here."""
+        cols = self._columns(batch)
+        times, base, data, starts, *rest = args
+        return self.core.lockstep(cols[:13], len(batch), self._builder(batch, 0), times, base, data, starts, k, j,
+                                  *rest)
+
     def _builder(self, batch, wall: int) -> Callable[[int, int], Any]:
         """Builds a frame other than a Ticker for a callback (the twin's code: such callbacks are rarer)."""
         cols = self._cache

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import KftoolsError, StrategyError
-from ..journal.format import FILL, FRAME_HEADER_SIZE, ORDER_UPDATE, MsgType, PageFlag
+from ..journal.format import FILL, FRAME_HEADER_SIZE, ORDER_UPDATE, TICKER, TIMER, TRADE, MsgType, PageFlag
 from ..journal.reader import Reader
+from ..journal.wait import WaitPolicy, wait_policy
 from ..journal.writer import Writer
 from ..outputs import check_output, remove_journal
 from .engine import CALLBACKS, STRATEGY_FAILURES, BacktestContext, TickerFrame, Timer, TradeFrame, strategy_file, where
@@ -27,6 +28,10 @@ _TICK, _TRADE = int(MsgType.TICKER), int(MsgType.TRADE)
 _UPDATE, _FILL, _ACK = int(MsgType.ORDER_UPDATE), int(MsgType.FILL), int(MsgType.ACK)
 _TIMER = int(MsgType.TIMER)
 _UNSET = object()
+_HDR = FRAME_HEADER_SIZE
+_TICKER_UNPACK, _TRADE_UNPACK = TICKER.struct.unpack_from, TRADE.struct.unpack_from
+_ANSWER_UNPACK = {_UPDATE: ORDER_UPDATE.struct.unpack_from, _FILL: FILL.struct.unpack_from,
+                  _TIMER: TIMER.struct.unpack_from}
 REPLAY_CHECK_S = 0.5  # while idle: how often to ask whether the replay is still alive
 
 
@@ -103,7 +108,10 @@ class _Session:
         self.path = path
         self.stop = stop
         self.response_latency = response_latency
-        self.end = (reader.first_page, reader.page(reader.first_page).frame_start)
+        self.last: Any = None  # the last frame read
+        self._page: Any = None
+        self._mm: Any = None
+        self._symbols: dict[bytes, str] = {}
         self.checked = time.monotonic()
         self.cb: dict[int, Callable | None] = {}
         self._on_fill = getattr(strategy, "on_fill", None)
@@ -125,9 +133,12 @@ class _Session:
         """The replay closed its output and every frame of it was read (checked while idle)."""
         if self.stop is not None and self.stop():
             return True
-        page = self.reader.page(self.end[0])
+        r, last = self.reader, self.last
+        end = ((r.first_page, r.page(r.first_page).frame_start) if last is None
+               else (last.page.index, last.offset + FRAME_HEADER_SIZE + last.length))
+        page = r.page(end[0])
         flags = page.flags  # CLOSED is set after the last commit: read it before the cursor
-        if flags & PageFlag.CLOSED and not flags & PageFlag.SEALED and page.cursor <= self.end[1]:
+        if flags & PageFlag.CLOSED and not flags & PageFlag.SEALED and page.cursor <= end[1]:
             return True
         now = time.monotonic()
         if now - self.checked > REPLAY_CHECK_S:
@@ -138,80 +149,74 @@ class _Session:
         return False
 
     def run(self, wait: str) -> None:
-        writer = self.writer
-        consumed = acked = 0
+        """Each output frame as it is committed (the per-frame follower), and an Ack whenever caught up."""
         self.call("on_start")
-        writer.write(_ACK, frames=0)  # ready: what on_start sent is in the journal
-        for b in self.reader.follow_batches(wait=wait, stop=self.finished, batch_size=4096):
-            n = len(b)
-            if not n:  # caught up: say how far we are, so a lockstep replay can go on
-                if consumed > acked:
-                    writer.write(_ACK, frames=consumed)
-                    acked = consumed
-                continue
-            self.end = (b.page.index, int(b.offsets[-1]) + FRAME_HEADER_SIZE + int(b.headers["length"][-1]))
-            self.frames(b)
-            consumed += n
+        self.writer.write(_ACK, frames=0)  # ready: what on_start sent is in the journal
+        policy = _AckWhenCaughtUp(wait_policy(wait), self.writer)
+        frame = self.frame
+        for f in self.reader.follow(wait=policy, stop=self.finished):
+            self.last = f
+            frame(f)
+            policy.handled += 1
         if self.reader.damage is not None:
             raise KftoolsError(f"replay output {self.reader.damage}")
         self.call("on_stop")
-        if consumed > acked:
-            writer.write(_ACK, frames=consumed)
+        policy.ack()
 
-    def frames(self, b) -> None:
-        h = b.headers
-        mts = h["msg_type"].tolist()
-        trig = h["trigger_time"].tolist()
-        gens = h["gen_time"].tolist()
-        src, dst = h["source"].tolist(), h["dest"].tolist()
-        present = set(mts)
-        ticks = iter(b.payload(_TICK).tolist()) if _TICK in present else iter(())
-        trades = iter(b.payload(_TRADE).tolist()) if _TRADE in present else iter(())
-        updates = iter(b.payload(_UPDATE).tolist()) if _UPDATE in present else iter(())
-        fills = iter(b.payload(_FILL).tolist()) if _FILL in present else iter(())
-        timers = iter(b.payload(_TIMER).tolist()) if _TIMER in present else iter(())
-        frames = None
-        host, ctx, books, me = self.host, self.ctx, self.host.exchange.books, self.source
-        for k, mt in enumerate(mts):
-            if mt == _UPDATE or mt == _FILL or mt == _TIMER:
-                # answers and timers reach the strategy as soon as read: a lockstep replay waits for what it
-                # sends in reaction before the market frame that follows
-                row = next(updates) if mt == _UPDATE else next(fills) if mt == _FILL else next(timers)
-                if dst[k] == me:
-                    self.heard(mt, row, trig[k])
-                continue
-            t = trig[k]
-            if t > host.time:
-                host.time = t
-            f: Any
-            if mt == _TICK:
-                row = next(ticks)
-                _sym, last, bid, ask, _vol = row
-                s = row[0].split(b"\0", 1)[0].decode()
-                book = books.get(s) or books.setdefault(s, Book())
-                if bid == bid:
-                    book.bid, book.ask = bid, ask
-                if last > 0:
-                    book.last = last
-                f = TickerFrame(s, *row[1:], gens[k], trig[k], src[k], dst[k])
-            elif mt == _TRADE:
-                row = next(trades)
-                s = row[0].split(b"\0", 1)[0].decode()
-                book = books.get(s) or books.setdefault(s, Book())
-                f = TradeFrame(s, *row[1:], gens[k], trig[k], src[k], dst[k])
-                if f.price > 0:
-                    book.last = f.price
-            else:
-                if frames is None:
-                    frames = b.frames()
-                f = frames[k]
-            fn = self.cb.get(mt, _UNSET)
-            if fn is _UNSET:
-                fn = self.cb[mt] = (getattr(self.strategy, CALLBACKS.get(mt, ""), None)
-                                    or getattr(self.strategy, "on_frame", None))
-            if fn is not None:
-                ctx.frame = f
-                self.guard(fn, f)
+    def frame(self, f) -> None:
+        """One output frame: an answer or timer addressed to us, or market data for the strategy's callbacks."""
+        mt = f.msg_type
+        if mt == _UPDATE or mt == _FILL or mt == _TIMER:
+            # answers and timers reach the strategy as soon as read: a lockstep replay waits for what it sends
+            # in reaction before the market frame that follows
+            if f.dest == self.source:
+                self.heard(mt, _ANSWER_UNPACK[mt](self.mapping(f), f.offset + _HDR), f.trigger_time)
+            return
+        host = self.host
+        t = f.trigger_time
+        if t > host.time:
+            host.time = t
+        x: Any
+        if mt == _TICK:
+            sym, last, bid, ask, vol = _TICKER_UNPACK(self.mapping(f), f.offset + _HDR)
+            s = self.symbol(sym)
+            books = host.exchange.books
+            book = books.get(s) or books.setdefault(s, Book())
+            if bid == bid:
+                book.bid, book.ask = bid, ask
+            if last > 0:
+                book.last = last
+            x = TickerFrame(s, last, bid, ask, vol, f.gen_time, t, f.source, f.dest)
+        elif mt == _TRADE:
+            row = _TRADE_UNPACK(self.mapping(f), f.offset + _HDR)
+            s = self.symbol(row[0])
+            books = host.exchange.books
+            book = books.get(s) or books.setdefault(s, Book())
+            x = TradeFrame(s, *row[1:], f.gen_time, t, f.source, f.dest)
+            if x.price > 0:
+                book.last = x.price
+        else:
+            x = f
+        fn = self.cb.get(mt, _UNSET)
+        if fn is _UNSET:
+            fn = self.cb[mt] = (getattr(self.strategy, CALLBACKS.get(mt, ""), None)
+                                or getattr(self.strategy, "on_frame", None))
+        if fn is not None:
+            self.ctx.frame = x
+            self.guard(fn, x)
+
+    def mapping(self, f):
+        """The mapping of ``f``'s page (looked up again only when the page changes)."""
+        page = f.page
+        if page is not self._page:
+            self._page, self._mm = page, page.mm
+        return self._mm
+
+    def symbol(self, raw: bytes) -> str:
+        s = self._symbols.get(raw)
+        if s is None:
+            s = self._symbols[raw] = raw.split(b"\0", 1)[0].decode()
+        return s
 
     def heard(self, mt: int, row: tuple, t: int) -> None:
         """An answer (exchange time ``t``) or a timer (due at ``t``) addressed to this strategy."""
@@ -241,6 +246,37 @@ class _Session:
                     v.learn(a)
                 if self._on_update is not None:
                     self.guard(self._on_update, a)
+
+
+class _AckWhenCaughtUp:
+    """The follower's wait policy: on the first poll that finds nothing new, the Ack of every frame handled (a
+    lockstep replay waits for it); then ``inner``'s wait."""
+
+    stream_spins = 1  # the first empty poll is when we have caught up
+    park_ns = 0
+
+    def __init__(self, inner: WaitPolicy, writer: Writer):
+        self.inner = inner
+        self.writer = writer
+        self.handled = 0
+        self.acked = 0
+
+    def ack(self) -> None:
+        if self.handled > self.acked:
+            self.writer.write(_ACK, frames=self.handled)
+            self.acked = self.handled
+
+    def idle(self, work_count: int = 0) -> bool:
+        if work_count:
+            self.reset()
+            return False
+        if self.handled > self.acked:
+            self.ack()
+            return False
+        return self.inner.idle(0)
+
+    def reset(self) -> None:
+        self.inner.reset()
 
 
 def _answer(mt: int, row: tuple, t: int) -> tuple[str, Any]:
