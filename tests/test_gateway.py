@@ -19,6 +19,7 @@ from kftest import KFTOOLS, ROOT, run_cli
 
 from kftools import MsgType, Reader, Writer, verify
 from kftools.backtest import ExchangeConfig
+from kftools.backtest.loop import Backtest
 from kftools.backtest.remote import run_strategy
 from kftools.bench.backtest import record as record_bursty
 from kftools.replay import Replay, load_strategy
@@ -150,9 +151,9 @@ def test_lockstep_equals_in_process_for_any_latency(recording, tmp_path_factory,
     lockstep_equals_in_process(recording, d, MAKER if maker else EXAMPLE, cfg)
 
 
-def lockstep_equals_in_process(recording: str, d, path: str, cfg: ExchangeConfig):
-    """Run ``path`` in-process and, in a thread, out of process in lockstep; the results must be the same byte
-    for byte. Returns the in-process result."""
+def lockstep_equals_in_process(recording: str, d, path: str, cfg: ExchangeConfig, page_size: int | None = None):
+    """Run ``path`` in-process and, in a thread, out of process in lockstep (its output in pages of
+    ``page_size``); the results must be the same byte for byte. Returns the in-process result."""
     inproc = Replay(recording, str(d / "in.dat"), speed=None, strategy=load_strategy(path), exchange=cfg,
                     chart=False).run().backtest
     failures: list[BaseException] = []
@@ -168,13 +169,38 @@ def lockstep_equals_in_process(recording: str, d, path: str, cfg: ExchangeConfig
     th.start()
     try:
         remote = Replay(recording, str(d / "out.dat"), speed=None, order_journals=[str(d / "s.orders.dat")],
-                        exchange=cfg, chart=False).run().backtest
+                        exchange=cfg, chart=False, page_size=page_size).run().backtest
     finally:
         th.join(GUARD)
     assert not failures
     assert {k: remote.summary[k] for k in NUMBERS} == {k: inproc.summary[k] for k in NUMBERS}
     same_results(d / "in.backtest", d / "out.backtest")
     return inproc
+
+
+@pytest.mark.skipif(not hasattr(Backtest, "lockstep"), reason="the C engine is not built (or KFTOOLS_BACKTEST=python)")
+# the maker sends requests at most frames: those go through Python, and so may its page rolls
+@pytest.mark.parametrize("path, share, rolled_in_c", [(EXAMPLE, 0.5, True), (MAKER, 0.1, False)])
+def test_the_c_loop_hands_full_pages_requests_and_answers_to_python(recording, tmp_path, monkeypatch, path, share,
+                                                                   rolled_in_c):
+    """The gateway's C loop runs most frames; it returns for a full output page (rolled by Python), a request,
+    an answer due or a long wait, and goes on where it stopped: results still equal in-process, byte for byte."""
+    calls: list[tuple[int, int, int]] = []
+    real = Backtest.lockstep
+
+    def spy(self, batch, k, j, *args):
+        got = real(self, batch, k, j, *args)
+        calls.append((k, got[0], got[-1]))
+        return got
+
+    monkeypatch.setattr(Backtest, "lockstep", spy)
+    lockstep_equals_in_process(recording, tmp_path, path, ExchangeConfig(), page_size=1 << 16)
+    reasons = {r for _k, _end, r in calls}
+    in_c = sum(end - k for k, end, _r in calls)
+    assert in_c > Reader(recording).count() * share, (in_c, len(calls))
+    assert (3 in reasons) >= rolled_in_c  # LS_ROOM: the output rolled to a new page under the C loop
+    assert 2 in reasons  # LS_SETTLE: an answer due before the next frame went through Python
+    assert Reader(str(tmp_path / "out.dat")).page_count() >= 2
 
 
 # -- a strategy killed with kill -9 --------------------------------------------------------------------
