@@ -18,7 +18,7 @@ from kftest import SAMPLES, copy_journal
 import kftools
 from kftools import JournalLocked, Reader, Writer
 from kftools.errors import CorruptJournal, FrameTooLarge, UsageError
-from kftools.journal.format import BUILTIN_LAYOUTS, ORDER, TICKER, TRADE, page_path
+from kftools.journal.format import ACK, BUILTIN_LAYOUTS, ORDER, TICKER, TRADE, page_path
 from kftools.journal.registry import TypeRegistry
 from kftools.journal.scan import IMPLEMENTATIONS
 
@@ -39,11 +39,12 @@ order = st.fixed_dictionaries({
 trade = st.fixed_dictionaries({
     "kind": st.just("trade"), "symbol": SYM, "trade_id": U64, "price": F64, "volume": F64, "side": st.integers(0, 1),
     "order_id": U64, "padding": PAD})
+ack = st.fixed_dictionaries({"kind": st.just("ack"), "frames": U64, "padding": st.just(0)})
 raw = st.fixed_dictionaries({
     "kind": st.just("raw"), "msg_type": st.integers(max(BUILTIN_LAYOUTS) + 1, 2**32 - 1),  # unregistered types
     "payload": st.binary(max_size=300)})
 frames_st = st.lists(
-    st.tuples(st.one_of(ticker, order, trade, raw), I64, I64, U32, U32), min_size=0, max_size=60)
+    st.tuples(st.one_of(ticker, order, trade, ack, raw), I64, I64, U32, U32), min_size=0, max_size=60)
 
 
 def _write(w: Writer, spec, gen_time, trigger_time, source, dest):
@@ -56,6 +57,8 @@ def _write(w: Writer, spec, gen_time, trigger_time, source, dest):
         w.write_order(**d, **hdr)
     elif kind == "trade":
         w.write_trade(**d, **hdr)
+    elif kind == "ack":
+        w.write_ack(d["frames"], **hdr)
     else:
         w.write(d["msg_type"], d["payload"], **hdr)
 
@@ -78,7 +81,7 @@ def test_round_trip_every_type_and_padding(tmp_path_factory, frames, page_kib):
                 assert f.msg_type == spec["msg_type"] and f.payload == spec["payload"]
                 assert f.fields == {}
                 continue
-            layout = {"ticker": TICKER, "order": ORDER, "trade": TRADE}[kind]
+            layout = {"ticker": TICKER, "order": ORDER, "trade": TRADE, "ack": ACK}[kind]
             assert f.type_name == layout.name
             assert f.length == layout.size + spec["padding"]
             assert f.payload[layout.size:] == bytes(spec["padding"])

@@ -151,7 +151,7 @@ class _Session:
     def run(self, wait: str) -> None:
         """Each output frame as it is committed (the per-frame follower), and an Ack whenever caught up."""
         self.call("on_start")
-        self.writer.write(_ACK, frames=0)  # ready: what on_start sent is in the journal
+        self.writer.write_ack(0)  # ready: what on_start sent is in the journal
         policy = _AckWhenCaughtUp(wait_policy(wait), self.writer)
         frame = self.frame
         for f in self.reader.follow(wait=policy, stop=self.finished):
@@ -263,7 +263,7 @@ class _AckWhenCaughtUp:
 
     def ack(self) -> None:
         if self.handled > self.acked:
-            self.writer.write(_ACK, frames=self.handled)
+            self.writer.write_ack(self.handled)
             self.acked = self.handled
 
     def idle(self, work_count: int = 0) -> bool:

@@ -23,6 +23,7 @@ from ..errors import (
     UsageError,
 )
 from .format import (
+    ACK,
     CURSOR_OFFSET,
     DEFAULT_PAGE_SIZE,
     DEPTH,
@@ -75,6 +76,8 @@ def _frame_struct(payload) -> struct.Struct:
 _TICKER_FRAME = _frame_struct(TICKER)
 _ORDER_FRAME = _frame_struct(ORDER)
 _TRADE_FRAME = _frame_struct(TRADE)
+_ACK_FRAME = _frame_struct(ACK)
+_ACK_TYPE = int(MsgType.ACK)
 _HEADER = FRAME_HEADER.struct
 _HDR = FRAME_HEADER_SIZE  # bytes of frame header in front of every payload
 
@@ -472,6 +475,25 @@ class Writer:
         if padding:
             self._mm[pos + _HDR + TICKER.size : pos + _HDR + n] = bytes(padding)
         self._pos = pos = pos + _HDR + n
+        self._publish(pos)  # commit: see _commit
+        self.frames_written += 1
+        return gen_time
+
+    def write_ack(self, frames: int, *, gen_time: int | None = None, trigger_time: int = 0, source: int | None = None,
+                  dest: int | None = None) -> int:
+        """Append an Ack (msg_type 7: a strategy has handled ``frames`` of a replay's output); returns its
+        ``gen_time``. A lockstep strategy writes one per frame it handles: this is the short path."""
+        pos = self._pos
+        if pos + _ACK_FRAME.size > self._cap:
+            pos = self._room(_ACK_FRAME.size)
+        if gen_time is None:
+            gen_time = time.time_ns()
+        try:
+            _ACK_FRAME.pack_into(self._mm, pos, ACK.size, _ACK_TYPE, gen_time, trigger_time,
+                                 self.source if source is None else source, self.dest if dest is None else dest, frames)
+        except (struct.error, TypeError, ValueError) as e:
+            raise self._bad_call("write_ack", e) from None
+        self._pos = pos = pos + _ACK_FRAME.size
         self._publish(pos)  # commit: see _commit
         self.frames_written += 1
         return gen_time
