@@ -273,7 +273,7 @@ def merge_parts(keys: list[np.ndarray], headers: list[np.ndarray]) -> tuple[np.n
     (a stable sort of the concatenated keys); in C one pass copies each run of rows once."""
     if _merge_c is not None:
         total = sum(len(k) for k in keys)
-        order = np.empty(total, np.int64)
+        order: np.ndarray = np.empty(total, np.int64)
         merged = np.empty(total, HEADER_DTYPE)
         _merge_c.merge([np.ascontiguousarray(k, np.int64) for k in keys],
                        [np.ascontiguousarray(h, HEADER_DTYPE) for h in headers], HEADER_DTYPE.itemsize, order, merged)
