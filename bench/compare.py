@@ -140,7 +140,10 @@ def supported_options(python: str, tree: Path, name: str, work: str) -> set[str]
     p = subprocess.run([python, "-m", "kftools.cli", "bench", name, "--help"], env=_env(tree), cwd=work,
                        capture_output=True, text=True)
     if p.returncode != 0:
-        return None
+        if "No such command" in p.stderr:
+            return None
+        why = (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
+        sys.exit(f"compare: {tree}: kftools bench {name} --help failed: {why}")
     # rich's option table ("│ --frames  N  ...") or click's plain help ("  --frames N ...")
     return set(re.findall(r"^[│|\s]\s*(--[a-z][a-z0-9-]*)", p.stdout, re.MULTILINE))
 

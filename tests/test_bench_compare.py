@@ -27,7 +27,7 @@ import json, sys
 OPTIONS, RATE = {options!r}, {rate!r}
 _, name, *args = sys.argv[1:]
 if name not in OPTIONS:
-    sys.exit("no such command " + name)
+    sys.exit("Error: No such command '" + name + "'.")  # what click says
 if "--help" in args:
     print("\\n".join("│ " + o + "   N   what it does   │" for o in OPTIONS[name]))
     sys.exit(0)
