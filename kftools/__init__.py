@@ -40,7 +40,7 @@ from .journal import (
     register_type,
     verify,
 )
-from .journal.format import FillFlag, Liquidity, OrderStatus, RejectReason
+from .journal.format import FillFlag, Liquidity, OrderStatus, RejectReason, WriterState
 from .journal.reader import use_table_builder
 
 
@@ -71,5 +71,5 @@ __all__ = [
     "StrategyError", "TypeRegistry", "UnknownType", "UnreadablePage", "UnsupportedVersion", "UsageError", "WaitPolicy", "Writer",
     "load_registry", "open_many", "recover", "register_type", "verify",
     "FillFlag", "Liquidity", "OrderStatus", "RejectReason", "backtest", "sweep",
-    "BackoffWait", "BusyWait", "ParkWait", "SleepWait",
+    "BackoffWait", "BusyWait", "ParkWait", "SleepWait", "WriterState",
 ]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import UsageError
+from .journal.format import WriterState
 from .journal.positions import ReaderLag, clear_positions, reader_lags
 from .journal.reader import Reader
 from .journal.registry import TypeRegistry
@@ -23,7 +24,7 @@ class JournalInfo:
     by_type: dict[str, int] = field(default_factory=dict)
     first_gen_time: int | None = None
     last_gen_time: int | None = None
-    writer_state: str = "unknown"
+    writer_state: WriterState = WriterState.UNKNOWN
     writer_pid: int = 0
     damage: str | None = None
     readers: list[ReaderLag] = field(default_factory=list)

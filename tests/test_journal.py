@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import struct
 import subprocess
@@ -374,3 +375,36 @@ def test_raw_frames_are_the_frames_bytes(tmp_path, filtered):
         assert [bytes(data[a:b]) for a, b in zip(starts[:-1], starts[1:], strict=True)] == [f.raw for f in frames]
         data[:4] = 0  # a copy: the journal is untouched
         assert next(iter(r)).length == 48
+
+
+def test_writer_state_is_a_named_state_that_prints_as_before(tmp_path):
+    """Every writer_state() answers a WriterState (a StrEnum): compared by name or by its old string, and shown
+    by info (text and JSON) exactly as the strings were."""
+    from kftest import run_cli
+
+    from kftools import WriterState
+
+    closed, crashed, live = (str(tmp_path / f"{n}.dat") for n in ("closed", "crashed", "live"))
+    with Writer(closed, page_size=4096) as w:
+        w.write_ticker("A", 1.0)
+    subprocess.run([sys.executable, "-c", f"import kftools,os; w=kftools.Writer({crashed!r}, page_size=4096); "
+                    "w.write_ticker('A',1.0); os._exit(0)"], check=True)
+    code = (f"import kftools,sys; w=kftools.Writer({live!r}, page_size=4096); w.write_ticker('A',1.0); "
+            "print('ready', flush=True); sys.stdin.read()")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        want = {closed: WriterState.EXITED, crashed: WriterState.CRASHED, live: WriterState.ALIVE}
+        for path, state in want.items():
+            with Reader(path) as r:
+                got, _pid = r.writer_state()
+            assert got is state and got == state.value
+            d = json.loads(run_cli("info", "--json", path).stdout)
+            assert d["writer_state"] == state.value
+            assert f"writer          {state.value} (pid " in run_cli("info", path).stdout
+        with kftools.open_many(list(want)) as m:
+            assert [s for s, _pid in m.writer_state()] == list(want.values())
+            assert all(isinstance(s, WriterState) for s, _pid in m.writer_state())
+    finally:
+        proc.stdin.close()
+        proc.wait()

@@ -16,7 +16,7 @@ from ..journal.layout import Field, Layout
 
 def _layout(name: str, fields: str) -> np.dtype:
     """A record layout from ``"name:kind ..."`` (kinds as journal/layout.py declares them; no padding)."""
-    return Layout(name, [Field(*f.split(":")) for f in fields.split()]).dtype
+    return Layout(name, [Field(n, kind) for n, kind in (f.split(":") for f in fields.split())]).dtype
 
 
 # the C engine's records (_core.c: Update, Fill, Sample, Pos, Req, OrderRec), field for field; the sizes are

@@ -327,7 +327,7 @@ class Columns:
                 texts.append(str(v))
         named = len(c.labels)
         if all(int(m) == k for k, m in enumerate(sorted(c.labels, key=int))) and (not present or present[-1] < named):
-            codes = values.astype(np.int32)  # the common case: every value named, no lookup needed
+            codes: np.ndarray = values.astype(np.int32)  # the common case: every value named, no lookup needed
         else:
             lut = {v: index[v] for v in present}
             codes = np.fromiter((lut.get(v, 0) for v in values.tolist()), dtype=np.int32, count=n)

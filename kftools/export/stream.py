@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import KftoolsError, UsageError
-from ..journal.format import FRAME_HEADER
+from ..journal.format import FRAME_HEADER, WriterState
 from ..journal.pages import PageSet
 from ..journal.reader import FrameBatch, Reader
 
@@ -94,7 +94,7 @@ def release_exported(batch: FrameBatch, done: list) -> None:
 
 def crashed(reader: Reader) -> bool:
     try:
-        return reader.writer_state()[0] == "crashed"
+        return reader.writer_state()[0] == WriterState.CRASHED
     except (OSError, KftoolsError):
         return False
 

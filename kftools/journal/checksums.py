@@ -30,6 +30,7 @@ from .format import (
     PAGE_HEADER_SIZE,
     WAITERS_OFFSET,
     PageFlag,
+    WriterState,
     checksums_path,
     page_path,
 )
@@ -147,7 +148,7 @@ def _prefix_record(journal: str, index: int, known: dict | None) -> bytes | None
         return None
     pages = PageSet(journal)
     try:
-        if not pages.fmt.native or pages.writer_state()[0] == "alive":
+        if not pages.fmt.native or pages.writer_state()[0] == WriterState.ALIVE:
             return None
         page = open_page(path, index)
     except (KftoolsError, OSError):

@@ -29,6 +29,19 @@ class PageFlag(enum.IntFlag):
     CLOSED = 2  # the writer closed the journal cleanly with this page as its last
 
 
+class WriterState(enum.StrEnum):
+    """What became of a journal's writer, as ``writer_state()`` tells it from the lock and the last page.
+
+    A ``StrEnum``: the value is what every output shows (info, the tail, JSON, the monitor's ``state`` label),
+    and a member equals its value (``WriterState.CRASHED == "crashed"``)."""
+
+    ALIVE = "alive"  # a process holds the writer's lock
+    EXITED = "exited"  # the last page is CLOSED: the writer closed the journal cleanly
+    CRASHED = "crashed"  # the last page names a writer (magic and pid) that is gone without closing
+    UNKNOWN = "unknown"  # no trace to tell by: an engine that writes no magic or pid, or a journal unreadable now
+    MISSING = "missing"  # no journal yet (a gateway's order journal before the strategy creates it)
+
+
 PAGE_HEADER = Layout(
     "PageHeader",
     [

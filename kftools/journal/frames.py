@@ -159,7 +159,7 @@ def foreign_headers(page: Page, offsets: np.ndarray) -> tuple[np.ndarray, np.nda
     on it. A header whose ``header_length`` is not its layout's size ends the valid frames.
     """
     fmt, hdr = page.fmt, page.frame_header_size
-    raw = np.empty(len(offsets), dtype=fmt.frame_header.dtype)
+    raw: np.ndarray = np.empty(len(offsets), dtype=fmt.frame_header.dtype)
     gather(page.mm, offsets, 0, hdr, raw)
     problem = None
     if "header_length" in fmt.frame_header.names:

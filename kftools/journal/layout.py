@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -166,7 +167,7 @@ def field_from_numpy(name: str, dt: np.dtype) -> Field:
 class Layout:
     """A packed little-endian record: an ordered list of fields with no padding."""
 
-    def __init__(self, name: str, fields: list[Field], doc: str = ""):
+    def __init__(self, name: str, fields: Sequence[Field], doc: str = ""):
         self.name = name
         self.fields = tuple(fields)
         self.doc = doc

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import NotAJournal, UsageError
 from .filter import FrameFilter, journal_types
-from .format import FRAME_HEADER_SIZE, PageFlag
+from .format import FRAME_HEADER_SIZE, PageFlag, WriterState
 from .frames import HEADER_DTYPE, INDEX_DTYPE, Frame, FrameBatch, frames_of
 from .framestream import stream as _frame_stream
 from .layout import Field
@@ -273,7 +273,7 @@ def merge_parts(keys: list[np.ndarray], headers: list[np.ndarray]) -> tuple[np.n
     (a stable sort of the concatenated keys); in C one pass copies each run of rows once."""
     if _merge_c is not None:
         total = sum(len(k) for k in keys)
-        order = np.empty(total, np.int64)
+        order: np.ndarray = np.empty(total, np.int64)
         merged = np.empty(total, HEADER_DTYPE)
         _merge_c.merge([np.ascontiguousarray(k, np.int64) for k in keys],
                        [np.ascontiguousarray(h, HEADER_DTYPE) for h in headers], HEADER_DTYPE.itemsize, order, merged)
@@ -550,7 +550,8 @@ class MergedReader(BatchQueries):
                 return
             policy.idle(0)
 
-    def writer_state(self) -> list[tuple[str, int]]:
+    def writer_state(self) -> list[tuple[WriterState, int]]:
+        """``(state, pid)`` of each journal's writer, in the order of ``journals``."""
         return [r.writer_state() for r in self.readers]
 
     def page_count(self) -> int:

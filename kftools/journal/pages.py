@@ -23,7 +23,7 @@ import sys
 from ..errors import JournalChanged, KftoolsError, MissingExtra, NotAJournal, UnreadablePage
 from . import yijinjing
 from .codec import keep_spare
-from .format import ARCHIVE_SUFFIX, KFTOOLS, SIDECAR_SUFFIXES, TYPES_SUFFIX, JournalFormat, PageFlag
+from .format import ARCHIVE_SUFFIX, KFTOOLS, SIDECAR_SUFFIXES, TYPES_SUFFIX, JournalFormat, PageFlag, WriterState
 from .lock import is_locked
 from .page import ArchivedPage, NotYetWritten, Page, open_page, page_exists
 from .registry import DEFAULT_REGISTRY, TypeRegistry
@@ -298,8 +298,8 @@ class PageSet:
             used += min(p.cursor, p.limit())
         return cap, used
 
-    def writer_state(self) -> tuple[str, int]:
-        """``(state, pid)``; state is alive, exited, crashed or unknown (an engine that leaves no trace)."""
+    def writer_state(self) -> tuple[WriterState, int]:
+        """``(state, pid)``; state is ALIVE, EXITED, CRASHED or UNKNOWN (an engine that leaves no trace)."""
         if self._probe_fd < 0:
             self._probe_fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         last = self.page(self.first)
@@ -311,12 +311,12 @@ class PageSet:
                 continue  # a page in the making (or damaged): the one before it tells
         pid = last.header().get("writer_pid", 0)
         if is_locked(self._probe_fd):
-            return "alive", pid
+            return WriterState.ALIVE, pid
         if last.flags & PageFlag.CLOSED:
-            return "exited", pid
+            return WriterState.EXITED, pid
         if last.magic and pid:
-            return "crashed", pid
-        return "unknown", pid
+            return WriterState.CRASHED, pid
+        return WriterState.UNKNOWN, pid
 
 
 def declared_types(path: str) -> TypeRegistry | None:

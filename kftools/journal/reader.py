@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import MissingExtra, UsageError
 from .filter import FrameFilter, frame_filter
-from .format import FRAME_HEADER, JournalFormat
+from .format import FRAME_HEADER, JournalFormat, WriterState
 from .frames import HEADER_DTYPE, INDEX_DTYPE, FrameBatch, frame_at, frames_of
 from .framestream import Frame
 from .page import NotYetWritten, Page
@@ -223,8 +223,8 @@ class Reader(BatchQueries):
         """(page, cursor) just after the last committed frame, right now."""
         return self.pages.end_position()
 
-    def writer_state(self) -> tuple[str, int]:
-        """``(state, pid)``; state is alive, exited, crashed or unknown (an engine that leaves no trace)."""
+    def writer_state(self) -> tuple[WriterState, int]:
+        """``(state, pid)``; state is ALIVE, EXITED, CRASHED or UNKNOWN (an engine that leaves no trace)."""
         return self.pages.writer_state()
 
     # -- reading ---------------------------------------------------------------

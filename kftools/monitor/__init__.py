@@ -23,6 +23,7 @@ try:  # kftools[monitor]: the reading commands never import this package
     from prometheus_client.registry import Collector
 except ImportError:
     raise needs_extra("kftools monitor", "monitor") from None
+from ..journal.format import WriterState
 from ..journal.registry import TypeRegistry
 from ..journal.resolve import journal_paths
 from .alerts import AlertEvent, Alerts, Rule, load_rules, parse_rule
@@ -30,7 +31,8 @@ from .metrics import LATENCY_BUCKETS, JournalSample, JournalWatch, MonitorTroubl
 
 __all__ = ["Monitor", "CheckResult", "Rule", "AlertEvent", "parse_rule", "load_rules", "serve"]
 
-WRITER_STATES = ("alive", "exited", "crashed", "unknown")
+#: the states a journal's writer is reported in (one ``kftools_writer_state`` series each)
+WRITER_STATES = (WriterState.ALIVE, WriterState.EXITED, WriterState.CRASHED, WriterState.UNKNOWN)
 
 
 @dataclass

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import KftoolsError, NotAJournal
 from ..journal.checksums import record_checksums
-from ..journal.format import PAGE_HEADER_SIZE
+from ..journal.format import PAGE_HEADER_SIZE, WriterState
 from ..journal.pages import PageSet
 from ..journal.positions import ReaderLag, reader_lags
 from ..journal.reader import Reader
@@ -44,7 +44,7 @@ class JournalSample:
     newest_gen_time: int | None = None
     newest_age_seconds: float | None = None
     silent_for: float | None = None
-    writer_state: str = "unknown"
+    writer_state: WriterState = WriterState.UNKNOWN
     writer_pid: int = 0
     damage: str | None = None
     disk_free_bytes: int = 0
@@ -55,9 +55,9 @@ class JournalSample:
 
     def observations(self) -> list[tuple[str, str | None, dict]]:
         """What alert rules look at: the journal's measures, then each live reader's."""
-        silent = self.silent_for if self.writer_state in ("alive", "unknown") else None
+        silent = self.silent_for if self.writer_state in (WriterState.ALIVE, WriterState.UNKNOWN) else None
         obs: list[tuple[str, str | None, dict]] = [(self.journal, None, {
-            "writer_crashed": self.writer_state == "crashed",
+            "writer_crashed": self.writer_state == WriterState.CRASHED,
             "damaged": self.damage is not None or not self.readable,
             "silent_for": silent,
             "disk_free": self.disk_free_bytes if self.readable else None,
@@ -162,7 +162,7 @@ class JournalWatch:
             if own_trouble(e):
                 raise MonitorTrouble(f"{self.path}: {e}") from None
             s.readable, s.problem = False, str(e)
-            s.writer_state, s.writer_pid = "unknown", 0
+            s.writer_state, s.writer_pid = WriterState.UNKNOWN, 0
         s.disk_free_bytes = _disk_free(self.path)
         mono = time.monotonic_ns()
         if self._last_check is not None and mono > self._last_check[0]:

@@ -19,6 +19,7 @@ from textual.widgets import Footer, Input
 from textual.worker import get_current_worker
 
 from ..errors import KftoolsError, UsageError
+from ..journal.format import WriterState
 from ..journal.merge import DEFAULT_HOLD, MergedReader
 from ..journal.positions import ReaderLag, reader_lags
 from ..journal.reader import Frame, Reader
@@ -33,7 +34,8 @@ from .widgets import DetailPane, FrameTable, HeaderBar, SparkPanel, StatusBar, f
 
 #: several journals: a header line each up to this many, else the worst ones and a count
 MERGED_LINES = 4
-STATE_STYLE = {"alive": "bold green", "exited": "bold blue", "crashed": "bold red", "unknown": "yellow"}
+STATE_STYLE = {WriterState.ALIVE: "bold green", WriterState.EXITED: "bold blue", WriterState.CRASHED: "bold red",
+               WriterState.UNKNOWN: "yellow"}
 
 
 def format_lag(ns: int) -> str:
@@ -130,7 +132,7 @@ class TailApp(App):
         self.reader: Reader | MergedReader | None = None  # the view's own reader: decodes visible rows only
         self.state = "waiting"
         self.state_text = ""
-        self.writer: tuple[str, int] | list[tuple[str, int]] = ("unknown", 0)
+        self.writer: tuple[WriterState, int] | list[tuple[WriterState, int]] = (WriterState.UNKNOWN, 0)
         self.holding: list[int] = []  # merged: journals whose newest frames wait for a silent one
         self._held_since: dict[int, tuple[object, float]] = {}
         self._journal_rates: list[float] = []
@@ -380,7 +382,7 @@ class TailApp(App):
             try:
                 self.writer = self.reader.writer_state()
             except (KftoolsError, OSError):
-                self.writer = ("unknown", 0)
+                self.writer = (WriterState.UNKNOWN, 0)
 
     def _update_header(self) -> None:
         if isinstance(self.index, MergedIndex):
@@ -415,7 +417,7 @@ class TailApp(App):
                  *([(" (indexing…)", "yellow")] if not self.caught_up else []))
         part((f"{idx.total:,} frames", "bold"), *([(f" ({idx.count:,} match)", "")] if not self.filter.trivial else []))
         part((f"{self.fps:,.0f} frames/s", ""))
-        if idx.newest_time is not None and state == "alive" and self.state == "open":
+        if idx.newest_time is not None and state == WriterState.ALIVE and self.state == "open":
             # lag means something only while a writer is adding frames; a finished recording has none
             now = self.now_ns if self.now_ns is not None else time.time_ns()
             part(("lag ", ""), (format_lag(now - idx.newest_time), "bold"))
@@ -427,13 +429,14 @@ class TailApp(App):
             t.append("error ", "bold red")
             t.append(self.state_text)
         else:
-            label = {"alive": "alive", "exited": "exited cleanly", "crashed": "gone without closing (crashed)",
-                     "unknown": "unknown (no writer trace)"}[state]
+            label = {WriterState.ALIVE: "alive", WriterState.EXITED: "exited cleanly",
+                     WriterState.CRASHED: "gone without closing (crashed)",
+                     WriterState.UNKNOWN: "unknown (no writer trace)"}[state]
             t.append("writer ")
             t.append(f"● {label}", STATE_STYLE[state])
             if pid:
                 t.append(f" pid {pid}")
-            if state == "crashed":
+            if state == WriterState.CRASHED:
                 t.append(f"; {idx.total:,} valid frames kept")
             if idx.newest_time is not None:
                 t.append(f"   newest {format_time(idx.newest_time, self.tz)}", "dim")
@@ -481,7 +484,7 @@ class TailApp(App):
         rows = list(range(len(idx.journals)))
         if len(rows) > MERGED_LINES:
             # the worst first: a crashed writer, then the oldest newest frame of a live one
-            order = {"crashed": 0, "unknown": 1, "alive": 2, "exited": 3}
+            order = {WriterState.CRASHED: 0, WriterState.UNKNOWN: 1, WriterState.ALIVE: 2, WriterState.EXITED: 3}
             rows.sort(key=lambda j: (order.get(states[j][0], 1) if j < len(states) else 1,
                                      idx.journals[j].newest_time or 0))
             hidden = len(rows) - (MERGED_LINES - 1)
@@ -490,8 +493,9 @@ class TailApp(App):
             hidden = 0
         for j in rows:
             st = idx.journals[j]
-            state, pid = states[j] if j < len(states) else ("unknown", 0)
-            label = {"alive": "alive", "exited": "exited", "crashed": "crashed", "unknown": "no trace"}[state]
+            state, pid = states[j] if j < len(states) else (WriterState.UNKNOWN, 0)
+            label = {WriterState.ALIVE: "alive", WriterState.EXITED: "exited", WriterState.CRASHED: "crashed",
+                     WriterState.UNKNOWN: "no trace"}[state]
             t.append("\n")
             parts: list[tuple[str, str]] = [(st.short, "bold blue"),
                                             (f"● {label}" + (f" pid {pid}" if pid else ""), STATE_STYLE[state]),
@@ -500,7 +504,7 @@ class TailApp(App):
                 parts.append((f"{self._journal_rates[j]:,.0f}/s", ""))
             if st.newest_time is not None:
                 # a live writer's newest frame is "now minus lag": the lag alone keeps the line short
-                if state == "alive" and self.state == "open":
+                if state == WriterState.ALIVE and self.state == "open":
                     parts.append((f"lag {format_lag(now - st.newest_time)}", "bold"))
                 else:
                     parts.append((f"newest {format_time(st.newest_time, self.tz)}", "dim"))
@@ -510,7 +514,7 @@ class TailApp(App):
                 parts.append((f"held back: waits for {waits} ({limit})", "bold yellow"))
             _wrap_phrases(t, parts, width)
         if hidden:
-            alive = sum(1 for s in states if s[0] == "alive")
+            alive = sum(1 for s in states if s[0] == WriterState.ALIVE)
             t.append(f"\n+{hidden} more journals ({alive} of {len(states)} writers alive)", "dim")
         if self.damage is not None:
             t.append("\n")
