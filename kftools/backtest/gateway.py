@@ -46,6 +46,7 @@ from ..journal.format import (
     MsgType,
     OrderType,
     PageFlag,
+    WriterState,
 )
 from ..journal.layout import BYTE_ORDER
 from ..journal.page import NotYetWritten, Page
@@ -174,10 +175,10 @@ class OrderJournal:
         assert self._page is not None
         return self._page.mm
 
-    def state(self) -> tuple[str, int]:
+    def state(self) -> tuple[WriterState, int]:
         """(alive, exited, crashed, unknown, or missing: not created yet; the writer's pid)."""
         if self.reader is None:
-            return "missing", 0
+            return WriterState.MISSING, 0
         return self.reader.writer_state()
 
     def close(self) -> None:
@@ -514,11 +515,11 @@ class Gateway:
             if self.lockstep and jn.acked >= self.written:
                 continue
             state, pid = jn.state()
-            if state == "crashed" or (state == "exited" and self.lockstep):
+            if state == WriterState.CRASHED or (state == WriterState.EXITED and self.lockstep):
                 self._take()  # what it committed before it went
                 if self.lockstep and jn.acked >= self.written:
                     continue
-                how = ("was killed (it died without closing its order journal)" if state == "crashed"
+                how = ("was killed (it died without closing its order journal)" if state == WriterState.CRASHED
                        else "closed its order journal")
                 raise StrategyError(f"{jn.path}: the strategy writing it (pid {pid}) {how} after acknowledging "
                                     f"{jn.acked:,} of the {self.written:,} output frames; the replay stopped there")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import KftoolsError, StrategyError
-from ..journal.format import FILL, FRAME_HEADER_SIZE, ORDER_UPDATE, TICKER, TIMER, TRADE, MsgType, PageFlag
+from ..journal.format import FILL, FRAME_HEADER_SIZE, ORDER_UPDATE, TICKER, TIMER, TRADE, MsgType, PageFlag, WriterState
 from ..journal.reader import Reader
 from ..journal.wait import WaitPolicy, wait_policy
 from ..journal.writer import Writer
@@ -144,7 +144,7 @@ class _Session:
         if now - self.checked > REPLAY_CHECK_S:
             self.checked = now
             state, pid = self.reader.writer_state()
-            if state == "crashed":
+            if state == WriterState.CRASHED:
                 raise KftoolsError(f"{self.reader.path}: the replay writing it (pid {pid}) died")
         return False
 
