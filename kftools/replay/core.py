@@ -33,7 +33,7 @@ from ..selection import Selection
 from .clock import Controller, ManualClock, MonotonicClock
 from .dispatch import Dispatcher, InProcessBacktest, OutOfProcessGateway, PlainOutput
 from .options import BacktestOptions, OutputOptions, ReplayOptions
-from .pacing import C_PACER, FRAME_FIELDS, CPacing, Pacing, PythonPacing, set_column
+from .pacing import C_PACER, FRAME_FIELDS, CPacing, MaxPacing, Pacing, PythonPacing, set_column
 from .stats import ReplayStats
 from .strategy import load_strategy, make_strategy, summary_of
 
@@ -218,7 +218,7 @@ class Replay:
         common = (self.clock, self.controller, self.stats, dispatch, stopped,
                   self._say_long_wait if self.on_long_wait is not None else None)
         if self.speed is None:
-            return Pacing(*common)
+            return MaxPacing(*common)
         if dispatch.direct and _pacer is not None and isinstance(self.clock, MonotonicClock):
             return CPacing(self.speed, _pacer, self._writer, *common)
         return PythonPacing(self.speed, *common)

@@ -59,7 +59,7 @@ Batches = Iterator[FrameBatch] | Iterator[MergedBatch]
 
 
 class Pacing:
-    """How one run's frames go out (the base: as fast as possible, no schedule).
+    """How one run's frames go out: :class:`MaxPacing`, :class:`PythonPacing` or :class:`CPacing`.
 
     ``stopped`` is the replay's stop check (None when nothing can stop it); ``say_long_wait(wait_ns, gen_time,
     previous)`` is told of a paced wait longer than a minute. ``last_emit`` and ``paused_at_emit`` say when the
@@ -102,6 +102,14 @@ class Pacing:
         data, starts = batch.raw_frames()
         set_column(data, starts[:-1], TRIGGER_OFF, gens)
         return _Prepared(batch, n, gens, data, starts, seen)
+
+    def play(self, batches: Batches, anchor: int | None, live: bool) -> int | None:
+        """Emit ``batches``; returns the anchor of the schedule (moved by pauses; None before any frame)."""
+        raise NotImplementedError
+
+
+class MaxPacing(Pacing):
+    """As fast as possible (``--max``): each batch whole, as soon as it is read."""
 
     def play(self, batches: Batches, anchor: int | None, live: bool) -> int | None:
         """Emit ``batches`` whole, as soon as each is read; returns ``anchor`` (no schedule here)."""
