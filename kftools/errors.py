@@ -1,7 +1,7 @@
 """The one exception hierarchy of kftools.
 
 The library raises these and never prints; the CLI maps them to exit codes
-in one table at its edge (``EXIT_CODES`` in ``kftools/cli.py``) and prints
+in one table at its edge (``EXIT_CODES`` in ``kftools/cli/exits.py``) and prints
 ``str(error)`` on one line. Nothing in the library decides an exit code.
 """
 

@@ -61,6 +61,25 @@ def test_deadlines_from_one_anchor(tmp_path, speed):
     assert st.loops_done == 1 and not st.interrupted
 
 
+def test_options_in_groups_replay_as_the_same_keywords(tmp_path):
+    """``Replay(path, options=ReplayOptions(...))`` (what the command line passes) is ``Replay(path, out, **kw)``;
+    a keyword no group has is refused as Python refuses one, and options come one way, not both."""
+    from kftools.replay import FilterOptions, OutputOptions, PacingOptions, ReplayOptions
+
+    a, b = str(tmp_path / "a.dat"), str(tmp_path / "b.dat")
+    st_a = replay(MULTI, a, speed=3, loops=2, types=[3], clock=ManualClock(start=0))
+    opts = ReplayOptions(pacing=PacingOptions(speed=3, loops=2), output=OutputOptions(out=b),
+                         filters=FilterOptions(types=[3]))
+    st_b = Replay(MULTI, options=opts, clock=ManualClock(start=0)).run()
+    assert st_a.frames == st_b.frames > 0 and frames_of(a) == frames_of(b)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'sped'"):
+        Replay(MULTI, str(tmp_path / "c.dat"), sped=3)
+    with pytest.raises(TypeError, match="not both"):
+        Replay(MULTI, str(tmp_path / "c.dat"), options=opts)
+    with pytest.raises(UsageError, match="--loop must be >= 0"):
+        Replay(MULTI, options=ReplayOptions(pacing=PacingOptions(loops=-1)))
+
+
 def test_loops_each_from_its_own_anchor(tmp_path):
     clock = ManualClock(start=0)
     out = str(tmp_path / "o.dat")

@@ -186,3 +186,41 @@ def test_the_cpp_header_declares_the_same_file_names():
     assert sorted(spelled) == sorted(FILE_NAMES.values())  # each once: in its declaration
     # page n > 0 is `<first>.<n>`, in both
     assert 'return index == 0 ? first : first + "." + std::to_string(index);' in hpp
+
+
+def test_only_the_exit_table_decides_exit_codes():
+    """kftools/cli/exits.py decides every exit code: a command returns or raises, and the one exit it makes is
+    ``exit_code(...)``'s answer (``Exit(0 if res.ok else 1)``, ``sys.exit(2)`` and ``sys.exit(130)`` were
+    decided elsewhere)."""
+    found = []
+    cli = [PKG / "cli.py"] if (PKG / "cli.py").exists() else sorted((PKG / "cli").rglob("*.py"))
+    for p in cli:
+        rel = p.relative_to(PKG).as_posix()
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.Name) and node.id == "SystemExit":
+                found.append(f"{rel}:{node.lineno}: SystemExit")
+            if isinstance(node, ast.Attribute) and node.attr in ("FAILED", "BAD_INPUT", "DAMAGED", "LOCKED",
+                                                                   "INTERRUPTED") and rel != "cli/exits.py":
+                found.append(f"{rel}:{node.lineno}: ExitCode.{node.attr}")
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            if name not in ("Exit", "exit"):
+                continue
+            args = [*node.args, *(k.value for k in node.keywords)]
+            decided = [a for a in args if not (isinstance(a, ast.Call) and isinstance(a.func, ast.Name)
+                                               and a.func.id in ("exit_code", "_run"))]
+            if decided:
+                found.append(f"{rel}:{node.lineno}: {ast.unparse(node)}")
+    assert not found, found
+
+
+def test_the_cli_writes_no_private_attribute_of_typer_or_click():
+    """The usage line's placeholders come from a command class's public ``collect_usage_pieces``, not from a
+    write to a parameter's private ``_usage_display_name``."""
+    cli = [PKG / "cli.py"] if (PKG / "cli.py").exists() else sorted((PKG / "cli").rglob("*.py"))
+    found = [f"{p.name}:{node.lineno}: {ast.unparse(node)}" for p in cli for node in ast.walk(ast.parse(p.read_text()))
+             if isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr.startswith("_usage")
+                                                     for t in node.targets)]
+    assert not found, found

@@ -17,7 +17,7 @@ from .results import check_results_dir, summarize, tables, write_results
 
 def strategy_from(strategy: object, params: dict | None) -> tuple[object, str]:
     """(the strategy object, its name for the report) from ``path.py[:Class]``, a class, or an instance."""
-    from ..replay.core import load_strategy, make_strategy
+    from ..replay.strategy import load_strategy, make_strategy
 
     if isinstance(strategy, str | os.PathLike):
         spec = os.fspath(strategy)

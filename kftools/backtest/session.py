@@ -13,38 +13,45 @@ from .results import check_results_dir, summarize, tables, write_results
 
 
 class BacktestSession:
-    """Owns one backtest for a :class:`~kftools.replay.Replay` (created by it when a strategy is given)."""
+    """Owns one backtest attached to a :class:`~kftools.replay.Replay` (created by it when a strategy is given).
 
-    def __init__(self, replay, config: ExchangeConfig | None, results: str | None, *, chart: bool = True,
-                 write: bool = True, strategy_name: str = "", order_journals: list[str] | None = None,
-                 lockstep: bool = True):
+    ``out`` is the replay's output (the result folder defaults to ``<stem>.backtest/`` beside it), ``inputs``
+    the recordings, ``bar_ns`` the bar width (:func:`bar_ns_of`), ``strategy`` the in-process strategy (None:
+    strategies in their own processes, following ``order_journals``).
+    """
+
+    def __init__(self, config: ExchangeConfig | None, results: str | None, *, out: str, inputs: list[str],
+                 bar_ns: int, strategy: object = None, force: bool = False, chart: bool = True, write: bool = True,
+                 strategy_name: str = "", order_journals: list[str] | None = None, lockstep: bool = True):
         self.order_journals = list(order_journals or [])
         for p in self.order_journals:
             check_order_journal(p)
         self.lockstep = lockstep
         self.config = config or ExchangeConfig()
-        self.results = os.fspath(results) if results is not None else default_results(replay.out)
+        self.results = os.fspath(results) if results is not None else default_results(out)
         self.write = write
         self.chart = chart
-        self.force = replay.force
+        self.force = force
         self.strategy_name = _display_name(strategy_name) if strategy_name else (
-            type(replay.strategy).__name__ if replay.strategy is not None
+            type(strategy).__name__ if strategy is not None
             else "order journal " + ", ".join(self.order_journals))
         if write:
             check_results_dir(self.results, self.force)
-        self.bar_ns = _bar_ns(replay)
-        self.recordings = list(replay.inputs)
+        self.bar_ns = bar_ns
+        self.recordings = list(inputs)
         self.engine: Backtest | None = None
         self.result: BacktestResult | None = None
 
-    def start(self, strategy: object, orders: Writer | None, output: Writer, clock,
-              stopped=None) -> Backtest | Gateway:
-        """The replay's dispatcher: the in-process engine, or the gateway to the order journals."""
+    def start(self, strategy: object, orders: Writer | None, output: Writer, clock) -> Backtest:
+        """The engine: the in-process strategy's dispatcher, or the one behind the :meth:`gateway`."""
         self.engine = Backtest(strategy, self.config, orders=orders, output=output, clock=clock, bar_ns=self.bar_ns)
-        if self.order_journals:
-            return Gateway(self.engine, output, self.order_journals, lockstep=self.lockstep, stopped=stopped,
-                           wall=clock.wall)
         return self.engine
+
+    def gateway(self, output: Writer, clock, stopped=None) -> Gateway:
+        """The dispatcher for strategies in their own processes (``order_journals``), in front of the engine."""
+        assert self.engine is not None
+        return Gateway(self.engine, output, self.order_journals, lockstep=self.lockstep, stopped=stopped,
+                       wall=clock.wall)
 
     def finish(self, interrupted: bool = False) -> BacktestResult:
         """Summarise and write the result folder (call once the replay ended without a strategy error); a
@@ -66,11 +73,9 @@ def default_results(out: str) -> str:
     return base + ".backtest"
 
 
-def _bar_ns(replay) -> int:
+def bar_ns_of(reader, until, filters: dict) -> int:
     """Bar width over the selection's recording span (as :func:`kftools.backtest` computes it)."""
-    r = replay.reader
-    f = replay.selection.filters()
-    first = next(iter(r.batches(batch_size=1, until=replay.end_position, **f)), None)
-    last = r.last(1, until=replay.end_position, **f)
+    first = next(iter(reader.batches(batch_size=1, until=until, **filters)), None)
+    last = reader.last(1, until=until, **filters)
     t0 = int(first.headers["gen_time"][0]) if first is not None and len(first) else None
     return bar_ns(t0, last[0].gen_time if last else None)

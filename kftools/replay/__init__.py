@@ -11,9 +11,11 @@ from .core import (
     replay,
     set_column,
 )
+from .options import BacktestOptions, FilterOptions, OutputOptions, PacingOptions, ReplayOptions
 from .ui import KeyReader, handle_key
 
 __all__ = [
-    "Controller", "KeyReader", "ManualClock", "MonotonicClock", "Replay", "ReplayStats",
+    "BacktestOptions", "Controller", "FilterOptions", "KeyReader", "ManualClock", "MonotonicClock", "OutputOptions",
+    "PacingOptions", "Replay", "ReplayOptions", "ReplayStats",
     "default_output", "handle_key", "load_strategy", "replay", "set_column",
 ]

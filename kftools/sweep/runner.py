@@ -47,7 +47,7 @@ class RunResult:
 def check_strategy(path: str, class_name: str, params: dict[str, Any]) -> str:
     """Load ``path[:class_name]`` and build it with ``params`` once, here (a broken file or a parameter the
     class does not take fails before any run starts); returns the class's name."""
-    from ..replay.core import load_strategy
+    from ..replay.strategy import load_strategy
 
     return type(load_strategy(f"{path}:{class_name}" if class_name else path, params or None)).__name__
 

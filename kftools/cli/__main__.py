@@ -1,0 +1,5 @@
+"""``python -m kftools.cli``: the ``kftools`` command."""
+
+from . import main
+
+main()
