@@ -11,6 +11,7 @@ import typer
 
 from ..errors import CorruptJournal, UsageError
 from ..extras import require
+from ..journal.format import WriterState
 from .app import command
 from .common import (
     EndOpt,
@@ -123,9 +124,9 @@ def _play(rep, ctl, json_out: bool) -> None:
     from ..replay.ui import KeyReader, Progress, summary_lines
 
     st = rep.stats
-    if st.writer_state == "crashed":
+    if st.writer_state == WriterState.CRASHED:
         warn(f"{rep.path}: its writer (pid {st.writer_pid}) crashed; replaying the frames it committed")
-    elif st.writer_state == "alive" and not rep.follow:
+    elif st.writer_state == WriterState.ALIVE and not rep.follow:
         warn(f"{rep.path}: still being written; replaying the frames committed now (--follow to keep relaying)")
     keys = KeyReader(ctl).start() if sys.stdin.isatty() else None
     show = sys.stderr.isatty() and not json_out

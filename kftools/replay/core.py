@@ -22,7 +22,7 @@ from typing import Any, cast
 
 from ..backtest.session import BacktestSession, bar_ns_of
 from ..errors import OutputError, UsageError
-from ..journal.format import TYPES_SUFFIX
+from ..journal.format import TYPES_SUFFIX, WriterState
 from ..journal.kungfu_out import kungfu_output
 from ..journal.merge import MergedReader, open_journals
 from ..journal.reader import Reader
@@ -309,10 +309,10 @@ def _readers(reader: Reader | MergedReader) -> list[Reader]:
     return [reader] if isinstance(reader, Reader) else reader.readers
 
 
-def _worst_writer(reader: Reader | MergedReader) -> tuple[str, int]:
+def _worst_writer(reader: Reader | MergedReader) -> tuple[WriterState, int]:
     """The writer state to warn about: one journal's, or of several the first crashed, else the first alive."""
     states = [r.writer_state() for r in _readers(reader)]
-    for want in ("crashed", "alive"):
+    for want in (WriterState.CRASHED, WriterState.ALIVE):
         for st, pid in states:
             if st == want:
                 return st, pid

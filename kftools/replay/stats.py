@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..journal.format import WriterState
 from ..journal.reader import Damage
 from .lateness import LatenessLog
 
@@ -33,7 +34,7 @@ class ReplayStats:
     strategy_summary: object = None
     interrupted: bool = False
     following: bool = False
-    writer_state: str = "unknown"
+    writer_state: WriterState = WriterState.UNKNOWN
     writer_pid: int = 0
     damage: Damage | None = None
     orders: str | None = None
