@@ -3,8 +3,7 @@
 One module per group of commands (``read``: info, cat, verify, tail; ``ops``: readers, recover, simulate,
 monitor, archive; ``export``; ``replay``; ``backtest``: backtest, sweep; ``bench``), declared on the app in
 ``app``. Errors from the library (``KftoolsError``) become one line on stderr and an exit code from the one
-exit table (``exits``: ``EXIT_CODES`` and, for what is not a library error, ``EDGE_CODES``); nothing here
-prints a traceback for bad input.
+exit table (``exits.EXIT_CODES``); nothing here prints a traceback for bad input.
 """
 
 from __future__ import annotations
@@ -17,9 +16,9 @@ from ..errors import JournalChanged
 from . import backtest, bench, export, ops, read, replay  # noqa: F401 - each declares its commands on the app
 from .app import app, bench_app
 from .common import stop_on_signals
-from .exits import CLICK_ERROR, EDGE_CODES, EXIT_CODES, USAGE_ERROR, ExitCode, Reported, exit_code
+from .exits import CLICK_ERROR, EXIT_CODES, USAGE_ERROR, ExitCode, Reported, exit_code
 
-__all__ = ["EDGE_CODES", "EXIT_CODES", "ExitCode", "Reported", "app", "bench_app", "exit_code", "main",
+__all__ = ["EXIT_CODES", "ExitCode", "Reported", "app", "bench_app", "exit_code", "main",
            "stop_on_signals"]
 
 

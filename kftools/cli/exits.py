@@ -41,8 +41,20 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # stopped by SIGINT/SIGTERM (as a shell reports Ctrl-C)
 
 
-#: The one table mapping library errors to exit codes; a subclass maps as its nearest listed ancestor.
-EXIT_CODES: dict[type[KftoolsError], ExitCode] = {
+def _click_class(name: str) -> type[Exception]:
+    # Typer's own usage errors are click's (vendored since typer 0.2x): reach them through its
+    # public BadParameter instead of importing click or typer's private copy of it
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+CLICK_ERROR, USAGE_ERROR = _click_class("ClickException"), _click_class("UsageError")
+#: `kftools bench` alone: its help, as `kftools` alone prints its own
+_NO_ARGS_IS_HELP = next(c for c in USAGE_ERROR.__subclasses__() if c.__name__ == "NoArgsIsHelpError")
+
+#: The one table: how a run ended -> its exit code. Every library error is listed; a subclass maps as its nearest
+#: listed ancestor. Below them, what ends a run that is not a library error (the command line's parser, Ctrl-C, a
+#: reader of our output gone).
+EXIT_CODES: dict[type[BaseException], ExitCode] = {
     KftoolsError: ExitCode.FAILED,
     NotAJournal: ExitCode.BAD_INPUT,
     UnsupportedVersion: ExitCode.BAD_INPUT,
@@ -57,22 +69,6 @@ EXIT_CODES: dict[type[KftoolsError], ExitCode] = {
     FrameTooLarge: ExitCode.FAILED,
     StrategyError: ExitCode.FAILED,
     MissingExtra: ExitCode.FAILED,  # an optional package the command needs is not installed: the line names the extra
-}
-
-
-def _click_class(name: str) -> type[Exception]:
-    # Typer's own usage errors are click's (vendored since typer 0.2x): reach them through its
-    # public BadParameter instead of importing click or typer's private copy of it
-    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
-
-
-CLICK_ERROR, USAGE_ERROR = _click_class("ClickException"), _click_class("UsageError")
-#: `kftools bench` alone: its help, as `kftools` alone prints its own
-_NO_ARGS_IS_HELP = next(c for c in USAGE_ERROR.__subclasses__() if c.__name__ == "NoArgsIsHelpError")
-
-#: What ends a run that is not a library error: the same table's second half (command-line parsing, Ctrl-C, a
-#: reader of our output gone).
-EDGE_CODES: dict[type[BaseException], ExitCode] = {
     KeyboardInterrupt: ExitCode.INTERRUPTED,  # Ctrl-C, SIGTERM, or a follow that a signal ended
     typer.Abort: ExitCode.INTERRUPTED,
     BrokenPipeError: ExitCode.OK,  # `kftools cat ... | head`: the reader left
@@ -92,14 +88,12 @@ class Reported(Exception):
 
 
 def exit_code(error: BaseException) -> ExitCode:
-    """The exit code of how a command ended, from ``EXIT_CODES`` (library errors) and ``EDGE_CODES``."""
+    """The exit code of how a command ended, from ``EXIT_CODES``."""
     if isinstance(error, Reported):
         error = error.error
     for cls in type(error).__mro__:
         if cls in EXIT_CODES:
-            return EXIT_CODES[cls]  # type: ignore[index]
-        if cls in EDGE_CODES:
-            return EDGE_CODES[cls]
+            return EXIT_CODES[cls]
     return ExitCode.FAILED
 
 
