@@ -169,9 +169,12 @@ class TailApp(App):
     def table(self) -> FrameTable:
         return self.query_one(FrameTable)
 
+    def on_load(self) -> None:
+        # before the screen is built: a big journal's last page is read while the widgets are composed
+        self._start_watcher()
+
     def on_mount(self) -> None:
         self.table.focus()
-        self._start_watcher()
         self.set_interval(1 / self.refresh_hz, self._tick)
         self.set_interval(1.0, self._slow_tick)
         self._tick()

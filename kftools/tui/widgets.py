@@ -174,6 +174,8 @@ class FrameTable(Widget, can_focus=True):
         self.top = 0
         self.cursor = -1  # selected row, -1: none yet
         self.paused_at = 0  # row count when following paused
+        #: what the last render drew: its first row and those rows' frames (what is on screen, for tests and probes)
+        self.drawn: tuple[int, list[Frame]] = (0, [])
 
     # -- state -----------------------------------------------------------------
     @property
@@ -283,6 +285,7 @@ class FrameTable(Widget, can_focus=True):
                 rows = []
             for cells, name in zip(rows, names, strict=False):
                 cells.insert(1, Text(name, "blue"))
+        self.drawn = (self.top, frames[: len(rows)])
         columns = self.columns
         for cells in rows:
             for i, c in enumerate(cells):
