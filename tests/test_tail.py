@@ -753,3 +753,42 @@ def test_the_bottom_is_the_true_last_frames_of_a_summarised_journal_while_a_writ
     finally:
         proc.stdin.close()  # type: ignore[union-attr]
         proc.wait(timeout=WAIT)
+
+
+def test_keys_redraw_the_table_without_laying_the_screen_out_and_a_taller_header_still_grows(monkeypatch):
+    """A keypress changes the rows and the status line, not any widget's size: no layout of the screen (10-40 ms
+    each, before, on every refresh that changed the status line or the header); a header with more lines is laid
+    out (it grows)."""
+    from rich.text import Text
+    from textual.screen import Screen
+
+    from kftools.tui.widgets import HeaderBar
+
+    layouts = []
+    relayout = Screen._refresh_layout
+
+    def counted(self, *args, **kw):
+        layouts.append(1)
+        return relayout(self, *args, **kw)
+
+    monkeypatch.setattr(Screen, "_refresh_layout", counted)
+
+    async def go():
+        app = TailApp(MULTIPAGE, DEFAULT_REGISTRY, live_stats=False)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.query_one(FrameTable)
+            await until(pilot, lambda: app.caught_up and table.count == 1200, what="load")
+            await pilot.pause()
+            layouts.clear()
+            await pilot.press("up", "up", "home", "end")
+            await until(pilot, lambda: table.following and table.drawn[0] > 0 and "row 1,200 of 1,200" in
+                        app.status_text, what="back at the bottom")
+            await pilot.pause()
+            assert layouts == [], "a keypress laid the screen out"
+            header = app.query_one(HeaderBar)
+            lines = header.size.height
+            app._update_header = lambda: None  # type: ignore[method-assign]  # the refresh would set it back
+            header.update(Text(header._shown.plain + "\none more line"))  # type: ignore[union-attr]
+            await until(pilot, lambda: header.size.height == lines + 1, what="the header grows")
+
+    run(go())

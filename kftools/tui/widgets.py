@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from rich.console import Group, JustifyMethod, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -344,18 +345,31 @@ class FrameTable(Widget, can_focus=True):
 
 
 class _TextLine(Static):
-    """A line (or a few) of text the app sets at its refresh rate: set again unchanged, it is not laid out again
-    (an update re-lays the screen out, some 10 ms, and would land on the frame a keypress is waiting for)."""
+    """Text the app sets at its refresh rate. Set again unchanged it is not drawn again, and it is laid out again
+    only when its height may change: a layout of the screen costs 10-40 ms here, and would land on the frame a
+    keypress waits for."""
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
         self._shown: object = None
 
     def update(self, content: VisualType = "", *, layout: bool = True) -> None:
-        if isinstance(content, Text) and content == self._shown:
-            return
+        if isinstance(content, Text):
+            if content == self._shown:
+                return
+            layout = layout and self._reflows(content)
         self._shown = content
         super().update(content, layout=layout)
+
+    def _reflows(self, content: Text) -> bool:
+        """Whether ``content`` may take another height than what is shown: another count of lines, or a line
+        too long for the width (it wraps)."""
+        old = self._shown
+        if not isinstance(old, Text):
+            return True
+        lines, before = content.plain.split("\n"), old.plain.split("\n")
+        width = self.content_region.width
+        return len(lines) != len(before) or any(cell_len(x) > width for x in (*lines, *before))
 
 
 class HeaderBar(_TextLine):
@@ -366,6 +380,9 @@ class HeaderBar(_TextLine):
 
 class StatusBar(_TextLine):
     DEFAULT_CSS = "StatusBar { height: 1; padding: 0 1; background: $panel; }"
+
+    def _reflows(self, content: Text) -> bool:
+        return False  # one line, whatever it says
 
 
 def hexdump(data: bytes, width: int = 16) -> str:
