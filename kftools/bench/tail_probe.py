@@ -6,7 +6,8 @@ peak memory are measured from outside); prints one JSON line.
 - ``all_counted_ms``: until the last frames of the journal are drawn, every frame counted (the bottom), and
   ``all_counted_cpu_ms`` the CPU time (all threads) the process spent until then;
 - ``end_at_first_rows_ms``: End pressed as soon as the first rows show, until the last frames are drawn;
-- ``jump_top_ms`` / ``jump_bottom_ms``: Home, then End: each keypress until its rows are drawn.
+- ``jump_top_ms`` / ``jump_bottom_ms``: Home, then End: each keypress until its rows are drawn (and the
+  ``_cpu_ms`` the process spent meanwhile).
 
 The bottom is checked, not assumed: the last row drawn is the journal's last frame (it ends at the last page's
 cursor) and its row number is the frame count.
@@ -64,8 +65,11 @@ async def _probe(path: str, frames: int) -> dict:
         out["all_counted_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
         out["all_counted_cpu_ms"] = round((time.process_time() - c0) * 1e3, 1)  # all threads: steadier under load
         # Home pauses following and End resumes it: the key was handled, and then its rows drawn
-        out["jump_top_ms"] = await until(lambda: not table.following and top_drawn(), press("home"))
-        out["jump_bottom_ms"] = await until(lambda: table.following and bottom_drawn(), press("end"))
+        for name, key, drawn in (("jump_top", "home", lambda: not table.following and top_drawn()),
+                                 ("jump_bottom", "end", lambda: table.following and bottom_drawn())):
+            c = time.process_time()
+            out[f"{name}_ms"] = await until(drawn, press(key))
+            out[f"{name}_cpu_ms"] = round((time.process_time() - c) * 1e3, 1)
     return out
 
 
