@@ -242,7 +242,9 @@ class TailApp(App):
             self._poll_writer()
         elif event.kind == "caught_up":
             self.caught_up = True
-            self._slow_tick(sample=False)  # sparklines and writer state at once, not a second later
+            # sparklines and writer state at once, not a second later; after the rows are drawn (mounting a
+            # sparkline lays the screen out)
+            self.call_after_refresh(self._slow_tick, sample=False)
         elif event.kind == "damaged":
             # the watcher has read all it can of that journal: its valid prefix is indexed
             self.damage = event.payload
