@@ -652,3 +652,143 @@ def test_search_reads_every_row_in_a_worker(tmp_path):
             assert "found 'findme'" in app.status_text
 
     run(go())
+
+
+LIVE_WRITER = """
+import sys
+from kftools.journal import Writer
+w = Writer(sys.argv[1], page_size=4096, append=True)
+i = int(sys.argv[2])
+print("ready", flush=True)
+for line in sys.stdin:  # a burst of N frames on each line read; the total is printed after it
+    for _ in range(int(line)):
+        w.write_ticker("AAPL" if i % 2 else "MSFT", 100.0 + i, 99.9 + i, 100.1 + i, float(i))
+        i += 1
+    print(i, flush=True)
+w.close()
+"""
+
+
+def test_the_bottom_is_the_true_last_frames_of_a_summarised_journal_while_a_writer_appends(tmp_path, monkeypatch):
+    """On a big journal (sealed pages from their summaries) the first screen and End show the journal's last frames
+    with their exact row numbers, never the end of a sealed page while the last one is still being read; a live
+    writer (another process) appending meanwhile, across pages, changes nothing of that."""
+    from textual import events
+
+    from kftools.tui import watcher
+
+    path = str(tmp_path / "big.dat")
+    write_frames(path, 400, page_size=4096)  # ten pages; the sealed ones summarised
+    monkeypatch.setattr(watcher, "_SAMPLE_ALL", 0)  # as on a journal of millions of frames
+    walking, gate = threading.Event(), threading.Event()
+    follow = Reader.follow_batches
+
+    def gated(self, *args, **kw):  # the walk of the last page waits until the view has been looked at
+        walking.set()
+        gate.wait(WAIT)
+        yield from follow(self, *args, **kw)
+
+    monkeypatch.setattr(Reader, "follow_batches", gated)
+
+    def truth() -> list[tuple[int, int]]:
+        with Reader(path) as r:
+            return [(f.page_index, f.offset) for f in r]
+
+    proc = subprocess.Popen([sys.executable, "-c", LIVE_WRITER, path, "400"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+
+    def burst(n: int) -> None:
+        proc.stdin.write(f"{n}\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+
+    try:
+        assert proc.stdout.readline().strip() == "ready"  # type: ignore[union-attr]
+
+        async def go():
+            app = TailApp(path, DEFAULT_REGISTRY)
+            async with app.run_test(size=SIZE) as pilot:
+                table = app.query_one(FrameTable)
+
+                def drawn() -> list[tuple[int, int]]:
+                    return [(f.page_index, f.offset) for f in table.drawn[1]]
+
+                def bottom(n: int) -> bool:
+                    top, shown = table.drawn
+                    rows = min(table.visible_rows, n)
+                    return table.count == n and top == n - rows and len(shown) == rows
+
+                await until(pilot, lambda: walking.is_set() and app.reader is not None, what="the last page's walk")
+                app._tick()
+                await pilot.pause()
+                # the summarised pages alone are not shown (their last rows are not the journal's last)
+                assert table.count == 0 and not table.drawn[1] and len(app.index.pages) == 0
+                gate.set()
+                await until(pilot, lambda: bottom(400), what="the bottom, first screen")
+                assert len(app.index.pages) > 5 and drawn() == truth()[table.drawn[0]:]
+                await until(pilot, lambda: "row 400 of 400" in app.status_text, what="row 400 of 400")
+
+                await pilot.press("home")
+                await until(pilot, lambda: table.drawn[0] == 0 and bool(table.drawn[1]), what="the top")
+                burst(300)  # across pages, while the view shows the top
+                assert proc.stdout.readline().strip() == "700"  # type: ignore[union-attr]
+                await until(pilot, lambda: table.count == 700 and table.new_since_pause == 300, what="700 counted")
+                assert drawn() == truth()[: len(drawn())]
+                await pilot.press("end")
+                await until(pilot, lambda: bottom(700), what="the bottom after End")
+                assert drawn() == truth()[table.drawn[0]:]
+                await until(pilot, lambda: "row 700 of 700" in app.status_text, what="row 700 of 700")
+
+                # End pressed while the writer writes: whatever rows are drawn are those rows of the journal
+                await pilot.press("home")
+                burst(1000)
+                app.post_message(events.Key("end", None))  # now: pilot.press would wait for the process to idle
+                await until(pilot, lambda: table.following and table.drawn[0] > 0, what="following again")
+                top, seen = table.drawn[0], drawn()
+                assert proc.stdout.readline().strip() == "1700"  # type: ignore[union-attr]
+                assert seen == truth()[top : top + len(seen)]
+                await until(pilot, lambda: bottom(1700), what="the bottom after the burst")
+                assert drawn() == truth()[table.drawn[0]:]
+
+        run(go())
+    finally:
+        proc.stdin.close()  # type: ignore[union-attr]
+        proc.wait(timeout=WAIT)
+
+
+def test_keys_redraw_the_table_without_laying_the_screen_out_and_a_taller_header_still_grows(monkeypatch):
+    """A keypress changes the rows and the status line, not any widget's size: no layout of the screen (10-40 ms
+    each, before, on every refresh that changed the status line or the header); a header with more lines is laid
+    out (it grows)."""
+    from rich.text import Text
+    from textual.screen import Screen
+
+    from kftools.tui.widgets import HeaderBar
+
+    layouts = []
+    relayout = Screen._refresh_layout
+
+    def counted(self, *args, **kw):
+        layouts.append(1)
+        return relayout(self, *args, **kw)
+
+    monkeypatch.setattr(Screen, "_refresh_layout", counted)
+
+    async def go():
+        app = TailApp(MULTIPAGE, DEFAULT_REGISTRY, live_stats=False)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.query_one(FrameTable)
+            await until(pilot, lambda: app.caught_up and table.count == 1200, what="load")
+            await pilot.pause()
+            layouts.clear()
+            await pilot.press("up", "up", "home", "end")
+            await until(pilot, lambda: table.following and table.drawn[0] > 0 and "row 1,200 of 1,200" in
+                        app.status_text, what="back at the bottom")
+            await pilot.pause()
+            assert layouts == [], "a keypress laid the screen out"
+            header = app.query_one(HeaderBar)
+            lines = header.size.height
+            app._update_header = lambda: None  # type: ignore[method-assign]  # the refresh would set it back
+            header.update(Text(header._shown.plain + "\none more line"))  # type: ignore[union-attr]
+            await until(pilot, lambda: header.size.height == lines + 1, what="the header grows")
+
+    run(go())

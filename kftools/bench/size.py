@@ -3,6 +3,8 @@ frames, 100 M when there is room) in the same run, as separate processes, their 
 RSS measured from outside (``wait4``'s rusage: what ``/usr/bin/time -v`` reports).
 
 Target (issue 26): each command within 50 ms of its 1-frame time, and under 100 MB peak RSS, at any size.
+The tail is also run on a journal of a few screenfuls (:data:`SCREENFUL`): a 1-frame journal draws one row,
+a big one a screen of them, and drawing a screen of rows is a cost of the screen, not of the journal's size.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from . import scratch_dir
 FRAME_BYTES = 84
 #: what is left for everything else when the big journals are in RAM
 SPARE = 4 << 30
+#: frames of the tail's second reference journal (one page): more rows than a screen holds
+SCREENFUL = 1000
 
 
 def _commands(path: str, frames: int) -> dict[str, list[str]]:
@@ -71,7 +75,7 @@ def run(sizes: tuple[int, ...] = (10_000_000, 100_000_000), repeat: int = 5, kee
     res: dict = {"size.loadavg_1m_start": round(os.getloadavg()[0], 2)}
     try:
         journals = {}
-        for n in (1, *sizes):
+        for n in (1, SCREENFUL, *sizes):
             path = os.path.join(d, f"j{n}.dat")
             if not os.path.exists(path):
                 if n > 1 and not _room(n, d):
@@ -90,6 +94,8 @@ def run(sizes: tuple[int, ...] = (10_000_000, 100_000_000), repeat: int = 5, kee
         for _ in range(repeat):
             for n, path in journals.items():
                 for name, argv in _commands(path, n).items():
+                    if n == SCREENFUL and name != "tail_screen":
+                        continue
                     wall, cpu, rss, out = measure(argv)
                     runs.setdefault((name, n), []).append((wall, cpu, rss))
                     if name == "tail_screen":
@@ -101,14 +107,23 @@ def run(sizes: tuple[int, ...] = (10_000_000, 100_000_000), repeat: int = 5, kee
             res[f"size.{name}.{n}.cpu_ms"] = round(statistics.median(r[1] for r in rs) * 1e3, 1)
             res[f"size.{name}.{n}.peak_rss_mb"] = round(max(r[2] for r in rs) / 1024, 1)
         for (name, n), _rs in runs.items():
-            if n == 1:
+            if n in (1, SCREENFUL):
                 continue
             for what in ("wall", "cpu"):
                 res[f"size.{name}.{n}.{what}_over_1_frame_ms"] = round(
                     res[f"size.{name}.{n}.{what}_ms"] - res[f"size.{name}.1.{what}_ms"], 1)
+                if (name, SCREENFUL) in runs:
+                    res[f"size.{name}.{n}.{what}_over_{SCREENFUL}_frames_ms"] = round(
+                        res[f"size.{name}.{n}.{what}_ms"] - res[f"size.{name}.{SCREENFUL}.{what}_ms"], 1)
         for n, ts in tails.items():
             for k in ts[0]:
                 res[f"size.tail.{n}.{k}"] = statistics.median(t[k] for t in ts)
+        for n in tails:
+            if n not in (1, SCREENFUL) and SCREENFUL in tails:
+                for k in tails[n][0]:
+                    for base in (1, SCREENFUL):
+                        res[f"size.tail.{n}.{k}_over_{base}"] = round(
+                            res[f"size.tail.{n}.{k}"] - res[f"size.tail.{base}.{k}"], 1)
         res["size.repeat"] = repeat
         res["size.loadavg_1m_end"] = round(os.getloadavg()[0], 2)
     finally:

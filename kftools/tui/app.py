@@ -171,9 +171,12 @@ class TailApp(App):
     def table(self) -> FrameTable:
         return self.query_one(FrameTable)
 
+    def on_load(self) -> None:
+        # before the screen is built: a big journal's last page is read while the widgets are composed
+        self._start_watcher()
+
     def on_mount(self) -> None:
         self.table.focus()
-        self._start_watcher()
         self.set_interval(1 / self.refresh_hz, self._tick)
         self.set_interval(1.0, self._slow_tick)
         self._tick()
@@ -241,7 +244,9 @@ class TailApp(App):
             self._poll_writer()
         elif event.kind == "caught_up":
             self.caught_up = True
-            self._slow_tick(sample=False)  # sparklines and writer state at once, not a second later
+            # sparklines and writer state at once, not a second later; after the rows are drawn (mounting a
+            # sparkline lays the screen out)
+            self.call_after_refresh(self._slow_tick, sample=False)
         elif event.kind == "damaged":
             # the watcher has read all it can of that journal: its valid prefix is indexed
             self.damage = event.payload

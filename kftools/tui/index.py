@@ -139,6 +139,16 @@ class JournalIndex:
             self.types_seen.update(s.by_type)
         return True
 
+    def adopt(self, other: JournalIndex) -> None:
+        """Take what ``other`` (same filter) indexed, at once: the view sees none of it, then all of it."""
+        with other.lock:
+            state = (list(other.pages), list(other._firsts), other._live, other._live_page,
+                     collections.OrderedDict(other._cache), other.total, other.count, other.newest_time,
+                     set(other.types_seen))
+        with self.lock:
+            (self.pages, self._firsts, self._live, self._live_page, self._cache, self.total, self.count,
+             self.newest_time, self.types_seen) = state
+
     def _remember(self, page: int, offsets: np.ndarray) -> None:
         self._cache[page] = offsets
         self._cache.move_to_end(page)

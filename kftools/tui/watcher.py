@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import KftoolsError
 from ..journal.format import MsgType
-from ..journal.pages import PageSet
+from ..journal.pages import PageSet, Position
 from ..journal.reader import Damage, FrameBatch, Reader
 from ..journal.registry import TypeRegistry
 from ..journal.wait import SleepWait
@@ -128,11 +128,7 @@ class Watcher(threading.Thread):
 
     def _at_end(self, reader: Reader) -> bool:
         page, cursor = reader.end_position()
-        with self.index.lock:
-            if not self.index.pages:
-                return cursor <= reader.page(page).frame_start
-            last = self.index.pages[-1]
-            return page == last.index and cursor <= last.end
+        return _reached(self.index, reader, page, cursor)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -151,12 +147,15 @@ class Watcher(threading.Thread):
                 history_page, history_end = reader.end_position()
                 current_page = -1
                 policy = SleepWait(0.002)
-                start = self._summarised(reader, history_page)
+                start, staged = self._summarised(reader, history_page)
                 # a big journal's history (its sealed pages summarised): the sparklines keep SPARK_POINTS a symbol,
                 # so only the end of the last page is sampled
                 sample_from = (history_page, history_end - _SAMPLE_TAIL) if start[0] > reader.first_page else (0, 0)
                 for batch in reader.follow_batches(start, policy, stop=stop):
                     n = len(batch)
+                    if not n and staged is not None:  # the end of a page: of the history, or a damaged one
+                        self._publish(staged)
+                        staged = None
                     if not n:
                         # follow_batches also yields an empty batch at each page's end: check the cursor
                         if not self.caught_up and self._at_end(reader):
@@ -167,7 +166,13 @@ class Watcher(threading.Thread):
                         if current_page >= 0:
                             _release(reader, current_page)
                         current_page = batch.page_index
-                    self.index.add(batch)
+                    if staged is None:
+                        self.index.add(batch)
+                    else:
+                        staged.add(batch)
+                        if _reached(staged, reader, history_page, history_end):
+                            self._publish(staged)
+                            staged = None
                     if not self.caught_up:  # the history: drop what was indexed from our resident set
                         PageSet.release(batch.page, 0, int(batch.offsets[-1]))
                     now = time.monotonic()
@@ -183,6 +188,8 @@ class Watcher(threading.Thread):
                     if self.caught_up and n < _SMALL_BATCH:
                         if stop.wait(_NAP):
                             break
+                if staged is not None:  # stopped, or damage in the last page: what was read is shown
+                    self._publish(staged)
                 self.damage = reader.damage
             if self.damage is not None:
                 self.notify("damaged", self.damage)
@@ -191,11 +198,15 @@ class Watcher(threading.Thread):
             self.notify("error", str(e))
 
 
-    def _summarised(self, reader: Reader, history_page: int) -> tuple[int, int]:
-        """Index the sealed pages whose summary holds without walking them; where the walk starts.
+    def _summarised(self, reader: Reader, history_page: int) -> tuple[Position, JournalIndex | None]:
+        """Index the sealed pages whose summary holds without walking them; where the walk starts, and the index
+        the walk fills until it has read the history's last page (None: the view's own).
 
         Only on a big journal (a small one is walked whole, its prices sampled for the sparklines), and never
-        its last page (its prices are sampled); a page's rows are located by a rescan when shown."""
+        its last page (its prices are sampled); a page's rows are located by a rescan when shown. When only the
+        last page is left to walk, the summaries and that page go to the view together: its first screen is the
+        bottom, the true last frames with their row numbers, not the end of the page before (a rescan of a whole
+        sealed page, then a jump)."""
         from ..journal.summaries import Summaries
 
         sums = Summaries(reader.pages)
@@ -212,12 +223,30 @@ class Watcher(threading.Thread):
             found.append(s)
         start = (reader.first_page, reader.fmt.frame_start)
         if sum(s.frames for s in found) < _SAMPLE_ALL:
-            return start
+            return start, None
+        added = JournalIndex(self.index.filter)
         for s in found:
-            if not self.index.add_summary(s):
+            if not added.add_summary(s):
                 break
             start = (s.index + 1, reader.fmt.frame_start)
-        return start
+        if start[0] == history_page:
+            return start, added
+        self._publish(added)  # pages without a summary before the last: the walk shows its progress
+        return start, None
+
+    def _publish(self, staged: JournalIndex) -> None:
+        """The view's index takes what ``staged`` holds; the app is told at once (not at its next refresh)."""
+        self.index.adopt(staged)
+        self.notify("indexed", None)
+
+
+def _reached(index: JournalIndex, reader: Reader, page: int, cursor: int) -> bool:
+    """``index`` holds every frame before ``(page, cursor)``."""
+    with index.lock:
+        if not index.pages:
+            return cursor <= reader.page(page).frame_start
+        last = index.pages[-1]
+        return (page, cursor) <= (last.index, last.end)
 
 
 def _release(reader: Reader, page_index: int) -> None:

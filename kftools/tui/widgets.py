@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from rich.console import Group, JustifyMethod, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -13,6 +14,7 @@ from textual import events
 from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
+from textual.visual import VisualType
 from textual.widget import Widget
 from textual.widgets import Sparkline, Static
 
@@ -135,6 +137,26 @@ def fit_layout(widths: list[int], available: int, columns: list[Column] = COLUMN
     return (tight, 1) if quotes <= set(tight) else (wide, 2)
 
 
+def _fit(cell: Text | str, width: int, justify: JustifyMethod) -> Text:
+    """A cell at exactly ``width`` cells, as a Rich table column (``no_wrap``, ``overflow="ellipsis"``) fits it."""
+    plain, style = (cell, "") if isinstance(cell, str) else (cell.plain, cell.style)
+    if (isinstance(cell, str) or not cell.spans) and plain.isascii() and plain.isprintable() and len(plain) <= width:
+        # the common cell, short plain text: padded at once (one character a cell)
+        if justify == "right":
+            plain = plain.rstrip()
+            return Text(" " * (width - len(plain)) + plain, style)
+        return Text(plain + " " * (width - len(plain)), style)
+    text = Text(cell) if isinstance(cell, str) else cell.copy()
+    text.rstrip_end(width)
+    if justify == "right":
+        text.rstrip()
+        text.truncate(width, overflow="ellipsis")
+        text.pad_left(width - text.cell_len)
+    else:
+        text.truncate(width, overflow="ellipsis", pad=True)
+    return text
+
+
 class FrameTable(Widget, can_focus=True):
     """A virtual table: only the visible rows are fetched (``fetch(start, stop)``) and decoded.
 
@@ -174,6 +196,8 @@ class FrameTable(Widget, can_focus=True):
         self.top = 0
         self.cursor = -1  # selected row, -1: none yet
         self.paused_at = 0  # row count when following paused
+        #: what the last render drew: its first row and those rows' frames (what is on screen, for tests and probes)
+        self.drawn: tuple[int, list[Frame]] = (0, [])
 
     # -- state -----------------------------------------------------------------
     @property
@@ -274,7 +298,7 @@ class FrameTable(Widget, can_focus=True):
         self.refresh()
 
     # -- rendering -------------------------------------------------------------
-    def render(self) -> Table:
+    def render(self) -> RenderableType:
         frames = self.fetch(self.top, self.top + self.visible_rows) if self.count else []
         rows = [frame_cells(fr, self.tz) for fr in frames]
         if self.journals is not None and rows:
@@ -283,33 +307,82 @@ class FrameTable(Widget, can_focus=True):
                 rows = []
             for cells, name in zip(rows, names, strict=False):
                 cells.insert(1, Text(name, "blue"))
+        self.drawn = (self.top, frames[: len(rows)])
         columns = self.columns
         for cells in rows:
             for i, c in enumerate(cells):
                 self.widths[i] = max(self.widths[i], len(c))
         shown, gap = fit_layout(self.widths, self.size.width, columns)
         self.hidden = [c.title for i, c in enumerate(columns) if i not in shown and any(len(r[i]) for r in rows)]
-        more_shown = any(columns[i].title == "more" for i in shown)
-        table = Table(box=None, expand=more_shown, padding=(0, 1) if gap == 2 else (0, 0, 0, 1), header_style="bold",
-                      show_edge=False, pad_edge=False)
-        for i in shown:
-            col = columns[i]
-            more = col.title == "more"
-            table.add_column(col.title, width=None if more else self.widths[i], justify=col.justify, no_wrap=True,
-                             overflow="ellipsis", ratio=1 if more else None)
+        return Group(*self._lines(rows, shown, gap))
+
+    def _lines(self, rows: list[list[Text | str]], shown: list[int], gap: int) -> list[Text]:
+        """The header and ``rows`` as lines, laid out as Rich's ``Table(box=None, pad_edge=False)`` would (cells
+        padded ``gap // 2`` on the right and 1 on the left but at the edges, ``more`` taking the width left, cut
+        with an ellipsis; the selected row reversed, the header bold), built directly: a Table measures and pads
+        each cell through several renderables, 30-40 ms a screen on this machine, most of what a jump cost."""
+        columns = [self.columns[i] for i in shown]
+        last = len(columns) - 1
+        pads = [(1 if j else 0, 1 if gap == 2 and j < last else 0) for j in range(len(columns))]
+        widths = [self.widths[i] for i in shown]
+        for j, col in enumerate(columns):
+            if col.title == "more":  # the table spans the screen; without `more` it is as wide as its columns
+                widths[j] = max(0, self.size.width - sum(w for k, w in enumerate(widths) if k != j)
+                                - sum(a + b for a, b in pads))
+
+        def line(cells: list[Text | str], style: str) -> Text:
+            out = Text(style=style, justify="default", no_wrap=True, overflow="crop")
+            for (left, right), width, col, cell in zip(pads, widths, columns, cells, strict=True):
+                out.append(" " * left)
+                out.append_text(_fit(cell, width, col.justify))
+                out.append(" " * right)
+            return out
+
+        lines = [line([c.title for c in columns], "bold")]
         for k, cells in enumerate(rows):
-            table.add_row(*(cells[i] for i in shown), style="reverse" if self.top + k == self.cursor else None)
-        return table
+            lines.append(line([cells[i] for i in shown], "reverse" if self.top + k == self.cursor else ""))
+        return lines
 
 
-class HeaderBar(Static):
+class _TextLine(Static):
+    """Text the app sets at its refresh rate. Set again unchanged it is not drawn again, and it is laid out again
+    only when its height may change: a layout of the screen costs 10-40 ms here, and would land on the frame a
+    keypress waits for."""
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self._shown: object = None
+
+    def update(self, content: VisualType = "", *, layout: bool = True) -> None:
+        if isinstance(content, Text):
+            if content == self._shown:
+                return
+            layout = layout and self._reflows(content)
+        self._shown = content
+        super().update(content, layout=layout)
+
+    def _reflows(self, content: Text) -> bool:
+        """Whether ``content`` may take another height than what is shown: another count of lines, or a line
+        too long for the width (it wraps)."""
+        old = self._shown
+        if not isinstance(old, Text):
+            return True
+        lines, before = content.plain.split("\n"), old.plain.split("\n")
+        width = self.content_region.width
+        return len(lines) != len(before) or any(cell_len(x) > width for x in (*lines, *before))
+
+
+class HeaderBar(_TextLine):
     """Path, pages, frames, rate, lag and the writer's state; a third line for named readers."""
 
     DEFAULT_CSS = "HeaderBar { height: auto; max-height: 8; background: $boost; padding: 0 1; }"
 
 
-class StatusBar(Static):
+class StatusBar(_TextLine):
     DEFAULT_CSS = "StatusBar { height: 1; padding: 0 1; background: $panel; }"
+
+    def _reflows(self, content: Text) -> bool:
+        return False  # one line, whatever it says
 
 
 def hexdump(data: bytes, width: int = 16) -> str:
