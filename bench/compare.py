@@ -124,7 +124,8 @@ def check_tree(python: str, tree: Path, work: str) -> None:
         built = list(src.parent.glob(src.stem + ".*.so"))
         if not built:
             sys.exit(f"compare: {src}: not built in place (cd {tree} && {python} setup.py build_ext --inplace)")
-        if max(b.stat().st_mtime for b in built) < src.stat().st_mtime:
+        # whole seconds: build_ext copies the library with its time cut to the second
+        if int(max(b.stat().st_mtime for b in built)) < int(src.stat().st_mtime):
             stale.append(str(src))
     if stale:
         print(f"compare: warning: older than their sources, rebuild them: {', '.join(stale)}", file=sys.stderr)
