@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing.sharedctypes import Synchronized
 
 from .runner import Job, RunResult, run_job
 from .trace import mark
@@ -41,38 +43,120 @@ def start_server() -> None:
 def run_local(jobs: list[Job], finished: Callable[[RunResult], None], workers: int | None = None) -> None:
     """Run ``jobs`` on ``workers`` processes (default: the cores this process may use), calling ``finished``
     in this thread as each one ends. Interrupted (KeyboardInterrupt), the worker processes are stopped at once
-    (their runs are lost, the next sweep does them); runs that finished were already handed to ``finished``."""
+    (their runs are lost, the next sweep does them); runs that finished were already handed to ``finished``.
+
+    This process is one of the ``workers``: it runs jobs itself from the first moment, while the pool's
+    ``workers - 1`` processes start (the fork server's start alone is about a second of CPU on a cold
+    process), and every process takes the next job only when it is free (a shared counter), so no job waits
+    behind another in one process's queue while a process idles at the end."""
     n = pool_size(workers, len(jobs))
     if n == 1:  # one process: no pool to start, the same code path as a worker's
         for j in jobs:
             finished(run_job(j))
         return
     ctx = _context()
-    mark("pool.create", workers=n)
-    pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx)
-    pending: set[Future] = set()
+    counter = ctx.Value("q", 0)  # the index of the next job nobody took yet
+    # starting a worker waits for the fork server to be ready (its imports): a thread waits, this one works
+    pool = _Pool(ctx, n - 1, jobs, counter)
     try:
-        it = iter(jobs)
-        for j in it:  # keep at most 2 runs a worker queued, so an interrupt drops little work
-            pending.add(pool.submit(run_job, j))
-            if len(pending) >= 2 * n:
+        while True:
+            pool.collect(finished, block=False)
+            i = _take(counter)
+            if i >= len(jobs):
                 break
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in done:
-                mark("pool.result")
-                finished(f.result())
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.add(pool.submit(run_job, nxt))
+            finished(run_job(jobs[i]))
+        pool.collect(finished, block=True)
     except BaseException:
-        # a run in flight may take long (or wait on something): stop the workers rather than wait for them
-        for p in list(getattr(pool, "_processes", {}).values()):
-            p.terminate()
+        pool.stop()  # a run in flight may take long (or wait on something): stop the workers, not wait
         raise
     finally:
-        for f in pending:
+        pool.close()
+
+
+class _Pool:
+    """``size`` worker processes that each take the next job from ``counter`` as they get free; started by a
+    thread, since starting the first one waits for the fork server."""
+
+    def __init__(self, ctx: multiprocessing.context.ForkServerContext, size: int, jobs: list[Job],
+                 counter: Synchronized) -> None:
+        self.executor: ProcessPoolExecutor | None = None
+        self.pending: set[Future] = set()
+        self.error: BaseException | None = None
+        self.size = size
+        self.started = threading.Event()
+        self.thread = threading.Thread(target=self._start, args=(ctx, jobs, counter), name="kftools-sweep-pool",
+                                       daemon=True)
+        self.thread.start()
+
+    def _start(self, ctx: multiprocessing.context.ForkServerContext, jobs: list[Job], counter: Synchronized) -> None:
+        try:
+            mark("pool.create", workers=self.size)
+            self.executor = ProcessPoolExecutor(max_workers=self.size, mp_context=ctx, initializer=_attach,
+                                                initargs=(jobs, counter))
+            # each task takes its job when it starts: a few queued per process keep it busy while this process
+            # runs a job of its own (and hands it the next task only after that); once jobs run out they cost
+            # nothing
+            self.pending = {self.executor.submit(_run_next) for _ in range(3 * self.size)}
+            mark("pool.started")
+        except BaseException as e:  # handed to the sweep's thread
+            self.error = e
+        finally:
+            self.started.set()
+
+    def collect(self, finished: Callable[[RunResult], None], block: bool) -> None:
+        """Hand the pool's finished runs to ``finished``; ``block``: until the pool has no job left."""
+        if not self.started.is_set() and not block:
+            return
+        self.started.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.executor is not None
+        while self.pending:
+            done, self.pending = wait(self.pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+            for f in done:
+                res = f.result()
+                if res is not None:  # a job ran: there may be more
+                    mark("pool.result")
+                    finished(res)
+                    self.pending.add(self.executor.submit(_run_next))
+            if not block:
+                return
+
+    def stop(self) -> None:
+        self.started.wait()
+        for p in list((getattr(self.executor, "_processes", None) or {}).values()):
+            p.terminate()
+
+    def close(self) -> None:
+        self.started.wait()
+        for f in self.pending:
             f.cancel()
-        mark("pool.shutdown")
-        pool.shutdown(wait=True, cancel_futures=True)
-        mark("pool.down")
+        if self.executor is not None:
+            mark("pool.shutdown")
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            mark("pool.down")
+
+
+# -- in a pool's worker process ----------------------------------------------------------------------------
+_jobs: list[Job] = []
+_counter: Synchronized | None = None
+
+
+def _attach(jobs: list[Job], counter: Synchronized) -> None:
+    """The pool's initializer: the sweep's jobs and the shared counter, once per worker process."""
+    global _jobs, _counter
+    _jobs, _counter = jobs, counter
+
+
+def _take(counter: Synchronized) -> int:
+    with counter.get_lock():
+        i = counter.value
+        counter.value = i + 1
+    return i
+
+
+def _run_next() -> RunResult | None:
+    """A pool task: run the next job nobody took yet; None when none is left."""
+    assert _counter is not None
+    i = _take(_counter)
+    return run_job(_jobs[i]) if i < len(_jobs) else None
