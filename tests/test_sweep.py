@@ -34,12 +34,12 @@ def local(rec, tmp_path_factory):
     trace = str(out.parent / "trace.jsonl")  # the timeline test_pool_workers_start_warm reads
     gate = str(out.parent / "gate")
     # the spread 0.02 runs wait at the gate until a pool worker has started a run: the sweep's own process
-    # (which runs jobs too) cannot do all four before the pool's worker starts
+    # (which runs jobs while the pool starts) cannot do all four before a worker starts
     env = dict(os.environ, KFTOOLS_TEST_GATE=gate, KFTOOLS_SWEEP_TRACE=trace)
     args = [*KFTOOLS, "sweep", rec, "--strategy", STRATEGY, *GRID, "--workers", "2", "-o", str(out)]
     p = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: len(_pids_that_ran(trace)) == 2, "a run started in the pool's worker")
+        wait_for(lambda: len(_pids_that_ran(trace)) >= 2, "a run started in the pool's worker")
     finally:
         open(gate, "w").close()
     stdout, stderr = p.communicate(timeout=100)

@@ -45,10 +45,9 @@ def run_local(jobs: list[Job], finished: Callable[[RunResult], None], workers: i
     in this thread as each one ends. Interrupted (KeyboardInterrupt), the worker processes are stopped at once
     (their runs are lost, the next sweep does them); runs that finished were already handed to ``finished``.
 
-    This process is one of the ``workers``: it runs jobs itself from the first moment, while the pool's
-    ``workers - 1`` processes start (the fork server's start alone is about a second of CPU on a cold
-    process), and every process takes the next job only when it is free (a shared counter), so no job waits
-    behind another in one process's queue while a process idles at the end."""
+    While the pool's fork server starts (the first pool of a process: about a second of CPU), this process
+    runs jobs itself, so that no core idles; once the workers run, they do every job left, each taking the next
+    one when it is free (a shared counter), so none waits behind another's queue at the end."""
     n = pool_size(workers, len(jobs))
     if n == 1:  # one process: no pool to start, the same code path as a worker's
         for j in jobs:
@@ -56,11 +55,13 @@ def run_local(jobs: list[Job], finished: Callable[[RunResult], None], workers: i
         return
     ctx = _context()
     counter = ctx.Value("q", 0)  # the index of the next job nobody took yet
-    # starting a worker waits for the fork server to be ready (its imports): a thread waits, this one works
-    pool = _Pool(ctx, n - 1, jobs, counter)
+    # starting a worker waits for the fork server to be ready (its imports): a thread waits, this one works.
+    # But only until then: a process running jobs next to its pool's workers ran them 8-15% slower than the
+    # workers did (KFTOOLS_SWEEP_TRACE), so when the server is known ready, this one only hands out results
+    helping = not _Pool.server_ready
+    pool = _Pool(ctx, n, jobs, counter)
     try:
-        while True:
-            pool.collect(finished, block=False)
+        while helping and not pool.started.is_set():
             i = _take(counter)
             if i >= len(jobs):
                 break
@@ -76,6 +77,9 @@ def run_local(jobs: list[Job], finished: Callable[[RunResult], None], workers: i
 class _Pool:
     """``size`` worker processes that each take the next job from ``counter`` as they get free; started by a
     thread, since starting the first one waits for the fork server."""
+
+    #: a pool of this process started: the fork server is running and warm (multiprocessing keeps it)
+    server_ready = False
 
     def __init__(self, ctx: multiprocessing.context.ForkServerContext, size: int, jobs: list[Job],
                  counter: Synchronized) -> None:
@@ -93,10 +97,10 @@ class _Pool:
             mark("pool.create", workers=self.size)
             self.executor = ProcessPoolExecutor(max_workers=self.size, mp_context=ctx, initializer=_attach,
                                                 initargs=(jobs, counter))
-            # each task takes its job when it starts: a few queued per process keep it busy while this process
-            # runs a job of its own (and hands it the next task only after that); once jobs run out they cost
-            # nothing
+            # each task takes its job when it starts: two queued per process keep it busy while this process
+            # finishes a job of its own before it hands out more; once jobs run out, tasks cost nothing
             self.pending = {self.executor.submit(_run_next) for _ in range(3 * self.size)}
+            _Pool.server_ready = True
             mark("pool.started")
         except BaseException as e:  # handed to the sweep's thread
             self.error = e
