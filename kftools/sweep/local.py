@@ -56,7 +56,7 @@ def run_local(jobs: list[Job], finished: Callable[[RunResult], None], workers: i
     ctx = _context()
     counter = ctx.Value("q", 0)  # the index of the next job nobody took yet
     # starting a worker waits for the fork server to be ready (its imports): a thread waits, this one works.
-    # But only until then: a process running jobs next to its pool's workers ran them 8-15% slower than the
+    # But only until then: a process running jobs next to its pool's workers ran them 5-15% slower than the
     # workers did (KFTOOLS_SWEEP_TRACE), so when the server is known ready, this one only hands out results
     helping = not _Pool.server_ready
     pool = _Pool(ctx, n, jobs, counter)
