@@ -6,7 +6,12 @@ run's backtest, chart.png and report.html, then runs.parquet and the sweep's rep
 
 - ``serial``: ``workers=1``: the runs one after another in this process (after a one-run warm-up sweep that is
   not counted: imports, page cache);
-- ``local``: ``workers=2``, two local processes (their start included); ``local_speedup`` = serial / local;
+- ``local``: ``workers=2``, two local processes forked for the sweep (their start and first runs included),
+  from the pool's fork server as the ``local_first`` sweep left it (as ``serial`` runs in a process its warm-up left
+  warm); ``local_speedup`` = serial / local;
+- ``local_first``: the same, the first time in this process: the fork server's own start (a fresh
+  interpreter importing and warming up what a run uses, about a second of CPU, once per process: what one
+  ``kftools sweep`` command pays) included; ``local_first_speedup`` = serial / local_first;
 - ``dask``: a Dask cluster on this machine with one worker process (scheduler and worker started here, a
   warm-up run first); ``dask_overhead_per_run_s`` = (dask - serial) / runs: what sending each run to a Dask
   worker and its files back adds, to set against a 1-second backtest (``run_s`` is one run's length here).
@@ -50,6 +55,9 @@ def run(frames: int = 100_000, dask: bool = True) -> dict:
         serial = timed("serial", workers=1)
         res["sweep.serial_s"] = round(serial, 3)
         res["sweep.run_s"] = round(serial / runs, 3)
+        first = timed("local-first", workers=2)
+        res["sweep.local_first_s"] = round(first, 3)
+        res["sweep.local_first_speedup"] = round(serial / first, 3)
         local = timed("local", workers=2)
         res["sweep.local_2_processes_s"] = round(local, 3)
         res["sweep.local_speedup"] = round(serial / local, 3)

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from ..errors import OutputError, UsageError
 from .grid import RunSpec, expand, parse_grid, read_grid_file
 from .runner import Job, RunResult
+from .trace import mark
 
 MANIFEST = "_kftools_sweep.json"
 MANIFEST_FORMAT = 1
@@ -93,6 +94,7 @@ def sweep(
     """
     from ..backtest.options import parse_latency
 
+    mark("parent.start")
     recs = _recordings([recordings] if isinstance(recordings, str | os.PathLike) else list(recordings))
     g = parse_grid(grid) if isinstance(grid, list) else dict(grid or {})
     models = list(fill_models or ())
@@ -106,6 +108,11 @@ def sweep(
         models = models or doc.get("fill_model", [])
         lats = lats or doc.get("latency", [])
     runs = expand(recs, g, models or ["touch"], lats or [0])
+    if not scheduler:
+        from .local import pool_size, start_server
+
+        if pool_size(workers, len(runs)) > 1:  # the pool's fork server starts while this process prepares
+            start_server()
     path, _, cls_name = strategy.rpartition(":") if ":" in os.path.basename(strategy) else (strategy, "", "")
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such strategy file")
@@ -148,20 +155,25 @@ def sweep(
     def finished(res: RunResult) -> None:
         nonlocal best
         spec = specs[res.run_id]
+        mark("parent.finished", run=res.run_id)
         if res.error is not None:
             failed[res.run_id] = res.error
         else:
             _store_run(out, res)
+            mark("parent.stored", run=res.run_id)
             done[res.run_id] = "done"
             manifest["runs"] = done
             _write_manifest(out, manifest)
+            mark("parent.manifest", run=res.run_id)
             rows_by_id[res.run_id] = _row(out, spec)
             best = _best(rows_by_id.values())
+            mark("parent.row", run=res.run_id)
         if on_progress is not None:
             on_progress(Progress(len(rows_by_id) - skipped + len(failed), len(todo), skipped, len(failed), spec, best))
 
     if on_progress is not None:
         on_progress(Progress(0, len(todo), skipped, 0, None, best))
+    mark("parent.runs_start", runs=len(todo))
     if todo:
         if scheduler:
             from .cluster import run_on_dask
@@ -171,12 +183,15 @@ def sweep(
             from .local import run_local
 
             run_local(todo, finished, workers)
+    mark("parent.runs_end")
     rows = [rows_by_id[r.run_id] if r.run_id in rows_by_id else _failed_row(r, failed[r.run_id]) for r in runs]
     table = runs_table(rows, list(g))
     _atomic_parquet(table, os.path.join(out, "runs.parquet"))
+    mark("parent.parquet")
     from ..backtest.report import write_sweep_report
 
     report = write_sweep_report(out, table, list(g), title=f"Sweep: {cls_name} ({os.path.basename(path)})")
+    mark("parent.report")
     return SweepResult(out, table, len(todo), skipped, failed, report)
 
 

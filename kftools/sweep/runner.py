@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import KftoolsError
 from .grid import RunSpec
+from .trace import mark
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,7 @@ def run_job(job: Job) -> RunResult:
     from ..backtest.report import write_report
 
     run_id = job.spec.run_id
+    mark("run.start", run=run_id)
     scratch = tempfile.mkdtemp(prefix=f"kftools-run-{run_id}-")
     try:
         recordings = [job.spec.recording]  # a path every worker reads (a shared one on a cluster)
@@ -80,13 +82,17 @@ def run_job(job: Job) -> RunResult:
 
             recordings = local_recordings(job.spec.recording, job.dataset_key)
         summary, folder = backtest_folder(job, recordings[0] if len(recordings) == 1 else recordings, scratch)
+        mark("run.backtest", run=run_id)
         if job.chart:
             draw_folder(folder, recordings=recordings)
+            mark("run.chart", run=run_id)
         write_report(folder, recordings=recordings, plotlyjs=job.plotlyjs)
+        mark("run.report", run=run_id)
         files = {}
         for name in sorted(os.listdir(folder)):
             with open(os.path.join(folder, name), "rb") as fh:
                 files[name] = fh.read()
+        mark("run.end", run=run_id)
         return RunResult(run_id, summary, files)
     except KftoolsError as e:
         return RunResult(run_id, None, error=str(e))
