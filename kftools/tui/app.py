@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import functools
 import os
+import sys
 import time
 from collections.abc import Sequence
 
@@ -34,6 +35,7 @@ from .widgets import DetailPane, FrameTable, HeaderBar, SparkPanel, StatusBar, f
 
 #: several journals: a header line each up to this many, else the worst ones and a count
 MERGED_LINES = 4
+GIL_SWITCH_S = 0.001  # the interpreter's thread hand-over while the view runs (its follower thread needs the GIL often)
 STATE_STYLE = {WriterState.ALIVE: "bold green", WriterState.EXITED: "bold blue", WriterState.CRASHED: "bold red",
                WriterState.UNKNOWN: "yellow"}
 
@@ -129,6 +131,7 @@ class TailApp(App):
         self.prices = PriceSampler(registry)
         self.watcher: Watcher | MergedWatcher | None = None
         self.generation = 0
+        self._switch_interval = sys.getswitchinterval()  # restored when the view ends
         self.reader: Reader | MergedReader | None = None  # the view's own reader: decodes visible rows only
         self.state = "waiting"
         self.state_text = ""
@@ -173,6 +176,9 @@ class TailApp(App):
 
     def on_load(self) -> None:
         # before the screen is built: a big journal's last page is read while the widgets are composed
+        # The follower thread releases the GIL in every scan and waits for it back after each; at the default 5 ms
+        # hand-over it waited out the screen's start-up and a big journal's first screen took 110 ms longer.
+        sys.setswitchinterval(GIL_SWITCH_S)
         self._start_watcher()
 
     def on_mount(self) -> None:
@@ -183,6 +189,7 @@ class TailApp(App):
 
     def on_unmount(self) -> None:
         self._stop_watcher()
+        sys.setswitchinterval(self._switch_interval)
 
     # -- the follower ------------------------------------------------------------
     def _start_watcher(self) -> None:
