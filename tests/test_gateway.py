@@ -166,12 +166,16 @@ def lockstep_equals_in_process(recording: str, d, path: str, cfg: ExchangeConfig
             failures.append(e)
 
     th = threading.Thread(target=strategy_process)
+    # both sides spin in this one process: hand the GIL over often, or every round trip waits out a 5 ms slice
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
     th.start()
     try:
         remote = Replay(recording, str(d / "out.dat"), speed=None, order_journals=[str(d / "s.orders.dat")],
                         exchange=cfg, chart=False, page_size=page_size).run().backtest
     finally:
         th.join(GUARD)
+        sys.setswitchinterval(switch)
     assert not failures
     assert {k: remote.summary[k] for k in NUMBERS} == {k: inproc.summary[k] for k in NUMBERS}
     same_results(d / "in.backtest", d / "out.backtest")
