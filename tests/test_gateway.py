@@ -198,7 +198,7 @@ def test_the_c_loop_hands_full_pages_requests_and_answers_to_python(recording, t
         return got
 
     monkeypatch.setattr(Backtest, "lockstep", spy)
-    lockstep_equals_in_process(recording, tmp_path, path, ExchangeConfig(), page_size=1 << 16)
+    lockstep_equals_in_process(recording, tmp_path, path, ExchangeConfig(), page_size=4096)  # a roll every ~50 frames
     reasons = {r for _k, _end, r in calls}
     in_c = sum(end - k for k, end, _r in calls)
     assert in_c > Reader(recording).count() * share, (in_c, len(calls))

@@ -70,7 +70,7 @@ _LOCKSTEP_SPEC = (FRAME_HEADER_SIZE, FRAME_HEADER.offset("length"), FRAME_HEADER
                   CURSOR_OFFSET, WAITERS_OFFSET, FLAGS_OFFSET, ACK.offset("frames"), _ACK, ACK.size,
                   int(PageFlag.SEALED))
 LOCKSTEP_SPINS = 1 << 16  # the C loop's empty polls before it hands a wait to Python's back-off (and checks)
-_LS_DONE = 0
+_LS_DONE, _LS_WAIT = 0, 4  # Core_lockstep's reasons (LS_DONE, LS_WAIT in _core.c)
 FREE_CHUNK = 1024  # free-running: frames handled between two looks at the order journals
 STATE_CHECK_NS = 20_000_000  # while waiting: how often to ask whether a strategy is still alive (syscalls)
 
@@ -268,6 +268,11 @@ class Gateway:
                 k, reason = self._lockstep(data, starts, k, j, i, times_a, batch)
                 if reason == _LS_DONE:
                     break
+                if reason == _LS_WAIT:  # a long wait: Python's back-off (sleeps, checks), then the C loop again
+                    self._take()
+                    if self._allowed(times, k - i, i) == k and not self._wait(times[k - i]):
+                        return k - i
+                    continue
             self._take()
             if self.lockstep:
                 r = self._allowed(times, k - i, i)
