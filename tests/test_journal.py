@@ -120,6 +120,42 @@ def test_scanner_stops_at_a_payload_shorter_than_its_layout():
         assert scan(data, 0, len(data), out) == (2, len(data), 0)  # no table: not checked
 
 
+@pytest.mark.parametrize("damage_at", [None, 3, 70_000, 139_999])
+def test_a_long_walk_of_a_mapped_file_populates_ahead_and_finds_what_the_twin_finds(tmp_path, damage_at):
+    """The C walk maps a long range in ahead of itself (a chunk at a time): the frames it finds, where it stops and
+    why are the Python twin's, on a mapped file past several chunks, from any start, up to any count."""
+    import mmap
+
+    n, payload = 140_000, 64
+    lengths = np.full(n, payload, "<u4")
+    lengths[::7] = 8  # frames of two sizes: chunk ends fall inside frames
+    sizes = 32 + lengths.astype(np.int64)
+    offs = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    data = np.zeros(int(sizes.sum()), np.uint8)
+    data[(offs[:, None] + np.arange(4)).ravel()] = lengths.view(np.uint8)
+    types = np.full(n, 2, "<u4")
+    if damage_at is not None:
+        types[damage_at] = 0
+    data[(offs[:, None] + 4 + np.arange(4)).ravel()] = types.view(np.uint8)
+    path = tmp_path / "long.bin"
+    data.tofile(path)
+    assert len(data) > 9 << 20  # past two chunks of the walk's populate
+    table = np.array([0, 0, 8], dtype="<u4").tobytes()
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        for start, cap in ((0, n), (int(offs[1000]), n), (0, 50_000), (int(offs[-5]), n)):
+            got = []
+            for scan, _gather, _ in IMPLEMENTATIONS.values():
+                out = np.zeros(cap, dtype=np.int64)
+                k, nxt, err = scan(mm, start, len(mm), out, table)
+                got.append((k, nxt, err, out[:k].tobytes()))
+            assert got[0] == got[-1]
+            first = int(np.searchsorted(offs, start))
+            stop = n if damage_at is None or damage_at < first else damage_at
+            k = min(cap, stop - first)
+            assert got[0][:3] == (k, int(offs[first + k]) if first + k < n else len(data),
+                                  3 if k < cap and stop < n else 0)
+
+
 @pytest.mark.parametrize("sample", SAMPLES, ids=os.path.basename)
 def test_scanner_implementations_agree_on_samples(sample):
     with open(sample, "rb") as fh:

@@ -792,3 +792,44 @@ def test_keys_redraw_the_table_without_laying_the_screen_out_and_a_taller_header
             await until(pilot, lambda: header.size.height == lines + 1, what="the header grows")
 
     run(go())
+
+
+def test_the_first_screen_is_the_bottom_when_the_rows_are_counted_before_the_screen_is_laid_out(tmp_path,
+                                                                                                  monkeypatch):
+    """The rows are often all counted before the view has a size (a small journal, or a big one's summaries and
+    last page read while the screen starts): the first screen drawn is still the journal's last frames, with
+    their row numbers, not the last row alone at the top of an otherwise empty screen."""
+    path = str(tmp_path / "j.dat")
+    write_frames(path, 1000, page_size=1 << 20)
+    with Reader(path) as r:
+        truth = [(f.page_index, f.offset) for f in r]
+
+    mount = TailApp.on_mount
+
+    def on_mount_counted(self) -> None:  # as on a fast machine: every row counted before the first layout
+        deadline = time.monotonic() + WAIT
+        while not self.watcher.caught_up and time.monotonic() < deadline:
+            time.sleep(0.001)
+        mount(self)
+
+    screens: list[tuple[int, list[tuple[int, int]]]] = []
+    render = FrameTable.render
+
+    def recorded(self):
+        out = render(self)
+        if self.drawn[1]:
+            screens.append((self.drawn[0], [(f.page_index, f.offset) for f in self.drawn[1]]))
+        return out
+
+    monkeypatch.setattr(TailApp, "on_mount", on_mount_counted)
+    monkeypatch.setattr(FrameTable, "render", recorded)
+
+    async def go():
+        app = TailApp(path, DEFAULT_REGISTRY)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: bool(screens) and app.caught_up, what="the first rows")
+            rows = app.query_one(FrameTable).visible_rows
+            top, shown = screens[0]
+            assert (top, shown) == (1000 - rows, truth[-rows:])
+
+    run(go())

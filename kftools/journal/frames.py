@@ -35,7 +35,7 @@ class FrameBatch:
     def page_index(self) -> int:
         return self.page.index
 
-    def select(self, mask: np.ndarray) -> FrameBatch:
+    def select(self, mask: np.ndarray | slice) -> FrameBatch:
         return FrameBatch(self.page, self.offsets[mask], self.headers[mask])
 
     def payload(self, msg_type: int, mask: np.ndarray | None = None) -> np.ndarray:

@@ -300,8 +300,16 @@ class Reader(BatchQueries):
                     break
             keep = collections.deque(out)
             self.damage = damage
-        frames = [f for b in keep for f in b.frames()]
-        return frames[-n:] if n else []
+        if not n:
+            return []
+        # frames are made for the last n rows only: a kept batch holds up to 65,536 (25 ms of frame objects)
+        tail: list[FrameBatch] = []
+        for b in reversed(keep):
+            if n <= 0:
+                break
+            tail.append(b if len(b) <= n else b.select(slice(len(b) - n, None)))
+            n -= len(tail[-1])
+        return [f for b in reversed(tail) for f in b.frames()]
 
     def __iter__(self) -> Iterator[Frame]:
         return self.frames()

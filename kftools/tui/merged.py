@@ -270,6 +270,8 @@ class MergedWatcher(threading.Thread):
         self.sample_every = sample_every
         self.stop_event = threading.Event()
         self.caught_up = False
+        self.summaries_read = threading.Event()  # no summaries are read before the walk: the view never waits
+        self.summaries_read.set()
         self.error: str | None = None
 
     def stop(self) -> None:

@@ -29,6 +29,9 @@ _PRICE_FIELDS = ("last_price", "price", "bid_price", "bid", "ask_price", "ask")
 #: into bigger batches instead of costing Python overhead per handful of frames
 _SMALL_BATCH = 4096
 _NAP = 0.004
+#: frames a batch holds at most: big, so that the history costs a few round trips for the GIL (the screen starts
+#: meanwhile), small enough to keep memory flat (48 bytes a frame)
+_HISTORY_BATCH = 1 << 18
 #: histories shorter than this are sampled whole for the price sparklines
 _SAMPLE_ALL = 2_000_000
 #: bytes at the end of a big journal's history sampled for the sparklines (some 25,000 frames)
@@ -123,6 +126,9 @@ class Watcher(threading.Thread):
         self.sample_every = sample_every
         self.stop_event = threading.Event()
         self.caught_up = False
+        #: set once the sealed pages' summaries are read (or there are none to read): a check of every page file,
+        #: a few system calls each, that the view waits for rather than competing with it for the GIL
+        self.summaries_read = threading.Event()
         self.damage: Damage | None = None
         self.error: str | None = None
 
@@ -133,11 +139,15 @@ class Watcher(threading.Thread):
     def stop(self) -> None:
         self.stop_event.set()
 
+    def _waiting(self, message: str) -> None:
+        self.summaries_read.set()  # nothing to read yet: the view starts and says what it waits for
+        self.notify("waiting", message)
+
     def run(self) -> None:
         stop = self.stop_event
         try:
             reader = Reader.wait_open(self.path, registry=self.registry, stop=stop,
-                                      on_wait=lambda msg: self.notify("waiting", msg))
+                                      on_wait=self._waiting)
             if reader is None:
                 return
             with reader:
@@ -148,10 +158,11 @@ class Watcher(threading.Thread):
                 current_page = -1
                 policy = SleepWait(0.002)
                 start, staged = self._summarised(reader, history_page)
+                self.summaries_read.set()
                 # a big journal's history (its sealed pages summarised): the sparklines keep SPARK_POINTS a symbol,
                 # so only the end of the last page is sampled
                 sample_from = (history_page, history_end - _SAMPLE_TAIL) if start[0] > reader.first_page else (0, 0)
-                for batch in reader.follow_batches(start, policy, stop=stop):
+                for batch in reader.follow_batches(start, policy, stop=stop, batch_size=_HISTORY_BATCH):
                     n = len(batch)
                     if not n and staged is not None:  # the end of a page: of the history, or a damaged one
                         self._publish(staged)
@@ -179,7 +190,7 @@ class Watcher(threading.Thread):
                     if not self.caught_up:
                         if (batch.page_index >= history_page - 1 or self.index.total < _SAMPLE_ALL) and (
                                 (batch.page_index, int(batch.offsets[-1])) >= sample_from):
-                            self.prices.add(batch, SPARK_POINTS)
+                            self.prices.add(_frames_from(batch, sample_from), SPARK_POINTS)
                     elif now - last_sample >= self.sample_every:
                         last_sample = now
                         self.prices.add(batch, 1)
@@ -196,6 +207,8 @@ class Watcher(threading.Thread):
         except Exception as e:  # noqa: BLE001 - reported on screen, not a traceback over the TUI
             self.error = str(e)
             self.notify("error", str(e))
+        finally:
+            self.summaries_read.set()
 
 
     def _summarised(self, reader: Reader, history_page: int) -> tuple[Position, JournalIndex | None]:
@@ -247,6 +260,13 @@ def _reached(index: JournalIndex, reader: Reader, page: int, cursor: int) -> boo
             return cursor <= reader.page(page).frame_start
         last = index.pages[-1]
         return (page, cursor) <= (last.index, last.end)
+
+
+def _frames_from(batch: FrameBatch, position: Position) -> FrameBatch:
+    """The frames of ``batch`` at or after ``position`` (a history's sampled end starts inside a batch)."""
+    if batch.page_index != position[0]:
+        return batch
+    return batch.select(slice(int(np.searchsorted(batch.offsets, position[1])), None))
 
 
 def _release(reader: Reader, page_index: int) -> None:

@@ -183,10 +183,14 @@ class FrameTable(Widget, can_focus=True):
             self.row = row
 
     def __init__(self, fetch: Callable[[int, int], list[Frame]], tz: dt.tzinfo | None = None,
-                 journals: Callable[[int, int], list[str]] | None = None, **kw):
-        """``journals(start, stop)``: the journal of each of those rows (several journals: a journal column)."""
+                 journals: Callable[[int, int], list[str]] | None = None,
+                 rows: Callable[[], int] | None = None, **kw):
+        """``journals(start, stop)``: the journal of each of those rows (several journals: a journal column);
+        ``rows()``: the rows available now, read as a screen is drawn while following (rows counted since the
+        last :meth:`set_count` are drawn at once, not a refresh later)."""
         super().__init__(**kw)
         self.fetch = fetch
+        self.rows = rows
         self.journals = journals
         self.columns = COLUMNS if journals is None else MERGED_COLUMNS
         self.tz = tz
@@ -210,14 +214,17 @@ class FrameTable(Widget, can_focus=True):
 
     def set_count(self, count: int) -> None:
         """Rows available now (called by the app at its refresh rate)."""
+        if self._count_to(count):
+            self.refresh()
+
+    def _count_to(self, count: int) -> bool:
         changed = count != self.count
         self.count = count
         if self.following:
             self._to_bottom()
         elif self.cursor >= count:
             self.cursor = count - 1
-        if changed:
-            self.refresh()
+        return changed
 
     def reset(self) -> None:
         self.widths = [len(c.title) for c in self.columns]
@@ -299,6 +306,11 @@ class FrameTable(Widget, can_focus=True):
 
     # -- rendering -------------------------------------------------------------
     def render(self) -> RenderableType:
+        if self.following:
+            if self.rows is not None:
+                self._count_to(self.rows())
+            # the bottom for the size drawn now: a count set before the first layout used no size
+            self.top = max(0, self.count - self.visible_rows)
         frames = self.fetch(self.top, self.top + self.visible_rows) if self.count else []
         rows = [frame_cells(fr, self.tz) for fr in frames]
         if self.journals is not None and rows:
