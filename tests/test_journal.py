@@ -142,11 +142,12 @@ def test_a_long_walk_of_a_mapped_file_populates_ahead_and_finds_what_the_twin_fi
     assert len(data) > 9 << 20  # past two chunks of the walk's populate
     table = np.array([0, 0, 8], dtype="<u4").tobytes()
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        for start, cap in ((0, n), (int(offs[1000]), n), (0, 50_000), (int(offs[-5]), n)):
+        for start, cap, populate in ((0, n, 0), (int(offs[1000]), n, 0), (0, 50_000, 5 << 20), (int(offs[-5]), n, 0),
+                                     (0, n, -1)):
             got = []
             for scan, _gather, _ in IMPLEMENTATIONS.values():
                 out = np.zeros(cap, dtype=np.int64)
-                k, nxt, err = scan(mm, start, len(mm), out, table)
+                k, nxt, err = scan(mm, start, len(mm), out, table, 32, 4, 0, 0, populate)
                 got.append((k, nxt, err, out[:k].tobytes()))
             assert got[0] == got[-1]
             first = int(np.searchsorted(offs, start))
@@ -265,6 +266,34 @@ def test_bad_writer_arguments(tmp_path):
             w.write_ticker("X" * 17, 1.0)
         with pytest.raises(UsageError, match="msg_type 0"):
             w.write(0, b"")
+
+
+@pytest.fixture(scope="module")
+def paged_journal(tmp_path_factory):
+    """300 frames of two types and three symbols over 4 KiB pages (sealed ones summarised by the writer)."""
+    p = str(tmp_path_factory.mktemp("last") / "j.dat")
+    with Writer(p, page_size=4096) as w:
+        for i in range(300):
+            sym = ("A", "B", "C")[i % 3]
+            if i % 4 == 3:
+                w.write_order(sym, i, 0, 0, float(i), 1.0, 0.0, f"c{i}")
+            else:
+                w.write_ticker(sym, float(i))
+    return p
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 320), types=st.sampled_from([None, "ticker", "order"]),
+       symbols=st.sampled_from([None, "A", "B,C"]), batch=st.sampled_from([None, 1, 7]))
+def test_last_n_are_the_last_n_of_the_walk(paged_journal, n, types, symbols, batch):
+    """``last(n)`` (``cat -n``) gives the frames the whole walk ends with, across pages, batches and filters."""
+    with Reader(paged_journal) as r:
+        every = [(f.page_index, f.offset) for f in r.frames(types=types, symbols=symbols)]
+        if batch is not None:  # batches of a few frames: the last n span several
+            batches = r.batches
+            r.batches = lambda **kw: batches(batch_size=batch, **kw)  # type: ignore[method-assign]
+        got = [(f.page_index, f.offset) for f in r.last(n, types=types, symbols=symbols)]
+    assert got == (every[-n:] if n else [])
 
 
 def test_start_from_time_and_end(tmp_path):

@@ -49,8 +49,10 @@ static PyObject *exit_on_sigbus(PyObject *self, PyObject *args) {
 
 /* A long walk populates the mapping a chunk ahead of itself: one madvise maps a chunk's pages in a single
  * call (2.4 ms for 30 MB of a page in the page cache), where touching them one by one costs a fault each
- * (15-30 ms). Only a walk with more than a chunk left asks: a follower polling a few new frames makes no
- * system call. Pages are populated only within [from, to): a page holding one byte of the buffer is mapped. */
+ * (15-30 ms). The caller says from where the mapping may still be unpopulated (populate_from; -1: never ask):
+ * a page walked again is not asked for again (an madvise over mapped pages still walks the page tables).
+ * Only a walk with more than two chunks left asks: a follower polling a few new frames makes no system call.
+ * Pages are populated only within [from, to): a page holding one byte of the buffer is mapped. */
 #define POPULATE_CHUNK ((Py_ssize_t)1 << 22)
 
 static int populate(const unsigned char *b, Py_ssize_t from, Py_ssize_t to) {
@@ -60,22 +62,23 @@ static int populate(const unsigned char *b, Py_ssize_t from, Py_ssize_t to) {
 
 static inline uint32_t ld_u32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
-/* scan(buf, start, end, out_offsets, min_lengths, header_size=32, type_at=4, counts_header=0, stop_type=0)
- *   -> (count, next_offset, error)
+/* scan(buf, start, end, out_offsets, min_lengths, header_size=32, type_at=4, counts_header=0, stop_type=0,
+ *      populate_from=-1) -> (count, next_offset, error)
  * error: 0 reached end or filled out, 1 header runs past end, 2 payload runs past end, 3 msg_type 0,
  * 4 payload shorter than min_lengths[msg_type] (a uint32 table indexed by type id; ids past it unchecked),
  * 5 a header with length 0: the end of what is written (journals whose length counts the header),
  * 6 length shorter than the header.
  * A frame header has a u32 length at offset 0 and a msg_type at type_at. counts_header: length includes
  * the header and msg_type is signed (<= 0 is not a frame), as in Kungfu's journals. A frame of stop_type
- * (Kungfu's PageEnd) ends the walk just after it. */
+ * (Kungfu's PageEnd) ends the walk just after it. populate_from: see populate() above. */
 static PyObject *scan(PyObject *self, PyObject *args) {
     Py_buffer buf, out, mins = {0};
     Py_ssize_t start, end, hdr = 32, type_at = 4;
     int counts_header = 0;
     unsigned int stop_type = 0;
-    if (!PyArg_ParseTuple(args, "y*nnw*|y*nniI", &buf, &start, &end, &out, &mins, &hdr, &type_at, &counts_header,
-                          &stop_type))
+    Py_ssize_t populate_from = -1;
+    if (!PyArg_ParseTuple(args, "y*nnw*|y*nniIn", &buf, &start, &end, &out, &mins, &hdr, &type_at, &counts_header,
+                          &stop_type, &populate_from))
         return NULL;
     const uint32_t *minlen = (const uint32_t *)mins.buf;
     Py_ssize_t nmin = mins.len / 4;
@@ -85,7 +88,11 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     if (end > buf.len) end = buf.len;
     if (hdr < type_at + 4) hdr = type_at + 4;
     const unsigned char *b = (const unsigned char *)buf.buf;
-    Py_ssize_t ready = end - off > 2 * POPULATE_CHUNK ? off : end;  /* populated up to here (end: never ask) */
+    Py_ssize_t ready = end;  /* populated up to here (end: never ask) */
+    if (populate_from >= 0) {
+        ready = populate_from > off ? populate_from : off;
+        if (end - ready <= 2 * POPULATE_CHUNK) ready = end;
+    }
     Py_BEGIN_ALLOW_THREADS
     while (off < end && n < cap) {
         if (off >= ready) {

@@ -112,7 +112,7 @@ class Page:
 
     __slots__ = (
         "path", "index", "mm", "fd", "file_size", "capacity", "version", "magic", "page_index", "writer_pid", "registry",
-        "identity", "journal",
+        "identity", "journal", "populated",
     )
 
     def __init__(self, path: str, index: int, mm: mmap.mmap, fd: int, file_size: int, header: dict):
@@ -129,6 +129,8 @@ class Page:
         self.registry: TypeRegistry = DEFAULT_REGISTRY  # the reader that opens it sets its own
         self.identity: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the file mapped; (0, 0): not a file
         self.journal: str | None = None  # the name of the journal it is a page of (its reader sets it)
+        #: the mapping is populated (in this process's page tables) up to here, by walks; a release lowers it
+        self.populated = 0
 
     @property
     def cursor(self) -> int:

@@ -161,6 +161,7 @@ class PageSet:
             page.mm.madvise(mmap.MADV_DONTNEED, start, end - start)
         except (OSError, ValueError, AttributeError):
             return start
+        page.populated = min(page.populated, start)  # a walk there populates it again
         return end
 
     def close(self) -> None:

@@ -41,7 +41,7 @@ _U32 = struct.Struct(BYTE_ORDER + FRAME_HEADER.field("length").struct_code)
 
 def py_scan(
     buf, start: int, end: int, out: np.ndarray, min_lengths=b"", header_size: int = 32, type_at: int = 4,
-    counts_header: int = 0, stop_type: int = 0,
+    counts_header: int = 0, stop_type: int = 0, populate_from: int = -1,
 ) -> tuple[int, int, int]:
     """Walk frames from ``start`` to ``end``; fill ``out`` (int64) with their offsets.
 
@@ -51,6 +51,8 @@ def py_scan(
     with ``counts_header`` (Kungfu) the length includes the header, a length of
     0 is the end of what is written (``WRITTEN_END``) and msg_type is signed.
     A frame of ``stop_type`` (Kungfu's PageEnd) ends the walk just after it.
+    ``populate_from``: where a mapped ``buf`` may still be unmapped (the C walk populates it ahead of itself
+    from there; -1: never); it changes no result.
     Returns ``(count, next_offset, error)``; ``next_offset`` is where the walk
     stopped (``end`` when every byte was consumed).
     """

@@ -90,7 +90,9 @@ def scan_page(
     fmt, hdr = page.fmt, page.frame_header_size
     problem = None
     if fmt.native:
-        n, nxt, err = scan(page.mm, start, end, out, registry.min_lengths())
+        n, nxt, err = scan(page.mm, start, end, out, registry.min_lengths(), hdr, fmt.type_offset, 0, 0,
+                           page.populated)
+        page.populated = max(page.populated, nxt)
         offsets = out[:n]
         headers = np.empty(n, dtype=HEADER_DTYPE)
         gather(page.mm, offsets, 0, FRAME_HEADER_SIZE, headers)
