@@ -1891,14 +1891,15 @@ static PyTypeObject CoreType = {
 
 static PyObject *constants(PyObject *m, PyObject *x) {
     return Py_BuildValue(
-        "{si si si si si si si si si si si si si si si si si si si si si si si si si si si si si si sn sn sn sn sn sn sn}",
+        "{si si si si si si si si si si si si si si si si si si si si si si si si si si si si si si si si sn sn sn sn sn sn sn}",
         "BUY", BUY, "SELL", SELL, "LIMIT", T_LIMIT, "MARKET", T_MARKET, "LIMIT_IOC", T_IOC, "LIMIT_FOK", T_FOK,
         "POST_ONLY", T_POST, "ACCEPTED", S_ACCEPTED, "PARTIALLY_FILLED", S_PARTIAL, "FILLED", S_FILLED, "CANCELED",
         S_CANCELED, "REJECTED", S_REJECTED, "CANCEL_REJECTED", S_CANCEL_REJECTED, "EXPIRED", S_EXPIRED, "MODIFIED",
         S_MODIFIED, "MODIFY_REJECTED", S_MODIFY_REJECTED, "BAD_QUANTITY", R_BAD_QUANTITY, "BAD_PRICE", R_BAD_PRICE,
         "UNKNOWN_SYMBOL", R_UNKNOWN_SYMBOL, "UNKNOWN_ORDER", R_UNKNOWN_ORDER, "TOO_LATE", R_TOO_LATE, "NO_MARKET",
         R_NO_MARKET, "POST_ONLY_WOULD_TAKE", R_POST_ONLY, "NOT_FINITE", R_NOT_FINITE, "MAKER", MAKER, "TAKER", TAKER,
-        "NO_QUOTE", NO_QUOTE, "TICKER", MT_TICK, "TRADE", MT_TRADE, "DEPTH", MT_DEPTH,
+        "NO_QUOTE", NO_QUOTE, "TICKER", MT_TICK, "TRADE", MT_TRADE, "DEPTH", MT_DEPTH, "LS_DONE", LS_DONE,
+        "LS_WAIT", LS_WAIT,
         "sizeof_update", sizeof(Update), "sizeof_fill", sizeof(Fill), "sizeof_sample", sizeof(Sample),
         "sizeof_position", sizeof(Pos), "sizeof_request", sizeof(Req), "sizeof_order", sizeof(OrderRec),
         "callbacks", (Py_ssize_t)NCB);

@@ -52,6 +52,7 @@ from ..journal.layout import BYTE_ORDER
 from ..journal.page import NotYetWritten, Page
 from ..journal.reader import FrameBatch, Reader
 from ..journal.writer import Writer
+from . import loop
 from .engine import _check_order, pack_fill, pack_update
 from .exchange import SimOrder
 from .loop import Backtest
@@ -70,7 +71,6 @@ _LOCKSTEP_SPEC = (FRAME_HEADER_SIZE, FRAME_HEADER.offset("length"), FRAME_HEADER
                   CURSOR_OFFSET, WAITERS_OFFSET, FLAGS_OFFSET, ACK.offset("frames"), _ACK, ACK.size,
                   int(PageFlag.SEALED))
 LOCKSTEP_SPINS = 1 << 16  # the C loop's empty polls before it hands a wait to Python's back-off (and checks)
-_LS_DONE, _LS_WAIT = 0, 4  # Core_lockstep's reasons (LS_DONE, LS_WAIT in _core.c)
 FREE_CHUNK = 1024  # free-running: frames handled between two looks at the order journals
 STATE_CHECK_NS = 20_000_000  # while waiting: how often to ask whether a strategy is still alive (syscalls)
 
@@ -266,9 +266,9 @@ class Gateway:
         while k < j:
             if fast and not self._answers and all(jn.on_page() for jn in self.journals):
                 k, reason = self._lockstep(data, starts, k, j, i, times_a, batch)
-                if reason == _LS_DONE:
+                if reason == loop.LOCKSTEP_DONE:
                     break
-                if reason == _LS_WAIT:  # a long wait: Python's back-off (sleeps, checks), then the C loop again
+                if reason == loop.LOCKSTEP_WAIT:  # a long wait: Python's back-off (sleeps, checks), then the C loop again
                     self._take()
                     if self._allowed(times, k - i, i) == k and not self._wait(times[k - i]):
                         return k - i

@@ -79,6 +79,9 @@ def _check_build() -> None:
 
 if _core is not None:
     _check_build()
+    #: why Core_lockstep returned: all frames run / a long wait, for Python's back-off (the other reasons Python
+    #: finds out for itself)
+    LOCKSTEP_DONE, LOCKSTEP_WAIT = _core.constants()["LS_DONE"], _core.constants()["LS_WAIT"]
 
 
 def account_from(state: tuple) -> Account:

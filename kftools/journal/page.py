@@ -199,6 +199,7 @@ class KungfuPage(Page):
         self.registry = self.generation.registry
         self.identity = (0, 0)
         self.journal = None
+        self.populated = 0
         self._end = self.frame_start
         self._sealed = self._broken = False
         self._scratch = np.empty(4096, dtype=np.int64)
