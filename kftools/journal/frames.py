@@ -19,14 +19,34 @@ INDEX_DTYPE: np.dtype = np.dtype([("page", Field("page", "u32").numpy_code), ("o
 
 
 class FrameBatch:
-    """Frames of one page as numpy arrays: ``offsets`` (int64) and ``headers`` (frame header dtype)."""
+    """Frames of one page as numpy arrays: ``offsets`` (int64) and ``headers`` (frame header dtype).
 
-    __slots__ = ("page", "offsets", "headers")
+    The headers of a kftools page are copied out of the mapping when first asked for (``headers=None``): a
+    consumer that counts, validates or picks a few frames (``cat -n``, ``verify``, a writer resuming, the
+    per-frame reader) never pays for them. The frames were validated by the walk and committed frames never
+    change, so a later copy reads what the walk saw."""
 
-    def __init__(self, page: Page, offsets: np.ndarray, headers: np.ndarray):
+    __slots__ = ("page", "offsets", "_headers")
+
+    def __init__(self, page: Page, offsets: np.ndarray, headers: np.ndarray | None = None):
         self.page = page
         self.offsets = offsets
-        self.headers = headers
+        self._headers = headers
+        if headers is None and not page.fmt.native:
+            raise ValueError("another format's headers are decoded by the walk: pass them")
+
+    @property
+    def headers(self) -> np.ndarray:
+        if self._headers is None:
+            self._headers = np.empty(len(self.offsets), dtype=HEADER_DTYPE)
+            gather(self.page.mm, np.ascontiguousarray(self.offsets), 0, FRAME_HEADER_SIZE, self._headers)
+        return self._headers
+
+    def column(self, name: str) -> np.ndarray:
+        """Header field ``name`` of every frame: from the headers when copied, else that field alone."""
+        if self._headers is not None:
+            return self._headers[name]
+        return header_field(self.page, self.offsets, name)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -36,7 +56,7 @@ class FrameBatch:
         return self.page.index
 
     def select(self, mask: np.ndarray | slice) -> FrameBatch:
-        return FrameBatch(self.page, self.offsets[mask], self.headers[mask])
+        return FrameBatch(self.page, self.offsets[mask], None if self._headers is None else self._headers[mask])
 
     def payload(self, msg_type: int, mask: np.ndarray | None = None) -> np.ndarray:
         """The typed payloads of this batch's frames of ``msg_type`` (or of ``mask``), as a structured array."""

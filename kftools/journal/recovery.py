@@ -207,7 +207,7 @@ def _dropped(r: Reader, damage: Damage | None, npages: int) -> tuple[int, int]:
             continue
         off = PAGE_HEADER_SIZE
         while off < end:
-            offsets, _h, off, problem = scan_page(page, off, end, r.registry, 1 << 20)
+            offsets, _h, off, problem = scan_page(page, off, end, r.registry, 1 << 20, headers_wanted=False)
             frames += len(offsets)
             if problem or not len(offsets):
                 break

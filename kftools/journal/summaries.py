@@ -118,6 +118,7 @@ def summarize_page(page: Page, registry: TypeRegistry) -> PageSummary | None:
         n = len(offsets)
         if not n:
             continue
+        assert headers is not None  # headers_wanted
         types, lengths, gens = headers["msg_type"], headers["length"], headers["gen_time"]
         c: np.ndarray = np.bincount(types)
         if len(c) > len(counts):

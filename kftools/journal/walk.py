@@ -32,7 +32,7 @@ from .format import (
     JournalFormat,
     PageFlag,
 )
-from .frames import HEADER_DTYPE, FrameBatch, empty_batch, foreign_headers
+from .frames import HEADER_DTYPE, FrameBatch, empty_batch, foreign_headers, header_field
 from .framestream import STATUS_BACKLOG, STATUS_BAD_CURSOR, STATUS_BAD_FRAME, Frame
 from .page import NotYetWritten, Page, park_header
 from .pages import PageSet, Position
@@ -79,23 +79,28 @@ def _short(registry: TypeRegistry, msg_type: int, length: int) -> str:
 
 
 def scan_page(
-    page: Page, start: int, end: int, registry: TypeRegistry, max_frames: int = DEFAULT_BATCH
-) -> tuple[np.ndarray, np.ndarray, int, str | None]:
+    page: Page, start: int, end: int, registry: TypeRegistry, max_frames: int = DEFAULT_BATCH,
+    headers_wanted: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None, int, str | None]:
     """Walk and validate frames in ``[start, end)`` of ``page``.
 
     Returns ``(offsets, headers, next_offset, problem)``; ``problem`` names the
-    first invalid frame at ``next_offset`` (None if the walk was clean).
+    first invalid frame at ``next_offset`` (None if the walk was clean). Without
+    ``headers_wanted`` a kftools page's headers are None (a :class:`FrameBatch`
+    copies them when asked for): the checks read the fields they need themselves.
     """
     out = np.empty(max_frames, dtype=np.int64)
     fmt, hdr = page.fmt, page.frame_header_size
     problem = None
+    headers: np.ndarray | None = None
     if fmt.native:
         n, nxt, err = scan(page.mm, start, end, out, registry.min_lengths(), hdr, fmt.type_offset, 0, 0,
                            page.populated)
         page.populated = max(page.populated, nxt)
         offsets = out[:n]
-        headers = np.empty(n, dtype=HEADER_DTYPE)
-        gather(page.mm, offsets, 0, FRAME_HEADER_SIZE, headers)
+        if headers_wanted:
+            headers = np.empty(n, dtype=HEADER_DTYPE)
+            gather(page.mm, offsets, 0, FRAME_HEADER_SIZE, headers)
     else:
         n, nxt, err = scan(
             page.mm, start, end, out, registry.min_lengths(), hdr, fmt.type_offset, int(fmt.length_counts_header),
@@ -124,26 +129,30 @@ def scan_page(
         # Kungfu writes PageEnd only as a page's last frame: what follows one is damage, not the end
         problem, bad_at = after_end, None
     if n and (large := registry.large_ids()):
+        types = header_field(page, offsets, "msg_type") if headers is None else headers["msg_type"]
+        lengths = header_field(page, offsets, "length") if headers is None else headers["length"]
         for mt in large:
             tid, size, name = mt.id, mt.layout.size, mt.name
-            bad = (headers["msg_type"] == tid) & (headers["length"] < size)
+            bad = (types == tid) & (lengths < size)
             if bad.any():
                 k = int(np.argmax(bad))
-                problem = f"{name} payload of {int(headers['length'][k])} bytes is shorter than its {size}-byte layout"
+                problem = f"{name} payload of {int(lengths[k])} bytes is shorter than its {size}-byte layout"
                 nxt = bad_at = int(offsets[k])
-                offsets, headers = offsets[:k], headers[:k]
+                offsets = offsets[:k]
+                headers = None if headers is None else headers[:k]
                 break
     if problem and len(offsets) and bad_at is not None:
         # Disks lose whole 4 KiB blocks: the damage seen at nxt may have begun at
         # the block boundary below the bad field, inside a frame whose header survived.
         # Frames overlapping that block are not trusted.
         block = bad_at - bad_at % 4096
-        ends = offsets + hdr + headers["length"]
+        ends = offsets + hdr + (header_field(page, offsets, "length") if headers is None else headers["length"])
         keep = int(np.searchsorted(ends, block, side="right"))
         if keep < len(offsets):
             problem += f" at offset {nxt}; the frame here overlaps the damaged 4 KiB block at {block}"
             nxt = int(offsets[keep])
-            offsets, headers = offsets[:keep], headers[:keep]
+            offsets = offsets[:keep]
+            headers = None if headers is None else headers[:keep]
     return offsets, headers, nxt, problem
 
 
@@ -170,7 +179,7 @@ def validate_page(page: Page, registry: TypeRegistry) -> Damage | None:
     end = page.limit() if problem else page.cursor
     off = page.frame_start
     while off < end:
-        _o, _h, off, p = scan_page(page, off, end, registry, 1 << 20)
+        _o, _h, off, p = scan_page(page, off, end, registry, 1 << 20, headers_wanted=False)
         if p:
             return Damage(page.path, page.index, off, problem or p)
     if problem:
@@ -242,7 +251,7 @@ class Walk:
                     and skip(page)):
                 off = end
             while off < end:
-                offsets, headers, off, problem = scan_page(page, off, end, self.registry, batch_size)
+                offsets, headers, off, problem = scan_page(page, off, end, self.registry, batch_size, False)
                 if len(offsets):
                     yield FrameBatch(page, offsets, headers)
                 if problem:
@@ -335,7 +344,7 @@ class Walk:
                 if cur > page.limit():
                     self._note_damage(page, off, page.header_problem() or "bad cursor")
                     return
-                offsets, headers, off, problem = scan_page(page, off, cur, self.registry, batch_size)
+                offsets, headers, off, problem = scan_page(page, off, cur, self.registry, batch_size, False)
                 batch = filt(FrameBatch(page, offsets, headers))
                 if len(batch):
                     yield batch
@@ -532,7 +541,7 @@ class _LiveRefill:
             self.last_off = off
             rules.progressed()
         if status == STATUS_BACKLOG:
-            offsets, headers, nxt, problem = scan_page(page, off, stream.cursor, walk.registry, DEFAULT_BATCH)
+            offsets, headers, nxt, problem = scan_page(page, off, stream.cursor, walk.registry, DEFAULT_BATCH, False)
             batch = self.filt(FrameBatch(page, offsets, headers))
             stream.feed(page, page.mm, batch.offsets)
             stream.offset = self.last_off = nxt

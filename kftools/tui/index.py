@@ -92,8 +92,8 @@ class JournalIndex:
             return None
         mask = self.filter.mask(batch)
         offs = batch.offsets if mask is None else batch.offsets[mask]
-        seen = np.unique(batch.headers["msg_type"]).tolist()
-        times = batch.headers["gen_time"]
+        seen = np.unique(batch.column("msg_type")).tolist()
+        times = batch.column("gen_time")
         pi = batch.page_index
         with self.lock:
             if not self.pages or self.pages[-1].index != pi:
@@ -107,7 +107,8 @@ class JournalIndex:
             self._live.extend(offs)
             e.count += len(offs)
             e.total += len(batch)
-            e.end = int(batch.offsets[-1]) + batch.page.frame_header_size + int(batch.headers["length"][-1])
+            last = batch.select(slice(-1, None))
+            e.end = int(last.offsets[0]) + batch.page.frame_header_size + int(last.column("length")[0])
             if len(offs):
                 t = times if mask is None else times[mask]
                 if e.first_time is None:

@@ -56,7 +56,7 @@ class PriceSampler:
     def add(self, batch: FrameBatch, points: int) -> None:
         """Keep each symbol's last price (the batch's last frame that has one, whatever its type) and
         record up to ``points`` evenly spaced prices per symbol into its series (0: the last price only)."""
-        mts = batch.headers["msg_type"]
+        mts = batch.column("msg_type")
         syms_parts, price_parts, rows_parts = [], [], []
         for t, field in self._fields.items():
             sel = mts == t
