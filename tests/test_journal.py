@@ -19,7 +19,7 @@ from kftest import SAMPLES, copy_journal
 import kftools
 from kftools import JournalLocked, Reader, Writer
 from kftools.errors import CorruptJournal, FrameTooLarge, UsageError
-from kftools.journal.format import ACK, BUILTIN_LAYOUTS, ORDER, TICKER, TRADE, page_path
+from kftools.journal.format import ACK, BUILTIN_LAYOUTS, FRAME_HEADER, ORDER, TICKER, TRADE, page_path
 from kftools.journal.registry import TypeRegistry
 from kftools.journal.scan import IMPLEMENTATIONS
 
@@ -473,3 +473,19 @@ def test_writer_state_is_a_named_state_that_prints_as_before(tmp_path):
     finally:
         proc.stdin.close()
         proc.wait()
+
+
+def test_batch_headers_are_copied_when_asked_and_every_field_reads_the_same(paged_journal):
+    """A batch's headers are copied from the page when first asked for; one field alone (``column``), the whole
+    headers, a selection before or after the copy, and the frames themselves all read the same values."""
+    with Reader(paged_journal) as r:
+        frames = list(r)
+        got, cols = [], {name: [] for name in FRAME_HEADER.names}
+        for b in r.batches(batch_size=50):
+            part = b.select(slice(3, None))  # selected before its headers were copied
+            for name in FRAME_HEADER.names:
+                cols[name].extend(b.column(name).tolist())  # before the headers are copied
+                assert part.column(name).tolist() == b.headers[name][3:].tolist() == part.headers[name].tolist()
+            got.extend(b.headers.tolist())
+    assert got == [tuple(getattr(f, name) for name in FRAME_HEADER.names) for f in frames]
+    assert all(cols[name] == [getattr(f, name) for f in frames] for name in FRAME_HEADER.names)
