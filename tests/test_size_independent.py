@@ -194,7 +194,7 @@ def test_the_live_view_indexes_summarised_pages_without_walking_them(journal, mo
     from kftools.tui import watcher
     from kftools.tui.app import TailApp
 
-    monkeypatch.setattr(watcher, "_SAMPLE_ALL", 0)  # as on a journal of millions of frames
+    monkeypatch.setattr(watcher, "_WALK_WHOLE", 0)  # as on a journal of millions of frames
     with Reader(journal) as r:
         want = [(f.page_index, f.offset) for f in r]
 

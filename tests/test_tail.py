@@ -56,6 +56,16 @@ def test_index_rows_match_reader(types, symbols):
         for b in r.batches(batch_size=37):
             idx.add(b)
     assert idx.count == len(expected) and idx.total == 1200
+    with Reader(MULTIPAGE) as r:
+        every = list(r)
+        kept = list(r.frames(types=types, symbols=symbols))
+    # per page: the time range of the rows kept, the end of the last frame, the types; the newest frame's time
+    for e in idx.pages:
+        mine = [f for f in kept if f.page_index == e.index]
+        assert (e.first_time, e.last_time) == ((mine[0].gen_time, mine[-1].gen_time) if mine else (None, None))
+        page = [f for f in every if f.page_index == e.index]
+        assert e.end == page[-1].offset + 32 + page[-1].length
+    assert idx.newest_time == every[-1].gen_time and idx.types_seen == {f.msg_type for f in every}
     with Reader(MULTIPAGE) as view:
         assert idx.locate(view, 0, idx.count) == expected
         # sealed pages are rescanned on demand: any window, in any order
@@ -679,7 +689,7 @@ def test_the_bottom_is_the_true_last_frames_of_a_summarised_journal_while_a_writ
 
     path = str(tmp_path / "big.dat")
     write_frames(path, 400, page_size=4096)  # ten pages; the sealed ones summarised
-    monkeypatch.setattr(watcher, "_SAMPLE_ALL", 0)  # as on a journal of millions of frames
+    monkeypatch.setattr(watcher, "_WALK_WHOLE", 0)  # as on a journal of millions of frames
     walking, gate = threading.Event(), threading.Event()
     follow = Reader.follow_batches
 

@@ -39,6 +39,9 @@ GIL_SWITCH_S = 0.0002  # the interpreter's thread hand-over while the view runs 
 #: how long the view waits, before its screen starts, for the follower to check the sealed pages' summaries (a few
 #: system calls a page, 0.1 ms a page alone, several times that while the screen starts beside it)
 SUMMARIES_WAIT_S = 0.1
+#: how long the view waits, before its first screen, for the follower to have read what the journal held (the
+#: bottom is then on the first screen; a longer history shows its progress instead)
+HISTORY_WAIT_S = 0.05
 STATE_STYLE = {WriterState.ALIVE: "bold green", WriterState.EXITED: "bold blue", WriterState.CRASHED: "bold red",
                WriterState.UNKNOWN: "yellow"}
 
@@ -189,6 +192,11 @@ class TailApp(App):
         self._start_watcher().summaries_read.wait(SUMMARIES_WAIT_S)
 
     def on_mount(self) -> None:
+        # The last page's walk, beside the screen's start-up, often ends just after the first paint: the bottom then
+        # came a refresh or a tick later (a first screen of 90-110 ms on a 10 M-frame journal, against 75 ms). The
+        # screen is laid out by now; a short wait without the GIL lets the walk finish before the first paint.
+        assert self.watcher is not None
+        self.watcher.history_read.wait(HISTORY_WAIT_S)
         self.table.focus()
         self.set_interval(1 / self.refresh_hz, self._tick)
         self.set_interval(1.0, self._slow_tick)

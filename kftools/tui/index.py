@@ -46,10 +46,10 @@ class PageEntry:
 
 
 class _Growing:
-    """An append-only uint32 array with amortised doubling."""
+    """An append-only uint32 array with amortised doubling (``reserve``: the rows expected, room made at once)."""
 
-    def __init__(self):
-        self.buf = np.empty(1024, dtype=np.uint32)
+    def __init__(self, reserve: int = 1024):
+        self.buf = np.empty(max(1024, reserve), dtype=np.uint32)
         self.n = 0
 
     def extend(self, values: np.ndarray) -> None:
@@ -63,6 +63,26 @@ class _Growing:
 
     def view(self) -> np.ndarray:
         return self.buf[: self.n]
+
+
+def _distinct(types: np.ndarray) -> list[int]:
+    """The distinct message types of a batch (a count per id when the ids are small: no sort)."""
+    if not len(types):
+        return []
+    if int(types.max()) < 1 << 16:
+        return np.flatnonzero(np.bincount(types)).tolist()
+    return np.unique(types).tolist()
+
+
+def _rows_left(batch: FrameBatch) -> int:
+    """Rows the rest of ``batch``'s page may hold, from the frames so far (room for its offsets made at once: growing
+    a live page's offsets by doubling copied them, 26 ms for a page of 1.6 M frames)."""
+    page, n = batch.page, len(batch)
+    if not n:
+        return 0
+    first, last = int(batch.offsets[0]), int(batch.offsets[-1])
+    mean = max(1.0, (last - first) / max(1, n - 1))
+    return int(min(page.cursor - first, 1 << 27) / mean * 1.05) + n
 
 
 class JournalIndex:
@@ -92,14 +112,17 @@ class JournalIndex:
             return None
         mask = self.filter.mask(batch)
         offs = batch.offsets if mask is None else batch.offsets[mask]
-        seen = np.unique(batch.column("msg_type")).tolist()
-        times = batch.column("gen_time")
+        seen = _distinct(batch.column("msg_type"))
+        # gen_time of the first and last rows kept, then of the batch's last frame: three values, not a column
+        n = len(batch)
+        kept: list[int] = [0, n - 1] if mask is None else np.flatnonzero(mask)[[0, -1]].tolist() if len(offs) else []
+        times = batch.select(np.array([*kept, n - 1], dtype=np.intp)).column("gen_time")
         pi = batch.page_index
         with self.lock:
             if not self.pages or self.pages[-1].index != pi:
                 if self.pages and self.pages[-1].index == self._live_page:
                     self._remember(self.pages[-1].index, self._live.view().copy())
-                self._live = _Growing()
+                self._live = _Growing(_rows_left(batch))
                 self._live_page = pi
                 self.pages.append(PageEntry(pi, self.count))
                 self._firsts.append(self.count)
@@ -110,10 +133,9 @@ class JournalIndex:
             last = batch.select(slice(-1, None))
             e.end = int(last.offsets[0]) + batch.page.frame_header_size + int(last.column("length")[0])
             if len(offs):
-                t = times if mask is None else times[mask]
                 if e.first_time is None:
-                    e.first_time = int(t[0])
-                e.last_time = int(t[-1])
+                    e.first_time = int(times[0])
+                e.last_time = int(times[1])
             self.total += len(batch)
             self.count += len(offs)
             self.newest_time = int(times[-1])

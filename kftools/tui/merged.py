@@ -26,11 +26,13 @@ from ..journal.registry import TypeRegistry
 from ..journal.resolve import resolve_journals
 from ..journal.wait import BackoffWait
 from .index import RowFilter
-from .watcher import _NAP, _SAMPLE_ALL, _SMALL_BATCH, SPARK_POINTS, PriceSampler, _release
+from .watcher import _NAP, _SMALL_BATCH, SPARK_POINTS, PriceSampler, _release
 
 _WIDER = {np.dtype(np.uint8): np.uint16, np.dtype(np.uint16): np.uint32}
 #: rows per chunk of a column: growing never copies what is stored, and at most one chunk is slack
 _CHUNK = 1 << 16
+#: histories of fewer frames are priced whole for the sparklines; longer ones only on their last pages
+_SAMPLE_ALL = 2_000_000
 
 
 class _Column:
@@ -270,8 +272,10 @@ class MergedWatcher(threading.Thread):
         self.sample_every = sample_every
         self.stop_event = threading.Event()
         self.caught_up = False
-        self.summaries_read = threading.Event()  # no summaries are read before the walk: the view never waits
+        # the view waits for neither: no summaries are read before the walk, and the walk shows its progress
+        self.summaries_read = threading.Event()
         self.summaries_read.set()
+        self.history_read = self.summaries_read
         self.error: str | None = None
 
     def stop(self) -> None:

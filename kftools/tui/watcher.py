@@ -32,10 +32,11 @@ _NAP = 0.004
 #: frames a batch holds at most: big, so that the history costs a few round trips for the GIL (the screen starts
 #: meanwhile), small enough to keep memory flat (48 bytes a frame)
 _HISTORY_BATCH = 1 << 18
-#: histories shorter than this are sampled whole for the price sparklines
-_SAMPLE_ALL = 2_000_000
-#: bytes at the end of a big journal's history sampled for the sparklines (some 25,000 frames)
+#: bytes at the end of the history (what the journal held when the view opened) sampled for the sparklines, some
+#: 25,000 frames: a series keeps SPARK_POINTS prices a symbol, so pricing more of the history is pushed out again
 _SAMPLE_TAIL = 2 << 20
+#: sealed pages holding fewer frames than this are walked (some 20 ms) rather than taken from their summaries
+_WALK_WHOLE = 1 << 18
 
 
 class PriceSampler:
@@ -129,6 +130,9 @@ class Watcher(threading.Thread):
         #: set once the sealed pages' summaries are read (or there are none to read): a check of every page file,
         #: a few system calls each, that the view waits for rather than competing with it for the GIL
         self.summaries_read = threading.Event()
+        #: set once the history (what the journal held when it was opened) is in the view's index, or the follower
+        #: waits, stops or fails first
+        self.history_read = threading.Event()
         self.damage: Damage | None = None
         self.error: str | None = None
 
@@ -141,6 +145,7 @@ class Watcher(threading.Thread):
 
     def _waiting(self, message: str) -> None:
         self.summaries_read.set()  # nothing to read yet: the view starts and says what it waits for
+        self.history_read.set()
         self.notify("waiting", message)
 
     def run(self) -> None:
@@ -159,18 +164,18 @@ class Watcher(threading.Thread):
                 policy = SleepWait(0.002)
                 start, staged = self._summarised(reader, history_page)
                 self.summaries_read.set()
-                # a big journal's history (its sealed pages summarised): the sparklines keep SPARK_POINTS a symbol,
-                # so only the end of the last page is sampled
-                sample_from = (history_page, history_end - _SAMPLE_TAIL) if start[0] > reader.first_page else (0, 0)
+                sample_from = _back(reader, (history_page, history_end), _SAMPLE_TAIL)
                 for batch in reader.follow_batches(start, policy, stop=stop, batch_size=_HISTORY_BATCH):
                     n = len(batch)
                     if not n and staged is not None:  # the end of a page: of the history, or a damaged one
                         self._publish(staged)
+                        self.history_read.set()
                         staged = None
                     if not n:
                         # follow_batches also yields an empty batch at each page's end: check the cursor
                         if not self.caught_up and self._at_end(reader):
                             self.caught_up = True
+                            self.history_read.set()
                             self.notify("caught_up", None)
                         continue
                     if batch.page_index != current_page:
@@ -183,13 +188,13 @@ class Watcher(threading.Thread):
                         staged.add(batch)
                         if _reached(staged, reader, history_page, history_end):
                             self._publish(staged)
+                            self.history_read.set()
                             staged = None
                     if not self.caught_up:  # the history: drop what was indexed from our resident set
                         PageSet.release(batch.page, 0, int(batch.offsets[-1]))
                     now = time.monotonic()
                     if not self.caught_up:
-                        if (batch.page_index >= history_page - 1 or self.index.total < _SAMPLE_ALL) and (
-                                (batch.page_index, int(batch.offsets[-1])) >= sample_from):
+                        if (batch.page_index, int(batch.offsets[-1])) >= sample_from:
                             self.prices.add(_frames_from(batch, sample_from), SPARK_POINTS)
                     elif now - last_sample >= self.sample_every:
                         last_sample = now
@@ -209,14 +214,15 @@ class Watcher(threading.Thread):
             self.notify("error", str(e))
         finally:
             self.summaries_read.set()
+            self.history_read.set()
 
 
     def _summarised(self, reader: Reader, history_page: int) -> tuple[Position, JournalIndex | None]:
         """Index the sealed pages whose summary holds without walking them; where the walk starts, and the index
         the walk fills until it has read the history's last page (None: the view's own).
 
-        Only on a big journal (a small one is walked whole, its prices sampled for the sparklines), and never
-        its last page (its prices are sampled); a page's rows are located by a rescan when shown. When only the
+        Only when they hold :data:`_WALK_WHOLE` frames or more (fewer are walked), and never its last page; a
+        page's rows are located by a rescan when shown. When only the
         last page is left to walk, the summaries and that page go to the view together: its first screen is the
         bottom, the true last frames with their row numbers, not the end of the page before (a rescan of a whole
         sealed page, then a jump)."""
@@ -235,7 +241,7 @@ class Watcher(threading.Thread):
                 break
             found.append(s)
         start = (reader.first_page, reader.fmt.frame_start)
-        if sum(s.frames for s in found) < _SAMPLE_ALL:
+        if sum(s.frames for s in found) < _WALK_WHOLE:
             return start, None
         added = JournalIndex(self.index.filter)
         for s in found:
@@ -260,6 +266,23 @@ def _reached(index: JournalIndex, reader: Reader, page: int, cursor: int) -> boo
             return cursor <= reader.page(page).frame_start
         last = index.pages[-1]
         return (page, cursor) <= (last.index, last.end)
+
+
+def _back(reader: Reader, end: Position, nbytes: int) -> Position:
+    """The position ``nbytes`` of frames before ``end`` (not a frame's start: batches are cut at it), from the
+    pages' cursors; the journal's start if it holds fewer."""
+    page, off = end
+    first = reader.first_page
+    while True:
+        start = reader.page(page).frame_start
+        if off - nbytes >= start or page <= first:
+            return (page, max(start, off - nbytes))
+        nbytes -= off - start
+        page -= 1
+        try:
+            off = reader.page(page).cursor
+        except KftoolsError:
+            return (page + 1, reader.fmt.frame_start)
 
 
 def _frames_from(batch: FrameBatch, position: Position) -> FrameBatch:
