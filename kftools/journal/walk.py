@@ -251,7 +251,8 @@ class Walk:
                     and skip(page)):
                 off = end
             while off < end:
-                offsets, headers, off, problem = scan_page(page, off, end, self.registry, batch_size, False)
+                offsets, headers, off, problem = scan_page(page, off, end, self.registry, batch_size,
+                                                           headers_wanted=False)
                 if len(offsets):
                     yield FrameBatch(page, offsets, headers)
                 if problem:
@@ -344,7 +345,8 @@ class Walk:
                 if cur > page.limit():
                     self._note_damage(page, off, page.header_problem() or "bad cursor")
                     return
-                offsets, headers, off, problem = scan_page(page, off, cur, self.registry, batch_size, False)
+                offsets, headers, off, problem = scan_page(page, off, cur, self.registry, batch_size,
+                                                           headers_wanted=False)
                 batch = filt(FrameBatch(page, offsets, headers))
                 if len(batch):
                     yield batch
@@ -541,7 +543,8 @@ class _LiveRefill:
             self.last_off = off
             rules.progressed()
         if status == STATUS_BACKLOG:
-            offsets, headers, nxt, problem = scan_page(page, off, stream.cursor, walk.registry, DEFAULT_BATCH, False)
+            offsets, headers, nxt, problem = scan_page(page, off, stream.cursor, walk.registry, DEFAULT_BATCH,
+                                                       headers_wanted=False)
             batch = self.filt(FrameBatch(page, offsets, headers))
             stream.feed(page, page.mm, batch.offsets)
             stream.offset = self.last_off = nxt

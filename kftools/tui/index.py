@@ -115,7 +115,10 @@ class JournalIndex:
         seen = _distinct(batch.column("msg_type"))
         # gen_time of the first and last rows kept, then of the batch's last frame: three values, not a column
         n = len(batch)
-        kept: list[int] = [0, n - 1] if mask is None else np.flatnonzero(mask)[[0, -1]].tolist() if len(offs) else []
+        if mask is None:
+            kept = [0, n - 1]
+        else:
+            kept = np.flatnonzero(mask)[[0, -1]].tolist() if len(offs) else []
         times = batch.select(np.array([*kept, n - 1], dtype=np.intp)).column("gen_time")
         pi = batch.page_index
         with self.lock:
